@@ -1,0 +1,83 @@
+/* Kafka helpers shared by every flashsale process (librdkafka 2.0.x).
+ *
+ * - Producers are idempotent with acks=all and the murmur2 partitioner (Java-compatible,
+ *   so every tool agrees on which partition a key lives in).
+ * - Consumers read_committed, manual offsets, eager `range` assignor, static membership
+ *   (group.instance.id), enable.partition.eof off unless asked.
+ * - Every record carries the headers event-type, event-id, correlation-id, causation-id,
+ *   occurred-at (see fs_kafka_headers_new).
+ * Functions here may be called from any thread unless they say otherwise. */
+#ifndef FS_KAFKA_H
+#define FS_KAFKA_H
+#include "fs/config.h"
+#include "fs/err.h"
+#include <librdkafka/rdkafka.h>
+#include <stdint.h>
+
+/* Topic names (every family co-partitioned: same partition count). */
+#define FS_TOPIC_INVENTORY_COMMANDS "inventory.commands"
+#define FS_TOPIC_INVENTORY_EVENTS "inventory.events"
+#define FS_TOPIC_ORDERS_COMMANDS "orders.commands"
+#define FS_TOPIC_ORDERS_EVENTS "orders.events"
+#define FS_TOPIC_PAYMENTS_COMMANDS "payments.commands"
+#define FS_TOPIC_PAYMENTS_EVENTS "payments.events"
+#define FS_TOPIC_MEMBERS_EVENTS "members.events"
+#define FS_TOPIC_NOTIFICATIONS "notifications"
+#define FS_TOPIC_DEADLETTER "deadletter"
+
+typedef struct {
+    const char *name;
+    const char *retention_ms; /* "-1" = keep forever (event topics are the source of truth) */
+} fs_topic_spec;
+extern const fs_topic_spec fs_topics[];
+extern const size_t fs_topics_count;
+
+/* Event metadata carried in headers. Any pointer may be NULL (header left out);
+ * event_id NULL makes a new UUIDv7; occurred_at 0 means now. */
+typedef struct {
+    const char *event_type;
+    const char *event_id;
+    const char *correlation_id;
+    const char *causation_id;
+    int64_t occurred_at;
+} fs_event_meta;
+
+/* New header list; the caller passes it to a produce call (which takes ownership on
+ * success) or destroys it with rd_kafka_headers_destroy. */
+rd_kafka_headers_t *fs_kafka_headers_new(const fs_event_meta *m);
+/* Copies header `name` of msg as a NUL-terminated string into buf. Returns its length,
+ * or -1 if absent or too long. */
+int fs_kafka_header_get(const rd_kafka_message_t *msg, const char *name, char *buf, size_t n);
+
+/* Clients. They return NULL with *err on bad configuration. The caller destroys them. */
+rd_kafka_t *fs_kafka_producer_new(const fs_common_config *cfg, const char *client_id,
+                                  fs_err *err);
+/* group may be NULL for an assign-only consumer; instance_id may be NULL (dynamic member). */
+rd_kafka_t *fs_kafka_consumer_new(const fs_common_config *cfg, const char *group,
+                                  const char *instance_id, bool partition_eof, fs_err *err);
+
+/* Creates the topics (idempotent). A topic that exists with another partition count is
+ * an error. retention_ms may be NULL. */
+int fs_kafka_create_topic(rd_kafka_t *rk, const char *name, int partitions, int replication,
+                          const char *retention_ms, int timeout_ms, fs_err *err);
+/* Partition count of a topic, or -1 with *err. */
+int fs_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, fs_err *err);
+
+/* Reads the given partitions (read_committed) from their offsets (or the beginning when an
+ * offset is RD_KAFKA_OFFSET_INVALID/BEGINNING) up to the high watermark as it was when the
+ * call started, calling cb for every record in log order per partition. Waits for open
+ * transactions below that watermark to finish (commit or abort), so the state built from it
+ * includes every committed record. Returns 0, the first non-zero return of cb (with *err as
+ * cb set it), or -1 with *err on timeout or broker errors. Blocks the calling thread. */
+typedef int (*fs_kafka_record_cb)(void *ctx, const rd_kafka_message_t *msg, fs_err *err);
+int fs_kafka_read_to_end(const fs_common_config *cfg,
+                         const rd_kafka_topic_partition_list_t *parts, fs_kafka_record_cb cb,
+                         void *ctx, int timeout_ms, fs_err *err);
+
+/* Produces a copy of src (key, value, headers) to the dead-letter topic with the extra
+ * headers dlq-reason, dlq-topic, dlq-partition, dlq-offset. Used inside a transaction by
+ * passing the loop's producer. */
+int fs_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src, const char *reason,
+                         fs_err *err);
+
+#endif

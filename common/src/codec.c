@@ -1,0 +1,935 @@
+/* Avro single-object codec with writer->reader projection; see fs/codec.h.
+ *
+ * Each registered schema keeps: the avro-c schema and its generic value class (shared by
+ * all threads, values are made per call), the Parsing Canonical Form and its fingerprint,
+ * and a map from record full name to the record's JSON definition, which is where field
+ * defaults are read from during projection (avro-c does not keep defaults). */
+#include "fs/codec.h"
+#include "fs/schemas.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fs_schema {
+    char *fullname;
+    const char *name; /* points into fullname */
+    char *canonical;
+    uint64_t fp;
+    bool reader;
+    avro_schema_t avro;
+    avro_value_iface_t *iface;
+    json_t *records; /* record full name -> JSON definition (for defaults) */
+};
+
+struct fs_codec {
+    fs_schema **v;
+    size_t n, cap;
+};
+
+/* ---- CRC-64-AVRO -------------------------------------------------------------------- */
+
+#define CRC64_EMPTY 0xc15d213aa4d7a795ULL
+static uint64_t crc64_table[256];
+static pthread_once_t crc64_once = PTHREAD_ONCE_INIT;
+
+static void crc64_init(void)
+{
+    for (int i = 0; i < 256; i++) {
+        uint64_t fp = (uint64_t)i;
+        for (int j = 0; j < 8; j++)
+            fp = (fp >> 1) ^ (CRC64_EMPTY & (0 - (fp & 1)));
+        crc64_table[i] = fp;
+    }
+}
+
+uint64_t fs_crc64_avro(const void *buf, size_t len)
+{
+    pthread_once(&crc64_once, crc64_init);
+    const uint8_t *p = buf;
+    uint64_t fp = CRC64_EMPTY;
+    for (size_t i = 0; i < len; i++)
+        fp = (fp >> 8) ^ crc64_table[(fp ^ p[i]) & 0xff];
+    return fp;
+}
+
+/* ---- Parsing Canonical Form ---------------------------------------------------------- */
+
+static const char *const primitives[] = {"null", "boolean", "int", "long", "float",
+                                         "double", "bytes", "string", NULL};
+
+static bool is_primitive(const char *t)
+{
+    for (int i = 0; primitives[i]; i++)
+        if (!strcmp(t, primitives[i]))
+            return true;
+    return false;
+}
+
+/* Full name of `name` declared (or referenced) in namespace `ns`. Returns malloc'd. */
+static char *full_name(const char *name, const char *explicit_ns, const char *ns)
+{
+    char *out = NULL;
+    if (strchr(name, '.'))
+        out = strdup(name);
+    else if (explicit_ns && *explicit_ns)
+        (void)!asprintf(&out, "%s.%s", explicit_ns, name);
+    else if (ns && *ns)
+        (void)!asprintf(&out, "%s.%s", ns, name);
+    else
+        out = strdup(name);
+    return out;
+}
+
+static char *namespace_of(const char *fullname)
+{
+    const char *dot = strrchr(fullname, '.');
+    return dot ? strndup(fullname, (size_t)(dot - fullname)) : strdup("");
+}
+
+/* Returns a new JSON value in canonical form, or NULL on a malformed schema. `records`
+ * (may be NULL) collects record definitions by full name. */
+static json_t *pcf(json_t *s, const char *ns, json_t *records)
+{
+    if (json_is_string(s)) {
+        const char *t = json_string_value(s);
+        if (is_primitive(t))
+            return json_string(t);
+        char *fn = full_name(t, NULL, ns);
+        json_t *r = json_string(fn);
+        free(fn);
+        return r;
+    }
+    if (json_is_array(s)) {
+        json_t *out = json_array();
+        size_t i;
+        json_t *b;
+        json_array_foreach(s, i, b)
+        {
+            json_t *c = pcf(b, ns, records);
+            if (!c) {
+                json_decref(out);
+                return NULL;
+            }
+            json_array_append_new(out, c);
+        }
+        return out;
+    }
+    if (!json_is_object(s))
+        return NULL;
+    json_t *type = json_object_get(s, "type");
+    if (json_is_object(type) || json_is_array(type))
+        return pcf(type, ns, records);
+    if (!json_is_string(type))
+        return NULL;
+    const char *t = json_string_value(type);
+    if (is_primitive(t))
+        return json_string(t);
+    json_t *out = json_object();
+    if (!strcmp(t, "record") || !strcmp(t, "error") || !strcmp(t, "enum") || !strcmp(t, "fixed")) {
+        const char *name = json_string_value(json_object_get(s, "name"));
+        if (!name) {
+            json_decref(out);
+            return NULL;
+        }
+        char *fn = full_name(name, json_string_value(json_object_get(s, "namespace")), ns);
+        char *inner_ns = namespace_of(fn);
+        json_object_set_new(out, "name", json_string(fn));
+        json_object_set_new(out, "type", json_string(t));
+        if (!strcmp(t, "record") || !strcmp(t, "error")) {
+            if (records)
+                json_object_set(records, fn, s);
+            json_t *fields = json_array();
+            json_object_set_new(out, "fields", fields);
+            size_t i;
+            json_t *fd;
+            json_array_foreach(json_object_get(s, "fields"), i, fd)
+            {
+                json_t *fname = json_object_get(fd, "name");
+                json_t *ft = pcf(json_object_get(fd, "type"), inner_ns, records);
+                if (!json_is_string(fname) || !ft) {
+                    json_decref(ft);
+                    free(fn);
+                    free(inner_ns);
+                    json_decref(out);
+                    return NULL;
+                }
+                json_t *f = json_object();
+                json_object_set(f, "name", fname);
+                json_object_set_new(f, "type", ft);
+                json_array_append_new(fields, f);
+            }
+        } else if (!strcmp(t, "enum")) {
+            json_object_set(out, "symbols", json_object_get(s, "symbols"));
+        } else {
+            json_object_set(out, "size", json_object_get(s, "size"));
+        }
+        free(fn);
+        free(inner_ns);
+        return out;
+    }
+    if (!strcmp(t, "array") || !strcmp(t, "map")) {
+        const char *key = !strcmp(t, "array") ? "items" : "values";
+        json_t *c = pcf(json_object_get(s, key), ns, records);
+        if (!c) {
+            json_decref(out);
+            return NULL;
+        }
+        json_object_set_new(out, "type", json_string(t));
+        json_object_set_new(out, key, c);
+        return out;
+    }
+    /* A reference to a named type written as {"type": "Name"}. */
+    json_decref(out);
+    char *fn = full_name(t, NULL, ns);
+    json_t *r = json_string(fn);
+    free(fn);
+    return r;
+}
+
+static char *canonical_and_records(const char *json, json_t **records_out, fs_err *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(json, 0, &jerr);
+    if (!root) {
+        fs_err_set(err, FS_ERR_INVALID, 0, "schema is not JSON: %s (line %d)", jerr.text,
+                   jerr.line);
+        return NULL;
+    }
+    json_t *records = json_object();
+    json_t *c = pcf(root, "", records);
+    json_decref(root);
+    if (!c) {
+        json_decref(records);
+        fs_err_set(err, FS_ERR_INVALID, 0, "schema is not a valid Avro schema");
+        return NULL;
+    }
+    char *text = json_dumps(c, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    json_decref(c);
+    if (records_out)
+        *records_out = records;
+    else
+        json_decref(records);
+    return text;
+}
+
+char *fs_avro_canonical_form(const char *json, fs_err *err)
+{
+    return canonical_and_records(json, NULL, err);
+}
+
+/* ---- registry ----------------------------------------------------------------------- */
+
+static void schema_free(fs_schema *s)
+{
+    if (!s)
+        return;
+    if (s->iface)
+        avro_value_iface_decref(s->iface);
+    if (s->avro)
+        avro_schema_decref(s->avro);
+    json_decref(s->records);
+    free(s->canonical);
+    free(s->fullname);
+    free(s);
+}
+
+fs_codec *fs_codec_new_empty(void)
+{
+    return calloc(1, sizeof(fs_codec));
+}
+
+fs_codec *fs_codec_new(fs_err *err)
+{
+    fs_codec *c = fs_codec_new_empty();
+    if (!c) {
+        fs_err_set(err, FS_ERR_FATAL, ENOMEM, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < fs_embedded_schemas_count; i++) {
+        const char *path = fs_embedded_schemas[i].path;
+        /* "Name.avsc" is the reader; "Name.vN.avsc" an older writer version. */
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        bool reader = strchr(base, '.') == strrchr(base, '.');
+        if (!fs_codec_add(c, fs_embedded_schemas[i].json, reader, err)) {
+            char m[sizeof err->msg];
+            snprintf(m, sizeof m, "%s", err->msg);
+            fs_err_set(err, FS_ERR_FATAL, 0, "schemas/%s: %s", path, m);
+            fs_codec_destroy(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+void fs_codec_destroy(fs_codec *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++)
+        schema_free(c->v[i]);
+    free(c->v);
+    free(c);
+}
+
+const fs_schema *fs_codec_add(fs_codec *c, const char *json, bool reader, fs_err *err)
+{
+    fs_schema *s = calloc(1, sizeof *s);
+    if (!s) {
+        fs_err_set(err, FS_ERR_FATAL, ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->canonical = canonical_and_records(json, &s->records, err);
+    if (!s->canonical)
+        goto fail;
+    if (avro_schema_from_json_length(json, strlen(json), &s->avro)) {
+        fs_err_set(err, FS_ERR_INVALID, 0, "avro: %s", avro_strerror());
+        goto fail;
+    }
+    if (!is_avro_named_type(s->avro)) {
+        fs_err_set(err, FS_ERR_INVALID, 0, "top-level schema must be a named type");
+        goto fail;
+    }
+    const char *ns = avro_schema_namespace(s->avro);
+    s->fullname = full_name(avro_schema_name(s->avro), ns, NULL);
+    s->name = strrchr(s->fullname, '.') ? strrchr(s->fullname, '.') + 1 : s->fullname;
+    s->fp = fs_crc64_avro(s->canonical, strlen(s->canonical));
+    s->reader = reader;
+    s->iface = avro_generic_class_from_schema(s->avro);
+    if (!s->iface) {
+        fs_err_set(err, FS_ERR_INVALID, 0, "avro: %s", avro_strerror());
+        goto fail;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->v[i]->fp == s->fp) { /* same schema registered twice: keep one */
+            if (reader)
+                c->v[i]->reader = true;
+            schema_free(s);
+            s = c->v[i];
+            goto demote;
+        }
+    }
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 64;
+        fs_schema **v = realloc(c->v, cap * sizeof *v);
+        if (!v) {
+            fs_err_set(err, FS_ERR_FATAL, ENOMEM, "out of memory");
+            goto fail;
+        }
+        c->v = v;
+        c->cap = cap;
+    }
+    c->v[c->n++] = s;
+demote:
+    if (reader) /* one reader per full name */
+        for (size_t i = 0; i < c->n; i++)
+            if (c->v[i] != s && !strcmp(c->v[i]->fullname, s->fullname))
+                c->v[i]->reader = false;
+    return s;
+fail:
+    schema_free(s);
+    return NULL;
+}
+
+const fs_schema *fs_codec_reader(const fs_codec *c, const char *name)
+{
+    bool full = strchr(name, '.') != NULL;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->v[i]->reader && !strcmp(full ? c->v[i]->fullname : c->v[i]->name, name))
+            return c->v[i];
+    return NULL;
+}
+
+const fs_schema *fs_codec_by_fingerprint(const fs_codec *c, uint64_t fp)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (c->v[i]->fp == fp)
+            return c->v[i];
+    return NULL;
+}
+
+size_t fs_codec_count(const fs_codec *c)
+{
+    return c->n;
+}
+const fs_schema *fs_codec_at(const fs_codec *c, size_t i)
+{
+    return i < c->n ? c->v[i] : NULL;
+}
+const char *fs_schema_fullname(const fs_schema *s)
+{
+    return s->fullname;
+}
+const char *fs_schema_name(const fs_schema *s)
+{
+    return s->name;
+}
+const char *fs_schema_canonical(const fs_schema *s)
+{
+    return s->canonical;
+}
+uint64_t fs_schema_fingerprint(const fs_schema *s)
+{
+    return s->fp;
+}
+avro_schema_t fs_schema_avro(const fs_schema *s)
+{
+    return s->avro;
+}
+bool fs_schema_is_reader(const fs_schema *s)
+{
+    return s->reader;
+}
+
+int fs_schema_value_new(const fs_schema *s, avro_value_t *out, fs_err *err)
+{
+    if (avro_generic_value_new(s->iface, out))
+        return fs_err_set(err, FS_ERR_FATAL, ENOMEM, "avro: %s", avro_strerror());
+    return 0;
+}
+
+/* ---- encode / decode ---------------------------------------------------------------- */
+
+int fs_codec_encode(const fs_schema *s, avro_value_t *v, void **buf, size_t *len, fs_err *err)
+{
+    size_t size = 0;
+    if (avro_value_sizeof(v, &size))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "avro sizeof %s: %s", s->name, avro_strerror());
+    uint8_t *out = malloc(FS_AVRO_HEADER_LEN + size);
+    if (!out)
+        return fs_err_set(err, FS_ERR_FATAL, ENOMEM, "out of memory");
+    out[0] = FS_AVRO_MAGIC0;
+    out[1] = FS_AVRO_MAGIC1;
+    for (int i = 0; i < 8; i++)
+        out[2 + i] = (uint8_t)(s->fp >> (8 * i));
+    avro_writer_t w = avro_writer_memory((char *)out + FS_AVRO_HEADER_LEN, (int64_t)size);
+    int rc = avro_value_write(w, v);
+    avro_writer_free(w);
+    if (rc) {
+        free(out);
+        return fs_err_set(err, FS_ERR_INVALID, rc, "avro encode %s: %s", s->name,
+                          avro_strerror());
+    }
+    *buf = out;
+    *len = FS_AVRO_HEADER_LEN + size;
+    return 0;
+}
+
+static int project(avro_value_t *src, avro_value_t *dst, const fs_schema *rs, fs_err *err);
+static int apply_default(json_t *def, avro_value_t *dst, const fs_schema *rs, fs_err *err);
+
+static const char *named_fullname(avro_schema_t s, char *buf, size_t n)
+{
+    const char *ns = avro_schema_namespace(s);
+    if (ns && *ns)
+        snprintf(buf, n, "%s.%s", ns, avro_schema_name(s));
+    else
+        snprintf(buf, n, "%s", avro_schema_name(s));
+    return buf;
+}
+
+/* Whether a writer (non-union) schema can be read as reader schema r. */
+static bool schema_matches(avro_schema_t w, avro_schema_t r)
+{
+    avro_type_t wt = avro_typeof(w), rt = avro_typeof(r);
+    if (wt == rt) {
+        if (is_avro_named_type(w))
+            return !strcmp(avro_schema_name(w), avro_schema_name(r));
+        return true;
+    }
+    switch (wt) {
+    case AVRO_INT32:
+        return rt == AVRO_INT64 || rt == AVRO_FLOAT || rt == AVRO_DOUBLE;
+    case AVRO_INT64:
+        return rt == AVRO_FLOAT || rt == AVRO_DOUBLE;
+    case AVRO_FLOAT:
+        return rt == AVRO_DOUBLE;
+    case AVRO_STRING:
+        return rt == AVRO_BYTES;
+    case AVRO_BYTES:
+        return rt == AVRO_STRING;
+    default:
+        return false;
+    }
+}
+
+static int project_record(avro_value_t *src, avro_value_t *dst, const fs_schema *rs, fs_err *err)
+{
+    avro_schema_t rsch = avro_value_get_schema(dst);
+    size_t n = 0;
+    avro_value_get_size(dst, &n);
+    json_t *def_fields = NULL;
+    char fn[256];
+    json_t *rdef = json_object_get(rs->records, named_fullname(rsch, fn, sizeof fn));
+    def_fields = json_object_get(rdef, "fields");
+    for (size_t i = 0; i < n; i++) {
+        const char *fname = avro_schema_record_field_name(rsch, (int)i);
+        avro_value_t dfield, sfield;
+        avro_value_get_by_index(dst, i, &dfield, NULL);
+        if (avro_value_get_by_name(src, fname, &sfield, NULL) == 0) {
+            if (project(&sfield, &dfield, rs, err))
+                return -1;
+            continue;
+        }
+        json_t *fd = json_array_get(def_fields, i);
+        json_t *def = json_object_get(fd, "default");
+        if (!def)
+            return fs_err_set(err, FS_ERR_INVALID, 0,
+                              "field %s.%s is missing in the writer's schema and has no default",
+                              fn, fname);
+        if (apply_default(def, &dfield, rs, err))
+            return -1;
+    }
+    return 0;
+}
+
+static int project(avro_value_t *src, avro_value_t *dst, const fs_schema *rs, fs_err *err)
+{
+    avro_type_t st = avro_value_get_type(src), dt = avro_value_get_type(dst);
+    if (st == AVRO_UNION) {
+        avro_value_t branch;
+        if (avro_value_get_current_branch(src, &branch))
+            return fs_err_set(err, FS_ERR_INVALID, 0, "union without a branch");
+        return project(&branch, dst, rs, err);
+    }
+    if (dt == AVRO_UNION) {
+        avro_schema_t us = avro_value_get_schema(dst);
+        avro_schema_t ws = avro_value_get_schema(src);
+        size_t nb = avro_schema_union_size(us);
+        for (size_t i = 0; i < nb; i++) {
+            if (schema_matches(ws, avro_schema_union_branch(us, (int)i))) {
+                avro_value_t b;
+                if (avro_value_set_branch(dst, (int)i, &b))
+                    return fs_err_set(err, FS_ERR_INVALID, 0, "avro: %s", avro_strerror());
+                return project(src, &b, rs, err);
+            }
+        }
+        return fs_err_set(err, FS_ERR_INVALID, 0, "no union branch of the reader matches %s",
+                          avro_schema_type_name(ws));
+    }
+    int rc = 0;
+    switch (st) {
+    case AVRO_NULL:
+        if (dt != AVRO_NULL)
+            goto mismatch;
+        rc = avro_value_set_null(dst);
+        break;
+    case AVRO_BOOLEAN: {
+        int b;
+        if (dt != AVRO_BOOLEAN)
+            goto mismatch;
+        rc = avro_value_get_boolean(src, &b) || avro_value_set_boolean(dst, b);
+        break;
+    }
+    case AVRO_INT32: {
+        int32_t x;
+        rc = avro_value_get_int(src, &x);
+        if (dt == AVRO_INT32)
+            rc = rc || avro_value_set_int(dst, x);
+        else if (dt == AVRO_INT64)
+            rc = rc || avro_value_set_long(dst, x);
+        else if (dt == AVRO_FLOAT)
+            rc = rc || avro_value_set_float(dst, (float)x);
+        else if (dt == AVRO_DOUBLE)
+            rc = rc || avro_value_set_double(dst, x);
+        else
+            goto mismatch;
+        break;
+    }
+    case AVRO_INT64: {
+        int64_t x;
+        rc = avro_value_get_long(src, &x);
+        if (dt == AVRO_INT64)
+            rc = rc || avro_value_set_long(dst, x);
+        else if (dt == AVRO_FLOAT)
+            rc = rc || avro_value_set_float(dst, (float)x);
+        else if (dt == AVRO_DOUBLE)
+            rc = rc || avro_value_set_double(dst, (double)x);
+        else
+            goto mismatch;
+        break;
+    }
+    case AVRO_FLOAT: {
+        float x;
+        rc = avro_value_get_float(src, &x);
+        if (dt == AVRO_FLOAT)
+            rc = rc || avro_value_set_float(dst, x);
+        else if (dt == AVRO_DOUBLE)
+            rc = rc || avro_value_set_double(dst, x);
+        else
+            goto mismatch;
+        break;
+    }
+    case AVRO_DOUBLE: {
+        double x;
+        if (dt != AVRO_DOUBLE)
+            goto mismatch;
+        rc = avro_value_get_double(src, &x) || avro_value_set_double(dst, x);
+        break;
+    }
+    case AVRO_STRING:
+    case AVRO_BYTES: {
+        const void *p;
+        size_t n;
+        if (st == AVRO_STRING) {
+            const char *s;
+            rc = avro_value_get_string(src, &s, &n);
+            p = s;
+            if (n)
+                n--; /* size includes the NUL */
+        } else {
+            rc = avro_value_get_bytes(src, &p, &n);
+        }
+        if (rc)
+            break;
+        if (dt == AVRO_BYTES)
+            rc = avro_value_set_bytes(dst, (void *)p, n);
+        else if (dt == AVRO_STRING) {
+            char *tmp = strndup(p, n);
+            rc = !tmp || avro_value_set_string_len(dst, tmp, n + 1);
+            free(tmp);
+        } else
+            goto mismatch;
+        break;
+    }
+    case AVRO_FIXED: {
+        const void *p;
+        size_t n;
+        if (dt != AVRO_FIXED)
+            goto mismatch;
+        rc = avro_value_get_fixed(src, &p, &n) || avro_value_set_fixed(dst, (void *)p, n);
+        break;
+    }
+    case AVRO_ENUM: {
+        int idx;
+        if (dt != AVRO_ENUM)
+            goto mismatch;
+        rc = avro_value_get_enum(src, &idx);
+        if (rc)
+            break;
+        const char *sym = avro_schema_enum_get(avro_value_get_schema(src), idx);
+        int ridx = sym ? avro_schema_enum_get_by_name(avro_value_get_schema(dst), sym) : -1;
+        if (ridx < 0)
+            return fs_err_set(err, FS_ERR_INVALID, 0, "enum symbol %s unknown to the reader",
+                              sym ? sym : "?");
+        rc = avro_value_set_enum(dst, ridx);
+        break;
+    }
+    case AVRO_ARRAY: {
+        size_t n;
+        if (dt != AVRO_ARRAY)
+            goto mismatch;
+        avro_value_get_size(src, &n);
+        for (size_t i = 0; i < n; i++) {
+            avro_value_t se, de;
+            if (avro_value_get_by_index(src, i, &se, NULL) || avro_value_append(dst, &de, NULL) ||
+                project(&se, &de, rs, err))
+                return err && err->cls ? -1 : fs_err_set(err, FS_ERR_INVALID, 0, "array item");
+        }
+        break;
+    }
+    case AVRO_MAP: {
+        size_t n;
+        if (dt != AVRO_MAP)
+            goto mismatch;
+        avro_value_get_size(src, &n);
+        for (size_t i = 0; i < n; i++) {
+            avro_value_t se, de;
+            const char *key;
+            if (avro_value_get_by_index(src, i, &se, &key) ||
+                avro_value_add(dst, key, &de, NULL, NULL) || project(&se, &de, rs, err))
+                return err && err->cls ? -1 : fs_err_set(err, FS_ERR_INVALID, 0, "map value");
+        }
+        break;
+    }
+    case AVRO_RECORD:
+        if (dt != AVRO_RECORD)
+            goto mismatch;
+        return project_record(src, dst, rs, err);
+    default:
+        goto mismatch;
+    }
+    if (rc)
+        return fs_err_set(err, FS_ERR_INVALID, rc, "avro: %s", avro_strerror());
+    return 0;
+mismatch:
+    return fs_err_set(err, FS_ERR_INVALID, 0, "writer type %s cannot be read as %s",
+                      avro_schema_type_name(avro_value_get_schema(src)),
+                      avro_schema_type_name(avro_value_get_schema(dst)));
+}
+
+static int apply_default(json_t *def, avro_value_t *dst, const fs_schema *rs, fs_err *err)
+{
+    int rc = 0;
+    switch (avro_value_get_type(dst)) {
+    case AVRO_NULL:
+        rc = avro_value_set_null(dst);
+        break;
+    case AVRO_BOOLEAN:
+        rc = avro_value_set_boolean(dst, json_is_true(def));
+        break;
+    case AVRO_INT32:
+        rc = avro_value_set_int(dst, (int32_t)json_integer_value(def));
+        break;
+    case AVRO_INT64:
+        rc = avro_value_set_long(dst, (int64_t)json_integer_value(def));
+        break;
+    case AVRO_FLOAT:
+        rc = avro_value_set_float(dst, (float)json_number_value(def));
+        break;
+    case AVRO_DOUBLE:
+        rc = avro_value_set_double(dst, json_number_value(def));
+        break;
+    case AVRO_STRING:
+        rc = !json_is_string(def) ||
+             avro_value_set_string_len(dst, json_string_value(def), json_string_length(def) + 1);
+        break;
+    case AVRO_BYTES:
+    case AVRO_FIXED: {
+        /* JSON default of bytes: a string whose code points 0-255 are the bytes. */
+        const unsigned char *s = (const unsigned char *)json_string_value(def);
+        size_t n = json_string_length(def), k = 0;
+        unsigned char *b = malloc(n + 1);
+        if (!b || !s) {
+            free(b);
+            rc = 1;
+            break;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] == 0xC2 || s[i] == 0xC3) { /* two-byte UTF-8 for 0x80-0xFF */
+                b[k++] = (unsigned char)(((s[i] & 0x03) << 6) | (s[i + 1] & 0x3f));
+                i++;
+            } else
+                b[k++] = s[i];
+        }
+        rc = avro_value_get_type(dst) == AVRO_BYTES ? avro_value_set_bytes(dst, b, k)
+                                                    : avro_value_set_fixed(dst, b, k);
+        free(b);
+        break;
+    }
+    case AVRO_ENUM: {
+        int idx = json_is_string(def)
+                      ? avro_schema_enum_get_by_name(avro_value_get_schema(dst),
+                                                     json_string_value(def))
+                      : -1;
+        rc = idx < 0 || avro_value_set_enum(dst, idx);
+        break;
+    }
+    case AVRO_UNION: { /* a union's default is of its first branch */
+        avro_value_t b;
+        if (avro_value_set_branch(dst, 0, &b))
+            return fs_err_set(err, FS_ERR_INVALID, 0, "avro: %s", avro_strerror());
+        return apply_default(def, &b, rs, err);
+    }
+    case AVRO_ARRAY: {
+        size_t i;
+        json_t *e;
+        json_array_foreach(def, i, e)
+        {
+            avro_value_t de;
+            if (avro_value_append(dst, &de, NULL) || apply_default(e, &de, rs, err))
+                return -1;
+        }
+        break;
+    }
+    case AVRO_MAP: {
+        const char *k;
+        json_t *e;
+        json_object_foreach(def, k, e)
+        {
+            avro_value_t de;
+            if (avro_value_add(dst, k, &de, NULL, NULL) || apply_default(e, &de, rs, err))
+                return -1;
+        }
+        break;
+    }
+    case AVRO_RECORD: {
+        avro_schema_t rsch = avro_value_get_schema(dst);
+        char fn[256];
+        json_t *fields = json_object_get(
+            json_object_get(rs->records, named_fullname(rsch, fn, sizeof fn)), "fields");
+        size_t n = 0;
+        avro_value_get_size(dst, &n);
+        for (size_t i = 0; i < n; i++) {
+            const char *fname = avro_schema_record_field_name(rsch, (int)i);
+            json_t *v = json_object_get(def, fname);
+            if (!v)
+                v = json_object_get(json_array_get(fields, i), "default");
+            avro_value_t df;
+            avro_value_get_by_index(dst, i, &df, NULL);
+            if (!v)
+                return fs_err_set(err, FS_ERR_INVALID, 0, "no default for %s.%s", fn, fname);
+            if (apply_default(v, &df, rs, err))
+                return -1;
+        }
+        break;
+    }
+    default:
+        rc = 1;
+    }
+    if (rc)
+        return fs_err_set(err, FS_ERR_INVALID, 0, "bad default value for %s",
+                          avro_schema_type_name(avro_value_get_schema(dst)));
+    return 0;
+}
+
+int fs_codec_decode(const fs_codec *c, const void *buf, size_t len, const fs_schema **schema_out,
+                    avro_value_t *out, fs_err *err)
+{
+    const uint8_t *p = buf;
+    if (!p || len < FS_AVRO_HEADER_LEN)
+        return fs_err_set(err, FS_ERR_INVALID, 0, "record too short (%zu bytes)", len);
+    if (p[0] != FS_AVRO_MAGIC0 || p[1] != FS_AVRO_MAGIC1)
+        return fs_err_set(err, FS_ERR_INVALID, 0,
+                          "not Avro single-object encoding (magic %02x %02x)", p[0], p[1]);
+    uint64_t fp = 0;
+    for (int i = 0; i < 8; i++)
+        fp |= (uint64_t)p[2 + i] << (8 * i);
+    const fs_schema *ws = fs_codec_by_fingerprint(c, fp);
+    if (!ws)
+        return fs_err_set(err, FS_ERR_INVALID, 0, "unknown schema fingerprint %016llx",
+                          (unsigned long long)fp);
+    const fs_schema *rs = ws->reader ? ws : fs_codec_reader(c, ws->fullname);
+    if (!rs)
+        return fs_err_set(err, FS_ERR_INVALID, 0, "no reader schema for %s", ws->fullname);
+
+    avro_value_t wv;
+    if (fs_schema_value_new(ws, &wv, err))
+        return -1;
+    avro_reader_t r = avro_reader_memory((const char *)p + FS_AVRO_HEADER_LEN,
+                                         (int64_t)(len - FS_AVRO_HEADER_LEN));
+    int rc = avro_value_read(r, &wv);
+    char extra;
+    bool trailing = rc == 0 && avro_read(r, &extra, 1) == 0;
+    avro_reader_free(r);
+    if (rc || trailing) {
+        avro_value_decref(&wv);
+        return fs_err_set(err, FS_ERR_INVALID, rc, "%s payload: %s", ws->name,
+                          trailing ? "trailing bytes after the record" : "truncated or corrupt");
+    }
+    if (rs == ws) {
+        *out = wv;
+        *schema_out = rs;
+        return 0;
+    }
+    avro_value_t rv;
+    if (fs_schema_value_new(rs, &rv, err)) {
+        avro_value_decref(&wv);
+        return -1;
+    }
+    rc = project(&wv, &rv, rs, err);
+    avro_value_decref(&wv);
+    if (rc) {
+        avro_value_decref(&rv);
+        return -1;
+    }
+    *out = rv;
+    *schema_out = rs;
+    return 0;
+}
+
+/* ---- field helpers ------------------------------------------------------------------ */
+
+static int field(avro_value_t *rec, const char *name, avro_value_t *f, fs_err *err)
+{
+    if (avro_value_get_by_name(rec, name, f, NULL))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "no field %s", name);
+    if (avro_value_get_type(f) == AVRO_UNION) { /* optional field: take / pick non-null */
+        int disc;
+        avro_value_t b;
+        if (avro_value_get_discriminant(f, &disc) == 0 && disc >= 0 &&
+            avro_value_get_current_branch(f, &b) == 0)
+            *f = b;
+    }
+    return 0;
+}
+
+int fs_av_get_str(avro_value_t *rec, const char *name, const char **out, fs_err *err)
+{
+    avro_value_t f;
+    size_t n;
+    if (field(rec, name, &f, err))
+        return -1;
+    if (avro_value_get_type(&f) == AVRO_NULL) {
+        *out = NULL;
+        return 0;
+    }
+    if (avro_value_get_string(&f, out, &n))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "field %s is not a string", name);
+    return 0;
+}
+
+int fs_av_get_int(avro_value_t *rec, const char *name, int32_t *out, fs_err *err)
+{
+    avro_value_t f;
+    if (field(rec, name, &f, err))
+        return -1;
+    if (avro_value_get_int(&f, out))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "field %s is not an int", name);
+    return 0;
+}
+
+int fs_av_get_long(avro_value_t *rec, const char *name, int64_t *out, fs_err *err)
+{
+    avro_value_t f;
+    if (field(rec, name, &f, err))
+        return -1;
+    if (avro_value_get_long(&f, out))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "field %s is not a long", name);
+    return 0;
+}
+
+/* For an optional field (["null", T]) select the T branch before setting. */
+static int field_for_set(avro_value_t *rec, const char *name, avro_value_t *f, fs_err *err)
+{
+    if (avro_value_get_by_name(rec, name, f, NULL))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "no field %s", name);
+    if (avro_value_get_type(f) == AVRO_UNION) {
+        avro_value_t b;
+        if (avro_value_set_branch(f, 1, &b))
+            return fs_err_set(err, FS_ERR_INVALID, 0, "field %s: %s", name, avro_strerror());
+        *f = b;
+    }
+    return 0;
+}
+
+int fs_av_set_str(avro_value_t *rec, const char *name, const char *v, fs_err *err)
+{
+    avro_value_t f;
+    if (!v) { /* NULL sets an optional field to null */
+        if (avro_value_get_by_name(rec, name, &f, NULL) || avro_value_get_type(&f) != AVRO_UNION)
+            return fs_err_set(err, FS_ERR_INVALID, 0, "field %s is not optional", name);
+        avro_value_t b;
+        return avro_value_set_branch(&f, 0, &b) || avro_value_set_null(&b)
+                   ? fs_err_set(err, FS_ERR_INVALID, 0, "field %s", name)
+                   : 0;
+    }
+    if (field_for_set(rec, name, &f, err))
+        return -1;
+    if (avro_value_set_string(&f, v))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "field %s is not a string", name);
+    return 0;
+}
+
+int fs_av_set_int(avro_value_t *rec, const char *name, int32_t v, fs_err *err)
+{
+    avro_value_t f;
+    if (field_for_set(rec, name, &f, err))
+        return -1;
+    if (avro_value_set_int(&f, v))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "field %s is not an int", name);
+    return 0;
+}
+
+int fs_av_set_long(avro_value_t *rec, const char *name, int64_t v, fs_err *err)
+{
+    avro_value_t f;
+    if (field_for_set(rec, name, &f, err))
+        return -1;
+    if (avro_value_set_long(&f, v))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "field %s is not a long", name);
+    return 0;
+}

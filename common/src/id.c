@@ -1,0 +1,136 @@
+/* UUIDv7 generation; see fs/id.h. One mutex guards the (last_ms, counter) pair: an id costs
+ * a lock, a clock read and 8 random bytes from a per-thread buffer refilled by getrandom(2). */
+#include "fs/id.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t id_last_ms;
+static uint32_t id_counter; /* 12 bits used */
+
+static __thread uint8_t rnd_buf[256];
+static __thread size_t rnd_pos = sizeof rnd_buf;
+
+static int random_bytes(uint8_t *out, size_t n)
+{
+    if (rnd_pos + n > sizeof rnd_buf) {
+        size_t got = 0;
+        while (got < sizeof rnd_buf) {
+            ssize_t r = getrandom(rnd_buf + got, sizeof rnd_buf - got, 0);
+            if (r < 0)
+                return -1;
+            got += (size_t)r;
+        }
+        rnd_pos = 0;
+    }
+    memcpy(out, rnd_buf + rnd_pos, n);
+    rnd_pos += n;
+    return 0;
+}
+
+int64_t fs_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t fs_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int fs_uuid7_new(fs_uuid *out)
+{
+    uint8_t rnd[8];
+    if (random_bytes(rnd, sizeof rnd))
+        return -1;
+    uint64_t now = (uint64_t)fs_now_ms();
+    pthread_mutex_lock(&id_lock);
+    if (now > id_last_ms) {
+        id_last_ms = now;
+        id_counter = rnd[7] & 0x1ff; /* random start, leaves room to count up */
+    } else if (++id_counter > 0xfff) {
+        /* counter exhausted in this millisecond (or clock went back): borrow the next ms */
+        id_last_ms++;
+        id_counter = 0;
+    }
+    uint64_t ms = id_last_ms;
+    uint32_t ctr = id_counter;
+    pthread_mutex_unlock(&id_lock);
+
+    for (int i = 0; i < 6; i++)
+        out->b[i] = (uint8_t)(ms >> (40 - 8 * i));
+    out->b[6] = (uint8_t)(0x70 | (ctr >> 8));
+    out->b[7] = (uint8_t)(ctr & 0xff);
+    out->b[8] = (uint8_t)(0x80 | (rnd[0] & 0x3f));
+    memcpy(out->b + 9, rnd + 1, 7);
+    return 0;
+}
+
+void fs_uuid_format(const fs_uuid *id, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *p = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hex[id->b[i] >> 4];
+        *p++ = hex[id->b[i] & 15];
+    }
+    *p = '\0';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int fs_uuid_parse(const char *s, fs_uuid *out)
+{
+    if (!s || strlen(s) != FS_UUID_STR_LEN)
+        return -1;
+    int j = 0;
+    for (int i = 0; i < FS_UUID_STR_LEN;) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return -1;
+            i++;
+            continue;
+        }
+        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out->b[j++] = (uint8_t)(hi << 4 | lo);
+        i += 2;
+    }
+    return 0;
+}
+
+uint64_t fs_uuid7_millis(const fs_uuid *id)
+{
+    uint64_t ms = 0;
+    for (int i = 0; i < 6; i++)
+        ms = ms << 8 | id->b[i];
+    return ms;
+}
+
+int fs_uuid7_str(char out[FS_UUID_STR_LEN + 1])
+{
+    fs_uuid id;
+    if (fs_uuid7_new(&id))
+        return -1;
+    fs_uuid_format(&id, out);
+    return 0;
+}

@@ -1,0 +1,500 @@
+/* Transactional consume-transform-produce loop; see fs/txn_loop.h for the contract.
+ *
+ * State kept here is runtime bookkeeping only: whether a transaction is open, when it
+ * started, how many records it holds, and the next offset to commit per partition. The
+ * worker's own state lives in the worker and is rebuilt through on_assign. */
+#include "fs/txn_loop.h"
+#include "fs/id.h"
+#include "fs/kafka.h"
+#include "fs/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct fs_txn_loop {
+    fs_txn_loop_conf conf;
+    char txn_id[256];
+    rd_kafka_t *consumer;
+    rd_kafka_t *producer;
+
+    int txn_open;
+    int64_t txn_started;
+    size_t txn_records;
+    rd_kafka_topic_partition_list_t *offsets; /* next offsets of the open transaction */
+
+    int need_reset;     /* abort happened in a callback: rebuild + rewind before going on */
+    int fatal;          /* stop: unrecoverable */
+    fs_err fatal_err;
+    int restarts_in_row;
+    fs_txn_loop_stats stats;
+};
+
+static rd_kafka_t *producer_new(fs_txn_loop *l, fs_err *err)
+{
+    const fs_common_config *c = l->conf.common;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char e[256], tmo[24];
+    snprintf(tmo, sizeof tmo, "%ld", c->txn_timeout_ms);
+    const char *kv[][2] = {
+        {"bootstrap.servers", c->brokers},
+        {"client.id", l->txn_id},
+        {"transactional.id", l->txn_id},
+        {"transaction.timeout.ms", tmo},
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"linger.ms", "2"},
+        {"partitioner", "murmur2_random"},
+    };
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], e, sizeof e) != RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_destroy(conf);
+            fs_err_set(err, FS_ERR_FATAL, 0, "producer config %s: %s", kv[i][0], e);
+            return NULL;
+        }
+    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+    if (!p) {
+        rd_kafka_conf_destroy(conf);
+        fs_err_set(err, FS_ERR_FATAL, 0, "producer: %s", e);
+        return NULL;
+    }
+    /* Fences any older producer with this transactional.id and aborts its open txn. */
+    for (int attempt = 0;; attempt++) {
+        rd_kafka_error_t *ke = rd_kafka_init_transactions(p, 60000);
+        if (!ke)
+            break;
+        fs_err_from_kafka_error(err, ke, "init_transactions");
+        int retry = rd_kafka_error_is_retriable(ke) && attempt < 10;
+        rd_kafka_error_destroy(ke);
+        if (!retry) {
+            rd_kafka_destroy(p);
+            return NULL;
+        }
+        usleep(500 * 1000);
+    }
+    return p;
+}
+
+static void offsets_clear(fs_txn_loop *l)
+{
+    rd_kafka_topic_partition_list_destroy(l->offsets);
+    l->offsets = rd_kafka_topic_partition_list_new(16);
+}
+
+/* Roll the worker back to committed state: rebuild every assigned partition and seek the
+ * consumer to the committed offsets. Used after an abort and after a producer restart. */
+static int rewind_to_committed(fs_txn_loop *l, fs_err *err)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(l->consumer, &parts) || !parts)
+        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "assignment unavailable");
+    int rc = 0;
+    if (parts->cnt > 0) {
+        if (l->conf.on_revoke)
+            l->conf.on_revoke(l->conf.app, l, parts);
+        rd_kafka_resp_err_t e = rd_kafka_committed(l->consumer, parts, 30000);
+        if (e) {
+            rc = fs_err_from_kafka_code(err, e, "committed offsets");
+            goto out;
+        }
+        if (l->conf.on_assign(l->conf.app, l, parts, err)) {
+            rc = -1;
+            goto out;
+        }
+        for (int i = 0; i < parts->cnt; i++)
+            if (parts->elems[i].offset < 0)
+                parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+        /* librdkafka 2.0: a -1 timeout makes the seek synchronous and reliable. */
+        rd_kafka_error_t *ke = rd_kafka_seek_partitions(l->consumer, parts, -1);
+        if (ke) {
+            rc = fs_err_from_kafka_error(err, ke, "seek");
+            rd_kafka_error_destroy(ke);
+        }
+    }
+out:
+    rd_kafka_topic_partition_list_destroy(parts);
+    return rc;
+}
+
+static int producer_restart(fs_txn_loop *l, fs_err *err)
+{
+    l->stats.producer_restarts++;
+    int max = l->conf.max_producer_restarts ? l->conf.max_producer_restarts : 5;
+    if (++l->restarts_in_row > max)
+        return fs_err_set(err, FS_ERR_FATAL, 0,
+                          "producer failed fatally %d times in a row; last: %s", max, err->msg);
+    fs_log_warn("recreating transactional producer",
+                json_pack("{s:s,s:s}", "transactional_id", l->txn_id, "reason", err->msg));
+    rd_kafka_destroy_flags(l->producer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    l->producer = producer_new(l, err);
+    l->txn_open = 0;
+    offsets_clear(l);
+    if (!l->producer)
+        return -1;
+    return 0;
+}
+
+/* Aborts the open transaction (if any). Returns 0, or -1 when the producer had to be
+ * recreated and that failed. The caller rewinds afterwards. */
+static int txn_abort(fs_txn_loop *l, fs_err *err)
+{
+    if (!l->txn_open)
+        return 0;
+    l->stats.aborts++;
+    rd_kafka_error_t *ke = rd_kafka_abort_transaction(l->producer, -1);
+    l->txn_open = 0;
+    offsets_clear(l);
+    if (ke) {
+        fs_err_from_kafka_error(err, ke, "abort_transaction");
+        rd_kafka_error_destroy(ke);
+        return producer_restart(l, err);
+    }
+    return 0;
+}
+
+/* Commits the open transaction with its offsets. On failure the transaction is aborted
+ * (or the producer recreated) and need_reset set; returns -1 only if the loop must stop. */
+static int txn_commit(fs_txn_loop *l, fs_err *err)
+{
+    if (!l->txn_open)
+        return 0;
+    rd_kafka_error_t *ke = NULL;
+    rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(l->consumer);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        ke = rd_kafka_send_offsets_to_transaction(l->producer, l->offsets, cgmd, -1);
+        if (!ke || !rd_kafka_error_is_retriable(ke))
+            break;
+        rd_kafka_error_destroy(ke);
+        ke = NULL;
+        usleep(100 * 1000);
+    }
+    rd_kafka_consumer_group_metadata_destroy(cgmd);
+    if (!ke) {
+        for (int attempt = 0; attempt < 5; attempt++) {
+            ke = rd_kafka_commit_transaction(l->producer, -1);
+            if (!ke || !rd_kafka_error_is_retriable(ke))
+                break;
+            rd_kafka_error_destroy(ke);
+            ke = NULL;
+            usleep(100 * 1000);
+        }
+    }
+    if (!ke) {
+        size_t n = l->txn_records;
+        l->stats.commits++;
+        l->stats.records += n;
+        l->txn_open = 0;
+        l->txn_records = 0;
+        l->restarts_in_row = 0;
+        offsets_clear(l);
+        if (l->conf.on_commit)
+            l->conf.on_commit(l->conf.app, l, n);
+        return 0;
+    }
+    fs_err_from_kafka_error(err, ke, "commit");
+    int fatal = rd_kafka_error_is_fatal(ke);
+    rd_kafka_error_destroy(ke);
+    fs_log_warn("transaction commit failed, aborting batch",
+                json_pack("{s:s,s:I}", "error", err->msg, "records", (json_int_t)l->txn_records));
+    l->need_reset = 1;
+    l->txn_records = 0;
+    if (fatal) {
+        l->txn_open = 0;
+        offsets_clear(l);
+        return producer_restart(l, err);
+    }
+    return txn_abort(l, err);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    fs_txn_loop *l = opaque;
+    fs_err err = {0};
+    l->stats.rebalances++;
+    if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        fs_log_info("partitions assigned", json_pack("{s:i}", "count", parts->cnt));
+        for (;;) {
+            /* Committed offsets first (require_stable under read_committed waits for any
+             * pending transactional offset commit), then rebuild state up to the changelog's
+             * end, then start fetching. */
+            rd_kafka_resp_err_t e = rd_kafka_committed(rk, parts, 30000);
+            if (!e && l->conf.on_assign(l->conf.app, l, parts, &err) == 0)
+                break;
+            if (e)
+                fs_err_from_kafka_code(&err, e, "committed offsets");
+            fs_log_warn("assignment setup failed, retrying", json_pack("{s:s}", "error", err.msg));
+            sleep(1);
+        }
+        rd_kafka_assign(rk, parts);
+    } else if (code == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        fs_log_info("partitions revoked", json_pack("{s:i,s:b}", "count", parts->cnt, "lost",
+                                                    rd_kafka_assignment_lost(rk)));
+        if (l->txn_open) {
+            if (rd_kafka_assignment_lost(rk)) {
+                if (txn_abort(l, &err)) {
+                    l->fatal = 1;
+                    l->fatal_err = err;
+                }
+            } else if (txn_commit(l, &err)) {
+                l->fatal = 1;
+                l->fatal_err = err;
+            }
+        }
+        l->need_reset = 0; /* the partitions are gone: nothing to rewind */
+        if (l->conf.on_revoke)
+            l->conf.on_revoke(l->conf.app, l, parts);
+        rd_kafka_assign(rk, NULL);
+    } else {
+        fs_log_error("rebalance error", json_pack("{s:s}", "error", rd_kafka_err2str(code)));
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+fs_txn_loop *fs_txn_loop_new(const fs_txn_loop_conf *conf, fs_err *err)
+{
+    fs_txn_loop *l = calloc(1, sizeof *l);
+    if (!l) {
+        fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
+        return NULL;
+    }
+    l->conf = *conf;
+    snprintf(l->txn_id, sizeof l->txn_id, "%s-%s", conf->group_id, conf->instance_id);
+    l->offsets = rd_kafka_topic_partition_list_new(16);
+
+    rd_kafka_conf_t *cc = rd_kafka_conf_new();
+    char e[256], ses[24];
+    snprintf(ses, sizeof ses, "%d", 6000);
+    const char *kv[][2] = {
+        {"bootstrap.servers", conf->common->brokers},
+        {"group.id", conf->group_id},
+        {"group.instance.id", conf->instance_id},
+        {"client.id", l->txn_id},
+        {"partition.assignment.strategy", "range"},
+        {"isolation.level", "read_committed"},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},
+        {"session.timeout.ms", ses},
+        {"heartbeat.interval.ms", "1500"},
+        {"max.poll.interval.ms", "300000"},
+        {"fetch.wait.max.ms", "10"},
+    };
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (rd_kafka_conf_set(cc, kv[i][0], kv[i][1], e, sizeof e) != RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_destroy(cc);
+            fs_err_set(err, FS_ERR_FATAL, 0, "consumer config %s: %s", kv[i][0], e);
+            goto fail;
+        }
+    rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
+    rd_kafka_conf_set_opaque(cc, l);
+    l->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, e, sizeof e);
+    if (!l->consumer) {
+        rd_kafka_conf_destroy(cc);
+        fs_err_set(err, FS_ERR_FATAL, 0, "consumer: %s", e);
+        goto fail;
+    }
+    rd_kafka_poll_set_consumer(l->consumer);
+    l->producer = producer_new(l, err);
+    if (!l->producer)
+        goto fail;
+
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(4);
+    for (const char *const *t = conf->topics; *t; t++)
+        rd_kafka_topic_partition_list_add(topics, *t, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t se = rd_kafka_subscribe(l->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (se) {
+        fs_err_from_kafka_code(err, se, "subscribe");
+        goto fail;
+    }
+    return l;
+fail:
+    fs_txn_loop_destroy(l);
+    return NULL;
+}
+
+static void track_offset(fs_txn_loop *l, const rd_kafka_message_t *m)
+{
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    rd_kafka_topic_partition_t *p =
+        rd_kafka_topic_partition_list_find(l->offsets, topic, m->partition);
+    if (!p)
+        p = rd_kafka_topic_partition_list_add(l->offsets, topic, m->partition);
+    p->offset = m->offset + 1;
+}
+
+static int handle_failure(fs_txn_loop *l, fs_err *err)
+{
+    if (err->cls == FS_ERR_FATAL && !l->producer)
+        return -1;
+    fs_log_warn("aborting transaction", json_pack("{s:s,s:s}", "class",
+                                                  fs_err_class_name(err->cls), "error", err->msg));
+    if (txn_abort(l, err))
+        return -1;
+    l->need_reset = 1;
+    return 0;
+}
+
+int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
+{
+    const fs_common_config *c = l->conf.common;
+    while (!*stop && !l->fatal) {
+        if (l->need_reset) {
+            if (rewind_to_committed(l, err)) {
+                fs_log_warn("rewind failed, retrying", json_pack("{s:s}", "error", err->msg));
+                sleep(1);
+                continue;
+            }
+            l->need_reset = 0;
+        }
+        int timeout = 100;
+        if (l->txn_open) {
+            int64_t left = l->txn_started + c->commit_interval_ms - fs_mono_ms();
+            timeout = left < 0 ? 0 : left < 100 ? (int)left : 100;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(l->consumer, timeout);
+        if (l->fatal)
+            break;
+        if (m && l->need_reset) { /* delivered before a rewind that a callback requested */
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (m && m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                fs_log_warn("consumer error", json_pack("{s:s}", "error",
+                                                        rd_kafka_message_errstr(m)));
+            if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+                rd_kafka_message_destroy(m);
+                fs_err_set(err, FS_ERR_FATAL, 0, "consumer fatal error");
+                return -1;
+            }
+            rd_kafka_message_destroy(m);
+            m = NULL;
+        }
+        if (m) {
+            if (!l->txn_open) {
+                rd_kafka_error_t *ke = rd_kafka_begin_transaction(l->producer);
+                if (ke) {
+                    fs_err_from_kafka_error(err, ke, "begin_transaction");
+                    int fatal = rd_kafka_error_is_fatal(ke);
+                    rd_kafka_error_destroy(ke);
+                    rd_kafka_message_destroy(m);
+                    if (fatal && producer_restart(l, err))
+                        return -1;
+                    l->need_reset = 1;
+                    continue;
+                }
+                l->txn_open = 1;
+                l->txn_started = fs_mono_ms();
+                l->txn_records = 0;
+            }
+            fs_err rerr = {0};
+            if (l->conf.on_record(l->conf.app, l, m, &rerr)) {
+                rd_kafka_message_destroy(m);
+                if (rerr.cls == FS_ERR_FATAL && !rd_kafka_fatal_error(l->producer, NULL, 0)) {
+                    *err = rerr;
+                    txn_abort(l, err);
+                    return -1;
+                }
+                if (rd_kafka_fatal_error(l->producer, NULL, 0)) {
+                    if (producer_restart(l, &rerr)) {
+                        *err = rerr;
+                        return -1;
+                    }
+                    l->need_reset = 1;
+                    continue;
+                }
+                if (handle_failure(l, &rerr)) {
+                    *err = rerr;
+                    return -1;
+                }
+                continue;
+            }
+            track_offset(l, m);
+            l->txn_records++;
+            rd_kafka_message_destroy(m);
+        }
+        rd_kafka_poll(l->producer, 0);
+        if (l->txn_open && ((long)l->txn_records >= c->commit_max_records ||
+                            fs_mono_ms() - l->txn_started >= c->commit_interval_ms)) {
+            if (txn_commit(l, err))
+                return -1;
+        }
+    }
+    if (l->fatal) {
+        *err = l->fatal_err;
+        return -1;
+    }
+    /* Graceful stop: commit what we have, then leave. */
+    if (l->txn_open && txn_commit(l, err))
+        return -1;
+    return 0;
+}
+
+void fs_txn_loop_destroy(fs_txn_loop *l)
+{
+    if (!l)
+        return;
+    if (l->consumer) {
+        rd_kafka_consumer_close(l->consumer);
+        rd_kafka_destroy(l->consumer);
+    }
+    if (l->producer) {
+        rd_kafka_flush(l->producer, 10000);
+        rd_kafka_destroy(l->producer);
+    }
+    rd_kafka_topic_partition_list_destroy(l->offsets);
+    free(l);
+}
+
+int fs_txn_loop_produce(fs_txn_loop *l, const char *topic, int32_t partition, const void *key,
+                        size_t key_len, const void *value, size_t value_len,
+                        rd_kafka_headers_t *headers, fs_err *err)
+{
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            l->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
+            RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_END);
+        if (!e)
+            return 0;
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(l->producer, 10);
+            continue;
+        }
+        if (headers)
+            rd_kafka_headers_destroy(headers);
+        fs_err_from_kafka_code(err, e, "produce");
+        if (err->cls != FS_ERR_FATAL)
+            err->cls = FS_ERR_ABORT;
+        return -1;
+    }
+}
+
+int fs_txn_loop_dead_letter(fs_txn_loop *l, const rd_kafka_message_t *msg, const char *reason,
+                            fs_err *err)
+{
+    fs_log_warn("record dead-lettered",
+                json_pack("{s:s,s:i,s:I,s:s}", "topic", rd_kafka_topic_name(msg->rkt),
+                          "partition", msg->partition, "offset", (json_int_t)msg->offset,
+                          "reason", reason));
+    if (fs_kafka_dead_letter(l->producer, msg, reason, err)) {
+        if (err->cls != FS_ERR_FATAL)
+            err->cls = FS_ERR_ABORT;
+        return -1;
+    }
+    return 0;
+}
+
+const fs_txn_loop_stats *fs_txn_loop_stats_get(const fs_txn_loop *l)
+{
+    return &l->stats;
+}
+
+rd_kafka_t *fs_txn_loop_consumer(fs_txn_loop *l)
+{
+    return l->consumer;
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Idempotent bootstrap: installs the Debian packages flashsale builds and runs with, and fetches
+# the Apache Kafka broker jars through Maven into a cache directory.
+#
+# Safe to run repeatedly: it only installs what is missing and says what it installs.
+# Needs root or sudo for apt-get; fails with a clear message otherwise.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=infra/lib.sh
+. "$here/lib.sh"
+
+PACKAGES=(
+  build-essential cmake pkg-config git
+  librdkafka-dev libavro-dev libcivetweb-dev civetweb libjansson-dev libpq-dev libhiredis-dev
+  libcmocka-dev libsodium-dev libjwt-dev libssl-dev libcurl4-openssl-dev
+  postgresql redis-server openjdk-17-jre-headless maven
+  python3 python3-avro python3-yaml valgrind curl
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    SUDO=(sudo -n)
+  else
+    fs_die "missing Debian packages: ${missing[*]}; installing them needs root or passwordless sudo (run: sudo apt-get install ${missing[*]})"
+  fi
+  fs_say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -qq || fs_die "apt-get update failed"
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+    fs_die "apt-get install failed for: ${missing[*]}"
+  # (The postgresql package may create and start a cluster on 5432; flashsale never uses
+  # it and leaves it as the system has it.)
+  # it and leave it as the system has it.
+else
+  fs_say "Debian packages: all present"
+fi
+
+"$here/kafka/fetch.sh"
