@@ -776,6 +776,122 @@ static int apply_default(json_t *def, avro_value_t *dst, const fs_schema *rs, fs
     return 0;
 }
 
+/* ---- structural validation ---------------------------------------------------------
+ * avro-c trusts lengths and counts read from the wire (a corrupt length becomes a huge or
+ * negative malloc). Before a payload reaches avro-c it is walked once against the writer's
+ * schema: varints well formed, lengths non-negative and within the remaining bytes, enum
+ * indexes and union branches in range, nesting bounded, and no byte left over. */
+
+#define SCAN_MAX_DEPTH 64
+#define SCAN_MAX_ITEMS (1 << 20) /* items of zero-byte types (null) per array */
+
+static int scan_varint(const uint8_t **p, const uint8_t *end, int64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*p >= end)
+            return -1;
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1); /* zig-zag */
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int scan_len(const uint8_t **p, const uint8_t *end)
+{
+    int64_t n;
+    if (scan_varint(p, end, &n) || n < 0 || n > end - *p)
+        return -1;
+    *p += n;
+    return 0;
+}
+
+static int scan(avro_schema_t s, const uint8_t **p, const uint8_t *end, int depth)
+{
+    int64_t n;
+    if (depth > SCAN_MAX_DEPTH)
+        return -1;
+    switch (avro_typeof(s)) {
+    case AVRO_NULL:
+        return 0;
+    case AVRO_BOOLEAN:
+        if (*p >= end || **p > 1)
+            return -1;
+        (*p)++;
+        return 0;
+    case AVRO_INT32:
+        return scan_varint(p, end, &n) || n < INT32_MIN || n > INT32_MAX ? -1 : 0;
+    case AVRO_INT64:
+        return scan_varint(p, end, &n);
+    case AVRO_FLOAT:
+    case AVRO_DOUBLE: {
+        int64_t w = avro_typeof(s) == AVRO_FLOAT ? 4 : 8;
+        if (end - *p < w)
+            return -1;
+        *p += w;
+        return 0;
+    }
+    case AVRO_STRING:
+    case AVRO_BYTES:
+        return scan_len(p, end);
+    case AVRO_FIXED: {
+        int64_t w = avro_schema_fixed_size(s);
+        if (end - *p < w)
+            return -1;
+        *p += w;
+        return 0;
+    }
+    case AVRO_ENUM:
+        return scan_varint(p, end, &n) || n < 0 || n >= avro_schema_enum_number_of_symbols(s)
+                   ? -1
+                   : 0;
+    case AVRO_UNION:
+        if (scan_varint(p, end, &n) || n < 0 || (size_t)n >= avro_schema_union_size(s))
+            return -1;
+        return scan(avro_schema_union_branch(s, (int)n), p, end, depth + 1);
+    case AVRO_ARRAY:
+    case AVRO_MAP: {
+        bool map = avro_typeof(s) == AVRO_MAP;
+        avro_schema_t item = map ? avro_schema_map_values(s) : avro_schema_array_items(s);
+        int64_t total = 0;
+        for (;;) {
+            if (scan_varint(p, end, &n))
+                return -1;
+            if (n == 0)
+                return 0;
+            if (n < 0) { /* negative count: a byte size follows */
+                int64_t bytes;
+                if (n == INT64_MIN || scan_varint(p, end, &bytes) || bytes < 0 ||
+                    bytes > end - *p)
+                    return -1;
+                n = -n;
+            }
+            total += n;
+            if (total > SCAN_MAX_ITEMS || (map && n > end - *p))
+                return -1;
+            for (int64_t i = 0; i < n; i++)
+                if ((map && scan_len(p, end)) || scan(item, p, end, depth + 1))
+                    return -1;
+        }
+    }
+    case AVRO_RECORD: {
+        size_t nf = avro_schema_record_size(s);
+        for (size_t i = 0; i < nf; i++)
+            if (scan(avro_schema_record_field_get_by_index(s, (int)i), p, end, depth + 1))
+                return -1;
+        return 0;
+    }
+    case AVRO_LINK:
+        return scan(avro_schema_link_target(s), p, end, depth + 1);
+    default:
+        return -1;
+    }
+}
+
 int fs_codec_decode(const fs_codec *c, const void *buf, size_t len, const fs_schema **schema_out,
                     avro_value_t *out, fs_err *err)
 {
@@ -796,19 +912,23 @@ int fs_codec_decode(const fs_codec *c, const void *buf, size_t len, const fs_sch
     if (!rs)
         return fs_err_set(err, FS_ERR_INVALID, 0, "no reader schema for %s", ws->fullname);
 
+    const uint8_t *cur = p + FS_AVRO_HEADER_LEN, *end = p + len;
+    if (scan(ws->avro, &cur, end, 0))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "%s payload: truncated or corrupt", ws->name);
+    if (cur != end)
+        return fs_err_set(err, FS_ERR_INVALID, 0, "%s payload: %zu trailing bytes after the record",
+                          ws->name, (size_t)(end - cur));
+
     avro_value_t wv;
     if (fs_schema_value_new(ws, &wv, err))
         return -1;
     avro_reader_t r = avro_reader_memory((const char *)p + FS_AVRO_HEADER_LEN,
                                          (int64_t)(len - FS_AVRO_HEADER_LEN));
     int rc = avro_value_read(r, &wv);
-    char extra;
-    bool trailing = rc == 0 && avro_read(r, &extra, 1) == 0;
     avro_reader_free(r);
-    if (rc || trailing) {
+    if (rc) {
         avro_value_decref(&wv);
-        return fs_err_set(err, FS_ERR_INVALID, rc, "%s payload: %s", ws->name,
-                          trailing ? "trailing bytes after the record" : "truncated or corrupt");
+        return fs_err_set(err, FS_ERR_INVALID, rc, "%s payload: %s", ws->name, avro_strerror());
     }
     if (rs == ws) {
         *out = wv;

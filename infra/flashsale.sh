@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# Start, stop and inspect a local flashsale: Kafka (KRaft, single node), PostgreSQL, Redis and
+# every flashsale service that has been built, all on loopback under one run directory.
+#
+#   infra/flashsale.sh start [--infra-only]   idempotent; waits until ready; prints where things are
+#   infra/flashsale.sh stop                   stops everything it started (data is kept)
+#   infra/flashsale.sh status                 health of each part; exit 1 if any is down
+#   infra/flashsale.sh env                    prints the environment file path
+#
+# Settings (environment): FLASHSALE_RUN_DIR (.run), FLASHSALE_BUILD_DIR (build),
+# FLASHSALE_KAFKA_PORT (19092), FLASHSALE_KAFKA_CONTROLLER_PORT (19093), FLASHSALE_PG_PORT
+# (15432), FLASHSALE_REDIS_PORT (16379), FLASHSALE_HTTP_PORT (8080), FLASHSALE_PARTITIONS (6),
+# FLASHSALE_KAFKA_HEAP (768m). Defaults stay away from 9092/5432/6379 so that servers already
+# running on a machine are never touched.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+RUN=${FLASHSALE_RUN_DIR:-.run}
+mkdir -p "$RUN"
+RUN=$(cd "$RUN" && pwd)
+BUILD=${FLASHSALE_BUILD_DIR:-build}
+case "$BUILD" in /*) ;; *) BUILD="$FS_ROOT/$BUILD" ;; esac
+KAFKA_PORT=${FLASHSALE_KAFKA_PORT:-19092}
+KAFKA_CPORT=${FLASHSALE_KAFKA_CONTROLLER_PORT:-19093}
+PG_PORT=${FLASHSALE_PG_PORT:-15432}
+REDIS_PORT=${FLASHSALE_REDIS_PORT:-16379}
+HTTP_PORT=${FLASHSALE_HTTP_PORT:-8080}
+PARTITIONS=${FLASHSALE_PARTITIONS:-6}
+KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-768m}
+SERVICES=(flashsale-api flashsale-inventory flashsale-orders flashsale-payments
+          flashsale-projector-postgres flashsale-projector-redis flashsale-notifier)
+
+mkdir -p "$RUN/logs" "$RUN/pids" "$RUN/secrets"
+chmod 700 "$RUN/secrets"
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+secret() { # secret NAME -> prints it, generating it on first use
+  local f="$RUN/secrets/$1"
+  [ -s "$f" ] || (umask 077; head -c 32 /dev/urandom | base64 | tr -d '/+=\n' | head -c 40 >"$f")
+  cat "$f"
+}
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local secs=$1 what=$2; shift 2
+  local i=0
+  until "$@" >/dev/null 2>&1; do
+    i=$((i + 1))
+    if [ $i -gt $((secs * 5)) ]; then fs_say "$what did not become ready in ${secs}s"; return 1; fi
+    sleep 0.2
+  done
+}
+
+# ---- PostgreSQL -------------------------------------------------------------------------
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+PG_USER_OS=""
+if [ "$(id -u)" -eq 0 ]; then PG_USER_OS=postgres; fi
+as_pg() { if [ -n "$PG_USER_OS" ]; then runuser -u "$PG_USER_OS" -- "$@"; else "$@"; fi; }
+pg_datadir() {
+  # PostgreSQL refuses to run as root: when we are root it runs as the 'postgres' user, which
+  # must be able to reach the data directory. If the run directory is not reachable for it
+  # (e.g. under /root), the data lives in /var/tmp, named after the run directory.
+  local d="$RUN/postgres"
+  if [ -f "$RUN/postgres.location" ]; then cat "$RUN/postgres.location"; return; fi
+  if [ -n "$PG_USER_OS" ]; then
+    mkdir -p "$d"; chown "$PG_USER_OS" "$d"
+    if ! runuser -u "$PG_USER_OS" -- test -w "$d" 2>/dev/null; then
+      d="/var/tmp/flashsale-pg-$(printf %s "$RUN" | md5sum | cut -c1-12)"
+      mkdir -p "$d"; chown "$PG_USER_OS" "$d"; chmod 700 "$d"
+    fi
+  fi
+  echo "$d" >"$RUN/postgres.location"
+  echo "$d"
+}
+pg_start() {
+  local bin; bin=$(pg_bin); [ -n "$bin" ] || fs_die "PostgreSQL server binaries not found (run infra/bootstrap.sh)"
+  local d; d=$(pg_datadir)
+  local pass; pass=$(secret pg-password)
+  if [ ! -f "$d/data/PG_VERSION" ]; then
+    fs_say "PostgreSQL: initdb in $d/data"
+    local pwfile="$d/.pw"
+    (umask 077; printf '%s\n' "$pass" >"$pwfile")
+    [ -z "$PG_USER_OS" ] || chown "$PG_USER_OS" "$pwfile"
+    as_pg "$bin/initdb" -D "$d/data" -U flashsale --pwfile="$pwfile" --auth-local=scram-sha-256 \
+      --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$RUN/logs/postgres-initdb.log" 2>&1 ||
+      { rm -f "$pwfile"; tail -20 "$RUN/logs/postgres-initdb.log"; fs_die "initdb failed"; }
+    rm -f "$pwfile"
+  fi
+  if as_pg "$bin/pg_ctl" -D "$d/data" status >/dev/null 2>&1; then return 0; fi
+  fs_say "PostgreSQL: starting on 127.0.0.1:$PG_PORT"
+  as_pg "$bin/pg_ctl" -D "$d/data" -l "$d/postgres.log" -w -t 60 \
+    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200 -c shared_buffers=256MB -c synchronous_commit=on -c fsync=on" \
+    start >/dev/null || { tail -20 "$d/postgres.log"; fs_die "PostgreSQL did not start"; }
+  ln -sf "$d/postgres.log" "$RUN/logs/postgres.log" 2>/dev/null || true
+  if ! PGPASSWORD=$pass psql -h 127.0.0.1 -p "$PG_PORT" -U flashsale -d postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname='flashsale'" | grep -q 1; then
+    PGPASSWORD=$pass psql -h 127.0.0.1 -p "$PG_PORT" -U flashsale -d postgres -qc "CREATE DATABASE flashsale" >/dev/null
+  fi
+}
+pg_stop() {
+  local bin d; bin=$(pg_bin); [ -f "$RUN/postgres.location" ] || return 0
+  d=$(cat "$RUN/postgres.location")
+  [ -n "$bin" ] && [ -f "$d/data/postmaster.pid" ] || return 0
+  as_pg "$bin/pg_ctl" -D "$d/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+pg_ok() { PGPASSWORD=$(secret pg-password) psql -h 127.0.0.1 -p "$PG_PORT" -U flashsale -d flashsale -tAc 'SELECT 1' 2>/dev/null | grep -q 1; }
+
+# ---- Redis ------------------------------------------------------------------------------
+redis_start() {
+  if pid_alive "$RUN/pids/redis.pid"; then return 0; fi
+  mkdir -p "$RUN/redis"
+  local pass; pass=$(secret redis-password)
+  fs_say "Redis: starting on 127.0.0.1:$REDIS_PORT (AOF on)"
+  # The password goes through a config file (mode 600), never on a command line.
+  (umask 077; cat >"$RUN/redis/redis.conf" <<CONF
+bind 127.0.0.1
+port $REDIS_PORT
+dir $RUN/redis
+appendonly yes
+appendfsync everysec
+save ""
+daemonize yes
+pidfile $RUN/pids/redis.pid
+logfile $RUN/logs/redis.log
+requirepass $pass
+CONF
+)
+  redis-server "$RUN/redis/redis.conf" || fs_die "Redis did not start (see $RUN/logs/redis.log)"
+  wait_for 20 Redis redis_ok
+}
+redis_ok() { REDISCLI_AUTH=$(secret redis-password) redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+redis_stop() {
+  if pid_alive "$RUN/pids/redis.pid"; then
+    REDISCLI_AUTH=$(secret redis-password) redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown >/dev/null 2>&1 ||
+      kill "$(cat "$RUN/pids/redis.pid")" 2>/dev/null || true
+    for _ in $(seq 50); do pid_alive "$RUN/pids/redis.pid" || break; sleep 0.1; done
+  fi
+  rm -f "$RUN/pids/redis.pid"
+}
+
+# ---- Kafka ------------------------------------------------------------------------------
+kafka_start() {
+  if pid_alive "$RUN/pids/kafka.pid"; then return 0; fi
+  [ -f "$KAFKA_LIBS/.complete" ] || "$here/kafka/fetch.sh"
+  command -v java >/dev/null || fs_die "java is not installed (run infra/bootstrap.sh)"
+  local k="$RUN/kafka"
+  mkdir -p "$k/data"
+  sed -e "s|@PORT@|$KAFKA_PORT|g" -e "s|@CPORT@|$KAFKA_CPORT|g" -e "s|@DATA@|$k/data|g" \
+      -e "s|@PARTITIONS@|$PARTITIONS|g" "$here/kafka/server.properties.in" >"$k/server.properties"
+  cp "$here/kafka/log4j.properties" "$k/log4j.properties"
+  local cp="$KAFKA_LIBS/*"
+  if [ ! -f "$k/data/meta.properties" ]; then
+    local cluster; cluster=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    fs_say "Kafka: formatting KRaft storage (cluster $cluster)"
+    java -cp "$cp" -Dlog4j.configuration="file:$k/log4j.properties" -Dkafka.logs.dir="$RUN/logs" \
+      kafka.tools.StorageTool format -t "$cluster" -c "$k/server.properties" \
+      >"$RUN/logs/kafka-format.log" 2>&1 || { cat "$RUN/logs/kafka-format.log"; fs_die "Kafka storage format failed"; }
+  fi
+  fs_say "Kafka $KAFKA_VERSION: starting on 127.0.0.1:$KAFKA_PORT (KRaft controller on $KAFKA_CPORT)"
+  nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -Djava.awt.headless=true -Dlog4j.configuration="file:$k/log4j.properties" \
+    -Dkafka.logs.dir="$RUN/logs" -cp "$cp" kafka.Kafka "$k/server.properties" \
+    >"$RUN/logs/kafka.out" 2>&1 &
+  echo $! >"$RUN/pids/kafka.pid"
+  wait_for 90 Kafka port_open "$KAFKA_PORT" || { tail -30 "$RUN/logs/kafka.out"; fs_die "Kafka did not start"; }
+}
+kafka_stop() {
+  if pid_alive "$RUN/pids/kafka.pid"; then
+    local pid; pid=$(cat "$RUN/pids/kafka.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$RUN/pids/kafka.pid"
+}
+kafka_ok() {
+  if [ -x "$BUILD/tools/flashsale-topics" ]; then
+    FLASHSALE_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT "$BUILD/tools/flashsale-topics" check >/dev/null 2>&1
+  else
+    port_open "$KAFKA_PORT"
+  fi
+}
+
+# ---- environment file -------------------------------------------------------------------
+write_env() {
+  local jwt=${FLASHSALE_JWT_SECRET:-}
+  if [ -z "$jwt" ]; then jwt=$(secret jwt-secret); fi
+  (umask 077; cat >"$RUN/env" <<ENV
+# flashsale environment for this run directory (generated by infra/flashsale.sh; mode 600)
+export FLASHSALE_RUN_DIR='$RUN'
+export FLASHSALE_KAFKA_BROKERS='127.0.0.1:$KAFKA_PORT'
+export FLASHSALE_PARTITIONS='$PARTITIONS'
+export FLASHSALE_PG_URL='postgresql://flashsale:$(secret pg-password)@127.0.0.1:$PG_PORT/flashsale'
+export FLASHSALE_REDIS_HOST='127.0.0.1'
+export FLASHSALE_REDIS_PORT='$REDIS_PORT'
+export FLASHSALE_REDIS_PASSWORD='$(secret redis-password)'
+export FLASHSALE_HTTP_PORT='$HTTP_PORT'
+export FLASHSALE_JWT_SECRET='$jwt'
+ENV
+)
+}
+
+# ---- services ---------------------------------------------------------------------------
+svc_path() { find "$BUILD" -maxdepth 2 -type f -name "$1" -perm -u+x 2>/dev/null | head -n 1; }
+svc_start() {
+  local name=$1 exe; exe=$(svc_path "$name")
+  [ -n "$exe" ] || return 0
+  pid_alive "$RUN/pids/$name.pid" && return 0
+  fs_say "$name: starting (log $RUN/logs/$name.log)"
+  ( . "$RUN/env"; exec nohup "$exe" >>"$RUN/logs/$name.log" 2>&1 ) &
+  echo $! >"$RUN/pids/$name.pid"
+}
+svc_stop() {
+  local name=$1 f="$RUN/pids/$1.pid"
+  if pid_alive "$f"; then
+    local pid; pid=$(cat "$f"); kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+cmd_start() {
+  local infra_only=${1:-}
+  redis_start
+  pg_start
+  wait_for 30 PostgreSQL pg_ok
+  kafka_start
+  write_env
+  if [ -x "$BUILD/tools/flashsale-topics" ]; then
+    ( . "$RUN/env"; "$BUILD/tools/flashsale-topics" create ) || fs_die "topic creation failed"
+  fi
+  [ "$infra_only" = "--infra-only" ] && return 0
+  for s in "${SERVICES[@]}"; do svc_start "$s"; done
+  if [ -n "$(svc_path flashsale-api)" ]; then
+    wait_for 30 flashsale-api curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz" ||
+      { tail -20 "$RUN/logs/flashsale-api.log"; fs_die "flashsale-api did not start"; }
+  fi
+  cat <<MSG
+
+flashsale is running (run directory $RUN)
+  HTTP API     http://127.0.0.1:$HTTP_PORT   (try: curl http://127.0.0.1:$HTTP_PORT/readyz)
+  Kafka        127.0.0.1:$KAFKA_PORT          (kcat -b 127.0.0.1:$KAFKA_PORT -L)
+  PostgreSQL   127.0.0.1:$PG_PORT database flashsale, user flashsale
+  Redis        127.0.0.1:$REDIS_PORT
+  Environment  $RUN/env  (source it to use the tools; holds generated secrets, mode 600)
+  JWT secret   $( [ -n "${FLASHSALE_JWT_SECRET:-}" ] && echo "from FLASHSALE_JWT_SECRET" || echo "generated into $RUN/secrets/jwt-secret" )
+  Logs         $RUN/logs/
+  Status       make status        Stop: make stop
+MSG
+}
+
+cmd_stop() {
+  for s in "${SERVICES[@]}"; do svc_stop "$s"; done
+  kafka_stop
+  pg_stop
+  redis_stop
+  fs_say "stopped (data kept in $RUN)"
+}
+
+cmd_status() {
+  local bad=0
+  line() { printf '  %-30s %-5s %s\n' "$1" "$2" "$3"; }
+  echo "flashsale status (run directory $RUN)"
+  if kafka_ok; then line kafka ok "127.0.0.1:$KAFKA_PORT"; else line kafka DOWN "127.0.0.1:$KAFKA_PORT"; bad=1; fi
+  if pg_ok; then line postgresql ok "127.0.0.1:$PG_PORT"; else line postgresql DOWN "127.0.0.1:$PG_PORT"; bad=1; fi
+  if redis_ok; then line redis ok "127.0.0.1:$REDIS_PORT"; else line redis DOWN "127.0.0.1:$REDIS_PORT"; bad=1; fi
+  for s in "${SERVICES[@]}"; do
+    [ -n "$(svc_path "$s")" ] || continue
+    if pid_alive "$RUN/pids/$s.pid"; then line "$s" ok "pid $(cat "$RUN/pids/$s.pid")"; else line "$s" DOWN "log $RUN/logs/$s.log"; bad=1; fi
+  done
+  if [ -n "$(svc_path flashsale-api)" ]; then
+    if curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then line "http readiness" ok "http://127.0.0.1:$HTTP_PORT/readyz"; else line "http readiness" DOWN "http://127.0.0.1:$HTTP_PORT/readyz"; bad=1; fi
+  fi
+  return $bad
+}
+
+case "${1:-}" in
+  start) cmd_start "${2:-}" ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  env) echo "$RUN/env" ;;
+  *) echo "usage: $0 start [--infra-only] | stop | status | env" >&2; exit 2 ;;
+esac
