@@ -193,6 +193,26 @@ int fs_kafka_read_to_end(const fs_common_config *cfg,
     rd_kafka_t *rk = fs_kafka_consumer_new(cfg, NULL, NULL, true, err);
     if (!rk)
         return -1;
+    /* The end must be the high watermark, not the last stable offset: a read_committed
+     * handle's ListOffsets answers the LSO, which stops short of an open transaction whose
+     * records may yet commit. So the watermarks come from a separate read_uncommitted
+     * handle, and reading continues until the read_committed position passes them. */
+    rd_kafka_t *probe = NULL;
+    {
+        rd_kafka_conf_t *pc = rd_kafka_conf_new();
+        char e[256];
+        /* librdkafka's isolation.level defaults to read_committed, and ListOffsets honours
+         * it on any handle: the probe must be an explicitly read_uncommitted consumer. */
+        if (rd_kafka_conf_set(pc, "bootstrap.servers", cfg->brokers, e, sizeof e) ||
+            rd_kafka_conf_set(pc, "group.id", "flashsale-watermark-probe", e, sizeof e) ||
+            rd_kafka_conf_set(pc, "isolation.level", "read_uncommitted", e, sizeof e) ||
+            !(probe = rd_kafka_new(RD_KAFKA_CONSUMER, pc, e, sizeof e))) {
+            rd_kafka_conf_destroy(pc);
+            rd_kafka_consumer_close(rk);
+            rd_kafka_destroy(rk);
+            return fs_err_set(err, FS_ERR_FATAL, 0, "watermark client: %s", e);
+        }
+    }
     int rc = 0;
     int n = parts->cnt;
     int64_t *hi = calloc((size_t)n, sizeof *hi);
@@ -204,7 +224,7 @@ int fs_kafka_read_to_end(const fs_common_config *cfg,
         rd_kafka_topic_partition_t *p = &assign->elems[i];
         int64_t lo;
         rd_kafka_resp_err_t e;
-        while ((e = rd_kafka_query_watermark_offsets(rk, p->topic, p->partition, &lo, &hi[i],
+        while ((e = rd_kafka_query_watermark_offsets(probe, p->topic, p->partition, &lo, &hi[i],
                                                      5000)) &&
                fs_mono_ms() < deadline)
             ;
@@ -263,6 +283,7 @@ int fs_kafka_read_to_end(const fs_common_config *cfg,
         rd_kafka_message_destroy(m);
     }
 out:
+    rd_kafka_destroy(probe);
     rd_kafka_topic_partition_list_destroy(assign);
     free(hi);
     free(done);
