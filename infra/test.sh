@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against throw-away Kafka, PostgreSQL and Redis instances:
+# own run directory (under /tmp), own free ports, torn down afterwards even when a test
+# fails. Called by `make test` after the plain and ASan+UBSan builds.
+#
+#   FLASHSALE_BUILD_DIR       plain build (build)
+#   FLASHSALE_ASAN_BUILD_DIR  sanitizer build (build-asan); its unit tests run too
+#   FLASHSALE_KEEP_TEST_RUN=1 keep the run directory (logs, data) for inspection
+#   CTEST_ARGS                extra ctest arguments, e.g. "-R eos" or "-L unit"
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+cd "$FS_ROOT"
+BUILD=${FLASHSALE_BUILD_DIR:-build}
+ASAN=${FLASHSALE_ASAN_BUILD_DIR:-build-asan}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() { local p=$1; while port_open "$p"; do p=$((p + 1)); done; echo "$p"; }
+
+run=$(mktemp -d /tmp/flashsale-test.XXXXXX)
+chmod 755 "$run"
+export FLASHSALE_RUN_DIR=$run FLASHSALE_BUILD_DIR=$BUILD
+export FLASHSALE_KAFKA_PORT=$(free_port 29092)
+export FLASHSALE_KAFKA_CONTROLLER_PORT=$(free_port $((FLASHSALE_KAFKA_PORT + 1)))
+export FLASHSALE_PG_PORT=$(free_port 25432)
+export FLASHSALE_REDIS_PORT=$(free_port 26379)
+export FLASHSALE_HTTP_PORT=$(free_port 28080)
+export FLASHSALE_KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-1g}
+
+status=1
+cleanup() {
+  "$here/flashsale.sh" stop >/dev/null 2>&1 || true
+  if [ "$status" -ne 0 ]; then
+    fs_say "test run failed; last broker log lines:"
+    tail -n 15 "$run/logs/kafka.out" 2>/dev/null || true
+  fi
+  if [ "${FLASHSALE_KEEP_TEST_RUN:-0}" = 1 ]; then
+    fs_say "kept $run"
+  else
+    [ -f "$run/postgres.location" ] && case "$(cat "$run/postgres.location")" in
+      /var/tmp/flashsale-pg-*) rm -rf "$(cat "$run/postgres.location")" ;; esac
+    rm -rf "$run"
+  fi
+}
+trap cleanup EXIT
+
+fs_say "test instances in $run: Kafka $FLASHSALE_KAFKA_PORT, PostgreSQL $FLASHSALE_PG_PORT, Redis $FLASHSALE_REDIS_PORT"
+"$here/flashsale.sh" start --infra-only
+# shellcheck disable=SC1091
+. "$run/env"
+
+rc=0
+echo "== ctest: unit, valgrind, interop, integration ($BUILD)"
+# shellcheck disable=SC2086
+ctest --test-dir "$BUILD" --output-on-failure -j 2 ${CTEST_ARGS:-} || rc=1
+if [ -d "$ASAN" ]; then
+  echo "== ctest: unit tests under AddressSanitizer + UndefinedBehaviorSanitizer ($ASAN)"
+  ctest --test-dir "$ASAN" -L unit --output-on-failure -j 2 || rc=1
+fi
+status=$rc
+exit $rc

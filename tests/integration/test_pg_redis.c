@@ -1,0 +1,130 @@
+/* PostgreSQL and Redis through libpq and hiredis, on the instances the test run started
+ * (never the machine's own servers on 5432/6379): parameterised SQL, error classes, Redis
+ * authentication and AOF. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fs/config.h"
+#include "fs/db.h"
+#include "fs/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static fs_common_config cfg;
+
+static void test_postgres(void **state)
+{
+    (void)state;
+    fs_err err = {0};
+    PGconn *c = fs_pg_connect(&cfg, "flashsale-test", &err);
+    if (!c)
+        fail_msg("connect: %s", err.msg);
+    /* the test's own instance */
+    PGresult *r = PQexec(c, "SHOW port");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    printf("postgres on port %s\n", PQgetvalue(r, 0, 0));
+    assert_string_not_equal(PQgetvalue(r, 0, 0), "5432");
+    PQclear(r);
+
+    const char *p[2] = {"40", "2"};
+    r = PQexecParams(c, "SELECT $1::int + $2::int", 2, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "42");
+    PQclear(r);
+
+    r = PQexec(c, "CREATE TEMP TABLE t (id int PRIMARY KEY, v text NOT NULL)");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    const char *evil = "x'); DROP TABLE t; --";
+    const char *ins[2] = {"1", evil};
+    r = PQexecParams(c, "INSERT INTO t (id, v) VALUES ($1, $2)", 2, NULL, ins, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    r = PQexecParams(c, "INSERT INTO t (id, v) VALUES ($1, $2)", 2, NULL, ins, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    fs_err_from_pg(&err, c, r, "insert");
+    assert_int_equal(err.cls, FS_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "23505"));
+    PQclear(r);
+    r = PQexec(c, "SELECT v FROM t WHERE id = 1");
+    assert_string_equal(PQgetvalue(r, 0, 0), evil);
+    PQclear(r);
+    PQfinish(c);
+
+    fs_common_config bad = cfg;
+    bad.pg_url = "postgresql://flashsale:wrong-password@127.0.0.1:1/flashsale";
+    assert_null(fs_pg_connect(&bad, "flashsale-test", &err));
+    assert_int_equal(err.cls, FS_ERR_RETRIABLE); /* nothing listens on port 1 */
+    char url[512];
+    const char *port = strrchr(cfg.pg_url, ':');
+    snprintf(url, sizeof url, "postgresql://flashsale:wrong-password@127.0.0.1%s", port);
+    bad.pg_url = url;
+    assert_null(fs_pg_connect(&bad, "flashsale-test", &err));
+    assert_int_equal(err.cls, FS_ERR_FATAL);
+    assert_null(strstr(err.msg, "wrong-password"));
+}
+
+static void test_redis(void **state)
+{
+    (void)state;
+    fs_err err = {0};
+    redisContext *c = fs_redis_connect(&cfg, 2000, &err);
+    if (!c)
+        fail_msg("connect: %s", err.msg);
+    redisReply *r = redisCommand(c, "CONFIG GET port");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    printf("redis on port %s\n", r->element[1]->str);
+    assert_int_equal(atol(r->element[1]->str), cfg.redis_port);
+    assert_string_not_equal(r->element[1]->str, "6379");
+    freeReplyObject(r);
+    r = redisCommand(c, "CONFIG GET appendonly");
+    assert_string_equal(r->element[1]->str, "yes");
+    freeReplyObject(r);
+    r = redisCommand(c, "SET %s %s", "flashsale:test", "v1");
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    r = redisCommand(c, "GET %s", "flashsale:test");
+    assert_string_equal(r->str, "v1");
+    freeReplyObject(r);
+    r = redisCommand(c, "INCRBY %s %d", "flashsale:test", 1);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    fs_err_from_redis(&err, c, r, "incr");
+    assert_int_equal(err.cls, FS_ERR_INVALID);
+    freeReplyObject(r);
+    r = redisCommand(c, "DEL %s", "flashsale:test");
+    freeReplyObject(r);
+    redisFree(c);
+
+    fs_common_config bad = cfg;
+    bad.redis_password = "wrong-password";
+    assert_null(fs_redis_connect(&bad, 2000, &err));
+    assert_int_equal(err.cls, FS_ERR_FATAL);
+    bad = cfg;
+    bad.redis_port = 1;
+    assert_null(fs_redis_connect(&bad, 2000, &err));
+    assert_int_equal(err.cls, FS_ERR_RETRIABLE);
+}
+
+int main(void)
+{
+    fs_log_init("test-pg-redis", FS_LOG_WARN);
+    fs_err err = {0};
+    if (!getenv("FLASHSALE_PG_URL") || !getenv("FLASHSALE_REDIS_PORT")) {
+        fprintf(stderr, "FLASHSALE_PG_URL/FLASHSALE_REDIS_PORT unset: run with make test\n");
+        return 1;
+    }
+    if (fs_common_config_load(&cfg, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_postgres),
+        cmocka_unit_test(test_redis),
+    };
+    return cmocka_run_group_tests_name("pg_redis", tests, NULL, NULL);
+}
