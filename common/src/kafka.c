@@ -93,6 +93,17 @@ rd_kafka_t *fs_kafka_producer_new(const fs_common_config *cfg, const char *clien
     return client_new(RD_KAFKA_PRODUCER, conf, err);
 }
 
+rd_kafka_t *fs_kafka_admin_new(const fs_common_config *cfg, const char *client_id, fs_err *err)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", cfg->brokers, err) ||
+        conf_set(conf, "client.id", client_id, err)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return client_new(RD_KAFKA_PRODUCER, conf, err);
+}
+
 rd_kafka_t *fs_kafka_consumer_new(const fs_common_config *cfg, const char *group,
                                   const char *instance_id, bool partition_eof, fs_err *err)
 {

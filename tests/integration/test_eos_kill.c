@@ -190,7 +190,7 @@ int main(int argc, char **argv)
     snprintf(group, sizeof group, "it-eos-%.8s%.4s", u + 24, u + 9);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
 
-    rd_kafka_t *admin = fs_kafka_producer_new(&cfg, "eos-admin", &err);
+    rd_kafka_t *admin = fs_kafka_admin_new(&cfg, "eos-admin", &err);
     if (!admin || fs_kafka_create_topic(admin, in_topic, PARTS, 1, NULL, 30000, &err) ||
         fs_kafka_create_topic(admin, out_topic, PARTS, 1, NULL, 30000, &err))
         die("create topics", err.msg);
@@ -255,7 +255,7 @@ int main(int argc, char **argv)
         die("read output", err.msg);
     rd_kafka_topic_partition_list_destroy(l);
     int dlq_parts = 0;
-    rd_kafka_t *meta = fs_kafka_producer_new(&cfg, "eos-meta", &err);
+    rd_kafka_t *meta = fs_kafka_admin_new(&cfg, "eos-meta", &err);
     dlq_parts = fs_kafka_partition_count(meta, FS_TOPIC_DEADLETTER, 10000, &err);
     rd_kafka_destroy(meta);
     if (dlq_parts < 1)

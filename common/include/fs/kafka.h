@@ -52,6 +52,8 @@ int fs_kafka_header_get(const rd_kafka_message_t *msg, const char *name, char *b
 /* Clients. They return NULL with *err on bad configuration. The caller destroys them. */
 rd_kafka_t *fs_kafka_producer_new(const fs_common_config *cfg, const char *client_id,
                                   fs_err *err);
+/* A plain (non-idempotent) client for admin and metadata requests only. */
+rd_kafka_t *fs_kafka_admin_new(const fs_common_config *cfg, const char *client_id, fs_err *err);
 /* group may be NULL for an assign-only consumer; instance_id may be NULL (dynamic member). */
 rd_kafka_t *fs_kafka_consumer_new(const fs_common_config *cfg, const char *group,
                                   const char *instance_id, bool partition_eof, fs_err *err);

@@ -1,0 +1,102 @@
+/* HTTP helpers; see http.h. */
+#include "http.h"
+#include "metrics.h"
+
+#include "fs/id.h"
+#include "fs/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 503: return "Service Unavailable";
+    default: return status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static int sane_id(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > FS_HTTP_REQUEST_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+void fs_http_req_init(fs_http_req *req, struct mg_connection *conn, int route)
+{
+    req->conn = conn;
+    req->ri = mg_get_request_info(conn);
+    req->route = route;
+    const char *rid = mg_get_header(conn, "X-Request-Id");
+    if (sane_id(rid))
+        snprintf(req->request_id, sizeof req->request_id, "%s", rid);
+    else
+        fs_uuid7_str(req->request_id);
+    fs_log_set_cid(req->request_id);
+}
+
+static int send_raw(fs_http_req *req, int status, const char *ctype, const char *body, size_t len,
+                    const char *extra)
+{
+    mg_printf(req->conn,
+              "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+              "X-Request-Id: %s\r\nCache-Control: no-store\r\n%s\r\n",
+              status, reason(status), ctype, len, req->request_id, extra ? extra : "");
+    if (len && strcmp(req->ri->request_method, "HEAD"))
+        mg_write(req->conn, body, len);
+    fs_metrics_request(req->route, status);
+    fs_log_set_cid(NULL);
+    return status;
+}
+
+int fs_http_json(fs_http_req *req, int status, json_t *body, const char *extra_headers)
+{
+    char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(body);
+    if (!text)
+        return send_raw(req, 500, "application/json", "{}", 2, NULL);
+    int rc = send_raw(req, status, "application/json", text, strlen(text), extra_headers);
+    free(text);
+    return rc;
+}
+
+int fs_http_error(fs_http_req *req, int status, const char *code, const char *message,
+                  const char *extra_headers)
+{
+    if (status >= 500)
+        fs_log_warn("request failed", json_pack("{s:s,s:s,s:i,s:s}", "path", req->ri->local_uri,
+                                                "code", code, "status", status, "message",
+                                                message));
+    return fs_http_json(req, status,
+                        json_pack("{s:{s:s,s:s,s:s}}", "error", "code", code, "message", message,
+                                  "request_id", req->request_id),
+                        extra_headers);
+}
+
+int fs_http_text(fs_http_req *req, int status, const char *content_type, const char *body,
+                 size_t len)
+{
+    return send_raw(req, status, content_type, body, len, NULL);
+}

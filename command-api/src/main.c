@@ -1,0 +1,150 @@
+/* flashsale-api: the HTTP front of flashsale (civetweb).
+ *
+ * Commands become Kafka records, queries read the read models. This first slice serves
+ * operations endpoints: /healthz (the process answers), /readyz (Kafka, PostgreSQL and Redis
+ * reachable, from a background monitor) and /metrics (Prometheus text); anything else is a
+ * JSON 404 in the design's error format.
+ *
+ * Settings (environment, validated at start): FLASHSALE_HTTP_ADDR (127.0.0.1),
+ * FLASHSALE_HTTP_PORT (8080), FLASHSALE_HTTP_THREADS (128), FLASHSALE_HTTP_QUEUE (4096),
+ * FLASHSALE_HTTP_KEEPALIVE_MS (2000), plus the common FLASHSALE_* settings. */
+#include "health.h"
+#include "http.h"
+#include "metrics.h"
+
+#include "fs/config.h"
+#include "fs/kafka.h"
+#include "fs/log.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_flag;
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+typedef struct {
+    fs_health *health;
+} api;
+
+static int handle_healthz(struct mg_connection *conn, void *cb)
+{
+    (void)cb;
+    fs_http_req req;
+    fs_http_req_init(&req, conn, FS_ROUTE_HEALTHZ);
+    return fs_http_json(&req, 200, json_pack("{s:s}", "status", "ok"), NULL);
+}
+
+static int handle_readyz(struct mg_connection *conn, void *cb)
+{
+    api *a = cb;
+    fs_http_req req;
+    fs_http_req_init(&req, conn, FS_ROUTE_READYZ);
+    json_t *detail = NULL;
+    bool ok = fs_health_snapshot(a->health, &detail);
+    return fs_http_json(&req, ok ? 200 : 503, detail, ok ? NULL : "Retry-After: 1\r\n");
+}
+
+static int handle_metrics(struct mg_connection *conn, void *cb)
+{
+    (void)cb;
+    fs_http_req req;
+    fs_http_req_init(&req, conn, FS_ROUTE_METRICS);
+    size_t len = 0;
+    char *text = fs_metrics_render(&len);
+    if (!text)
+        return fs_http_error(&req, 500, "INTERNAL", "out of memory", NULL);
+    int rc = fs_http_text(&req, 200, "text/plain; version=0.0.4", text, len);
+    free(text);
+    return rc;
+}
+
+static int handle_other(struct mg_connection *conn, void *cb)
+{
+    (void)cb;
+    fs_http_req req;
+    fs_http_req_init(&req, conn, FS_ROUTE_OTHER);
+    return fs_http_error(&req, 404, "NOT_FOUND", "no such resource", NULL);
+}
+
+static int log_message(const struct mg_connection *conn, const char *message)
+{
+    (void)conn;
+    fs_log_warn("civetweb", json_pack("{s:s}", "detail", message));
+    return 1;
+}
+
+int main(void)
+{
+    fs_common_config cfg;
+    fs_err err = {0};
+    fs_log_init("api", FS_LOG_INFO);
+    if (fs_common_config_load(&cfg, &err))
+        fs_config_die(&err);
+    fs_log_level lvl;
+    fs_log_level_parse(cfg.log_level, &lvl);
+    fs_log_init("api", lvl);
+    const char *addr;
+    long port, threads, queue, keepalive;
+    if (fs_env_str("FLASHSALE_HTTP_ADDR", "127.0.0.1", false, &addr, &err) ||
+        fs_env_int("FLASHSALE_HTTP_PORT", 8080, 1, 65535, &port, &err) ||
+        fs_env_int("FLASHSALE_HTTP_THREADS", 128, 2, 20000, &threads, &err) ||
+        fs_env_int("FLASHSALE_HTTP_QUEUE", 4096, 16, 1000000, &queue, &err) ||
+        fs_env_int("FLASHSALE_HTTP_KEEPALIVE_MS", 2000, 0, 600000, &keepalive, &err))
+        fs_config_die(&err);
+
+    rd_kafka_t *producer = fs_kafka_producer_new(&cfg, "flashsale-api", &err);
+    if (!producer)
+        fs_config_die(&err);
+    api a = {.health = fs_health_start(&cfg, producer)};
+
+    char ports[96], nthreads[16], nqueue[16], ka[16];
+    snprintf(ports, sizeof ports, "%s:%ld", addr, port);
+    snprintf(nthreads, sizeof nthreads, "%ld", threads);
+    snprintf(nqueue, sizeof nqueue, "%ld", queue);
+    snprintf(ka, sizeof ka, "%ld", keepalive);
+    const char *options[] = {"listening_ports", ports,
+                             "num_threads", nthreads,
+                             "connection_queue", nqueue,
+                             "listen_backlog", nqueue,
+                             "enable_keep_alive", "yes",
+                             "keep_alive_timeout_ms", ka,
+                             "request_timeout_ms", "10000",
+                             "max_request_size", "16384",
+                             NULL};
+    struct mg_callbacks cbs;
+    memset(&cbs, 0, sizeof cbs);
+    cbs.log_message = log_message;
+    mg_init_library(0);
+    struct mg_context *ctx = mg_start(&cbs, &a, options);
+    if (!ctx) {
+        fs_log_error("http server did not start", json_pack("{s:s}", "listen", ports));
+        fs_health_stop(a.health);
+        rd_kafka_destroy(producer);
+        return 1;
+    }
+    mg_set_request_handler(ctx, "/healthz$", handle_healthz, &a);
+    mg_set_request_handler(ctx, "/readyz$", handle_readyz, &a);
+    mg_set_request_handler(ctx, "/metrics$", handle_metrics, &a);
+    mg_set_request_handler(ctx, "/", handle_other, &a);
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    fs_log_info("listening", json_pack("{s:s,s:I,s:s}", "listen", ports, "threads",
+                                       (json_int_t)threads, "brokers", cfg.brokers));
+    while (!stop_flag)
+        usleep(100 * 1000);
+    fs_log_info("stopping", NULL);
+    mg_stop(ctx);
+    mg_exit_library();
+    fs_health_stop(a.health);
+    rd_kafka_flush(producer, 5000);
+    rd_kafka_destroy(producer);
+    return 0;
+}
