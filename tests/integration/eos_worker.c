@@ -16,6 +16,7 @@
 #include "fs/txn_loop.h"
 
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,9 @@
 #define MAX_KEYS 4096
 
 typedef struct {
+    long fail_every;         /* EOS_FAIL_EVERY: fail (abortable) each seq divisible by it, once */
+    unsigned char *failed;   /* seqs already failed once in this process */
+    long fail_count;
     const char *out_topic;
     const fs_common_config *cfg;
     long counts[MAX_KEYS]; /* key "k<N>" -> running count; keys of unowned partitions are 0 */
@@ -101,6 +105,16 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
     size_t n = m->len < sizeof in - 1 ? m->len : sizeof in - 1;
     memcpy(in, m->payload, n);
     in[n] = '\0';
+    long seq = atol(in);
+    if (w->fail_every > 0 && seq > 0 && seq % w->fail_every == 0 && seq < 10000000 &&
+        !w->failed[seq]) {
+        /* Fault injection: an abortable error after this batch already changed state. The
+         * loop must abort, rebuild state from the changelog and re-deliver the batch. */
+        w->failed[seq] = 1;
+        w->fail_count++;
+        w->counts[k] += 1000; /* corrupt in-memory state: only a rebuild can undo this */
+        return fs_err_set(err, FS_ERR_ABORT, 0, "injected failure at seq %ld", seq);
+    }
     w->counts[k]++;
     int len = snprintf(out, sizeof out, "%s %ld", in, w->counts[k]);
     fs_event_meta meta = {.event_type = "EosOutput", .correlation_id = in};
@@ -123,6 +137,9 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     static worker w;
     w.out_topic = argv[2];
+    w.fail_every = getenv("EOS_FAIL_EVERY") ? atol(getenv("EOS_FAIL_EVERY")) : 0;
+    if (w.fail_every > 0)
+        w.failed = calloc(10000000, 1);
     w.cfg = &cfg;
     const char *topics[] = {argv[1], NULL};
     fs_txn_loop_conf lc = {
@@ -143,9 +160,14 @@ int main(int argc, char **argv)
     fs_log_info("started", json_pack("{s:s,s:i}", "instance", argv[4], "pid", (int)getpid()));
     int rc = fs_txn_loop_run(loop, &stop_flag, &err);
     const fs_txn_loop_stats *st = fs_txn_loop_stats_get(loop);
-    fs_log_info("stopped", json_pack("{s:I,s:I,s:I,s:s}", "records", (json_int_t)st->records,
+    fs_log_info("stopped", json_pack("{s:I,s:I,s:I,s:I,s:s}", "records", (json_int_t)st->records,
                                      "commits", (json_int_t)st->commits, "aborts",
-                                     (json_int_t)st->aborts, "error", rc ? err.msg : ""));
+                                     (json_int_t)st->aborts, "injected", (json_int_t)w.fail_count,
+                                     "error", rc ? err.msg : ""));
+    /* the driver checks that injected failures really caused aborts */
+    if (w.fail_count && st->aborts < (uint64_t)w.fail_count)
+        rc = 1;
     fs_txn_loop_destroy(loop);
+    free(w.failed);
     return rc ? 1 : 0;
 }
