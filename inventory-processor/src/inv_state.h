@@ -1,0 +1,137 @@
+/* Inventory state of the products of one partition, and the decision rules.
+ *
+ * Event-sourced: inv_decide() looks at the state and a command and produces the one event
+ * that answers it (never changing the state); inv_apply() changes the state by an event.
+ * The processor does decide -> produce -> apply; rebuilding a partition is apply() over its
+ * changelog; the audit replays the same code. Both functions are pure (no I/O, no clock):
+ * decisions use the time stamped into the command, so a replay decides the same.
+ *
+ * Invariants kept (per product): available, reserved, sold >= 0;
+ * available + reserved + sold == stock (initial + restocked); a member's live units
+ * (reserved + sold, minus restocked returns) never exceed per_user_limit when it is > 0;
+ * SOLD_OUT only when available == 0. Each (order, item) gets at most one decision:
+ * a repeated ReserveStock for an already decided line yields no event.
+ *
+ * Threads: one inv_state is used by one thread at a time. */
+#ifndef INV_STATE_H
+#define INV_STATE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define INV_ID_MAX 64
+#define INV_NAME_MAX 256
+#define INV_DESC_MAX 2048
+
+/* Same order as the symbols of flashsale.inventory.RejectReason. */
+typedef enum {
+    INV_R_SOLD_OUT,
+    INV_R_LIMIT_EXCEEDED,
+    INV_R_NOT_ON_SALE,
+    INV_R_UNKNOWN_PRODUCT,
+    INV_R_PAUSED,
+    INV_R_INVALID,
+    INV_R_ALREADY_EXISTS,
+    INV_R_UNKNOWN_RESERVATION,
+    INV_R_INSUFFICIENT_STOCK,
+    INV_R_COUNT
+} inv_reason;
+const char *inv_reason_name(inv_reason r);
+
+typedef enum {
+    INV_CMD_DEFINE,
+    INV_CMD_UPDATE,
+    INV_CMD_RESTOCK,
+    INV_CMD_PAUSE,
+    INV_CMD_RESUME,
+    INV_CMD_RESERVE,
+    INV_CMD_COMMIT,
+    INV_CMD_RELEASE,
+    INV_CMD_COUNT
+} inv_cmd_type;
+/* Schema short name (= event-type header) of a command type. */
+const char *inv_cmd_name(inv_cmd_type t);
+
+typedef enum {
+    INV_EV_DEFINED,
+    INV_EV_UPDATED,
+    INV_EV_RESTOCKED,
+    INV_EV_PAUSED,
+    INV_EV_RESUMED,
+    INV_EV_RESERVED,
+    INV_EV_REJECTED,
+    INV_EV_COMMITTED,
+    INV_EV_RELEASED,
+    INV_EV_CMD_REJECTED,
+    INV_EV_COUNT
+} inv_event_type;
+const char *inv_event_name(inv_event_type t);
+
+/* Descriptive product fields. In an update, has_* says which are set. */
+typedef struct {
+    bool has_name, has_description, has_price, has_starts, has_ends, has_limit;
+    char name[INV_NAME_MAX];
+    char description[INV_DESC_MAX];
+    char currency[8];
+    int64_t price;
+    int64_t sale_starts_at;
+    int64_t sale_ends_at; /* 0 = open ended */
+    int32_t per_user_limit; /* 0 = no limit */
+} inv_product_fields;
+
+typedef struct {
+    inv_cmd_type type;
+    char product_id[INV_ID_MAX];
+    char order_id[INV_ID_MAX]; /* reserve, commit, release; restock: optional */
+    char member_id[INV_ID_MAX];
+    char actor_id[INV_ID_MAX];
+    char reason[32]; /* release */
+    int32_t quantity, item_index, item_count, stock;
+    int64_t requested_at;
+    int64_t offset; /* of the command record in its partition (-1 if unknown) */
+    inv_product_fields f;
+} inv_command;
+
+typedef struct {
+    inv_event_type type;
+    char product_id[INV_ID_MAX];
+    char order_id[INV_ID_MAX]; /* empty when none */
+    char member_id[INV_ID_MAX];
+    char actor_id[INV_ID_MAX];
+    char release_reason[32];
+    char command_type[32];
+    char detail[160];
+    int32_t quantity, item_index, item_count, stock;
+    int32_t available, reserved, sold; /* counters after the event */
+    int64_t pay_by, unit_price, command_offset, occurred_at;
+    inv_reason reason;
+    inv_product_fields f;
+} inv_event;
+
+typedef struct {
+    char id[INV_ID_MAX];
+    inv_product_fields f; /* name/description kept for the read side; decisions use the rest */
+    bool paused;
+    int32_t stock, available, reserved, sold;
+} inv_product_view;
+
+typedef struct inv_state inv_state;
+
+/* payment_window_ms: pay_by = requested_at + window, stamped into StockReserved. */
+inv_state *inv_state_new(int64_t payment_window_ms);
+void inv_state_destroy(inv_state *s); /* NULL-safe */
+
+typedef enum { INV_DECIDED, INV_DUPLICATE } inv_outcome;
+/* Fills *ev with the answer to cmd. INV_DUPLICATE: the line was decided before; nothing to
+ * emit. Never fails: an invalid command gets a rejection event. */
+inv_outcome inv_decide(const inv_state *s, const inv_command *cmd, inv_event *ev);
+/* Applies an event. Returns 0, or -1 if the event contradicts the state (a corrupt log:
+ * the caller logs and dead-letters it; the state is unchanged). */
+int inv_apply(inv_state *s, const inv_event *ev);
+
+/* Read access (tests, audit, API view). Returns false if unknown. */
+bool inv_state_product(const inv_state *s, const char *product_id, inv_product_view *out);
+int32_t inv_state_held(const inv_state *s, const char *product_id, const char *member_id);
+size_t inv_state_product_count(const inv_state *s);
+
+#endif

@@ -1,0 +1,231 @@
+/* flashsale-inventory: the single writer of stock.
+ *
+ * Consumes inventory.commands (key = product id) with the transactional loop. For each
+ * assigned partition it holds an inv_state, rebuilt on assignment by reading the same
+ * partition of inventory.events (its changelog) to the end; then every command is decided
+ * in log order (= arrival order: first come, first served), its event produced to
+ * inventory.events on the same partition with the same key, and applied to the state; the
+ * events and the consumed offsets commit in one transaction. One instance per partition at
+ * a time (consumer group), so no locks.
+ *
+ * Settings: FLASHSALE_INSTANCE_ID (inventory-1; static membership and transactional id),
+ * FLASHSALE_PAYMENT_WINDOW_MS (600000: pay_by = requested_at + window), and the common ones
+ * (batching: FLASHSALE_COMMIT_INTERVAL_MS / FLASHSALE_COMMIT_MAX_RECORDS). */
+#include "inv_codec.h"
+#include "inv_state.h"
+
+#include "fs/codec.h"
+#include "fs/config.h"
+#include "fs/id.h"
+#include "fs/kafka.h"
+#include "fs/log.h"
+#include "fs/txn_loop.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PARTITIONS 1024
+
+typedef struct {
+    fs_common_config cfg;
+    fs_codec *codec;
+    int64_t window;
+    inv_state *parts[MAX_PARTITIONS];
+    uint64_t decided, duplicates, dead;
+    int64_t last_report;
+} processor;
+
+static volatile sig_atomic_t stop_flag;
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+typedef struct {
+    processor *p;
+    inv_state *st;
+    uint64_t applied, bad;
+} rebuild_ctx;
+
+static int rebuild_cb(void *ctx, const rd_kafka_message_t *m, fs_err *err)
+{
+    rebuild_ctx *r = ctx;
+    inv_event ev;
+    fs_err e = {0};
+    (void)err;
+    if (inv_event_decode_bytes(r->p->codec, m->payload, m->len, &ev, &e) ||
+        inv_apply(r->st, &ev)) {
+        /* Only this processor writes the changelog, so this means a corrupt log. Skipping
+         * is the only way forward; the audit will name the record. */
+        r->bad++;
+        fs_log_error("changelog record skipped",
+                     json_pack("{s:i,s:I,s:s}", "partition", m->partition, "offset",
+                               (json_int_t)m->offset, "error", e.msg[0] ? e.msg : "inconsistent"));
+        return 0;
+    }
+    r->applied++;
+    return 0;
+}
+
+static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partition_list_t *parts,
+                     fs_err *err)
+{
+    processor *p = app;
+    (void)loop;
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t part = parts->elems[i].partition;
+        if (part < 0 || part >= MAX_PARTITIONS)
+            return fs_err_set(err, FS_ERR_FATAL, 0, "partition %d out of range", part);
+        inv_state_destroy(p->parts[part]);
+        p->parts[part] = inv_state_new(p->window);
+        if (!p->parts[part])
+            return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
+        rebuild_ctx r = {p, p->parts[part], 0, 0};
+        rd_kafka_topic_partition_list_t *cl = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(cl, FS_TOPIC_INVENTORY_EVENTS, part)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+        int64_t t0 = fs_mono_ms();
+        int rc = fs_kafka_read_to_end(&p->cfg, cl, rebuild_cb, &r, 120000, err);
+        rd_kafka_topic_partition_list_destroy(cl);
+        if (rc)
+            return -1;
+        fs_log_info("partition rebuilt",
+                    json_pack("{s:i,s:I,s:i,s:I,s:I}", "partition", part, "events",
+                              (json_int_t)r.applied, "products",
+                              (int)inv_state_product_count(r.st), "skipped", (json_int_t)r.bad,
+                              "ms", (json_int_t)(fs_mono_ms() - t0)));
+    }
+    return 0;
+}
+
+static void on_revoke(void *app, fs_txn_loop *loop, const rd_kafka_topic_partition_list_t *parts)
+{
+    processor *p = app;
+    (void)loop;
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t part = parts->elems[i].partition;
+        if (part >= 0 && part < MAX_PARTITIONS) {
+            inv_state_destroy(p->parts[part]);
+            p->parts[part] = NULL;
+        }
+    }
+}
+
+static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, fs_err *err)
+{
+    processor *p = app;
+    inv_state *st = m->partition < MAX_PARTITIONS ? p->parts[m->partition] : NULL;
+    if (!st)
+        return fs_err_set(err, FS_ERR_ABORT, 0, "record of unassigned partition %d", m->partition);
+    inv_command cmd;
+    fs_err derr = {0};
+    if (inv_command_decode_bytes(p->codec, m->payload, m->len, &cmd, &derr)) {
+        p->dead++;
+        return fs_txn_loop_dead_letter(loop, m, derr.msg, err);
+    }
+    cmd.offset = m->offset;
+    inv_event ev;
+    if (inv_decide(st, &cmd, &ev) == INV_DUPLICATE) {
+        p->duplicates++;
+        fs_log_info("duplicate reservation ignored",
+                    json_pack("{s:s,s:i}", "order_id", cmd.order_id, "item", cmd.item_index));
+        return 0;
+    }
+    void *buf = NULL;
+    size_t len = 0;
+    if (inv_event_encode(p->codec, &ev, &buf, &len, err)) {
+        err->cls = FS_ERR_FATAL; /* our own event does not encode: a bug, stop */
+        return -1;
+    }
+    char cause[64] = "";
+    fs_kafka_header_get(m, "event-id", cause, sizeof cause);
+    fs_event_meta meta = {
+        .event_type = inv_event_name(ev.type),
+        .correlation_id = ev.order_id[0] ? ev.order_id : ev.product_id,
+        .causation_id = cause[0] ? cause : NULL,
+        .occurred_at = ev.occurred_at,
+    };
+    int rc = fs_txn_loop_produce(loop, FS_TOPIC_INVENTORY_EVENTS, m->partition, m->key,
+                                 m->key_len, buf, len, fs_kafka_headers_new(&meta), err);
+    free(buf);
+    if (rc)
+        return -1;
+    if (inv_apply(st, &ev)) {
+        /* decide() produced an event apply() refuses: a bug; abort so nothing half-done
+         * commits, and stop. */
+        return fs_err_set(err, FS_ERR_FATAL, 0, "event %s does not apply to the state it was decided on",
+                          inv_event_name(ev.type));
+    }
+    p->decided++;
+    return 0;
+}
+
+static void on_commit(void *app, fs_txn_loop *loop, size_t records)
+{
+    processor *p = app;
+    (void)records;
+    int64_t now = fs_mono_ms();
+    if (now - p->last_report >= 10000) {
+        const fs_txn_loop_stats *s = fs_txn_loop_stats_get(loop);
+        fs_log_info("progress", json_pack("{s:I,s:I,s:I,s:I,s:I}", "decided",
+                                          (json_int_t)p->decided, "duplicates",
+                                          (json_int_t)p->duplicates, "dead_lettered",
+                                          (json_int_t)p->dead, "commits", (json_int_t)s->commits,
+                                          "aborts", (json_int_t)s->aborts));
+        p->last_report = now;
+    }
+}
+
+int main(void)
+{
+    static processor p;
+    fs_err err = {0};
+    fs_log_init("inventory", FS_LOG_INFO);
+    if (fs_common_config_load(&p.cfg, &err))
+        fs_config_die(&err);
+    fs_log_level lvl;
+    fs_log_level_parse(p.cfg.log_level, &lvl);
+    fs_log_init("inventory", lvl);
+    const char *instance;
+    if (fs_env_int("FLASHSALE_PAYMENT_WINDOW_MS", 600000, 1000, 7L * 24 * 3600 * 1000, &p.window,
+                   &err) ||
+        fs_env_str("FLASHSALE_INSTANCE_ID", "inventory-1", false, &instance, &err))
+        fs_config_die(&err);
+    p.codec = fs_codec_new(&err);
+    if (!p.codec)
+        fs_config_die(&err);
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    const char *topics[] = {FS_TOPIC_INVENTORY_COMMANDS, NULL};
+    fs_txn_loop_conf lc = {
+        .common = &p.cfg,
+        .group_id = "flashsale-inventory",
+        .instance_id = instance,
+        .topics = topics,
+        .app = &p,
+        .on_assign = on_assign,
+        .on_revoke = on_revoke,
+        .on_record = on_record,
+        .on_commit = on_commit,
+    };
+    fs_txn_loop *loop = fs_txn_loop_new(&lc, &err);
+    if (!loop) {
+        fs_log_error("start failed", json_pack("{s:s}", "error", err.msg));
+        fs_codec_destroy(p.codec);
+        return 1;
+    }
+    fs_log_info("started", json_pack("{s:s,s:s,s:I}", "instance", instance, "brokers",
+                                     p.cfg.brokers, "payment_window_ms", (json_int_t)p.window));
+    int rc = fs_txn_loop_run(loop, &stop_flag, &err);
+    if (rc)
+        fs_log_error("stopped on error", json_pack("{s:s}", "error", err.msg));
+    fs_txn_loop_destroy(loop);
+    for (int i = 0; i < MAX_PARTITIONS; i++)
+        inv_state_destroy(p.parts[i]);
+    fs_codec_destroy(p.codec);
+    fs_log_info("stopped", json_pack("{s:I}", "decided", (json_int_t)p.decided));
+    return rc ? 1 : 0;
+}

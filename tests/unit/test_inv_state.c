@@ -1,0 +1,333 @@
+/* Inventory decisions (inventory-processor/src/inv_state.c) and their Avro glue. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "inv_codec.h"
+#include "inv_state.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define T0 1795000000000LL /* sale start used by the tests */
+#define WINDOW 600000
+
+static inv_command cmd(inv_cmd_type t, const char *product)
+{
+    inv_command c;
+    memset(&c, 0, sizeof c);
+    c.type = t;
+    snprintf(c.product_id, sizeof c.product_id, "%s", product);
+    snprintf(c.actor_id, sizeof c.actor_id, "admin");
+    c.requested_at = T0 + 1000;
+    c.offset = -1;
+    c.item_count = 1;
+    return c;
+}
+
+static inv_command reserve(const char *product, const char *order, const char *member, int q)
+{
+    inv_command c = cmd(INV_CMD_RESERVE, product);
+    snprintf(c.order_id, sizeof c.order_id, "%s", order);
+    snprintf(c.member_id, sizeof c.member_id, "%s", member);
+    c.quantity = q;
+    return c;
+}
+
+/* decide + apply, as the processor does; returns the event */
+static inv_event step(inv_state *s, const inv_command *c)
+{
+    inv_event e;
+    assert_int_equal(inv_decide(s, c, &e), INV_DECIDED);
+    assert_int_equal(inv_apply(s, &e), 0);
+    return e;
+}
+
+static void define(inv_state *s, const char *id, int stock, int limit)
+{
+    inv_command c = cmd(INV_CMD_DEFINE, id);
+    snprintf(c.f.name, sizeof c.f.name, "Product %s", id);
+    c.f.price = 9900;
+    c.f.sale_starts_at = T0;
+    c.f.per_user_limit = limit;
+    c.stock = stock;
+    inv_event e = step(s, &c);
+    assert_int_equal(e.type, INV_EV_DEFINED);
+}
+
+static void expect_reject(inv_state *s, inv_command c, inv_reason r)
+{
+    inv_event e = step(s, &c);
+    assert_int_equal(e.type, INV_EV_REJECTED);
+    if (e.reason != r)
+        fail_msg("expected %s, got %s", inv_reason_name(r), inv_reason_name(e.reason));
+}
+
+static void test_reasons(void **state)
+{
+    (void)state;
+    inv_state *s = inv_state_new(WINDOW);
+    define(s, "p1", 3, 2);
+    expect_reject(s, reserve("nope", "o0", "m1", 1), INV_R_UNKNOWN_PRODUCT);
+    inv_command early = reserve("p1", "o1", "m1", 1);
+    early.requested_at = T0 - 1;
+    expect_reject(s, early, INV_R_NOT_ON_SALE);
+    expect_reject(s, reserve("p1", "o2", "m1", 0), INV_R_INVALID);
+
+    inv_event e = step(s, &(inv_command){0}); /* zero command = define of "" -> invalid */
+    assert_int_equal(e.type, INV_EV_CMD_REJECTED);
+
+    e = step(s, &(inv_command){.type = INV_CMD_RESERVE, .product_id = "p1", .order_id = "o3",
+                               .member_id = "m1", .quantity = 2, .requested_at = T0 + 5,
+                               .item_count = 1});
+    assert_int_equal(e.type, INV_EV_RESERVED);
+    assert_int_equal(e.available, 1);
+    assert_int_equal(e.reserved, 2);
+    assert_int_equal(e.pay_by, T0 + 5 + WINDOW);
+    assert_int_equal(e.unit_price, 9900);
+    expect_reject(s, reserve("p1", "o4", "m1", 1), INV_R_LIMIT_EXCEEDED); /* 2 + 1 > 2 */
+    expect_reject(s, reserve("p1", "o5", "m2", 2), INV_R_INSUFFICIENT_STOCK);
+
+    inv_event p = step(s, &(inv_command){.type = INV_CMD_PAUSE, .product_id = "p1"});
+    assert_int_equal(p.type, INV_EV_PAUSED);
+    expect_reject(s, reserve("p1", "o6", "m2", 1), INV_R_PAUSED);
+    step(s, &(inv_command){.type = INV_CMD_RESUME, .product_id = "p1"});
+    e = step(s, &(inv_command){.type = INV_CMD_RESERVE, .product_id = "p1", .order_id = "o7",
+                               .member_id = "m2", .quantity = 1, .requested_at = T0 + 9});
+    assert_int_equal(e.type, INV_EV_RESERVED);
+    inv_event so;
+    inv_command c8 = reserve("p1", "o8", "m3", 1);
+    assert_int_equal(inv_decide(s, &c8, &so), INV_DECIDED);
+    assert_int_equal(so.type, INV_EV_REJECTED);
+    assert_int_equal(so.reason, INV_R_SOLD_OUT);
+    assert_int_equal(so.available, 0);
+    assert_int_equal(inv_apply(s, &so), 0);
+
+    /* a decided line never gets a second decision */
+    inv_event dup;
+    inv_command again = reserve("p1", "o7", "m2", 1);
+    assert_int_equal(inv_decide(s, &again, &dup), INV_DUPLICATE);
+    inv_command again_rejected = reserve("p1", "o8", "m3", 1);
+    assert_int_equal(inv_decide(s, &again_rejected, &dup), INV_DUPLICATE);
+
+    /* sale window end */
+    inv_command upd = cmd(INV_CMD_UPDATE, "p1");
+    upd.f.has_ends = true;
+    upd.f.sale_ends_at = T0 + 100;
+    assert_int_equal(step(s, &upd).type, INV_EV_UPDATED);
+    inv_command late = reserve("p1", "o9", "m4", 1);
+    late.requested_at = T0 + 100;
+    expect_reject(s, late, INV_R_NOT_ON_SALE);
+    inv_state_destroy(s);
+}
+
+static void test_commit_release_restock(void **state)
+{
+    (void)state;
+    inv_state *s = inv_state_new(WINDOW);
+    define(s, "p", 2, 1);
+    step(s, &(inv_command){.type = INV_CMD_RESERVE, .product_id = "p", .order_id = "a",
+                           .member_id = "m1", .quantity = 1, .requested_at = T0});
+    step(s, &(inv_command){.type = INV_CMD_RESERVE, .product_id = "p", .order_id = "b",
+                           .member_id = "m2", .quantity = 1, .requested_at = T0});
+    inv_event e = step(s, &(inv_command){.type = INV_CMD_COMMIT, .product_id = "p", .order_id = "a"});
+    assert_int_equal(e.type, INV_EV_COMMITTED);
+    assert_int_equal(e.sold, 1);
+    assert_int_equal(e.reserved, 1);
+    assert_string_equal(e.member_id, "m1");
+    e = step(s, &(inv_command){.type = INV_CMD_COMMIT, .product_id = "p", .order_id = "a"});
+    assert_int_equal(e.type, INV_EV_CMD_REJECTED); /* twice: refused, not doubled */
+    e = step(s, &(inv_command){.type = INV_CMD_RELEASE, .product_id = "p", .order_id = "a"});
+    assert_int_equal(e.type, INV_EV_CMD_REJECTED); /* committed units are not released */
+    e = step(s, &(inv_command){.type = INV_CMD_RELEASE, .product_id = "p", .order_id = "b",
+                               .reason = "EXPIRED"});
+    assert_int_equal(e.type, INV_EV_RELEASED);
+    assert_int_equal(e.available, 1);
+    assert_string_equal(e.release_reason, "EXPIRED");
+    assert_int_equal(inv_state_held(s, "p", "m2"), 0);
+    e = step(s, &(inv_command){.type = INV_CMD_RELEASE, .product_id = "p", .order_id = "b"});
+    assert_int_equal(e.type, INV_EV_CMD_REJECTED);
+    assert_int_equal(e.reason, INV_R_UNKNOWN_RESERVATION);
+    /* m1 holds 1 (limit 1) until the paid unit comes back by restock */
+    expect_reject(s, reserve("p", "c", "m1", 1), INV_R_LIMIT_EXCEEDED);
+    e = step(s, &(inv_command){.type = INV_CMD_RESTOCK, .product_id = "p", .order_id = "a",
+                               .quantity = 1, .actor_id = "saga"});
+    assert_int_equal(e.type, INV_EV_RESTOCKED);
+    assert_int_equal(inv_state_held(s, "p", "m1"), 0);
+    inv_product_view v;
+    assert_true(inv_state_product(s, "p", &v));
+    assert_int_equal(v.stock, 3);
+    assert_int_equal(v.available + v.reserved + v.sold, v.stock);
+    inv_state_destroy(s);
+}
+
+/* Random commands: invariants after every step, and a state rebuilt from the events
+ * (through Avro) equals the live one. */
+static void test_random_invariants_and_rebuild(void **state)
+{
+    (void)state;
+    fs_err err = {0};
+    fs_codec *codec = fs_codec_new(&err);
+    assert_non_null(codec);
+    inv_state *live = inv_state_new(WINDOW), *rebuilt = inv_state_new(WINDOW);
+    const char *products[] = {"pa", "pb", "pc"};
+    for (int i = 0; i < 3; i++) {
+        inv_command c = cmd(INV_CMD_DEFINE, products[i]);
+        snprintf(c.f.name, sizeof c.f.name, "n");
+        c.f.sale_starts_at = T0;
+        c.f.per_user_limit = 3;
+        c.stock = 20;
+        inv_event e;
+        inv_decide(live, &c, &e);
+        inv_apply(live, &e);
+        void *buf;
+        size_t len;
+        assert_int_equal(inv_event_encode(codec, &e, &buf, &len, &err), 0);
+        inv_event back;
+        assert_int_equal(inv_event_decode_bytes(codec, buf, len, &back, &err), 0);
+        assert_int_equal(inv_apply(rebuilt, &back), 0);
+        free(buf);
+    }
+    srand(11);
+    int reserved_lines = 0, sold_out_rejections = 0;
+    for (int step_no = 0; step_no < 20000; step_no++) {
+        const char *p = products[rand() % 3];
+        inv_command c;
+        int op = rand() % 10;
+        char order[32], member[32];
+        snprintf(order, sizeof order, "o%d", rand() % 3000);
+        snprintf(member, sizeof member, "m%d", rand() % 50);
+        if (op < 6)
+            c = reserve(p, order, member, 1 + rand() % 3);
+        else if (op < 7)
+            c = (inv_command){.type = INV_CMD_COMMIT, .product_id = "", .order_id = ""};
+        else if (op < 9)
+            c = (inv_command){.type = INV_CMD_RELEASE};
+        else
+            c = (inv_command){.type = INV_CMD_RESTOCK, .quantity = 1 + rand() % 2};
+        if (op >= 6) {
+            snprintf(c.product_id, sizeof c.product_id, "%s", p);
+            snprintf(c.order_id, sizeof c.order_id, "%s", op == 9 && rand() % 2 ? "" : order);
+        }
+        c.requested_at = T0 + step_no;
+        inv_event e;
+        if (inv_decide(live, &c, &e) == INV_DUPLICATE)
+            continue;
+        /* what the decision saw */
+        inv_product_view before;
+        bool known = inv_state_product(live, p, &before);
+        if (e.type == INV_EV_REJECTED && e.reason == INV_R_SOLD_OUT) {
+            assert_true(known);
+            assert_int_equal(before.available, 0); /* no undersell */
+            sold_out_rejections++;
+        }
+        reserved_lines += e.type == INV_EV_RESERVED;
+        assert_int_equal(inv_apply(live, &e), 0);
+        void *buf;
+        size_t len;
+        assert_int_equal(inv_event_encode(codec, &e, &buf, &len, &err), 0);
+        inv_event back;
+        assert_int_equal(inv_event_decode_bytes(codec, buf, len, &back, &err), 0);
+        free(buf);
+        assert_int_equal(inv_apply(rebuilt, &back), 0);
+        inv_product_view v;
+        assert_true(inv_state_product(live, p, &v));
+        assert_true(v.available >= 0 && v.reserved >= 0 && v.sold >= 0);
+        assert_int_equal(v.available + v.reserved + v.sold, v.stock); /* conservation */
+        if (e.type == INV_EV_RESERVED || e.type == INV_EV_COMMITTED || e.type == INV_EV_RELEASED ||
+            e.type == INV_EV_RESTOCKED) {
+            assert_int_equal(e.available, v.available); /* event counters are the truth */
+            assert_int_equal(e.reserved, v.reserved);
+            assert_int_equal(e.sold, v.sold);
+        }
+        if (e.type == INV_EV_RESERVED)
+            assert_true(inv_state_held(live, p, e.member_id) <= 3); /* per-user limit */
+    }
+    for (int i = 0; i < 3; i++) {
+        inv_product_view a, b;
+        assert_true(inv_state_product(live, products[i], &a));
+        assert_true(inv_state_product(rebuilt, products[i], &b));
+        assert_int_equal(a.available, b.available);
+        assert_int_equal(a.reserved, b.reserved);
+        assert_int_equal(a.sold, b.sold);
+        assert_int_equal(a.stock, b.stock);
+    }
+    assert_true(reserved_lines > 100);
+    assert_true(sold_out_rejections > 10);
+    inv_state_destroy(live);
+    inv_state_destroy(rebuilt);
+    fs_codec_destroy(codec);
+}
+
+static void test_command_codec_round_trip(void **state)
+{
+    (void)state;
+    fs_err err = {0};
+    fs_codec *codec = fs_codec_new(&err);
+    for (int t = 0; t < INV_CMD_COUNT; t++) {
+        inv_command c = reserve("prod-1", "order-1", "member-1", 2);
+        c.type = (inv_cmd_type)t;
+        c.item_index = 1;
+        c.item_count = 3;
+        snprintf(c.reason, sizeof c.reason, "EXPIRED");
+        snprintf(c.f.name, sizeof c.f.name, "Name");
+        c.f.has_name = true;
+        c.f.price = 1234;
+        c.f.has_price = true;
+        c.f.sale_starts_at = T0;
+        c.f.has_starts = true;
+        c.f.per_user_limit = 2;
+        c.f.has_limit = true;
+        c.stock = 100;
+        void *buf;
+        size_t len;
+        if (inv_command_encode(codec, &c, &buf, &len, &err))
+            fail_msg("%s: %s", inv_cmd_name(c.type), err.msg);
+        inv_command d;
+        assert_int_equal(inv_command_decode_bytes(codec, buf, len, &d, &err), 0);
+        free(buf);
+        assert_int_equal(d.type, c.type);
+        assert_string_equal(d.product_id, "prod-1");
+        assert_int_equal(d.requested_at, c.requested_at);
+        if (t == INV_CMD_RESERVE) {
+            assert_string_equal(d.order_id, "order-1");
+            assert_string_equal(d.member_id, "member-1");
+            assert_int_equal(d.quantity, 2);
+            assert_int_equal(d.item_index, 1);
+            assert_int_equal(d.item_count, 3);
+        }
+        if (t == INV_CMD_DEFINE) {
+            assert_string_equal(d.f.name, "Name");
+            assert_int_equal(d.f.price, 1234);
+            assert_int_equal(d.stock, 100);
+            assert_int_equal(d.f.per_user_limit, 2);
+            assert_int_equal(d.f.sale_ends_at, 0);
+        }
+        if (t == INV_CMD_RELEASE)
+            assert_string_equal(d.reason, "EXPIRED");
+    }
+    /* an event is not a command */
+    inv_event e = {.type = INV_EV_PAUSED, .product_id = "p"};
+    void *buf;
+    size_t len;
+    assert_int_equal(inv_event_encode(codec, &e, &buf, &len, &err), 0);
+    inv_command d;
+    assert_int_equal(inv_command_decode_bytes(codec, buf, len, &d, &err), -1);
+    assert_int_equal(err.cls, FS_ERR_INVALID);
+    free(buf);
+    fs_codec_destroy(codec);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reasons),
+        cmocka_unit_test(test_commit_release_restock),
+        cmocka_unit_test(test_random_invariants_and_rebuild),
+        cmocka_unit_test(test_command_codec_round_trip),
+    };
+    return cmocka_run_group_tests_name("inv_state", tests, NULL, NULL);
+}
