@@ -1,0 +1,71 @@
+/* JWT issue and verification over libjwt; see fs/jwt.h. */
+#include "fs/jwt.h"
+
+#include <errno.h>
+#include <jwt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int fs_jwt_issue(const char *secret, const char *sub, const char *role, int64_t ttl_seconds,
+                 char **out, fs_err *err)
+{
+    jwt_t *jwt = NULL;
+    int64_t now = (int64_t)time(NULL);
+    if (!secret || strlen(secret) < FS_JWT_SECRET_MIN)
+        return fs_err_set(err, FS_ERR_INVALID, 0, "secret shorter than %d characters",
+                          FS_JWT_SECRET_MIN);
+    if (strcmp(role, "member") && strcmp(role, "admin"))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "role must be member or admin");
+    if (jwt_new(&jwt) || jwt_add_grant(jwt, "sub", sub) || jwt_add_grant(jwt, "role", role) ||
+        jwt_add_grant_int(jwt, "iat", (long)now) ||
+        jwt_add_grant_int(jwt, "exp", (long)(now + ttl_seconds)) ||
+        jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)secret, (int)strlen(secret))) {
+        jwt_free(jwt);
+        return fs_err_set(err, FS_ERR_FATAL, 0, "jwt: cannot build token");
+    }
+    *out = jwt_encode_str(jwt);
+    jwt_free(jwt);
+    return *out ? 0 : fs_err_set(err, FS_ERR_FATAL, 0, "jwt: cannot encode token");
+}
+
+fs_jwt_status fs_jwt_verify(const char *secret, const char *authorization, int64_t now_seconds,
+                            fs_principal *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!authorization || !*authorization)
+        return FS_JWT_MISSING;
+    if (strncasecmp(authorization, "Bearer ", 7))
+        return FS_JWT_INVALID;
+    const char *token = authorization + 7;
+    while (*token == ' ')
+        token++;
+    if (!*token || strlen(token) > 4096)
+        return FS_JWT_INVALID;
+    jwt_t *jwt = NULL;
+    if (jwt_decode(&jwt, token, (const unsigned char *)secret, (int)strlen(secret)) || !jwt)
+        return FS_JWT_INVALID;
+    fs_jwt_status st = FS_JWT_INVALID;
+    if (jwt_get_alg(jwt) != JWT_ALG_HS256)
+        goto done;
+    const char *sub = jwt_get_grant(jwt, "sub");
+    const char *role = jwt_get_grant(jwt, "role");
+    errno = 0;
+    long exp = jwt_get_grant_int(jwt, "exp");
+    if (!sub || !*sub || strlen(sub) >= sizeof out->sub || !role || errno)
+        goto done;
+    if (strcmp(role, "member") && strcmp(role, "admin"))
+        goto done;
+    if (exp <= now_seconds) {
+        st = FS_JWT_EXPIRED;
+        goto done;
+    }
+    snprintf(out->sub, sizeof out->sub, "%s", sub);
+    snprintf(out->role, sizeof out->role, "%s", role);
+    out->exp = exp;
+    st = FS_JWT_OK;
+done:
+    jwt_free(jwt);
+    return st;
+}

@@ -1,0 +1,87 @@
+/* Access-token verification: valid, expired, forged, alg "none", tampered, bad role. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fs/jwt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *SECRET = "0123456789abcdef0123456789abcdef-test";
+
+static char *bearer(const char *tok)
+{
+    char *h = NULL;
+    assert_true(asprintf(&h, "Bearer %s", tok) > 0);
+    return h;
+}
+
+static void test_valid_and_expired(void **state)
+{
+    (void)state;
+    char *tok;
+    fs_err err = {0};
+    assert_int_equal(fs_jwt_issue(SECRET, "member-7", "member", 60, &tok, &err), 0);
+    char *h = bearer(tok);
+    fs_principal p;
+    int64_t now = (int64_t)time(NULL);
+    assert_int_equal(fs_jwt_verify(SECRET, h, now, &p), FS_JWT_OK);
+    assert_string_equal(p.sub, "member-7");
+    assert_string_equal(p.role, "member");
+    assert_int_equal(fs_jwt_verify(SECRET, h, now + 61, &p), FS_JWT_EXPIRED);
+    assert_int_equal(fs_jwt_verify("another-secret-another-secret-xx", h, now, &p), FS_JWT_INVALID);
+    /* tamper with the payload: flip a character */
+    size_t at = (size_t)(strchr(tok, '.') - tok) + 7 + 3; /* inside the payload */
+    h[at] = h[at] == 'a' ? 'b' : 'a';
+    assert_int_equal(fs_jwt_verify(SECRET, h, now, &p), FS_JWT_INVALID);
+    free(h);
+    free(tok);
+}
+
+static void test_malformed(void **state)
+{
+    (void)state;
+    fs_principal p;
+    int64_t now = (int64_t)time(NULL);
+    assert_int_equal(fs_jwt_verify(SECRET, NULL, now, &p), FS_JWT_MISSING);
+    assert_int_equal(fs_jwt_verify(SECRET, "", now, &p), FS_JWT_MISSING);
+    assert_int_equal(fs_jwt_verify(SECRET, "Basic dXNlcjpwYXNz", now, &p), FS_JWT_INVALID);
+    assert_int_equal(fs_jwt_verify(SECRET, "Bearer ", now, &p), FS_JWT_INVALID);
+    assert_int_equal(fs_jwt_verify(SECRET, "Bearer a.b.c", now, &p), FS_JWT_INVALID);
+    /* {"alg":"none","typ":"JWT"}.{"sub":"x","role":"admin","exp":9999999999}. */
+    const char *none = "Bearer eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0."
+                       "eyJzdWIiOiJ4Iiwicm9sZSI6ImFkbWluIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
+    assert_int_equal(fs_jwt_verify(SECRET, none, now, &p), FS_JWT_INVALID);
+}
+
+static void test_roles(void **state)
+{
+    (void)state;
+    char *tok;
+    fs_err err = {0};
+    assert_int_equal(fs_jwt_issue(SECRET, "boss", "admin", 60, &tok, &err), 0);
+    char *h = bearer(tok);
+    fs_principal p;
+    assert_int_equal(fs_jwt_verify(SECRET, h, (int64_t)time(NULL), &p), FS_JWT_OK);
+    assert_string_equal(p.role, "admin");
+    free(h);
+    free(tok);
+    assert_int_equal(fs_jwt_issue(SECRET, "x", "root", 60, &tok, &err), -1);
+    assert_int_equal(fs_jwt_issue("tiny-s3cret", "x", "member", 60, &tok, &err), -1);
+    assert_null(strstr(err.msg, "tiny-s3cret"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_and_expired),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_roles),
+    };
+    return cmocka_run_group_tests_name("jwt", tests, NULL, NULL);
+}
