@@ -1,16 +1,21 @@
 /* flashsale-api: the HTTP front of flashsale (civetweb).
  *
- * Commands become Kafka records, queries read the read models. This first slice serves
- * operations endpoints: /healthz (the process answers), /readyz (Kafka, PostgreSQL and Redis
- * reachable, from a background monitor) and /metrics (Prometheus text); anything else is a
- * JSON 404 in the design's error format.
+ * Commands become Kafka records; answers come from the decision stream (bus.c). Endpoints:
+ * products (products.c), orders (orders.c), /healthz, /readyz (Kafka, PostgreSQL, Redis
+ * reachable and the decision stream caught up), /metrics (Prometheus text). Anything else is
+ * a JSON 404 in the design's error format.
  *
  * Settings (environment, validated at start): FLASHSALE_HTTP_ADDR (127.0.0.1),
  * FLASHSALE_HTTP_PORT (8080), FLASHSALE_HTTP_THREADS (128), FLASHSALE_HTTP_QUEUE (4096),
- * FLASHSALE_HTTP_KEEPALIVE_MS (2000), plus the common FLASHSALE_* settings. */
+ * FLASHSALE_HTTP_KEEPALIVE_MS (2000), FLASHSALE_DECISION_WAIT_MS (2000: how long POST
+ * /api/orders waits for the decision before answering 202), FLASHSALE_HTTP_MAX_BODY (16384),
+ * FLASHSALE_JWT_SECRET (required, at least 32 characters), plus the common settings. */
+#include "api.h"
 #include "health.h"
 #include "http.h"
 #include "metrics.h"
+
+#include "fs/jwt.h"
 
 #include "fs/config.h"
 #include "fs/kafka.h"
@@ -29,9 +34,7 @@ static void on_signal(int sig)
     stop_flag = 1;
 }
 
-typedef struct {
-    fs_health *health;
-} api;
+typedef api_ctx api;
 
 static int handle_healthz(struct mg_connection *conn, void *cb)
 {
@@ -48,6 +51,13 @@ static int handle_readyz(struct mg_connection *conn, void *cb)
     fs_http_req_init(&req, conn, FS_ROUTE_READYZ);
     json_t *detail = NULL;
     bool ok = fs_health_snapshot(a->health, &detail);
+    bool caught_up = api_bus_caught_up(a->bus);
+    json_object_set_new(detail, "decision_stream",
+                        json_pack("{s:s}", "status", caught_up ? "ok" : "catching_up"));
+    if (!caught_up) {
+        ok = false;
+        json_object_set_new(detail, "status", json_string("not_ready"));
+    }
     return fs_http_json(&req, ok ? 200 : 503, detail, ok ? NULL : "Retry-After: 1\r\n");
 }
 
@@ -82,7 +92,9 @@ static int log_message(const struct mg_connection *conn, const char *message)
 
 int main(void)
 {
-    fs_common_config cfg;
+    static api_ctx a;
+    fs_common_config *cfgp = &a.cfg;
+#define cfg (*cfgp)
     fs_err err = {0};
     fs_log_init("api", FS_LOG_INFO);
     if (fs_common_config_load(&cfg, &err))
@@ -96,13 +108,19 @@ int main(void)
         fs_env_int("FLASHSALE_HTTP_PORT", 8080, 1, 65535, &port, &err) ||
         fs_env_int("FLASHSALE_HTTP_THREADS", 128, 2, 20000, &threads, &err) ||
         fs_env_int("FLASHSALE_HTTP_QUEUE", 4096, 16, 1000000, &queue, &err) ||
-        fs_env_int("FLASHSALE_HTTP_KEEPALIVE_MS", 2000, 0, 600000, &keepalive, &err))
+        fs_env_int("FLASHSALE_HTTP_KEEPALIVE_MS", 2000, 0, 600000, &keepalive, &err) ||
+        fs_env_int("FLASHSALE_DECISION_WAIT_MS", 2000, 0, 60000, &a.decision_wait_ms, &err) ||
+        fs_env_int("FLASHSALE_HTTP_MAX_BODY", 16384, 256, 1048576, &a.max_body, &err) ||
+        fs_env_secret("FLASHSALE_JWT_SECRET", FS_JWT_SECRET_MIN, true, &a.jwt_secret, &err))
         fs_config_die(&err);
-
-    rd_kafka_t *producer = fs_kafka_producer_new(&cfg, "flashsale-api", &err);
-    if (!producer)
+    a.codec = fs_codec_new(&err);
+    if (!a.codec)
         fs_config_die(&err);
-    api a = {.health = fs_health_start(&cfg, producer)};
+    a.bus = api_bus_start(&cfg, a.codec, &err);
+    if (!a.bus)
+        fs_config_die(&err);
+    rd_kafka_t *producer = api_bus_producer(a.bus);
+    a.health = fs_health_start(&cfg, producer);
 
     char ports[96], nthreads[16], nqueue[16], ka[16];
     snprintf(ports, sizeof ports, "%s:%ld", addr, port);
@@ -126,12 +144,17 @@ int main(void)
     if (!ctx) {
         fs_log_error("http server did not start", json_pack("{s:s}", "listen", ports));
         fs_health_stop(a.health);
-        rd_kafka_destroy(producer);
+        api_bus_stop(a.bus);
+        fs_codec_destroy(a.codec);
         return 1;
     }
     mg_set_request_handler(ctx, "/healthz$", handle_healthz, &a);
     mg_set_request_handler(ctx, "/readyz$", handle_readyz, &a);
     mg_set_request_handler(ctx, "/metrics$", handle_metrics, &a);
+    mg_set_request_handler(ctx, "/api/products$", api_products_create, &a);
+    mg_set_request_handler(ctx, "/api/products/", api_products_item, &a);
+    mg_set_request_handler(ctx, "/api/orders$", api_orders_create, &a);
+    mg_set_request_handler(ctx, "/api/orders/", api_orders_item, &a);
     mg_set_request_handler(ctx, "/", handle_other, &a);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
@@ -144,7 +167,8 @@ int main(void)
     mg_stop(ctx);
     mg_exit_library();
     fs_health_stop(a.health);
-    rd_kafka_flush(producer, 5000);
-    rd_kafka_destroy(producer);
+    api_bus_stop(a.bus);
+    fs_codec_destroy(a.codec);
     return 0;
+#undef cfg
 }

@@ -7,8 +7,35 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const route_names[FS_ROUTE_COUNT] = {"healthz", "readyz", "metrics", "other"};
+static const char *const route_names[FS_ROUTE_COUNT] = {
+    "healthz",       "readyz",     "metrics",        "other", "products_create", "product",
+    "product_stock", "product_op", "orders_create", "order"};
 static atomic_ulong counts[FS_ROUTE_COUNT][500]; /* status 100..599 */
+
+static const double buckets_ms[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000};
+#define NBUCKETS (sizeof buckets_ms / sizeof buckets_ms[0])
+static atomic_ulong latency_buckets[NBUCKETS + 1];
+static atomic_ulong latency_sum_us, latency_count, fast_sold_out, produce_errors;
+
+void fs_metrics_decision_latency(double ms)
+{
+    size_t i = 0;
+    while (i < NBUCKETS && ms > buckets_ms[i])
+        i++;
+    atomic_fetch_add_explicit(&latency_buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&latency_sum_us, (unsigned long)(ms * 1000), memory_order_relaxed);
+    atomic_fetch_add_explicit(&latency_count, 1, memory_order_relaxed);
+}
+
+void fs_metrics_fast_sold_out(void)
+{
+    atomic_fetch_add_explicit(&fast_sold_out, 1, memory_order_relaxed);
+}
+
+void fs_metrics_produce_error(void)
+{
+    atomic_fetch_add_explicit(&produce_errors, 1, memory_order_relaxed);
+}
 
 void fs_metrics_request(int route, int status)
 {
@@ -44,6 +71,40 @@ char *fs_metrics_render(size_t *len)
                                   "flashsale_http_requests_total{route=\"%s\",status=\"%d\"} %lu\n",
                                   route_names[r], s + 100, v);
         }
-    *len = n;
-    return out;
+    char *tail = NULL;
+    size_t tl = 0;
+    FILE *f = open_memstream(&tail, &tl);
+    if (!f) {
+        free(out);
+        return NULL;
+    }
+    fprintf(f, "# HELP flashsale_decision_latency_ms Time from accepting an order to its decision.\n"
+               "# TYPE flashsale_decision_latency_ms histogram\n");
+    unsigned long cum = 0;
+    for (size_t i = 0; i <= NBUCKETS; i++) {
+        cum += atomic_load(&latency_buckets[i]);
+        if (i < NBUCKETS)
+            fprintf(f, "flashsale_decision_latency_ms_bucket{le=\"%g\"} %lu\n", buckets_ms[i], cum);
+        else
+            fprintf(f, "flashsale_decision_latency_ms_bucket{le=\"+Inf\"} %lu\n", cum);
+    }
+    fprintf(f, "flashsale_decision_latency_ms_sum %.3f\nflashsale_decision_latency_ms_count %lu\n",
+            atomic_load(&latency_sum_us) / 1000.0, atomic_load(&latency_count));
+    fprintf(f, "# HELP flashsale_fast_sold_out_total Orders answered SOLD_OUT from the view, without Kafka.\n"
+               "# TYPE flashsale_fast_sold_out_total counter\nflashsale_fast_sold_out_total %lu\n",
+            atomic_load(&fast_sold_out));
+    fprintf(f, "# HELP flashsale_kafka_produce_errors_total Commands not produced or not delivered.\n"
+               "# TYPE flashsale_kafka_produce_errors_total counter\nflashsale_kafka_produce_errors_total %lu\n",
+            atomic_load(&produce_errors));
+    fclose(f);
+    char *all = realloc(out, n + tl + 1);
+    if (!all) {
+        free(out);
+        free(tail);
+        return NULL;
+    }
+    memcpy(all + n, tail, tl + 1);
+    free(tail);
+    *len = n + tl;
+    return all;
 }

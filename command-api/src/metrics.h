@@ -4,9 +4,27 @@
 #define FS_API_METRICS_H
 #include <stddef.h>
 
-enum { FS_ROUTE_HEALTHZ, FS_ROUTE_READYZ, FS_ROUTE_METRICS, FS_ROUTE_OTHER, FS_ROUTE_COUNT };
+enum {
+    FS_ROUTE_HEALTHZ,
+    FS_ROUTE_READYZ,
+    FS_ROUTE_METRICS,
+    FS_ROUTE_OTHER,
+    FS_ROUTE_PRODUCTS_CREATE,
+    FS_ROUTE_PRODUCT,       /* GET/PATCH /api/products/{id} */
+    FS_ROUTE_PRODUCT_STOCK, /* GET /api/products/{id}/stock */
+    FS_ROUTE_PRODUCT_OP,    /* POST /api/products/{id}/restock|pause|resume */
+    FS_ROUTE_ORDERS_CREATE,
+    FS_ROUTE_ORDER,         /* GET /api/orders/{id} */
+    FS_ROUTE_COUNT
+};
 
 void fs_metrics_request(int route, int status);
+/* Time from accepting POST /api/orders to the decision being known, in milliseconds. */
+void fs_metrics_decision_latency(double ms);
+/* Answered without Kafka because the view said available = 0. */
+void fs_metrics_fast_sold_out(void);
+/* A command could not be produced or was not delivered. */
+void fs_metrics_produce_error(void);
 /* Renders the Prometheus text exposition into a malloc'd string; *len its length. */
 char *fs_metrics_render(size_t *len);
 

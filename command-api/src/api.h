@@ -1,0 +1,55 @@
+/* Shared context and request helpers of flashsale-api's handlers.
+ * Every handler runs on a civetweb worker thread and finishes its own request: it may wait
+ * for its own command's decision (bounded), never for another request. */
+#ifndef FS_API_API_H
+#define FS_API_API_H
+#include "bus.h"
+#include "health.h"
+#include "http.h"
+
+#include "fs/codec.h"
+#include "fs/config.h"
+#include "fs/jwt.h"
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdbool.h>
+
+typedef struct {
+    fs_common_config cfg;
+    const char *jwt_secret;
+    fs_codec *codec;
+    api_bus *bus;
+    fs_health *health;
+    long decision_wait_ms; /* FLASHSALE_DECISION_WAIT_MS */
+    long max_body;         /* FLASHSALE_HTTP_MAX_BODY */
+} api_ctx;
+
+/* Verifies the bearer token; with role "admin" also the role. On failure the 401/403 is
+ * already sent and false returned. */
+bool api_auth(fs_http_req *req, api_ctx *a, const char *role, fs_principal *who);
+/* Reads and parses a JSON object body (Content-Type application/json, at most max_body
+ * bytes). On failure the 400/413/415 is already sent and NULL returned. */
+json_t *api_read_json(fs_http_req *req, api_ctx *a);
+/* This thread's Redis connection (connected on first use, reconnected after errors);
+ * NULL with *err if Redis is unreachable. */
+redisContext *api_redis(api_ctx *a, fs_err *err);
+void api_redis_drop(void);
+
+/* Field readers for request bodies: on a wrong type the error response is sent and false
+ * returned. `required` missing -> 400 MISSING_FIELD. *present (may be NULL) tells whether
+ * the field was given. */
+bool api_field_string(fs_http_req *req, json_t *body, const char *name, bool required,
+                      size_t max_len, const char **out, bool *present);
+bool api_field_int(fs_http_req *req, json_t *body, const char *name, bool required, long long min,
+                   long long max, long long *out, bool *present);
+/* A time: an RFC 3339 string or integer milliseconds since the epoch. */
+bool api_field_time(fs_http_req *req, json_t *body, const char *name, bool required, int64_t *out,
+                    bool *present);
+
+int api_products_create(struct mg_connection *conn, void *cb);
+int api_products_item(struct mg_connection *conn, void *cb); /* /api/products/{id}[/...] */
+int api_orders_create(struct mg_connection *conn, void *cb);
+int api_orders_item(struct mg_connection *conn, void *cb);
+
+#endif

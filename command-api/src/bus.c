@@ -1,0 +1,509 @@
+/* Kafka link of the API; see bus.h for the contract.
+ *
+ * Shared state under b->lock: the product view (an inv_state over all partitions), the
+ * orders map, the per-partition decided offsets, and the waiters map (key -> list). */
+#include "bus.h"
+#include "inv_codec.h"
+
+#include "fs/id.h"
+#include "fs/kafka.h"
+#include "fs/log.h"
+#include "fs/map.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_PARTITIONS 1024
+
+struct api_waiter {
+    char key[INV_ID_MAX];
+    pthread_cond_t cond;
+    int refs;
+    bool produced;
+    api_wait_result r;
+    api_waiter *next;
+};
+
+struct api_bus {
+    const fs_common_config *cfg;
+    const fs_codec *codec;
+    rd_kafka_t *producer;
+    pthread_t dr_thread, stream_thread;
+    volatile int stop;
+
+    pthread_mutex_t lock;
+    inv_state *view;
+    fs_map *orders;  /* order id -> api_order* */
+    fs_map *waiters; /* key -> api_waiter* (list) */
+    int64_t decided_offset[MAX_PARTITIONS];
+    bool caught_up;
+};
+
+const char *api_order_status_name(api_order_status s)
+{
+    return s == API_ORDER_RESERVED ? "RESERVED" : s == API_ORDER_REJECTED ? "REJECTED" : "PENDING";
+}
+
+static void waiter_unref_locked(api_bus *b, api_waiter *w)
+{
+    (void)b;
+    if (--w->refs == 0) {
+        pthread_cond_destroy(&w->cond);
+        free(w);
+    }
+}
+
+static void unlink_locked(api_bus *b, api_waiter *w)
+{
+    api_waiter *head = fs_map_get(b->waiters, w->key), *prev = NULL;
+    for (api_waiter *x = head; x; prev = x, x = x->next)
+        if (x == w) {
+            if (prev)
+                prev->next = x->next;
+            else if (x->next)
+                fs_map_put(b->waiters, w->key, x->next);
+            else
+                fs_map_del(b->waiters, w->key);
+            break;
+        }
+    w->next = NULL;
+}
+
+/* Wakes every waiter of key with the event (caller holds the lock). */
+static void wake_locked(api_bus *b, const char *key, const inv_event *ev)
+{
+    for (api_waiter *w = fs_map_get(b->waiters, key); w; w = w->next) {
+        w->r.decided = true;
+        w->r.ev = *ev;
+        pthread_cond_broadcast(&w->cond);
+    }
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    api_bus *b = opaque;
+    api_waiter *w = m->_private;
+    if (!w)
+        return;
+    pthread_mutex_lock(&b->lock);
+    if (m->err) {
+        w->r.failed = true;
+        snprintf(w->r.delivery_error, sizeof w->r.delivery_error, "%s", rd_kafka_err2str(m->err));
+    } else {
+        w->r.delivered = true;
+        w->r.partition = m->partition;
+        w->r.offset = m->offset;
+        api_order *o = fs_map_get(b->orders, w->key);
+        if (o && o->status == API_ORDER_PENDING) {
+            o->partition = m->partition;
+            o->command_offset = m->offset;
+        }
+    }
+    pthread_cond_broadcast(&w->cond);
+    waiter_unref_locked(b, w);
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void *dr_main(void *arg)
+{
+    api_bus *b = arg;
+    while (!b->stop)
+        rd_kafka_poll(b->producer, 100);
+    return NULL;
+}
+
+static void apply_locked(api_bus *b, const rd_kafka_message_t *m, const inv_event *ev)
+{
+    inv_apply(b->view, ev); /* a refusal only means the view already had it */
+    if (ev->type == INV_EV_RESERVED || ev->type == INV_EV_REJECTED) {
+        api_order *o = fs_map_get(b->orders, ev->order_id);
+        if (!o) {
+            o = calloc(1, sizeof *o);
+            if (!o || fs_map_put(b->orders, ev->order_id, o) == (void *)-1) {
+                free(o);
+                o = NULL;
+            }
+        }
+        if (o) {
+            snprintf(o->order_id, sizeof o->order_id, "%s", ev->order_id);
+            snprintf(o->member_id, sizeof o->member_id, "%s", ev->member_id);
+            snprintf(o->product_id, sizeof o->product_id, "%s", ev->product_id);
+            o->quantity = ev->quantity;
+            o->status = ev->type == INV_EV_RESERVED ? API_ORDER_RESERVED : API_ORDER_REJECTED;
+            o->reason = ev->reason;
+            o->decided_at = ev->occurred_at;
+            if (!o->requested_at)
+                o->requested_at = ev->occurred_at;
+            o->pay_by = ev->pay_by;
+            o->unit_price = ev->unit_price;
+            o->partition = m->partition;
+            o->command_offset = ev->command_offset;
+        }
+        if (m->partition >= 0 && m->partition < MAX_PARTITIONS &&
+            ev->command_offset > b->decided_offset[m->partition])
+            b->decided_offset[m->partition] = ev->command_offset;
+        wake_locked(b, ev->order_id, ev);
+    }
+    char cause[INV_ID_MAX];
+    if (fs_kafka_header_get(m, "causation-id", cause, sizeof cause) > 0)
+        wake_locked(b, cause, ev);
+}
+
+static void *stream_main(void *arg)
+{
+    api_bus *b = arg;
+    fs_err err = {0};
+    fs_log_set_cid("decision-stream");
+    rd_kafka_t *c = NULL;
+    int64_t *end = NULL;
+    int nparts = 0;
+    while (!b->stop && !c) {
+        rd_kafka_t *admin = fs_kafka_admin_new(b->cfg, "flashsale-api-meta", &err);
+        nparts = admin ? fs_kafka_partition_count(admin, FS_TOPIC_INVENTORY_EVENTS, 5000, &err) : -1;
+        if (nparts > 0) {
+            end = calloc((size_t)nparts, sizeof *end);
+            rd_kafka_conf_t *pc = rd_kafka_conf_new();
+            char e[256];
+            rd_kafka_conf_set(pc, "bootstrap.servers", b->cfg->brokers, e, sizeof e);
+            rd_kafka_conf_set(pc, "group.id", "flashsale-api-probe", e, sizeof e);
+            rd_kafka_conf_set(pc, "isolation.level", "read_uncommitted", e, sizeof e);
+            rd_kafka_t *probe = rd_kafka_new(RD_KAFKA_CONSUMER, pc, e, sizeof e);
+            for (int i = 0; probe && i < nparts; i++) {
+                int64_t lo;
+                if (rd_kafka_query_watermark_offsets(probe, FS_TOPIC_INVENTORY_EVENTS, i, &lo,
+                                                     &end[i], 5000))
+                    end[i] = 0;
+            }
+            if (probe)
+                rd_kafka_destroy(probe);
+            c = fs_kafka_consumer_new(b->cfg, NULL, NULL, true, &err);
+        }
+        if (admin)
+            rd_kafka_destroy(admin);
+        if (!c) {
+            fs_log_warn("decision stream not started, retrying", json_pack("{s:s}", "error", err.msg));
+            free(end);
+            end = NULL;
+            struct timespec ts = {1, 0};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (!c)
+        return NULL;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
+    int remaining = 0;
+    for (int i = 0; i < nparts; i++) {
+        rd_kafka_topic_partition_list_add(l, FS_TOPIC_INVENTORY_EVENTS, i)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+        remaining += end[i] > 0;
+    }
+    char *done = calloc((size_t)nparts, 1);
+    rd_kafka_assign(c, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    int64_t t0 = fs_mono_ms();
+    uint64_t events = 0;
+    if (!remaining) {
+        pthread_mutex_lock(&b->lock);
+        b->caught_up = true;
+        pthread_mutex_unlock(&b->lock);
+    }
+    while (!b->stop) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (remaining && m->partition < nparts && !done[m->partition] &&
+                m->offset >= end[m->partition]) {
+                done[m->partition] = 1;
+                if (--remaining == 0) {
+                    pthread_mutex_lock(&b->lock);
+                    b->caught_up = true;
+                    pthread_mutex_unlock(&b->lock);
+                    fs_log_info("decision stream caught up",
+                                json_pack("{s:I,s:I}", "events", (json_int_t)events, "ms",
+                                          (json_int_t)(fs_mono_ms() - t0)));
+                }
+            }
+        } else if (m->err) {
+            fs_log_warn("decision stream error", json_pack("{s:s}", "error", rd_kafka_message_errstr(m)));
+        } else {
+            inv_event ev;
+            fs_err derr = {0};
+            if (inv_event_decode_bytes(b->codec, m->payload, m->len, &ev, &derr) == 0) {
+                pthread_mutex_lock(&b->lock);
+                apply_locked(b, m, &ev);
+                pthread_mutex_unlock(&b->lock);
+                events++;
+            } else {
+                fs_log_warn("undecodable inventory event",
+                            json_pack("{s:i,s:I,s:s}", "partition", m->partition, "offset",
+                                      (json_int_t)m->offset, "error", derr.msg));
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    free(done);
+    free(end);
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    return NULL;
+}
+
+api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_err *err)
+{
+    api_bus *b = calloc(1, sizeof *b);
+    if (!b) {
+        fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
+        return NULL;
+    }
+    b->cfg = cfg;
+    b->codec = codec;
+    pthread_mutex_init(&b->lock, NULL);
+    for (int i = 0; i < MAX_PARTITIONS; i++)
+        b->decided_offset[i] = -1;
+    b->view = inv_state_new(0);
+    b->orders = fs_map_new(4096);
+    b->waiters = fs_map_new(1024);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char e[256];
+    const char *kv[][2] = {{"bootstrap.servers", cfg->brokers},
+                           {"client.id", "flashsale-api"},
+                           {"enable.idempotence", "true"},
+                           {"acks", "all"},
+                           {"linger.ms", "1"},
+                           {"partitioner", "murmur2_random"},
+                           {"message.timeout.ms", "10000"},
+                           {"queue.buffering.max.messages", "1000000"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], e, sizeof e) != RD_KAFKA_CONF_OK) {
+            fs_err_set(err, FS_ERR_FATAL, 0, "producer config %s: %s", kv[i][0], e);
+            rd_kafka_conf_destroy(conf);
+            goto fail;
+        }
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_opaque(conf, b);
+    b->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+    if (!b->producer) {
+        rd_kafka_conf_destroy(conf);
+        fs_err_set(err, FS_ERR_FATAL, 0, "producer: %s", e);
+        goto fail;
+    }
+    if (!b->view || !b->orders || !b->waiters ||
+        pthread_create(&b->dr_thread, NULL, dr_main, b)) {
+        fs_err_set(err, FS_ERR_FATAL, 0, "bus start failed");
+        goto fail;
+    }
+    if (pthread_create(&b->stream_thread, NULL, stream_main, b)) {
+        b->stop = 1;
+        pthread_join(b->dr_thread, NULL);
+        fs_err_set(err, FS_ERR_FATAL, 0, "bus start failed");
+        goto fail;
+    }
+    return b;
+fail:
+    if (b->producer)
+        rd_kafka_destroy(b->producer);
+    inv_state_destroy(b->view);
+    fs_map_destroy(b->orders);
+    fs_map_destroy(b->waiters);
+    free(b);
+    return NULL;
+}
+
+static void free_order(void *ctx, const char *key, void *value)
+{
+    (void)ctx;
+    (void)key;
+    free(value);
+}
+
+void api_bus_stop(api_bus *b)
+{
+    if (!b)
+        return;
+    rd_kafka_flush(b->producer, 5000);
+    b->stop = 1;
+    pthread_join(b->stream_thread, NULL);
+    pthread_join(b->dr_thread, NULL);
+    rd_kafka_destroy(b->producer);
+    inv_state_destroy(b->view);
+    fs_map_foreach(b->orders, free_order, NULL);
+    fs_map_destroy(b->orders);
+    fs_map_destroy(b->waiters); /* no request is running any more */
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+rd_kafka_t *api_bus_producer(api_bus *b)
+{
+    return b->producer;
+}
+
+bool api_bus_caught_up(api_bus *b)
+{
+    pthread_mutex_lock(&b->lock);
+    bool r = b->caught_up;
+    pthread_mutex_unlock(&b->lock);
+    return r;
+}
+
+bool api_bus_product(api_bus *b, const char *id, inv_product_view *out)
+{
+    pthread_mutex_lock(&b->lock);
+    bool r = inv_state_product(b->view, id, out);
+    pthread_mutex_unlock(&b->lock);
+    return r;
+}
+
+int32_t api_bus_held(api_bus *b, const char *product_id, const char *member_id)
+{
+    pthread_mutex_lock(&b->lock);
+    int32_t r = inv_state_held(b->view, product_id, member_id);
+    pthread_mutex_unlock(&b->lock);
+    return r;
+}
+
+bool api_bus_order(api_bus *b, const char *order_id, api_order *out)
+{
+    pthread_mutex_lock(&b->lock);
+    api_order *o = fs_map_get(b->orders, order_id);
+    if (o)
+        *out = *o;
+    pthread_mutex_unlock(&b->lock);
+    return o != NULL;
+}
+
+int64_t api_bus_decided_offset(api_bus *b, int32_t partition)
+{
+    if (partition < 0 || partition >= MAX_PARTITIONS)
+        return -1;
+    pthread_mutex_lock(&b->lock);
+    int64_t r = b->decided_offset[partition];
+    pthread_mutex_unlock(&b->lock);
+    return r;
+}
+
+api_waiter *api_bus_waiter_new(api_bus *b, const char *key)
+{
+    api_waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    snprintf(w->key, sizeof w->key, "%s", key);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    w->refs = 1;
+    pthread_mutex_lock(&b->lock);
+    w->next = fs_map_get(b->waiters, key);
+    if (fs_map_put(b->waiters, key, w) == (void *)-1) {
+        pthread_mutex_unlock(&b->lock);
+        pthread_cond_destroy(&w->cond);
+        free(w);
+        return NULL;
+    }
+    /* Already decided (a retried idempotent request)? */
+    api_order *o = fs_map_get(b->orders, key);
+    if (o && o->status != API_ORDER_PENDING) {
+        w->r.decided = true;
+        memset(&w->r.ev, 0, sizeof w->r.ev);
+        w->r.ev.type = o->status == API_ORDER_RESERVED ? INV_EV_RESERVED : INV_EV_REJECTED;
+        snprintf(w->r.ev.order_id, sizeof w->r.ev.order_id, "%s", o->order_id);
+        snprintf(w->r.ev.product_id, sizeof w->r.ev.product_id, "%s", o->product_id);
+        snprintf(w->r.ev.member_id, sizeof w->r.ev.member_id, "%s", o->member_id);
+        w->r.ev.quantity = o->quantity;
+        w->r.ev.reason = o->reason;
+        w->r.ev.pay_by = o->pay_by;
+        w->r.ev.unit_price = o->unit_price;
+        w->r.ev.occurred_at = o->decided_at;
+        w->r.delivered = true;
+        w->r.partition = o->partition;
+        w->r.offset = o->command_offset;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return w;
+}
+
+void api_bus_order_pending(api_bus *b, const api_order *src)
+{
+    pthread_mutex_lock(&b->lock);
+    if (!fs_map_get(b->orders, src->order_id)) {
+        api_order *o = malloc(sizeof *o);
+        if (o) {
+            *o = *src;
+            o->status = API_ORDER_PENDING;
+            o->partition = -1;
+            o->command_offset = -1;
+            if (fs_map_put(b->orders, src->order_id, o) == (void *)-1)
+                free(o);
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+}
+
+int api_bus_produce(api_bus *b, api_waiter *w, const char *product_id, const void *value,
+                    size_t len, const char *event_type, const char *event_id,
+                    const char *correlation_id, int64_t occurred_at, fs_err *err)
+{
+    fs_event_meta meta = {.event_type = event_type,
+                          .event_id = event_id,
+                          .correlation_id = correlation_id,
+                          .occurred_at = occurred_at};
+    rd_kafka_headers_t *h = fs_kafka_headers_new(&meta);
+    pthread_mutex_lock(&b->lock);
+    w->refs++; /* the delivery report's reference */
+    w->produced = true;
+    pthread_mutex_unlock(&b->lock);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        b->producer, RD_KAFKA_V_TOPIC(FS_TOPIC_INVENTORY_COMMANDS),
+        RD_KAFKA_V_KEY(product_id, strlen(product_id)), RD_KAFKA_V_VALUE((void *)value, len),
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_END);
+    if (e) {
+        rd_kafka_headers_destroy(h);
+        pthread_mutex_lock(&b->lock);
+        w->refs--;
+        w->produced = false;
+        pthread_mutex_unlock(&b->lock);
+        return fs_err_from_kafka_code(err, e, "produce");
+    }
+    return 0;
+}
+
+void api_bus_wait(api_bus *b, api_waiter *w, int64_t deadline_ms, bool need_decision,
+                  api_wait_result *out)
+{
+    pthread_mutex_lock(&b->lock);
+    for (;;) {
+        bool delivery_known = !w->produced || w->r.delivered || w->r.failed;
+        if (w->r.decided || w->r.failed)
+            break;
+        if (!need_decision && delivery_known)
+            break;
+        int64_t now = fs_mono_ms();
+        if (now >= deadline_ms && delivery_known)
+            break;
+        /* Past the deadline we still wait for the delivery report (bounded by
+         * message.timeout.ms), so that "accepted" is never said of a lost command. */
+        int64_t until = now >= deadline_ms ? now + 50 : deadline_ms;
+        struct timespec ts = {until / 1000, (until % 1000) * 1000000};
+        pthread_cond_timedwait(&w->cond, &b->lock, &ts);
+    }
+    *out = w->r;
+    pthread_mutex_unlock(&b->lock);
+}
+
+void api_bus_waiter_release(api_bus *b, api_waiter *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&b->lock);
+    unlink_locked(b, w);
+    waiter_unref_locked(b, w);
+    pthread_mutex_unlock(&b->lock);
+}

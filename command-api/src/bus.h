@@ -1,0 +1,84 @@
+/* The API's link to Kafka: commands out, decisions in.
+ *
+ * - Commands are produced with the idempotent producer (acks=all); a request learns from
+ *   its own delivery report when its command is durable ("accepted") and at which offset
+ *   (its place in the queue).
+ * - The decision stream: one thread reads every partition of inventory.events
+ *   (read_committed) from the beginning and keeps (a) a view of every product, built with
+ *   the inventory processor's own inv_apply(), and (b) every order's decision. It wakes the
+ *   requests waiting for an order (by order id) or for an admin command's outcome (by the
+ *   command's event id, which the processor copies into causation-id).
+ * - Waiters are registered *before* producing, and looking a decision up and registering
+ *   happen under one lock, so a decision can never slip between them.
+ *
+ * Everything here is called from civetweb worker threads and from the bus's own two
+ * threads (delivery reports, decision stream); one mutex guards the shared state. */
+#ifndef FS_API_BUS_H
+#define FS_API_BUS_H
+#include "inv_state.h"
+
+#include "fs/codec.h"
+#include "fs/config.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum { API_ORDER_PENDING, API_ORDER_RESERVED, API_ORDER_REJECTED } api_order_status;
+const char *api_order_status_name(api_order_status s);
+
+typedef struct {
+    char order_id[INV_ID_MAX];
+    char member_id[INV_ID_MAX];
+    char product_id[INV_ID_MAX];
+    int32_t quantity;
+    api_order_status status;
+    inv_reason reason;
+    int64_t requested_at, decided_at, pay_by, unit_price;
+    int32_t partition;
+    int64_t command_offset;
+} api_order;
+
+typedef struct api_bus api_bus;
+typedef struct api_waiter api_waiter;
+
+api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_err *err);
+void api_bus_stop(api_bus *b); /* NULL-safe */
+rd_kafka_t *api_bus_producer(api_bus *b);
+/* True once the decision stream has read up to the end offsets it saw at start. */
+bool api_bus_caught_up(api_bus *b);
+
+/* Views (copies, taken under the lock). */
+bool api_bus_product(api_bus *b, const char *product_id, inv_product_view *out);
+int32_t api_bus_held(api_bus *b, const char *product_id, const char *member_id);
+bool api_bus_order(api_bus *b, const char *order_id, api_order *out);
+/* Highest command offset decided so far on a partition of inventory.commands (-1: none). */
+int64_t api_bus_decided_offset(api_bus *b, int32_t partition);
+
+/* A waiter for one order (key = order id) or one admin command (key = its event id). */
+api_waiter *api_bus_waiter_new(api_bus *b, const char *key);
+/* Records an order as accepted-pending in this instance's view (before producing). */
+void api_bus_order_pending(api_bus *b, const api_order *o);
+/* Produces value to inventory.commands with key = product id; the waiter is told about
+ * delivery. Returns 0, or -1 with *err (nothing was produced). */
+int api_bus_produce(api_bus *b, api_waiter *w, const char *product_id, const void *value,
+                    size_t len, const char *event_type, const char *event_id,
+                    const char *correlation_id, int64_t occurred_at, fs_err *err);
+
+typedef struct {
+    bool delivered, failed, decided;
+    int32_t partition;
+    int64_t offset;
+    char delivery_error[128];
+    inv_event ev; /* the decision / outcome, when decided */
+} api_wait_result;
+/* Waits until the waiter is decided, or until deadline_ms (monotonic) has passed and the
+ * command's delivery is known (durable or failed) - never returns "not delivered" for a
+ * produced command before its delivery report, so a 202 always means durable. A waiter of
+ * an order that was decided earlier returns at once. */
+void api_bus_wait(api_bus *b, api_waiter *w, int64_t deadline_ms, bool need_decision,
+                  api_wait_result *out);
+/* Releases the caller's reference (the delivery report holds its own). */
+void api_bus_waiter_release(api_bus *b, api_waiter *w);
+
+#endif

@@ -1,0 +1,345 @@
+/* Order endpoints.
+ *   POST /api/orders        member  {"product_id", "quantity"}; Idempotency-Key; Prefer: respond-async
+ *   GET  /api/orders/{id}   owner or admin
+ *
+ * The purchase path: validate -> (Idempotency-Key: claim it in Redis, SET NX, 24 h) ->
+ * sold-out fast path (only when the view says available = 0) -> stamp order id and time ->
+ * produce ReserveStock (key = product id) -> wait, bounded by FLASHSALE_DECISION_WAIT_MS,
+ * for the processor's decision. The delivery report is the durable "accepted": a 202 is only
+ * ever sent for a command Kafka acknowledged. */
+#include "api.h"
+#include "inv_codec.h"
+#include "metrics.h"
+
+#include "fs/id.h"
+#include "fs/log.h"
+#include "fs/timefmt.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define IDEM_TTL_S 86400
+
+static int reject_status(inv_reason r, const char **code)
+{
+    *code = inv_reason_name(r);
+    switch (r) {
+    case INV_R_UNKNOWN_PRODUCT:
+        *code = "PRODUCT_NOT_FOUND";
+        return 404;
+    case INV_R_INVALID:
+        *code = "INVALID_ORDER";
+        return 422;
+    default:
+        return 409;
+    }
+}
+
+static const char *reject_message(inv_reason r)
+{
+    switch (r) {
+    case INV_R_SOLD_OUT: return "sold out";
+    case INV_R_LIMIT_EXCEEDED: return "the per-member limit of this product is reached";
+    case INV_R_NOT_ON_SALE: return "the product is not on sale at this time";
+    case INV_R_PAUSED: return "the sale is paused";
+    case INV_R_INSUFFICIENT_STOCK: return "fewer units are available than asked for";
+    case INV_R_UNKNOWN_PRODUCT: return "no such product";
+    default: return "the order was refused";
+    }
+}
+
+static int send_decision(fs_http_req *req, const inv_event *ev, bool replay)
+{
+    if (ev->type == INV_EV_RESERVED) {
+        char pay_by[FS_TIME_STR_LEN];
+        fs_time_format(ev->pay_by, pay_by);
+        return fs_http_json(req, replay ? 200 : 201,
+                            json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "order_id", ev->order_id,
+                                      "status", "RESERVED", "product_id", ev->product_id,
+                                      "quantity", ev->quantity, "unit_price",
+                                      (json_int_t)ev->unit_price, "pay_by", pay_by),
+                            NULL);
+    }
+    const char *code;
+    int status = reject_status(ev->reason, &code);
+    return fs_http_json(req, status,
+                        json_pack("{s:{s:s,s:s,s:s,s:s}}", "error", "code", code, "message",
+                                  reject_message(ev->reason), "request_id", req->request_id,
+                                  "order_id", ev->order_id),
+                        NULL);
+}
+
+static int send_pending(fs_http_req *req, api_ctx *a, const char *order_id,
+                        const api_wait_result *r)
+{
+    long long position = 1;
+    if (r->delivered) {
+        int64_t decided = api_bus_decided_offset(a->bus, r->partition);
+        position = r->offset - decided;
+        if (position < 1)
+            position = 1;
+    }
+    char loc[128];
+    snprintf(loc, sizeof loc, "Location: /api/orders/%s\r\n", order_id);
+    return fs_http_json(req, 202,
+                        json_pack("{s:s,s:s,s:I}", "order_id", order_id, "status", "PENDING",
+                                  "queue_position", (json_int_t)position),
+                        loc);
+}
+
+static bool idem_key_ok(const char *k)
+{
+    size_t n = strlen(k);
+    if (n < 1 || n > 128)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isgraph((unsigned char)k[i]))
+            return false;
+    return true;
+}
+
+/* Claims the key for order_id, or finds the order that claimed it.
+ * Returns 1 = claimed (new order), 0 = existing (*existing filled), -1 = response sent. */
+static int idem_claim(fs_http_req *req, api_ctx *a, const char *member, const char *key,
+                      const char *order_id, const char *product_id, long long qty,
+                      char *existing, size_t n)
+{
+    fs_err err = {0};
+    redisContext *c = api_redis(a, &err);
+    if (!c) {
+        fs_http_error(req, 503, "UNAVAILABLE", "the idempotency store is unavailable",
+                      "Retry-After: 1\r\n");
+        return -1;
+    }
+    char rkey[300], val[200];
+    snprintf(rkey, sizeof rkey, "flashsale:idem:%s:%s", member, key);
+    snprintf(val, sizeof val, "%s|%s|%lld", order_id, product_id, qty);
+    redisReply *r = redisCommand(c, "SET %s %s NX EX %d", rkey, val, IDEM_TTL_S);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        if (r)
+            freeReplyObject(r);
+        api_redis_drop();
+        fs_http_error(req, 503, "UNAVAILABLE", "the idempotency store is unavailable",
+                      "Retry-After: 1\r\n");
+        return -1;
+    }
+    int claimed = r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    if (claimed)
+        return 1;
+    r = redisCommand(c, "GET %s", rkey);
+    if (!r || r->type != REDIS_REPLY_STRING) {
+        if (r)
+            freeReplyObject(r);
+        fs_http_error(req, 503, "UNAVAILABLE", "the idempotency store is unavailable",
+                      "Retry-After: 1\r\n");
+        return -1;
+    }
+    char stored[200];
+    snprintf(stored, sizeof stored, "%s", r->str);
+    freeReplyObject(r);
+    char *p1 = strchr(stored, '|'), *p2 = p1 ? strchr(p1 + 1, '|') : NULL;
+    if (!p1 || !p2) {
+        fs_http_error(req, 503, "UNAVAILABLE", "corrupt idempotency record", "Retry-After: 1\r\n");
+        return -1;
+    }
+    *p1 = *p2 = '\0';
+    if (strcmp(p1 + 1, product_id) || atoll(p2 + 1) != qty) {
+        fs_http_error(req, 422, "IDEMPOTENCY_KEY_REUSED",
+                      "this Idempotency-Key was used for a different order", NULL);
+        return -1;
+    }
+    snprintf(existing, n, "%.*s", (int)(n - 1), stored);
+    return 0;
+}
+
+static void idem_release(api_ctx *a, const char *member, const char *key)
+{
+    fs_err err = {0};
+    redisContext *c = api_redis(a, &err);
+    if (!c)
+        return;
+    redisReply *r = redisCommand(c, "DEL flashsale:idem:%s:%s", member, key);
+    if (r)
+        freeReplyObject(r);
+}
+
+int api_orders_create(struct mg_connection *conn, void *cb)
+{
+    api_ctx *a = cb;
+    fs_http_req req;
+    fs_http_req_init(&req, conn, FS_ROUTE_ORDERS_CREATE);
+    int64_t t0 = fs_mono_ms();
+    if (strcmp(req.ri->request_method, "POST"))
+        return fs_http_error(&req, 405, "METHOD_NOT_ALLOWED", "use POST", "Allow: POST\r\n");
+    fs_principal who;
+    if (!api_auth(&req, a, NULL, &who))
+        return 401;
+    if (strlen(who.sub) >= INV_ID_MAX)
+        return fs_http_error(&req, 401, "INVALID_TOKEN", "the access token is not valid", NULL);
+    json_t *body = api_read_json(&req, a);
+    if (!body)
+        return 400;
+    const char *product_id = NULL;
+    long long qty = 0;
+    if (json_object_get(body, "items")) {
+        json_decref(body);
+        return fs_http_error(&req, 422, "NOT_SUPPORTED", "multi-item checkout is not available yet",
+                             NULL);
+    }
+    if (!api_field_string(&req, body, "product_id", true, INV_ID_MAX - 1, &product_id, NULL) ||
+        !api_field_int(&req, body, "quantity", true, -1000000000, 1000000000, &qty, NULL)) {
+        json_decref(body);
+        return 400;
+    }
+    char pid[INV_ID_MAX];
+    snprintf(pid, sizeof pid, "%s", product_id);
+    json_decref(body);
+    if (qty < 1)
+        return fs_http_error(&req, 422, "INVALID_QUANTITY", "quantity must be at least 1", NULL);
+
+    inv_product_view v;
+    bool known = api_bus_product(a->bus, pid, &v);
+    if (!known && api_bus_caught_up(a->bus))
+        return fs_http_error(&req, 404, "PRODUCT_NOT_FOUND", "no such product", NULL);
+    if (known && v.f.per_user_limit > 0 && qty > v.f.per_user_limit) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "quantity must be at most %d for this product", v.f.per_user_limit);
+        return fs_http_error(&req, 422, "INVALID_QUANTITY", msg, NULL);
+    }
+
+    const char *idem = mg_get_header(conn, "Idempotency-Key");
+    if (idem && !idem_key_ok(idem))
+        return fs_http_error(&req, 400, "INVALID_HEADER",
+                             "Idempotency-Key must be 1 to 128 visible characters", NULL);
+    char order_id[FS_UUID_STR_LEN + 1];
+    fs_uuid7_str(order_id);
+    const char *prefer = mg_get_header(conn, "Prefer");
+    bool async = prefer && strstr(prefer, "respond-async");
+
+    if (idem) {
+        char existing[INV_ID_MAX];
+        int c = idem_claim(&req, a, who.sub, idem, order_id, pid, qty, existing, sizeof existing);
+        if (c < 0)
+            return 503;
+        if (c == 0) { /* the same request again: answer with that order, never a second one */
+            api_waiter *w = api_bus_waiter_new(a->bus, existing);
+            if (!w)
+                return fs_http_error(&req, 503, "UNAVAILABLE", "out of memory", "Retry-After: 1\r\n");
+            api_wait_result r;
+            api_bus_wait(a->bus, w, fs_mono_ms() + (async ? 0 : a->decision_wait_ms), !async, &r);
+            api_bus_waiter_release(a->bus, w);
+            if (r.decided)
+                return send_decision(&req, &r.ev, false);
+            return send_pending(&req, a, existing, &r);
+        }
+    }
+
+    /* Fast path: the view says nothing is left. It can only be behind the log, never ahead,
+     * and units only come back through events it will see; so available = 0 here means no
+     * unit was free when the view last heard. */
+    if (known && v.available == 0 && !v.paused) {
+        fs_metrics_fast_sold_out();
+        if (idem)
+            idem_release(a, who.sub, idem);
+        return fs_http_json(&req, 409,
+                            json_pack("{s:{s:s,s:s,s:s}}", "error", "code", "SOLD_OUT", "message",
+                                      "sold out", "request_id", req.request_id),
+                            NULL);
+    }
+
+    inv_command cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = INV_CMD_RESERVE;
+    snprintf(cmd.order_id, sizeof cmd.order_id, "%s", order_id);
+    snprintf(cmd.product_id, sizeof cmd.product_id, "%s", pid);
+    snprintf(cmd.member_id, sizeof cmd.member_id, "%s", who.sub);
+    cmd.quantity = (int32_t)qty;
+    cmd.item_count = 1;
+    cmd.requested_at = fs_now_ms();
+    void *buf = NULL;
+    size_t len = 0;
+    fs_err err = {0};
+    if (inv_command_encode(a->codec, &cmd, &buf, &len, &err))
+        return fs_http_error(&req, 500, "INTERNAL", err.msg, NULL);
+    api_waiter *w = api_bus_waiter_new(a->bus, order_id);
+    if (!w) {
+        free(buf);
+        return fs_http_error(&req, 503, "UNAVAILABLE", "out of memory", "Retry-After: 1\r\n");
+    }
+    api_order pending = {0};
+    snprintf(pending.order_id, sizeof pending.order_id, "%s", order_id);
+    snprintf(pending.member_id, sizeof pending.member_id, "%s", who.sub);
+    snprintf(pending.product_id, sizeof pending.product_id, "%s", pid);
+    pending.quantity = cmd.quantity;
+    pending.requested_at = cmd.requested_at;
+    api_bus_order_pending(a->bus, &pending);
+    char event_id[FS_UUID_STR_LEN + 1];
+    fs_uuid7_str(event_id);
+    int rc = api_bus_produce(a->bus, w, pid, buf, len, "ReserveStock", event_id, order_id,
+                             cmd.requested_at, &err);
+    free(buf);
+    if (rc) {
+        api_bus_waiter_release(a->bus, w);
+        fs_metrics_produce_error();
+        if (idem)
+            idem_release(a, who.sub, idem);
+        return fs_http_error(&req, 503, "UNAVAILABLE", "the order could not be queued",
+                             "Retry-After: 1\r\n");
+    }
+    api_wait_result r;
+    api_bus_wait(a->bus, w, t0 + (async ? 0 : a->decision_wait_ms), !async, &r);
+    api_bus_waiter_release(a->bus, w);
+    if (r.failed) {
+        fs_metrics_produce_error();
+        if (idem)
+            idem_release(a, who.sub, idem);
+        return fs_http_error(&req, 503, "UNAVAILABLE", "the order was not accepted by Kafka",
+                             "Retry-After: 1\r\n");
+    }
+    if (r.decided) {
+        fs_metrics_decision_latency((double)(fs_mono_ms() - t0));
+        return send_decision(&req, &r.ev, false);
+    }
+    return send_pending(&req, a, order_id, &r);
+}
+
+int api_orders_item(struct mg_connection *conn, void *cb)
+{
+    api_ctx *a = cb;
+    fs_http_req req;
+    fs_http_req_init(&req, conn, FS_ROUTE_ORDER);
+    if (strcmp(req.ri->request_method, "GET"))
+        return fs_http_error(&req, 405, "METHOD_NOT_ALLOWED", "use GET", "Allow: GET\r\n");
+    fs_principal who;
+    if (!api_auth(&req, a, NULL, &who))
+        return 401;
+    const char *id = req.ri->local_uri + strlen("/api/orders/");
+    api_order o;
+    /* Another member's order is answered exactly like a missing one. */
+    if (strlen(id) >= INV_ID_MAX || !api_bus_order(a->bus, id, &o) ||
+        (strcmp(o.member_id, who.sub) && strcmp(who.role, "admin")))
+        return fs_http_error(&req, 404, "ORDER_NOT_FOUND", "no such order", NULL);
+    char t1[FS_TIME_STR_LEN], t2[FS_TIME_STR_LEN];
+    fs_time_format(o.requested_at, t1);
+    json_t *history = json_pack("[{s:s,s:s}]", "status", "PENDING", "at", t1);
+    json_t *out = json_pack("{s:s,s:s,s:s,s:s,s:i,s:s}", "order_id", o.order_id, "status",
+                            api_order_status_name(o.status), "member_id", o.member_id,
+                            "product_id", o.product_id, "quantity", o.quantity, "requested_at", t1);
+    if (o.status != API_ORDER_PENDING) {
+        fs_time_format(o.decided_at, t2);
+        json_array_append_new(history, json_pack("{s:s,s:s}", "status",
+                                                 api_order_status_name(o.status), "at", t2));
+    }
+    if (o.status == API_ORDER_RESERVED) {
+        fs_time_format(o.pay_by, t2);
+        json_object_set_new(out, "pay_by", json_string(t2));
+        json_object_set_new(out, "unit_price", json_integer(o.unit_price));
+    }
+    if (o.status == API_ORDER_REJECTED)
+        json_object_set_new(out, "reason", json_string(inv_reason_name(o.reason)));
+    json_object_set_new(out, "history", history);
+    return fs_http_json(&req, 200, out, NULL);
+}

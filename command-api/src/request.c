@@ -1,0 +1,189 @@
+/* Request helpers: authentication, JSON bodies, per-thread Redis; see api.h. */
+#include "api.h"
+
+#include "fs/db.h"
+#include "fs/timefmt.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+bool api_auth(fs_http_req *req, api_ctx *a, const char *role, fs_principal *who)
+{
+    switch (fs_jwt_verify(a->jwt_secret, mg_get_header(req->conn, "Authorization"),
+                          (int64_t)time(NULL), who)) {
+    case FS_JWT_OK:
+        break;
+    case FS_JWT_MISSING:
+        fs_http_error(req, 401, "UNAUTHENTICATED", "an Authorization: Bearer token is required",
+                      "WWW-Authenticate: Bearer\r\n");
+        return false;
+    case FS_JWT_EXPIRED:
+        fs_http_error(req, 401, "TOKEN_EXPIRED", "the access token has expired",
+                      "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+        return false;
+    default:
+        fs_http_error(req, 401, "INVALID_TOKEN", "the access token is not valid",
+                      "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+        return false;
+    }
+    if (role && strcmp(who->role, role)) {
+        fs_http_error(req, 403, "FORBIDDEN", "this operation needs the admin role", NULL);
+        return false;
+    }
+    return true;
+}
+
+json_t *api_read_json(fs_http_req *req, api_ctx *a)
+{
+    const char *ct = mg_get_header(req->conn, "Content-Type");
+    if (!ct || strncasecmp(ct, "application/json", 16) || (ct[16] && ct[16] != ';' && ct[16] != ' ')) {
+        fs_http_error(req, 415, "UNSUPPORTED_MEDIA_TYPE", "the body must be application/json", NULL);
+        return NULL;
+    }
+    long long declared = req->ri->content_length;
+    if (declared > a->max_body) {
+        fs_http_error(req, 413, "BODY_TOO_LARGE", "the request body is too large", NULL);
+        return NULL;
+    }
+    size_t cap = (size_t)a->max_body + 1, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        fs_http_error(req, 503, "UNAVAILABLE", "out of memory", "Retry-After: 1\r\n");
+        return NULL;
+    }
+    int r;
+    while (n < cap && (r = mg_read(req->conn, buf + n, cap - n)) > 0)
+        n += (size_t)r;
+    if (n > (size_t)a->max_body) {
+        free(buf);
+        fs_http_error(req, 413, "BODY_TOO_LARGE", "the request body is too large", NULL);
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *body = json_loadb(buf, n, JSON_REJECT_DUPLICATES, &jerr);
+    free(buf);
+    if (!body) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "malformed JSON: %s", jerr.text);
+        fs_http_error(req, 400, "BAD_JSON", msg, NULL);
+        return NULL;
+    }
+    if (!json_is_object(body)) {
+        json_decref(body);
+        fs_http_error(req, 400, "BAD_JSON", "the body must be a JSON object", NULL);
+        return NULL;
+    }
+    return body;
+}
+
+static bool field_error(fs_http_req *req, const char *code, const char *name, const char *what)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: %s", name, what);
+    fs_http_error(req, 400, code, msg, NULL);
+    return false;
+}
+
+bool api_field_string(fs_http_req *req, json_t *body, const char *name, bool required,
+                      size_t max_len, const char **out, bool *present)
+{
+    json_t *v = json_object_get(body, name);
+    if (present)
+        *present = v != NULL && !json_is_null(v);
+    if (!v || json_is_null(v)) {
+        if (required)
+            return field_error(req, "MISSING_FIELD", name, "is required");
+        *out = NULL;
+        return true;
+    }
+    if (!json_is_string(v))
+        return field_error(req, "INVALID_FIELD", name, "must be a string");
+    if (json_string_length(v) > max_len || strlen(json_string_value(v)) != json_string_length(v))
+        return field_error(req, "INVALID_FIELD", name, "is too long or contains NUL");
+    *out = json_string_value(v);
+    return true;
+}
+
+bool api_field_int(fs_http_req *req, json_t *body, const char *name, bool required, long long min,
+                   long long max, long long *out, bool *present)
+{
+    json_t *v = json_object_get(body, name);
+    if (present)
+        *present = v != NULL && !json_is_null(v);
+    if (!v || json_is_null(v)) {
+        if (required)
+            return field_error(req, "MISSING_FIELD", name, "is required");
+        return true;
+    }
+    if (!json_is_integer(v))
+        return field_error(req, "INVALID_FIELD", name, "must be an integer");
+    long long x = json_integer_value(v);
+    if (x < min || x > max) {
+        char what[96];
+        snprintf(what, sizeof what, "must be from %lld to %lld", min, max);
+        return field_error(req, "INVALID_FIELD", name, what);
+    }
+    *out = x;
+    return true;
+}
+
+bool api_field_time(fs_http_req *req, json_t *body, const char *name, bool required, int64_t *out,
+                    bool *present)
+{
+    json_t *v = json_object_get(body, name);
+    if (present)
+        *present = v != NULL && !json_is_null(v);
+    if (!v || json_is_null(v)) {
+        if (required)
+            return field_error(req, "MISSING_FIELD", name, "is required");
+        return true;
+    }
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *out = json_integer_value(v);
+        return true;
+    }
+    if (json_is_string(v) && fs_time_parse(json_string_value(v), out) == 0)
+        return true;
+    return field_error(req, "INVALID_FIELD", name,
+                       "must be an RFC 3339 time (2026-11-21T08:00:00Z) or epoch milliseconds");
+}
+
+static pthread_key_t redis_key;
+static pthread_once_t redis_once = PTHREAD_ONCE_INIT;
+static void redis_free(void *c)
+{
+    redisFree(c);
+}
+static void redis_key_init(void)
+{
+    pthread_key_create(&redis_key, redis_free);
+}
+
+redisContext *api_redis(api_ctx *a, fs_err *err)
+{
+    pthread_once(&redis_once, redis_key_init);
+    redisContext *c = pthread_getspecific(redis_key);
+    if (c && !c->err)
+        return c;
+    if (c) {
+        redisFree(c);
+        pthread_setspecific(redis_key, NULL);
+    }
+    c = fs_redis_connect(&a->cfg, 1000, err);
+    pthread_setspecific(redis_key, c);
+    return c;
+}
+
+void api_redis_drop(void)
+{
+    pthread_once(&redis_once, redis_key_init);
+    redisContext *c = pthread_getspecific(redis_key);
+    if (c) {
+        redisFree(c);
+        pthread_setspecific(redis_key, NULL);
+    }
+}
