@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """docker-compose.yml and infra/Dockerfile stay honest: the compose file is valid YAML,
-runs Kafka 3.9 in KRaft mode with PostgreSQL and Redis, names every flashsale executable the
+runs Kafka 3.9 in KRaft mode with PostgreSQL and Redis, runs every flashsale service the
 build produces, and configures the services only with FLASHSALE_* variables the code really
 reads; the Dockerfile is multi-stage and installs what infra/bootstrap.sh installs.
 Usage: test_deploy_files.py SOURCE_DIR EXECUTABLE..."""

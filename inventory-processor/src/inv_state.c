@@ -28,6 +28,7 @@ struct inv_state {
     fs_map *products;
     fs_map *decided; /* "order#item" -> (void *)1 */
     int64_t window;
+    int64_t last_command_offset;
 };
 
 static const char *const reason_names[INV_R_COUNT] = {
@@ -67,6 +68,7 @@ inv_state *inv_state_new(int64_t payment_window_ms)
     s->products = fs_map_new(64);
     s->decided = fs_map_new(1024);
     s->window = payment_window_ms;
+    s->last_command_offset = -1;
     if (!s->products || !s->decided) {
         inv_state_destroy(s);
         return NULL;
@@ -258,7 +260,22 @@ static int held_add(product *p, const char *member, int32_t delta)
     return r == (void *)-1 ? -1 : 0;
 }
 
+static int apply_event(inv_state *s, const inv_event *e);
+
 int inv_apply(inv_state *s, const inv_event *e)
+{
+    int rc = apply_event(s, e);
+    if (rc == 0 && e->command_offset > s->last_command_offset)
+        s->last_command_offset = e->command_offset;
+    return rc;
+}
+
+int64_t inv_state_last_command_offset(const inv_state *s)
+{
+    return s->last_command_offset;
+}
+
+static int apply_event(inv_state *s, const inv_event *e)
 {
     product *p = fs_map_get(s->products, e->product_id);
     char key[INV_ID_MAX + 16];

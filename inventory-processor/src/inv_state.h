@@ -133,5 +133,8 @@ int inv_apply(inv_state *s, const inv_event *ev);
 bool inv_state_product(const inv_state *s, const char *product_id, inv_product_view *out);
 int32_t inv_state_held(const inv_state *s, const char *product_id, const char *member_id);
 size_t inv_state_product_count(const inv_state *s);
+/* Highest command_offset among the applied events (-1 if none): the processor skips
+ * commands at or below it, so a lost or reset consumer offset cannot apply a command twice. */
+int64_t inv_state_last_command_offset(const inv_state *s);
 
 #endif

@@ -127,6 +127,16 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
         return fs_txn_loop_dead_letter(loop, m, derr.msg, err);
     }
     cmd.offset = m->offset;
+    if (m->offset <= inv_state_last_command_offset(st)) {
+        /* Already answered in the changelog: the consumer offset was behind it (lost or
+         * reset). Answering again could apply a restock twice. */
+        p->duplicates++;
+        fs_log_warn("command already answered, skipped",
+                    json_pack("{s:i,s:I,s:I}", "partition", m->partition, "offset",
+                              (json_int_t)m->offset, "answered_up_to",
+                              (json_int_t)inv_state_last_command_offset(st)));
+        return 0;
+    }
     inv_event ev;
     if (inv_decide(st, &cmd, &ev) == INV_DUPLICATE) {
         p->duplicates++;
