@@ -4,6 +4,7 @@
 #include "fs/log.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,7 +127,9 @@ rd_kafka_t *fs_kafka_consumer_new(const fs_common_config *cfg, const char *group
         conf_set(conf, "session.timeout.ms", "6000", err) ||
         conf_set(conf, "heartbeat.interval.ms", "1500", err) ||
         conf_set(conf, "fetch.wait.max.ms", "10", err) ||
-        conf_set(conf, "enable.partition.eof", partition_eof ? "true" : "false", err)) {
+        conf_set(conf, "enable.partition.eof", partition_eof ? "true" : "false", err) ||
+        (getenv("FLASHSALE_RDKAFKA_DEBUG") &&
+         conf_set(conf, "debug", getenv("FLASHSALE_RDKAFKA_DEBUG"), err))) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -243,15 +246,31 @@ int fs_kafka_read_to_end(const fs_common_config *cfg,
             rc = fs_err_from_kafka_code(err, e, "watermarks");
             goto out;
         }
-        if (p->offset < 0)
-            p->offset = RD_KAFKA_OFFSET_BEGINNING;
-        if (hi[i] <= (p->offset < 0 ? lo : p->offset))
+        /* Explicit start offsets: a logical BEGINNING would make librdkafka look the
+         * offset up first, on a retry timer. */
+        if (p->offset < lo)
+            p->offset = lo;
+        if (hi[i] <= p->offset)
             done[i] = 1;
         else
             remaining++;
     }
     if (!remaining)
         goto out;
+    /* Learn the partition leaders before assigning: a fresh consumer that has none yet
+     * backs off for about half a second per attempt before it starts fetching. */
+    for (int i = 0; i < n; i++) {
+        bool seen = false;
+        for (int k = 0; k < i; k++)
+            seen |= !strcmp(assign->elems[k].topic, assign->elems[i].topic);
+        if (seen)
+            continue;
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *t = rd_kafka_topic_new(rk, assign->elems[i].topic, NULL);
+        if (rd_kafka_metadata(rk, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(t);
+    }
     rd_kafka_assign(rk, assign);
     while (remaining > 0) {
         if (fs_mono_ms() > deadline) {

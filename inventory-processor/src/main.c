@@ -46,7 +46,6 @@ static void on_signal(int sig)
 
 typedef struct {
     processor *p;
-    inv_state *st;
     uint64_t applied, bad;
 } rebuild_ctx;
 
@@ -56,8 +55,9 @@ static int rebuild_cb(void *ctx, const rd_kafka_message_t *m, fs_err *err)
     inv_event ev;
     fs_err e = {0};
     (void)err;
-    if (inv_event_decode_bytes(r->p->codec, m->payload, m->len, &ev, &e) ||
-        inv_apply(r->st, &ev)) {
+    inv_state *st = r->p->parts[m->partition];
+    if (inv_event_decode_bytes(r->p->codec, m->payload, m->len, &ev, &e) || !st ||
+        inv_apply(st, &ev)) {
         /* Only this processor writes the changelog, so this means a corrupt log. Skipping
          * is the only way forward; the audit will name the record. */
         r->bad++;
@@ -70,34 +70,41 @@ static int rebuild_cb(void *ctx, const rd_kafka_message_t *m, fs_err *err)
     return 0;
 }
 
+/* Rebuilds every assigned partition from its changelog partition, all in one read. */
 static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partition_list_t *parts,
                      fs_err *err)
 {
     processor *p = app;
     (void)loop;
+    rd_kafka_topic_partition_list_t *cl = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
         int32_t part = parts->elems[i].partition;
-        if (part < 0 || part >= MAX_PARTITIONS)
+        if (part < 0 || part >= MAX_PARTITIONS) {
+            rd_kafka_topic_partition_list_destroy(cl);
             return fs_err_set(err, FS_ERR_FATAL, 0, "partition %d out of range", part);
+        }
         inv_state_destroy(p->parts[part]);
         p->parts[part] = inv_state_new(p->window);
-        if (!p->parts[part])
+        if (!p->parts[part]) {
+            rd_kafka_topic_partition_list_destroy(cl);
             return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
-        rebuild_ctx r = {p, p->parts[part], 0, 0};
-        rd_kafka_topic_partition_list_t *cl = rd_kafka_topic_partition_list_new(1);
+        }
         rd_kafka_topic_partition_list_add(cl, FS_TOPIC_INVENTORY_EVENTS, part)->offset =
             RD_KAFKA_OFFSET_BEGINNING;
-        int64_t t0 = fs_mono_ms();
-        int rc = fs_kafka_read_to_end(&p->cfg, cl, rebuild_cb, &r, 120000, err);
-        rd_kafka_topic_partition_list_destroy(cl);
-        if (rc)
-            return -1;
-        fs_log_info("partition rebuilt",
-                    json_pack("{s:i,s:I,s:i,s:I,s:I}", "partition", part, "events",
-                              (json_int_t)r.applied, "products",
-                              (int)inv_state_product_count(r.st), "skipped", (json_int_t)r.bad,
-                              "ms", (json_int_t)(fs_mono_ms() - t0)));
     }
+    rebuild_ctx r = {p, 0, 0};
+    int64_t t0 = fs_mono_ms();
+    int rc = fs_kafka_read_to_end(&p->cfg, cl, rebuild_cb, &r, 120000, err);
+    rd_kafka_topic_partition_list_destroy(cl);
+    if (rc)
+        return -1;
+    size_t products = 0;
+    for (int i = 0; i < parts->cnt; i++)
+        products += inv_state_product_count(p->parts[parts->elems[i].partition]);
+    fs_log_info("partitions rebuilt",
+                json_pack("{s:i,s:I,s:i,s:I,s:I}", "partitions", parts->cnt, "events",
+                          (json_int_t)r.applied, "products", (int)products, "skipped",
+                          (json_int_t)r.bad, "ms", (json_int_t)(fs_mono_ms() - t0)));
     return 0;
 }
 

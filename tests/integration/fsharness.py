@@ -1,0 +1,275 @@
+"""Test harness for flashsale over real HTTP and the real broker.
+
+Starts flashsale-inventory processors and a flashsale-api against the test run's Kafka,
+PostgreSQL and Redis (environment from infra/test.sh), mints HS256 tokens itself (an
+implementation independent of the project's), sends many requests at once with asyncio,
+reads topics back with flashsale-dump, and re-derives inventory state from the event log
+with its own rules (independent of the C decision code)."""
+import asyncio
+import base64
+import collections
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def mint(secret, sub, role, ttl=3600, now=None):
+    now = int(now if now is not None else time.time())
+    head = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64url(json.dumps({"sub": sub, "role": role, "iat": now, "exp": now + ttl}).encode())
+    sig = hmac.new(secret.encode(), ("%s.%s" % (head, body)).encode(), hashlib.sha256).digest()
+    return "%s.%s.%s" % (head, body, b64url(sig))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def percentile(values, p):
+    if not values:
+        return 0.0
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
+
+
+class System:
+    """An API and inventory processors on the test broker."""
+
+    def __init__(self, bindir, processors=("inv-a",), api_env=None, proc_env=None):
+        self.bindir = bindir
+        self.secret = os.environ["FLASHSALE_JWT_SECRET"]
+        self.logdir = os.path.join(os.environ.get("FLASHSALE_RUN_DIR", "/tmp"), "logs")
+        os.makedirs(self.logdir, exist_ok=True)
+        self.api_env = dict(api_env or {})
+        self.proc_env = dict(proc_env or {})
+        self.procs = {}
+        self.names = list(processors)
+        self.api = None
+        self.port = None
+        self.admin = mint(self.secret, "admin-%s" % uuid.uuid4().hex[:8], "admin")
+
+    # --- processes -------------------------------------------------------------------
+    def _spawn(self, exe, env, logname):
+        log = open(os.path.join(self.logdir, logname), "ab")
+        return subprocess.Popen([exe], env=env, stdout=log, stderr=log)
+
+    def start_processor(self, name):
+        env = dict(os.environ, FLASHSALE_INSTANCE_ID=name, **self.proc_env)
+        self.procs[name] = self._spawn(
+            os.path.join(self.bindir, "inventory-processor", "flashsale-inventory"), env,
+            "test-%s.log" % name)
+
+    def stop_processor(self, name, sig=signal.SIGTERM):
+        p = self.procs.pop(name)
+        p.send_signal(sig)
+        rc = p.wait(timeout=60)
+        if sig == signal.SIGTERM:
+            assert rc == 0, "processor %s exited %s after SIGTERM" % (name, rc)
+
+    def start(self):
+        for n in self.names:
+            self.start_processor(n)
+        self.port = free_port()
+        env = dict(os.environ, FLASHSALE_HTTP_PORT=str(self.port), FLASHSALE_HTTP_THREADS="1000",
+                   FLASHSALE_HTTP_QUEUE="20000", **self.api_env)
+        self.api = self._spawn(os.path.join(self.bindir, "command-api", "flashsale-api"), env,
+                               "test-api.log")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if self.request("GET", "/readyz")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            if self.api.poll() is not None:
+                raise SystemExit("flashsale-api exited with %s" % self.api.returncode)
+            time.sleep(0.2)
+        raise SystemExit("flashsale-api not ready in 60 s")
+
+    def stop(self):
+        if self.api and self.api.poll() is None:
+            self.api.send_signal(signal.SIGTERM)
+            self.api.wait(timeout=30)
+        for n in list(self.procs):
+            self.stop_processor(n)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        try:
+            self.stop()
+        finally:
+            for p in self.procs.values():
+                p.kill()
+            if self.api and self.api.poll() is None:
+                self.api.kill()
+
+    # --- HTTP ------------------------------------------------------------------------
+    def request(self, method, path, body=None, token=None, headers=None, raw=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        h = dict(headers or {})
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            h.setdefault("Content-Type", "application/json")
+        if token:
+            h["Authorization"] = "Bearer " + token
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        text = r.read()
+        c.close()
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = text.decode(errors="replace")
+        return r.status, dict(r.getheaders()), parsed
+
+    def member(self, name=None):
+        name = name or "member-%s" % uuid.uuid4().hex[:12]
+        return name, mint(self.secret, name, "member")
+
+    def create_product(self, stock, limit=0, starts=None, ends=None, price=1000, name="item"):
+        body = {"name": name, "price": price, "stock": stock, "per_user_limit": limit,
+                "sale_starts_at": starts if starts is not None else "2020-01-01T00:00:00Z"}
+        if ends is not None:
+            body["sale_ends_at"] = ends
+        status, _, out = self.request("POST", "/api/products", body, self.admin)
+        assert status in (201, 202), (status, out)
+        pid = out["product_id"]
+        deadline = time.time() + 60
+        while status == 202:  # accepted, not yet decided (e.g. during a rebalance): poll
+            assert time.time() < deadline, "product %s never appeared" % pid
+            time.sleep(0.2)
+            status = 201 if self.request("GET", "/api/products/" + pid)[0] == 200 else 202
+        return pid
+
+    def order(self, token, product_id, quantity=1, headers=None):
+        return self.request("POST", "/api/orders", {"product_id": product_id, "quantity": quantity},
+                            token, headers)
+
+    def burst(self, reqs, spread_s=0.0):
+        """reqs: list of (path, body dict, token). All in flight at once (or started evenly
+        over spread_s seconds). Returns a list of (status, parsed body, seconds)."""
+        return asyncio.run(self._burst(reqs, spread_s))
+
+    async def _one(self, path, body, token, extra, delay):
+        if delay:
+            await asyncio.sleep(delay)
+        data = json.dumps(body).encode()
+        head = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                "Authorization: Bearer %s\r\nContent-Length: %d\r\nConnection: close\r\n%s\r\n"
+                % (path, token, len(data), extra or "")).encode()
+        t0 = time.monotonic()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            writer.write(head + data)
+            await writer.drain()
+            resp = await reader.read()
+            writer.close()
+        except OSError as e:
+            return 0, str(e), time.monotonic() - t0
+        dt = time.monotonic() - t0
+        head_end = resp.find(b"\r\n\r\n")
+        status = int(resp.split(b" ", 2)[1]) if resp.startswith(b"HTTP/") else 0
+        try:
+            parsed = json.loads(resp[head_end + 4:]) if head_end >= 0 else None
+        except ValueError:
+            parsed = None
+        return status, parsed, dt
+
+    async def _burst(self, reqs, spread_s):
+        n = len(reqs)
+        tasks = []
+        for i, r in enumerate(reqs):
+            path, body, token = r[:3]
+            extra = r[3] if len(r) > 3 else None
+            tasks.append(self._one(path, body, token, extra, spread_s * i / n if spread_s else 0))
+        return await asyncio.gather(*tasks)
+
+    # --- the log ---------------------------------------------------------------------
+    def dump(self, topic):
+        out = subprocess.run([os.path.join(self.bindir, "tools", "flashsale-dump"), topic],
+                             capture_output=True, check=True, timeout=300)
+        return [json.loads(l) for l in out.stdout.decode().splitlines() if l.strip()]
+
+    def wait_all_decided(self, timeout=120):
+        """Waits until every ReserveStock in inventory.commands has a decision."""
+        deadline = time.time() + timeout
+        while True:
+            cmds = [r for r in self.dump("inventory.commands") if r.get("type") == "ReserveStock"]
+            decided = {r["value"]["order_id"] for r in self.dump("inventory.events")
+                       if r.get("type") in ("StockReserved", "StockRejected")}
+            missing = [c["value"]["order_id"] for c in cmds if c["value"]["order_id"] not in decided]
+            if not missing:
+                return len(cmds)
+            if time.time() > deadline:
+                raise AssertionError("%d commands never decided, e.g. %s" % (len(missing), missing[:3]))
+            time.sleep(1)
+
+
+def derive(events):
+    """Re-derives inventory from inventory.events in log order (per partition), checking
+    the invariants on the way. Returns (products, decisions per order, holdings)."""
+    products = {}
+    decisions = collections.Counter()
+    holdings = collections.Counter()
+    problems = []
+    for r in sorted(events, key=lambda r: (r["partition"], r["offset"])):
+        t, v = r.get("type"), r.get("value") or {}
+        pid = v.get("product_id")
+        p = products.get(pid)
+        if t == "ProductDefined":
+            products[pid] = {"stock": v["stock"], "available": v["stock"], "reserved": 0, "sold": 0}
+            continue
+        if p is None:
+            if t in ("StockRejected", "CommandRejected"):
+                decisions[v.get("order_id")] += t == "StockRejected"
+                continue
+            problems.append("%s for unknown product %s" % (t, pid))
+            continue
+        q = v.get("quantity", 0)
+        if t == "ProductRestocked":
+            p["stock"] += q
+            p["available"] += q
+        elif t == "StockReserved":
+            decisions[v["order_id"]] += 1
+            if q > p["available"]:
+                problems.append("oversell: order %s took %d with %d available" % (v["order_id"], q, p["available"]))
+            p["available"] -= q
+            p["reserved"] += q
+            holdings[(pid, v["member_id"])] += q
+        elif t == "StockRejected":
+            decisions[v["order_id"]] += 1
+            if v["reason"] == "SOLD_OUT" and p["available"] != 0:
+                problems.append("undersell: order %s refused SOLD_OUT with %d available" % (v["order_id"], p["available"]))
+        elif t == "ReservationCommitted":
+            p["reserved"] -= q
+            p["sold"] += q
+        elif t == "ReservationReleased":
+            p["reserved"] -= q
+            p["available"] += q
+            holdings[(pid, v["member_id"])] -= q
+        if min(p["available"], p["reserved"], p["sold"]) < 0:
+            problems.append("negative counter on %s after %s" % (pid, t))
+        if p["available"] + p["reserved"] + p["sold"] != p["stock"]:
+            problems.append("conservation broken on %s after %s" % (pid, t))
+        if t in ("StockReserved", "ReservationCommitted", "ReservationReleased", "ProductRestocked"):
+            if (v.get("available"), v.get("reserved"), v.get("sold")) != (p["available"], p["reserved"], p["sold"]):
+                problems.append("event counters of %s at %d/%d differ from the re-derived state" % (t, r["partition"], r["offset"]))
+    return products, decisions, holdings, problems

@@ -1,0 +1,287 @@
+#!/usr/bin/python3
+"""The flash-sale core over HTTP on the real broker (issue: products, the partitioned
+inventory processor, order placement with an immediate answer).
+
+    test_core.py BUILD_DIR SCENARIO
+    SCENARIO: burst | rules | idempotency | bad_input | crash | rebalance
+
+Every scenario ends by re-deriving inventory from inventory.events (fsharness.derive, its
+own rules) and checking: no oversell, no undersell, conservation, event counters equal the
+re-derived state, and every order the API acknowledged has exactly one decision."""
+import collections
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fsharness import System, derive, mint, percentile  # noqa: E402
+
+
+def check_log(sys_, acknowledged=(), stock_of=None):
+    events = sys_.dump("inventory.events")
+    products, decisions, holdings, problems = derive(events)
+    assert not problems, "\n".join(problems[:10])
+    for oid in acknowledged:
+        assert decisions[oid] == 1, "order %s has %d decisions" % (oid, decisions[oid])
+    doubled = [o for o, n in decisions.items() if n > 1]
+    assert not doubled, "orders with several decisions: %s" % doubled[:5]
+    for pid, st in (stock_of or {}).items():
+        p = products[pid]
+        assert p["reserved"] + p["sold"] <= p["stock"], (pid, p)
+    return products, decisions, holdings
+
+
+def summarize(name, results, wall):
+    statuses = collections.Counter(s for s, _, _ in results)
+    lat = [dt * 1000 for _, _, dt in results]
+    print("%s: %d requests in %.2f s (%.0f/s); statuses %s; latency ms p50 %.1f p99 %.1f max %.1f"
+          % (name, len(results), wall, len(results) / wall, dict(statuses), percentile(lat, 50),
+             percentile(lat, 99), max(lat)))
+    return statuses
+
+
+def scenario_burst(bindir):
+    with System(bindir) as s:
+        pid = s.create_product(stock=100, limit=1, name="burst")
+        members = [s.member() for _ in range(10000)]
+        reqs = [("/api/orders", {"product_id": pid, "quantity": 1}, tok) for _, tok in members]
+        t0 = time.monotonic()
+        results = s.burst(reqs)
+        statuses = summarize("burst 10,000 members / 100 units", results, time.monotonic() - t0)
+        reserved = [b for st, b, _ in results if st == 201]
+        sold_out = [b for st, b, _ in results if st == 409 and b["error"]["code"] == "SOLD_OUT"]
+        assert len(reserved) == 100, statuses
+        assert len(sold_out) == 9900, statuses
+        assert statuses[201] + statuses[409] == 10000, "other statuses: %s" % statuses
+        owners = collections.Counter(b["order_id"] for b in reserved)
+        assert len(owners) == 100
+        acknowledged = [b["order_id"] for b in reserved] + \
+                       [b["error"]["order_id"] for b in sold_out if "order_id" in b["error"]]
+        products, decisions, holdings = check_log(s, acknowledged, {pid: 100})
+        p = products[pid]
+        assert (p["available"], p["reserved"], p["sold"]) == (0, 100, 0), p
+        assert max(n for (prod, _), n in holdings.items() if prod == pid) == 1
+        st, _, stock = s.request("GET", "/api/products/%s/stock" % pid)
+        assert st == 200 and stock["available"] == 0 and stock["reserved"] == 100, stock
+        print("burst: 100 RESERVED, 9,900 SOLD_OUT (%d decided by the processor, %d by the "
+              "sold-out fast path); log re-derived: available 0, reserved 100"
+              % (len(acknowledged) - 100, 9900 - (len(acknowledged) - 100)))
+
+
+def expect(resp, status, code=None):
+    st, _, body = resp
+    assert st == status, "expected %d %s, got %d %s" % (status, code, st, body)
+    if code:
+        assert body["error"]["code"] == code, "expected %s, got %s" % (code, body)
+    return body
+
+
+def scenario_rules(bindir):
+    with System(bindir) as s:
+        _, tok = s.member()
+        limited = s.create_product(stock=10, limit=2, name="limited")
+        a = expect(s.order(tok, limited), 201)
+        assert a["status"] == "RESERVED" and a["pay_by"].endswith("Z")
+        expect(s.order(tok, limited), 201)
+        expect(s.order(tok, limited), 409, "LIMIT_EXCEEDED")
+        expect(s.order(tok, limited, 3), 422, "INVALID_QUANTITY")  # above the product's limit
+
+        later = s.create_product(stock=5, starts=int((time.time() + 3600) * 1000), name="later")
+        expect(s.order(tok, later), 409, "NOT_ON_SALE")
+        ended = s.create_product(stock=5, starts="2020-01-01T00:00:00Z",
+                                 ends="2021-01-01T00:00:00+09:00", name="ended")
+        expect(s.order(tok, ended), 409, "NOT_ON_SALE")
+
+        paused = s.create_product(stock=5, name="paused")
+        st, _, body = s.request("POST", "/api/products/%s/pause" % paused, None, s.admin)
+        assert st == 200 and body["paused"] is True and body["status"] == "PAUSED", body
+        expect(s.order(tok, paused), 409, "PAUSED")
+        st, _, body = s.request("POST", "/api/products/%s/resume" % paused, None, s.admin)
+        assert st == 200 and body["paused"] is False
+        expect(s.order(tok, paused), 201)
+
+        small = s.create_product(stock=2, name="small")
+        expect(s.order(s.member()[1], small, 2), 201)
+        expect(s.order(s.member()[1], small), 409, "SOLD_OUT")
+        st, _, body = s.request("POST", "/api/products/%s/restock" % small, {"quantity": 3}, s.admin)
+        assert st == 200 and body["available"] == 3 and body["stock"] == 5, body
+        expect(s.order(s.member()[1], small), 201)  # restock lets new buyers in
+        expect(s.order(s.member()[1], small, 5), 409, "INSUFFICIENT_STOCK")
+
+        st, _, body = s.request("PATCH", "/api/products/%s" % small,
+                                {"name": "renamed", "price": 500}, s.admin)
+        assert st == 200 and body["name"] == "renamed" and body["price"] == 500, body
+        st, _, body = s.request("GET", "/api/products/%s" % small)
+        assert st == 200 and body["name"] == "renamed" and body["available"] == 2, body
+
+        # order reads: owner, admin, another member
+        st, _, o = s.request("GET", "/api/orders/%s" % a["order_id"], token=tok)
+        assert st == 200 and o["status"] == "RESERVED" and len(o["history"]) == 2, o
+        st, _, o = s.request("GET", "/api/orders/%s" % a["order_id"], token=s.admin)
+        assert st == 200
+        expect(s.request("GET", "/api/orders/%s" % a["order_id"], token=s.member()[1]), 404,
+               "ORDER_NOT_FOUND")
+        check_log(s, [a["order_id"]])
+        print("rules: limit, not-on-sale (before and after the window), pause/resume, sold out, "
+              "restock, insufficient stock, update, order visibility: all as specified")
+
+
+def scenario_idempotency(bindir):
+    with System(bindir) as s:
+        pid = s.create_product(stock=50, name="idem")
+        member, tok = s.member()
+        key = "idem-" + uuid.uuid4().hex
+        reqs = [("/api/orders", {"product_id": pid, "quantity": 1}, tok,
+                 "Idempotency-Key: %s\r\n" % key)] * 5
+        results = s.burst(reqs)
+        ids = {b.get("order_id") for st, b, _ in results}
+        assert all(st == 201 for st, _, _ in results), results
+        assert len(ids) == 1, "five concurrent requests made %d orders" % len(ids)
+        again = expect(s.order(tok, pid, headers={"Idempotency-Key": key}), 201)
+        assert again["order_id"] in ids
+        expect(s.order(tok, pid, 2, headers={"Idempotency-Key": key}), 422, "IDEMPOTENCY_KEY_REUSED")
+        # the same key of another member is another order
+        other = expect(s.order(s.member()[1], pid, headers={"Idempotency-Key": key}), 201)
+        assert other["order_id"] not in ids
+        cmds = [r for r in s.dump("inventory.commands")
+                if r.get("type") == "ReserveStock" and r["value"]["member_id"] == member]
+        assert len(cmds) == 1, "%d ReserveStock commands for one idempotent order" % len(cmds)
+        products, _, holdings = check_log(s, ids)
+        assert holdings[(pid, member)] == 1
+        print("idempotency: 5 concurrent + 1 later request with one key -> one order, one command")
+
+
+def scenario_bad_input(bindir):
+    with System(bindir) as s:
+        pid = s.create_product(stock=5, limit=2, name="bad-input")
+        member, tok = s.member()
+        mine = expect(s.order(tok, pid), 201)["order_id"]
+        before = len(s.dump("inventory.commands"))
+        J = {"Content-Type": "application/json"}
+        cases = [
+            (s.request("POST", "/api/orders", raw=b"{not json", headers=dict(J, Authorization="Bearer " + tok)), 400, "BAD_JSON"),
+            (s.request("POST", "/api/orders", raw=b"[1,2]", headers=dict(J, Authorization="Bearer " + tok)), 400, "BAD_JSON"),
+            (s.request("POST", "/api/orders", {"product_id": pid, "quantity": "1"}, tok), 400, "INVALID_FIELD"),
+            (s.request("POST", "/api/orders", {"product_id": 42, "quantity": 1}, tok), 400, "INVALID_FIELD"),
+            (s.request("POST", "/api/orders", {"quantity": 1}, tok), 400, "MISSING_FIELD"),
+            (s.request("POST", "/api/orders", {"product_id": pid}, tok), 400, "MISSING_FIELD"),
+            (s.request("POST", "/api/orders", {"product_id": pid, "quantity": 0}, tok), 422, "INVALID_QUANTITY"),
+            (s.request("POST", "/api/orders", {"product_id": pid, "quantity": -3}, tok), 422, "INVALID_QUANTITY"),
+            (s.request("POST", "/api/orders", {"product_id": pid, "quantity": 3}, tok), 422, "INVALID_QUANTITY"),
+            (s.request("POST", "/api/orders", raw=b'{"product_id":"' + b"x" * 20000 + b'"}', headers=dict(J, Authorization="Bearer " + tok)), 413, "BODY_TOO_LARGE"),
+            (s.request("POST", "/api/orders", raw=b'{"product_id":"a","quantity":1}', headers={"Content-Type": "text/plain", "Authorization": "Bearer " + tok}), 415, "UNSUPPORTED_MEDIA_TYPE"),
+            (s.request("POST", "/api/orders", {"product_id": pid, "quantity": 1}), 401, "UNAUTHENTICATED"),
+            (s.request("POST", "/api/orders", {"product_id": pid, "quantity": 1}, mint(s.secret, member, "member", ttl=-10)), 401, "TOKEN_EXPIRED"),
+            (s.request("POST", "/api/orders", {"product_id": pid, "quantity": 1}, mint("forged-secret-forged-secret-forged!", member, "member")), 401, "INVALID_TOKEN"),
+            (s.request("POST", "/api/orders", {"product_id": pid, "quantity": 1}, tok[:-3] + "abc"), 401, "INVALID_TOKEN"),
+            (s.request("POST", "/api/orders", {"product_id": str(uuid.uuid4()), "quantity": 1}, tok), 404, "PRODUCT_NOT_FOUND"),
+            (s.request("POST", "/api/orders", {"product_id": pid, "quantity": 1}, tok, {"Idempotency-Key": "k" * 200}), 400, "INVALID_HEADER"),
+            (s.request("POST", "/api/products", {"name": "x", "price": 1, "stock": 1, "sale_starts_at": 0}, tok), 403, "FORBIDDEN"),
+            (s.request("POST", "/api/products/%s/restock" % pid, {"quantity": 1}, tok), 403, "FORBIDDEN"),
+            (s.request("POST", "/api/products", {"price": 1, "stock": 1, "sale_starts_at": 0}, s.admin), 400, "MISSING_FIELD"),
+            (s.request("POST", "/api/products", {"name": "x", "price": 1, "stock": -1, "sale_starts_at": 0}, s.admin), 400, "INVALID_FIELD"),
+            (s.request("POST", "/api/products", {"name": "x", "price": 1, "stock": 1, "sale_starts_at": "yesterday"}, s.admin), 400, "INVALID_FIELD"),
+            (s.request("POST", "/api/products", {"name": "x", "price": 1, "stock": 1, "sale_starts_at": "2026-01-02T00:00:00Z", "sale_ends_at": "2026-01-01T00:00:00Z"}, s.admin), 400, "INVALID_FIELD"),
+            (s.request("POST", "/api/products/%s/restock" % pid, {"quantity": 0}, s.admin), 400, "INVALID_FIELD"),
+            (s.request("POST", "/api/products/%s/restock" % uuid.uuid4(), {"quantity": 1}, s.admin), 404, "PRODUCT_NOT_FOUND"),
+            (s.request("GET", "/api/products/%s" % uuid.uuid4()), 404, "PRODUCT_NOT_FOUND"),
+            (s.request("GET", "/api/orders/%s" % mine, token=s.member()[1]), 404, "ORDER_NOT_FOUND"),
+            (s.request("GET", "/api/orders/%s" % mine), 401, "UNAUTHENTICATED"),
+            (s.request("DELETE", "/api/orders", token=tok), 405, "METHOD_NOT_ALLOWED"),
+            (s.request("GET", "/api/nothing-here"), 404, "NOT_FOUND"),
+        ]
+        for i, (resp, status, code) in enumerate(cases):
+            st, headers, body = resp
+            assert st == status and isinstance(body, dict) and body["error"]["code"] == code, \
+                "case %d: expected %d %s, got %d %s" % (i, status, code, st, body)
+            assert body["error"]["request_id"] and body["error"]["message"], body
+            assert headers.get("Content-Type") == "application/json"
+        after = len(s.dump("inventory.commands"))
+        assert after == before, "bad input produced %d records to Kafka" % (after - before)
+        print("bad input: %d cases answered with the right status and code; nothing produced" % len(cases))
+
+
+def run_orders_with(s, products, n, during, spread_s):
+    """n orders from n members on random products over spread_s seconds, calling during()
+    from another thread meanwhile."""
+    import random
+    rnd = random.Random(42)
+    reqs = [("/api/orders", {"product_id": rnd.choice(products), "quantity": 1}, s.member()[1])
+            for _ in range(n)]
+    t = threading.Thread(target=during)
+    t.start()
+    t0 = time.monotonic()
+    results = s.burst(reqs, spread_s=spread_s)
+    wall = time.monotonic() - t0
+    t.join()
+    return results, wall
+
+
+def acknowledged_ids(results):
+    ids = []
+    for st, b, _ in results:
+        if st in (201, 202):
+            ids.append(b["order_id"])
+        elif st in (404, 409) and isinstance(b, dict) and "order_id" in b.get("error", {}):
+            ids.append(b["error"]["order_id"])
+    return ids
+
+
+def scenario_crash(bindir):
+    with System(bindir, api_env={"FLASHSALE_DECISION_WAIT_MS": "1500"}) as s:
+        products = [s.create_product(stock=500, name="crash-%d" % i) for i in range(10)]
+
+        def killer():
+            for k in range(2):
+                time.sleep(3.0)
+                s.stop_processor("inv-a", signal.SIGKILL)
+                print("  SIGKILL %d of the inventory processor" % (k + 1))
+                time.sleep(0.5)
+                s.start_processor("inv-a")
+        results, wall = run_orders_with(s, products, 20000, killer, spread_s=8.0)
+        statuses = summarize("crash: 20,000 orders on 10 products, processor killed twice", results, wall)
+        assert statuses[0] == 0 and statuses[500] == 0, statuses
+        acked = acknowledged_ids(results)
+        n_cmds = s.wait_all_decided()
+        products_state, decisions, _ = check_log(s, acked, {p: 500 for p in products})
+        sold = sum(products_state[p]["reserved"] + products_state[p]["sold"] for p in products)
+        assert sold == 5000, "reserved+sold %d, expected all 5,000 units taken" % sold
+        print("crash: %d acknowledged orders (%d answered 202 during the kills), %d commands, "
+              "each with exactly one decision; 5,000 of 5,000 units reserved, none beyond stock"
+              % (len(acked), statuses[202], n_cmds))
+
+
+def scenario_rebalance(bindir):
+    with System(bindir, processors=("inv-a", "inv-b"),
+                api_env={"FLASHSALE_DECISION_WAIT_MS": "1500"}) as s:
+        products = [s.create_product(stock=400, name="rebalance-%d" % i) for i in range(10)]
+
+        def bounce():
+            time.sleep(2.0)
+            s.stop_processor("inv-b", signal.SIGTERM)
+            print("  inv-b stopped (SIGTERM); its partitions move to inv-a after the session timeout")
+            time.sleep(8.0)
+            s.start_processor("inv-b")
+            print("  inv-b started again: partitions split again")
+        results, wall = run_orders_with(s, products, 12000, bounce, spread_s=14.0)
+        statuses = summarize("rebalance: 12,000 orders, one of two processors stopped and started",
+                             results, wall)
+        assert statuses[0] == 0 and statuses[500] == 0, statuses
+        acked = acknowledged_ids(results)
+        n_cmds = s.wait_all_decided()
+        products_state, _, _ = check_log(s, acked, {p: 400 for p in products})
+        sold = sum(products_state[p]["reserved"] + products_state[p]["sold"] for p in products)
+        assert sold == 4000, sold
+        logs = open(os.path.join(s.logdir, "test-inv-a.log")).read()
+        assert logs.count('"partitions assigned"') >= 2, "inv-a never saw a rebalance"
+        print("rebalance: %d acknowledged orders, %d commands, one decision each; 4,000 of 4,000 "
+              "units reserved" % (len(acked), n_cmds))
+
+
+if __name__ == "__main__":
+    bindir, name = sys.argv[1], sys.argv[2]
+    globals()["scenario_" + name](bindir)
+    print("core %s: PASS" % name)
