@@ -15,7 +15,7 @@ PACKAGES=(
   librdkafka-dev libavro-dev libcivetweb-dev civetweb libjansson-dev libpq-dev libhiredis-dev
   libcmocka-dev libsodium-dev libjwt-dev libssl-dev libcurl4-openssl-dev
   postgresql redis-server openjdk-17-jre-headless maven
-  python3 python3-avro python3-yaml valgrind curl
+  python3 python3-avro python3-yaml valgrind curl iproute2
 )
 
 missing=()

@@ -14,8 +14,10 @@ cd "$FS_ROOT"
 BUILD=${FLASHSALE_BUILD_DIR:-build}
 ASAN=${FLASHSALE_ASAN_BUILD_DIR:-build-asan}
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() { local p=$1; while port_open "$p"; do p=$((p + 1)); done; echo "$p"; }
+# A port is taken if any socket uses it locally (listening, or an outgoing connection's
+# ephemeral port), which a connect probe cannot see.
+port_taken() { ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .; }
+free_port() { local p=$1; while port_taken "$p"; do p=$((p + 1)); done; echo "$p"; }
 
 run=$(mktemp -d /tmp/flashsale-test.XXXXXX)
 chmod 755 "$run"

@@ -3,7 +3,8 @@
  *
  *   flashsale-dump TOPIC
  *
- * One line per record: {"partition", "offset", "key", "headers": {...}, "type", "value"}
+ * One line per record: {"partition", "offset", "timestamp" (Kafka record time, ms), "key",
+ * "headers": {...}, "type", "value"}
  * (value is avro-c's JSON rendering; "error" instead when it does not decode). Progress goes
  * to stderr every 100,000 records. For operators (kcat cannot decode Avro) and for tests
  * that re-derive state from the log. */
@@ -25,7 +26,10 @@ static int print_record(void *ctx, const rd_kafka_message_t *m, fs_err *err)
 {
     dump_ctx *d = ctx;
     (void)err;
-    json_t *o = json_pack("{s:i,s:I}", "partition", m->partition, "offset", (json_int_t)m->offset);
+    rd_kafka_timestamp_type_t tst;
+    int64_t ts = rd_kafka_message_timestamp(m, &tst);
+    json_t *o = json_pack("{s:i,s:I,s:I}", "partition", m->partition, "offset",
+                          (json_int_t)m->offset, "timestamp", (json_int_t)ts);
     json_object_set_new(o, "key", m->key ? json_stringn(m->key, m->key_len) : json_null());
     json_t *h = json_object();
     rd_kafka_headers_t *hdrs = NULL;
