@@ -207,7 +207,9 @@ svc_start() {
   [ -n "$exe" ] || return 0
   pid_alive "$RUN/pids/$name.pid" && return 0
   fs_say "$name: starting (log $RUN/logs/$name.log)"
-  ( . "$RUN/env"; exec nohup "$exe" >>"$RUN/logs/$name.log" 2>&1 ) &
+  # the API holds one descriptor per open connection: allow as many as the system does
+  ( ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; . "$RUN/env"
+    exec nohup "$exe" >>"$RUN/logs/$name.log" 2>&1 ) &
   echo $! >"$RUN/pids/$name.pid"
 }
 svc_stop() {
@@ -245,6 +247,7 @@ flashsale is running (run directory $RUN)
   Redis        127.0.0.1:$REDIS_PORT
   Environment  $RUN/env  (source it to use the tools; holds generated secrets, mode 600)
   JWT secret   $( [ -n "${FLASHSALE_JWT_SECRET:-}" ] && echo "from FLASHSALE_JWT_SECRET" || echo "generated into $RUN/secrets/jwt-secret" )
+  A token      . $RUN/env && $BUILD/tools/flashsale-token --sub admin-1 --role admin
   Logs         $RUN/logs/
   Status       make status        Stop: make stop
 MSG

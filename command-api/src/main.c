@@ -6,7 +6,7 @@
  * a JSON 404 in the design's error format.
  *
  * Settings (environment, validated at start): FLASHSALE_HTTP_ADDR (127.0.0.1),
- * FLASHSALE_HTTP_PORT (8080), FLASHSALE_HTTP_THREADS (128), FLASHSALE_HTTP_QUEUE (4096),
+ * FLASHSALE_HTTP_PORT (8080), FLASHSALE_HTTP_THREADS (512), FLASHSALE_HTTP_QUEUE (4096),
  * FLASHSALE_HTTP_KEEPALIVE_MS (2000), FLASHSALE_DECISION_WAIT_MS (2000: how long POST
  * /api/orders waits for the decision before answering 202), FLASHSALE_HTTP_MAX_BODY (16384),
  * FLASHSALE_JWT_SECRET (required, at least 32 characters), plus the common settings. */
@@ -106,7 +106,7 @@ int main(void)
     long port, threads, queue, keepalive;
     if (fs_env_str("FLASHSALE_HTTP_ADDR", "127.0.0.1", false, &addr, &err) ||
         fs_env_int("FLASHSALE_HTTP_PORT", 8080, 1, 65535, &port, &err) ||
-        fs_env_int("FLASHSALE_HTTP_THREADS", 128, 2, 20000, &threads, &err) ||
+        fs_env_int("FLASHSALE_HTTP_THREADS", 512, 2, 20000, &threads, &err) ||
         fs_env_int("FLASHSALE_HTTP_QUEUE", 4096, 16, 1000000, &queue, &err) ||
         fs_env_int("FLASHSALE_HTTP_KEEPALIVE_MS", 2000, 0, 600000, &keepalive, &err) ||
         fs_env_int("FLASHSALE_DECISION_WAIT_MS", 2000, 0, 60000, &a.decision_wait_ms, &err) ||

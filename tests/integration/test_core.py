@@ -3,7 +3,7 @@
 inventory processor, order placement with an immediate answer).
 
     test_core.py BUILD_DIR SCENARIO
-    SCENARIO: burst | rules | idempotency | bad_input | crash | rebalance
+    SCENARIO: burst | rules | idempotency | bad_input | crash | rebalance | dead_letter
 
 Every scenario ends by re-deriving inventory from inventory.events (fsharness.derive, its
 own rules) and checking: no oversell, no undersell, conservation, event counters equal the
@@ -279,6 +279,40 @@ def scenario_rebalance(bindir):
         assert logs.count('"partitions assigned"') >= 2, "inv-a never saw a rebalance"
         print("rebalance: %d acknowledged orders, %d commands, one decision each; 4,000 of 4,000 "
               "units reserved" % (len(acked), n_cmds))
+
+
+def scenario_dead_letter(bindir):
+    """Malformed records on inventory.commands go to the dead-letter topic with a reason;
+    the processor keeps deciding orders."""
+    import subprocess
+    with System(bindir) as s:
+        pid = s.create_product(stock=10, name="dead-letter")
+        raw = os.path.join(bindir, "tests", "produce_raw")
+        before = len([r for r in s.dump("deadletter") if r["headers"].get("dlq-topic") == "inventory.commands"])
+        # 1: not Avro at all; 2: Avro single-object header with an unknown fingerprint;
+        # 3: a valid record of an *event* schema (SalePaused) sent as a command
+        subprocess.run([raw, "inventory.commands", pid, "--hex", "7b226e6f74223a2261767266227d"], check=True)
+        subprocess.run([raw, "inventory.commands", pid, "--hex", "c301" + "00" * 8 + "0a0b0c"], check=True)
+        # a well-formed record of an event schema, from the interop sample writer
+        samples = os.path.join(s.logdir, "dlq-samples")
+        os.makedirs(samples, exist_ok=True)
+        subprocess.run([os.path.join(bindir, "tests", "interop_write_samples"), samples], check=True,
+                       capture_output=True)
+        ev_bytes = os.path.join(samples, "flashsale.inventory.SalePaused.bin")
+        subprocess.run([raw, "inventory.commands", pid, "--file", ev_bytes, "SalePaused"], check=True)
+        _, tok = s.member()
+        expect(s.order(tok, pid), 201)  # the processor is still deciding
+        dead = [r for r in s.dump("deadletter") if r["headers"].get("dlq-topic") == "inventory.commands"]
+        assert len(dead) - before == 3, "expected 3 dead letters, got %d" % (len(dead) - before)
+        reasons = [r["headers"]["dlq-reason"] for r in dead[-3:]]
+        assert any("magic" in x for x in reasons), reasons
+        assert any("unknown schema fingerprint" in x for x in reasons), reasons
+        assert any("not an inventory command" in x for x in reasons), reasons
+        for r in dead[-3:]:
+            assert r["headers"]["dlq-partition"] and r["headers"]["dlq-offset"] and r["key"] == pid
+        check_log(s)
+        print("dead letter: 3 malformed commands dead-lettered with reasons %s; orders still decided"
+              % reasons)
 
 
 if __name__ == "__main__":
