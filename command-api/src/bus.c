@@ -47,6 +47,41 @@ const char *api_order_status_name(api_order_status s)
     return s == API_ORDER_RESERVED ? "RESERVED" : s == API_ORDER_REJECTED ? "REJECTED" : "PENDING";
 }
 
+const char *api_order_current_status(const api_order *o)
+{
+    return o->saga_status[0] ? o->saga_status : api_order_status_name(o->status);
+}
+
+static void history_add(api_order *o, const char *status, const char *reason, int64_t at)
+{
+    if (o->nhistory > 0 && !strcmp(o->history[o->nhistory - 1].status, status))
+        return;
+    if (o->nhistory == API_HISTORY_MAX) {
+        memmove(o->history, o->history + 1, sizeof o->history[0] * (API_HISTORY_MAX - 1));
+        o->nhistory--;
+    }
+    api_history *h = &o->history[o->nhistory++];
+    snprintf(h->status, sizeof h->status, "%s", status);
+    snprintf(h->reason, sizeof h->reason, "%s", reason ? reason : "");
+    h->at = at;
+}
+
+static api_order *order_get_or_new_locked(api_bus *b, const char *id)
+{
+    api_order *o = fs_map_get(b->orders, id);
+    if (!o) {
+        o = calloc(1, sizeof *o);
+        if (!o || fs_map_put(b->orders, id, o) == (void *)-1) {
+            free(o);
+            return NULL;
+        }
+        snprintf(o->order_id, sizeof o->order_id, "%s", id);
+        o->partition = -1;
+        o->command_offset = -1;
+    }
+    return o;
+}
+
 static void waiter_unref_locked(api_bus *b, api_waiter *w)
 {
     (void)b;
@@ -119,17 +154,9 @@ static void *dr_main(void *arg)
 static void apply_locked(api_bus *b, const rd_kafka_message_t *m, const inv_event *ev)
 {
     inv_apply(b->view, ev); /* a refusal only means the view already had it */
-    if (ev->type == INV_EV_RESERVED || ev->type == INV_EV_REJECTED) {
-        api_order *o = fs_map_get(b->orders, ev->order_id);
-        if (!o) {
-            o = calloc(1, sizeof *o);
-            if (!o || fs_map_put(b->orders, ev->order_id, o) == (void *)-1) {
-                free(o);
-                o = NULL;
-            }
-        }
+    if ((ev->type == INV_EV_RESERVED || ev->type == INV_EV_REJECTED) && ev->item_count <= 1) {
+        api_order *o = order_get_or_new_locked(b, ev->order_id);
         if (o) {
-            snprintf(o->order_id, sizeof o->order_id, "%s", ev->order_id);
             snprintf(o->member_id, sizeof o->member_id, "%s", ev->member_id);
             snprintf(o->product_id, sizeof o->product_id, "%s", ev->product_id);
             o->quantity = ev->quantity;
@@ -138,20 +165,84 @@ static void apply_locked(api_bus *b, const rd_kafka_message_t *m, const inv_even
             o->decided_at = ev->occurred_at;
             if (!o->requested_at)
                 o->requested_at = ev->occurred_at;
+            if (o->nhistory == 0)
+                history_add(o, "PENDING", "", o->requested_at);
+            history_add(o, api_order_status_name(o->status),
+                        ev->type == INV_EV_REJECTED ? inv_reason_name(ev->reason) : "",
+                        ev->occurred_at);
             o->pay_by = ev->pay_by;
             o->unit_price = ev->unit_price;
             o->partition = m->partition;
             o->command_offset = ev->command_offset;
+            o->version++;
         }
+    }
+    if (ev->type == INV_EV_RESERVED || ev->type == INV_EV_REJECTED) {
         if (m->partition >= 0 && m->partition < MAX_PARTITIONS &&
             ev->command_offset > b->decided_offset[m->partition])
             b->decided_offset[m->partition] = ev->command_offset;
-        wake_locked(b, ev->order_id, ev);
+        if (ev->item_count <= 1)
+            wake_locked(b, ev->order_id, ev);
     }
     char cause[INV_ID_MAX];
     if (fs_kafka_header_get(m, "causation-id", cause, sizeof cause) > 0)
         wake_locked(b, cause, ev);
 }
+
+/* orders.events: saga snapshots and refusals. */
+static void apply_order_locked(api_bus *b, const rd_kafka_message_t *m, const fs_schema *sc,
+                               avro_value_t *v)
+{
+    char id[INV_ID_MAX];
+    fs_av_read_str(v, "order_id", id, sizeof id, NULL);
+    api_order *o = id[0] ? order_get_or_new_locked(b, id) : NULL;
+    if (!o)
+        return;
+    if (!strcmp(fs_schema_name(sc), "OrderCommandRejected")) {
+        fs_kafka_header_get(m, "causation-id", o->rejected_cause, sizeof o->rejected_cause);
+        fs_av_read_str(v, "code", o->rejected_code, sizeof o->rejected_code, NULL);
+    } else if (!strcmp(fs_schema_name(sc), "OrderStatusChanged")) {
+        fs_av_read_str(v, "member_id", o->member_id, sizeof o->member_id, NULL);
+        fs_av_read_symbol(v, "status", o->saga_status, sizeof o->saga_status);
+        fs_av_read_str(v, "reason", o->saga_reason, sizeof o->saga_reason, NULL);
+        o->amount = fs_av_read_long(v, "amount", 0, NULL);
+        int64_t pay_by = fs_av_read_long(v, "pay_by", 0, NULL);
+        if (pay_by)
+            o->pay_by = pay_by;
+        int64_t at = fs_av_read_long(v, "occurred_at", 0, NULL);
+        if (!o->requested_at)
+            o->requested_at = at;
+        avro_value_t lines;
+        size_t n = 0;
+        if (avro_value_get_by_name(v, "lines", &lines, NULL) == 0)
+            avro_value_get_size(&lines, &n);
+        o->nlines = 0;
+        for (size_t i = 0; i < n && i < API_LINES_MAX; i++) {
+            avro_value_t l;
+            avro_value_get_by_index(&lines, i, &l, NULL);
+            fs_av_read_str(&l, "product_id", o->lines[i].product_id, sizeof o->lines[i].product_id, NULL);
+            o->lines[i].quantity = (int32_t)fs_av_read_long(&l, "quantity", 0, NULL);
+            o->lines[i].unit_price = fs_av_read_long(&l, "unit_price", 0, NULL);
+            fs_av_read_str(&l, "state", o->lines[i].state, sizeof o->lines[i].state, NULL);
+            o->nlines++;
+        }
+        if (o->nlines && !o->product_id[0]) {
+            snprintf(o->product_id, sizeof o->product_id, "%s", o->lines[0].product_id);
+            o->quantity = o->lines[0].quantity;
+        }
+        history_add(o, o->saga_status, o->saga_reason, at);
+    } else
+        return;
+    o->version++;
+    inv_event none;
+    memset(&none, 0, sizeof none);
+    none.type = INV_EV_CMD_REJECTED;
+    wake_locked(b, id, &none);
+}
+
+/* The decision stream reads these topics, every partition, from the beginning. */
+static const char *const stream_topics[] = {FS_TOPIC_INVENTORY_EVENTS, FS_TOPIC_ORDERS_EVENTS};
+#define NSTREAM 2
 
 static void *stream_main(void *arg)
 {
@@ -159,29 +250,32 @@ static void *stream_main(void *arg)
     fs_err err = {0};
     fs_log_set_cid("decision-stream");
     rd_kafka_t *c = NULL;
-    int64_t *end = NULL;
+    int64_t *end = NULL; /* [topic * nparts + partition] */
     int nparts = 0;
     while (!b->stop && !c) {
         rd_kafka_t *admin = fs_kafka_admin_new(b->cfg, "flashsale-api-meta", &err);
         nparts = admin ? fs_kafka_partition_count(admin, FS_TOPIC_INVENTORY_EVENTS, 5000, &err) : -1;
-        if (nparts > 0) {
-            end = calloc((size_t)nparts, sizeof *end);
+        int other = admin && nparts > 0 ? fs_kafka_partition_count(admin, FS_TOPIC_ORDERS_EVENTS, 5000, &err) : -1;
+        if (nparts > 0 && other == nparts) {
+            end = calloc((size_t)(NSTREAM * nparts), sizeof *end);
             rd_kafka_conf_t *pc = rd_kafka_conf_new();
             char e[256];
             rd_kafka_conf_set(pc, "bootstrap.servers", b->cfg->brokers, e, sizeof e);
             rd_kafka_conf_set(pc, "group.id", "flashsale-api-probe", e, sizeof e);
             rd_kafka_conf_set(pc, "isolation.level", "read_uncommitted", e, sizeof e);
             rd_kafka_t *probe = rd_kafka_new(RD_KAFKA_CONSUMER, pc, e, sizeof e);
-            for (int i = 0; probe && i < nparts; i++) {
-                int64_t lo;
-                if (rd_kafka_query_watermark_offsets(probe, FS_TOPIC_INVENTORY_EVENTS, i, &lo,
-                                                     &end[i], 5000))
-                    end[i] = 0;
-            }
+            for (int t = 0; probe && t < NSTREAM; t++)
+                for (int i = 0; i < nparts; i++) {
+                    int64_t lo;
+                    if (rd_kafka_query_watermark_offsets(probe, stream_topics[t], i, &lo,
+                                                         &end[t * nparts + i], 5000))
+                        end[t * nparts + i] = 0;
+                }
             if (probe)
                 rd_kafka_destroy(probe);
             c = fs_kafka_consumer_new(b->cfg, NULL, NULL, true, &err);
-        }
+        } else if (nparts > 0)
+            fs_err_set(&err, FS_ERR_RETRIABLE, 0, "orders.events and inventory.events differ in partitions");
         if (admin)
             rd_kafka_destroy(admin);
         if (!c) {
@@ -194,14 +288,14 @@ static void *stream_main(void *arg)
     }
     if (!c)
         return NULL;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(NSTREAM * nparts);
     int remaining = 0;
-    for (int i = 0; i < nparts; i++) {
-        rd_kafka_topic_partition_list_add(l, FS_TOPIC_INVENTORY_EVENTS, i)->offset =
-            RD_KAFKA_OFFSET_BEGINNING;
-        remaining += end[i] > 0;
-    }
-    char *done = calloc((size_t)nparts, 1);
+    for (int t = 0; t < NSTREAM; t++)
+        for (int i = 0; i < nparts; i++) {
+            rd_kafka_topic_partition_list_add(l, stream_topics[t], i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+            remaining += end[t * nparts + i] > 0;
+        }
+    char *done = calloc((size_t)(NSTREAM * nparts), 1);
     rd_kafka_assign(c, l);
     rd_kafka_topic_partition_list_destroy(l);
     int64_t t0 = fs_mono_ms();
@@ -215,10 +309,11 @@ static void *stream_main(void *arg)
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
         if (!m)
             continue;
+        int t = m->rkt && !strcmp(rd_kafka_topic_name(m->rkt), FS_TOPIC_ORDERS_EVENTS) ? 1 : 0;
+        int idx = t * nparts + m->partition;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if (remaining && m->partition < nparts && !done[m->partition] &&
-                m->offset >= end[m->partition]) {
-                done[m->partition] = 1;
+            if (remaining && m->partition < nparts && !done[idx] && m->offset >= end[idx]) {
+                done[idx] = 1;
                 if (--remaining == 0) {
                     pthread_mutex_lock(&b->lock);
                     b->caught_up = true;
@@ -230,7 +325,7 @@ static void *stream_main(void *arg)
             }
         } else if (m->err) {
             fs_log_warn("decision stream error", json_pack("{s:s}", "error", rd_kafka_message_errstr(m)));
-        } else {
+        } else if (t == 0) {
             inv_event ev;
             fs_err derr = {0};
             if (inv_event_decode_bytes(b->codec, m->payload, m->len, &ev, &derr) == 0) {
@@ -238,10 +333,17 @@ static void *stream_main(void *arg)
                 apply_locked(b, m, &ev);
                 pthread_mutex_unlock(&b->lock);
                 events++;
-            } else {
-                fs_log_warn("undecodable inventory event",
-                            json_pack("{s:i,s:I,s:s}", "partition", m->partition, "offset",
-                                      (json_int_t)m->offset, "error", derr.msg));
+            }
+        } else {
+            const fs_schema *sc;
+            avro_value_t v;
+            fs_err derr = {0};
+            if (fs_codec_decode(b->codec, m->payload, m->len, &sc, &v, &derr) == 0) {
+                pthread_mutex_lock(&b->lock);
+                apply_order_locked(b, m, sc, &v);
+                pthread_mutex_unlock(&b->lock);
+                avro_value_decref(&v);
+                events++;
             }
         }
         rd_kafka_message_destroy(m);
@@ -291,6 +393,11 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
         rd_kafka_conf_destroy(conf);
         fs_err_set(err, FS_ERR_FATAL, 0, "producer: %s", e);
         goto fail;
+    }
+    {
+        const struct rd_kafka_metadata *md = NULL; /* learn topics now, not on first produce */
+        if (rd_kafka_metadata(b->producer, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            rd_kafka_metadata_destroy(md);
     }
     if (!b->view || !b->orders || !b->waiters ||
         pthread_create(&b->dr_thread, NULL, dr_main, b)) {
@@ -433,17 +540,75 @@ void api_bus_order_pending(api_bus *b, const api_order *src)
 {
     pthread_mutex_lock(&b->lock);
     if (!fs_map_get(b->orders, src->order_id)) {
-        api_order *o = malloc(sizeof *o);
+        api_order *o = order_get_or_new_locked(b, src->order_id);
         if (o) {
-            *o = *src;
+            snprintf(o->member_id, sizeof o->member_id, "%s", src->member_id);
+            snprintf(o->product_id, sizeof o->product_id, "%s", src->product_id);
+            o->quantity = src->quantity;
+            o->requested_at = src->requested_at;
             o->status = API_ORDER_PENDING;
-            o->partition = -1;
-            o->command_offset = -1;
-            if (fs_map_put(b->orders, src->order_id, o) == (void *)-1)
-                free(o);
+            history_add(o, "PENDING", "", src->requested_at);
         }
     }
     pthread_mutex_unlock(&b->lock);
+}
+
+bool api_bus_order_wait(api_bus *b, const char *order_id, int after, int64_t deadline_ms,
+                        api_order *out, bool *exists)
+{
+    api_waiter w;
+    memset(&w, 0, sizeof w);
+    snprintf(w.key, sizeof w.key, "%s", order_id);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w.cond, &ca);
+    pthread_condattr_destroy(&ca);
+    w.refs = 1000; /* on the stack: never freed through the map */
+    pthread_mutex_lock(&b->lock);
+    w.next = fs_map_get(b->waiters, order_id);
+    bool linked = fs_map_put(b->waiters, order_id, &w) != (void *)-1;
+    bool changed = false;
+    for (;;) {
+        api_order *o = fs_map_get(b->orders, order_id);
+        if (o && o->version > after) {
+            changed = true;
+            break;
+        }
+        int64_t now = fs_mono_ms();
+        if (now >= deadline_ms || !linked)
+            break;
+        struct timespec ts = {deadline_ms / 1000, (deadline_ms % 1000) * 1000000};
+        pthread_cond_timedwait(&w.cond, &b->lock, &ts);
+    }
+    api_order *o = fs_map_get(b->orders, order_id);
+    if (exists)
+        *exists = o != NULL;
+    if (o)
+        *out = *o;
+    if (linked)
+        unlink_locked(b, &w);
+    pthread_mutex_unlock(&b->lock);
+    pthread_cond_destroy(&w.cond);
+    return changed;
+}
+
+int api_bus_produce_order_command(api_bus *b, const char *order_id, const void *value, size_t len,
+                                  const char *event_type, const char *event_id, int64_t at,
+                                  fs_err *err)
+{
+    fs_event_meta meta = {.event_type = event_type, .event_id = event_id,
+                          .correlation_id = order_id, .occurred_at = at};
+    rd_kafka_headers_t *h = fs_kafka_headers_new(&meta);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        b->producer, RD_KAFKA_V_TOPIC(FS_TOPIC_ORDERS_COMMANDS),
+        RD_KAFKA_V_KEY(order_id, strlen(order_id)), RD_KAFKA_V_VALUE((void *)value, len),
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    if (e) {
+        rd_kafka_headers_destroy(h);
+        return fs_err_from_kafka_code(err, e, "produce");
+    }
+    return 0;
 }
 
 int api_bus_produce(api_bus *b, api_waiter *w, const char *product_id, const void *value,

@@ -27,17 +27,57 @@
 typedef enum { API_ORDER_PENDING, API_ORDER_RESERVED, API_ORDER_REJECTED } api_order_status;
 const char *api_order_status_name(api_order_status s);
 
+typedef struct api_bus api_bus;
+typedef struct api_waiter api_waiter;
+
+#define API_HISTORY_MAX 16
+#define API_LINES_MAX 16
+
+typedef struct {
+    char status[24];
+    char reason[48];
+    int64_t at;
+} api_history;
+
 typedef struct {
     char order_id[INV_ID_MAX];
     char member_id[INV_ID_MAX];
-    char product_id[INV_ID_MAX];
-    int32_t quantity;
-    api_order_status status;
+    char product_id[INV_ID_MAX]; /* first line */
+    int32_t quantity;            /* first line */
+    api_order_status status;     /* the inventory decision (single-item orders) */
     inv_reason reason;
     int64_t requested_at, decided_at, pay_by, unit_price;
     int32_t partition;
     int64_t command_offset;
+    /* from orders.events (the saga), once it has spoken */
+    char saga_status[24]; /* "" until the first snapshot */
+    char saga_reason[48];
+    int64_t amount;
+    int nlines;
+    struct {
+        char product_id[INV_ID_MAX];
+        int32_t quantity;
+        int64_t unit_price;
+        char state[16];
+    } lines[API_LINES_MAX];
+    int nhistory;
+    api_history history[API_HISTORY_MAX];
+    int version;              /* bumped on every change */
+    char rejected_cause[64];  /* event id of the last refused command, and why */
+    char rejected_code[40];
 } api_order;
+
+/* The order's current status name: the saga's when known, else the inventory decision. */
+const char *api_order_current_status(const api_order *o);
+/* Waits until the order exists with a version above `after`, or the deadline (monotonic
+ * ms). Returns true and a copy if it changed; false (with the current copy if any) else. */
+bool api_bus_order_wait(api_bus *b, const char *order_id, int after, int64_t deadline_ms,
+                        api_order *out, bool *exists);
+/* Produces a command to orders.commands (key = order id); fire and forget (the answer comes
+ * through the order's versions). Returns 0 or -1 with *err. */
+int api_bus_produce_order_command(api_bus *b, const char *order_id, const void *value, size_t len,
+                                  const char *event_type, const char *event_id, int64_t at,
+                                  fs_err *err);
 
 typedef struct api_bus api_bus;
 typedef struct api_waiter api_waiter;

@@ -166,6 +166,146 @@ static void idem_release(api_ctx *a, const char *member, const char *key)
         freeReplyObject(r);
 }
 
+
+static json_t *order_json(const api_order *o)
+{
+    char t[FS_TIME_STR_LEN];
+    json_t *out = json_pack("{s:s,s:s,s:s}", "order_id", o->order_id, "status",
+                            api_order_current_status(o), "member_id", o->member_id);
+    json_t *lines = json_array();
+    if (o->nlines)
+        for (int i = 0; i < o->nlines; i++)
+            json_array_append_new(lines, json_pack("{s:s,s:i,s:I,s:s}", "product_id",
+                                                   o->lines[i].product_id, "quantity",
+                                                   o->lines[i].quantity, "unit_price",
+                                                   (json_int_t)o->lines[i].unit_price, "state",
+                                                   o->lines[i].state));
+    else
+        json_array_append_new(lines, json_pack("{s:s,s:i,s:I}", "product_id", o->product_id,
+                                               "quantity", o->quantity, "unit_price",
+                                               (json_int_t)o->unit_price));
+    json_object_set_new(out, "items", lines);
+    json_object_set_new(out, "product_id", json_string(o->product_id));
+    json_object_set_new(out, "quantity", json_integer(o->quantity));
+    if (o->amount)
+        json_object_set_new(out, "amount", json_integer(o->amount));
+    if (o->pay_by) {
+        fs_time_format(o->pay_by, t);
+        json_object_set_new(out, "pay_by", json_string(t));
+    }
+    const char *reason = o->saga_status[0] ? o->saga_reason
+                         : o->status == API_ORDER_REJECTED ? inv_reason_name(o->reason) : "";
+    if (reason && *reason)
+        json_object_set_new(out, "reason", json_string(reason));
+    json_t *hist = json_array();
+    for (int i = 0; i < o->nhistory; i++) {
+        fs_time_format(o->history[i].at, t);
+        json_t *h = json_pack("{s:s,s:s}", "status", o->history[i].status, "at", t);
+        if (o->history[i].reason[0])
+            json_object_set_new(h, "reason", json_string(o->history[i].reason));
+        json_array_append_new(hist, h);
+    }
+    json_object_set_new(out, "history", hist);
+    json_object_set_new(out, "version", json_integer(o->version));
+    return out;
+}
+
+/* Waits for the order to reach one of `targets` (NULL-terminated) or for the saga to refuse
+ * the command whose event id is `cause`. Returns 1 reached, 0 refused, -1 timed out. */
+static int wait_for_status(api_ctx *a, const char *order_id, const char *cause,
+                           const char *const *targets, int64_t deadline, api_order *o)
+{
+    int version = -1;
+    for (;;) {
+        bool exists = false;
+        api_bus_order_wait(a->bus, order_id, version, deadline, o, &exists);
+        if (exists) {
+            if (cause && !strcmp(o->rejected_cause, cause))
+                return 0;
+            for (const char *const *t = targets; *t; t++)
+                if (!strcmp(api_order_current_status(o), *t))
+                    return 1;
+            version = o->version;
+        }
+        if (fs_mono_ms() >= deadline)
+            return -1;
+    }
+}
+
+/* POST /api/orders {"items": [{"product_id", "quantity"}, ...]}: all or nothing. */
+static int checkout(fs_http_req *req, api_ctx *a, const fs_principal *who, json_t *body, int64_t t0)
+{
+    json_t *items = json_object_get(body, "items");
+    if (!json_is_array(items) || json_array_size(items) < 1 || json_array_size(items) > 16)
+        return fs_http_error(req, 400, "INVALID_FIELD", "items: must be an array of 1 to 16 lines", NULL);
+    const fs_schema *sc = fs_codec_reader(a->codec, "PlaceCheckout");
+    avro_value_t v, arr;
+    fs_err err = {0};
+    if (!sc || fs_schema_value_new(sc, &v, &err))
+        return fs_http_error(req, 500, "INTERNAL", "no checkout schema", NULL);
+    char order_id[FS_UUID_STR_LEN + 1], event_id[FS_UUID_STR_LEN + 1];
+    fs_uuid7_str(order_id);
+    fs_uuid7_str(event_id);
+    int64_t now = fs_now_ms();
+    avro_value_get_by_name(&v, "items", &arr, NULL);
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it)
+    {
+        const char *pid = NULL;
+        long long qty = 0;
+        char name[32];
+        snprintf(name, sizeof name, "items[%zu]", i);
+        if (!json_is_object(it) ||
+            !api_field_string(req, it, "product_id", true, INV_ID_MAX - 1, &pid, NULL) ||
+            !api_field_int(req, it, "quantity", true, 1, 1000000, &qty, NULL)) {
+            avro_value_decref(&v);
+            return json_is_object(it) ? 400
+                                      : fs_http_error(req, 400, "INVALID_FIELD", "items: each line must be an object", NULL);
+        }
+        inv_product_view pv;
+        if (!api_bus_product(a->bus, pid, &pv) && api_bus_caught_up(a->bus)) {
+            avro_value_decref(&v);
+            return fs_http_error(req, 404, "PRODUCT_NOT_FOUND", "no such product", NULL);
+        }
+        avro_value_t line;
+        avro_value_append(&arr, &line, NULL);
+        fs_av_put_str(&line, "product_id", pid, true);
+        fs_av_put_long(&line, "quantity", qty, true);
+    }
+    fs_av_put_str(&v, "order_id", order_id, true);
+    fs_av_put_str(&v, "member_id", who->sub, true);
+    fs_av_put_str(&v, "idempotency_key", NULL, false);
+    fs_av_put_long(&v, "requested_at", now, true);
+    void *buf = NULL;
+    size_t len = 0;
+    int rc = fs_codec_encode(sc, &v, &buf, &len, &err);
+    avro_value_decref(&v);
+    if (rc)
+        return fs_http_error(req, 500, "INTERNAL", err.msg, NULL);
+    rc = api_bus_produce_order_command(a->bus, order_id, buf, len, "PlaceCheckout", event_id, now, &err);
+    free(buf);
+    if (rc) {
+        fs_metrics_produce_error();
+        return fs_http_error(req, 503, "UNAVAILABLE", "the order could not be queued", "Retry-After: 1\r\n");
+    }
+    static const char *const done[] = {"RESERVED", "REJECTED", "PAYING", "PAID", NULL};
+    api_order o;
+    int r = wait_for_status(a, order_id, event_id, done, t0 + a->decision_wait_ms, &o);
+    if (r == 1 && strcmp(api_order_current_status(&o), "REJECTED"))
+        return fs_http_json(req, 201, order_json(&o), NULL);
+    if (r == 1)
+        return fs_http_json(req, 409,
+                            json_pack("{s:{s:s,s:s,s:s,s:s}}", "error", "code", "CHECKOUT_REJECTED",
+                                      "message", o.saga_reason, "request_id", req->request_id,
+                                      "order_id", order_id),
+                            NULL);
+    char loc[128];
+    snprintf(loc, sizeof loc, "Location: /api/orders/%s\r\n", order_id);
+    return fs_http_json(req, 202, json_pack("{s:s,s:s}", "order_id", order_id, "status", "PENDING"),
+                        loc);
+}
+
 int api_orders_create(struct mg_connection *conn, void *cb)
 {
     api_ctx *a = cb;
@@ -185,9 +325,9 @@ int api_orders_create(struct mg_connection *conn, void *cb)
     const char *product_id = NULL;
     long long qty = 0;
     if (json_object_get(body, "items")) {
+        int rc = checkout(&req, a, &who, body, t0);
         json_decref(body);
-        return fs_http_error(&req, 422, "NOT_SUPPORTED", "multi-item checkout is not available yet",
-                             NULL);
+        return rc;
     }
     if (!api_field_string(&req, body, "product_id", true, INV_ID_MAX - 1, &product_id, NULL) ||
         !api_field_int(&req, body, "quantity", true, -1000000000, 1000000000, &qty, NULL)) {
@@ -306,40 +446,156 @@ int api_orders_create(struct mg_connection *conn, void *cb)
     return send_pending(&req, a, order_id, &r);
 }
 
+/* POST /api/orders/{id}/payment|cancel|return|return/complete */
+static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, const char *id,
+                        const char *action)
+{
+    struct {
+        const char *path, *command, *role;
+        const char *targets[4];
+    } acts[] = {
+        {"payment", "PayOrder", NULL, {"PAID", "PAYMENT_FAILED", "NEEDS_ATTENTION", NULL}},
+        {"cancel", "CancelOrder", NULL, {"CANCELLED", NULL}},
+        {"return", "RequestReturn", NULL, {"RETURN_REQUESTED", NULL}},
+        {"return/complete", "CompleteReturn", "admin", {"RETURNED", NULL}},
+    };
+    int k = -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(action, acts[i].path))
+            k = i;
+    if (k < 0)
+        return fs_http_error(req, 404, "NOT_FOUND", "no such resource", NULL);
+    if (acts[k].role && strcmp(who->role, acts[k].role))
+        return fs_http_error(req, 403, "FORBIDDEN", "this operation needs the admin role", NULL);
+    api_order o;
+    bool admin = !strcmp(who->role, "admin");
+    if (!api_bus_order(a->bus, id, &o) || (strcmp(o.member_id, who->sub) && !admin))
+        return fs_http_error(req, 404, "ORDER_NOT_FOUND", "no such order", NULL);
+    /* The saga learns of an order one hop after the inventory decision. A command sent
+     * before the saga's first record of the order could reach it first; wait (bounded)
+     * until the saga has spoken, so that log order puts the command after it. */
+    int64_t ready_by = fs_mono_ms() + (a->decision_wait_ms > 5000 ? a->decision_wait_ms : 5000);
+    while (!o.saga_status[0]) {
+        if (!strcmp(api_order_status_name(o.status), "REJECTED"))
+            break; /* the saga will record it as REJECTED; no need to wait for that */
+        if (fs_mono_ms() >= ready_by)
+            return fs_http_error(req, 409, "ORDER_NOT_READY",
+                                 "the order is still being set up; retry shortly",
+                                 "Retry-After: 1\r\n");
+        api_bus_order_wait(a->bus, id, o.version, ready_by, &o, NULL);
+    }
+    json_t *body = NULL;
+    const char *method = "CARD";
+    bool restock = true;
+    if (req->ri->content_length > 0) {
+        body = api_read_json(req, a);
+        if (!body)
+            return 400;
+        if (!api_field_string(req, body, "method", false, 31, &method, NULL)) {
+            json_decref(body);
+            return 400;
+        }
+        json_t *r = json_object_get(body, "restock");
+        if (r && !json_is_boolean(r)) {
+            json_decref(body);
+            return fs_http_error(req, 400, "INVALID_FIELD", "restock: must be a boolean", NULL);
+        }
+        restock = !r || json_is_true(r);
+        if (!method)
+            method = "CARD";
+    }
+    const fs_schema *sc = fs_codec_reader(a->codec, acts[k].command);
+    avro_value_t v;
+    fs_err err = {0};
+    if (!sc || fs_schema_value_new(sc, &v, &err)) {
+        json_decref(body);
+        return fs_http_error(req, 500, "INTERNAL", "no schema", NULL);
+    }
+    char event_id[FS_UUID_STR_LEN + 1];
+    fs_uuid7_str(event_id);
+    int64_t now = fs_now_ms(), t0 = fs_mono_ms();
+    fs_av_put_str(&v, "order_id", id, true);
+    fs_av_put_str(&v, "member_id", who->sub, true);
+    fs_av_put_str(&v, "actor_id", who->sub, true);
+    fs_av_put_str(&v, "method", method, true);
+    fs_av_put_str(&v, "reason", "", true);
+    fs_av_put_bool(&v, "restock", restock);
+    fs_av_put_long(&v, "requested_at", now, true);
+    json_decref(body);
+    void *buf = NULL;
+    size_t len = 0;
+    int rc = fs_codec_encode(sc, &v, &buf, &len, &err);
+    avro_value_decref(&v);
+    if (!rc)
+        rc = api_bus_produce_order_command(a->bus, id, buf, len, acts[k].command, event_id, now, &err);
+    free(buf);
+    if (rc) {
+        fs_metrics_produce_error();
+        return fs_http_error(req, 503, "UNAVAILABLE", "the command could not be queued", "Retry-After: 1\r\n");
+    }
+    int r = wait_for_status(a, id, event_id, acts[k].targets,
+                            t0 + (a->decision_wait_ms > 5000 ? a->decision_wait_ms : 5000), &o);
+    if (r == 0) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "not allowed while the order is %s", api_order_current_status(&o));
+        return fs_http_json(req, o.rejected_code[0] && !strcmp(o.rejected_code, "ORDER_NOT_FOUND") ? 404 : 409,
+                            json_pack("{s:{s:s,s:s,s:s,s:s}}", "error", "code", o.rejected_code,
+                                      "message", msg, "request_id", req->request_id, "status",
+                                      api_order_current_status(&o)),
+                            NULL);
+    }
+    if (r == 1 && !strcmp(api_order_current_status(&o), "PAYMENT_FAILED"))
+        return fs_http_json(req, 409,
+                            json_pack("{s:{s:s,s:s,s:s,s:s}}", "error", "code", "PAYMENT_FAILED",
+                                      "message", "the payment was declined; the reservation was released",
+                                      "request_id", req->request_id, "status", "PAYMENT_FAILED"),
+                            NULL);
+    if (r == 1)
+        return fs_http_json(req, 200, order_json(&o), NULL);
+    char loc[128];
+    snprintf(loc, sizeof loc, "Location: /api/orders/%s\r\n", id);
+    return fs_http_json(req, 202, order_json(&o), loc);
+}
+
 int api_orders_item(struct mg_connection *conn, void *cb)
 {
     api_ctx *a = cb;
     fs_http_req req;
     fs_http_req_init(&req, conn, FS_ROUTE_ORDER);
-    if (strcmp(req.ri->request_method, "GET"))
-        return fs_http_error(&req, 405, "METHOD_NOT_ALLOWED", "use GET", "Allow: GET\r\n");
     fs_principal who;
+    const char *method = req.ri->request_method;
+    if (strcmp(method, "GET") && strcmp(method, "POST"))
+        return fs_http_error(&req, 405, "METHOD_NOT_ALLOWED", "use GET or POST", "Allow: GET, POST\r\n");
     if (!api_auth(&req, a, NULL, &who))
         return 401;
-    const char *id = req.ri->local_uri + strlen("/api/orders/");
+    const char *rest = req.ri->local_uri + strlen("/api/orders/");
+    char id[INV_ID_MAX];
+    const char *slash = strchr(rest, '/');
+    size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
+    if (idlen == 0 || idlen >= sizeof id)
+        return fs_http_error(&req, 404, "ORDER_NOT_FOUND", "no such order", NULL);
+    memcpy(id, rest, idlen);
+    id[idlen] = '\0';
+    if (slash) {
+        if (strcmp(method, "POST"))
+            return fs_http_error(&req, 405, "METHOD_NOT_ALLOWED", "use POST", "Allow: POST\r\n");
+        return order_action(&req, a, &who, id, slash + 1);
+    }
+    if (strcmp(method, "GET"))
+        return fs_http_error(&req, 405, "METHOD_NOT_ALLOWED", "use GET", "Allow: GET\r\n");
     api_order o;
     /* Another member's order is answered exactly like a missing one. */
-    if (strlen(id) >= INV_ID_MAX || !api_bus_order(a->bus, id, &o) ||
-        (strcmp(o.member_id, who.sub) && strcmp(who.role, "admin")))
+    if (!api_bus_order(a->bus, id, &o) || (strcmp(o.member_id, who.sub) && strcmp(who.role, "admin")))
         return fs_http_error(&req, 404, "ORDER_NOT_FOUND", "no such order", NULL);
-    char t1[FS_TIME_STR_LEN], t2[FS_TIME_STR_LEN];
-    fs_time_format(o.requested_at, t1);
-    json_t *history = json_pack("[{s:s,s:s}]", "status", "PENDING", "at", t1);
-    json_t *out = json_pack("{s:s,s:s,s:s,s:s,s:i,s:s}", "order_id", o.order_id, "status",
-                            api_order_status_name(o.status), "member_id", o.member_id,
-                            "product_id", o.product_id, "quantity", o.quantity, "requested_at", t1);
-    if (o.status != API_ORDER_PENDING) {
-        fs_time_format(o.decided_at, t2);
-        json_array_append_new(history, json_pack("{s:s,s:s}", "status",
-                                                 api_order_status_name(o.status), "at", t2));
+    char wait[16] = "";
+    if (req.ri->query_string && mg_get_var(req.ri->query_string, strlen(req.ri->query_string), "wait",
+                                           wait, sizeof wait) > 0) {
+        char *end;
+        long secs = strtol(wait, &end, 10);
+        if (*end || secs < 0 || secs > 30)
+            return fs_http_error(&req, 400, "INVALID_PARAMETER", "wait: seconds from 0 to 30", NULL);
+        if (secs > 0) /* long poll: answer at the next change, or after `secs` */
+            api_bus_order_wait(a->bus, id, o.version, fs_mono_ms() + secs * 1000, &o, NULL);
     }
-    if (o.status == API_ORDER_RESERVED) {
-        fs_time_format(o.pay_by, t2);
-        json_object_set_new(out, "pay_by", json_string(t2));
-        json_object_set_new(out, "unit_price", json_integer(o.unit_price));
-    }
-    if (o.status == API_ORDER_REJECTED)
-        json_object_set_new(out, "reason", json_string(inv_reason_name(o.reason)));
-    json_object_set_new(out, "history", history);
-    return fs_http_json(&req, 200, out, NULL);
+    return fs_http_json(&req, 200, order_json(&o), NULL);
 }

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1052,4 +1053,133 @@ int fs_av_set_long(avro_value_t *rec, const char *name, int64_t v, fs_err *err)
     if (avro_value_set_long(&f, v))
         return fs_err_set(err, FS_ERR_INVALID, 0, "field %s is not a long", name);
     return 0;
+}
+
+/* ---- tolerant access ---------------------------------------------------------------- */
+
+static bool has_field(avro_value_t *rec, const char *f, avro_value_t *out)
+{
+    return avro_value_get_by_name(rec, f, out, NULL) == 0;
+}
+
+/* Resolves an optional field to its value (null branch -> false). */
+static bool opt_value(avro_value_t *field, avro_value_t *out)
+{
+    if (avro_value_get_type(field) != AVRO_UNION) {
+        *out = *field;
+        return true;
+    }
+    int disc;
+    if (avro_value_get_discriminant(field, &disc) || disc < 0)
+        return false;
+    avro_value_get_current_branch(field, out);
+    return avro_value_get_type(out) != AVRO_NULL;
+}
+
+int fs_av_put_str(avro_value_t *rec, const char *f, const char *v, bool present)
+{
+    avro_value_t fv, b;
+    if (!has_field(rec, f, &fv))
+        return 0;
+    if (avro_value_get_type(&fv) == AVRO_UNION) {
+        if (!present || !v || !*v)
+            return avro_value_set_branch(&fv, 0, &b) || avro_value_set_null(&b);
+        return avro_value_set_branch(&fv, 1, &b) || avro_value_set_string(&b, v);
+    }
+    return avro_value_set_string(&fv, v ? v : "");
+}
+
+int fs_av_put_long(avro_value_t *rec, const char *f, int64_t v, bool present)
+{
+    avro_value_t fv, b;
+    if (!has_field(rec, f, &fv))
+        return 0;
+    if (avro_value_get_type(&fv) == AVRO_UNION) {
+        if (!present)
+            return avro_value_set_branch(&fv, 0, &b) || avro_value_set_null(&b);
+        if (avro_value_set_branch(&fv, 1, &b))
+            return -1;
+        fv = b;
+    }
+    if (avro_value_get_type(&fv) == AVRO_INT32)
+        return avro_value_set_int(&fv, (int32_t)v);
+    return avro_value_set_long(&fv, v);
+}
+
+int fs_av_put_bool(avro_value_t *rec, const char *f, bool v)
+{
+    avro_value_t fv;
+    if (!has_field(rec, f, &fv))
+        return 0;
+    return avro_value_set_boolean(&fv, v);
+}
+
+int fs_av_put_symbol(avro_value_t *rec, const char *f, const char *symbol)
+{
+    avro_value_t fv;
+    if (!has_field(rec, f, &fv))
+        return 0;
+    if (avro_value_get_type(&fv) == AVRO_ENUM) {
+        int i = avro_schema_enum_get_by_name(avro_value_get_schema(&fv), symbol);
+        return i < 0 ? -1 : avro_value_set_enum(&fv, i);
+    }
+    return avro_value_set_string(&fv, symbol);
+}
+
+void fs_av_read_str(avro_value_t *rec, const char *f, char *out, size_t n, bool *present)
+{
+    avro_value_t fv, v;
+    const char *s;
+    size_t len;
+    if (present)
+        *present = false;
+    out[0] = '\0';
+    if (!has_field(rec, f, &fv) || !opt_value(&fv, &v) || avro_value_get_string(&v, &s, &len))
+        return;
+    snprintf(out, n, "%s", s);
+    if (present)
+        *present = true;
+}
+
+int64_t fs_av_read_long(avro_value_t *rec, const char *f, int64_t def, bool *present)
+{
+    avro_value_t fv, v;
+    if (present)
+        *present = false;
+    if (!has_field(rec, f, &fv) || !opt_value(&fv, &v))
+        return def;
+    if (present)
+        *present = true;
+    if (avro_value_get_type(&v) == AVRO_INT32) {
+        int32_t x = 0;
+        avro_value_get_int(&v, &x);
+        return x;
+    }
+    int64_t x = def;
+    avro_value_get_long(&v, &x);
+    return x;
+}
+
+bool fs_av_read_bool(avro_value_t *rec, const char *f, bool def)
+{
+    avro_value_t fv;
+    int b;
+    if (!has_field(rec, f, &fv) || avro_value_get_boolean(&fv, &b))
+        return def;
+    return b != 0;
+}
+
+void fs_av_read_symbol(avro_value_t *rec, const char *f, char *out, size_t n)
+{
+    avro_value_t fv;
+    out[0] = '\0';
+    if (!has_field(rec, f, &fv))
+        return;
+    if (avro_value_get_type(&fv) == AVRO_ENUM) {
+        int i = 0;
+        avro_value_get_enum(&fv, &i);
+        const char *sym = avro_schema_enum_get(avro_value_get_schema(&fv), i);
+        snprintf(out, n, "%s", sym ? sym : "");
+    } else
+        fs_av_read_str(rec, f, out, n, NULL);
 }

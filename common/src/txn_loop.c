@@ -73,6 +73,11 @@ static rd_kafka_t *producer_new(fs_txn_loop *l, fs_err *err)
         }
         usleep(500 * 1000);
     }
+    /* Learn every topic's partitions and leaders now: otherwise the first write of a
+     * transaction to each topic waits for a metadata round and is appended late. */
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(p, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_metadata_destroy(md);
     return p;
 }
 
@@ -80,6 +85,23 @@ static void offsets_clear(fs_txn_loop *l)
 {
     rd_kafka_topic_partition_list_destroy(l->offsets);
     l->offsets = rd_kafka_topic_partition_list_new(16);
+}
+
+/* Partitions without a committed offset would start at a logical "earliest", which a fresh
+ * consumer resolves with an offset lookup on a ~0.5 s retry timer while it does not know the
+ * leaders yet. Learn the leaders, then give such partitions their low watermark. */
+static void resolve_start_offsets(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(rk, 0, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_metadata_destroy(md);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &parts->elems[i];
+        int64_t lo, hi;
+        if (p->offset < 0 &&
+            rd_kafka_query_watermark_offsets(rk, p->topic, p->partition, &lo, &hi, 5000) == 0)
+            p->offset = lo;
+    }
 }
 
 /* Roll the worker back to committed state: rebuild every assigned partition and seek the
@@ -102,6 +124,7 @@ static int rewind_to_committed(fs_txn_loop *l, fs_err *err)
             rc = -1;
             goto out;
         }
+        resolve_start_offsets(l->consumer, parts);
         for (int i = 0; i < parts->cnt; i++)
             if (parts->elems[i].offset < 0)
                 parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
@@ -161,7 +184,7 @@ static int txn_commit(fs_txn_loop *l, fs_err *err)
         return 0;
     rd_kafka_error_t *ke = NULL;
     rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(l->consumer);
-    for (int attempt = 0; attempt < 5; attempt++) {
+    for (int attempt = 0; attempt < 5 && l->offsets->cnt > 0; attempt++) {
         ke = rd_kafka_send_offsets_to_transaction(l->producer, l->offsets, cgmd, -1);
         if (!ke || !rd_kafka_error_is_retriable(ke))
             break;
@@ -227,6 +250,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
             fs_log_warn("assignment setup failed, retrying", json_pack("{s:s}", "error", err.msg));
             sleep(1);
         }
+        resolve_start_offsets(rk, parts);
         rd_kafka_assign(rk, parts);
     } else if (code == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         fs_log_info("partitions revoked", json_pack("{s:i,s:b}", "count", parts->cnt, "lost",
@@ -315,6 +339,27 @@ fail:
     return NULL;
 }
 
+int fs_txn_loop_begin(fs_txn_loop *l, fs_err *err)
+{
+    if (l->txn_open)
+        return 0;
+    rd_kafka_error_t *ke = rd_kafka_begin_transaction(l->producer);
+    if (ke) {
+        fs_err_from_kafka_error(err, ke, "begin_transaction");
+        rd_kafka_error_destroy(ke);
+        return -1;
+    }
+    l->txn_open = 1;
+    l->txn_started = fs_mono_ms();
+    l->txn_records = 0;
+    return 0;
+}
+
+void fs_txn_loop_count(fs_txn_loop *l)
+{
+    l->txn_records++;
+}
+
 static void track_offset(fs_txn_loop *l, const rd_kafka_message_t *m)
 {
     const char *topic = rd_kafka_topic_name(m->rkt);
@@ -374,21 +419,12 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
             m = NULL;
         }
         if (m) {
-            if (!l->txn_open) {
-                rd_kafka_error_t *ke = rd_kafka_begin_transaction(l->producer);
-                if (ke) {
-                    fs_err_from_kafka_error(err, ke, "begin_transaction");
-                    int fatal = rd_kafka_error_is_fatal(ke);
-                    rd_kafka_error_destroy(ke);
-                    rd_kafka_message_destroy(m);
-                    if (fatal && producer_restart(l, err))
-                        return -1;
-                    l->need_reset = 1;
-                    continue;
-                }
-                l->txn_open = 1;
-                l->txn_started = fs_mono_ms();
-                l->txn_records = 0;
+            if (!l->txn_open && fs_txn_loop_begin(l, err)) {
+                rd_kafka_message_destroy(m);
+                if (err->cls == FS_ERR_FATAL && producer_restart(l, err))
+                    return -1;
+                l->need_reset = 1;
+                continue;
             }
             fs_err rerr = {0};
             if (l->conf.on_record(l->conf.app, l, m, &rerr)) {
@@ -415,6 +451,27 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
             track_offset(l, m);
             l->txn_records++;
             rd_kafka_message_destroy(m);
+        }
+        if (l->conf.on_tick && !l->need_reset) {
+            fs_err terr = {0};
+            if (l->conf.on_tick(l->conf.app, l, &terr)) {
+                if (terr.cls == FS_ERR_FATAL && !rd_kafka_fatal_error(l->producer, NULL, 0)) {
+                    *err = terr;
+                    txn_abort(l, err);
+                    return -1;
+                }
+                if (rd_kafka_fatal_error(l->producer, NULL, 0)) {
+                    if (producer_restart(l, &terr)) {
+                        *err = terr;
+                        return -1;
+                    }
+                    l->need_reset = 1;
+                } else if (handle_failure(l, &terr)) {
+                    *err = terr;
+                    return -1;
+                }
+                continue;
+            }
         }
         rd_kafka_poll(l->producer, 0);
         if (l->txn_open && ((long)l->txn_records >= c->commit_max_records ||

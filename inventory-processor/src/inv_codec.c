@@ -6,53 +6,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#define put_str fs_av_put_str
+#define put_long fs_av_put_long
+#define get_str fs_av_read_str
+#define get_long fs_av_read_long
+
 static bool has(avro_value_t *rec, const char *f, avro_value_t *out)
 {
     return avro_value_get_by_name(rec, f, out, NULL) == 0;
-}
-
-/* Resolves an optional field to its value (NULL branch -> returns false). */
-static bool opt_value(avro_value_t *field, avro_value_t *out)
-{
-    if (avro_value_get_type(field) != AVRO_UNION) {
-        *out = *field;
-        return true;
-    }
-    int disc;
-    if (avro_value_get_discriminant(field, &disc) || disc < 0)
-        return false;
-    avro_value_get_current_branch(field, out);
-    return avro_value_get_type(out) != AVRO_NULL;
-}
-
-static int put_str(avro_value_t *rec, const char *f, const char *v, bool present)
-{
-    avro_value_t fv, b;
-    if (!has(rec, f, &fv))
-        return 0;
-    if (avro_value_get_type(&fv) == AVRO_UNION) {
-        if (!present || !v || !*v)
-            return avro_value_set_branch(&fv, 0, &b) || avro_value_set_null(&b);
-        return avro_value_set_branch(&fv, 1, &b) || avro_value_set_string(&b, v);
-    }
-    return avro_value_set_string(&fv, v ? v : "");
-}
-
-static int put_long(avro_value_t *rec, const char *f, int64_t v, bool present)
-{
-    avro_value_t fv, b;
-    if (!has(rec, f, &fv))
-        return 0;
-    if (avro_value_get_type(&fv) == AVRO_UNION) {
-        if (!present)
-            return avro_value_set_branch(&fv, 0, &b) || avro_value_set_null(&b);
-        if (avro_value_set_branch(&fv, 1, &b))
-            return -1;
-        fv = b;
-    }
-    if (avro_value_get_type(&fv) == AVRO_INT32)
-        return avro_value_set_int(&fv, (int32_t)v);
-    return avro_value_set_long(&fv, v);
 }
 
 static int put_reason(avro_value_t *rec, const char *f, inv_reason r, const char *text)
@@ -63,40 +24,6 @@ static int put_reason(avro_value_t *rec, const char *f, inv_reason r, const char
     if (avro_value_get_type(&fv) == AVRO_ENUM)
         return avro_value_set_enum(&fv, (int)r);
     return avro_value_set_string(&fv, text ? text : "");
-}
-
-static void get_str(avro_value_t *rec, const char *f, char *out, size_t n, bool *present)
-{
-    avro_value_t fv, v;
-    const char *s;
-    size_t len;
-    if (present)
-        *present = false;
-    out[0] = '\0';
-    if (!has(rec, f, &fv) || !opt_value(&fv, &v) || avro_value_get_string(&v, &s, &len))
-        return;
-    snprintf(out, n, "%s", s);
-    if (present)
-        *present = true;
-}
-
-static int64_t get_long(avro_value_t *rec, const char *f, int64_t def, bool *present)
-{
-    avro_value_t fv, v;
-    if (present)
-        *present = false;
-    if (!has(rec, f, &fv) || !opt_value(&fv, &v))
-        return def;
-    if (present)
-        *present = true;
-    if (avro_value_get_type(&v) == AVRO_INT32) {
-        int32_t x;
-        avro_value_get_int(&v, &x);
-        return x;
-    }
-    int64_t x = def;
-    avro_value_get_long(&v, &x);
-    return x;
 }
 
 static void get_reason(avro_value_t *rec, const char *f, inv_reason *r, char *text, size_t n)

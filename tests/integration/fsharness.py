@@ -50,7 +50,8 @@ def percentile(values, p):
 class System:
     """An API and inventory processors on the test broker."""
 
-    def __init__(self, bindir, processors=("inv-a",), api_env=None, proc_env=None):
+    def __init__(self, bindir, processors=("inv-a",), api_env=None, proc_env=None, sagas=False,
+                 saga_env=None, payments_env=None):
         self.bindir = bindir
         self.secret = os.environ["FLASHSALE_JWT_SECRET"]
         self.logdir = os.path.join(os.environ.get("FLASHSALE_RUN_DIR", "/tmp"), "logs")
@@ -59,6 +60,9 @@ class System:
         self.proc_env = dict(proc_env or {})
         self.procs = {}
         self.names = list(processors)
+        self.sagas = sagas
+        self.saga_env = dict(saga_env or {})
+        self.payments_env = dict(payments_env or {})
         self.api = None
         self.port = None
         self.admin = mint(self.secret, "admin-%s" % uuid.uuid4().hex[:8], "admin")
@@ -74,6 +78,13 @@ class System:
             os.path.join(self.bindir, "inventory-processor", "flashsale-inventory"), env,
             "test-%s.log" % name)
 
+    def start_saga(self, which):
+        """which: "orders" or "payments" """
+        exe = os.path.join(self.bindir, "sagas", "flashsale-" + which)
+        extra = self.saga_env if which == "orders" else self.payments_env
+        env = dict(os.environ, FLASHSALE_INSTANCE_ID=which + "-1", **extra)
+        self.procs[which] = self._spawn(exe, env, "test-%s.log" % which)
+
     def stop_processor(self, name, sig=signal.SIGTERM):
         p = self.procs.pop(name)
         p.send_signal(sig)
@@ -84,6 +95,9 @@ class System:
     def start(self):
         for n in self.names:
             self.start_processor(n)
+        if self.sagas:
+            self.start_saga("orders")
+            self.start_saga("payments")
         self.port = free_port()
         env = dict(os.environ, FLASHSALE_HTTP_PORT=str(self.port), FLASHSALE_HTTP_THREADS="1000",
                    FLASHSALE_HTTP_QUEUE="20000", **self.api_env)

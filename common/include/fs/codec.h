@@ -91,4 +91,18 @@ int fs_av_set_str(avro_value_t *rec, const char *field, const char *v, fs_err *e
 int fs_av_set_int(avro_value_t *rec, const char *field, int32_t v, fs_err *err);
 int fs_av_set_long(avro_value_t *rec, const char *field, int64_t v, fs_err *err);
 
+/* Tolerant record access for schemas that share field names: a field the record's schema
+ * lacks is skipped (put) or reads as absent (read). Optional fields are ["null", T] unions:
+ * put with present=false (or an empty string) writes null. int and long convert. */
+int fs_av_put_str(avro_value_t *rec, const char *field, const char *v, bool present);
+int fs_av_put_long(avro_value_t *rec, const char *field, int64_t v, bool present);
+int fs_av_put_bool(avro_value_t *rec, const char *field, bool v);
+/* Enum fields by symbol; a string field takes the symbol as text. */
+int fs_av_put_symbol(avro_value_t *rec, const char *field, const char *symbol);
+void fs_av_read_str(avro_value_t *rec, const char *field, char *out, size_t n, bool *present);
+int64_t fs_av_read_long(avro_value_t *rec, const char *field, int64_t def, bool *present);
+bool fs_av_read_bool(avro_value_t *rec, const char *field, bool def);
+/* Reads an enum field's symbol (or a string field) into out; "" when absent. */
+void fs_av_read_symbol(avro_value_t *rec, const char *field, char *out, size_t n);
+
 #endif

@@ -58,6 +58,11 @@ typedef struct {
     int (*on_record)(void *app, fs_txn_loop *loop, const rd_kafka_message_t *msg, fs_err *err);
     /* Called after each successful commit with the number of records in it. May be NULL. */
     void (*on_commit)(void *app, fs_txn_loop *loop, size_t records);
+    /* Called on every turn of the loop (at least every 100 ms), outside on_record, for work
+     * not caused by an input record, e.g. timers. It may call fs_txn_loop_produce (after
+     * fs_txn_loop_begin); what it produces commits with the current batch. Return as for
+     * on_record. May be NULL. */
+    int (*on_tick)(void *app, fs_txn_loop *loop, fs_err *err);
 } fs_txn_loop_conf;
 
 typedef struct {
@@ -83,6 +88,11 @@ void fs_txn_loop_destroy(fs_txn_loop *loop); /* NULL-safe; closes the consumer *
 int fs_txn_loop_produce(fs_txn_loop *loop, const char *topic, int32_t partition, const void *key,
                         size_t key_len, const void *value, size_t value_len,
                         rd_kafka_headers_t *headers, fs_err *err);
+/* Opens a transaction if none is open (for on_tick). Returns 0 or -1 with *err. */
+int fs_txn_loop_begin(fs_txn_loop *loop, fs_err *err);
+/* Counts one unit of work produced by on_tick toward the batch size. */
+void fs_txn_loop_count(fs_txn_loop *loop);
+
 /* Sends msg to the dead-letter topic inside the open transaction (only from on_record). */
 int fs_txn_loop_dead_letter(fs_txn_loop *loop, const rd_kafka_message_t *msg, const char *reason,
                             fs_err *err);

@@ -1,0 +1,254 @@
+/* flashsale-payments: a simulated payment provider behind payments.commands /
+ * payments.events, so that a real provider's adapter can take its place.
+ *
+ * RequestPayment -> PaymentSucceeded | PaymentFailed; RequestRefund -> RefundSucceeded.
+ * Idempotent per (order, attempt): the first result is kept (rebuilt on assignment from
+ * payments.events) and a repeated request gets that same result again. The outcome is a
+ * deterministic function of (order, attempt) and the configured success rate, so a replay
+ * answers the same. A declined payment is marked retriable every other time, to exercise
+ * the saga's bounded retries.
+ *
+ * Settings: FLASHSALE_INSTANCE_ID (payments-1), FLASHSALE_PAYMENT_SUCCESS_PERCENT (100),
+ * FLASHSALE_PAYMENT_LATENCY_MS (0: mean of a uniform 0..2x delay per request, which holds
+ * the partition like a slow provider would). */
+#include "fs/codec.h"
+#include "fs/config.h"
+#include "fs/id.h"
+#include "fs/kafka.h"
+#include "fs/log.h"
+#include "fs/map.h"
+#include "fs/txn_loop.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_PARTITIONS 1024
+
+typedef struct {
+    char type[24]; /* PaymentSucceeded / PaymentFailed / RefundSucceeded */
+    char reason[16];
+    bool retriable;
+    char payment_id[FS_UUID_STR_LEN + 1];
+} result;
+
+typedef struct {
+    fs_common_config cfg;
+    fs_codec *codec;
+    long success_percent, latency_ms;
+    fs_map *results[MAX_PARTITIONS]; /* "order#attempt" or "order#refund" -> result* */
+} provider;
+
+static volatile sig_atomic_t stop_flag;
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static uint32_t fnv(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static void free_value(void *c, const char *k, void *v)
+{
+    (void)c;
+    (void)k;
+    free(v);
+}
+
+static void drop(provider *p, int32_t part)
+{
+    if (part >= 0 && part < MAX_PARTITIONS && p->results[part]) {
+        fs_map_foreach(p->results[part], free_value, NULL);
+        fs_map_destroy(p->results[part]);
+        p->results[part] = NULL;
+    }
+}
+
+static void key_of(avro_value_t *v, const char *type, char *key, size_t n)
+{
+    char order[64];
+    fs_av_read_str(v, "order_id", order, sizeof order, NULL);
+    if (strstr(type, "Refund"))
+        snprintf(key, n, "%s#refund", order);
+    else
+        snprintf(key, n, "%s#%ld", order, (long)fs_av_read_long(v, "attempt", 1, NULL));
+}
+
+static int remember(provider *p, int32_t part, const char *key, const result *r)
+{
+    result *copy = malloc(sizeof *copy);
+    if (!copy || !p->results[part])
+        return -1;
+    *copy = *r;
+    void *old = fs_map_put(p->results[part], key, copy);
+    if (old == (void *)-1) {
+        free(copy);
+        return -1;
+    }
+    free(old);
+    return 0;
+}
+
+static int rebuild_cb(void *ctx, const rd_kafka_message_t *m, fs_err *err)
+{
+    provider *p = ctx;
+    const fs_schema *sc;
+    avro_value_t v;
+    fs_err e = {0};
+    (void)err;
+    if (fs_codec_decode(p->codec, m->payload, m->len, &sc, &v, &e))
+        return 0;
+    char key[96];
+    result r = {0};
+    snprintf(r.type, sizeof r.type, "%s", fs_schema_name(sc));
+    key_of(&v, r.type, key, sizeof key);
+    fs_av_read_str(&v, "reason", r.reason, sizeof r.reason, NULL);
+    fs_av_read_str(&v, "payment_id", r.payment_id, sizeof r.payment_id, NULL);
+    r.retriable = fs_av_read_bool(&v, "retriable", false);
+    remember(p, m->partition, key, &r);
+    avro_value_decref(&v);
+    return 0;
+}
+
+static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partition_list_t *parts,
+                     fs_err *err)
+{
+    provider *p = app;
+    (void)loop;
+    rd_kafka_topic_partition_list_t *cl = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t part = parts->elems[i].partition;
+        if (part < 0 || part >= MAX_PARTITIONS)
+            continue;
+        drop(p, part);
+        p->results[part] = fs_map_new(1024);
+        rd_kafka_topic_partition_list_add(cl, FS_TOPIC_PAYMENTS_EVENTS, part)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+    }
+    int rc = fs_kafka_read_to_end(&p->cfg, cl, rebuild_cb, p, 120000, err);
+    rd_kafka_topic_partition_list_destroy(cl);
+    return rc;
+}
+
+static void on_revoke(void *app, fs_txn_loop *loop, const rd_kafka_topic_partition_list_t *parts)
+{
+    (void)loop;
+    for (int i = 0; i < parts->cnt; i++)
+        drop(app, parts->elems[i].partition);
+}
+
+static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, fs_err *err)
+{
+    provider *p = app;
+    const fs_schema *sc;
+    avro_value_t v;
+    fs_err derr = {0};
+    if (fs_codec_decode(p->codec, m->payload, m->len, &sc, &v, &derr))
+        return fs_txn_loop_dead_letter(loop, m, derr.msg, err);
+    const char *type = fs_schema_name(sc);
+    if (strcmp(type, "RequestPayment") && strcmp(type, "RequestRefund")) {
+        avro_value_decref(&v);
+        return fs_txn_loop_dead_letter(loop, m, "not a payment command", err);
+    }
+    char key[96], order[64], member[64];
+    key_of(&v, type, key, sizeof key);
+    fs_av_read_str(&v, "order_id", order, sizeof order, NULL);
+    fs_av_read_str(&v, "member_id", member, sizeof member, NULL);
+    int64_t amount = fs_av_read_long(&v, "amount", 0, NULL);
+    int64_t attempt = fs_av_read_long(&v, "attempt", 1, NULL);
+    int64_t at = fs_av_read_long(&v, "requested_at", fs_now_ms(), NULL);
+    avro_value_decref(&v);
+
+    result *known = p->results[m->partition] ? fs_map_get(p->results[m->partition], key) : NULL;
+    result r = {0};
+    if (known)
+        r = *known; /* idempotent: the first answer again */
+    else {
+        if (p->latency_ms > 0)
+            usleep((useconds_t)((fnv(key) % (uint32_t)(2 * p->latency_ms + 1)) * 1000));
+        fs_uuid7_str(r.payment_id);
+        if (!strcmp(type, "RequestRefund"))
+            snprintf(r.type, sizeof r.type, "RefundSucceeded");
+        else if ((long)(fnv(key) % 100) < p->success_percent)
+            snprintf(r.type, sizeof r.type, "PaymentSucceeded");
+        else {
+            snprintf(r.type, sizeof r.type, "PaymentFailed");
+            snprintf(r.reason, sizeof r.reason, "DECLINED");
+            r.retriable = (fnv(key) >> 8) % 2 == 0;
+        }
+        if (remember(p, m->partition, key, &r))
+            return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
+    }
+    const fs_schema *out = fs_codec_reader(p->codec, r.type);
+    avro_value_t e;
+    if (!out || fs_schema_value_new(out, &e, err))
+        return -1;
+    void *buf = NULL;
+    size_t len = 0;
+    int rc = fs_av_put_str(&e, "order_id", order, true) || fs_av_put_str(&e, "member_id", member, true) ||
+             fs_av_put_long(&e, "amount", amount, true) ||
+             fs_av_put_str(&e, "payment_id", r.payment_id, true) ||
+             fs_av_put_str(&e, "reason", r.reason, true) || fs_av_put_bool(&e, "retriable", r.retriable) ||
+             fs_av_put_long(&e, "attempt", attempt, true) || fs_av_put_long(&e, "occurred_at", at, true);
+    rc = rc ? fs_err_set(err, FS_ERR_FATAL, 0, "%s: %s", r.type, avro_strerror())
+            : fs_codec_encode(out, &e, &buf, &len, err);
+    avro_value_decref(&e);
+    if (rc)
+        return -1;
+    char cause[64] = "";
+    fs_kafka_header_get(m, "event-id", cause, sizeof cause);
+    fs_event_meta meta = {.event_type = r.type, .correlation_id = order,
+                          .causation_id = cause[0] ? cause : NULL, .occurred_at = at};
+    rc = fs_txn_loop_produce(loop, FS_TOPIC_PAYMENTS_EVENTS, m->partition, order, strlen(order), buf,
+                             len, fs_kafka_headers_new(&meta), err);
+    free(buf);
+    return rc;
+}
+
+int main(void)
+{
+    static provider p;
+    fs_err err = {0};
+    fs_log_init("payments", FS_LOG_INFO);
+    if (fs_common_config_load(&p.cfg, &err))
+        fs_config_die(&err);
+    const char *instance;
+    if (fs_env_str("FLASHSALE_INSTANCE_ID", "payments-1", false, &instance, &err) ||
+        fs_env_int("FLASHSALE_PAYMENT_SUCCESS_PERCENT", 100, 0, 100, &p.success_percent, &err) ||
+        fs_env_int("FLASHSALE_PAYMENT_LATENCY_MS", 0, 0, 10000, &p.latency_ms, &err))
+        fs_config_die(&err);
+    p.codec = fs_codec_new(&err);
+    if (!p.codec)
+        fs_config_die(&err);
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    const char *topics[] = {FS_TOPIC_PAYMENTS_COMMANDS, NULL};
+    fs_txn_loop_conf lc = {.common = &p.cfg, .group_id = "flashsale-payments",
+                           .instance_id = instance, .topics = topics, .app = &p,
+                           .on_assign = on_assign, .on_revoke = on_revoke,
+                           .on_record = on_record};
+    fs_txn_loop *loop = fs_txn_loop_new(&lc, &err);
+    if (!loop) {
+        fs_log_error("start failed", json_pack("{s:s}", "error", err.msg));
+        return 1;
+    }
+    fs_log_info("started", json_pack("{s:s,s:I,s:I}", "instance", instance, "success_percent",
+                                     (json_int_t)p.success_percent, "latency_ms",
+                                     (json_int_t)p.latency_ms));
+    int rc = fs_txn_loop_run(loop, &stop_flag, &err);
+    if (rc)
+        fs_log_error("stopped on error", json_pack("{s:s}", "error", err.msg));
+    fs_txn_loop_destroy(loop);
+    for (int i = 0; i < MAX_PARTITIONS; i++)
+        drop(&p, i);
+    fs_codec_destroy(p.codec);
+    return rc ? 1 : 0;
+}
