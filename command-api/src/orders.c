@@ -210,12 +210,13 @@ static json_t *order_json(const api_order *o)
     return out;
 }
 
-/* Waits for the order to reach one of `targets` (NULL-terminated) or for the saga to refuse
- * the command whose event id is `cause`. Returns 1 reached, 0 refused, -1 timed out. */
+/* Waits for the order to reach one of `targets` (NULL-terminated) in a change after
+ * `version` (the order's version when the command was sent; -1 for a new order), or for the
+ * saga to refuse the command whose event id is `cause`. Returns 1 reached, 0 refused, -1
+ * timed out. */
 static int wait_for_status(api_ctx *a, const char *order_id, const char *cause,
-                           const char *const *targets, int64_t deadline, api_order *o)
+                           const char *const *targets, int version, int64_t deadline, api_order *o)
 {
-    int version = -1;
     for (;;) {
         bool exists = false;
         api_bus_order_wait(a->bus, order_id, version, deadline, o, &exists);
@@ -291,7 +292,7 @@ static int checkout(fs_http_req *req, api_ctx *a, const fs_principal *who, json_
     }
     static const char *const done[] = {"RESERVED", "REJECTED", "PAYING", "PAID", NULL};
     api_order o;
-    int r = wait_for_status(a, order_id, event_id, done, t0 + a->decision_wait_ms, &o);
+    int r = wait_for_status(a, order_id, event_id, done, -1, t0 + a->decision_wait_ms, &o);
     if (r == 1 && strcmp(api_order_current_status(&o), "REJECTED"))
         return fs_http_json(req, 201, order_json(&o), NULL);
     if (r == 1)
@@ -514,6 +515,8 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
     char event_id[FS_UUID_STR_LEN + 1];
     fs_uuid7_str(event_id);
     int64_t now = fs_now_ms(), t0 = fs_mono_ms();
+    api_bus_order(a->bus, id, &o);
+    int sent_at_version = o.version; /* only changes after this answer the command */
     fs_av_put_str(&v, "order_id", id, true);
     fs_av_put_str(&v, "member_id", who->sub, true);
     fs_av_put_str(&v, "actor_id", who->sub, true);
@@ -533,7 +536,7 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
         fs_metrics_produce_error();
         return fs_http_error(req, 503, "UNAVAILABLE", "the command could not be queued", "Retry-After: 1\r\n");
     }
-    int r = wait_for_status(a, id, event_id, acts[k].targets,
+    int r = wait_for_status(a, id, event_id, acts[k].targets, sent_at_version,
                             t0 + (a->decision_wait_ms > 5000 ? a->decision_wait_ms : 5000), &o);
     if (r == 0) {
         char msg[96];

@@ -160,6 +160,15 @@ static int snapshot(saga *s, fs_txn_loop *loop, int32_t part, ord_order *o, fs_e
     return rc;
 }
 
+/* Writes a snapshot that changes no status (a line's progress): previous = status, so that
+ * a reader can tell it from a transition. */
+static int line_update(saga *s, fs_txn_loop *loop, int32_t part, ord_order *o, int64_t at, fs_err *err)
+{
+    o->previous = o->status;
+    o->occurred_at = at;
+    return snapshot(s, loop, part, o, err);
+}
+
 /* Moves o to `to` and writes the snapshot. An illegal transition is logged and refused. */
 static int transition(saga *s, fs_txn_loop *loop, int32_t part, ord_order *o, ord_status to,
                       const char *reason, int64_t at, int64_t deadline, fs_err *err)
@@ -329,7 +338,7 @@ static int on_inventory_outcome(saga *s, fs_txn_loop *loop, int32_t part, const 
                 if (inventory_command(s, loop, INV_CMD_RELEASE, o, li, "CHECKOUT_FAILED", at, err))
                     return -1;
                 ln->state = LINE_RELEASED;
-                return snapshot(s, loop, part, o, err);
+                return line_update(s, loop, part, o, at, err);
             }
         } else {
             ln->state = LINE_REJECTED;
@@ -344,11 +353,11 @@ static int on_inventory_outcome(saga *s, fs_txn_loop *loop, int32_t part, const 
                     return -1;
                 return transition(s, loop, part, o, ORD_REJECTED, why, at, 0, err) < 0 ? -1 : 0;
             }
-            return snapshot(s, loop, part, o, err);
+            return line_update(s, loop, part, o, at, err);
         }
         for (int i = 0; i < o->nlines; i++)
             if (o->lines[i].state != LINE_RESERVED)
-                return snapshot(s, loop, part, o, err); /* lines still pending */
+                return line_update(s, loop, part, o, at, err); /* lines still pending */
         o->amount = 0;
         for (int i = 0; i < o->nlines; i++)
             o->amount += o->lines[i].unit_price * o->lines[i].quantity;
@@ -369,12 +378,11 @@ static int on_inventory_outcome(saga *s, fs_txn_loop *loop, int32_t part, const 
         /* inventory refused our commit/release: a unit's fate is unclear */
         char why[48];
         snprintf(why, sizeof why, "INVENTORY_%s", inv_reason_name(e->reason));
-        if (transition(s, loop, part, o, ORD_NEEDS_ATTENTION, why, at, 0, err) != 0)
-            return snapshot(s, loop, part, o, err);
-        return 0;
+        int rc = transition(s, loop, part, o, ORD_NEEDS_ATTENTION, why, at, 0, err);
+        return rc < 0 ? -1 : rc > 0 ? line_update(s, loop, part, o, at, err) : 0;
     } else
         return 0;
-    return snapshot(s, loop, part, o, err);
+    return line_update(s, loop, part, o, at, err);
 }
 
 static int on_checkout(saga *s, fs_txn_loop *loop, int32_t part, avro_value_t *v, fs_err *err)
