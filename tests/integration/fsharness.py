@@ -239,7 +239,8 @@ class System:
 
 def derive(events):
     """Re-derives inventory from inventory.events in log order (per partition), checking
-    the invariants on the way. Returns (products, decisions per order, holdings)."""
+    the invariants on the way. Returns (products, decisions per (order, line), holdings,
+    problems); a single-item order is line 0."""
     products = {}
     decisions = collections.Counter()
     holdings = collections.Counter()
@@ -253,7 +254,7 @@ def derive(events):
             continue
         if p is None:
             if t in ("StockRejected", "CommandRejected"):
-                decisions[v.get("order_id")] += t == "StockRejected"
+                decisions[(v.get("order_id"), v.get("item_index", 0))] += t == "StockRejected"
                 continue
             problems.append("%s for unknown product %s" % (t, pid))
             continue
@@ -262,14 +263,14 @@ def derive(events):
             p["stock"] += q
             p["available"] += q
         elif t == "StockReserved":
-            decisions[v["order_id"]] += 1
+            decisions[(v["order_id"], v.get("item_index", 0))] += 1
             if q > p["available"]:
                 problems.append("oversell: order %s took %d with %d available" % (v["order_id"], q, p["available"]))
             p["available"] -= q
             p["reserved"] += q
             holdings[(pid, v["member_id"])] += q
         elif t == "StockRejected":
-            decisions[v["order_id"]] += 1
+            decisions[(v["order_id"], v.get("item_index", 0))] += 1
             if v["reason"] == "SOLD_OUT" and p["available"] != 0:
                 problems.append("undersell: order %s refused SOLD_OUT with %d available" % (v["order_id"], p["available"]))
         elif t == "ReservationCommitted":

@@ -25,9 +25,9 @@ def check_log(sys_, acknowledged=(), stock_of=None):
     products, decisions, holdings, problems = derive(events)
     assert not problems, "\n".join(problems[:10])
     for oid in acknowledged:
-        assert decisions[oid] == 1, "order %s has %d decisions" % (oid, decisions[oid])
+        assert decisions[(oid, 0)] == 1, "order %s has %d decisions" % (oid, decisions[(oid, 0)])
     doubled = [o for o, n in decisions.items() if n > 1]
-    assert not doubled, "orders with several decisions: %s" % doubled[:5]
+    assert not doubled, "order lines with several decisions: %s" % doubled[:5]
     for pid, st in (stock_of or {}).items():
         p = products[pid]
         assert p["reserved"] + p["sold"] <= p["stock"], (pid, p)
