@@ -72,6 +72,7 @@ def scenario_lifecycle(bindir):
         o = wait_status(s, tok, oid, "SHIPPING")  # D+1
         expect(s.request("POST", "/api/orders/%s/cancel" % oid, None, tok), 409, "ORDER_ALREADY_SHIPPED")
         o = wait_status(s, tok, oid, "DELIVERED")  # D+2
+        expect(s.request("POST", "/api/orders/%s/cancel" % oid, None, tok), 409, "ORDER_ALREADY_SHIPPED")
         statuses = [h["status"] for h in o["history"]]
         assert statuses[-5:] == ["RESERVED", "PAYING", "PAID", "SHIPPING", "DELIVERED"], statuses
         # another member cannot act on it; only an admin completes a return
