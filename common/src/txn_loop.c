@@ -59,14 +59,18 @@ static rd_kafka_t *producer_new(fs_txn_loop *l, fs_err *err)
         fs_err_set(err, FS_ERR_FATAL, 0, "producer: %s", e);
         return NULL;
     }
-    /* Fences any older producer with this transactional.id and aborts its open txn. */
-    for (int attempt = 0;; attempt++) {
-        rd_kafka_error_t *ke = rd_kafka_init_transactions(p, 60000);
+    /* Fences any older producer with this transactional.id and aborts its open txn. The
+     * coordinator may still be loading, or finishing the abort of a killed predecessor's
+     * transaction: retriable errors are retried for up to two minutes. */
+    int64_t give_up = fs_mono_ms() + 120000;
+    for (;;) {
+        rd_kafka_error_t *ke = rd_kafka_init_transactions(p, 30000);
         if (!ke)
             break;
         fs_err_from_kafka_error(err, ke, "init_transactions");
-        int retry = rd_kafka_error_is_retriable(ke) && attempt < 10;
+        int retry = rd_kafka_error_is_retriable(ke) && fs_mono_ms() < give_up;
         rd_kafka_error_destroy(ke);
+        fs_log_warn("init_transactions failed", json_pack("{s:s,s:b}", "error", err->msg, "retrying", retry));
         if (!retry) {
             rd_kafka_destroy(p);
             return NULL;

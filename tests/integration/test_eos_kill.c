@@ -40,6 +40,11 @@ static long poison_sent;
 static void die(const char *what, const char *detail)
 {
     fprintf(stderr, "FAIL: %s: %s\n", what, detail ? detail : "");
+    char cmd[512]; /* the worker's own account of what happened */
+    snprintf(cmd, sizeof cmd, "tail -n 25 '%s/logs/eos-worker.log' >&2",
+             getenv("FLASHSALE_RUN_DIR") ? getenv("FLASHSALE_RUN_DIR") : "/tmp");
+    if (system(cmd) < 0)
+        perror("tail");
     exit(1);
 }
 
@@ -238,11 +243,23 @@ int main(int argc, char **argv)
     printf("  caught up %.2f s after the last input was delivered\n",
            (fs_mono_ms() - t_caught_up) / 1000.0);
     rd_kafka_destroy(watch);
-    kill(w, SIGTERM);
     int status = 0;
+    if (waitpid(w, &status, WNOHANG) == w) { /* it must still be running to be stopped */
+        char how[96];
+        snprintf(how, sizeof how, "exited before SIGTERM (status %d)", status);
+        die("worker", how);
+    }
+    kill(w, SIGTERM);
     waitpid(w, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        die("worker", "did not exit 0 after SIGTERM");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char how[96];
+        if (WIFSIGNALED(status))
+            snprintf(how, sizeof how, "killed by signal %d after SIGTERM", WTERMSIG(status));
+        else
+            snprintf(how, sizeof how, "exited %d after SIGTERM (see logs/eos-worker.log)",
+                     WEXITSTATUS(status));
+        die("worker", how);
+    }
 
     check *c = calloc(1, sizeof *c);
     c->seen = calloc((size_t)n_inputs, 1);
