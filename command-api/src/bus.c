@@ -47,6 +47,15 @@ const char *api_order_status_name(api_order_status s)
     return s == API_ORDER_RESERVED ? "RESERVED" : s == API_ORDER_REJECTED ? "REJECTED" : "PENDING";
 }
 
+bool api_order_caused_by(const api_order *o, const char *event_id)
+{
+    int n = o->ncauses < 8 ? o->ncauses : 8;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(o->causes[i], event_id))
+            return true;
+    return false;
+}
+
 const char *api_order_current_status(const api_order *o)
 {
     return o->saga_status[0] ? o->saga_status : api_order_status_name(o->status);
@@ -202,6 +211,8 @@ static void apply_order_locked(api_bus *b, const rd_kafka_message_t *m, const fs
         fs_kafka_header_get(m, "causation-id", o->rejected_cause, sizeof o->rejected_cause);
         fs_av_read_str(v, "code", o->rejected_code, sizeof o->rejected_code, NULL);
     } else if (!strcmp(fs_schema_name(sc), "OrderStatusChanged")) {
+        fs_kafka_header_get(m, "causation-id", o->causes[o->ncauses % 8], sizeof o->causes[0]);
+        o->ncauses++;
         fs_av_read_str(v, "member_id", o->member_id, sizeof o->member_id, NULL);
         fs_av_read_symbol(v, "status", o->saga_status, sizeof o->saga_status);
         fs_av_read_str(v, "reason", o->saga_reason, sizeof o->saga_reason, NULL);

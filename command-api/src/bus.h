@@ -63,10 +63,14 @@ typedef struct {
     int nhistory;
     api_history history[API_HISTORY_MAX];
     int version;              /* bumped on every change */
+    char causes[8][40];       /* causation ids of the last snapshots (ring) */
+    int ncauses;
     char rejected_cause[64];  /* event id of the last refused command, and why */
     char rejected_code[40];
 } api_order;
 
+/* Whether one of the order's recent snapshots was caused by the record with this event id. */
+bool api_order_caused_by(const api_order *o, const char *event_id);
 /* The order's current status name: the saga's when known, else the inventory decision. */
 const char *api_order_current_status(const api_order *o);
 /* Waits until the order exists with a version above `after`, or the deadline (monotonic

@@ -210,22 +210,27 @@ static json_t *order_json(const api_order *o)
     return out;
 }
 
-/* Waits for the order to reach one of `targets` (NULL-terminated) in a change after
- * `version` (the order's version when the command was sent; -1 for a new order), or for the
- * saga to refuse the command whose event id is `cause`. Returns 1 reached, 0 refused, -1
- * timed out. */
+/* Waits for the saga's answer to the command whose event id is `cause`: a refusal caused by
+ * it, or a snapshot caused by it, after which the order's later changes are followed until
+ * it reaches one of `targets` (NULL-terminated). Changes not caused by the command (e.g. a
+ * line's progress) never count as its answer. For a new order (checkout) `cause` may be
+ * NULL: any change counts. Returns 1 reached, 0 refused, -1 timed out. */
 static int wait_for_status(api_ctx *a, const char *order_id, const char *cause,
                            const char *const *targets, int version, int64_t deadline, api_order *o)
 {
+    bool answered = cause == NULL;
     for (;;) {
         bool exists = false;
         api_bus_order_wait(a->bus, order_id, version, deadline, o, &exists);
         if (exists) {
             if (cause && !strcmp(o->rejected_cause, cause))
                 return 0;
-            for (const char *const *t = targets; *t; t++)
-                if (!strcmp(api_order_current_status(o), *t))
-                    return 1;
+            if (!answered && api_order_caused_by(o, cause))
+                answered = true;
+            if (answered)
+                for (const char *const *t = targets; *t; t++)
+                    if (!strcmp(api_order_current_status(o), *t))
+                        return 1;
             version = o->version;
         }
         if (fs_mono_ms() >= deadline)
@@ -292,7 +297,7 @@ static int checkout(fs_http_req *req, api_ctx *a, const fs_principal *who, json_
     }
     static const char *const done[] = {"RESERVED", "REJECTED", "PAYING", "PAID", NULL};
     api_order o;
-    int r = wait_for_status(a, order_id, event_id, done, -1, t0 + a->decision_wait_ms, &o);
+    int r = wait_for_status(a, order_id, NULL, done, -1, t0 + a->decision_wait_ms, &o);
     if (r == 1 && strcmp(api_order_current_status(&o), "REJECTED"))
         return fs_http_json(req, 201, order_json(&o), NULL);
     if (r == 1)

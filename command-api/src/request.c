@@ -88,17 +88,30 @@ static bool field_error(fs_http_req *req, const char *code, const char *name, co
     return false;
 }
 
-bool api_field_string(fs_http_req *req, json_t *body, const char *name, bool required,
-                      size_t max_len, const char **out, bool *present)
+/* The field, or NULL when absent or null (then *ok says whether that is allowed, and the
+ * 400 MISSING_FIELD has been sent if not). */
+static json_t *field_get(fs_http_req *req, json_t *body, const char *name, bool required,
+                         bool *present, bool *ok)
 {
     json_t *v = json_object_get(body, name);
     if (present)
         *present = v != NULL && !json_is_null(v);
-    if (!v || json_is_null(v)) {
-        if (required)
-            return field_error(req, "MISSING_FIELD", name, "is required");
+    *ok = true;
+    if (v && !json_is_null(v))
+        return v;
+    if (required)
+        *ok = field_error(req, "MISSING_FIELD", name, "is required");
+    return NULL;
+}
+
+bool api_field_string(fs_http_req *req, json_t *body, const char *name, bool required,
+                      size_t max_len, const char **out, bool *present)
+{
+    bool ok;
+    json_t *v = field_get(req, body, name, required, present, &ok);
+    if (!v) {
         *out = NULL;
-        return true;
+        return ok;
     }
     if (!json_is_string(v))
         return field_error(req, "INVALID_FIELD", name, "must be a string");
@@ -111,14 +124,10 @@ bool api_field_string(fs_http_req *req, json_t *body, const char *name, bool req
 bool api_field_int(fs_http_req *req, json_t *body, const char *name, bool required, long long min,
                    long long max, long long *out, bool *present)
 {
-    json_t *v = json_object_get(body, name);
-    if (present)
-        *present = v != NULL && !json_is_null(v);
-    if (!v || json_is_null(v)) {
-        if (required)
-            return field_error(req, "MISSING_FIELD", name, "is required");
-        return true;
-    }
+    bool ok;
+    json_t *v = field_get(req, body, name, required, present, &ok);
+    if (!v)
+        return ok;
     if (!json_is_integer(v))
         return field_error(req, "INVALID_FIELD", name, "must be an integer");
     long long x = json_integer_value(v);
@@ -134,14 +143,10 @@ bool api_field_int(fs_http_req *req, json_t *body, const char *name, bool requir
 bool api_field_time(fs_http_req *req, json_t *body, const char *name, bool required, int64_t *out,
                     bool *present)
 {
-    json_t *v = json_object_get(body, name);
-    if (present)
-        *present = v != NULL && !json_is_null(v);
-    if (!v || json_is_null(v)) {
-        if (required)
-            return field_error(req, "MISSING_FIELD", name, "is required");
-        return true;
-    }
+    bool ok;
+    json_t *v = field_get(req, body, name, required, present, &ok);
+    if (!v)
+        return ok;
     if (json_is_integer(v) && json_integer_value(v) >= 0) {
         *out = json_integer_value(v);
         return true;

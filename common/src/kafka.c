@@ -322,6 +322,22 @@ out:
     return rc;
 }
 
+int fs_kafka_read_changelog(const fs_common_config *cfg,
+                            const rd_kafka_topic_partition_list_t *assigned,
+                            const char *changelog, fs_kafka_record_cb cb, void *ctx,
+                            int timeout_ms, fs_err *err)
+{
+    rd_kafka_topic_partition_list_t *cl = rd_kafka_topic_partition_list_new(assigned->cnt);
+    for (int i = 0; i < assigned->cnt; i++) {
+        int32_t p = assigned->elems[i].partition;
+        if (!rd_kafka_topic_partition_list_find(cl, changelog, p))
+            rd_kafka_topic_partition_list_add(cl, changelog, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    }
+    int rc = fs_kafka_read_to_end(cfg, cl, cb, ctx, timeout_ms, err);
+    rd_kafka_topic_partition_list_destroy(cl);
+    return rc;
+}
+
 int fs_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src, const char *reason,
                          fs_err *err)
 {

@@ -76,27 +76,19 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
 {
     processor *p = app;
     (void)loop;
-    rd_kafka_topic_partition_list_t *cl = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
         int32_t part = parts->elems[i].partition;
-        if (part < 0 || part >= MAX_PARTITIONS) {
-            rd_kafka_topic_partition_list_destroy(cl);
+        if (part < 0 || part >= MAX_PARTITIONS)
             return fs_err_set(err, FS_ERR_FATAL, 0, "partition %d out of range", part);
-        }
         inv_state_destroy(p->parts[part]);
         p->parts[part] = inv_state_new(p->window);
-        if (!p->parts[part]) {
-            rd_kafka_topic_partition_list_destroy(cl);
+        if (!p->parts[part])
             return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
-        }
-        rd_kafka_topic_partition_list_add(cl, FS_TOPIC_INVENTORY_EVENTS, part)->offset =
-            RD_KAFKA_OFFSET_BEGINNING;
     }
     rebuild_ctx r = {p, 0, 0};
     int64_t t0 = fs_mono_ms();
-    int rc = fs_kafka_read_to_end(&p->cfg, cl, rebuild_cb, &r, 120000, err);
-    rd_kafka_topic_partition_list_destroy(cl);
-    if (rc)
+    if (fs_kafka_read_changelog(&p->cfg, parts, FS_TOPIC_INVENTORY_EVENTS, rebuild_cb, &r, 120000,
+                                err))
         return -1;
     size_t products = 0;
     for (int i = 0; i < parts->cnt; i++)

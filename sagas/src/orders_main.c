@@ -675,35 +675,31 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
 {
     saga *s = app;
     (void)loop;
-    rd_kafka_topic_partition_list_t *cl = rd_kafka_topic_partition_list_new(parts->cnt);
+    bool fresh[MAX_PARTITIONS] = {false}; /* each number appears once per input topic */
     for (int i = 0; i < parts->cnt; i++) {
         int32_t p = parts->elems[i].partition;
         if (p < 0 || p >= MAX_PARTITIONS)
-            continue;
-        if (rd_kafka_topic_partition_list_find(cl, FS_TOPIC_ORDERS_EVENTS, p))
-            continue;
-        drop_partition(s, p);
-        s->orders[p] = fs_map_new(1024);
-        rd_kafka_topic_partition_list_add(cl, FS_TOPIC_ORDERS_EVENTS, p)->offset =
-            RD_KAFKA_OFFSET_BEGINNING;
+            return fs_err_set(err, FS_ERR_FATAL, 0, "partition %d out of range", p);
+        if (!fresh[p]) {
+            drop_partition(s, p);
+            s->orders[p] = fs_map_new(1024);
+            fresh[p] = true;
+        }
     }
     rebuild_ctx r = {s, 0};
     int64_t t0 = fs_mono_ms();
-    int rc = fs_kafka_read_to_end(&s->cfg, cl, rebuild_cb, &r, 120000, err);
-    if (rc == 0) {
-        s->nheap = 0; /* re-arm every owned order's timer from its snapshot */
-        for (int p = 0; p < MAX_PARTITIONS; p++)
-            if (s->orders[p]) {
-                void *c[2] = {s, &p};
-                fs_map_foreach(s->orders[p], arm, c);
-            }
-        fs_log_info("orders rebuilt", json_pack("{s:i,s:I,s:I,s:I}", "partitions", cl->cnt,
-                                                "snapshots", (json_int_t)r.n, "timers",
-                                                (json_int_t)s->nheap, "ms",
-                                                (json_int_t)(fs_mono_ms() - t0)));
-    }
-    rd_kafka_topic_partition_list_destroy(cl);
-    return rc;
+    if (fs_kafka_read_changelog(&s->cfg, parts, FS_TOPIC_ORDERS_EVENTS, rebuild_cb, &r, 120000, err))
+        return -1;
+    s->nheap = 0; /* re-arm every owned order's timer from its snapshot */
+    for (int p = 0; p < MAX_PARTITIONS; p++)
+        if (s->orders[p]) {
+            void *c[2] = {s, &p};
+            fs_map_foreach(s->orders[p], arm, c);
+        }
+    fs_log_info("orders rebuilt", json_pack("{s:I,s:I,s:I}", "snapshots", (json_int_t)r.n, "timers",
+                                            (json_int_t)s->nheap, "ms",
+                                            (json_int_t)(fs_mono_ms() - t0)));
+    return 0;
 }
 
 static void on_revoke(void *app, fs_txn_loop *loop, const rd_kafka_topic_partition_list_t *parts)

@@ -123,19 +123,15 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
 {
     provider *p = app;
     (void)loop;
-    rd_kafka_topic_partition_list_t *cl = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
         int32_t part = parts->elems[i].partition;
         if (part < 0 || part >= MAX_PARTITIONS)
-            continue;
+            return fs_err_set(err, FS_ERR_FATAL, 0, "partition %d out of range", part);
         drop(p, part);
         p->results[part] = fs_map_new(1024);
-        rd_kafka_topic_partition_list_add(cl, FS_TOPIC_PAYMENTS_EVENTS, part)->offset =
-            RD_KAFKA_OFFSET_BEGINNING;
     }
-    int rc = fs_kafka_read_to_end(&p->cfg, cl, rebuild_cb, p, 120000, err);
-    rd_kafka_topic_partition_list_destroy(cl);
-    return rc;
+    return fs_kafka_read_changelog(&p->cfg, parts, FS_TOPIC_PAYMENTS_EVENTS, rebuild_cb, p, 120000,
+                                   err);
 }
 
 static void on_revoke(void *app, fs_txn_loop *loop, const rd_kafka_topic_partition_list_t *parts)

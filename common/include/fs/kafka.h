@@ -76,6 +76,14 @@ int fs_kafka_read_to_end(const fs_common_config *cfg,
                          const rd_kafka_topic_partition_list_t *parts, fs_kafka_record_cb cb,
                          void *ctx, int timeout_ms, fs_err *err);
 
+/* Rebuild helper for workers: reads `changelog` from the beginning to its end, for the
+ * distinct partition numbers found in `assigned` (co-partitioned topics share numbers), as
+ * fs_kafka_read_to_end does. */
+int fs_kafka_read_changelog(const fs_common_config *cfg,
+                            const rd_kafka_topic_partition_list_t *assigned,
+                            const char *changelog, fs_kafka_record_cb cb, void *ctx,
+                            int timeout_ms, fs_err *err);
+
 /* Produces a copy of src (key, value, headers) to the dead-letter topic with the extra
  * headers dlq-reason, dlq-topic, dlq-partition, dlq-offset. Used inside a transaction by
  * passing the loop's producer. */
