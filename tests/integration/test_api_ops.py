@@ -6,20 +6,14 @@ request id echo, and a clean exit on SIGTERM. Usage: test_api_ops.py PATH_TO_FLA
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fsharness import free_port  # noqa: E402
 
 
 def get(port, path, headers=None):
