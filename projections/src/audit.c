@@ -1,0 +1,628 @@
+/* flashsale-audit: proves from the event log alone that the sale was correct.
+ *
+ *   flashsale-audit [--at TIME] [--product ID] [--json FILE] [--topic-prefix P] [--grace-ms N]
+ *
+ * Reads inventory.commands, inventory.events and orders.events from the beginning
+ * (read_committed; with --at only records whose Kafka timestamp is at or before TIME) and
+ * checks:
+ *  replay       every command, re-decided in log order with the inventory processor's own
+ *               decision code (inv_decide), gets exactly the event the processor wrote for it
+ *               (same type, reason, quantity, counters) and no other: decisions followed the
+ *               rules and first come, first served;
+ *  invariants   from the events alone, with counters kept here: available + reserved + sold =
+ *               stock, nothing negative, no oversell, SOLD_OUT only when nothing was available
+ *               (no undersell), no member above the per-member limit, one decision per order
+ *               line, every reservation committed or released at most once;
+ *  leaks        no reservation left unsettled when its order has ended without a sale, or more
+ *               than --grace-ms (60000) past its payment deadline unless a payment is under way;
+ *  orders       every status change of every order is a legal transition of the lifecycle and
+ *               an order ends at most once.
+ * Output: a summary on stdout (progress on stderr), a JSON report with --json; exit status 0
+ * only when every check holds, 1 otherwise, 2 on usage or read errors. --product with --at
+ * prints that product's stock at that time.
+ * Read models (PostgreSQL, Redis) are not diffed yet: the projectors do not exist. */
+#include "inv_codec.h"
+#include "inv_state.h"
+#include "order_state.h"
+
+#include "fs/codec.h"
+#include "fs/config.h"
+#include "fs/id.h"
+#include "fs/kafka.h"
+#include "fs/log.h"
+#include "fs/map.h"
+#include "fs/timefmt.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PARTITIONS 1024
+#define MAX_VIOLATIONS 1000
+
+typedef struct {
+    int32_t partition;
+    int64_t offset, ts;
+    bool ok; /* decoded */
+    inv_command cmd;
+} cmd_rec;
+
+typedef struct {
+    int32_t partition;
+    int64_t offset, ts;
+    inv_event ev;
+} ev_rec;
+
+typedef struct {
+    void *v;
+    size_t n, cap, size;
+} vec;
+
+static void *vec_push(vec *x)
+{
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 1024;
+        void *nv = realloc(x->v, cap * x->size);
+        if (!nv) {
+            fprintf(stderr, "flashsale-audit: out of memory\n");
+            exit(2);
+        }
+        x->v = nv;
+        x->cap = cap;
+    }
+    return (char *)x->v + x->size * x->n++;
+}
+
+typedef struct {
+    const fs_codec *codec;
+    int64_t at;
+    vec cmds, evs, orders; /* cmd_rec, ev_rec, ord_order */
+    uint64_t read, skipped_time, undecodable;
+    const char *topic;
+} audit_ctx;
+
+static json_t *violations;
+static size_t nviolations;
+
+static void violation(const char *check, const char *order, const char *product, int32_t part,
+                      int64_t offset, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void violation(const char *check, const char *order, const char *product, int32_t part,
+                      int64_t offset, const char *fmt, ...)
+{
+    char detail[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    nviolations++;
+    if (json_array_size(violations) < MAX_VIOLATIONS)
+        json_array_append_new(violations,
+                              json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "check", check, "order_id",
+                                        order ? order : "", "product_id", product ? product : "",
+                                        "partition", part, "offset", (json_int_t)offset, "detail",
+                                        detail));
+    if (nviolations <= 20)
+        printf("VIOLATION %-10s order %s product %s at %d/%lld: %s\n", check,
+               order && *order ? order : "-", product && *product ? product : "-", part,
+               (long long)offset, detail);
+}
+
+static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
+{
+    audit_ctx *a = ctx;
+    (void)err;
+    rd_kafka_timestamp_type_t tt;
+    int64_t ts = rd_kafka_message_timestamp(m, &tt);
+    if (a->at && ts > a->at) {
+        a->skipped_time++;
+        return 0;
+    }
+    if (++a->read % 100000 == 0)
+        fprintf(stderr, "flashsale-audit: %s: %llu records read\n", a->topic,
+                (unsigned long long)a->read);
+    const fs_schema *s;
+    avro_value_t v;
+    fs_err e = {0};
+    bool ok = fs_codec_decode(a->codec, m->payload, m->len, &s, &v, &e) == 0;
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    if (strstr(topic, "inventory.commands")) {
+        cmd_rec *c = vec_push(&a->cmds);
+        c->partition = m->partition;
+        c->offset = m->offset;
+        c->ts = ts;
+        c->ok = ok && inv_command_decode(&v, fs_schema_name(s), &c->cmd, &e) == 0;
+        if (c->ok)
+            c->cmd.offset = m->offset;
+    } else if (ok && strstr(topic, "inventory.events")) {
+        ev_rec *r = vec_push(&a->evs);
+        r->partition = m->partition;
+        r->offset = m->offset;
+        r->ts = ts;
+        if (inv_event_decode(&v, fs_schema_name(s), &r->ev, &e)) {
+            a->evs.n--;
+            a->undecodable++;
+        }
+    } else if (ok && strstr(topic, "orders.events") &&
+               !strcmp(fs_schema_name(s), "OrderStatusChanged")) {
+        ord_order *o = vec_push(&a->orders);
+        if (ord_decode(&v, o, &e))
+            a->orders.n--;
+    }
+    if (!ok)
+        a->undecodable++;
+    else
+        avro_value_decref(&v);
+    return 0;
+}
+
+static int read_topic(const fs_common_config *cfg, audit_ctx *a, const char *topic, fs_err *err)
+{
+    rd_kafka_t *admin = fs_kafka_admin_new(cfg, "flashsale-audit", err);
+    int n = admin ? fs_kafka_partition_count(admin, topic, 10000, err) : -1;
+    if (admin)
+        rd_kafka_destroy(admin);
+    if (n < 1)
+        return -1;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    a->topic = topic;
+    uint64_t before = a->read;
+    int rc = fs_kafka_read_to_end(cfg, l, collect, a, 600000, err);
+    rd_kafka_topic_partition_list_destroy(l);
+    fprintf(stderr, "flashsale-audit: %s: %llu records\n", topic,
+            (unsigned long long)(a->read - before));
+    return rc;
+}
+
+/* ---- replay ------------------------------------------------------------------------- */
+
+static int cmp_cmd(const void *x, const void *y)
+{
+    const cmd_rec *a = x, *b = y;
+    return a->partition != b->partition ? a->partition - b->partition
+                                        : (a->offset > b->offset) - (a->offset < b->offset);
+}
+
+static int cmp_ev(const void *x, const void *y)
+{
+    const ev_rec *a = x, *b = y;
+    return a->partition != b->partition ? a->partition - b->partition
+                                        : (a->offset > b->offset) - (a->offset < b->offset);
+}
+
+static bool same_decision(const inv_event *want, const inv_event *got)
+{
+    if (want->type != got->type || strcmp(want->product_id, got->product_id) ||
+        strcmp(want->order_id, got->order_id) || want->item_index != got->item_index)
+        return false;
+    switch (want->type) {
+    case INV_EV_REJECTED:
+        return want->reason == got->reason && want->quantity == got->quantity;
+    case INV_EV_CMD_REJECTED:
+        return want->reason == got->reason;
+    case INV_EV_RESERVED:
+    case INV_EV_COMMITTED:
+    case INV_EV_RELEASED:
+    case INV_EV_RESTOCKED:
+        return want->quantity == got->quantity && want->available == got->available &&
+               want->reserved == got->reserved && want->sold == got->sold;
+    default:
+        return true;
+    }
+}
+
+static void check_replay(audit_ctx *a, uint64_t *replayed)
+{
+    cmd_rec *cmds = a->cmds.v;
+    ev_rec *evs = a->evs.v;
+    qsort(cmds, a->cmds.n, sizeof *cmds, cmp_cmd);
+    qsort(evs, a->evs.n, sizeof *evs, cmp_ev);
+    size_t ci = 0, ei = 0;
+    while (ci < a->cmds.n || ei < a->evs.n) {
+        int32_t part = ci < a->cmds.n ? cmds[ci].partition : evs[ei].partition;
+        if (ei < a->evs.n && evs[ei].partition < part)
+            part = evs[ei].partition;
+        /* events of this partition, by the command offset they answer */
+        fs_map *by_cmd = fs_map_new(1024);
+        size_t e0 = ei;
+        while (ei < a->evs.n && evs[ei].partition == part) {
+            char k[32];
+            snprintf(k, sizeof k, "%lld", (long long)evs[ei].ev.command_offset);
+            if (fs_map_get(by_cmd, k))
+                violation("replay", evs[ei].ev.order_id, evs[ei].ev.product_id, part,
+                          evs[ei].offset, "a second event answers command %lld",
+                          (long long)evs[ei].ev.command_offset);
+            else
+                fs_map_put(by_cmd, k, &evs[ei]);
+            ei++;
+        }
+        inv_state *st = inv_state_new(0);
+        for (; ci < a->cmds.n && cmds[ci].partition == part; ci++) {
+            cmd_rec *c = &cmds[ci];
+            char k[32];
+            snprintf(k, sizeof k, "%lld", (long long)c->offset);
+            ev_rec *got = fs_map_del(by_cmd, k);
+            if (!c->ok) {
+                if (got)
+                    violation("replay", got->ev.order_id, got->ev.product_id, part, c->offset,
+                              "an undecodable command was answered");
+                continue;
+            }
+            inv_event want;
+            if (c->offset <= inv_state_last_command_offset(st) ||
+                inv_decide(st, &c->cmd, &want) == INV_DUPLICATE) {
+                if (got)
+                    violation("replay", c->cmd.order_id, c->cmd.product_id, part, c->offset,
+                              "a repeated command was answered again (%s)",
+                              inv_event_name(got->ev.type));
+                continue;
+            }
+            if (!got) {
+                if (!a->at) /* with --at the answer may lie after the cut */
+                    violation("replay", c->cmd.order_id, c->cmd.product_id, part, c->offset,
+                              "%s got no answer (expected %s)", inv_cmd_name(c->cmd.type),
+                              inv_event_name(want.type));
+                continue;
+            }
+            if (!same_decision(&want, &got->ev))
+                violation("replay", c->cmd.order_id, c->cmd.product_id, part, got->offset,
+                          "%s answered %s %s (%d/%d/%d), the rules give %s %s (%d/%d/%d)",
+                          inv_cmd_name(c->cmd.type), inv_event_name(got->ev.type),
+                          got->ev.type == INV_EV_REJECTED ? inv_reason_name(got->ev.reason) : "",
+                          got->ev.available, got->ev.reserved, got->ev.sold,
+                          inv_event_name(want.type),
+                          want.type == INV_EV_REJECTED ? inv_reason_name(want.reason) : "",
+                          want.available, want.reserved, want.sold);
+            if (inv_apply(st, &got->ev)) /* continue from what really happened */
+                violation("replay", got->ev.order_id, got->ev.product_id, part, got->offset,
+                          "%s does not apply to the state before it", inv_event_name(got->ev.type));
+            (*replayed)++;
+        }
+        for (size_t i = e0; i < ei; i++) {
+            char k[32];
+            snprintf(k, sizeof k, "%lld", (long long)evs[i].ev.command_offset);
+            if (fs_map_get(by_cmd, k) == &evs[i])
+                violation("replay", evs[i].ev.order_id, evs[i].ev.product_id, part, evs[i].offset,
+                          "%s answers no command (command offset %lld)",
+                          inv_event_name(evs[i].ev.type), (long long)evs[i].ev.command_offset);
+        }
+        inv_state_destroy(st);
+        fs_map_destroy(by_cmd);
+    }
+}
+
+/* ---- invariants from the events alone ------------------------------------------------ */
+
+typedef struct {
+    int64_t stock, available, reserved, sold;
+    int32_t limit;
+} prod_t;
+
+typedef struct {
+    char member[INV_ID_MAX];
+    char product[INV_ID_MAX];
+    int32_t qty;
+    int64_t pay_by;
+    int settled; /* commits + releases */
+    int32_t partition;
+    int64_t offset;
+} resv_t;
+
+static void free_val(void *c, const char *k, void *v)
+{
+    (void)c;
+    (void)k;
+    free(v);
+}
+
+static void check_invariants(audit_ctx *a, fs_map *products, fs_map *resv, fs_map *decided)
+{
+    fs_map *held = fs_map_new(4096); /* "product|member" -> units */
+    ev_rec *evs = a->evs.v;
+    for (size_t i = 0; i < a->evs.n; i++) {
+        const inv_event *e = &evs[i].ev;
+        int32_t part = evs[i].partition;
+        int64_t off = evs[i].offset;
+        prod_t *p = fs_map_get(products, e->product_id);
+        char k[2 * INV_ID_MAX + 16];
+        if (e->type == INV_EV_DEFINED) {
+            if (p) {
+                violation("invariant", "", e->product_id, part, off, "product defined twice");
+                continue;
+            }
+            p = calloc(1, sizeof *p);
+            p->stock = p->available = e->stock;
+            p->limit = e->f.per_user_limit;
+            fs_map_put(products, e->product_id, p);
+            continue;
+        }
+        if (e->type == INV_EV_RESERVED || e->type == INV_EV_REJECTED) {
+            snprintf(k, sizeof k, "%s#%d", e->order_id, e->item_index);
+            intptr_t n = (intptr_t)fs_map_get(decided, k) + 1;
+            fs_map_put(decided, k, (void *)n);
+            if (n > 1)
+                violation("invariant", e->order_id, e->product_id, part, off,
+                          "line %d decided %ld times", e->item_index, (long)n);
+        }
+        if (!p) {
+            if (e->type != INV_EV_REJECTED && e->type != INV_EV_CMD_REJECTED)
+                violation("invariant", e->order_id, e->product_id, part, off,
+                          "%s for an unknown product", inv_event_name(e->type));
+            continue;
+        }
+        switch (e->type) {
+        case INV_EV_UPDATED:
+            if (e->f.has_limit)
+                p->limit = e->f.per_user_limit;
+            break;
+        case INV_EV_RESTOCKED:
+            p->stock += e->quantity;
+            p->available += e->quantity;
+            if (e->order_id[0]) { /* a returned or cancelled paid unit is no longer held */
+                snprintf(k, sizeof k, "%s#%d", e->order_id, e->item_index);
+                resv_t *r = fs_map_get(resv, k);
+                if (r) {
+                    char hk[2 * INV_ID_MAX + 4];
+                    snprintf(hk, sizeof hk, "%s|%s", r->product, r->member);
+                    fs_map_put(held, hk, (void *)((intptr_t)fs_map_get(held, hk) - r->qty));
+                }
+            }
+            break;
+        case INV_EV_RESERVED: {
+            if (e->quantity > p->available)
+                violation("oversell", e->order_id, e->product_id, part, off,
+                          "%d units granted with %lld available", e->quantity,
+                          (long long)p->available);
+            p->available -= e->quantity;
+            p->reserved += e->quantity;
+            char hk[2 * INV_ID_MAX + 4];
+            snprintf(hk, sizeof hk, "%s|%s", e->product_id, e->member_id);
+            intptr_t h = (intptr_t)fs_map_get(held, hk) + e->quantity;
+            fs_map_put(held, hk, (void *)h);
+            if (p->limit > 0 && h > p->limit)
+                violation("limit", e->order_id, e->product_id, part, off,
+                          "member %s holds %ld units, the limit is %d", e->member_id, (long)h,
+                          p->limit);
+            snprintf(k, sizeof k, "%s#%d", e->order_id, e->item_index);
+            resv_t *r = calloc(1, sizeof *r);
+            snprintf(r->member, sizeof r->member, "%s", e->member_id);
+            snprintf(r->product, sizeof r->product, "%s", e->product_id);
+            r->qty = e->quantity;
+            r->pay_by = e->pay_by;
+            r->partition = part;
+            r->offset = off;
+            free(fs_map_put(resv, k, r));
+            break;
+        }
+        case INV_EV_REJECTED:
+            if (e->reason == INV_R_SOLD_OUT && p->available != 0)
+                violation("undersell", e->order_id, e->product_id, part, off,
+                          "refused SOLD_OUT with %lld units available", (long long)p->available);
+            break;
+        case INV_EV_COMMITTED:
+        case INV_EV_RELEASED: {
+            snprintf(k, sizeof k, "%s#%d", e->order_id, e->item_index);
+            resv_t *r = fs_map_get(resv, k);
+            if (!r) {
+                violation("invariant", e->order_id, e->product_id, part, off,
+                          "%s of a reservation that does not exist", inv_event_name(e->type));
+                break;
+            }
+            if (++r->settled > 1)
+                violation("invariant", e->order_id, e->product_id, part, off,
+                          "reservation settled %d times", r->settled);
+            p->reserved -= r->qty;
+            if (e->type == INV_EV_COMMITTED)
+                p->sold += r->qty;
+            else {
+                p->available += r->qty;
+                char hk[2 * INV_ID_MAX + 4];
+                snprintf(hk, sizeof hk, "%s|%s", r->product, r->member);
+                fs_map_put(held, hk, (void *)((intptr_t)fs_map_get(held, hk) - r->qty));
+            }
+            break;
+        }
+        default:
+            break;
+        }
+        if (p->available < 0 || p->reserved < 0 || p->sold < 0)
+            violation("invariant", e->order_id, e->product_id, part, off,
+                      "negative counter (%lld/%lld/%lld)", (long long)p->available,
+                      (long long)p->reserved, (long long)p->sold);
+        if (p->available + p->reserved + p->sold != p->stock)
+            violation("invariant", e->order_id, e->product_id, part, off,
+                      "available + reserved + sold = %lld, stock %lld",
+                      (long long)(p->available + p->reserved + p->sold), (long long)p->stock);
+        if (p->reserved + p->sold > p->stock)
+            violation("oversell", e->order_id, e->product_id, part, off,
+                      "reserved + sold %lld above stock %lld", (long long)(p->reserved + p->sold),
+                      (long long)p->stock);
+        if ((e->type == INV_EV_RESERVED || e->type == INV_EV_COMMITTED ||
+             e->type == INV_EV_RELEASED || e->type == INV_EV_RESTOCKED) &&
+            (e->available != p->available || e->reserved != p->reserved || e->sold != p->sold))
+            violation("invariant", e->order_id, e->product_id, part, off,
+                      "event says %d/%d/%d, the log adds up to %lld/%lld/%lld", e->available,
+                      e->reserved, e->sold, (long long)p->available, (long long)p->reserved,
+                      (long long)p->sold);
+    }
+    fs_map_destroy(held);
+}
+
+/* ---- orders and leaks --------------------------------------------------------------- */
+
+typedef struct {
+    ord_status last;
+    int terminal;
+} order_t;
+
+static void check_orders(audit_ctx *a, fs_map *orders)
+{
+    ord_order *snaps = a->orders.v;
+    for (size_t i = 0; i < a->orders.n; i++) {
+        ord_order *s = &snaps[i];
+        order_t *o = fs_map_get(orders, s->order_id);
+        if (!o) {
+            o = calloc(1, sizeof *o);
+            o->last = s->previous;
+            fs_map_put(orders, s->order_id, o);
+        }
+        if (s->previous != s->status) {
+            if (!ord_transition_is_valid(s->previous, s->status))
+                violation("orders", s->order_id, "", -1, -1, "illegal transition %s -> %s",
+                          ord_status_name(s->previous), ord_status_name(s->status));
+            if (ord_status_is_terminal(s->status) && ++o->terminal > 1)
+                violation("orders", s->order_id, "", -1, -1, "ended twice (now %s)",
+                          ord_status_name(s->status));
+        }
+        o->last = s->status;
+    }
+}
+
+typedef struct {
+    fs_map *orders;
+    int64_t now, grace;
+    uint64_t unsettled;
+} leak_ctx;
+
+static void check_leak(void *ctx, const char *key, void *value)
+{
+    leak_ctx *l = ctx;
+    resv_t *r = value;
+    if (r->settled)
+        return;
+    l->unsettled++;
+    char order[INV_ID_MAX];
+    snprintf(order, sizeof order, "%.*s", (int)(strrchr(key, '#') - key), key);
+    order_t *o = fs_map_get(l->orders, order);
+    bool ended_without_sale = o && (o->last == ORD_EXPIRED || o->last == ORD_CANCELLED ||
+                                    o->last == ORD_PAYMENT_FAILED || o->last == ORD_REJECTED);
+    bool paying = o && (o->last == ORD_PAYING || o->last == ORD_PAID ||
+                        o->last == ORD_NEEDS_ATTENTION);
+    if (ended_without_sale)
+        violation("leak", order, r->product, r->partition, r->offset,
+                  "reservation of %d never released though the order is %s", r->qty,
+                  ord_status_name(o->last));
+    else if (!paying && r->pay_by && r->pay_by + l->grace < l->now)
+        violation("leak", order, r->product, r->partition, r->offset,
+                  "reservation of %d still held %lld s after its payment deadline", r->qty,
+                  (long long)((l->now - r->pay_by) / 1000));
+}
+
+int main(int argc, char **argv)
+{
+    const char *json_out = NULL, *prefix = "", *product = NULL;
+    int64_t at = 0;
+    long grace = 60000;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc)
+            goto usage;
+        if (!strcmp(argv[i], "--json"))
+            json_out = argv[++i];
+        else if (!strcmp(argv[i], "--topic-prefix"))
+            prefix = argv[++i];
+        else if (!strcmp(argv[i], "--product"))
+            product = argv[++i];
+        else if (!strcmp(argv[i], "--grace-ms"))
+            grace = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--at")) {
+            if (fs_time_parse(argv[++i], &at)) {
+                char *end;
+                at = strtoll(argv[i], &end, 10);
+                if (*end || at <= 0)
+                    goto usage;
+            }
+        } else
+            goto usage;
+    }
+    fs_log_init("audit", FS_LOG_WARN);
+    fs_common_config cfg;
+    fs_err err = {0};
+    if (fs_common_config_load(&cfg, &err))
+        fs_config_die(&err);
+    static audit_ctx a;
+    a.codec = fs_codec_new(&err);
+    if (!a.codec)
+        fs_config_die(&err);
+    a.at = at;
+    a.cmds.size = sizeof(cmd_rec);
+    a.evs.size = sizeof(ev_rec);
+    a.orders.size = sizeof(ord_order);
+    violations = json_array();
+    char t_cmd[256], t_ev[256], t_ord[256];
+    snprintf(t_cmd, sizeof t_cmd, "%s%s", prefix, FS_TOPIC_INVENTORY_COMMANDS);
+    snprintf(t_ev, sizeof t_ev, "%s%s", prefix, FS_TOPIC_INVENTORY_EVENTS);
+    snprintf(t_ord, sizeof t_ord, "%s%s", prefix, FS_TOPIC_ORDERS_EVENTS);
+    if (read_topic(&cfg, &a, t_cmd, &err) || read_topic(&cfg, &a, t_ev, &err) ||
+        read_topic(&cfg, &a, t_ord, &err)) {
+        fprintf(stderr, "flashsale-audit: %s\n", err.msg);
+        return 2;
+    }
+    uint64_t replayed = 0;
+    check_replay(&a, &replayed);
+    fs_map *products = fs_map_new(1024), *resv = fs_map_new(4096), *decided = fs_map_new(4096),
+           *orders = fs_map_new(4096);
+    /* the invariants walk events in log order per partition (already sorted) */
+    check_invariants(&a, products, resv, decided);
+    check_orders(&a, orders);
+    leak_ctx lc = {orders, at ? at : fs_now_ms(), grace, 0};
+    fs_map_foreach(resv, check_leak, &lc);
+
+    printf("flashsale-audit: %zu commands, %zu inventory events, %zu order snapshots%s\n",
+           a.cmds.n, a.evs.n, a.orders.n, at ? " (up to --at)" : "");
+    printf("  replay: %llu commands re-decided with the processor's rules\n",
+           (unsigned long long)replayed);
+    printf("  products %zu, order lines decided %zu, reservations %zu (%llu unsettled), orders %zu\n",
+           fs_map_size(products), fs_map_size(decided), fs_map_size(resv),
+           (unsigned long long)lc.unsettled, fs_map_size(orders));
+    if (product) {
+        prod_t *p = fs_map_get(products, product);
+        char when[FS_TIME_STR_LEN];
+        fs_time_format(at ? at : fs_now_ms(), when);
+        if (p)
+            printf("  product %s at %s: stock %lld, available %lld, reserved %lld, sold %lld\n",
+                   product, when, (long long)p->stock, (long long)p->available,
+                   (long long)p->reserved, (long long)p->sold);
+        else
+            printf("  product %s did not exist at %s\n", product, when);
+    }
+    printf("%s: %zu violation(s)\n", nviolations ? "FAILED" : "OK", nviolations);
+    if (json_out) {
+        json_t *rep = json_pack("{s:b,s:I,s:{s:I,s:I,s:I},s:I,s:o}", "ok", nviolations == 0,
+                                "violation_count", (json_int_t)nviolations, "read", "commands",
+                                (json_int_t)a.cmds.n, "inventory_events", (json_int_t)a.evs.n,
+                                "order_snapshots", (json_int_t)a.orders.n, "replayed",
+                                (json_int_t)replayed, "violations", violations);
+        if (product) {
+            prod_t *p = fs_map_get(products, product);
+            json_object_set_new(rep, "product",
+                                p ? json_pack("{s:s,s:I,s:I,s:I,s:I}", "product_id", product,
+                                              "stock", (json_int_t)p->stock, "available",
+                                              (json_int_t)p->available, "reserved",
+                                              (json_int_t)p->reserved, "sold", (json_int_t)p->sold)
+                                  : json_null());
+        }
+        if (json_dump_file(rep, json_out, JSON_INDENT(2)))
+            fprintf(stderr, "flashsale-audit: cannot write %s\n", json_out);
+        json_decref(rep);
+    } else
+        json_decref(violations);
+    fs_map_foreach(products, free_val, NULL);
+    fs_map_foreach(resv, free_val, NULL);
+    fs_map_foreach(orders, free_val, NULL);
+    fs_map_destroy(products);
+    fs_map_destroy(resv);
+    fs_map_destroy(decided);
+    fs_map_destroy(orders);
+    free(a.cmds.v);
+    free(a.evs.v);
+    free(a.orders.v);
+    fs_codec_destroy((fs_codec *)a.codec);
+    return nviolations ? 1 : 0;
+usage:
+    fprintf(stderr, "usage: flashsale-audit [--at TIME] [--product ID] [--json FILE] "
+                    "[--topic-prefix P] [--grace-ms N]\n");
+    return 2;
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/python3
+"""flashsale-audit on the real log: it passes on what the system wrote (this scenario's world
+and everything earlier tests left in the shared log), answers "what was the stock of product
+X at time T", and fails, naming the order, on a tampered copy of the log holding a forged
+oversell and a forged leaked reservation (forged with Apache Avro for Python, independent of
+the project's codec). Usage: test_audit.py BUILD_DIR"""
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import avro.io
+import avro.schema
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fsharness import System  # noqa: E402
+from test_core import expect  # noqa: E402
+from test_sagas import DAY, wait_status  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCHEMAS = os.path.join(HERE, "..", "..", "schemas")
+sys.path.insert(0, os.path.join(HERE, "..", "interop"))
+from decode_with_python_avro import crc64_avro  # noqa: E402
+
+
+def audit(bindir, *args):
+    out = "/tmp/audit-%s.json" % uuid.uuid4().hex[:8]
+    r = subprocess.run([os.path.join(bindir, "projections", "flashsale-audit"), "--json", out] + list(args),
+                       capture_output=True, timeout=300)
+    report = json.load(open(out))
+    os.unlink(out)
+    return r.returncode, r.stdout.decode(), report
+
+
+def encode(schema_file, datum):
+    schema = avro.schema.parse(open(os.path.join(SCHEMAS, schema_file)).read())
+    buf = io.BytesIO()
+    avro.io.DatumWriter(schema).write(datum, avro.io.BinaryEncoder(buf))
+    fp = crc64_avro(schema.canonical_form.encode()).to_bytes(8, "little")
+    return b"\xc3\x01" + fp + buf.getvalue()
+
+
+def main(bindir):
+    with System(bindir, sagas=True, saga_env=DAY, proc_env={"FLASHSALE_PAYMENT_WINDOW_MS": "2000"}) as s:
+        roomy = s.create_product(stock=5, limit=2, name="audit-roomy")
+        scarce = s.create_product(stock=1, name="audit-scarce")
+        _, tok = s.member()
+        a = expect(s.order(tok, roomy), 201)["order_id"]
+        t_between = int(time.time() * 1000)
+        time.sleep(0.3)
+        expect(s.request("POST", "/api/orders/%s/payment" % a, {}, tok), 200)
+        buyer_b, tok_b = s.member()
+        b = expect(s.order(tok_b, scarce), 201)["order_id"]
+        expect(s.request("POST", "/api/orders/%s/payment" % b, {}, tok_b), 200)  # sold for good
+        expect(s.order(s.member()[1], scarce), 409, "SOLD_OUT")
+        expire = expect(s.order(s.member()[1], roomy), 201)["order_id"]
+        wait_status(s, s.admin, expire, "EXPIRED", timeout=15)
+        wait_status(s, tok, a, "DELIVERED", timeout=15)
+        wait_status(s, tok_b, b, "DELIVERED", timeout=15)
+        # quiet: no inventory command or event may be in flight while the log is copied
+        n = -1
+        while n != len(s.dump("inventory.events")):
+            n = len(s.dump("inventory.events"))
+            time.sleep(1)
+
+        rc, out, rep = audit(bindir)
+        assert rc == 0 and rep["ok"], "audit of the real log failed:\n%s%s" % (out, json.dumps(rep["violations"][:5], indent=1))
+        assert rep["replayed"] >= 8, rep  # this scenario alone sends 8 inventory commands
+        print("audit of the real log: OK, %d commands replayed, %d inventory events"
+              % (rep["replayed"], rep["read"]["inventory_events"]))
+
+        rc, out, rep = audit(bindir, "--at", str(t_between), "--product", roomy)
+        assert rep["product"]["reserved"] == 1 and rep["product"]["sold"] == 0, rep["product"]
+        print("audit --at: product %s had %s" % (roomy, rep["product"]))
+
+        # a tampered copy: forged oversell of the sold-out product, forged leaked reservation
+        prefix = "tamper-%s." % uuid.uuid4().hex[:8]
+        for t in ("inventory.commands", "inventory.events", "orders.events"):
+            subprocess.run([os.path.join(bindir, "tests", "copy_topic"), t, prefix + t], check=True,
+                           capture_output=True)
+        defined = {r["value"]["product_id"]: r["partition"] for r in s.dump("inventory.events")
+                   if r.get("type") == "ProductDefined"}
+        now = int(time.time() * 1000)
+        forged = {"oversell": ("forged-oversell-" + uuid.uuid4().hex[:6], scarce),
+                  "leak": ("forged-leak-" + uuid.uuid4().hex[:6], roomy)}
+        for kind, (oid, pid) in forged.items():
+            datum = {"order_id": oid, "product_id": pid, "member_id": "mallory", "quantity": 1,
+                     "item_index": 0, "item_count": 1, "available": 0, "reserved": 1, "sold": 0,
+                     "pay_by": now - 600000, "unit_price": 1000, "command_offset": 999999,
+                     "occurred_at": now - 1200000}
+            path = "/tmp/%s.bin" % oid
+            open(path, "wb").write(encode("inventory/StockReserved.avsc", datum))
+            # same partition as the product's other events: its key hashes there
+            subprocess.run([os.path.join(bindir, "tests", "produce_raw"), prefix + "inventory.events",
+                            pid, "--file", path, "StockReserved"], check=True)
+            os.unlink(path)
+        rc, out, rep = audit(bindir, "--topic-prefix", prefix)
+        assert rc == 1 and not rep["ok"], "the audit accepted a tampered log:\n" + out
+        found = {(v["check"], v["order_id"]) for v in rep["violations"]}
+        assert ("oversell", forged["oversell"][0]) in found, found
+        assert ("leak", forged["leak"][0]) in found, found
+        assert ("replay", forged["oversell"][0]) in found, found  # answers no command
+        forged_ids = {oid for oid, _ in forged.values()}
+        others = [v for v in rep["violations"] if v["order_id"] not in forged_ids]
+        assert not others, "violations on orders nobody forged: %s" % others[:3]
+        print("audit of the tampered copy: exit %d, %d violations, naming %s and %s"
+              % (rc, rep["violation_count"], forged["oversell"][0], forged["leak"][0]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
+    print("audit: PASS")
