@@ -8,6 +8,7 @@
 #include "fs/kafka.h"
 #include "fs/log.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -386,6 +387,32 @@ static int handle_failure(fs_txn_loop *l, fs_err *err)
     return 0;
 }
 
+/* After on_record or on_tick failed with *e: a fatal worker error stops the loop (after an
+ * abort); a dead producer is recreated and the worker rewound; anything else aborts the
+ * batch and rewinds. Returns -1 (with *err) only when the loop must stop. */
+static int recover(fs_txn_loop *l, fs_err *e, fs_err *err)
+{
+    bool producer_dead = rd_kafka_fatal_error(l->producer, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (e->cls == FS_ERR_FATAL && !producer_dead) {
+        *err = *e;
+        txn_abort(l, err);
+        return -1;
+    }
+    if (producer_dead) {
+        if (producer_restart(l, e)) {
+            *err = *e;
+            return -1;
+        }
+        l->need_reset = 1;
+        return 0;
+    }
+    if (handle_failure(l, e)) {
+        *err = *e;
+        return -1;
+    }
+    return 0;
+}
+
 int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
 {
     const fs_common_config *c = l->conf.common;
@@ -433,23 +460,8 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
             fs_err rerr = {0};
             if (l->conf.on_record(l->conf.app, l, m, &rerr)) {
                 rd_kafka_message_destroy(m);
-                if (rerr.cls == FS_ERR_FATAL && !rd_kafka_fatal_error(l->producer, NULL, 0)) {
-                    *err = rerr;
-                    txn_abort(l, err);
+                if (recover(l, &rerr, err))
                     return -1;
-                }
-                if (rd_kafka_fatal_error(l->producer, NULL, 0)) {
-                    if (producer_restart(l, &rerr)) {
-                        *err = rerr;
-                        return -1;
-                    }
-                    l->need_reset = 1;
-                    continue;
-                }
-                if (handle_failure(l, &rerr)) {
-                    *err = rerr;
-                    return -1;
-                }
                 continue;
             }
             track_offset(l, m);
@@ -459,21 +471,8 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
         if (l->conf.on_tick && !l->need_reset) {
             fs_err terr = {0};
             if (l->conf.on_tick(l->conf.app, l, &terr)) {
-                if (terr.cls == FS_ERR_FATAL && !rd_kafka_fatal_error(l->producer, NULL, 0)) {
-                    *err = terr;
-                    txn_abort(l, err);
+                if (recover(l, &terr, err))
                     return -1;
-                }
-                if (rd_kafka_fatal_error(l->producer, NULL, 0)) {
-                    if (producer_restart(l, &terr)) {
-                        *err = terr;
-                        return -1;
-                    }
-                    l->need_reset = 1;
-                } else if (handle_failure(l, &terr)) {
-                    *err = terr;
-                    return -1;
-                }
                 continue;
             }
         }
