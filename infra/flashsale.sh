@@ -29,7 +29,8 @@ HTTP_PORT=${FLASHSALE_HTTP_PORT:-8080}
 PARTITIONS=${FLASHSALE_PARTITIONS:-6}
 KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-768m}
 SERVICES=(flashsale-api flashsale-inventory flashsale-orders flashsale-payments
-          flashsale-projector-postgres flashsale-projector-redis flashsale-notifier)
+          flashsale-projector flashsale-notifier)
+svc_args() { case "$1" in flashsale-projector) echo "--target postgres" ;; esac; }
 
 mkdir -p "$RUN/logs" "$RUN/pids" "$RUN/secrets"
 chmod 700 "$RUN/secrets"
@@ -209,7 +210,8 @@ svc_start() {
   fs_say "$name: starting (log $RUN/logs/$name.log)"
   # the API holds one descriptor per open connection: allow as many as the system does
   ( ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; . "$RUN/env"
-    exec nohup "$exe" >>"$RUN/logs/$name.log" 2>&1 ) &
+    # shellcheck disable=SC2046
+    exec nohup "$exe" $(svc_args "$name") >>"$RUN/logs/$name.log" 2>&1 ) &
   echo $! >"$RUN/pids/$name.pid"
 }
 svc_stop() {

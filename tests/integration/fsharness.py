@@ -70,13 +70,24 @@ class System:
     # --- processes -------------------------------------------------------------------
     def _spawn(self, exe, env, logname):
         log = open(os.path.join(self.logdir, logname), "ab")
-        return subprocess.Popen([exe], env=env, stdout=log, stderr=log)
+        return subprocess.Popen(exe if isinstance(exe, list) else [exe], env=env, stdout=log, stderr=log)
 
     def start_processor(self, name):
         env = dict(os.environ, FLASHSALE_INSTANCE_ID=name, **self.proc_env)
         self.procs[name] = self._spawn(
             os.path.join(self.bindir, "inventory-processor", "flashsale-inventory"), env,
             "test-%s.log" % name)
+
+    def start_projector(self):
+        exe = os.path.join(self.bindir, "projections", "flashsale-projector")
+        self.procs["projector"] = self._spawn([exe, "--target", "postgres"], dict(os.environ),
+                                              "test-projector.log")
+
+    def sql(self, query):
+        """Rows of a query on the test PostgreSQL, as lists of strings."""
+        out = subprocess.run(["psql", os.environ["FLASHSALE_PG_URL"], "-At", "-F", "|", "-c", query],
+                             capture_output=True, check=True, timeout=60).stdout.decode()
+        return [line.split("|") for line in out.splitlines() if line]
 
     def start_saga(self, which):
         """which: "orders" or "payments" """

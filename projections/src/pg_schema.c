@@ -1,0 +1,81 @@
+/* Versioned migrations of the PostgreSQL read model, applied in order at projector start
+ * under an advisory lock; schema_version records the highest applied. Append only: a
+ * released migration is never edited. */
+#include "pg_schema.h"
+
+#include "fs/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char *const migrations[] = {
+    /* 1: products, orders and their history, payments, consumed offsets */
+    "CREATE TABLE products ("
+    "  product_id text PRIMARY KEY, name text NOT NULL, description text NOT NULL DEFAULT '',"
+    "  price bigint NOT NULL, currency text NOT NULL DEFAULT 'KRW',"
+    "  stock integer NOT NULL, available integer NOT NULL, reserved integer NOT NULL DEFAULT 0,"
+    "  sold integer NOT NULL DEFAULT 0, sale_starts_at timestamptz NOT NULL,"
+    "  sale_ends_at timestamptz, per_user_limit integer NOT NULL DEFAULT 0,"
+    "  paused boolean NOT NULL DEFAULT false, updated_at timestamptz NOT NULL);"
+    "CREATE TABLE orders ("
+    "  order_id text PRIMARY KEY, member_id text NOT NULL, status text NOT NULL,"
+    "  reason text NOT NULL DEFAULT '', amount bigint NOT NULL DEFAULT 0, pay_by timestamptz,"
+    "  created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL);"
+    "CREATE INDEX orders_member_created ON orders (member_id, created_at DESC, order_id DESC);"
+    "CREATE TABLE order_items ("
+    "  order_id text NOT NULL, line integer NOT NULL, product_id text NOT NULL,"
+    "  quantity integer NOT NULL, unit_price bigint NOT NULL DEFAULT 0,"
+    "  state text NOT NULL DEFAULT '', PRIMARY KEY (order_id, line));"
+    "CREATE TABLE order_status_history ("
+    "  order_id text NOT NULL, status text NOT NULL, previous text NOT NULL,"
+    "  reason text NOT NULL DEFAULT '', at timestamptz NOT NULL,"
+    "  source_partition integer NOT NULL, source_offset bigint NOT NULL,"
+    "  PRIMARY KEY (source_partition, source_offset));"
+    "CREATE INDEX order_status_history_order ON order_status_history (order_id, at);"
+    "CREATE TABLE payments ("
+    "  order_id text NOT NULL, attempt integer NOT NULL, kind text NOT NULL,"
+    "  amount bigint NOT NULL, payment_id text NOT NULL DEFAULT '', reason text NOT NULL DEFAULT '',"
+    "  at timestamptz NOT NULL, source_partition integer NOT NULL, source_offset bigint NOT NULL,"
+    "  PRIMARY KEY (source_partition, source_offset));"
+    "CREATE INDEX payments_order ON payments (order_id);"
+    "CREATE TABLE projector_offsets ("
+    "  projector text NOT NULL, topic text NOT NULL, partition integer NOT NULL,"
+    "  next_offset bigint NOT NULL, PRIMARY KEY (projector, topic, partition));",
+};
+
+int pg_schema_migrate(PGconn *c, fs_err *err)
+{
+    const int n = (int)(sizeof migrations / sizeof migrations[0]);
+    PGresult *r = PQexec(c, "SELECT pg_advisory_lock(824717)"); /* one migrator at a time */
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    if (!ok)
+        return fs_err_from_pg(err, c, NULL, "migration lock");
+    int rc = 0;
+    r = PQexec(c, "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)");
+    PQclear(r);
+    r = PQexec(c, "SELECT coalesce(max(version), 0) FROM schema_version");
+    int have = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    if (have < 0)
+        rc = fs_err_from_pg(err, c, NULL, "schema_version");
+    for (int v = have + 1; rc == 0 && v <= n; v++) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "INSERT INTO schema_version VALUES (%d)", v);
+        r = PQexec(c, "BEGIN");
+        PQclear(r);
+        PGresult *m = PQexec(c, migrations[v - 1]);
+        PGresult *s = PQresultStatus(m) == PGRES_COMMAND_OK ? PQexec(c, sql) : NULL;
+        if (!s || PQresultStatus(s) != PGRES_COMMAND_OK) {
+            rc = fs_err_from_pg(err, c, s ? s : m, "migration");
+            PQclear(PQexec(c, "ROLLBACK"));
+        } else {
+            PQclear(PQexec(c, "COMMIT"));
+            fs_log_info("migration applied", json_pack("{s:i}", "version", v));
+        }
+        PQclear(m);
+        PQclear(s);
+    }
+    PQclear(PQexec(c, "SELECT pg_advisory_unlock(824717)"));
+    return rc;
+}
