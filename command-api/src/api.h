@@ -12,6 +12,7 @@
 #include "fs/jwt.h"
 
 #include <hiredis/hiredis.h>
+#include <libpq-fe.h>
 #include <jansson.h>
 #include <stdbool.h>
 
@@ -35,6 +36,13 @@ json_t *api_read_json(fs_http_req *req, api_ctx *a);
  * NULL with *err if Redis is unreachable. */
 redisContext *api_redis(api_ctx *a, fs_err *err);
 void api_redis_drop(void);
+/* This thread's PostgreSQL connection to the read model (connected on first use,
+ * reconnected after errors); NULL with *err if unreachable. */
+PGconn *api_pg(api_ctx *a, fs_err *err);
+
+/* Paging: ?limit=1..100 (default 20) and ?cursor=<id from next_cursor>. On a bad value the
+ * 400 is sent and false returned. */
+bool api_paging(fs_http_req *req, int *limit, char *cursor, size_t cursor_len);
 
 /* Field readers for request bodies: on a wrong type the error response is sent and false
  * returned. `required` missing -> 400 MISSING_FIELD. *present (may be NULL) tells whether
@@ -51,5 +59,7 @@ int api_products_create(struct mg_connection *conn, void *cb);
 int api_products_item(struct mg_connection *conn, void *cb); /* /api/products/{id}[/...] */
 int api_orders_create(struct mg_connection *conn, void *cb);
 int api_orders_item(struct mg_connection *conn, void *cb);
+int api_products_list(fs_http_req *req, api_ctx *a);  /* GET /api/products */
+int api_orders_list(fs_http_req *req, api_ctx *a);    /* GET /api/orders */
 
 #endif

@@ -318,8 +318,11 @@ int api_orders_create(struct mg_connection *conn, void *cb)
     fs_http_req req;
     fs_http_req_init(&req, conn, FS_ROUTE_ORDERS_CREATE);
     int64_t t0 = fs_mono_ms();
+    if (!strcmp(req.ri->request_method, "GET"))
+        return api_orders_list(&req, a);
     if (strcmp(req.ri->request_method, "POST"))
-        return fs_http_error(&req, 405, "METHOD_NOT_ALLOWED", "use POST", "Allow: POST\r\n");
+        return fs_http_error(&req, 405, "METHOD_NOT_ALLOWED", "use GET or POST",
+                             "Allow: GET, POST\r\n");
     fs_principal who;
     if (!api_auth(&req, a, NULL, &who))
         return 401;

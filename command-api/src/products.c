@@ -147,8 +147,11 @@ int api_products_create(struct mg_connection *conn, void *cb)
     api_ctx *a = cb;
     fs_http_req req;
     fs_http_req_init(&req, conn, FS_ROUTE_PRODUCTS_CREATE);
+    if (!strcmp(req.ri->request_method, "GET"))
+        return api_products_list(&req, a);
     if (strcmp(req.ri->request_method, "POST"))
-        return fs_http_error(&req, 405, "METHOD_NOT_ALLOWED", "use POST", "Allow: POST\r\n");
+        return fs_http_error(&req, 405, "METHOD_NOT_ALLOWED", "use GET or POST",
+                             "Allow: GET, POST\r\n");
     fs_principal who;
     if (!api_auth(&req, a, "admin", &who))
         return 401;

@@ -2,6 +2,7 @@
 #include "api.h"
 
 #include "fs/db.h"
+#include "fs/id.h"
 #include "fs/timefmt.h"
 
 #include <pthread.h>
@@ -191,4 +192,56 @@ void api_redis_drop(void)
         redisFree(c);
         pthread_setspecific(redis_key, NULL);
     }
+}
+
+static pthread_key_t pg_key;
+static pthread_once_t pg_once = PTHREAD_ONCE_INIT;
+static void pg_free(void *c)
+{
+    PQfinish(c);
+}
+static void pg_key_init(void)
+{
+    pthread_key_create(&pg_key, pg_free);
+}
+
+PGconn *api_pg(api_ctx *a, fs_err *err)
+{
+    pthread_once(&pg_once, pg_key_init);
+    PGconn *c = pthread_getspecific(pg_key);
+    if (c && PQstatus(c) == CONNECTION_OK)
+        return c;
+    if (c)
+        PQfinish(c);
+    c = fs_pg_connect(&a->cfg, "flashsale-api", err);
+    pthread_setspecific(pg_key, c);
+    return c;
+}
+
+bool api_paging(fs_http_req *req, int *limit, char *cursor, size_t cursor_len)
+{
+    const char *q = req->ri->query_string;
+    char buf[16];
+    *limit = 20;
+    cursor[0] = '\0';
+    if (!q)
+        return true;
+    if (mg_get_var(q, strlen(q), "limit", buf, sizeof buf) > 0) {
+        char *end;
+        long l = strtol(buf, &end, 10);
+        if (*end || l < 1 || l > 100) {
+            fs_http_error(req, 400, "INVALID_PARAMETER", "limit: from 1 to 100", NULL);
+            return false;
+        }
+        *limit = (int)l;
+    }
+    int n = mg_get_var(q, strlen(q), "cursor", cursor, cursor_len);
+    fs_uuid id;
+    if (n == -2 || (n > 0 && fs_uuid_parse(cursor, &id))) {
+        fs_http_error(req, 400, "INVALID_PARAMETER", "cursor: not a cursor this API gave", NULL);
+        return false;
+    }
+    if (n < 0)
+        cursor[0] = '\0';
+    return true;
 }

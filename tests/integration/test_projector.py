@@ -104,6 +104,49 @@ def main(bindir):
                  n_hist, sum(payments.values())))
         stored = s.sql("SELECT count(*) FROM projector_offsets WHERE projector = 'postgres'")
         assert int(stored[0][0]) >= 3, stored  # offsets live in PostgreSQL
+        check_lists(s, products, orders)
+
+
+def check_lists(s, products, orders):
+    """GET /api/orders (own, newest first, paged) and GET /api/products over the read model."""
+    buyer, tok = s.member()
+    mine = [s.order(tok, p)[2]["order_id"] for p in products[:3]]
+    deadline = time.time() + 30
+    while True:
+        st, _, page1 = s.request("GET", "/api/orders?limit=2", token=tok)
+        assert st == 200, (st, page1)
+        if len(page1["items"]) == 2 and page1["items"][0]["order_id"] == mine[-1]:
+            break
+        assert time.time() < deadline, page1
+        time.sleep(0.5)
+    assert [o["order_id"] for o in page1["items"]] == [mine[2], mine[1]], page1
+    st, _, page2 = s.request("GET", "/api/orders?limit=2&cursor=%s" % page1["next_cursor"], token=tok)
+    assert st == 200 and [o["order_id"] for o in page2["items"]] == [mine[0]], page2
+    assert page2["next_cursor"] is None
+    # nobody else's orders, and no anonymous listing
+    _, other = s.member()
+    st, _, none = s.request("GET", "/api/orders", token=other)
+    assert st == 200 and none["items"] == [], none
+    st, _, err = s.request("GET", "/api/orders")
+    assert st == 401 and err["error"]["code"] == "UNAUTHENTICATED"
+    for bad in ("limit=0", "limit=101", "limit=x", "cursor=not-a-cursor"):
+        st, _, err = s.request("GET", "/api/orders?" + bad, token=tok)
+        assert st == 400 and err["error"]["code"] == "INVALID_PARAMETER", (bad, st, err)
+    # the catalogue, paged to the end, holds this test's products with the log's counters
+    seen, cursor = {}, None
+    while True:
+        st, _, pg = s.request("GET", "/api/products?limit=100" + ("&cursor=" + cursor if cursor else ""))
+        assert st == 200, pg
+        seen.update({p["product_id"]: p for p in pg["items"]})
+        cursor = pg["next_cursor"]
+        if not cursor:
+            break
+    want, _, _, _ = expected(s, products)
+    for p in products:
+        assert p in seen, p
+        st, _, live = s.request("GET", "/api/products/%s/stock" % p)
+        assert seen[p]["stock"] == live["stock"], (seen[p], live)
+    print("lists: own orders newest first across pages, nobody else's; catalogue of %d products" % len(seen))
 
 
 if __name__ == "__main__":
