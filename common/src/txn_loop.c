@@ -26,6 +26,7 @@ struct fs_txn_loop {
     rd_kafka_topic_partition_list_t *offsets; /* next offsets of the open transaction */
 
     int need_reset;     /* abort happened in a callback: rebuild + rewind before going on */
+    volatile sig_atomic_t *stop; /* the caller's stop flag, seen by callbacks too */
     int fatal;          /* stop: unrecoverable */
     fs_err fatal_err;
     int restarts_in_row;
@@ -252,6 +253,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                 break;
             if (e)
                 fs_err_from_kafka_code(&err, e, "committed offsets");
+            if (l->stop && *l->stop) { /* asked to stop: give up this assignment and leave */
+                fs_log_warn("assignment abandoned on stop", json_pack("{s:s}", "error", err.msg));
+                l->fatal = 1;
+                fs_err_set(&l->fatal_err, FS_ERR_RETRIABLE, 0, "stopped while setting up partitions: %s", err.msg);
+                rd_kafka_assign(rk, NULL);
+                return;
+            }
             fs_log_warn("assignment setup failed, retrying", json_pack("{s:s}", "error", err.msg));
             sleep(1);
         }
@@ -416,6 +424,7 @@ static int recover(fs_txn_loop *l, fs_err *e, fs_err *err)
 int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
 {
     const fs_common_config *c = l->conf.common;
+    l->stop = stop;
     while (!*stop && !l->fatal) {
         if (l->need_reset) {
             if (rewind_to_committed(l, err)) {

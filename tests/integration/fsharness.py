@@ -97,9 +97,16 @@ class System:
         self.procs[which] = self._spawn(exe, env, "test-%s.log" % which)
 
     def stop_processor(self, name, sig=signal.SIGTERM):
-        p = self.procs.pop(name)
+        p = self.procs[name]
         p.send_signal(sig)
-        rc = p.wait(timeout=60)
+        try:
+            rc = p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()  # never leave a process behind to disturb later tests
+            p.wait()
+            raise AssertionError("processor %s did not stop within 60 s of %s" % (name, sig))
+        finally:
+            del self.procs[name]
         if sig == signal.SIGTERM:
             assert rc == 0, "processor %s exited %s after SIGTERM" % (name, rc)
 
@@ -129,9 +136,18 @@ class System:
     def stop(self):
         if self.api and self.api.poll() is None:
             self.api.send_signal(signal.SIGTERM)
-            self.api.wait(timeout=30)
+            try:
+                self.api.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.api.kill()
+                self.api.wait()
+        errors = []
         for n in list(self.procs):
-            self.stop_processor(n)
+            try:
+                self.stop_processor(n)
+            except AssertionError as e:  # stop the others first, then report
+                errors.append(str(e))
+        assert not errors, "; ".join(errors)
 
     def __enter__(self):
         return self.start()
@@ -142,8 +158,10 @@ class System:
         finally:
             for p in self.procs.values():
                 p.kill()
+                p.wait()
             if self.api and self.api.poll() is None:
                 self.api.kill()
+                self.api.wait()
 
     # --- HTTP ------------------------------------------------------------------------
     def request(self, method, path, body=None, token=None, headers=None, raw=None):
