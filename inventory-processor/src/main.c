@@ -87,7 +87,7 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
     }
     rebuild_ctx r = {p, 0, 0};
     int64_t t0 = fs_mono_ms();
-    if (fs_kafka_read_changelog(&p->cfg, parts, FS_TOPIC_INVENTORY_EVENTS, rebuild_cb, &r, 120000,
+    if (fs_kafka_read_changelog(&p->cfg, parts, FS_TOPIC_INVENTORY_EVENTS, rebuild_cb, &r, 30000,
                                 err))
         return -1;
     size_t products = 0;

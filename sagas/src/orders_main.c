@@ -688,7 +688,7 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
     }
     rebuild_ctx r = {s, 0};
     int64_t t0 = fs_mono_ms();
-    if (fs_kafka_read_changelog(&s->cfg, parts, FS_TOPIC_ORDERS_EVENTS, rebuild_cb, &r, 120000, err))
+    if (fs_kafka_read_changelog(&s->cfg, parts, FS_TOPIC_ORDERS_EVENTS, rebuild_cb, &r, 30000, err))
         return -1;
     s->nheap = 0; /* re-arm every owned order's timer from its snapshot */
     for (int p = 0; p < MAX_PARTITIONS; p++)

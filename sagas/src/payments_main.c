@@ -130,7 +130,7 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
         drop(p, part);
         p->results[part] = fs_map_new(1024);
     }
-    return fs_kafka_read_changelog(&p->cfg, parts, FS_TOPIC_PAYMENTS_EVENTS, rebuild_cb, p, 120000,
+    return fs_kafka_read_changelog(&p->cfg, parts, FS_TOPIC_PAYMENTS_EVENTS, rebuild_cb, p, 30000,
                                    err);
 }
 
