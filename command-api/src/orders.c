@@ -50,12 +50,12 @@ static const char *reject_message(inv_reason r)
     }
 }
 
-static int send_decision(fs_http_req *req, const inv_event *ev, bool replay)
+static int send_decision(fs_http_req *req, const inv_event *ev)
 {
     if (ev->type == INV_EV_RESERVED) {
         char pay_by[FS_TIME_STR_LEN];
         fs_time_format(ev->pay_by, pay_by);
-        return fs_http_json(req, replay ? 200 : 201,
+        return fs_http_json(req, 201,
                             json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "order_id", ev->order_id,
                                       "status", "RESERVED", "product_id", ev->product_id,
                                       "quantity", ev->quantity, "unit_price",
@@ -381,7 +381,7 @@ int api_orders_create(struct mg_connection *conn, void *cb)
             api_bus_wait(a->bus, w, fs_mono_ms() + (async ? 0 : a->decision_wait_ms), !async, &r);
             api_bus_waiter_release(a->bus, w);
             if (r.decided)
-                return send_decision(&req, &r.ev, false);
+                return send_decision(&req, &r.ev);
             return send_pending(&req, a, existing, &r);
         }
     }
@@ -450,7 +450,7 @@ int api_orders_create(struct mg_connection *conn, void *cb)
     }
     if (r.decided) {
         fs_metrics_decision_latency((double)(fs_mono_ms() - t0));
-        return send_decision(&req, &r.ev, false);
+        return send_decision(&req, &r.ev);
     }
     return send_pending(&req, a, order_id, &r);
 }

@@ -31,7 +31,6 @@ typedef struct {
     const char *out_topic;
     const fs_common_config *cfg;
     long counts[MAX_KEYS]; /* key "k<N>" -> running count; keys of unowned partitions are 0 */
-    int owned[1024];
 } worker;
 
 static volatile sig_atomic_t stop_flag;
@@ -77,7 +76,6 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_list_add(out, w->out_topic, parts->elems[i].partition)->offset =
             RD_KAFKA_OFFSET_BEGINNING;
-        w->owned[parts->elems[i].partition] = 1;
     }
     int rc = fs_kafka_read_to_end(w->cfg, out, rebuild_cb, w, 60000, err);
     rd_kafka_topic_partition_list_destroy(out);
@@ -92,7 +90,6 @@ static void on_revoke(void *app, fs_txn_loop *loop, const rd_kafka_topic_partiti
     (void)parts;
     /* Simplest correct choice for a test: forget everything; on_assign rebuilds. */
     memset(w->counts, 0, sizeof w->counts);
-    memset(w->owned, 0, sizeof w->owned);
 }
 
 static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, fs_err *err)

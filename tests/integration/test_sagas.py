@@ -33,6 +33,14 @@ def wait_status(s, token, oid, want, timeout=20):
         assert time.time() < deadline, "order %s stuck in %s, wanted %s" % (oid, o["status"], want)
 
 
+def wait_until(cond, what, timeout=10):
+    """Polls cond() until true; fails naming what never happened."""
+    deadline = time.time() + timeout
+    while not cond():
+        assert time.time() < deadline, what
+        time.sleep(0.2)
+
+
 def stock(s, pid):
     st, _, b = s.request("GET", "/api/products/%s/stock" % pid)
     assert st == 200
@@ -83,10 +91,8 @@ def scenario_lifecycle(bindir):
         before = stock(s, pid)
         st, _, r = s.request("POST", "/api/orders/%s/return/complete" % oid, {"restock": True}, s.admin)
         assert st == 200 and r["status"] == "RETURNED", (st, r)
-        deadline = time.time() + 10
-        while stock(s, pid)["available"] != before["available"] + 2:
-            assert time.time() < deadline, "returned units never restocked"
-            time.sleep(0.2)
+        wait_until(lambda: stock(s, pid)["available"] == before["available"] + 2,
+                   "returned units never restocked")
         refunds = [p for p in s.dump("payments.events")
                    if p.get("type") == "RefundSucceeded" and p["value"]["order_id"] == oid]
         assert len(refunds) == 1, refunds
@@ -117,10 +123,8 @@ def scenario_payment_failure(bindir):
         o = wait_status(s, tok, oid, "PAYMENT_FAILED")
         attempts = [p for p in s.dump("payments.events") if p["value"]["order_id"] == oid]
         assert 1 <= len(attempts) <= 3, attempts  # bounded retries of retriable declines
-        deadline = time.time() + 10
-        while stock(s, pid)["available"] != 1:  # compensation freed the unit
-            assert time.time() < deadline
-            time.sleep(0.2)
+        wait_until(lambda: stock(s, pid)["available"] == 1,  # compensation freed the unit
+                   "the declined order's unit was never freed")
         expect(s.order(s.member()[1], pid), 201)  # ... and the next buyer takes it
         expect(s.request("POST", "/api/orders/%s/cancel" % oid, None, tok), 409, "ORDER_CLOSED")
         reserved, outcomes = check_reservations(s)
@@ -137,10 +141,7 @@ def scenario_expiry(bindir):
         o = expect(s.order(tok, pid), 201)
         o = wait_status(s, tok, o["order_id"], "EXPIRED", timeout=15)
         assert o["reason"] == "DEADLINE_PASSED", o
-        deadline = time.time() + 10
-        while stock(s, pid)["available"] != 1:
-            assert time.time() < deadline
-            time.sleep(0.2)
+        wait_until(lambda: stock(s, pid)["available"] == 1, "the expired unit was never freed")
         expect(s.request("POST", "/api/orders/%s/payment" % o["order_id"], {}, tok), 409, "ORDER_NOT_RESERVED")
         check_reservations(s)
         print("expiry: unpaid reservation released at its deadline; the unit is on sale again")
@@ -186,10 +187,8 @@ def scenario_multi_item(bindir):
         assert st == 409 and body["error"]["code"] == "CHECKOUT_REJECTED", (st, body)
         assert "ITEM_2_SOLD_OUT" in body["error"]["message"], body
         failed = body["error"]["order_id"]
-        deadline = time.time() + 10
-        while (stock(s, p1)["available"], stock(s, p2)["available"]) != (3, 3):
-            assert time.time() < deadline, "lines of a rejected checkout still reserved"
-            time.sleep(0.2)
+        wait_until(lambda: (stock(s, p1)["available"], stock(s, p2)["available"]) == (3, 3),
+                   "lines of a rejected checkout still reserved")
         st, _, o = s.request("POST", "/api/orders", {"items": [
             {"product_id": p1, "quantity": 1}, {"product_id": p2, "quantity": 1}]}, tok)
         assert st == 201 and o["status"] in ("RESERVED", "PAYING"), (st, o)

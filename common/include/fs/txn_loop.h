@@ -82,7 +82,8 @@ fs_txn_loop *fs_txn_loop_new(const fs_txn_loop_conf *conf, fs_err *err);
 int fs_txn_loop_run(fs_txn_loop *loop, volatile sig_atomic_t *stop, fs_err *err);
 void fs_txn_loop_destroy(fs_txn_loop *loop); /* NULL-safe; closes the consumer */
 
-/* Produces inside the open transaction (only from on_record). partition may be
+/* Produces inside the open transaction (from on_record, or from on_tick after
+ * fs_txn_loop_begin). partition may be
  * RD_KAFKA_PARTITION_UA (partitioner decides). key/value are copied. headers, if not NULL,
  * is owned by the call (also on error). */
 int fs_txn_loop_produce(fs_txn_loop *loop, const char *topic, int32_t partition, const void *key,
