@@ -28,9 +28,16 @@ REDIS_PORT=${FLASHSALE_REDIS_PORT:-16379}
 HTTP_PORT=${FLASHSALE_HTTP_PORT:-8080}
 PARTITIONS=${FLASHSALE_PARTITIONS:-6}
 KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-768m}
+# a service is an instance name; svc_exe/svc_args say what it runs
 SERVICES=(flashsale-api flashsale-inventory flashsale-orders flashsale-payments
-          flashsale-projector flashsale-notifier)
-svc_args() { case "$1" in flashsale-projector) echo "--target postgres" ;; esac; }
+          flashsale-projector-postgres flashsale-projector-redis flashsale-notifier)
+svc_exe() { case "$1" in flashsale-projector-*) echo flashsale-projector ;; *) echo "$1" ;; esac; }
+svc_args() {
+  case "$1" in
+    flashsale-projector-postgres) echo "--target postgres" ;;
+    flashsale-projector-redis) echo "--target redis" ;;
+  esac
+}
 
 mkdir -p "$RUN/logs" "$RUN/pids" "$RUN/secrets"
 chmod 700 "$RUN/secrets"
@@ -204,7 +211,7 @@ ENV
 # ---- services ---------------------------------------------------------------------------
 svc_path() { find "$BUILD" -maxdepth 2 -type f -name "$1" -perm -u+x 2>/dev/null | head -n 1; }
 svc_start() {
-  local name=$1 exe; exe=$(svc_path "$name")
+  local name=$1 exe; exe=$(svc_path "$(svc_exe "$name")")
   [ -n "$exe" ] || return 0
   pid_alive "$RUN/pids/$name.pid" && return 0
   fs_say "$name: starting (log $RUN/logs/$name.log)"
@@ -256,7 +263,7 @@ MSG
 }
 
 cmd_stop() {
-  for s in "${SERVICES[@]}"; do svc_stop "$s"; done
+  for s in "${SERVICES[@]}" flashsale-projector; do svc_stop "$s"; done  # (older runs: one projector)
   kafka_stop
   pg_stop
   redis_stop
@@ -271,7 +278,7 @@ cmd_status() {
   if pg_ok; then line postgresql ok "127.0.0.1:$PG_PORT"; else line postgresql DOWN "127.0.0.1:$PG_PORT"; bad=1; fi
   if redis_ok; then line redis ok "127.0.0.1:$REDIS_PORT"; else line redis DOWN "127.0.0.1:$REDIS_PORT"; bad=1; fi
   for s in "${SERVICES[@]}"; do
-    [ -n "$(svc_path "$s")" ] || continue
+    [ -n "$(svc_path "$(svc_exe "$s")")" ] || continue
     if pid_alive "$RUN/pids/$s.pid"; then line "$s" ok "pid $(cat "$RUN/pids/$s.pid")"; else line "$s" DOWN "log $RUN/logs/$s.log"; bad=1; fi
   done
   if [ -n "$(svc_path flashsale-api)" ]; then

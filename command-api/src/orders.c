@@ -8,6 +8,7 @@
  * for the processor's decision. The delivery report is the durable "accepted": a 202 is only
  * ever sent for a command Kafka acknowledged. */
 #include "api.h"
+#include "readmodel.h"
 #include "inv_codec.h"
 #include "metrics.h"
 
@@ -206,7 +207,6 @@ static json_t *order_json(const api_order *o)
         json_array_append_new(hist, h);
     }
     json_object_set_new(out, "history", hist);
-    json_object_set_new(out, "version", json_integer(o->version));
     return out;
 }
 
@@ -594,9 +594,19 @@ int api_orders_item(struct mg_connection *conn, void *cb)
     }
     if (strcmp(method, "GET"))
         return fs_http_error(&req, 405, "METHOD_NOT_ALLOWED", "use GET", "Allow: GET\r\n");
-    api_order o;
+    /* The read model (Redis, else PostgreSQL) answers, unless the API's own view of the log
+     * already holds a newer change of this order (read your own writes). */
+    api_order o, rm;
+    api_fresh fresh = {"log", 0}, rm_fresh;
+    bool in_bus = api_bus_order(a->bus, id, &o);
+    if (api_rm_order(a, id, &rm, &rm_fresh) &&
+        (!in_bus || o.nhistory == 0 || rm.decided_at >= o.history[o.nhistory - 1].at)) {
+        o = rm;
+        fresh = rm_fresh;
+        in_bus = true;
+    }
     /* Another member's order is answered exactly like a missing one. */
-    if (!api_bus_order(a->bus, id, &o) || (strcmp(o.member_id, who.sub) && strcmp(who.role, "admin")))
+    if (!in_bus || (strcmp(o.member_id, who.sub) && strcmp(who.role, "admin")))
         return fs_http_error(&req, 404, "ORDER_NOT_FOUND", "no such order", NULL);
     char wait[16] = "";
     if (req.ri->query_string && mg_get_var(req.ri->query_string, strlen(req.ri->query_string), "wait",
@@ -605,8 +615,12 @@ int api_orders_item(struct mg_connection *conn, void *cb)
         long secs = strtol(wait, &end, 10);
         if (*end || secs < 0 || secs > 30)
             return fs_http_error(&req, 400, "INVALID_PARAMETER", "wait: seconds from 0 to 30", NULL);
-        if (secs > 0) /* long poll: answer at the next change, or after `secs` */
+        if (secs > 0 && api_bus_order(a->bus, id, &o)) { /* long poll: the next change, or after `secs` */
             api_bus_order_wait(a->bus, id, o.version, fs_mono_ms() + secs * 1000, &o, NULL);
+            fresh = (api_fresh){"log", 0};
+        }
     }
-    return fs_http_json(&req, 200, order_json(&o), NULL);
+    json_t *out = order_json(&o);
+    json_object_set_new(out, "freshness", api_fresh_json(&fresh));
+    return fs_http_json(&req, 200, out, NULL);
 }

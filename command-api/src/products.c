@@ -2,10 +2,12 @@
  *   POST  /api/products                      admin  define (201 with the product)
  *   PATCH /api/products/{id}                 admin  update
  *   POST  /api/products/{id}/restock|pause|resume   admin
- *   GET   /api/products/{id}, /api/products/{id}/stock   anyone, from the decision view
+ *   GET   /api/products/{id}, /api/products/{id}/stock   anyone, from the read models
+ *         (readmodel.h), or the API's view of the log for a product they do not hold yet
  * Admin commands are produced to inventory.commands and the handler waits (bounded) for the
  * processor's outcome, matched by the command's event id. */
 #include "api.h"
+#include "readmodel.h"
 #include "inv_codec.h"
 #include "metrics.h"
 
@@ -197,15 +199,20 @@ int api_products_item(struct mg_connection *conn, void *cb)
     bool known = api_bus_product(a->bus, id, &v);
 
     if (!strcmp(method, "GET") && (!op[0] || !strcmp(op, "stock"))) {
-        if (!known)
+        /* the read model (Redis, else PostgreSQL); a product it does not hold yet (just
+         * defined) from the API's own view of the log */
+        inv_product_view rv;
+        api_fresh fresh = {"log", 0};
+        if (api_rm_product(a, id, &rv, &fresh))
+            v = rv;
+        else if (!known)
             return fs_http_error(&req, 404, "PRODUCT_NOT_FOUND", "no such product", NULL);
-        if (!op[0])
-            return fs_http_json(&req, 200, product_json(&v), NULL);
-        return fs_http_json(&req, 200,
-                            json_pack("{s:s,s:i,s:i,s:i,s:i,s:s}", "product_id", v.id, "stock",
-                                      v.stock, "available", v.available, "reserved", v.reserved,
-                                      "sold", v.sold, "status", sale_status(&v, fs_now_ms())),
-                            NULL);
+        json_t *out = !op[0] ? product_json(&v)
+                             : json_pack("{s:s,s:i,s:i,s:i,s:i,s:s}", "product_id", v.id, "stock",
+                                         v.stock, "available", v.available, "reserved", v.reserved,
+                                         "sold", v.sold, "status", sale_status(&v, fs_now_ms()));
+        json_object_set_new(out, "freshness", api_fresh_json(&fresh));
+        return fs_http_json(&req, 200, out, NULL);
     }
     bool patch = !op[0] && !strcmp(method, "PATCH");
     bool post_op = !strcmp(method, "POST") &&

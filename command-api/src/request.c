@@ -180,6 +180,8 @@ redisContext *api_redis(api_ctx *a, fs_err *err)
         pthread_setspecific(redis_key, NULL);
     }
     c = fs_redis_connect(&a->cfg, 1000, err);
+    if (c) /* a hung Redis costs at most this per command (then the breaker opens) */
+        redisSetTimeout(c, (struct timeval){.tv_sec = 1});
     pthread_setspecific(redis_key, c);
     return c;
 }

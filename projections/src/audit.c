@@ -20,17 +20,24 @@
  * Output: a summary on stdout (progress on stderr), a JSON report with --json; exit status 0
  * only when every check holds, 1 otherwise, 2 on usage or read errors. --product with --at
  * prints that product's stock at that time.
- * Read models (PostgreSQL, Redis) are not diffed yet: the projectors do not exist. */
+ *  read models (unless --at, --topic-prefix or --no-read-models) the PostgreSQL and Redis
+ *               read models hold exactly the re-derived products (stock, available,
+ *               reserved, sold) and orders (status, number of transitions), nothing more and
+ *               nothing less; a model still behind what was read gets --wait-ms (30000) to
+ *               catch up. A model that cannot be compared (unreachable, behind, or already
+ *               past what was read) is reported, and is a violation with --read-models. */
 #include "inv_codec.h"
 #include "inv_state.h"
 #include "order_state.h"
 
 #include "fs/codec.h"
 #include "fs/config.h"
+#include "fs/db.h"
 #include "fs/id.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
 #include "fs/map.h"
+#include "fs/readmodel.h"
 #include "fs/timefmt.h"
 
 #include <stdarg.h>
@@ -38,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_PARTITIONS 1024
 #define MAX_VIOLATIONS 1000
@@ -81,6 +89,7 @@ typedef struct {
     vec cmds, evs, orders; /* cmd_rec, ev_rec, ord_order */
     uint64_t read, skipped_time, undecodable;
     const char *topic;
+    int64_t next_ev[MAX_PARTITIONS], next_ord[MAX_PARTITIONS]; /* last offset read + 1 */
 } audit_ctx;
 
 static json_t *violations;
@@ -127,6 +136,12 @@ static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
     fs_err e = {0};
     bool ok = fs_codec_decode(a->codec, m->payload, m->len, &s, &v, &e) == 0;
     const char *topic = rd_kafka_topic_name(m->rkt);
+    if (m->partition >= 0 && m->partition < MAX_PARTITIONS) {
+        if (strstr(topic, "inventory.events"))
+            a->next_ev[m->partition] = m->offset + 1;
+        else if (strstr(topic, "orders.events"))
+            a->next_ord[m->partition] = m->offset + 1;
+    }
     if (strstr(topic, "inventory.commands")) {
         cmd_rec *c = vec_push(&a->cmds);
         c->partition = m->partition;
@@ -511,12 +526,294 @@ static void check_leak(void *ctx, const char *key, void *value)
                   (long long)((l->now - r->pay_by) / 1000));
 }
 
+/* ---- read models ---------------------------------------------------------------------- */
+
+typedef struct {
+    char status[24];
+    int transitions;
+    bool seen_pg, seen_redis;
+} want_order;
+
+/* What every order must look like in a read model: the saga's last snapshot, else the
+ * inventory decision of a single-item order; and how many transitions its history holds. */
+static fs_map *expected_orders(audit_ctx *a)
+{
+    fs_map *m = fs_map_new(4096);
+    ev_rec *evs = a->evs.v;
+    for (size_t i = 0; i < a->evs.n; i++) {
+        const inv_event *e = &evs[i].ev;
+        if ((e->type != INV_EV_RESERVED && e->type != INV_EV_REJECTED) || e->item_count > 1 ||
+            fs_map_get(m, e->order_id))
+            continue;
+        want_order *w = calloc(1, sizeof *w);
+        snprintf(w->status, sizeof w->status, "%s", e->type == INV_EV_RESERVED ? "RESERVED" : "REJECTED");
+        fs_map_put(m, e->order_id, w);
+    }
+    ord_order *snaps = a->orders.v;
+    for (size_t i = 0; i < a->orders.n; i++) {
+        want_order *w = fs_map_get(m, snaps[i].order_id);
+        if (!w) {
+            w = calloc(1, sizeof *w);
+            fs_map_put(m, snaps[i].order_id, w);
+        }
+        snprintf(w->status, sizeof w->status, "%s", ord_status_name(snaps[i].status));
+        if (snaps[i].previous != snaps[i].status)
+            w->transitions++;
+    }
+    return m;
+}
+
+/* Compares a store's next offsets with what the audit read: -1 behind, 0 equal, 1 ahead. */
+static int offsets_state(audit_ctx *a, const char *topic, int32_t part, int64_t next)
+{
+    const int64_t *mine = strstr(topic, "inventory.events") ? a->next_ev
+                          : strstr(topic, "orders.events") ? a->next_ord : NULL;
+    if (!mine || part < 0 || part >= MAX_PARTITIONS)
+        return 0;
+    int64_t want = mine[part];
+    return next < want ? -1 : next > want && want > 0 ? 1 : 0;
+}
+
+typedef struct {
+    const char *store;
+    fs_map *products, *orders;
+    uint64_t compared;
+} diff_ctx;
+
+static void product_diff(diff_ctx *d, const char *id, long long stock, long long avail,
+                         long long resv, long long sold)
+{
+    prod_t *p = fs_map_get(d->products, id);
+    d->compared++;
+    if (!p)
+        violation("readmodel", "", id, -1, -1, "%s holds a product the log never defined", d->store);
+    else if (p->stock != stock || p->available != avail || p->reserved != resv || p->sold != sold)
+        violation("readmodel", "", id, -1, -1,
+                  "%s says stock %lld available %lld reserved %lld sold %lld; the log says "
+                  "%lld/%lld/%lld/%lld", d->store, stock, avail, resv, sold, (long long)p->stock,
+                  (long long)p->available, (long long)p->reserved, (long long)p->sold);
+}
+
+static void order_diff(diff_ctx *d, const char *id, const char *status, long long transitions)
+{
+    want_order *w = fs_map_get(d->orders, id);
+    d->compared++;
+    if (!w) {
+        violation("readmodel", id, "", -1, -1, "%s holds an order the log does not know", d->store);
+        return;
+    }
+    if (!strcmp(d->store, "postgres"))
+        w->seen_pg = true;
+    else
+        w->seen_redis = true;
+    if (strcmp(w->status, status) || w->transitions != transitions)
+        violation("readmodel", id, "", -1, -1, "%s says %s with %lld transitions; the log says %s with %d",
+                  d->store, status, transitions, w->status, w->transitions);
+}
+
+typedef struct {
+    diff_ctx *d;
+    bool pg;
+} missing_ctx;
+
+static void order_missing(void *ctx, const char *id, void *v)
+{
+    missing_ctx *m = ctx;
+    want_order *w = v;
+    if (!(m->pg ? w->seen_pg : w->seen_redis))
+        violation("readmodel", id, "", -1, -1, "%s lacks this order (%s in the log)", m->d->store, w->status);
+}
+
+/* Returns 1 compared, 0 not comparable (the store is behind or ahead of what was read). */
+static int diff_pg(const fs_common_config *cfg, audit_ctx *a, diff_ctx *d, char *why, size_t whylen)
+{
+    fs_err err = {0};
+    PGconn *c = fs_pg_connect(cfg, "flashsale-audit", &err);
+    if (!c) {
+        snprintf(why, whylen, "unreachable: %s", err.msg);
+        return -1;
+    }
+    int rc = 1;
+    PGresult *r = PQexec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); /* one snapshot */
+    PQclear(r);
+    r = PQexec(c, "SELECT topic, partition, next_offset FROM projector_offsets WHERE projector = 'postgres'");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(why, whylen, "no read model: %s", PQresultErrorMessage(r));
+        rc = -1;
+    }
+    for (int i = 0; rc == 1 && i < PQntuples(r); i++) {
+        int st = offsets_state(a, PQgetvalue(r, i, 0), atoi(PQgetvalue(r, i, 1)), atoll(PQgetvalue(r, i, 2)));
+        if (st) {
+            snprintf(why, whylen, "%s at %s/%s: offset %s is %s what the audit read", st < 0 ? "behind" : "ahead",
+                     PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), st < 0 ? "before" : "after");
+            rc = 0;
+        }
+    }
+    PQclear(r);
+    if (rc == 1) {
+        r = PQexec(c, "SELECT product_id, stock, available, reserved, sold FROM products");
+        for (int i = 0; i < PQntuples(r); i++)
+            product_diff(d, PQgetvalue(r, i, 0), atoll(PQgetvalue(r, i, 1)), atoll(PQgetvalue(r, i, 2)),
+                         atoll(PQgetvalue(r, i, 3)), atoll(PQgetvalue(r, i, 4)));
+        PQclear(r);
+        r = PQexec(c, "SELECT o.order_id, o.status, count(h.order_id) FROM orders o"
+                      " LEFT JOIN order_status_history h ON h.order_id = o.order_id GROUP BY 1, 2");
+        for (int i = 0; i < PQntuples(r); i++)
+            order_diff(d, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), atoll(PQgetvalue(r, i, 2)));
+        PQclear(r);
+        missing_ctx mc = {d, true};
+        fs_map_foreach(d->orders, order_missing, &mc);
+    }
+    PQclear(PQexec(c, "COMMIT"));
+    PQfinish(c);
+    return rc;
+}
+
+typedef struct {
+    redisContext *c;
+    long long gen;
+    vec ids; /* char[INV_ID_MAX] */
+} rkeys;
+
+static void collect_id(void *ctx, const char *id, void *v)
+{
+    (void)v;
+    rkeys *k = ctx;
+    snprintf(vec_push(&k->ids), INV_ID_MAX, "%s", id);
+}
+
+static int diff_redis(const fs_common_config *cfg, audit_ctx *a, diff_ctx *d, char *why, size_t whylen)
+{
+    fs_err err = {0};
+    redisContext *c = fs_redis_connect(cfg, 2000, &err);
+    if (!c) {
+        snprintf(why, whylen, "unreachable: %s", err.msg);
+        return -1;
+    }
+    int rc = 1;
+    redisReply *r = redisCommand(c, "GET %s", FS_RM_GEN);
+    long long gen = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    freeReplyObject(r);
+    if (!gen) {
+        snprintf(why, whylen, "no generation is served (%s missing)", FS_RM_GEN);
+        redisFree(c);
+        return -1;
+    }
+    r = redisCommand(c, "HGETALL fs:rm:%lld:offsets", gen);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements && rc == 1; i += 2) {
+        char *f = r->element[i]->str, *colon = strrchr(f, ':');
+        if (!colon || *f == '_')
+            continue;
+        *colon = '\0';
+        int st = offsets_state(a, f, atoi(colon + 1), atoll(r->element[i + 1]->str));
+        if (st) {
+            snprintf(why, whylen, "%s at %s/%s: offset %s", st < 0 ? "behind" : "ahead", f, colon + 1,
+                     r->element[i + 1]->str);
+            rc = 0;
+        }
+    }
+    freeReplyObject(r);
+    if (rc == 1) {
+        /* every product: the set of ids, then the counters of each, pipelined */
+        r = redisCommand(c, "ZRANGE fs:rm:%lld:products 0 -1", gen);
+        size_t np = r && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+        for (size_t i = 0; i < np; i++)
+            redisAppendCommand(c, "HMGET fs:rm:%lld:p:%s stock available reserved sold", gen, r->element[i]->str);
+        for (size_t i = 0; i < np; i++) {
+            redisReply *h = NULL;
+            if (redisGetReply(c, (void **)&h) != REDIS_OK || !h || h->elements != 4) {
+                freeReplyObject(h);
+                continue;
+            }
+            long long x[4];
+            for (int j = 0; j < 4; j++)
+                x[j] = h->element[j]->type == REDIS_REPLY_STRING ? atoll(h->element[j]->str) : -1;
+            product_diff(d, r->element[i]->str, x[0], x[1], x[2], x[3]);
+            freeReplyObject(h);
+        }
+        freeReplyObject(r);
+        /* every order the log knows, pipelined in chunks */
+        rkeys k = {c, gen, {NULL, 0, 0, INV_ID_MAX}};
+        fs_map_foreach(d->orders, collect_id, &k);
+        char (*ids)[INV_ID_MAX] = k.ids.v;
+        for (size_t from = 0; from < k.ids.n; from += 1000) {
+            size_t to = from + 1000 < k.ids.n ? from + 1000 : k.ids.n;
+            for (size_t i = from; i < to; i++) {
+                redisAppendCommand(c, "HGET fs:rm:%lld:o:%s status", gen, ids[i]);
+                redisAppendCommand(c, "LLEN fs:rm:%lld:h:%s", gen, ids[i]);
+            }
+            for (size_t i = from; i < to; i++) {
+                redisReply *s = NULL, *n = NULL;
+                redisGetReply(c, (void **)&s);
+                redisGetReply(c, (void **)&n);
+                if (s && s->type == REDIS_REPLY_STRING)
+                    order_diff(d, ids[i], s->str, n && n->type == REDIS_REPLY_INTEGER ? n->integer : -1);
+                freeReplyObject(s);
+                freeReplyObject(n);
+            }
+        }
+        free(k.ids.v);
+        missing_ctx mc = {d, false};
+        fs_map_foreach(d->orders, order_missing, &mc);
+    }
+    redisFree(c);
+    return rc;
+}
+
+/* Diffs both read models; a store that cannot be compared is reported (and is a violation
+ * when `strict`: asked for explicitly). */
+static json_t *diff_read_models(const fs_common_config *cfg, audit_ctx *a, fs_map *products,
+                                bool strict, long wait_ms)
+{
+    json_t *out = json_object();
+    fs_map *orders = expected_orders(a);
+    const char *stores[] = {"postgres", "redis"};
+    for (int i = 0; i < 2; i++) {
+        diff_ctx d = {stores[i], products, orders, 0};
+        char why[512] = "";
+        size_t before = nviolations;
+        int rc;
+        int64_t deadline = fs_mono_ms() + wait_ms;
+        for (;;) { /* a projector still catching up with what was read: give it time */
+            rc = i == 0 ? diff_pg(cfg, a, &d, why, sizeof why) : diff_redis(cfg, a, &d, why, sizeof why);
+            if (rc != 0 || strncmp(why, "behind", 6) || fs_mono_ms() >= deadline)
+                break;
+            fprintf(stderr, "flashsale-audit: read model %s %s; waiting\n", stores[i], why);
+            usleep(500000);
+        }
+        if (rc == 1) {
+            printf("  read model %-8s: %llu rows compared, %zu difference(s)\n", stores[i],
+                   (unsigned long long)d.compared, nviolations - before);
+            json_object_set_new(out, stores[i], json_pack("{s:b,s:I,s:I}", "compared", 1, "rows",
+                                                          (json_int_t)d.compared, "differences",
+                                                          (json_int_t)(nviolations - before)));
+        } else {
+            printf("  read model %-8s: not compared: %s\n", stores[i], why);
+            if (strict)
+                violation("readmodel", "", "", -1, -1, "%s not compared: %s", stores[i], why);
+            json_object_set_new(out, stores[i], json_pack("{s:b,s:s}", "compared", 0, "why", why));
+        }
+    }
+    fs_map_foreach(orders, free_val, NULL);
+    fs_map_destroy(orders);
+    return out;
+}
+
 int main(int argc, char **argv)
 {
     const char *json_out = NULL, *prefix = "", *product = NULL;
     int64_t at = 0;
-    long grace = 60000;
+    long grace = 60000, wait_ms = 30000;
+    int read_models = 1; /* 0 no, 1 when comparable, 2 required (--read-models) */
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--read-models")) {
+            read_models = 2;
+            continue;
+        }
+        if (!strcmp(argv[i], "--no-read-models")) {
+            read_models = 0;
+            continue;
+        }
         if (i + 1 >= argc)
             goto usage;
         if (!strcmp(argv[i], "--json"))
@@ -527,6 +824,8 @@ int main(int argc, char **argv)
             product = argv[++i];
         else if (!strcmp(argv[i], "--grace-ms"))
             grace = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--wait-ms"))
+            wait_ms = atol(argv[++i]);
         else if (!strcmp(argv[i], "--at")) {
             if (fs_time_parse(argv[++i], &at)) {
                 char *end;
@@ -588,6 +887,12 @@ int main(int argc, char **argv)
         else
             printf("  product %s did not exist at %s\n", product, when);
     }
+    json_t *rm = NULL;
+    if (read_models == 2 || (read_models == 1 && !at && !*prefix))
+        rm = diff_read_models(&cfg, &a, products, read_models == 2, wait_ms);
+    else
+        printf("  read models: not compared (%s)\n", read_models == 0 ? "--no-read-models"
+                                                    : "the log was read up to --at or from a copy");
     printf("%s: %zu violation(s)\n", nviolations ? "FAILED" : "OK", nviolations);
     if (json_out) {
         json_t *rep = json_pack("{s:b,s:I,s:{s:I,s:I,s:I},s:I,s:o}", "ok", nviolations == 0,
@@ -595,6 +900,8 @@ int main(int argc, char **argv)
                                 (json_int_t)a.cmds.n, "inventory_events", (json_int_t)a.evs.n,
                                 "order_snapshots", (json_int_t)a.orders.n, "replayed",
                                 (json_int_t)replayed, "violations", violations);
+        json_object_set_new(rep, "read_models", rm ? rm : json_null());
+        rm = NULL;
         if (product) {
             prod_t *p = fs_map_get(products, product);
             json_object_set_new(rep, "product",
@@ -609,6 +916,7 @@ int main(int argc, char **argv)
         json_decref(rep);
     } else
         json_decref(violations);
+    json_decref(rm);
     fs_map_foreach(products, free_val, NULL);
     fs_map_foreach(resv, free_val, NULL);
     fs_map_foreach(orders, free_val, NULL);
@@ -623,6 +931,7 @@ int main(int argc, char **argv)
     return nviolations ? 1 : 0;
 usage:
     fprintf(stderr, "usage: flashsale-audit [--at TIME] [--product ID] [--json FILE] "
-                    "[--topic-prefix P] [--grace-ms N]\n");
+                    "[--topic-prefix P] [--grace-ms N]\n"
+                    "                       [--read-models | --no-read-models] [--wait-ms N]\n");
     return 2;
 }

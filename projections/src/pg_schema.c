@@ -41,6 +41,9 @@ static const char *const migrations[] = {
     "CREATE TABLE projector_offsets ("
     "  projector text NOT NULL, topic text NOT NULL, partition integer NOT NULL,"
     "  next_offset bigint NOT NULL, PRIMARY KEY (projector, topic, partition));",
+    /* 2: freshness: a heartbeat and the last batch's projection lag per projector */
+    "CREATE TABLE projector_status ("
+    "  projector text PRIMARY KEY, heartbeat timestamptz NOT NULL, lag_ms bigint NOT NULL);",
 };
 
 int pg_schema_migrate(PGconn *c, fs_err *err)

@@ -78,16 +78,27 @@ class System:
             os.path.join(self.bindir, "inventory-processor", "flashsale-inventory"), env,
             "test-%s.log" % name)
 
-    def start_projector(self):
+    def start_projector(self, target="postgres", rebuild=False):
+        """Process names: "projector" (postgres) and "projector-redis"."""
         exe = os.path.join(self.bindir, "projections", "flashsale-projector")
-        self.procs["projector"] = self._spawn([exe, "--target", "postgres"], dict(os.environ),
-                                              "test-projector.log")
+        name = "projector" if target == "postgres" else "projector-" + target
+        self.procs[name] = self._spawn([exe, "--target", target] + (["--rebuild"] if rebuild else []),
+                                       dict(os.environ), "test-%s.log" % name)
 
     def sql(self, query):
         """Rows of a query on the test PostgreSQL, as lists of strings."""
         out = subprocess.run(["psql", os.environ["FLASHSALE_PG_URL"], "-At", "-F", "|", "-c", query],
                              capture_output=True, check=True, timeout=60).stdout.decode()
         return [line.split("|") for line in out.splitlines() if line]
+
+    def redis(self, *args):
+        """One redis-cli command on the test Redis; its output lines (--raw)."""
+        env = dict(os.environ, REDISCLI_AUTH=os.environ.get("FLASHSALE_REDIS_PASSWORD", ""))
+        out = subprocess.run(["redis-cli", "-h", os.environ.get("FLASHSALE_REDIS_HOST", "127.0.0.1"),
+                              "-p", os.environ.get("FLASHSALE_REDIS_PORT", "6379"), "--no-auth-warning",
+                              "--raw"] + [str(a) for a in args],
+                             capture_output=True, check=True, timeout=60, env=env).stdout.decode()
+        return out.splitlines()
 
     def start_saga(self, which):
         """which: "orders" or "payments" """

@@ -1,0 +1,47 @@
+/* The Redis read model's key layout, shared by flashsale-projector (writer), flashsale-api
+ * and flashsale-audit (readers).
+ *
+ *   fs:rm:gen                 the generation being served (absent: no Redis read model)
+ *   fs:rm:building            a generation being built (rebuild), not served yet
+ *   fs:rm:seq                 generation counter
+ *   fs:rm:<g>:p:<product>     hash: name description price currency stock available
+ *                             reserved sold starts ends limit paused updated (ms) v
+ *   fs:rm:<g>:products        sorted set of product ids (score 0: ordered by id = time)
+ *   fs:rm:<g>:o:<order>       hash: member status reason amount pay_by created updated
+ *                             items (JSON array) v
+ *   fs:rm:<g>:h:<order>       list of JSON transitions {status, previous, reason, at}
+ *   fs:rm:<g>:offsets         hash "<topic>:<partition>" -> next offset (+ "_created")
+ *   fs:rm:<g>:meta            hash heartbeat_ms lag_ms applied
+ *   channel fs:order:<order>  a JSON {order_id, status} per applied order change
+ *
+ * "v" versions every write: a product's is the offset of its event in inventory.events (one
+ * partition per product); an order's is FS_RM_RANK_INVENTORY + offset for the inventory
+ * decision of a single-item order and FS_RM_RANK_SAGA + offset for the saga's snapshots
+ * (one orders.events partition per order), so a snapshot always wins over a decision and a
+ * replayed event never overwrites a newer one. */
+#ifndef FS_READMODEL_H
+#define FS_READMODEL_H
+
+#define FS_RM_GEN "fs:rm:gen"
+#define FS_RM_BUILDING "fs:rm:building"
+#define FS_RM_SEQ "fs:rm:seq"
+#define FS_RM_ORDER_CHANNEL "fs:order:"
+#define FS_RM_RANK_INVENTORY 1125899906842624LL /* 2^50 */
+#define FS_RM_RANK_SAGA 2251799813685248LL      /* 2^51: exact in a Lua number (double) */
+
+/* Reader scripts: resolve the served generation inside Redis, one round trip.
+ * PRODUCT: ARGV[1] product id -> {hash as flat array, {heartbeat_ms, lag_ms}} or nil.
+ * ORDER:   ARGV[1] order id   -> {hash, history list, {heartbeat_ms, lag_ms}} or nil. */
+#define FS_RM_LUA_GET_PRODUCT                                                                   \
+    "local g = redis.call('GET', 'fs:rm:gen') if not g then return false end "                  \
+    "local h = redis.call('HGETALL', 'fs:rm:' .. g .. ':p:' .. ARGV[1]) "                       \
+    "if #h == 0 then return false end "                                                         \
+    "return {h, redis.call('HMGET', 'fs:rm:' .. g .. ':meta', 'heartbeat_ms', 'lag_ms')}"
+#define FS_RM_LUA_GET_ORDER                                                                     \
+    "local g = redis.call('GET', 'fs:rm:gen') if not g then return false end "                  \
+    "local h = redis.call('HGETALL', 'fs:rm:' .. g .. ':o:' .. ARGV[1]) "                       \
+    "if #h == 0 then return false end "                                                         \
+    "return {h, redis.call('LRANGE', 'fs:rm:' .. g .. ':h:' .. ARGV[1], 0, -1), "               \
+    "redis.call('HMGET', 'fs:rm:' .. g .. ':meta', 'heartbeat_ms', 'lag_ms')}"
+
+#endif

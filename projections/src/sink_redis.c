@@ -1,0 +1,482 @@
+/* The Redis target of flashsale-projector (key layout: fs/readmodel.h).
+ *
+ * Writes are idempotent: every key carries the version of the event that wrote it and a
+ * Lua script applies an event only when its version is newer, so a replayed batch after a
+ * crash, or a rebuild running next to the service, changes nothing twice. Each batch is
+ * pipelined (one round trip), then the next offsets and the heartbeat are written.
+ *
+ * Generations: a rebuild (--rebuild, or Redis found without its read model) writes a new
+ * generation from offset 0 while the API keeps reading the old one (or PostgreSQL when there
+ * is none); when the rebuild has caught up with the log, fs:rm:gen is switched to it and the
+ * old generation's keys are unlinked. A running projector notices, about once a second, that
+ * its generation vanished (Redis flushed or restarted empty) and rebuilds, or that another
+ * process switched the generation, and follows it. */
+#include "projector.h"
+
+#include "fs/db.h"
+#include "fs/id.h"
+#include "fs/log.h"
+#include "fs/readmodel.h"
+
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* KEYS[1] product hash, KEYS[2] product set; ARGV[1] version, ARGV[2] id, then field/value
+ * pairs. */
+static const char lua_product[] =
+    "local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '-1') "
+    "if v >= tonumber(ARGV[1]) then return 0 end "
+    "redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, 3)) "
+    "redis.call('ZADD', KEYS[2], 0, ARGV[2]) return 1";
+/* KEYS[1] order hash, KEYS[2] history list; ARGV[1] version, ARGV[2] channel, ARGV[3]
+ * history entry or '', ARGV[4] message, ARGV[5] created (ms), then field/value pairs. */
+static const char lua_order[] =
+    "local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '-1') "
+    "if v >= tonumber(ARGV[1]) then return 0 end "
+    "redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, 6)) "
+    "redis.call('HSETNX', KEYS[1], 'created', ARGV[5]) "
+    "if ARGV[3] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[3]) end "
+    "redis.call('PUBLISH', ARGV[2], ARGV[4]) return 1";
+
+typedef struct {
+    redisContext *c;
+    long long gen;
+    bool building;
+    char sha_p[48], sha_o[48];
+    int pending; /* commands appended, replies not read */
+    uint64_t applied;
+} rsink;
+
+#define NUM(buf, v) (snprintf(buf, sizeof buf, "%lld", (long long)(v)), buf)
+
+static int reply_err(fs_err *err, redisContext *c, redisReply *r, const char *what)
+{
+    if (!r)
+        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "redis %s: %s", what, c->errstr);
+    fs_err_set(err, FS_ERR_RETRIABLE, 0, "redis %s: %s", what, r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    freeReplyObject(r);
+    return -1;
+}
+
+static redisReply *cmd(rsink *s, fs_err *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(s->c, fmt, ap);
+    va_end(ap);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        reply_err(err, s->c, r, "command");
+        return NULL;
+    }
+    return r;
+}
+
+static long long get_ll(rsink *s, const char *key, fs_err *err, bool *ok)
+{
+    redisReply *r = cmd(s, err, "GET %s", key);
+    *ok = r != NULL;
+    long long v = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    freeReplyObject(r);
+    return v;
+}
+
+static bool has_offsets(rsink *s, long long g, fs_err *err, bool *ok)
+{
+    redisReply *r = cmd(s, err, "EXISTS fs:rm:%lld:offsets", g);
+    *ok = r != NULL;
+    bool yes = r && r->integer == 1;
+    freeReplyObject(r);
+    return yes;
+}
+
+static int connect_redis(projector *p, rsink *s, fs_err *err)
+{
+    if (s->c)
+        redisFree(s->c);
+    s->c = NULL;
+    s->pending = 0;
+    while (!*p->stop) {
+        s->c = fs_redis_connect(&p->cfg, 2000, err);
+        if (s->c)
+            break;
+        if (err->cls == FS_ERR_FATAL)
+            return -1;
+        fs_log_warn("redis not reachable, retrying", json_pack("{s:s}", "error", err->msg));
+        sleep(1);
+    }
+    if (!s->c)
+        return -1;
+    const char *scripts[] = {lua_product, lua_order};
+    char *shas[] = {s->sha_p, s->sha_o};
+    for (int i = 0; i < 2; i++) {
+        redisReply *r = cmd(s, err, "SCRIPT LOAD %s", scripts[i]);
+        if (!r)
+            return -1;
+        snprintf(shas[i], sizeof s->sha_p, "%s", r->str);
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+/* Starts a new generation from offset 0; it is served once it has caught up. */
+static int start_build(rsink *s, const char *why, fs_err *err)
+{
+    bool ok;
+    long long g = 0;
+    redisReply *r = cmd(s, err, "INCR %s", FS_RM_SEQ);
+    if (!r)
+        return -1;
+    g = r->integer;
+    freeReplyObject(r);
+    long long cur = get_ll(s, FS_RM_GEN, err, &ok);
+    if (!ok)
+        return -1;
+    if (g <= cur) { /* the counter was lost but a generation survived: stay above it */
+        freeReplyObject(cmd(s, err, "SET %s %lld", FS_RM_SEQ, cur + 1));
+        g = cur + 1;
+    }
+    char now[24];
+    if (!(r = cmd(s, err, "HSET fs:rm:%lld:offsets _created %s", g, NUM(now, fs_now_ms()))))
+        return -1;
+    freeReplyObject(r);
+    if (!(r = cmd(s, err, "SET %s %lld", FS_RM_BUILDING, g)))
+        return -1;
+    freeReplyObject(r);
+    s->gen = g;
+    s->building = true;
+    fs_log_info("building a new generation of the read model",
+                json_pack("{s:I,s:s,s:I}", "generation", (json_int_t)g, "why", why, "serving",
+                          (json_int_t)cur));
+    return 0;
+}
+
+static int choose_generation(rsink *s, bool rebuild, fs_err *err)
+{
+    bool ok;
+    if (rebuild)
+        return start_build(s, "asked to rebuild", err);
+    long long cur = get_ll(s, FS_RM_GEN, err, &ok);
+    if (!ok)
+        return -1;
+    if (cur && has_offsets(s, cur, err, &ok)) {
+        s->gen = cur;
+        s->building = false;
+        return 0;
+    }
+    long long bld = ok ? get_ll(s, FS_RM_BUILDING, err, &ok) : 0;
+    if (!ok)
+        return -1;
+    if (bld && has_offsets(s, bld, err, &ok)) {
+        s->gen = bld;
+        s->building = true;
+        fs_log_info("resuming the build of a generation", json_pack("{s:I}", "generation", (json_int_t)bld));
+        return 0;
+    }
+    return ok ? start_build(s, cur ? "the served generation has no offsets" : "no read model in redis", err) : -1;
+}
+
+static int r_open(projector *p, bool rebuild, fs_err *err)
+{
+    rsink *s = calloc(1, sizeof *s);
+    p->store = s;
+    while (!*p->stop) {
+        if (connect_redis(p, s, err) == 0 && choose_generation(s, rebuild, err) == 0)
+            return 0;
+        if (err->cls == FS_ERR_FATAL)
+            return -1;
+        fs_log_warn("redis not ready, retrying", json_pack("{s:s}", "error", err->msg));
+        sleep(1);
+    }
+    return -1;
+}
+
+static int r_load_offsets(projector *p, int64_t *next, fs_err *err)
+{
+    rsink *s = p->store;
+    redisReply *r = cmd(s, err, "HGETALL fs:rm:%lld:offsets", s->gen);
+    if (!r)
+        return -1;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const char *f = r->element[i]->str, *colon = strrchr(f, ':');
+        if (!colon)
+            continue;
+        int part = atoi(colon + 1);
+        for (int t = 0; t < PROJ_NTOPICS; t++)
+            if (strlen(proj_topics[t]) == (size_t)(colon - f) && !strncmp(f, proj_topics[t], (size_t)(colon - f)) &&
+                part >= 0 && part < p->nparts)
+                next[t * p->nparts + part] = atoll(r->element[i + 1]->str);
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+static int append(rsink *s, int argc, const char **argv)
+{
+    if (redisAppendCommandArgv(s->c, argc, argv, NULL) != REDIS_OK)
+        return -1;
+    s->pending++;
+    return 0;
+}
+
+static int r_inventory(projector *p, const inv_event *e, int32_t part, int64_t off, fs_err *err)
+{
+    (void)part;
+    rsink *s = p->store;
+    char key[160], set[64], ver[24], t[24], a[24], b[24], c[24], d[24], x[24];
+    snprintf(key, sizeof key, "fs:rm:%lld:p:%s", s->gen, e->product_id);
+    snprintf(set, sizeof set, "fs:rm:%lld:products", s->gen);
+    NUM(ver, off);
+    NUM(t, e->occurred_at);
+    const char *argv[40] = {"EVALSHA", s->sha_p, "2", key, set, ver, e->product_id};
+    int n = 7;
+#define F(name, val) (argv[n++] = (name), argv[n++] = (val))
+    switch (e->type) {
+    case INV_EV_DEFINED:
+        F("name", e->f.name), F("description", e->f.description), F("price", NUM(a, e->f.price));
+        F("currency", e->f.currency[0] ? e->f.currency : "KRW"), F("stock", NUM(b, e->stock));
+        F("available", b), F("reserved", "0"), F("sold", "0");
+        F("starts", NUM(c, e->f.sale_starts_at)), F("ends", NUM(d, e->f.sale_ends_at));
+        F("limit", NUM(x, e->f.per_user_limit)), F("paused", "0"), F("updated", t);
+        break;
+    case INV_EV_UPDATED:
+        if (e->f.has_name)
+            F("name", e->f.name);
+        if (e->f.has_description)
+            F("description", e->f.description);
+        if (e->f.has_price)
+            F("price", NUM(a, e->f.price));
+        if (e->f.has_starts)
+            F("starts", NUM(b, e->f.sale_starts_at));
+        if (e->f.has_ends)
+            F("ends", NUM(c, e->f.sale_ends_at));
+        if (e->f.has_limit)
+            F("limit", NUM(d, e->f.per_user_limit));
+        F("updated", t);
+        break;
+    case INV_EV_PAUSED:
+    case INV_EV_RESUMED:
+        F("paused", e->type == INV_EV_PAUSED ? "1" : "0"), F("updated", t);
+        break;
+    case INV_EV_RESTOCKED:
+    case INV_EV_RESERVED:
+    case INV_EV_COMMITTED:
+    case INV_EV_RELEASED:
+        F("available", NUM(a, e->available)), F("reserved", NUM(b, e->reserved));
+        F("sold", NUM(c, e->sold)), F("stock", NUM(d, (int64_t)e->available + e->reserved + e->sold));
+        F("updated", t);
+        break;
+    default:
+        break;
+    }
+#undef F
+    if (n > 7 && append(s, n, argv))
+        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "redis append: %s", s->c->errstr);
+    if ((e->type != INV_EV_RESERVED && e->type != INV_EV_REJECTED) || e->item_count > 1)
+        return 0; /* checkout lines: the saga's snapshots describe the order */
+    bool ok = e->type == INV_EV_RESERVED;
+    char hkey[160], chan[128], msg[256], items[512];
+    snprintf(key, sizeof key, "fs:rm:%lld:o:%s", s->gen, e->order_id);
+    snprintf(hkey, sizeof hkey, "fs:rm:%lld:h:%s", s->gen, e->order_id);
+    snprintf(chan, sizeof chan, FS_RM_ORDER_CHANNEL "%s", e->order_id);
+    NUM(ver, FS_RM_RANK_INVENTORY + off);
+    const char *status = ok ? "RESERVED" : "REJECTED";
+    snprintf(msg, sizeof msg, "{\"order_id\":\"%s\",\"status\":\"%s\"}", e->order_id, status);
+    snprintf(items, sizeof items,
+             "[{\"product_id\":\"%s\",\"quantity\":%d,\"unit_price\":%lld,\"state\":\"%s\"}]",
+             e->product_id, (int)e->quantity, (long long)e->unit_price, status);
+    const char *oargv[] = {"EVALSHA", s->sha_o, "2", key, hkey, ver, chan, "", msg, t,
+                           "member", e->member_id, "status", status,
+                           "reason", ok ? "" : inv_reason_name(e->reason),
+                           "amount", NUM(a, (int64_t)e->quantity * e->unit_price),
+                           "pay_by", ok ? NUM(b, e->pay_by) : "0", "updated", t, "items", items};
+    if (append(s, (int)(sizeof oargv / sizeof oargv[0]), oargv))
+        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "redis append: %s", s->c->errstr);
+    return 0;
+}
+
+static int r_order(projector *p, const ord_order *o, int32_t part, int64_t off, fs_err *err)
+{
+    (void)part;
+    rsink *s = p->store;
+    char key[160], hkey[160], chan[128], ver[24], t[24], a[24], b[24];
+    snprintf(key, sizeof key, "fs:rm:%lld:o:%s", s->gen, o->order_id);
+    snprintf(hkey, sizeof hkey, "fs:rm:%lld:h:%s", s->gen, o->order_id);
+    snprintf(chan, sizeof chan, FS_RM_ORDER_CHANNEL "%s", o->order_id);
+    NUM(ver, FS_RM_RANK_SAGA + off);
+    NUM(t, o->occurred_at);
+    json_t *items = json_array();
+    for (int i = 0; i < o->nlines; i++)
+        json_array_append_new(items, json_pack("{s:s,s:i,s:I,s:s}", "product_id", o->lines[i].product_id,
+                                               "quantity", (int)o->lines[i].quantity, "unit_price",
+                                               (json_int_t)o->lines[i].unit_price, "state",
+                                               line_state_name(o->lines[i].state)));
+    char *items_s = json_dumps(items, JSON_COMPACT);
+    json_decref(items);
+    char *hist = NULL, *msg = NULL;
+    if (o->previous != o->status)
+        hist = json_dumps(json_pack("{s:s,s:s,s:s,s:I}", "status", ord_status_name(o->status), "previous",
+                                    ord_status_name(o->previous), "reason", o->reason, "at",
+                                    (json_int_t)o->occurred_at),
+                          JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_t *m = json_pack("{s:s,s:s}", "order_id", o->order_id, "status", ord_status_name(o->status));
+    msg = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    const char *argv[] = {"EVALSHA", s->sha_o, "2", key, hkey, ver, chan, hist ? hist : "", msg, t,
+                          "member", o->member_id, "status", ord_status_name(o->status),
+                          "reason", o->reason, "amount", NUM(a, o->amount),
+                          "pay_by", NUM(b, o->pay_by), "updated", t, "items", items_s ? items_s : "[]"};
+    int rc = append(s, (int)(sizeof argv / sizeof argv[0]), argv);
+    free(items_s);
+    free(msg);
+    free(hist);
+    return rc ? fs_err_set(err, FS_ERR_RETRIABLE, 0, "redis append: %s", s->c->errstr) : 0;
+}
+
+static int r_payment(projector *p, const char *kind, avro_value_t *v, int32_t part, int64_t off,
+                     fs_err *err)
+{
+    (void)p, (void)kind, (void)v, (void)part, (void)off, (void)err;
+    return 0; /* payments are read from PostgreSQL only */
+}
+
+static int r_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *err)
+{
+    rsink *s = p->store;
+    int rc = 0;
+    int nreplies = s->pending;
+    s->pending = 0;
+    for (int i = 0; i < nreplies; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(s->c, (void **)&r) != REDIS_OK)
+            return reply_err(err, s->c, NULL, "batch");
+        if (r->type == REDIS_REPLY_ERROR && !rc)
+            rc = reply_err(err, s->c, r, "batch");
+        else
+            freeReplyObject(r);
+    }
+    if (rc)
+        return rc;
+    /* only now, after every change of the batch is in: the offsets */
+    char key[64], f[PROJ_NTOPICS * 64][96], o[PROJ_NTOPICS * 64][24];
+    const char *argv[2 + 2 * PROJ_NTOPICS * 64] = {"HSET", key};
+    int n = 2, k = 0;
+    snprintf(key, sizeof key, "fs:rm:%lld:offsets", s->gen);
+    for (int t = 0; t < PROJ_NTOPICS; t++)
+        for (int i = 0; i < p->nparts && k < PROJ_NTOPICS * 64; i++) {
+            int64_t nx = next[t * p->nparts + i];
+            if (nx < 0)
+                continue;
+            snprintf(f[k], sizeof f[k], "%s:%d", proj_topics[t], i);
+            NUM(o[k], nx);
+            argv[n++] = f[k];
+            argv[n++] = o[k];
+            k++;
+        }
+    char now[24], lag[24];
+    redisReply *r = n > 2 ? redisCommandArgv(s->c, n, argv, NULL) : NULL;
+    if (n > 2 && (!r || r->type == REDIS_REPLY_ERROR))
+        return reply_err(err, s->c, r, "offsets");
+    freeReplyObject(r);
+    r = cmd(s, err, "HSET fs:rm:%lld:meta heartbeat_ms %s lag_ms %s", s->gen, NUM(now, fs_now_ms()),
+            NUM(lag, lag_ms));
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+static void r_rollback(projector *p)
+{
+    rsink *s = p->store;
+    fs_err e = {0};
+    if (connect_redis(p, s, &e)) /* drops unread replies; scripts loaded again */
+        fs_log_warn("redis reconnect failed", json_pack("{s:s}", "error", e.msg));
+}
+
+static void unlink_generation(rsink *s, long long g)
+{
+    char pattern[64], cursor[32] = "0";
+    snprintf(pattern, sizeof pattern, "fs:rm:%lld:*", g);
+    long long n = 0;
+    fs_err e = {0};
+    do {
+        redisReply *r = cmd(s, &e, "SCAN %s MATCH %s COUNT 2000", cursor, pattern);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+            break;
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        redisReply *keys = r->element[1];
+        if (keys->elements) {
+            const char **argv = malloc((keys->elements + 1) * sizeof *argv);
+            argv[0] = "UNLINK";
+            for (size_t i = 0; i < keys->elements; i++)
+                argv[i + 1] = keys->element[i]->str;
+            freeReplyObject(redisCommandArgv(s->c, (int)keys->elements + 1, argv, NULL));
+            free(argv);
+            n += (long long)keys->elements;
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0"));
+    fs_log_info("old generation removed", json_pack("{s:I,s:I}", "generation", (json_int_t)g, "keys", (json_int_t)n));
+}
+
+static int r_tick(projector *p, bool caught_up, fs_err *err)
+{
+    rsink *s = p->store;
+    bool ok;
+    if (!has_offsets(s, s->gen, err, &ok)) {
+        if (!ok)
+            return -1;
+        fs_log_warn("the read model is gone from redis (flushed or restarted empty); rebuilding",
+                    json_pack("{s:I}", "generation", (json_int_t)s->gen));
+        return start_build(s, "read model lost", err) ? -1 : 1;
+    }
+    long long cur = get_ll(s, FS_RM_GEN, err, &ok);
+    if (!ok)
+        return -1;
+    if (s->building && caught_up) {
+        redisReply *r = cmd(s, err, "SET %s %lld", FS_RM_GEN, s->gen);
+        if (!r)
+            return -1;
+        freeReplyObject(r);
+        freeReplyObject(cmd(s, err, "DEL %s", FS_RM_BUILDING));
+        s->building = false;
+        fs_log_info("now serving the rebuilt generation",
+                    json_pack("{s:I,s:I}", "generation", (json_int_t)s->gen, "previous", (json_int_t)cur));
+        if (cur && cur != s->gen)
+            unlink_generation(s, cur);
+    } else if (!s->building && cur != s->gen) {
+        fs_log_info("another projector switched the generation; following it",
+                    json_pack("{s:I,s:I}", "from", (json_int_t)s->gen, "to", (json_int_t)cur));
+        if (cur == 0)
+            return start_build(s, "no generation served", err) ? -1 : 1;
+        s->gen = cur;
+        return 1;
+    }
+    char now[24];
+    redisReply *r = caught_up /* nothing left to apply, so no lag */
+                        ? cmd(s, err, "HSET fs:rm:%lld:meta heartbeat_ms %s lag_ms 0", s->gen,
+                              NUM(now, fs_now_ms()))
+                        : cmd(s, err, "HSET fs:rm:%lld:meta heartbeat_ms %s", s->gen, NUM(now, fs_now_ms()));
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+static void r_close(projector *p)
+{
+    rsink *s = p->store;
+    if (!s)
+        return;
+    if (s->c)
+        redisFree(s->c);
+    free(s);
+    p->store = NULL;
+}
+
+const proj_sink proj_sink_redis = {"redis",   r_open,   r_load_offsets, r_inventory, r_order,
+                                   r_payment, r_commit, r_rollback,     r_tick,      r_close};
