@@ -1,11 +1,31 @@
-# cmake -DSRC_DIR=... -DOUT=... -P embed.cmake : writes a C file holding every .avsc as a string.
+# cmake -DSRC_DIR=... -DOUT=... [-DOVERLAY_DIR=...] -P embed.cmake : writes a C file holding
+# every .avsc as a string. With OVERLAY_DIR (tests: a build with newer schemas), a file there
+# becomes the reader of its name and the file it replaces is kept as the older writer
+# version Name.v0.avsc.
 file(GLOB_RECURSE files RELATIVE ${SRC_DIR} ${SRC_DIR}/*.avsc)
 list(SORT files)
 set(body "/* Generated from the schemas directory at build time. Do not edit. */\n#include \"fs/schemas.h\"\n\n")
 set(table "")
 set(i 0)
+set(entries "")
 foreach(f IN LISTS files)
-  file(READ ${SRC_DIR}/${f} hex HEX)
+  set(name ${f})
+  if(OVERLAY_DIR AND EXISTS ${OVERLAY_DIR}/${f})
+    string(REGEX REPLACE "\\.avsc$" ".v0.avsc" name ${f})
+  endif()
+  list(APPEND entries "${name}|${SRC_DIR}/${f}")
+endforeach()
+if(OVERLAY_DIR)
+  file(GLOB_RECURSE over RELATIVE ${OVERLAY_DIR} ${OVERLAY_DIR}/*.avsc)
+  foreach(f IN LISTS over)
+    list(APPEND entries "${f}|${OVERLAY_DIR}/${f}")
+  endforeach()
+endif()
+foreach(e IN LISTS entries)
+  string(REPLACE "|" ";" parts "${e}")
+  list(GET parts 0 f)
+  list(GET parts 1 path)
+  file(READ ${path} hex HEX)
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
   string(APPEND body "static const char s${i}[] = {${hex}0x00};\n")
   string(APPEND table "    {\"${f}\", s${i}},\n")

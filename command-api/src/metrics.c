@@ -16,6 +16,24 @@ static const double buckets_ms[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 20
 #define NBUCKETS (sizeof buckets_ms / sizeof buckets_ms[0])
 static atomic_ulong latency_buckets[NBUCKETS + 1];
 static atomic_ulong latency_sum_us, latency_count, fast_sold_out, produce_errors;
+static atomic_ulong reads[FS_READ_SOURCES], redis_read_failures;
+static atomic_int breaker_open;
+
+void fs_metrics_read(int source)
+{
+    if (source >= 0 && source < FS_READ_SOURCES)
+        atomic_fetch_add_explicit(&reads[source], 1, memory_order_relaxed);
+}
+
+void fs_metrics_redis_read_failure(void)
+{
+    atomic_fetch_add_explicit(&redis_read_failures, 1, memory_order_relaxed);
+}
+
+void fs_metrics_breaker(int open)
+{
+    atomic_store(&breaker_open, open);
+}
 
 void fs_metrics_decision_latency(double ms)
 {
@@ -96,6 +114,17 @@ char *fs_metrics_render(size_t *len)
     fprintf(f, "# HELP flashsale_kafka_produce_errors_total Commands not produced or not delivered.\n"
                "# TYPE flashsale_kafka_produce_errors_total counter\nflashsale_kafka_produce_errors_total %lu\n",
             atomic_load(&produce_errors));
+    static const char *const sources[FS_READ_SOURCES] = {"redis", "postgres", "log"};
+    fprintf(f, "# HELP flashsale_reads_total Product and order queries by the store that answered.\n"
+               "# TYPE flashsale_reads_total counter\n");
+    for (int i = 0; i < FS_READ_SOURCES; i++)
+        fprintf(f, "flashsale_reads_total{source=\"%s\"} %lu\n", sources[i], atomic_load(&reads[i]));
+    fprintf(f, "# HELP flashsale_redis_read_failures_total Read-model queries Redis failed (timeouts, errors).\n"
+               "# TYPE flashsale_redis_read_failures_total counter\nflashsale_redis_read_failures_total %lu\n",
+            atomic_load(&redis_read_failures));
+    fprintf(f, "# HELP flashsale_redis_breaker_open 1 while Redis is skipped by the circuit breaker.\n"
+               "# TYPE flashsale_redis_breaker_open gauge\nflashsale_redis_breaker_open %d\n",
+            atomic_load(&breaker_open));
     fclose(f);
     char *all = realloc(out, n + tl + 1);
     if (!all) {

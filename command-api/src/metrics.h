@@ -25,6 +25,11 @@ void fs_metrics_decision_latency(double ms);
 void fs_metrics_fast_sold_out(void);
 /* A command could not be produced or was not delivered. */
 void fs_metrics_produce_error(void);
+/* Read-model queries: which store answered (FS_READ_*), Redis failures, breaker state. */
+enum { FS_READ_REDIS, FS_READ_POSTGRES, FS_READ_LOG, FS_READ_SOURCES };
+void fs_metrics_read(int source);
+void fs_metrics_redis_read_failure(void);
+void fs_metrics_breaker(int open);
 /* Renders the Prometheus text exposition into a malloc'd string; *len its length. */
 char *fs_metrics_render(size_t *len);
 

@@ -1,5 +1,6 @@
 /* Product and order queries over the Redis and PostgreSQL read models; see readmodel.h. */
 #include "readmodel.h"
+#include "metrics.h"
 
 #include "fs/id.h"
 #include "fs/log.h"
@@ -34,14 +35,18 @@ static bool breaker_allow(void)
 static void breaker_ok(void)
 {
     atomic_store(&fails, 0);
-    if (atomic_exchange(&open_until, 0))
+    if (atomic_exchange(&open_until, 0)) {
+        fs_metrics_breaker(0);
         fs_log_info("redis read model reachable again; breaker closed", NULL);
+    }
 }
 
 static void breaker_failed(const char *why)
 {
     api_redis_drop();
+    fs_metrics_redis_read_failure();
     if (atomic_fetch_add(&fails, 1) + 1 >= FS_RM_BREAKER_FAILS) {
+        fs_metrics_breaker(1);
         if (atomic_exchange(&open_until, fs_mono_ms() + FS_RM_BREAKER_OPEN_MS) == 0)
             fs_log_warn("redis read model failing; breaker open, reading PostgreSQL",
                         json_pack("{s:s,s:i}", "error", why, "open_ms", FS_RM_BREAKER_OPEN_MS));
@@ -325,6 +330,8 @@ bool api_rm_order(api_ctx *a, const char *id, api_order *o, api_fresh *f)
 
 json_t *api_fresh_json(const api_fresh *f)
 {
+    fs_metrics_read(!strcmp(f->source, "redis") ? FS_READ_REDIS
+                    : !strcmp(f->source, "postgres") ? FS_READ_POSTGRES : FS_READ_LOG);
     json_t *o = json_pack("{s:s}", "source", f->source);
     if (strcmp(f->source, "log"))
         json_object_set_new(o, "projection_lag_ms", f->lag_ms >= 0 ? json_integer(f->lag_ms) : json_null());

@@ -218,9 +218,10 @@ static void report(driver *d, int64_t elapsed_ms, bool behind)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: flashsale-projector --target postgres|redis [--rebuild]\n"
+    fprintf(stderr, "usage: flashsale-projector --target postgres|redis [--rebuild] | --schemas\n"
                     "  --rebuild  rebuild the read model from offset 0 (postgres: in place;\n"
-                    "             redis: into a new generation, switched to when caught up)\n");
+                    "             redis: into a new generation, switched to when caught up)\n"
+                    "  --schemas  list the Avro schemas of this build (name, fingerprint, role)\n");
 }
 
 int main(int argc, char **argv)
@@ -234,7 +235,19 @@ int main(int argc, char **argv)
             target = argv[++i];
         else if (!strcmp(argv[i], "--rebuild"))
             rebuild = true;
-        else {
+        else if (!strcmp(argv[i], "--schemas")) { /* what this build reads and writes */
+            fs_codec *c = fs_codec_new(&err);
+            if (!c)
+                fs_config_die(&err);
+            for (size_t k = 0; k < fs_codec_count(c); k++) {
+                const fs_schema *sc = fs_codec_at(c, k);
+                printf("%s %016llx %s\n", fs_schema_fullname(sc),
+                       (unsigned long long)fs_schema_fingerprint(sc),
+                       fs_schema_is_reader(sc) ? "reader" : "writer");
+            }
+            fs_codec_destroy(c);
+            return 0;
+        } else {
             usage();
             return 2;
         }
