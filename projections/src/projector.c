@@ -5,7 +5,8 @@
  * FLASHSALE_PROJECTOR_BATCH_MS), has the target commit each batch with the next offsets, and
  * redoes a failed batch from what the target stored. Undecodable records go to the
  * dead-letter topic. While behind the log it logs progress (percent, rate, ETA) every 2 s;
- * afterwards every 10 s with the projection lag percentiles (commit time - record time). */
+ * afterwards every FLASHSALE_PROJECTOR_REPORT_MS (10000) with the projection lag percentiles
+ * of the window (commit time - record time). */
 #include "projector.h"
 
 #include "fs/id.h"
@@ -34,7 +35,7 @@ typedef struct {
     projector p;
     fs_codec *codec;
     rd_kafka_t *consumer, *dlq;
-    long batch_max, batch_ms;
+    long batch_max, batch_ms, report_ms;
     int n;           /* PROJ_NTOPICS * nparts */
     int64_t *next;   /* next offset per partition after the open batch (-1 untouched) */
     int64_t *pos;    /* next offset per partition, for progress */
@@ -261,7 +262,8 @@ int main(int argc, char **argv)
     fs_log_init(strcmp(target, "redis") ? "projector-postgres" : "projector-redis", FS_LOG_INFO);
     if (fs_common_config_load(&d.p.cfg, &err) ||
         fs_env_int("FLASHSALE_PROJECTOR_BATCH", 2000, 1, 100000, &d.batch_max, &err) ||
-        fs_env_int("FLASHSALE_PROJECTOR_BATCH_MS", 50, 1, 60000, &d.batch_ms, &err))
+        fs_env_int("FLASHSALE_PROJECTOR_BATCH_MS", 50, 1, 60000, &d.batch_ms, &err) ||
+        fs_env_int("FLASHSALE_PROJECTOR_REPORT_MS", 10000, 100, 3600000, &d.report_ms, &err))
         fs_config_die(&err);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
@@ -356,7 +358,7 @@ int main(int argc, char **argv)
             }
             was_caught_up = false;
         }
-        if (now - last_report >= (caught_up(&d) ? 10000 : 2000)) {
+        if (now - last_report >= (caught_up(&d) ? d.report_ms : d.report_ms < 2000 ? d.report_ms : 2000)) {
             report(&d, now - last_report, !caught_up(&d));
             last_report = now;
         }

@@ -2,9 +2,12 @@
  *
  * Exactly-once effect: a batch's statements and the next offsets of the partitions it read
  * are written in ONE PostgreSQL transaction, and the projector resumes from the offsets
- * stored there (projector_offsets), not from Kafka's. Statements are prepared once per
- * connection and sent in libpq's pipeline mode (no round trip per statement; results are
- * drained every PG_DRAIN statements so neither side's buffers fill up).
+ * stored there (projector_offsets), not from Kafka's. The frequent changes (counters,
+ * orders, lines, history, payments) are buffered per batch, compacted where only the last
+ * value counts (a product's counters, an order's snapshot, a line) and written as one
+ * multi-row statement per kind (unnest of arrays); product definitions and edits go one by
+ * one, before them. Statements are prepared once per connection and sent in libpq's pipeline
+ * mode (no round trip per statement; results drained every PG_DRAIN statements).
  * Idempotent by construction as well: counters are the absolute values the events carry,
  * history and payment rows are keyed by their source partition and offset, orders are
  * upserts; an inventory decision never overwrites a status the saga already wrote.
@@ -15,8 +18,10 @@
 
 #include "fs/db.h"
 #include "fs/log.h"
+#include "fs/map.h"
 
 #include <libpq-fe.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +30,24 @@
 #define PG_NAME "postgres"
 #define PG_DRAIN 256
 
+/* One kind of buffered row: columns of text values (NULL allowed); with `compact`, a row
+ * whose key (its first `keycols` columns) is already buffered replaces it. */
+typedef struct {
+    const char *stmt;
+    int ncols, keycols;
+    bool compact;
+    char **v; /* rows * ncols */
+    size_t rows, cap;
+    fs_map *index; /* key -> row + 1 */
+} rowbuf;
+
+enum { B_CNT, B_OINV, B_IINV, B_OSNAP, B_ISNAP, B_HIST, B_PAY, NBUF };
+
 typedef struct {
     PGconn *c;
     bool piped;
     int queued;
+    rowbuf buf[NBUF];
 } pgsink;
 
 static const struct {
@@ -44,34 +63,47 @@ static const struct {
             " sale_starts_at = coalesce(to_timestamp($5::bigint / 1000.0), sale_starts_at),"
             " sale_ends_at = coalesce(to_timestamp($6::bigint / 1000.0), sale_ends_at),"
             " per_user_limit = coalesce($7::integer, per_user_limit),"
-            " updated_at = to_timestamp($8::bigint / 1000.0) WHERE product_id = $1"},
-    {"pause", "UPDATE products SET paused = $2, updated_at = to_timestamp($3::bigint / 1000.0)"
-              " WHERE product_id = $1"},
-    {"cnt", "UPDATE products SET available = $2, reserved = $3, sold = $4,"
-            " stock = $2::integer + $3::integer + $4::integer,"
-            " updated_at = to_timestamp($5::bigint / 1000.0) WHERE product_id = $1"},
+            " updated_at = greatest(updated_at, to_timestamp($8::bigint / 1000.0))"
+            " WHERE product_id = $1"},
+    {"pause", "UPDATE products SET paused = $2,"
+              " updated_at = greatest(updated_at, to_timestamp($3::bigint / 1000.0)) WHERE product_id = $1"},
+    {"cnt", "UPDATE products p SET available = u.a, reserved = u.r, sold = u.s,"
+            " stock = u.a + u.r + u.s,"
+            " updated_at = greatest(p.updated_at, to_timestamp(u.t / 1000.0))"
+            " FROM unnest($1::text[], $2::integer[], $3::integer[], $4::integer[], $5::bigint[])"
+            " AS u(id, a, r, s, t) WHERE p.product_id = u.id"},
     {"oinv", "INSERT INTO orders (order_id, member_id, status, reason, amount, pay_by,"
-             " created_at, updated_at) VALUES ($1, $2, $3, $4, $5,"
-             " to_timestamp($6::bigint / 1000.0), to_timestamp($7::bigint / 1000.0),"
-             " to_timestamp($7::bigint / 1000.0)) ON CONFLICT (order_id) DO NOTHING"},
+             " created_at, updated_at) SELECT id, m, st, re, am, to_timestamp(pb / 1000.0),"
+             " to_timestamp(t / 1000.0), to_timestamp(t / 1000.0) FROM unnest($1::text[],"
+             " $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[])"
+             " AS u(id, m, st, re, am, pb, t) ON CONFLICT (order_id) DO NOTHING"},
     {"iinv", "INSERT INTO order_items (order_id, line, product_id, quantity, unit_price, state)"
-             " VALUES ($1, 0, $2, $3, $4, $5) ON CONFLICT (order_id, line) DO NOTHING"},
+             " SELECT id, 0, pr, q, up, st FROM unnest($1::text[], $2::text[], $3::integer[],"
+             " $4::bigint[], $5::text[]) AS u(id, pr, q, up, st)"
+             " ON CONFLICT (order_id, line) DO NOTHING"},
     {"osnap", "INSERT INTO orders (order_id, member_id, status, reason, amount, pay_by, created_at,"
-              " updated_at) VALUES ($1, $2, $3, $4, $5, to_timestamp($6::bigint / 1000.0),"
-              " to_timestamp($7::bigint / 1000.0), to_timestamp($7::bigint / 1000.0))"
+              " updated_at) SELECT id, m, st, re, am, to_timestamp(pb / 1000.0),"
+              " to_timestamp(t / 1000.0), to_timestamp(t / 1000.0) FROM unnest($1::text[],"
+              " $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[])"
+              " AS u(id, m, st, re, am, pb, t)"
               " ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status,"
               " reason = EXCLUDED.reason, amount = EXCLUDED.amount,"
               " pay_by = coalesce(EXCLUDED.pay_by, orders.pay_by), updated_at = EXCLUDED.updated_at"},
     {"isnap", "INSERT INTO order_items (order_id, line, product_id, quantity, unit_price, state)"
-              " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, line) DO UPDATE SET"
+              " SELECT id, ln, pr, q, up, st FROM unnest($1::text[], $2::integer[], $3::text[],"
+              " $4::integer[], $5::bigint[], $6::text[]) AS u(id, ln, pr, q, up, st)"
+              " ON CONFLICT (order_id, line) DO UPDATE SET"
               " product_id = EXCLUDED.product_id, quantity = EXCLUDED.quantity,"
               " unit_price = EXCLUDED.unit_price, state = EXCLUDED.state"},
     {"hist", "INSERT INTO order_status_history (order_id, status, previous, reason, at,"
-             " source_partition, source_offset) VALUES ($1, $2, $3, $4,"
-             " to_timestamp($5::bigint / 1000.0), $6, $7) ON CONFLICT DO NOTHING"},
+             " source_partition, source_offset) SELECT id, st, pv, re, to_timestamp(t / 1000.0),"
+             " pa, o FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],"
+             " $6::integer[], $7::bigint[]) AS u(id, st, pv, re, t, pa, o) ON CONFLICT DO NOTHING"},
     {"pay", "INSERT INTO payments (order_id, attempt, kind, amount, payment_id, reason, at,"
-            " source_partition, source_offset) VALUES ($1, $2, $3, $4, $5, $6,"
-            " to_timestamp($7::bigint / 1000.0), $8, $9) ON CONFLICT DO NOTHING"},
+            " source_partition, source_offset) SELECT id, at, k, am, pi, re, to_timestamp(t / 1000.0),"
+            " pa, o FROM unnest($1::text[], $2::integer[], $3::text[], $4::bigint[], $5::text[],"
+            " $6::text[], $7::bigint[], $8::integer[], $9::bigint[])"
+            " AS u(id, at, k, am, pi, re, t, pa, o) ON CONFLICT DO NOTHING"},
     {"off", "INSERT INTO projector_offsets (projector, topic, partition, next_offset)"
             " VALUES ($1, $2, $3, $4) ON CONFLICT (projector, topic, partition)"
             " DO UPDATE SET next_offset = EXCLUDED.next_offset"},
@@ -136,10 +168,144 @@ static int send_q(pgsink *s, const char *stmt, int n, const char *const *v, fs_e
     return ++s->queued >= PG_DRAIN ? drain(s, err) : 0;
 }
 
+
+/* ---- buffered multi-row writes ----------------------------------------------------------- */
+
+static const struct {
+    const char *stmt;
+    int ncols, keycols;
+    bool compact;
+} kinds[NBUF] = {
+    [B_CNT] = {"cnt", 5, 1, true},     [B_OINV] = {"oinv", 7, 1, false},
+    [B_IINV] = {"iinv", 5, 1, false},  [B_OSNAP] = {"osnap", 7, 1, true},
+    [B_ISNAP] = {"isnap", 6, 2, true}, [B_HIST] = {"hist", 7, 0, false},
+    [B_PAY] = {"pay", 9, 0, false},
+};
+
+static void buf_reset(rowbuf *b)
+{
+    for (size_t i = 0; i < b->rows * (size_t)b->ncols; i++)
+        free(b->v[i]);
+    b->rows = 0;
+    fs_map_destroy(b->index);
+    b->index = NULL;
+}
+
+static void buf_add(rowbuf *b, const char *const *vals)
+{
+    size_t row = b->rows;
+    if (b->compact) {
+        char key[2 * INV_ID_MAX + 16];
+        snprintf(key, sizeof key, "%s|%s", vals[0] ? vals[0] : "", b->keycols > 1 && vals[1] ? vals[1] : "");
+        if (!b->index)
+            b->index = fs_map_new(1024);
+        uintptr_t at = (uintptr_t)fs_map_get(b->index, key);
+        if (at) { /* only the last value of this key counts */
+            row = at - 1;
+            for (int c = 0; c < b->ncols; c++) {
+                free(b->v[row * (size_t)b->ncols + (size_t)c]);
+                b->v[row * (size_t)b->ncols + (size_t)c] = vals[c] ? strdup(vals[c]) : NULL;
+            }
+            return;
+        }
+        fs_map_put(b->index, key, (void *)(row + 1));
+    }
+    if (b->rows == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 256;
+        b->v = realloc(b->v, b->cap * (size_t)b->ncols * sizeof *b->v);
+        if (!b->v) {
+            fprintf(stderr, "flashsale-projector: out of memory\n");
+            exit(1);
+        }
+    }
+    for (int c = 0; c < b->ncols; c++)
+        b->v[row * (size_t)b->ncols + (size_t)c] = vals[c] ? strdup(vals[c]) : NULL;
+    b->rows++;
+}
+
+/* An array literal {"a","b",NULL} of one column. */
+static char *array_literal(const rowbuf *b, int col)
+{
+    size_t n = 3;
+    for (size_t r = 0; r < b->rows; r++) {
+        const char *v = b->v[r * (size_t)b->ncols + (size_t)col];
+        n += v ? 2 * strlen(v) + 3 : 5;
+    }
+    char *out = malloc(n), *o = out;
+    if (!out)
+        return NULL;
+    *o++ = '{';
+    for (size_t r = 0; r < b->rows; r++) {
+        const char *v = b->v[r * (size_t)b->ncols + (size_t)col];
+        if (r)
+            *o++ = ',';
+        if (!v) {
+            memcpy(o, "NULL", 4);
+            o += 4;
+            continue;
+        }
+        *o++ = '"';
+        for (; *v; v++) {
+            if (*v == '"' || *v == '\\')
+                *o++ = '\\';
+            *o++ = *v;
+        }
+        *o++ = '"';
+    }
+    *o++ = '}';
+    *o = '\0';
+    return out;
+}
+
+static int send_q(pgsink *s, const char *stmt, int n, const char *const *v, fs_err *err);
+
+static int buf_flush(pgsink *s, fs_err *err)
+{
+    for (int k = 0; k < NBUF; k++) {
+        rowbuf *b = &s->buf[k];
+        if (!b->rows)
+            continue;
+        char *cols[9] = {0};
+        int rc = 0;
+        for (int c = 0; c < b->ncols; c++)
+            if (!(cols[c] = array_literal(b, c)))
+                rc = fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
+        if (rc == 0)
+            rc = send_q(s, b->stmt, b->ncols, (const char *const *)cols, err);
+        for (int c = 0; c < b->ncols; c++)
+            free(cols[c]);
+        buf_reset(b);
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+static void buf_init(pgsink *s)
+{
+    for (int k = 0; k < NBUF; k++) {
+        s->buf[k].stmt = kinds[k].stmt;
+        s->buf[k].ncols = kinds[k].ncols;
+        s->buf[k].keycols = kinds[k].keycols;
+        s->buf[k].compact = kinds[k].compact;
+    }
+}
+
+static void buf_free(pgsink *s)
+{
+    for (int k = 0; k < NBUF; k++) {
+        buf_reset(&s->buf[k]);
+        free(s->buf[k].v);
+        s->buf[k].v = NULL;
+        s->buf[k].cap = 0;
+    }
+}
+
 static int pg_open(projector *p, bool rebuild, fs_err *err)
 {
     pgsink *s = calloc(1, sizeof *s);
     p->store = s;
+    buf_init(s);
     for (;;) { /* PostgreSQL may come up after us */
         s->c = fs_pg_connect(&p->cfg, "flashsale-projector", err);
         if (s->c || err->cls == FS_ERR_FATAL || *p->stop)
@@ -218,8 +384,7 @@ static int pg_inventory(projector *p, const inv_event *e, int32_t part, int64_t 
     case INV_EV_COMMITTED:
     case INV_EV_RELEASED: {
         const char *v[] = {e->product_id, NUM(a, e->available), NUM(b, e->reserved), NUM(c, e->sold), t};
-        if (send_q(s, "cnt", 5, v, err))
-            return -1;
+        buf_add(&s->buf[B_CNT], v);
         if (e->type != INV_EV_RESERVED)
             return 0;
     } /* fall through: a single-item reservation is also an order */
@@ -232,11 +397,11 @@ static int pg_inventory(projector *p, const inv_event *e, int32_t part, int64_t 
                            ok ? "" : inv_reason_name(e->reason),
                            NUM(a, (int64_t)e->quantity * e->unit_price),
                            ok ? NUM(b, e->pay_by) : NULL, t};
-        if (send_q(s, "oinv", 7, v, err))
-            return -1;
+        buf_add(&s->buf[B_OINV], v);
         const char *l[] = {e->order_id, e->product_id, NUM(c, e->quantity), NUM(d, e->unit_price),
                            ok ? "RESERVED" : "REJECTED"};
-        return send_q(s, "iinv", 5, l, err);
+        buf_add(&s->buf[B_IINV], l);
+        return 0;
     }
     default:
         return 0;
@@ -250,20 +415,20 @@ static int pg_order(projector *p, const ord_order *o, int32_t part, int64_t off,
     NUM(t, o->occurred_at);
     const char *v[] = {o->order_id, o->member_id, ord_status_name(o->status), o->reason,
                        NUM(a, o->amount), o->pay_by ? NUM(b, o->pay_by) : NULL, t};
-    if (send_q(s, "osnap", 7, v, err))
-        return -1;
+    (void)err;
+    buf_add(&s->buf[B_OSNAP], v);
     for (int i = 0; i < o->nlines; i++) {
         const char *l[] = {o->order_id, NUM(ln, i), o->lines[i].product_id,
                            NUM(q, o->lines[i].quantity), NUM(pr, o->lines[i].unit_price),
                            line_state_name(o->lines[i].state)};
-        if (send_q(s, "isnap", 6, l, err))
-            return -1;
+        buf_add(&s->buf[B_ISNAP], l);
     }
     if (o->previous == o->status)
         return 0; /* a line's progress, not a transition */
     const char *h[] = {o->order_id, ord_status_name(o->status), ord_status_name(o->previous),
                        o->reason, t, NUM(pp, part), NUM(oo, off)};
-    return send_q(s, "hist", 7, h, err);
+    buf_add(&s->buf[B_HIST], h);
+    return 0;
 }
 
 static int pg_payment(projector *p, const char *kind, avro_value_t *v, int32_t part, int64_t off,
@@ -278,12 +443,16 @@ static int pg_payment(projector *p, const char *kind, avro_value_t *v, int32_t p
                           NUM(a, fs_av_read_long(v, "amount", 0, NULL)), pid, reason,
                           NUM(t, fs_av_read_long(v, "occurred_at", 0, NULL)), NUM(pp, part),
                           NUM(oo, off)};
-    return send_q(s, "pay", 9, vals, err);
+    (void)err;
+    buf_add(&s->buf[B_PAY], vals);
+    return 0;
 }
 
 static int pg_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *err)
 {
     pgsink *s = p->store;
+    if (buf_flush(s, err))
+        return -1;
     for (int t = 0; t < PROJ_NTOPICS; t++)
         for (int i = 0; i < p->nparts; i++) {
             int64_t n = next[t * p->nparts + i];
@@ -307,6 +476,8 @@ static int pg_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *
 static void pg_rollback(projector *p)
 {
     pgsink *s = p->store;
+    for (int k = 0; k < NBUF; k++)
+        buf_reset(&s->buf[k]);
     if (s->piped) {
         fs_err e = {0};
         drain(s, &e);
@@ -342,6 +513,7 @@ static void pg_close(projector *p)
     if (!s)
         return;
     PQfinish(s->c);
+    buf_free(s);
     free(s);
     p->store = NULL;
 }
