@@ -2,12 +2,14 @@
 # Read-model benchmark on a dedicated system (own run directory and ports; infrastructure
 # only, no workers: the events come from perf/flashsale-synth).
 #
-#   perf/projector.sh [ORDERS] [RATE]        (50000 orders = 6 events each; 20000 events/s)
+#   perf/projector.sh [ORDERS] [RATES]       (50000 orders = 6 events each; "5000 10000 20000")
 #
 # 1. apply rate: ORDERS orders' events written as fast as possible, then each projector
 #    started on the full log alone; events/s from start to "caught up" (its own log);
-# 2. lag under sustained load: both projectors running while flashsale-synth writes RATE
-#    events/s for 30 s; the projectors' own lag percentiles (commit time - record time);
+# 2. lag under sustained load: both projectors running while flashsale-synth writes each
+#    RATE events/s for 20 s in turn (waiting for both to catch up in between); the
+#    projectors' own lag percentiles (commit time - record time) over 2 s windows: the
+#    median window's p50 and p99, the worst window's p99, the largest lag seen;
 # 3. GET /api/products/{id}/stock (Redis read model, then PostgreSQL after the Redis model
 #    is unset) next to GET /healthz of the same server, with wrk, side by side.
 # Writes perf/out/projector-<time>.json and prints a summary.
@@ -16,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 . "$root/infra/lib.sh"
 ORDERS=${1:-50000}
-RATE=${2:-20000}
+RATES=${2:-5000 10000 20000}
 BUILD="$root/build"
 cd "$root"
 make -s build >/dev/null
@@ -80,12 +82,25 @@ for t in postgres redis; do
   fs_say "$t: $events events in ${secs}s = $(/usr/bin/python3 -c "print(round($events / $secs))") events/s"
 done
 
-fs_say "sustained: both projectors running, $RATE events/s for 30 s"
 "$proj" --target postgres >"$logs/sustained-postgres.log" 2>&1 & pids+=($!)
 "$proj" --target redis >"$logs/sustained-redis.log" 2>&1 & pids+=($!)
 sleep 3
-"$BUILD/perf/flashsale-synth" --orders $((RATE * 30 / 6)) --rate "$RATE" >"$out/synth-sustained-$stamp.json"
-sleep 4
+caught_up() { # both projectors have applied everything written so far
+  local pg rd
+  pg=$(psql "$FLASHSALE_PG_URL" -Atc "SELECT lag_ms FROM projector_status WHERE projector = 'postgres'")
+  rd=$(REDISCLI_AUTH=$FLASHSALE_REDIS_PASSWORD redis-cli -p "$FLASHSALE_REDIS_PORT" --no-auth-warning \
+       EVAL "return redis.call('HGET', 'fs:rm:' .. redis.call('GET', 'fs:rm:gen') .. ':meta', 'lag_ms')" 0)
+  [ "$pg" = 0 ] && [ "$rd" = 0 ]
+}
+: >"$out/steps-$stamp.txt"
+for rate in $RATES; do
+  fs_say "sustained: both projectors running, $rate events/s for 20 s"
+  t0=$(date +%s.%N)
+  "$BUILD/perf/flashsale-synth" --orders $((rate * 20 / 6)) --rate "$rate" >"$out/synth-$rate-$stamp.json" 2>/dev/null
+  t1=$(date +%s.%N)
+  for _ in $(seq 300); do sleep 1; caught_up && break; done
+  echo "$rate $t0 $t1 $(date +%s.%N)" >>"$out/steps-$stamp.txt"
+done
 
 fs_say "GET stock (Redis, then PostgreSQL) next to GET /healthz, wrk -t2 -c64 -d8s each"
 "$BUILD/command-api/flashsale-api" >"$logs/bench-api.log" 2>&1 & pids+=($!)
@@ -101,28 +116,36 @@ REDISCLI_AUTH=$FLASHSALE_REDIS_PASSWORD redis-cli -p "$FLASHSALE_REDIS_PORT" --n
 curl -fsS "$url/api/products/$pid/stock" | grep -q '"source":"postgres"' || fs_die "stock not served from postgres"
 pg1=$(bench "$url/api/products/$pid/stock")
 
-/usr/bin/python3 - "$out" "$stamp" "$events" "$RATE" "$logs" "$triv1" "$redis1" "$triv2" "$redis2" "$pg1" <<'PY'
-import json, sys
-out, stamp, events, rate, logs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-triv1, redis1, triv2, redis2, pg1 = (float(x) for x in sys.argv[6:11])
+/usr/bin/python3 - "$out" "$stamp" "$events" "$logs" "$triv1" "$redis1" "$triv2" "$redis2" "$pg1" <<'PY'
+import datetime, json, sys
+out, stamp, events, logs = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+triv1, redis1, triv2, redis2, pg1 = (float(x) for x in sys.argv[5:10])
 apply = dict(l.split() for l in open("%s/apply-%s.txt" % (out, stamp)))
-synth = json.load(open("%s/synth-sustained-%s.json" % (out, stamp)))
-lag = {}
-for t in ("postgres", "redis"):
-    windows = []
-    for line in open("%s/sustained-%s.log" % (logs, t)):
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        if r.get("msg") in ("progress", "catching up") and r.get("applied", 0) > 0 and r.get("events_per_s", 0) > 0:
-            windows.append((r["lag_p50_ms"], r["lag_p99_ms"], r["lag_max_ms"], r["events_per_s"]))
-    lag[t] = {"windows": len(windows), "p50_ms_max": max(w[0] for w in windows),
-              "p99_ms_max": max(w[1] for w in windows), "max_ms": max(w[2] for w in windows),
-              "events_per_s_max": max(w[3] for w in windows)}
+steps = []
+for line in open("%s/steps-%s.txt" % (out, stamp)):
+    rate, t0, t1, t2 = line.split()
+    synth = json.load(open("%s/synth-%s-%s.json" % (out, rate, stamp)))
+    step = {"rate": int(rate), "written_events_per_s": synth["events_per_s"],
+            "caught_up_after_s": round(float(t2) - float(t1), 1)}
+    for t in ("postgres", "redis"):
+        windows = []
+        for l in open("%s/sustained-%s.log" % (logs, t)):
+            try:
+                r = json.loads(l)
+            except ValueError:
+                continue
+            ts = datetime.datetime.fromisoformat(r["ts"].replace("Z", "+00:00")).timestamp()
+            if r.get("msg") in ("progress", "catching up") and float(t0) < ts <= float(t2) + 2 \
+                    and r.get("events_per_s", 0) > 0:
+                windows.append((r["lag_p50_ms"], r["lag_p99_ms"], r["lag_max_ms"]))
+        p99s = sorted(w[1] for w in windows)
+        step[t] = {"windows": len(windows), "lag_p50_ms_median": sorted(w[0] for w in windows)[len(windows) // 2],
+                   "lag_p99_ms_median": p99s[len(p99s) // 2], "lag_p99_ms_worst": p99s[-1],
+                   "lag_max_ms": max(w[2] for w in windows)}
+    steps.append(step)
 res = {"events": events,
        "apply_events_per_s": {t: round(events / float(s)) for t, s in apply.items()},
-       "sustained": {"target_rate": rate, "written_events_per_s": synth["events_per_s"], "lag": lag},
+       "sustained": steps,
        "stock_rps": {"trivial": [triv1, triv2], "redis": [redis1, redis2], "postgres": [pg1]},
        "redis_vs_trivial": [round(redis1 / triv1, 2), round(redis2 / triv2, 2)],
        "postgres_vs_trivial": round(pg1 / ((triv1 + triv2) / 2), 2)}

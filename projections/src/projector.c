@@ -62,6 +62,12 @@ static int64_t lag_pct(driver *d, double q)
 {
     if (!d->lag_n)
         return 0;
+    if (q >= 1.0) { /* the largest */
+        for (int i = LAG_BUCKETS - 1; i > 0; i--)
+            if (d->lag[i])
+                return i;
+        return 0;
+    }
     uint64_t want = (uint64_t)(q * (double)d->lag_n), seen = 0;
     for (int i = 0; i < LAG_BUCKETS; i++)
         if ((seen += d->lag[i]) > want)
