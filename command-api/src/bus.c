@@ -269,7 +269,7 @@ static void *stream_main(void *arg)
         int other = admin && nparts > 0 ? fs_kafka_partition_count(admin, FS_TOPIC_ORDERS_EVENTS, 5000, &err) : -1;
         if (nparts > 0 && other == nparts) {
             end = calloc((size_t)(NSTREAM * nparts), sizeof *end);
-            rd_kafka_conf_t *pc = rd_kafka_conf_new();
+            rd_kafka_conf_t *pc = fs_kafka_conf_new();
             char e[256];
             rd_kafka_conf_set(pc, "bootstrap.servers", b->cfg->brokers, e, sizeof e);
             rd_kafka_conf_set(pc, "group.id", "flashsale-api-probe", e, sizeof e);
@@ -381,7 +381,7 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
     b->view = inv_state_new(0);
     b->orders = fs_map_new(4096);
     b->waiters = fs_map_new(1024);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_t *conf = fs_kafka_conf_new();
     char e[256];
     const char *kv[][2] = {{"bootstrap.servers", cfg->brokers},
                            {"client.id", "flashsale-api"},

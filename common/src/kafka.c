@@ -67,6 +67,13 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
            json_pack("{s:s,s:s}", "facility", fac, "detail", buf));
 }
 
+rd_kafka_conf_t *fs_kafka_conf_new(void)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    return conf;
+}
+
 static rd_kafka_t *client_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, fs_err *err)
 {
     char e[512];

@@ -36,7 +36,7 @@ struct fs_txn_loop {
 static rd_kafka_t *producer_new(fs_txn_loop *l, fs_err *err)
 {
     const fs_common_config *c = l->conf.common;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_t *conf = fs_kafka_conf_new();
     char e[256], tmo[24];
     snprintf(tmo, sizeof tmo, "%ld", c->txn_timeout_ms);
     const char *kv[][2] = {
@@ -300,7 +300,7 @@ fs_txn_loop *fs_txn_loop_new(const fs_txn_loop_conf *conf, fs_err *err)
     snprintf(l->txn_id, sizeof l->txn_id, "%s-%s", conf->group_id, conf->instance_id);
     l->offsets = rd_kafka_topic_partition_list_new(16);
 
-    rd_kafka_conf_t *cc = rd_kafka_conf_new();
+    rd_kafka_conf_t *cc = fs_kafka_conf_new();
     char e[256], ses[24];
     snprintf(ses, sizeof ses, "%d", 6000);
     const char *kv[][2] = {

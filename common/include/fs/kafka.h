@@ -50,6 +50,9 @@ rd_kafka_headers_t *fs_kafka_headers_new(const fs_event_meta *m);
 int fs_kafka_header_get(const rd_kafka_message_t *msg, const char *name, char *buf, size_t n);
 
 /* Clients. They return NULL with *err on bad configuration. The caller destroys them. */
+/* A librdkafka configuration whose log lines go to the JSON-lines logger (use instead of
+ * rd_kafka_conf_new(): librdkafka's own logger writes plain text to stderr). */
+rd_kafka_conf_t *fs_kafka_conf_new(void);
 rd_kafka_t *fs_kafka_producer_new(const fs_common_config *cfg, const char *client_id,
                                   fs_err *err);
 /* A plain (non-idempotent) client for admin and metadata requests only. */
