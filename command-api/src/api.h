@@ -24,6 +24,13 @@ typedef struct {
     fs_health *health;
     long decision_wait_ms; /* FLASHSALE_DECISION_WAIT_MS */
     long max_body;         /* FLASHSALE_HTTP_MAX_BODY */
+    /* members and sessions (accounts.h) */
+    long access_ttl_s, refresh_ttl_s, code_ttl_s, code_max_attempts;
+    /* rate limits: login failures per account and attempts per IP (per minute), sign-ups
+     * and verification attempts per IP (per minute), orders per member and per IP (per
+     * second, with bursts); 0 switches one off */
+    long rate_login_account, rate_login_ip, rate_signup_ip;
+    long rate_order_member, rate_order_member_burst, rate_order_ip, rate_order_ip_burst;
 } api_ctx;
 
 /* Verifies the bearer token; with role "admin" also the role. On failure the 401/403 is

@@ -9,7 +9,9 @@
  * FLASHSALE_HTTP_PORT (8080), FLASHSALE_HTTP_THREADS (512), FLASHSALE_HTTP_QUEUE (4096),
  * FLASHSALE_HTTP_KEEPALIVE_MS (2000), FLASHSALE_DECISION_WAIT_MS (2000: how long POST
  * /api/orders waits for the decision before answering 202), FLASHSALE_HTTP_MAX_BODY (16384),
- * FLASHSALE_JWT_SECRET (required, at least 32 characters), plus the common settings. */
+ * FLASHSALE_JWT_SECRET (required, at least 32 characters), FLASHSALE_PII_KEY (required, 64
+ * hex characters), session and rate-limit settings (README), plus the common settings. */
+#include "accounts.h"
 #include "api.h"
 #include "health.h"
 #include "http.h"
@@ -111,10 +113,23 @@ int main(void)
         fs_env_int("FLASHSALE_HTTP_KEEPALIVE_MS", 2000, 0, 600000, &keepalive, &err) ||
         fs_env_int("FLASHSALE_DECISION_WAIT_MS", 2000, 0, 60000, &a.decision_wait_ms, &err) ||
         fs_env_int("FLASHSALE_HTTP_MAX_BODY", 16384, 256, 1048576, &a.max_body, &err) ||
-        fs_env_secret("FLASHSALE_JWT_SECRET", FS_JWT_SECRET_MIN, true, &a.jwt_secret, &err))
+        fs_env_secret("FLASHSALE_JWT_SECRET", FS_JWT_SECRET_MIN, true, &a.jwt_secret, &err) ||
+        fs_env_int("FLASHSALE_ACCESS_TTL_S", 900, 10, 86400, &a.access_ttl_s, &err) ||
+        fs_env_int("FLASHSALE_REFRESH_TTL_S", 30 * 86400, 60, 365 * 86400, &a.refresh_ttl_s, &err) ||
+        fs_env_int("FLASHSALE_VERIFY_CODE_TTL_S", 900, 1, 86400, &a.code_ttl_s, &err) ||
+        fs_env_int("FLASHSALE_VERIFY_MAX_ATTEMPTS", 5, 1, 100, &a.code_max_attempts, &err) ||
+        fs_env_int("FLASHSALE_RATE_LOGIN_ACCOUNT_PER_MIN", 5, 0, 100000, &a.rate_login_account, &err) ||
+        fs_env_int("FLASHSALE_RATE_LOGIN_IP_PER_MIN", 60, 0, 1000000, &a.rate_login_ip, &err) ||
+        fs_env_int("FLASHSALE_RATE_SIGNUP_IP_PER_MIN", 20, 0, 1000000, &a.rate_signup_ip, &err) ||
+        fs_env_int("FLASHSALE_RATE_ORDER_MEMBER_PER_S", 5, 0, 1000000, &a.rate_order_member, &err) ||
+        fs_env_int("FLASHSALE_RATE_ORDER_MEMBER_BURST", 20, 1, 1000000, &a.rate_order_member_burst, &err) ||
+        fs_env_int("FLASHSALE_RATE_ORDER_IP_PER_S", 2000, 0, 10000000, &a.rate_order_ip, &err) ||
+        fs_env_int("FLASHSALE_RATE_ORDER_IP_BURST", 50000, 1, 10000000, &a.rate_order_ip_burst, &err))
         fs_config_die(&err);
     a.codec = fs_codec_new(&err);
     if (!a.codec)
+        fs_config_die(&err);
+    if (api_accounts_start(&a, &err))
         fs_config_die(&err);
     a.bus = api_bus_start(&cfg, a.codec, &err);
     if (!a.bus)
@@ -155,6 +170,9 @@ int main(void)
     mg_set_request_handler(ctx, "/api/products/", api_products_item, &a);
     mg_set_request_handler(ctx, "/api/orders$", api_orders_create, &a);
     mg_set_request_handler(ctx, "/api/orders/", api_orders_item, &a);
+    mg_set_request_handler(ctx, "/api/members", api_members_route, &a);
+    mg_set_request_handler(ctx, "/api/auth/", api_auth_route, &a);
+    mg_set_request_handler(ctx, "/api/wishlist", api_wishlist_route, &a);
     mg_set_request_handler(ctx, "/", handle_other, &a);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
@@ -168,6 +186,7 @@ int main(void)
     mg_exit_library();
     fs_health_stop(a.health);
     api_bus_stop(a.bus);
+    api_accounts_stop();
     fs_codec_destroy(a.codec);
     return 0;
 #undef cfg

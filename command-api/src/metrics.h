@@ -15,6 +15,9 @@ enum {
     FS_ROUTE_PRODUCT_OP,    /* POST /api/products/{id}/restock|pause|resume */
     FS_ROUTE_ORDERS_CREATE,
     FS_ROUTE_ORDER,         /* GET /api/orders/{id} */
+    FS_ROUTE_MEMBERS,       /* /api/members... */
+    FS_ROUTE_AUTH,          /* /api/auth/... */
+    FS_ROUTE_WISHLIST,      /* /api/wishlist... */
     FS_ROUTE_COUNT
 };
 

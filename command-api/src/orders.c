@@ -8,6 +8,7 @@
  * for the processor's decision. The delivery report is the durable "accepted": a 202 is only
  * ever sent for a command Kafka acknowledged. */
 #include "api.h"
+#include "accounts.h"
 #include "readmodel.h"
 #include "inv_codec.h"
 #include "metrics.h"
@@ -328,6 +329,9 @@ int api_orders_create(struct mg_connection *conn, void *cb)
         return 401;
     if (strlen(who.sub) >= INV_ID_MAX)
         return fs_http_error(&req, 401, "INVALID_TOKEN", "the access token is not valid", NULL);
+    int gate = api_order_gate(&req, a, &who); /* rate limits, verified e-mail */
+    if (gate)
+        return gate;
     json_t *body = api_read_json(&req, a);
     if (!body)
         return 400;

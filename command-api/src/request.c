@@ -1,5 +1,6 @@
 /* Request helpers: authentication, JSON bodies, per-thread Redis; see api.h. */
 #include "api.h"
+#include "accounts.h"
 
 #include "fs/db.h"
 #include "fs/id.h"
@@ -30,6 +31,19 @@ bool api_auth(fs_http_req *req, api_ctx *a, const char *role, fs_principal *who)
         fs_http_error(req, 401, "INVALID_TOKEN", "the access token is not valid",
                       "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
         return false;
+    }
+    if (who->gen >= 0) { /* a login token: its session generation must still be current */
+        int64_t gen;
+        member_status st;
+        if (api_member_state(a, who->sub, &gen, &st)) {
+            fs_http_error(req, 503, "UNAVAILABLE", "the members store is unavailable", "Retry-After: 1\r\n");
+            return false;
+        }
+        if (st == MEMBER_NONE || st == MEMBER_DELETED || gen != who->gen) {
+            fs_http_error(req, 401, "SESSION_ENDED", "this session has ended: log in again",
+                          "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+            return false;
+        }
     }
     if (role && strcmp(who->role, role)) {
         fs_http_error(req, 403, "FORBIDDEN", "this operation needs the admin role", NULL);

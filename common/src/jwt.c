@@ -8,8 +8,8 @@
 #include <string.h>
 #include <time.h>
 
-int fs_jwt_issue(const char *secret, const char *sub, const char *role, int64_t ttl_seconds,
-                 char **out, fs_err *err)
+static int issue(const char *secret, const char *sub, const char *role, int64_t ttl_seconds,
+                 const char *sid, int64_t gen, char **out, fs_err *err)
 {
     jwt_t *jwt = NULL;
     int64_t now = (int64_t)time(NULL);
@@ -21,6 +21,7 @@ int fs_jwt_issue(const char *secret, const char *sub, const char *role, int64_t 
     if (jwt_new(&jwt) || jwt_add_grant(jwt, "sub", sub) || jwt_add_grant(jwt, "role", role) ||
         jwt_add_grant_int(jwt, "iat", (long)now) ||
         jwt_add_grant_int(jwt, "exp", (long)(now + ttl_seconds)) ||
+        (sid && (jwt_add_grant(jwt, "sid", sid) || jwt_add_grant_int(jwt, "gen", (long)gen))) ||
         jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)secret, (int)strlen(secret))) {
         jwt_free(jwt);
         return fs_err_set(err, FS_ERR_FATAL, 0, "jwt: cannot build token");
@@ -28,6 +29,20 @@ int fs_jwt_issue(const char *secret, const char *sub, const char *role, int64_t 
     *out = jwt_encode_str(jwt);
     jwt_free(jwt);
     return *out ? 0 : fs_err_set(err, FS_ERR_FATAL, 0, "jwt: cannot encode token");
+}
+
+int fs_jwt_issue(const char *secret, const char *sub, const char *role, int64_t ttl_seconds,
+                 char **out, fs_err *err)
+{
+    return issue(secret, sub, role, ttl_seconds, NULL, 0, out, err);
+}
+
+int fs_jwt_issue_session(const char *secret, const char *sub, const char *role, int64_t ttl_seconds,
+                         const char *sid, int64_t gen, char **out, fs_err *err)
+{
+    if (!sid || !*sid || strlen(sid) >= sizeof ((fs_principal *)0)->sid)
+        return fs_err_set(err, FS_ERR_INVALID, 0, "session id missing or too long");
+    return issue(secret, sub, role, ttl_seconds, sid, gen, out, err);
 }
 
 fs_jwt_status fs_jwt_verify(const char *secret, const char *authorization, int64_t now_seconds,
@@ -60,6 +75,16 @@ fs_jwt_status fs_jwt_verify(const char *secret, const char *authorization, int64
     if (exp <= now_seconds) {
         st = FS_JWT_EXPIRED;
         goto done;
+    }
+    const char *sid = jwt_get_grant(jwt, "sid");
+    out->gen = -1;
+    if (sid) { /* a login token: sid and gen come together */
+        errno = 0;
+        long gen = jwt_get_grant_int(jwt, "gen");
+        if (!*sid || strlen(sid) >= sizeof out->sid || errno || gen < 0)
+            goto done;
+        snprintf(out->sid, sizeof out->sid, "%s", sid);
+        out->gen = gen;
     }
     snprintf(out->sub, sizeof out->sub, "%s", sub);
     snprintf(out->role, sizeof out->role, "%s", role);

@@ -3,6 +3,7 @@
  * released migration is never edited. */
 #include "pg_schema.h"
 
+#include "fs/db.h"
 #include "fs/log.h"
 
 #include <stdio.h>
@@ -48,37 +49,6 @@ static const char *const migrations[] = {
 
 int pg_schema_migrate(PGconn *c, fs_err *err)
 {
-    const int n = (int)(sizeof migrations / sizeof migrations[0]);
-    PGresult *r = PQexec(c, "SELECT pg_advisory_lock(824717)"); /* one migrator at a time */
-    int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
-    PQclear(r);
-    if (!ok)
-        return fs_err_from_pg(err, c, NULL, "migration lock");
-    int rc = 0;
-    r = PQexec(c, "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)");
-    PQclear(r);
-    r = PQexec(c, "SELECT coalesce(max(version), 0) FROM schema_version");
-    int have = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : -1;
-    PQclear(r);
-    if (have < 0)
-        rc = fs_err_from_pg(err, c, NULL, "schema_version");
-    for (int v = have + 1; rc == 0 && v <= n; v++) {
-        char sql[64];
-        snprintf(sql, sizeof sql, "INSERT INTO schema_version VALUES (%d)", v);
-        r = PQexec(c, "BEGIN");
-        PQclear(r);
-        PGresult *m = PQexec(c, migrations[v - 1]);
-        PGresult *s = PQresultStatus(m) == PGRES_COMMAND_OK ? PQexec(c, sql) : NULL;
-        if (!s || PQresultStatus(s) != PGRES_COMMAND_OK) {
-            rc = fs_err_from_pg(err, c, s ? s : m, "migration");
-            PQclear(PQexec(c, "ROLLBACK"));
-        } else {
-            PQclear(PQexec(c, "COMMIT"));
-            fs_log_info("migration applied", json_pack("{s:i}", "version", v));
-        }
-        PQclear(m);
-        PQclear(s);
-    }
-    PQclear(PQexec(c, "SELECT pg_advisory_unlock(824717)"));
-    return rc;
+    return fs_pg_migrate(c, "schema_version", 824717, migrations,
+                         (int)(sizeof migrations / sizeof migrations[0]), err);
 }

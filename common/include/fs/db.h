@@ -15,4 +15,10 @@ PGconn *fs_pg_connect(const fs_common_config *cfg, const char *application_name,
 /* Connects with a timeout and authenticates when FLASHSALE_REDIS_PASSWORD is set. */
 redisContext *fs_redis_connect(const fs_common_config *cfg, int timeout_ms, fs_err *err);
 
+/* Applies versioned migrations (SQL texts, each one transaction) above the version recorded
+ * in `version_table` (created if missing), one migrator at a time (advisory lock
+ * `lock_key`). Append only: a released migration is never edited. Returns 0 or -1. */
+int fs_pg_migrate(PGconn *c, const char *version_table, long lock_key,
+                  const char *const *migrations, int n, fs_err *err);
+
 #endif

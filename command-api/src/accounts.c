@@ -1,0 +1,507 @@
+/* Members' storage, crypto, session generations, rate limits and the outbox; see accounts.h. */
+#include "accounts.h"
+
+#include "fs/db.h"
+#include "fs/id.h"
+#include "fs/kafka.h"
+#include "fs/log.h"
+#include "fs/map.h"
+#include "fs/outbox.h"
+#include "fs/secrets.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <endian.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- schema ------------------------------------------------------------------------------ */
+
+static const char *const migrations[] = {
+    /* 1: members, verification codes, sessions and refresh tokens, outbox, wishlist */
+    "CREATE TABLE members ("
+    "  member_id text PRIMARY KEY, email text NOT NULL UNIQUE, password_hash text NOT NULL,"
+    "  name_sealed bytea, phone_sealed bytea, role text NOT NULL DEFAULT 'member'"
+    "  CHECK (role IN ('member', 'admin')),"
+    "  status text NOT NULL DEFAULT 'UNVERIFIED' CHECK (status IN ('UNVERIFIED', 'ACTIVE', 'DELETED')),"
+    "  session_gen bigint NOT NULL DEFAULT 0, created_at timestamptz NOT NULL DEFAULT now(),"
+    "  updated_at timestamptz NOT NULL DEFAULT now(), verified_at timestamptz, deleted_at timestamptz);"
+    "CREATE TABLE verification_codes ("
+    "  member_id text PRIMARY KEY REFERENCES members ON DELETE CASCADE, code_hash text NOT NULL,"
+    "  expires_at timestamptz NOT NULL, attempts integer NOT NULL DEFAULT 0);"
+    "CREATE TABLE sessions ("
+    "  session_id text PRIMARY KEY, member_id text NOT NULL REFERENCES members ON DELETE CASCADE,"
+    "  device text NOT NULL DEFAULT '', created_at timestamptz NOT NULL DEFAULT now(),"
+    "  last_used_at timestamptz NOT NULL DEFAULT now(), expires_at timestamptz NOT NULL,"
+    "  revoked_at timestamptz, revoked_why text);"
+    "CREATE INDEX sessions_member ON sessions (member_id) WHERE revoked_at IS NULL;"
+    "CREATE TABLE refresh_tokens ("
+    "  token_hash text PRIMARY KEY, session_id text NOT NULL REFERENCES sessions ON DELETE CASCADE,"
+    "  issued_at timestamptz NOT NULL DEFAULT now(), used_at timestamptz);"
+    "CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);"
+    "CREATE TABLE outbox ("
+    "  id bigserial PRIMARY KEY, topic text NOT NULL, key text NOT NULL, event_type text NOT NULL,"
+    "  event_id text NOT NULL UNIQUE, payload bytea NOT NULL,"
+    "  created_at timestamptz NOT NULL DEFAULT now(), sent_at timestamptz);"
+    "CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL;"
+    "CREATE TABLE wishlist ("
+    "  member_id text NOT NULL REFERENCES members ON DELETE CASCADE, product_id text NOT NULL,"
+    "  created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (member_id, product_id));"
+    "CREATE INDEX wishlist_product ON wishlist (product_id);"
+    "CREATE TABLE wishlist_notices ("
+    "  member_id text NOT NULL, product_id text NOT NULL, occurrence text NOT NULL,"
+    "  notified_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (member_id, product_id, occurrence));",
+};
+
+/* ---- keys and crypto --------------------------------------------------------------------- */
+
+static unsigned char pii_key[FS_PII_KEY_BYTES];
+static sem_t pwhash_slots;
+static unsigned long long pw_ops;
+static size_t pw_mem;
+
+int api_password_hash(const char *password, char out[128])
+{
+    sem_wait(&pwhash_slots);
+    int rc = crypto_pwhash_str(out, password, strlen(password), pw_ops, pw_mem);
+    sem_post(&pwhash_slots);
+    return rc;
+}
+
+bool api_password_verify(const char *hash, const char *password)
+{
+    sem_wait(&pwhash_slots);
+    bool ok = crypto_pwhash_str_verify(hash, password, strlen(password)) == 0;
+    sem_post(&pwhash_slots);
+    return ok;
+}
+
+int api_seal(const char *member_id, const char *field, const char *text, unsigned char **out, size_t *len)
+{
+    return fs_seal(pii_key, member_id, field, text, out, len);
+}
+
+char *api_open(const char *member_id, const char *field, const unsigned char *in, size_t len)
+{
+    return fs_open(pii_key, member_id, field, in, len);
+}
+
+void api_secret_hash(const char *what, char out[65])
+{
+    unsigned char h[32];
+    crypto_generichash(h, sizeof h, (const unsigned char *)what, strlen(what), pii_key, sizeof pii_key);
+    sodium_bin2hex(out, 65, h, sizeof h);
+}
+
+void api_random_token(char out[48])
+{
+    unsigned char b[32];
+    randombytes_buf(b, sizeof b);
+    sodium_bin2base64(out, 48, b, sizeof b, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+/* ---- member state cache ------------------------------------------------------------------ */
+
+typedef struct {
+    int64_t gen, fetched;
+    member_status st;
+} cached_member;
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static fs_map *cache;
+static long cache_ms = 2000;
+
+static void free_cached(void *ctx, const char *k, void *v)
+{
+    (void)ctx, (void)k;
+    free(v);
+}
+
+int api_member_state(api_ctx *a, const char *member_id, int64_t *gen, member_status *st)
+{
+    int64_t now = fs_mono_ms();
+    pthread_mutex_lock(&cache_lock);
+    cached_member *m = cache ? fs_map_get(cache, member_id) : NULL;
+    if (m && now - m->fetched < cache_ms) {
+        *gen = m->gen;
+        *st = m->st;
+        pthread_mutex_unlock(&cache_lock);
+        return 0;
+    }
+    pthread_mutex_unlock(&cache_lock);
+    fs_err err = {0};
+    PGconn *c = api_pg(a, &err);
+    if (!c)
+        return -1;
+    PGresult *r = PQexecParams(c, "SELECT session_gen, status FROM members WHERE member_id = $1", 1,
+                               NULL, (const char *[]){member_id}, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PQclear(r);
+        return -1;
+    }
+    cached_member v = {0, now, MEMBER_NONE};
+    if (PQntuples(r) == 1) {
+        v.gen = atoll(PQgetvalue(r, 0, 0));
+        const char *s = PQgetvalue(r, 0, 1);
+        v.st = !strcmp(s, "ACTIVE") ? MEMBER_ACTIVE : !strcmp(s, "DELETED") ? MEMBER_DELETED : MEMBER_UNVERIFIED;
+    }
+    PQclear(r);
+    pthread_mutex_lock(&cache_lock);
+    if (!cache)
+        cache = fs_map_new(4096);
+    if (fs_map_size(cache) > 200000) { /* bounded: start over rather than grow without end */
+        fs_map_foreach(cache, free_cached, NULL);
+        fs_map_destroy(cache);
+        cache = fs_map_new(4096);
+    }
+    cached_member *slot = fs_map_get(cache, member_id);
+    if (!slot && (slot = malloc(sizeof *slot)))
+        fs_map_put(cache, member_id, slot);
+    if (slot)
+        *slot = v;
+    pthread_mutex_unlock(&cache_lock);
+    *gen = v.gen;
+    *st = v.st;
+    return 0;
+}
+
+void api_member_forget(const char *member_id)
+{
+    pthread_mutex_lock(&cache_lock);
+    if (cache)
+        free(fs_map_del(cache, member_id));
+    pthread_mutex_unlock(&cache_lock);
+}
+
+/* ---- rate limits ------------------------------------------------------------------------- */
+
+typedef struct {
+    double tokens;
+    int64_t at;
+} bucket;
+
+static pthread_mutex_t rate_lock = PTHREAD_MUTEX_INITIALIZER;
+static fs_map *buckets;
+
+bool api_rate_take(const char *key, double rate, double burst, bool peek, int *retry_after_s)
+{
+    if (rate <= 0)
+        return true; /* switched off */
+    int64_t now = fs_mono_ms();
+    pthread_mutex_lock(&rate_lock);
+    if (!buckets)
+        buckets = fs_map_new(4096);
+    if (fs_map_size(buckets) > 500000) { /* forget everything rather than grow without end */
+        fs_map_foreach(buckets, free_cached, NULL);
+        fs_map_destroy(buckets);
+        buckets = fs_map_new(4096);
+    }
+    bucket *b = fs_map_get(buckets, key);
+    if (!b) {
+        b = malloc(sizeof *b);
+        if (!b) {
+            pthread_mutex_unlock(&rate_lock);
+            return true;
+        }
+        b->tokens = burst;
+        b->at = now;
+        fs_map_put(buckets, key, b);
+    }
+    b->tokens += (double)(now - b->at) / 1000.0 * rate;
+    if (b->tokens > burst)
+        b->tokens = burst;
+    b->at = now;
+    bool ok = b->tokens >= 1.0;
+    if (ok && !peek)
+        b->tokens -= 1.0;
+    if (!ok && retry_after_s)
+        *retry_after_s = (int)((1.0 - b->tokens) / rate) + 1;
+    pthread_mutex_unlock(&rate_lock);
+    return ok;
+}
+
+int api_rate_limited(fs_http_req *req, int retry_after_s, const char *what)
+{
+    char hdr[48], msg[160];
+    snprintf(hdr, sizeof hdr, "Retry-After: %d\r\n", retry_after_s);
+    snprintf(msg, sizeof msg, "too many %s; retry after %d s", what, retry_after_s);
+    return fs_http_error(req, 429, "RATE_LIMITED", msg, hdr);
+}
+
+const char *api_client_ip(fs_http_req *req)
+{
+    return req->ri->remote_addr;
+}
+
+/* ---- outbox ------------------------------------------------------------------------------ */
+
+int api_outbox_member_event(api_ctx *a, PGconn *c, const char *type, const char *member_id,
+                            const char *role, const char *const *fields, fs_err *err)
+{
+    const fs_schema *sc = fs_codec_reader(a->codec, type);
+    avro_value_t v, arr, item;
+    if (!sc || fs_schema_value_new(sc, &v, err))
+        return sc ? -1 : fs_err_set(err, FS_ERR_FATAL, 0, "no schema %s", type);
+    int rc = fs_av_put_str(&v, "member_id", member_id, true) ||
+             fs_av_put_long(&v, "occurred_at", fs_now_ms(), true);
+    if (!rc && role)
+        rc = fs_av_put_str(&v, "role", role, true);
+    if (!rc && fields) {
+        rc = avro_value_get_by_name(&v, "fields", &arr, NULL);
+        for (const char *const *f = fields; !rc && *f; f++)
+            rc = avro_value_append(&arr, &item, NULL) || avro_value_set_string(&item, *f);
+    }
+    if (rc)
+        rc = fs_err_set(err, FS_ERR_FATAL, 0, "%s: %s", type, avro_strerror());
+    else
+        rc = fs_outbox_add_value(c, FS_TOPIC_MEMBERS_EVENTS, member_id, sc, &v, err);
+    avro_value_decref(&v);
+    return rc;
+}
+
+int api_outbox_notify(api_ctx *a, PGconn *c, const char *member_id, const char *email,
+                      const char *kind, const char *const *params, fs_err *err)
+{
+    return fs_outbox_notify(a->codec, c, member_id, email, kind, params, err);
+}
+
+/* The relay: publishes unsent outbox rows in id order (FOR UPDATE SKIP LOCKED, so several
+ * API instances share the work without sending a row twice at once), waits for the
+ * broker's acknowledgement, then marks them sent in the same transaction. A broker outage
+ * leaves them unsent (retried every second); a crash between the acknowledgement and the
+ * commit sends them again: consumers are idempotent by event id. */
+static pthread_t relay_thread;
+static volatile int relay_stop;
+static pthread_mutex_t kick_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t kick_cond = PTHREAD_COND_INITIALIZER;
+static int kicked;
+static api_ctx *relay_api;
+
+void api_outbox_kick(void)
+{
+    pthread_mutex_lock(&kick_lock);
+    kicked = 1;
+    pthread_cond_signal(&kick_cond);
+    pthread_mutex_unlock(&kick_lock);
+}
+
+static int failed_deliveries;
+
+static void relay_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk, (void)opaque;
+    if (m->err) {
+        __atomic_add_fetch(&failed_deliveries, 1, __ATOMIC_RELAXED);
+        fs_log_warn("outbox record not delivered", json_pack("{s:s}", "error", rd_kafka_err2str(m->err)));
+    }
+}
+
+static int delivery_failures(rd_kafka_t *p)
+{
+    (void)p;
+    return __atomic_exchange_n(&failed_deliveries, 0, __ATOMIC_RELAXED);
+}
+
+static int relay_once(PGconn *c, rd_kafka_t *p, fs_err *err)
+{
+    PGresult *b = PQexec(c, "BEGIN");
+    PQclear(b);
+    PGresult *r = PQexecParams(c,
+                               "SELECT id, topic, key, event_type, event_id, payload,"
+                               " (extract(epoch FROM created_at) * 1000)::bigint FROM outbox"
+                               " WHERE sent_at IS NULL ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED",
+                               0, NULL, NULL, NULL, NULL, 1 /* binary results */);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fs_err_from_pg(err, c, r, "outbox read");
+        PQclear(r);
+        PQclear(PQexec(c, "ROLLBACK"));
+        return -1;
+    }
+    int n = PQntuples(r);
+    if (n == 0) {
+        PQclear(r);
+        PQclear(PQexec(c, "COMMIT"));
+        return 0;
+    }
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        char topic[64], key[128], type[64], eid[64];
+        snprintf(topic, sizeof topic, "%.*s", PQgetlength(r, i, 1), PQgetvalue(r, i, 1));
+        snprintf(key, sizeof key, "%.*s", PQgetlength(r, i, 2), PQgetvalue(r, i, 2));
+        snprintf(type, sizeof type, "%.*s", PQgetlength(r, i, 3), PQgetvalue(r, i, 3));
+        snprintf(eid, sizeof eid, "%.*s", PQgetlength(r, i, 4), PQgetvalue(r, i, 4));
+        uint64_t be = 0;
+        memcpy(&be, PQgetvalue(r, i, 6), sizeof be);
+        fs_event_meta meta = {.event_type = type, .event_id = eid, .correlation_id = key,
+                              .occurred_at = (int64_t)be64toh(be)};
+        rd_kafka_headers_t *h = fs_kafka_headers_new(&meta);
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+            RD_KAFKA_V_VALUE(PQgetvalue(r, i, 5), (size_t)PQgetlength(r, i, 5)),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+        if (e) {
+            rd_kafka_headers_destroy(h);
+            rc = fs_err_from_kafka_code(err, e, "outbox produce");
+        }
+    }
+    /* every record acknowledged (acks=all), or none counts */
+    if (rc == 0 && rd_kafka_flush(p, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        rc = fs_err_set(err, FS_ERR_RETRIABLE, 0, "outbox: the broker did not acknowledge in 10 s");
+    if (rc == 0 && delivery_failures(p))
+        rc = fs_err_set(err, FS_ERR_RETRIABLE, 0, "outbox: delivery failed");
+    if (rc == 0) {
+        /* ids are bigint in network order (binary results): pass them back as text */
+        char *ids = malloc((size_t)n * 22 + 3), *o = ids;
+        *o++ = '{';
+        for (int i = 0; i < n; i++) {
+            uint64_t be = 0;
+            memcpy(&be, PQgetvalue(r, i, 0), sizeof be);
+            o += sprintf(o, "%s%lld", i ? "," : "", (long long)be64toh(be));
+        }
+        *o++ = '}';
+        *o = '\0';
+        PGresult *u = PQexecParams(c, "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", 1,
+                                   NULL, (const char *[]){ids}, NULL, NULL, 0);
+        if (PQresultStatus(u) != PGRES_COMMAND_OK)
+            rc = fs_err_from_pg(err, c, u, "outbox mark");
+        PQclear(u);
+        free(ids);
+    }
+    PQclear(r);
+    PQclear(PQexec(c, rc ? "ROLLBACK" : "COMMIT"));
+    return rc ? -1 : n;
+}
+
+static rd_kafka_t *relay_producer(const fs_common_config *cfg, fs_err *err)
+{
+    rd_kafka_conf_t *conf = fs_kafka_conf_new();
+    char e[256];
+    const char *kv[][2] = {{"bootstrap.servers", cfg->brokers}, {"client.id", "flashsale-api-outbox"},
+                           {"enable.idempotence", "true"},       {"acks", "all"},
+                           {"linger.ms", "1"},                    {"partitioner", "murmur2_random"},
+                           {"message.timeout.ms", "10000"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], e, sizeof e) != RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_destroy(conf);
+            fs_err_set(err, FS_ERR_FATAL, 0, "outbox producer %s: %s", kv[i][0], e);
+            return NULL;
+        }
+    rd_kafka_conf_set_dr_msg_cb(conf, relay_dr);
+    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+    if (!p) {
+        rd_kafka_conf_destroy(conf);
+        fs_err_set(err, FS_ERR_FATAL, 0, "outbox producer: %s", e);
+    }
+    return p;
+}
+
+static void *relay_main(void *arg)
+{
+    (void)arg;
+    fs_log_set_cid("outbox-relay");
+    PGconn *c = NULL;
+    rd_kafka_t *p = NULL;
+    int64_t last_warn = 0;
+    while (!relay_stop) {
+        fs_err err = {0};
+        if (!p && !(p = relay_producer(&relay_api->cfg, &err))) {
+            fs_log_error("outbox relay cannot start its producer", json_pack("{s:s}", "error", err.msg));
+            sleep(1);
+            continue;
+        }
+        if (!c || PQstatus(c) != CONNECTION_OK) {
+            PQfinish(c);
+            c = fs_pg_connect(&relay_api->cfg, "flashsale-api-outbox", &err);
+        }
+        int n = c ? relay_once(c, p, &err) : -1;
+        if (n < 0 && fs_mono_ms() - last_warn > 10000) {
+            last_warn = fs_mono_ms();
+            fs_log_warn("outbox relay waiting (messages stay in the outbox)", json_pack("{s:s}", "error", err.msg));
+        }
+        if (n > 0) {
+            fs_log_debug("outbox relayed", json_pack("{s:i}", "records", n));
+            continue; /* more may be waiting */
+        }
+        /* idle or failing: wait for a kick or a second */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_mutex_lock(&kick_lock);
+        while (!kicked && !relay_stop && pthread_cond_timedwait(&kick_cond, &kick_lock, &ts) == 0)
+            ;
+        kicked = 0;
+        pthread_mutex_unlock(&kick_lock);
+    }
+    PQfinish(c);
+    if (p) {
+        rd_kafka_flush(p, 5000);
+        rd_kafka_destroy(p);
+    }
+    return NULL;
+}
+
+int api_accounts_start(api_ctx *a, fs_err *err)
+{
+    long mem_mb, ops, conc;
+    if (fs_pii_key_load(pii_key, err) ||
+        fs_env_int("FLASHSALE_PWHASH_MEMLIMIT_MB", 64, 8, 4096, &mem_mb, err) ||
+        fs_env_int("FLASHSALE_PWHASH_OPSLIMIT", 2, 1, 20, &ops, err) ||
+        fs_env_int("FLASHSALE_PWHASH_CONCURRENCY", 2, 1, 64, &conc, err) ||
+        fs_env_int("FLASHSALE_MEMBER_CACHE_MS", 2000, 0, 60000, &cache_ms, err))
+        return -1;
+    pw_mem = (size_t)mem_mb * 1024 * 1024;
+    pw_ops = (unsigned long long)ops;
+    sem_init(&pwhash_slots, 0, (unsigned)conc);
+    PGconn *c = NULL;
+    for (int i = 0; i < 30 && !c; i++) { /* PostgreSQL may still be starting */
+        c = fs_pg_connect(&a->cfg, "flashsale-api-migrate", err);
+        if (!c) {
+            if (err->cls == FS_ERR_FATAL)
+                return -1;
+            sleep(1);
+        }
+    }
+    if (!c)
+        return -1;
+    int rc = fs_pg_migrate(c, "members_schema_version", 824718, migrations,
+                           (int)(sizeof migrations / sizeof migrations[0]), err);
+    PQfinish(c);
+    if (rc)
+        return -1;
+    relay_api = a;
+    relay_stop = 0;
+    if (pthread_create(&relay_thread, NULL, relay_main, NULL))
+        return fs_err_set(err, FS_ERR_FATAL, 0, "cannot start the outbox relay");
+    return 0;
+}
+
+void api_accounts_stop(void)
+{
+    if (!relay_api)
+        return;
+    relay_stop = 1;
+    api_outbox_kick();
+    pthread_join(relay_thread, NULL);
+    relay_api = NULL;
+    pthread_mutex_lock(&cache_lock);
+    if (cache) {
+        fs_map_foreach(cache, free_cached, NULL);
+        fs_map_destroy(cache);
+        cache = NULL;
+    }
+    pthread_mutex_unlock(&cache_lock);
+    pthread_mutex_lock(&rate_lock);
+    if (buckets) {
+        fs_map_foreach(buckets, free_cached, NULL);
+        fs_map_destroy(buckets);
+        buckets = NULL;
+    }
+    pthread_mutex_unlock(&rate_lock);
+    sodium_memzero(pii_key, sizeof pii_key);
+}

@@ -1,0 +1,70 @@
+/* Members and sessions of flashsale-api: PostgreSQL schema (own migrations), password hashing
+ * (argon2id, libsodium), personal data sealed with XChaCha20-Poly1305 under
+ * FLASHSALE_PII_KEY, the per-member session generation cache that access checks use, token
+ * buckets for rate limits, and the transactional outbox with its relay to Kafka.
+ * Handlers are in members.c (members, auth) and wishlist.c. */
+#ifndef FS_API_ACCOUNTS_H
+#define FS_API_ACCOUNTS_H
+#include "api.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum { MEMBER_NONE, MEMBER_UNVERIFIED, MEMBER_ACTIVE, MEMBER_DELETED } member_status;
+
+/* Migrations, keys, the relay thread. Returns 0 or -1 with *err. */
+int api_accounts_start(api_ctx *a, fs_err *err);
+void api_accounts_stop(void);
+
+/* The member's session generation and status (cached FLASHSALE_MEMBER_CACHE_MS, 2000).
+ * MEMBER_NONE: no such member (an operator token's subject). -1 when PostgreSQL failed. */
+int api_member_state(api_ctx *a, const char *member_id, int64_t *gen, member_status *st);
+void api_member_forget(const char *member_id); /* after this instance changed it */
+
+/* ---- crypto ---- */
+/* argon2id hash (crypto_pwhash_str) / verification; at most FLASHSALE_PWHASH_CONCURRENCY at
+ * once (each takes FLASHSALE_PWHASH_MEMLIMIT_MB of memory). */
+int api_password_hash(const char *password, char out[128]);
+bool api_password_verify(const char *hash, const char *password);
+/* Seals text for a (member, field): nonce || ciphertext, the member id and field name
+ * authenticated as associated data. *out malloc'd. */
+int api_seal(const char *member_id, const char *field, const char *text, unsigned char **out, size_t *len);
+/* Opens what api_seal sealed; NULL if it was tampered with or moved. malloc'd. */
+char *api_open(const char *member_id, const char *field, const unsigned char *in, size_t len);
+/* Keyed hash (BLAKE2b under the PII key) as 64 hex characters: refresh tokens, codes. */
+void api_secret_hash(const char *what, char out[65]);
+/* A random URL-safe token of 32 bytes (43 characters). */
+void api_random_token(char out[48]);
+
+/* ---- rate limits (token buckets in this process) ---- */
+/* Takes one token from the bucket `key` (rate per second, burst). false: empty, with
+ * *retry_after_s. peek: only look. */
+bool api_rate_take(const char *key, double rate, double burst, bool peek, int *retry_after_s);
+/* Sends 429 + Retry-After. */
+int api_rate_limited(fs_http_req *req, int retry_after_s, const char *what);
+/* The client's address (civetweb's remote_addr). */
+const char *api_client_ip(fs_http_req *req);
+
+/* ---- outbox ---- */
+/* Encodes a member event (MemberRegistered/Verified/Deleted/Updated) into the outbox;
+ * fields: for MemberUpdated, the changed field names (NULL-terminated). */
+int api_outbox_member_event(api_ctx *a, PGconn *c, const char *type, const char *member_id,
+                            const char *role, const char *const *fields, fs_err *err);
+/* A NotificationRequested into the outbox; params: name, value pairs, NULL-terminated. */
+int api_outbox_notify(api_ctx *a, PGconn *c, const char *member_id, const char *email,
+                      const char *kind, const char *const *params, fs_err *err);
+/* Wakes the relay (after a commit that added to the outbox). */
+void api_outbox_kick(void);
+
+/* Before an order is placed: per-member and per-IP token buckets (429 + Retry-After), and a
+ * member who logged in must have verified the e-mail address (403 EMAIL_NOT_VERIFIED).
+ * Operator tokens (flashsale-token, no session) pass the second check. Returns 0 or the
+ * status already sent. */
+int api_order_gate(fs_http_req *req, api_ctx *a, const fs_principal *who);
+
+/* ---- handlers ---- */
+int api_members_route(struct mg_connection *conn, void *cb); /* /api/members... */
+int api_auth_route(struct mg_connection *conn, void *cb);    /* /api/auth/... */
+int api_wishlist_route(struct mg_connection *conn, void *cb); /* /api/wishlist... */
+
+#endif

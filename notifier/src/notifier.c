@@ -1,0 +1,490 @@
+/* flashsale-notifier: delivers `notifications` to members.
+ *
+ * Consumes `notifications` in the consumer group flashsale-notifier (at least once: the
+ * offset is committed after a message is delivered). Each NotificationRequested becomes an
+ * RFC 5322 message:
+ *  - with FLASHSALE_SMTP_URL set (e.g. smtp://mail:25, smtps://...), sent through libcurl
+ *    (FLASHSALE_SMTP_FROM, optional FLASHSALE_SMTP_USER / FLASHSALE_SMTP_PASSWORD); the
+ *    notification id is recorded in PostgreSQL (notifications_sent) after sending, and a
+ *    redelivered id is not sent again;
+ *  - otherwise written into a maildir spool (FLASHSALE_SPOOL_DIR, default
+ *    $FLASHSALE_RUN_DIR/mail): tmp/<id> then renamed to new/<id>; a redelivered id whose
+ *    file exists is skipped, so each notification is exactly one file.
+ * The address is the event's, else the member's from PostgreSQL; a member without one
+ * (operator and load-test tokens) is skipped and counted. Sending is rate limited
+ * (FLASHSALE_NOTIFY_RATE_PER_S, 20) so a big sale does not get the sender blocked; a failed
+ * delivery is retried with exponential backoff (FLASHSALE_NOTIFY_MAX_ATTEMPTS, 5), then the
+ * record goes to the dead-letter topic with the reason. Undecodable records too.
+ * The wishlist watcher runs on a second thread (wishlist_watch.c). */
+#include "notifier.h"
+
+#include "fs/db.h"
+#include "fs/id.h"
+#include "fs/kafka.h"
+#include "fs/log.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile int stop_flag;
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+typedef struct {
+    fs_common_config cfg;
+    fs_codec *codec;
+    PGconn *pg;
+    const char *smtp_url, *smtp_from, *smtp_user, *smtp_password, *spool;
+    long rate, max_attempts;
+    double tokens;
+    int64_t tokens_at;
+    uint64_t delivered, duplicates, no_address, dead;
+} notifier;
+
+typedef struct {
+    char id[64], member[128], kind[64], email[256];
+    json_t *params;
+    int64_t at;
+} note;
+
+/* ---- message ----------------------------------------------------------------------------- */
+
+static const char *param(const note *n, const char *k)
+{
+    const char *v = json_string_value(json_object_get(n->params, k));
+    return v ? v : "";
+}
+
+static char *render(const notifier *nf, const note *n)
+{
+    char subject[200], body[2048];
+    if (!strcmp(n->kind, "VERIFY_EMAIL")) {
+        snprintf(subject, sizeof subject, "Your flashsale verification code: %s", param(n, "code"));
+        snprintf(body, sizeof body,
+                 "Welcome to flashsale.\r\n\r\nYour verification code is %s.\r\n"
+                 "It expires in %s minutes. If you did not sign up, ignore this message.\r\n",
+                 param(n, "code"), param(n, "expires_in_minutes"));
+    } else if (!strcmp(n->kind, "PASSWORD_CHANGED")) {
+        snprintf(subject, sizeof subject, "Your flashsale password was changed");
+        snprintf(body, sizeof body, "Your password was changed and every session was ended.\r\n"
+                                    "If this was not you, reset your password at once.\r\n");
+    } else if (!strncmp(n->kind, "WISHLIST_", 9)) {
+        bool open = !strcmp(n->kind, "WISHLIST_SALE_OPEN");
+        snprintf(subject, sizeof subject, "%s: %s", open ? "On sale now" : "Back in stock", param(n, "name"));
+        snprintf(body, sizeof body, "A product on your wishlist %s: %s (product %s).\r\n",
+                 open ? "is on sale now" : "was restocked", param(n, "name"), param(n, "product_id"));
+    } else if (*param(n, "order_id")) {
+        snprintf(subject, sizeof subject, "Your order %s: %s", param(n, "order_id"), n->kind);
+        snprintf(body, sizeof body, "Order %s is now %s.\r\n", param(n, "order_id"), param(n, "status"));
+    } else {
+        snprintf(subject, sizeof subject, "flashsale: %s", n->kind);
+        snprintf(body, sizeof body, "%s\r\n", n->kind);
+    }
+    char date[64];
+    time_t t = (time_t)(n->at / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    char *out = NULL;
+    if (asprintf(&out,
+                 "From: %s\r\nTo: <%s>\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <%s@flashsale>\r\n"
+                 "X-Flashsale-Kind: %s\r\nX-Flashsale-Member: %s\r\nMIME-Version: 1.0\r\n"
+                 "Content-Type: text/plain; charset=utf-8\r\n\r\n%s",
+                 nf->smtp_from, n->email, subject, date, n->id, n->kind, n->member, body) < 0)
+        return NULL;
+    return out;
+}
+
+/* ---- spool ------------------------------------------------------------------------------- */
+
+static int mkdirs(const char *base)
+{
+    char p[4096];
+    const char *subs[] = {"", "/tmp", "/new", "/cur"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s%s", base, subs[i]);
+        if (mkdir(p, 0700) && errno != EEXIST)
+            return -1;
+    }
+    return 0;
+}
+
+/* 1 delivered, 0 already there, -1 failed (*why). */
+static int spool_write(const notifier *nf, const note *n, const char *msg, char *why, size_t wl)
+{
+    char tmp[4096], dst[4096], cur[4096];
+    snprintf(dst, sizeof dst, "%s/new/%s", nf->spool, n->id);
+    snprintf(cur, sizeof cur, "%s/cur/%s", nf->spool, n->id);
+    if (access(dst, F_OK) == 0 || access(cur, F_OK) == 0)
+        return 0;
+    snprintf(tmp, sizeof tmp, "%s/tmp/%s.%d", nf->spool, n->id, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) {
+        snprintf(why, wl, "spool %.200s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    size_t len = strlen(msg), off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, msg + off, len - off);
+        if (w <= 0) {
+            snprintf(why, wl, "spool write: %s", strerror(errno));
+            close(fd);
+            unlink(tmp);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) || close(fd) || rename(tmp, dst)) {
+        snprintf(why, wl, "spool commit: %s", strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 1;
+}
+
+/* ---- SMTP -------------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *data;
+    size_t len, off;
+} upload;
+
+static size_t read_cb(char *buf, size_t size, size_t n, void *arg)
+{
+    upload *u = arg;
+    size_t want = size * n, left = u->len - u->off;
+    if (want > left)
+        want = left;
+    memcpy(buf, u->data + u->off, want);
+    u->off += want;
+    return want;
+}
+
+static int pg_ready(notifier *nf)
+{
+    if (nf->pg && PQstatus(nf->pg) == CONNECTION_OK)
+        return 0;
+    if (nf->pg)
+        PQfinish(nf->pg);
+    fs_err err = {0};
+    nf->pg = fs_pg_connect(&nf->cfg, "flashsale-notifier", &err);
+    return nf->pg ? 0 : -1;
+}
+
+static int smtp_sent_before(notifier *nf, const char *id)
+{
+    if (pg_ready(nf))
+        return -1;
+    PGresult *r = PQexecParams(nf->pg, "SELECT 1 FROM notifications_sent WHERE notification_id = $1", 1, NULL,
+                               (const char *[]){id}, NULL, NULL, 0);
+    int rc = PQresultStatus(r) != PGRES_TUPLES_OK ? -1 : PQntuples(r) > 0;
+    PQclear(r);
+    return rc;
+}
+
+static int smtp_send(notifier *nf, const note *n, const char *msg, char *why, size_t wl)
+{
+    int seen = smtp_sent_before(nf, n->id);
+    if (seen < 0) {
+        snprintf(why, wl, "postgres unavailable");
+        return -1;
+    }
+    if (seen)
+        return 0;
+    CURL *c = curl_easy_init();
+    if (!c) {
+        snprintf(why, wl, "libcurl init failed");
+        return -1;
+    }
+    char rcpt[300];
+    snprintf(rcpt, sizeof rcpt, "<%s>", n->email);
+    struct curl_slist *to = curl_slist_append(NULL, rcpt);
+    upload u = {msg, strlen(msg), 0};
+    curl_easy_setopt(c, CURLOPT_URL, nf->smtp_url);
+    curl_easy_setopt(c, CURLOPT_MAIL_FROM, nf->smtp_from);
+    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, to);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+    curl_easy_setopt(c, CURLOPT_READDATA, &u);
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
+    if (nf->smtp_user) {
+        curl_easy_setopt(c, CURLOPT_USERNAME, nf->smtp_user);
+        curl_easy_setopt(c, CURLOPT_PASSWORD, nf->smtp_password ? nf->smtp_password : "");
+    }
+    CURLcode rc = curl_easy_perform(c);
+    curl_slist_free_all(to);
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK) {
+        snprintf(why, wl, "smtp: %s", curl_easy_strerror(rc));
+        return -1;
+    }
+    PGresult *r = PQexecParams(nf->pg, "INSERT INTO notifications_sent (notification_id) VALUES ($1)"
+                                       " ON CONFLICT DO NOTHING",
+                               1, NULL, (const char *[]){n->id}, NULL, NULL, 0);
+    PQclear(r);
+    return 1;
+}
+
+/* ---- one notification -------------------------------------------------------------------- */
+
+static int decode(notifier *nf, const rd_kafka_message_t *m, note *n, char *why, size_t wl)
+{
+    const fs_schema *s;
+    avro_value_t v, map, item;
+    fs_err err = {0};
+    memset(n, 0, sizeof *n);
+    if (fs_codec_decode(nf->codec, m->payload, m->len, &s, &v, &err)) {
+        snprintf(why, wl, "%s", err.msg);
+        return -1;
+    }
+    int rc = 0;
+    if (strcmp(fs_schema_name(s), "NotificationRequested")) {
+        snprintf(why, wl, "not a NotificationRequested: %s", fs_schema_name(s));
+        rc = -1;
+    } else {
+        fs_av_read_str(&v, "notification_id", n->id, sizeof n->id, NULL);
+        fs_av_read_str(&v, "member_id", n->member, sizeof n->member, NULL);
+        fs_av_read_str(&v, "kind", n->kind, sizeof n->kind, NULL);
+        fs_av_read_str(&v, "email", n->email, sizeof n->email, NULL);
+        n->at = fs_av_read_long(&v, "occurred_at", fs_now_ms(), NULL);
+        n->params = json_object();
+        size_t count = 0;
+        if (avro_value_get_by_name(&v, "params", &map, NULL) == 0 && avro_value_get_size(&map, &count) == 0)
+            for (size_t i = 0; i < count; i++) {
+                const char *k = NULL, *val = NULL;
+                size_t vl = 0;
+                if (avro_value_get_by_index(&map, i, &item, &k) == 0 &&
+                    avro_value_get_string(&item, &val, &vl) == 0 && k && val)
+                    json_object_set_new(n->params, k, json_string(val));
+            }
+        /* ids become file names: only [A-Za-z0-9-] */
+        if (!n->id[0] || strspn(n->id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") !=
+                             strlen(n->id)) {
+            snprintf(why, wl, "bad notification_id");
+            rc = -1;
+        }
+    }
+    avro_value_decref(&v);
+    if (rc) {
+        json_decref(n->params);
+        n->params = NULL;
+    }
+    return rc;
+}
+
+static int lookup_email(notifier *nf, note *n)
+{
+    if (n->email[0])
+        return 1;
+    if (pg_ready(nf))
+        return -1;
+    PGresult *r = PQexecParams(nf->pg, "SELECT email FROM members WHERE member_id = $1 AND status <> 'DELETED'",
+                               1, NULL, (const char *[]){n->member}, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        /* before flashsale-api has created the members table there is nobody to look up */
+        bool missing = strstr(PQresultErrorMessage(r), "does not exist") != NULL;
+        PQclear(r);
+        return missing ? 0 : -1;
+    }
+    int found = PQntuples(r) == 1;
+    if (found)
+        snprintf(n->email, sizeof n->email, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return found;
+}
+
+static void throttle(notifier *nf)
+{
+    for (;;) {
+        int64_t now = fs_mono_ms();
+        nf->tokens += (double)(now - nf->tokens_at) / 1000.0 * (double)nf->rate;
+        if (nf->tokens > (double)nf->rate)
+            nf->tokens = (double)nf->rate;
+        nf->tokens_at = now;
+        if (nf->tokens >= 1.0 || stop_flag) {
+            nf->tokens -= 1.0;
+            return;
+        }
+        usleep((useconds_t)((1.0 - nf->tokens) / (double)nf->rate * 1e6) + 1000);
+    }
+}
+
+/* 0 handled (delivered, duplicate, skipped or dead-lettered); -1 stop requested mid-way. */
+static int handle(notifier *nf, rd_kafka_t *dlq, const rd_kafka_message_t *m)
+{
+    note n;
+    char why[512] = "";
+    fs_err err = {0};
+    if (decode(nf, m, &n, why, sizeof why)) {
+        nf->dead++;
+        fs_log_warn("undecodable notification dead-lettered", json_pack("{s:s}", "reason", why));
+        fs_kafka_dead_letter(dlq, m, why, &err);
+        return 0;
+    }
+    int rc = 0;
+    for (long attempt = 1;; attempt++) {
+        int found = lookup_email(nf, &n);
+        char *msg = NULL;
+        int d = -1;
+        if (found == 0) {
+            nf->no_address++;
+            fs_log_info("no address for this member; not sent",
+                        json_pack("{s:s,s:s,s:s}", "notification_id", n.id, "member_id", n.member, "kind", n.kind));
+            break;
+        }
+        if (found < 0)
+            snprintf(why, sizeof why, "postgres unavailable for the address lookup");
+        else if (!(msg = render(nf, &n)))
+            snprintf(why, sizeof why, "out of memory");
+        else {
+            if (!nf->smtp_url && access(nf->spool, F_OK) == 0) { /* a duplicate costs no token */
+                char p1[4096], p2[4096];
+                snprintf(p1, sizeof p1, "%s/new/%s", nf->spool, n.id);
+                snprintf(p2, sizeof p2, "%s/cur/%s", nf->spool, n.id);
+                if (access(p1, F_OK) == 0 || access(p2, F_OK) == 0) {
+                    free(msg);
+                    nf->duplicates++;
+                    break;
+                }
+            }
+            throttle(nf);
+            d = nf->smtp_url ? smtp_send(nf, &n, msg, why, sizeof why) : spool_write(nf, &n, msg, why, sizeof why);
+        }
+        free(msg);
+        if (d == 1) {
+            nf->delivered++;
+            fs_log_info("delivered", json_pack("{s:s,s:s,s:s,s:s}", "notification_id", n.id, "member_id",
+                                               n.member, "kind", n.kind, "via", nf->smtp_url ? "smtp" : "spool"));
+            break;
+        }
+        if (d == 0) {
+            nf->duplicates++;
+            break;
+        }
+        if (attempt >= nf->max_attempts) {
+            nf->dead++;
+            fs_log_error("notification not delivered; dead-lettered",
+                         json_pack("{s:s,s:s,s:I}", "notification_id", n.id, "reason", why, "attempts",
+                                   (json_int_t)attempt));
+            fs_kafka_dead_letter(dlq, m, why, &err);
+            break;
+        }
+        long backoff = 200L << (attempt - 1);
+        fs_log_warn("delivery failed; retrying",
+                    json_pack("{s:s,s:s,s:I,s:I}", "notification_id", n.id, "reason", why, "attempt",
+                              (json_int_t)attempt, "retry_in_ms", (json_int_t)backoff));
+        for (long slept = 0; slept < backoff && !stop_flag; slept += 50)
+            usleep(50000);
+        if (stop_flag) {
+            rc = -1;
+            break;
+        }
+    }
+    json_decref(n.params);
+    return rc;
+}
+
+int main(void)
+{
+    static notifier nf;
+    fs_err err = {0};
+    fs_log_init("notifier", FS_LOG_INFO);
+    const char *run_dir, *spool;
+    long open_window;
+    if (fs_common_config_load(&nf.cfg, &err) ||
+        fs_env_str("FLASHSALE_SMTP_URL", NULL, false, &nf.smtp_url, &err) ||
+        fs_env_str("FLASHSALE_SMTP_FROM", "flashsale <no-reply@flashsale.local>", false, &nf.smtp_from, &err) ||
+        fs_env_str("FLASHSALE_SMTP_USER", NULL, false, &nf.smtp_user, &err) ||
+        fs_env_secret("FLASHSALE_SMTP_PASSWORD", 0, false, &nf.smtp_password, &err) ||
+        fs_env_str("FLASHSALE_RUN_DIR", ".run", false, &run_dir, &err) ||
+        fs_env_str("FLASHSALE_SPOOL_DIR", NULL, false, &spool, &err) ||
+        fs_env_int("FLASHSALE_NOTIFY_RATE_PER_S", 20, 1, 100000, &nf.rate, &err) ||
+        fs_env_int("FLASHSALE_NOTIFY_MAX_ATTEMPTS", 5, 1, 100, &nf.max_attempts, &err) ||
+        fs_env_int("FLASHSALE_WISHLIST_OPEN_WINDOW_S", 3600, 1, 30 * 86400, &open_window, &err))
+        fs_config_die(&err);
+    if (nf.smtp_url && !*nf.smtp_url)
+        nf.smtp_url = NULL;
+    char spool_buf[4096];
+    if (!spool) {
+        snprintf(spool_buf, sizeof spool_buf, "%s/mail", run_dir);
+        spool = spool_buf;
+    }
+    nf.spool = spool;
+    if (!nf.smtp_url && mkdirs(nf.spool)) {
+        fprintf(stderr, "flashsale-notifier: cannot create the spool %s: %s\n", nf.spool, strerror(errno));
+        return 2;
+    }
+    nf.tokens = (double)nf.rate;
+    nf.tokens_at = fs_mono_ms();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    nf.codec = fs_codec_new(&err);
+    if (!nf.codec)
+        fs_config_die(&err);
+    for (int i = 0; i < 60 && pg_ready(&nf) && !stop_flag; i++)
+        sleep(1);
+    if (nf.pg) {
+        PGresult *r = PQexec(nf.pg, "CREATE TABLE IF NOT EXISTS notifications_sent ("
+                                    " notification_id text PRIMARY KEY, sent_at timestamptz NOT NULL DEFAULT now())");
+        PQclear(r);
+    }
+    rd_kafka_t *c = fs_kafka_consumer_new(&nf.cfg, "flashsale-notifier", NULL, false, &err);
+    rd_kafka_t *dlq = c ? fs_kafka_producer_new(&nf.cfg, "flashsale-notifier-dlq", &err) : NULL;
+    if (!c || !dlq)
+        fs_config_die(&err);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, FS_TOPIC_NOTIFICATIONS, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t se = rd_kafka_subscribe(c, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (se) {
+        fs_err_from_kafka_code(&err, se, "subscribe");
+        fs_config_die(&err);
+    }
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    wishlist_watch ww = {&nf.cfg, nf.codec, &stop_flag, open_window};
+    pthread_t watcher;
+    pthread_create(&watcher, NULL, wishlist_watch_main, &ww);
+    fs_log_info("started", json_pack("{s:s,s:s,s:I}", "via", nf.smtp_url ? "smtp" : "spool", "spool",
+                                     nf.smtp_url ? "" : nf.spool, "rate_per_s", (json_int_t)nf.rate));
+    int64_t last = fs_mono_ms();
+    while (!stop_flag) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
+        if (m && !m->err) {
+            if (handle(&nf, dlq, m) == 0)
+                rd_kafka_commit_message(c, m, 1);
+        } else if (m && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            fs_log_warn("consumer", json_pack("{s:s}", "error", rd_kafka_message_errstr(m)));
+        }
+        if (m)
+            rd_kafka_message_destroy(m);
+        if (fs_mono_ms() - last >= 10000) {
+            last = fs_mono_ms();
+            fs_log_info("progress", json_pack("{s:I,s:I,s:I,s:I}", "delivered", (json_int_t)nf.delivered,
+                                              "duplicates", (json_int_t)nf.duplicates, "no_address",
+                                              (json_int_t)nf.no_address, "dead_lettered", (json_int_t)nf.dead));
+        }
+    }
+    pthread_join(watcher, NULL);
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    rd_kafka_flush(dlq, 5000);
+    rd_kafka_destroy(dlq);
+    PQfinish(nf.pg);
+    fs_codec_destroy(nf.codec);
+    curl_global_cleanup();
+    fs_log_info("stopped", json_pack("{s:I}", "delivered", (json_int_t)nf.delivered));
+    return 0;
+}
