@@ -300,5 +300,7 @@ case "${1:-}" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   env) echo "$RUN/env" ;;
-  *) echo "usage: $0 start [--infra-only] | stop | status | env" >&2; exit 2 ;;
+  kafka-stop) kafka_stop ;;     # (tests: a broker outage)
+  kafka-start) kafka_start ;;
+  *) echo "usage: $0 start [--infra-only] | stop | status | env | kafka-stop | kafka-start" >&2; exit 2 ;;
 esac

@@ -1,7 +1,7 @@
 /* flashsale-notifier: delivers `notifications` to members.
  *
- * Consumes `notifications` in the consumer group flashsale-notifier (at least once: the
- * offset is committed after a message is delivered). Each NotificationRequested becomes an
+ * Consumes `notifications` in the consumer group FLASHSALE_NOTIFIER_GROUP
+ * (flashsale-notifier; at least once: the offset is committed after a message is delivered). Each NotificationRequested becomes an
  * RFC 5322 message:
  *  - with FLASHSALE_SMTP_URL set (e.g. smtp://mail:25, smtps://...), sent through libcurl
  *    (FLASHSALE_SMTP_FROM, optional FLASHSALE_SMTP_USER / FLASHSALE_SMTP_PASSWORD); the
@@ -402,7 +402,7 @@ int main(void)
     static notifier nf;
     fs_err err = {0};
     fs_log_init("notifier", FS_LOG_INFO);
-    const char *run_dir, *spool;
+    const char *run_dir, *spool, *group;
     long open_window;
     if (fs_common_config_load(&nf.cfg, &err) ||
         fs_env_str("FLASHSALE_SMTP_URL", NULL, false, &nf.smtp_url, &err) ||
@@ -413,7 +413,8 @@ int main(void)
         fs_env_str("FLASHSALE_SPOOL_DIR", NULL, false, &spool, &err) ||
         fs_env_int("FLASHSALE_NOTIFY_RATE_PER_S", 20, 1, 100000, &nf.rate, &err) ||
         fs_env_int("FLASHSALE_NOTIFY_MAX_ATTEMPTS", 5, 1, 100, &nf.max_attempts, &err) ||
-        fs_env_int("FLASHSALE_WISHLIST_OPEN_WINDOW_S", 3600, 1, 30 * 86400, &open_window, &err))
+        fs_env_int("FLASHSALE_WISHLIST_OPEN_WINDOW_S", 3600, 1, 30 * 86400, &open_window, &err) ||
+        fs_env_str("FLASHSALE_NOTIFIER_GROUP", "flashsale-notifier", false, &group, &err))
         fs_config_die(&err);
     if (nf.smtp_url && !*nf.smtp_url)
         nf.smtp_url = NULL;
@@ -440,7 +441,7 @@ int main(void)
                                     " notification_id text PRIMARY KEY, sent_at timestamptz NOT NULL DEFAULT now())");
         PQclear(r);
     }
-    rd_kafka_t *c = fs_kafka_consumer_new(&nf.cfg, "flashsale-notifier", NULL, false, &err);
+    rd_kafka_t *c = fs_kafka_consumer_new(&nf.cfg, group, NULL, false, &err);
     rd_kafka_t *dlq = c ? fs_kafka_producer_new(&nf.cfg, "flashsale-notifier-dlq", &err) : NULL;
     if (!c || !dlq)
         fs_config_die(&err);

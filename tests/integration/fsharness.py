@@ -91,6 +91,17 @@ class System:
                              capture_output=True, check=True, timeout=60).stdout.decode()
         return [line.split("|") for line in out.splitlines() if line]
 
+    def start_notifier(self, spool, env=None, name="notifier"):
+        exe = os.path.join(self.bindir, "notifier", "flashsale-notifier")
+        e = dict(os.environ, FLASHSALE_SPOOL_DIR=spool, **(env or {}))
+        self.procs[name] = self._spawn(exe, e, "test-%s.log" % name)
+
+    def kafka(self, action):
+        """Stops or starts the test broker ("stop" / "start")."""
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        subprocess.run([os.path.join(root, "infra", "flashsale.sh"), "kafka-" + action], check=True,
+                       capture_output=True, timeout=180)
+
     def redis(self, *args):
         """One redis-cli command on the test Redis; its output lines (--raw)."""
         env = dict(os.environ, REDISCLI_AUTH=os.environ.get("FLASHSALE_REDIS_PASSWORD", ""))
