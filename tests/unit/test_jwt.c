@@ -43,6 +43,30 @@ static void test_valid_and_expired(void **state)
     free(tok);
 }
 
+/* Login tokens carry the session and the generation; operator tokens say gen -1. */
+static void test_session_claims(void **state)
+{
+    (void)state;
+    char *tok, *op;
+    fs_err err = {0};
+    assert_int_equal(fs_jwt_issue_session(SECRET, "m-1", "member", 60, "sess-1", 7, &tok, &err), 0);
+    assert_int_equal(fs_jwt_issue(SECRET, "m-1", "member", 60, &op, &err), 0);
+    assert_int_not_equal(fs_jwt_issue_session(SECRET, "m-1", "member", 60, "", 7, &op, &err), 0);
+    char *h = bearer(tok), *ho = bearer(op);
+    fs_principal p;
+    int64_t now = (int64_t)time(NULL);
+    assert_int_equal(fs_jwt_verify(SECRET, h, now, &p), FS_JWT_OK);
+    assert_string_equal(p.sid, "sess-1");
+    assert_int_equal(p.gen, 7);
+    assert_int_equal(fs_jwt_verify(SECRET, ho, now, &p), FS_JWT_OK);
+    assert_string_equal(p.sid, "");
+    assert_int_equal(p.gen, -1);
+    free(h);
+    free(ho);
+    free(tok);
+    free(op);
+}
+
 static void test_malformed(void **state)
 {
     (void)state;
@@ -80,6 +104,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_and_expired),
+        cmocka_unit_test(test_session_claims),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_roles),
     };
