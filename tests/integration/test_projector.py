@@ -235,7 +235,7 @@ def audit(s, bindir, rows):
     rep = json.load(open(report))
     for store in ("postgres", "redis"):
         assert rep["read_models"][store]["compared"] and rep["read_models"][store]["differences"] == 0, rep
-        assert rep["read_models"][store]["rows"] == rows, (rows, rep["read_models"])
+        assert rep["read_models"][store]["rows"] >= rows, (rows, rep["read_models"])  # and earlier tests
 
 
 def some_order(s, orders):
