@@ -10,8 +10,9 @@
 #    RATE events/s for 20 s in turn (waiting for both to catch up in between); the
 #    projectors' own lag percentiles (commit time - record time) over 2 s windows: the
 #    median window's p50 and p99, the worst window's p99, the largest lag seen;
-# 3. GET /api/products/{id}/stock (Redis read model, then PostgreSQL after the Redis model
-#    is unset) next to GET /healthz of the same server, with wrk, side by side.
+# 3. GET /api/products/{id}/stock (Redis read model with the API's 10 ms product cache and
+#    without it, then PostgreSQL after the Redis model is unset) next to GET /healthz of the
+#    same server, with wrk, side by side.
 # Writes perf/out/projector-<time>.json and prints a summary.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -102,24 +103,34 @@ for rate in $RATES; do
   echo "$rate $t0 $t1 $(date +%s.%N)" >>"$out/steps-$stamp.txt"
 done
 
-fs_say "GET stock (Redis, then PostgreSQL) next to GET /healthz, wrk -t2 -c64 -d8s each"
-"$BUILD/command-api/flashsale-api" >"$logs/bench-api.log" 2>&1 & pids+=($!)
+fs_say "GET stock (Redis with and without the 10 ms product cache, then PostgreSQL) next to GET /healthz, wrk -t2 -c64 -d8s each"
 url="http://127.0.0.1:$FLASHSALE_HTTP_PORT"
-for _ in $(seq 50); do curl -fsS "$url/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+api_pid=
+start_api() { # start_api CACHE_MS
+  [ -n "$api_pid" ] && { kill "$api_pid"; wait "$api_pid" 2>/dev/null || true; }
+  FLASHSALE_STOCK_CACHE_MS=$1 "$BUILD/command-api/flashsale-api" >>"$logs/bench-api.log" 2>&1 &
+  api_pid=$!
+  pids+=("$api_pid")
+  for _ in $(seq 100); do curl -fsS "$url/healthz" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  fs_die "flashsale-api did not start"
+}
+start_api 10
 pid=$(psql "$FLASHSALE_PG_URL" -Atc "SELECT product_id FROM products ORDER BY product_id LIMIT 1")
 curl -fsS "$url/api/products/$pid/stock" | grep -q '"source":"redis"' || fs_die "stock not served from redis"
 bench() { wrk -t2 -c64 -d8s "$1" | awk '/Requests\/sec/ {print $2}'; }
 triv1=$(bench "$url/healthz"); redis1=$(bench "$url/api/products/$pid/stock")
 triv2=$(bench "$url/healthz"); redis2=$(bench "$url/api/products/$pid/stock")
+start_api 0
+nocache1=$(bench "$url/api/products/$pid/stock"); triv3=$(bench "$url/healthz")
 kill "${pids[1]}" 2>/dev/null || true   # the Redis projector, so the model stays unset
 REDISCLI_AUTH=$FLASHSALE_REDIS_PASSWORD redis-cli -p "$FLASHSALE_REDIS_PORT" --no-auth-warning DEL fs:rm:gen >/dev/null
 curl -fsS "$url/api/products/$pid/stock" | grep -q '"source":"postgres"' || fs_die "stock not served from postgres"
 pg1=$(bench "$url/api/products/$pid/stock")
 
-/usr/bin/python3 - "$out" "$stamp" "$events" "$logs" "$triv1" "$redis1" "$triv2" "$redis2" "$pg1" <<'PY'
+/usr/bin/python3 - "$out" "$stamp" "$events" "$logs" "$triv1" "$redis1" "$triv2" "$redis2" "$pg1" "$nocache1" "$triv3" <<'PY'
 import datetime, json, sys
 out, stamp, events, logs = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-triv1, redis1, triv2, redis2, pg1 = (float(x) for x in sys.argv[5:10])
+triv1, redis1, triv2, redis2, pg1, nocache1, triv3 = (float(x) for x in sys.argv[5:12])
 apply = dict(l.split() for l in open("%s/apply-%s.txt" % (out, stamp)))
 steps = []
 for line in open("%s/steps-%s.txt" % (out, stamp)):
@@ -146,9 +157,11 @@ for line in open("%s/steps-%s.txt" % (out, stamp)):
 res = {"events": events,
        "apply_events_per_s": {t: round(events / float(s)) for t, s in apply.items()},
        "sustained": steps,
-       "stock_rps": {"trivial": [triv1, triv2], "redis": [redis1, redis2], "postgres": [pg1]},
-       "redis_vs_trivial": [round(redis1 / triv1, 2), round(redis2 / triv2, 2)],
-       "postgres_vs_trivial": round(pg1 / ((triv1 + triv2) / 2), 2)}
+       "stock_rps": {"trivial": [triv1, triv2, triv3], "redis_cached_10ms": [redis1, redis2],
+                     "redis_uncached": [nocache1], "postgres": [pg1]},
+       "redis_cached_vs_trivial": [round(redis1 / triv1, 2), round(redis2 / triv2, 2)],
+       "redis_uncached_vs_trivial": round(nocache1 / triv3, 2),
+       "postgres_vs_trivial": round(pg1 / triv3, 2)}
 json.dump(res, open("%s/projector-%s.json" % (out, stamp), "w"), indent=2)
 print(json.dumps(res, indent=2))
 PY

@@ -12,6 +12,7 @@
  * FLASHSALE_JWT_SECRET (required, at least 32 characters), FLASHSALE_PII_KEY (required, 64
  * hex characters), session and rate-limit settings (README), plus the common settings. */
 #include "accounts.h"
+#include "readmodel.h"
 #include "api.h"
 #include "health.h"
 #include "http.h"
@@ -187,6 +188,7 @@ int main(void)
     fs_health_stop(a.health);
     api_bus_stop(a.bus);
     api_accounts_stop();
+    api_rm_stop();
     fs_codec_destroy(a.codec);
     return 0;
 #undef cfg

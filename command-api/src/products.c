@@ -196,16 +196,12 @@ int api_products_item(struct mg_connection *conn, void *cb)
         snprintf(op, sizeof op, "%s", slash + 1);
     const char *method = ri->request_method;
     inv_product_view v;
-    bool known = api_bus_product(a->bus, id, &v);
 
     if (!strcmp(method, "GET") && (!op[0] || !strcmp(op, "stock"))) {
         /* the read model (Redis, else PostgreSQL); a product it does not hold yet (just
          * defined) from the API's own view of the log */
-        inv_product_view rv;
         api_fresh fresh = {"log", 0};
-        if (api_rm_product(a, id, &rv, &fresh))
-            v = rv;
-        else if (!known)
+        if (!api_rm_product(a, id, &v, &fresh) && !api_bus_product(a->bus, id, &v))
             return fs_http_error(&req, 404, "PRODUCT_NOT_FOUND", "no such product", NULL);
         json_t *out = !op[0] ? product_json(&v)
                              : json_pack("{s:s,s:i,s:i,s:i,s:i,s:s}", "product_id", v.id, "stock",
@@ -214,6 +210,7 @@ int api_products_item(struct mg_connection *conn, void *cb)
         json_object_set_new(out, "freshness", api_fresh_json(&fresh));
         return fs_http_json(&req, 200, out, NULL);
     }
+    bool known = api_bus_product(a->bus, id, &v);
     bool patch = !op[0] && !strcmp(method, "PATCH");
     bool post_op = !strcmp(method, "POST") &&
                    (!strcmp(op, "restock") || !strcmp(op, "pause") || !strcmp(op, "resume"));

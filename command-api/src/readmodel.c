@@ -4,7 +4,10 @@
 
 #include "fs/id.h"
 #include "fs/log.h"
+#include "fs/map.h"
 #include "fs/readmodel.h"
+
+#include <pthread.h>
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -148,29 +151,174 @@ static int64_t pg_num(PGresult *r, int col)
 
 /* ---- products --------------------------------------------------------------------------- */
 
+/* The served generation, per thread, looked up again after a second or on a miss. */
+static __thread long long tl_gen;
+static __thread int64_t tl_gen_at;
+
+static long long served_gen(redisContext *c, bool refresh, bool *failed)
+{
+    if (!refresh && tl_gen && fs_mono_ms() - tl_gen_at < 1000)
+        return tl_gen;
+    redisReply *r = redisCommand(c, "GET %s", FS_RM_GEN);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        *failed = true;
+        freeReplyObject(r);
+        return 0;
+    }
+    tl_gen = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    tl_gen_at = fs_mono_ms();
+    freeReplyObject(r);
+    return tl_gen;
+}
+
+#define NPF 12 /* the fields the HMGET below asks for, in its order */
+
+/* The hot path of GET /api/products/{id}/stock: two HMGETs in one round trip (no script).
+ * 1 found, 0 not in Redis, -1 Redis failed. */
+static int redis_product(api_ctx *a, const char *id, inv_product_view *v, api_fresh *f)
+{
+    if (!breaker_allow())
+        return -1;
+    fs_err err = {0};
+    redisContext *c = api_redis(a, &err);
+    if (!c) {
+        breaker_failed(err.msg);
+        return -1;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool failed = false;
+        long long g = served_gen(c, attempt > 0, &failed);
+        if (failed) {
+            breaker_failed(c->errstr);
+            return -1;
+        }
+        if (!g) {
+            breaker_ok();
+            return 0;
+        }
+        redisAppendCommand(c, "HMGET fs:rm:%lld:p:%s name description currency price starts ends limit"
+                              " paused stock available reserved sold", g, id);
+        redisAppendCommand(c, "HMGET fs:rm:%lld:meta heartbeat_ms lag_ms", g);
+        redisReply *h = NULL, *m = NULL;
+        if (redisGetReply(c, (void **)&h) != REDIS_OK || redisGetReply(c, (void **)&m) != REDIS_OK ||
+            h->type != REDIS_REPLY_ARRAY || h->elements != NPF) {
+            breaker_failed(c->err ? c->errstr : "unexpected reply");
+            freeReplyObject(h);
+            freeReplyObject(m);
+            return -1;
+        }
+        breaker_ok();
+        if (h->element[8]->type != REDIS_REPLY_STRING) { /* no such product in this generation */
+            freeReplyObject(h);
+            freeReplyObject(m);
+            continue; /* the generation may have been switched: look once more */
+        }
+        const char *val[NPF];
+        for (int i = 0; i < NPF; i++)
+            val[i] = h->element[i]->type == REDIS_REPLY_STRING ? h->element[i]->str : "";
+        snprintf(v->f.name, sizeof v->f.name, "%s", val[0]);
+        snprintf(v->f.description, sizeof v->f.description, "%s", val[1]);
+        snprintf(v->f.currency, sizeof v->f.currency, "%s", val[2]);
+        v->f.price = atoll(val[3]);
+        v->f.sale_starts_at = atoll(val[4]);
+        v->f.sale_ends_at = atoll(val[5]);
+        v->f.per_user_limit = (int32_t)atol(val[6]);
+        v->paused = atoi(val[7]) != 0;
+        v->stock = (int32_t)atol(val[8]);
+        v->available = (int32_t)atol(val[9]);
+        v->reserved = (int32_t)atol(val[10]);
+        v->sold = (int32_t)atol(val[11]);
+        f->source = "redis";
+        f->lag_ms = meta_lag(m);
+        freeReplyObject(h);
+        freeReplyObject(m);
+        return 1;
+    }
+    return 0;
+}
+
+/* A product read from Redis is kept for FLASHSALE_STOCK_CACHE_MS (10; 0: off) so that a
+ * storm of stock queries for one product costs one Redis read per interval; the answer's
+ * freshness includes the entry's age. */
+typedef struct {
+    inv_product_view v;
+    int64_t lag_ms, at;
+} cached_product;
+
+static pthread_mutex_t pc_lock = PTHREAD_MUTEX_INITIALIZER;
+static fs_map *pc;
+static long pc_ms = -1;
+
+static void free_pc(void *ctx, const char *k, void *v)
+{
+    (void)ctx, (void)k;
+    free(v);
+}
+
+void api_rm_stop(void)
+{
+    pthread_mutex_lock(&pc_lock);
+    if (pc) {
+        fs_map_foreach(pc, free_pc, NULL);
+        fs_map_destroy(pc);
+        pc = NULL;
+    }
+    pthread_mutex_unlock(&pc_lock);
+}
+
+static bool cache_get(const char *id, inv_product_view *v, api_fresh *f)
+{
+    if (pc_ms < 0) {
+        const char *e = getenv("FLASHSALE_STOCK_CACHE_MS");
+        pc_ms = e && *e ? atol(e) : 10;
+    }
+    if (pc_ms <= 0)
+        return false;
+    int64_t now = fs_mono_ms();
+    bool hit = false;
+    pthread_mutex_lock(&pc_lock);
+    cached_product *c = pc ? fs_map_get(pc, id) : NULL;
+    if (c && now - c->at < pc_ms) {
+        *v = c->v;
+        f->source = "redis";
+        f->lag_ms = c->lag_ms < 0 ? -1 : c->lag_ms + (now - c->at);
+        hit = true;
+    }
+    pthread_mutex_unlock(&pc_lock);
+    return hit;
+}
+
+static void cache_put(const char *id, const inv_product_view *v, const api_fresh *f)
+{
+    if (pc_ms <= 0)
+        return;
+    pthread_mutex_lock(&pc_lock);
+    if (!pc || fs_map_size(pc) > 100000) {
+        if (pc) {
+            fs_map_foreach(pc, free_pc, NULL);
+            fs_map_destroy(pc);
+        }
+        pc = fs_map_new(1024);
+    }
+    cached_product *c = fs_map_get(pc, id);
+    if (!c && (c = malloc(sizeof *c)))
+        fs_map_put(pc, id, c);
+    if (c) {
+        c->v = *v;
+        c->lag_ms = f->lag_ms;
+        c->at = fs_mono_ms();
+    }
+    pthread_mutex_unlock(&pc_lock);
+}
+
 bool api_rm_product(api_ctx *a, const char *id, inv_product_view *v, api_fresh *f)
 {
     memset(v, 0, sizeof *v);
     snprintf(v->id, sizeof v->id, "%s", id);
-    bool miss;
-    redisReply *r = redis_read(a, FS_RM_LUA_GET_PRODUCT, id, &miss);
-    if (r) {
-        const redisReply *h = r->element[0];
-        hstr(h, "name", v->f.name, sizeof v->f.name);
-        hstr(h, "description", v->f.description, sizeof v->f.description);
-        hstr(h, "currency", v->f.currency, sizeof v->f.currency);
-        v->f.price = hnum(h, "price");
-        v->f.sale_starts_at = hnum(h, "starts");
-        v->f.sale_ends_at = hnum(h, "ends");
-        v->f.per_user_limit = (int32_t)hnum(h, "limit");
-        v->paused = hnum(h, "paused") != 0;
-        v->stock = (int32_t)hnum(h, "stock");
-        v->available = (int32_t)hnum(h, "available");
-        v->reserved = (int32_t)hnum(h, "reserved");
-        v->sold = (int32_t)hnum(h, "sold");
-        f->source = "redis";
-        f->lag_ms = meta_lag(r->element[1]);
-        freeReplyObject(r);
+    if (cache_get(id, v, f))
+        return true;
+    if (redis_product(a, id, v, f) == 1) {
+        cache_put(id, v, f);
         return true;
     }
     PGresult *p = pg_read(a,

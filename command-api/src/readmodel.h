@@ -3,7 +3,8 @@
  * (after FS_RM_BREAKER_FAILS consecutive failures Redis is not asked for
  * FS_RM_BREAKER_OPEN_MS; then one request probes it). Each answer says where it came from
  * and how far the projection was behind the log (its last batch's lag, plus the time since
- * its last heartbeat beyond a second). */
+ * its last heartbeat beyond a second). A product read from Redis is reused for
+ * FLASHSALE_STOCK_CACHE_MS (10 ms; 0: off), its age added to the reported lag. */
 #ifndef FS_API_READMODEL_H
 #define FS_API_READMODEL_H
 #include "api.h"
@@ -21,6 +22,7 @@ bool api_rm_product(api_ctx *a, const char *id, inv_product_view *v, api_fresh *
  * with o->decided_at = the time of its last change. */
 bool api_rm_order(api_ctx *a, const char *id, api_order *o, api_fresh *f);
 json_t *api_fresh_json(const api_fresh *f);
+void api_rm_stop(void); /* frees the product cache */
 /* Whether Redis is currently switched off by the breaker (for /metrics and tests). */
 bool api_rm_breaker_open(void);
 
