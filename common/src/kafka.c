@@ -115,6 +115,13 @@ rd_kafka_t *fs_kafka_admin_new(const fs_common_config *cfg, const char *client_i
 rd_kafka_t *fs_kafka_consumer_new(const fs_common_config *cfg, const char *group,
                                   const char *instance_id, bool partition_eof, fs_err *err)
 {
+    return fs_kafka_consumer_new_with(cfg, group, instance_id, partition_eof, NULL, err);
+}
+
+rd_kafka_t *fs_kafka_consumer_new_with(const fs_common_config *cfg, const char *group,
+                                       const char *instance_id, bool partition_eof,
+                                       const char *const *extra, fs_err *err)
+{
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char gid[128];
     if (!group) { /* assign-only: a group id is still needed by librdkafka for some calls */
@@ -140,6 +147,11 @@ rd_kafka_t *fs_kafka_consumer_new(const fs_common_config *cfg, const char *group
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    for (const char *const *kv = extra; kv && kv[0]; kv += 2)
+        if (conf_set(conf, kv[0], kv[1], err)) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
     return client_new(RD_KAFKA_CONSUMER, conf, err);
 }
 

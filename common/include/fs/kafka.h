@@ -61,6 +61,12 @@ rd_kafka_t *fs_kafka_admin_new(const fs_common_config *cfg, const char *client_i
 rd_kafka_t *fs_kafka_consumer_new(const fs_common_config *cfg, const char *group,
                                   const char *instance_id, bool partition_eof, fs_err *err);
 
+/* The same with extra librdkafka settings (name, value pairs, NULL-terminated), e.g. larger
+ * fetches for a reader that batches anyway. */
+rd_kafka_t *fs_kafka_consumer_new_with(const fs_common_config *cfg, const char *group,
+                                       const char *instance_id, bool partition_eof,
+                                       const char *const *extra, fs_err *err);
+
 /* Creates the topics (idempotent). A topic that exists with another partition count is
  * an error. retention_ms may be NULL. */
 int fs_kafka_create_topic(rd_kafka_t *rk, const char *name, int partitions, int replication,
