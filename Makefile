@@ -6,7 +6,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 RUN_DIR ?= .run
 
-.PHONY: all deps build build-asan run stop status test test-unit clean format perf
+.PHONY: all deps build build-asan run stop status test test-unit clean format perf perf-short
 
 all: build
 
@@ -47,3 +47,12 @@ format:
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# Every benchmark scenario, flashsale next to the baselines, on a dedicated system; writes
+# perf/RESULTS.md (between the perf/run markers) and perf/plots/*.png. perf-short: a few
+# seconds per step, for a quick look.
+perf: deps build
+	@perf/run
+
+perf-short: deps build
+	@perf/run --short

@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 PACKAGES=(
   build-essential cmake pkg-config git
   librdkafka-dev libavro-dev libcivetweb-dev civetweb libjansson-dev libpq-dev libhiredis-dev
-  libcmocka-dev libsodium-dev libjwt-dev libssl-dev libcurl4-openssl-dev wrk
+  libcmocka-dev libsodium-dev libjwt-dev libssl-dev libcurl4-openssl-dev wrk gnuplot-nox
   postgresql redis-server openjdk-17-jre-headless maven
   python3 python3-avro python3-yaml valgrind curl iproute2
 )

@@ -24,7 +24,9 @@
  * With --product/--products, each request is POST /api/orders {"product_id", "quantity"}
  * with a member token (sub load-<run>-<i>, i cycling over --members, minted up front from
  * FLASHSALE_JWT_SECRET); products are taken in turn. Otherwise --path with --method.
- * Connections are kept alive (HTTP/1.1). Prints a live line every second on stderr (rate,
+ * Connections are kept alive (HTTP/1.1), or with --close each request has its own connection
+ * (the flash burst: each buyer arrives once; a thread-per-connection server would otherwise
+ * hold a worker per idle kept-alive connection). Prints a live line every second on stderr (rate,
  * errors, p50/p99 so far), then a summary; --json writes outcomes by status, latency
  * percentiles (p50, p90, p99, p99.9, max, from a log-linear histogram with ~1.6 % precision)
  * and completions per second. */
@@ -119,6 +121,7 @@ static char **tokens, **products;
 static long ntokens, nproducts, next_member, next_product, quantity = 1;
 static const char *method = "GET", *req_path;
 static char host_hdr[128];
+static const char *conn_hdr = ""; /* "Connection: close\r\n" with --close */
 static struct sockaddr_in addr;
 static uint64_t started, done, errors, status_count[600], win_done, win_err;
 static json_t *timeline;
@@ -167,16 +170,16 @@ static void build(conn *c)
         int bl = snprintf(body, sizeof body, "{\"product_id\":\"%s\",\"quantity\":%ld}", pid, quantity);
         c->req_len = (size_t)snprintf(c->req, sizeof c->req,
                                       "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
-                                      "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-                                      req_path, host_hdr, tok, bl, body);
+                                      "Content-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s",
+                                      req_path, host_hdr, tok, bl, conn_hdr, body);
     } else if (!strcmp(method, "POST")) {
         c->req_len = (size_t)snprintf(c->req, sizeof c->req,
                                       "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                                      "Content-Length: 2\r\n\r\n{}",
-                                      req_path, host_hdr);
+                                      "Content-Length: 2\r\n%s\r\n{}",
+                                      req_path, host_hdr, conn_hdr);
     } else {
-        c->req_len = (size_t)snprintf(c->req, sizeof c->req, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", req_path,
-                                      host_hdr);
+        c->req_len = (size_t)snprintf(c->req, sizeof c->req, "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", req_path,
+                                      host_hdr, conn_hdr);
     }
 }
 
@@ -295,7 +298,7 @@ static void on_event(conn *c, uint32_t ev)
             }
             continue;
         }
-        bool close_after = strcasestr(c->buf, "\r\nConnection: close") != NULL;
+        bool close_after = *conn_hdr || strcasestr(c->buf, "\r\nConnection: close") != NULL;
         c->buf_len = 0;
         if (c->busy)
             record(c, code, now_ms());
@@ -309,7 +312,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: flashsale-load --url URL [--path P] [--method GET|POST] [--product ID | "
                     "--products FILE]\n       [--quantity Q] [--members N] [--connections C] "
-                    "[--requests N | --duration S] [--rate R]\n       [--json FILE] [--label NAME] [--quiet]\n");
+                    "[--requests N | --duration S] [--rate R]\n       [--json FILE] [--label NAME] [--quiet] [--close]\n");
     exit(2);
 }
 
@@ -324,6 +327,10 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--quiet")) {
             quiet = true;
+            continue;
+        }
+        if (!strcmp(a, "--close")) { /* one request per connection, like buyers arriving */
+            conn_hdr = "Connection: close\r\n";
             continue;
         }
         if (!v)
