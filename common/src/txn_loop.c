@@ -316,7 +316,7 @@ fs_txn_loop *fs_txn_loop_new(const fs_txn_loop_conf *conf, fs_err *err)
         {"session.timeout.ms", ses},
         {"heartbeat.interval.ms", "1500"},
         {"max.poll.interval.ms", "300000"},
-        {"fetch.wait.max.ms", "10"},
+        {"fetch.wait.max.ms", fs_fetch_wait_ms()},
     };
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
         if (rd_kafka_conf_set(cc, kv[i][0], kv[i][1], e, sizeof e) != RD_KAFKA_CONF_OK) {

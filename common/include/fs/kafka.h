@@ -53,6 +53,8 @@ int fs_kafka_header_get(const rd_kafka_message_t *msg, const char *name, char *b
 /* A librdkafka configuration whose log lines go to the JSON-lines logger (use instead of
  * rd_kafka_conf_new(): librdkafka's own logger writes plain text to stderr). */
 rd_kafka_conf_t *fs_kafka_conf_new(void);
+/* fetch.wait.max.ms for readers: FLASHSALE_FETCH_WAIT_MS or 500 (see kafka.c). */
+const char *fs_fetch_wait_ms(void);
 rd_kafka_t *fs_kafka_producer_new(const fs_common_config *cfg, const char *client_id,
                                   fs_err *err);
 /* A plain (non-idempotent) client for admin and metadata requests only. */
