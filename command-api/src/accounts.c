@@ -117,12 +117,6 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static fs_map *cache;
 static long cache_ms = 2000;
 
-static void free_cached(void *ctx, const char *k, void *v)
-{
-    (void)ctx, (void)k;
-    free(v);
-}
-
 int api_member_state(api_ctx *a, const char *member_id, int64_t *gen, member_status *st)
 {
     int64_t now = fs_mono_ms();
@@ -156,8 +150,7 @@ int api_member_state(api_ctx *a, const char *member_id, int64_t *gen, member_sta
     if (!cache)
         cache = fs_map_new(4096);
     if (fs_map_size(cache) > 200000) { /* bounded: start over rather than grow without end */
-        fs_map_foreach(cache, free_cached, NULL);
-        fs_map_destroy(cache);
+        fs_map_destroy_free(cache);
         cache = fs_map_new(4096);
     }
     cached_member *slot = fs_map_get(cache, member_id);
@@ -198,8 +191,7 @@ bool api_rate_take(const char *key, double rate, double burst, bool peek, int *r
     if (!buckets)
         buckets = fs_map_new(4096);
     if (fs_map_size(buckets) > 500000) { /* forget everything rather than grow without end */
-        fs_map_foreach(buckets, free_cached, NULL);
-        fs_map_destroy(buckets);
+        fs_map_destroy_free(buckets);
         buckets = fs_map_new(4096);
     }
     bucket *b = fs_map_get(buckets, key);
@@ -378,29 +370,6 @@ static int relay_once(PGconn *c, rd_kafka_t *p, fs_err *err)
     return rc ? -1 : n;
 }
 
-static rd_kafka_t *relay_producer(const fs_common_config *cfg, fs_err *err)
-{
-    rd_kafka_conf_t *conf = fs_kafka_conf_new();
-    char e[256];
-    const char *kv[][2] = {{"bootstrap.servers", cfg->brokers}, {"client.id", "flashsale-api-outbox"},
-                           {"enable.idempotence", "true"},       {"acks", "all"},
-                           {"linger.ms", "1"},                    {"partitioner", "murmur2_random"},
-                           {"message.timeout.ms", "10000"}};
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-        if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], e, sizeof e) != RD_KAFKA_CONF_OK) {
-            rd_kafka_conf_destroy(conf);
-            fs_err_set(err, FS_ERR_FATAL, 0, "outbox producer %s: %s", kv[i][0], e);
-            return NULL;
-        }
-    rd_kafka_conf_set_dr_msg_cb(conf, relay_dr);
-    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
-    if (!p) {
-        rd_kafka_conf_destroy(conf);
-        fs_err_set(err, FS_ERR_FATAL, 0, "outbox producer: %s", e);
-    }
-    return p;
-}
-
 static void *relay_main(void *arg)
 {
     (void)arg;
@@ -410,7 +379,10 @@ static void *relay_main(void *arg)
     int64_t last_warn = 0;
     while (!relay_stop) {
         fs_err err = {0};
-        if (!p && !(p = relay_producer(&relay_api->cfg, &err))) {
+        if (!p && !(p = fs_kafka_producer_new_with(
+                        &relay_api->cfg, "flashsale-api-outbox",
+                        (const char *const[]){"linger.ms", "1", "message.timeout.ms", "10000", NULL}, relay_dr,
+                        &err))) {
             fs_log_error("outbox relay cannot start its producer", json_pack("{s:s}", "error", err.msg));
             sleep(1);
             continue;
@@ -490,18 +462,12 @@ void api_accounts_stop(void)
     pthread_join(relay_thread, NULL);
     relay_api = NULL;
     pthread_mutex_lock(&cache_lock);
-    if (cache) {
-        fs_map_foreach(cache, free_cached, NULL);
-        fs_map_destroy(cache);
-        cache = NULL;
-    }
+    fs_map_destroy_free(cache);
+    cache = NULL;
     pthread_mutex_unlock(&cache_lock);
     pthread_mutex_lock(&rate_lock);
-    if (buckets) {
-        fs_map_foreach(buckets, free_cached, NULL);
-        fs_map_destroy(buckets);
-        buckets = NULL;
-    }
+    fs_map_destroy_free(buckets);
+    buckets = NULL;
     pthread_mutex_unlock(&rate_lock);
     sodium_memzero(pii_key, sizeof pii_key);
 }

@@ -106,7 +106,7 @@ int main(void)
     fs_log_level_parse(cfg.log_level, &lvl);
     fs_log_init("api", lvl);
     const char *addr;
-    long port, threads, queue, keepalive;
+    long port, threads, queue, keepalive, stock_cache_ms;
     if (fs_env_str("FLASHSALE_HTTP_ADDR", "127.0.0.1", false, &addr, &err) ||
         fs_env_int("FLASHSALE_HTTP_PORT", 8080, 1, 65535, &port, &err) ||
         fs_env_int("FLASHSALE_HTTP_THREADS", 512, 2, 20000, &threads, &err) ||
@@ -125,8 +125,10 @@ int main(void)
         fs_env_int("FLASHSALE_RATE_ORDER_MEMBER_PER_S", 5, 0, 1000000, &a.rate_order_member, &err) ||
         fs_env_int("FLASHSALE_RATE_ORDER_MEMBER_BURST", 20, 1, 1000000, &a.rate_order_member_burst, &err) ||
         fs_env_int("FLASHSALE_RATE_ORDER_IP_PER_S", 2000, 0, 10000000, &a.rate_order_ip, &err) ||
-        fs_env_int("FLASHSALE_RATE_ORDER_IP_BURST", 50000, 1, 10000000, &a.rate_order_ip_burst, &err))
+        fs_env_int("FLASHSALE_RATE_ORDER_IP_BURST", 50000, 1, 10000000, &a.rate_order_ip_burst, &err) ||
+        fs_env_int("FLASHSALE_STOCK_CACHE_MS", 10, 0, 60000, &stock_cache_ms, &err))
         fs_config_die(&err);
+    api_rm_init(stock_cache_ms);
     a.codec = fs_codec_new(&err);
     if (!a.codec)
         fs_config_die(&err);

@@ -124,6 +124,24 @@ static bool ok_res(PGresult *r)
     return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
 }
 
+/* Opens a transaction on c; false if PostgreSQL refused. */
+static bool begin(PGconn *c)
+{
+    PGresult *r = PQexec(c, "BEGIN");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    return ok;
+}
+
+/* Commits c's transaction; false if PostgreSQL refused (nothing was stored). */
+static bool commit(PGconn *c)
+{
+    PGresult *r = PQexec(c, "COMMIT");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    return ok;
+}
+
 /* ---- verification codes -------------------------------------------------------------------- */
 
 static void code_hash(const char *member_id, const char *code, char out[65])
@@ -207,7 +225,10 @@ static int signup(fs_http_req *req, api_ctx *a)
         free(sname), free(sphone);
         return unavailable(req, NULL, "signup");
     }
-    PQclear(PQexec(c, "BEGIN"));
+    if (!begin(c)) {
+        free(sname), free(sphone);
+        return unavailable(req, c, "signup");
+    }
     const char *v[] = {id, email, hash, (const char *)sname, (const char *)sphone};
     int lens[] = {0, 0, 0, (int)lname, (int)lphone};
     int fmts[] = {0, 0, 0, 1, 1};
@@ -232,10 +253,7 @@ static int signup(fs_http_req *req, api_ctx *a)
         fs_log_error("signup failed", json_pack("{s:s}", "error", err.msg));
         return unavailable(req, c, "signup");
     }
-    r = PQexec(c, "COMMIT");
-    bool committed = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    if (!committed)
+    if (!commit(c))
         return unavailable(req, c, "signup commit");
     api_outbox_kick();
     fs_log_info("member signed up", json_pack("{s:s}", "member_id", id));
@@ -271,7 +289,8 @@ static int verify(fs_http_req *req, api_ctx *a)
     PGconn *c = api_pg(a, &err);
     if (!c)
         return unavailable(req, NULL, "verify");
-    PQclear(PQexec(c, "BEGIN"));
+    if (!begin(c))
+        return unavailable(req, c, "verify");
     PGresult *r = q(c,
                     "SELECT m.member_id, m.status, v.code_hash, v.expires_at < now(), v.attempts"
                     " FROM members m LEFT JOIN verification_codes v USING (member_id)"
@@ -315,8 +334,10 @@ static int verify(fs_http_req *req, api_ctx *a)
     if (sodium_memcmp(want, got, 64) != 0) {
         r = q(c, "UPDATE verification_codes SET attempts = attempts + 1 WHERE member_id = $1", 1,
               (const char *[]){id});
+        bool counted = ok_res(r);
         PQclear(r);
-        PQclear(PQexec(c, "COMMIT"));
+        if (!counted || !commit(c)) /* an attempt that cannot be counted is not judged */
+            return unavailable(req, c, "verify attempt");
         long left = a->code_max_attempts - attempts - 1;
         if (left <= 0)
             return fs_http_error(req, 403, "CODE_LOCKED", "too many wrong codes: request a new one", NULL);
@@ -333,10 +354,7 @@ static int verify(fs_http_req *req, api_ctx *a)
     PQclear(d);
     if (!good || api_outbox_member_event(a, c, "MemberVerified", id, NULL, NULL, &err))
         return unavailable(req, c, "verify");
-    r = PQexec(c, "COMMIT");
-    good = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    if (!good)
+    if (!commit(c))
         return unavailable(req, c, "verify commit");
     api_member_forget(id);
     api_outbox_kick();
@@ -375,7 +393,10 @@ static int resend(fs_http_req *req, api_ctx *a)
         json_decref(ok);
         return unavailable(req, NULL, "resend");
     }
-    PQclear(PQexec(c, "BEGIN"));
+    if (!begin(c)) {
+        json_decref(ok);
+        return unavailable(req, c, "resend");
+    }
     PGresult *r = q(c, "SELECT member_id FROM members WHERE email = $1 AND status = 'UNVERIFIED' FOR UPDATE", 1,
                     (const char *[]){email});
     if (!ok_res(r)) {
@@ -393,7 +414,10 @@ static int resend(fs_http_req *req, api_ctx *a)
         }
     }
     PQclear(r);
-    PQclear(PQexec(c, "COMMIT"));
+    if (!commit(c)) {
+        json_decref(ok);
+        return unavailable(req, c, "resend commit");
+    }
     api_outbox_kick();
     return fs_http_json(req, 202, ok, NULL);
 }
@@ -522,7 +546,10 @@ static int password_change(fs_http_req *req, api_ctx *a, const fs_principal *who
         return fs_http_error(req, 503, "UNAVAILABLE", "cannot hash the password now", "Retry-After: 1\r\n");
     fs_err err = {0};
     long ended = 0;
-    PQclear(PQexec(c, "BEGIN"));
+    if (!begin(c)) {
+        sodium_memzero(hash, sizeof hash);
+        return unavailable(req, c, "password");
+    }
     r = q(c, "UPDATE members SET password_hash = $2, updated_at = now() WHERE member_id = $1", 2,
           (const char *[]){who->sub, hash});
     good = ok_res(r);
@@ -531,10 +558,7 @@ static int password_change(fs_http_req *req, api_ctx *a, const fs_principal *who
     if (!good || !end_sessions(c, who->sub, NULL, "password changed", &ended) ||
         api_outbox_notify(a, c, who->sub, email, "PASSWORD_CHANGED", NULL, &err))
         return unavailable(req, c, "password");
-    r = PQexec(c, "COMMIT");
-    good = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    if (!good)
+    if (!commit(c))
         return unavailable(req, c, "password commit");
     api_member_forget(who->sub);
     api_outbox_kick();
@@ -594,7 +618,10 @@ static int me_patch(fs_http_req *req, api_ctx *a, const fs_principal *who)
         fields[nf++] = "name";
     if (has_phone || clear_phone)
         fields[nf++] = "phone";
-    PQclear(PQexec(c, "BEGIN"));
+    if (!begin(c)) {
+        free(sname), free(sphone);
+        return unavailable(req, c, "patch");
+    }
     const char *v[] = {who->sub, has_name ? "t" : "f", (const char *)sname, has_phone || clear_phone ? "t" : "f",
                        (const char *)sphone};
     int lens[] = {0, 0, (int)lname, 0, (int)lphone};
@@ -609,7 +636,8 @@ static int me_patch(fs_http_req *req, api_ctx *a, const fs_principal *who)
     PQclear(r);
     if (!good || (nf && api_outbox_member_event(a, c, "MemberUpdated", who->sub, NULL, fields, &err)))
         return unavailable(req, c, "patch");
-    PQclear(PQexec(c, "COMMIT"));
+    if (!commit(c))
+        return unavailable(req, c, "patch commit");
     api_outbox_kick();
     r = me_row(req, a, who, &c, &st);
     if (!r)
@@ -642,7 +670,8 @@ static int me_delete(fs_http_req *req, api_ctx *a, const fs_principal *who)
     if (!good)
         return fs_http_error(req, 401, "WRONG_PASSWORD", "the password is wrong", NULL);
     fs_err err = {0};
-    PQclear(PQexec(c, "BEGIN"));
+    if (!begin(c))
+        return unavailable(req, c, "delete");
     /* personal data goes; the id stays (orders in the log refer to it) */
     r = q(c,
           "UPDATE members SET status = 'DELETED', email = 'deleted:' || member_id, password_hash = '!',"
@@ -657,7 +686,8 @@ static int me_delete(fs_http_req *req, api_ctx *a, const fs_principal *who)
     if (!good || !end_sessions(c, who->sub, NULL, "account deleted", NULL) ||
         api_outbox_member_event(a, c, "MemberDeleted", who->sub, NULL, NULL, &err))
         return unavailable(req, c, "delete");
-    PQclear(PQexec(c, "COMMIT"));
+    if (!commit(c))
+        return unavailable(req, c, "delete commit");
     api_member_forget(who->sub);
     api_outbox_kick();
     fs_log_info("member deleted", json_pack("{s:s}", "member_id", who->sub));
@@ -809,7 +839,8 @@ static int login(fs_http_req *req, api_ctx *a)
     PQclear(r);
     fs_uuid7_str(sid);
     snprintf(ttl, sizeof ttl, "%ld", a->refresh_ttl_s);
-    PQclear(PQexec(c, "BEGIN"));
+    if (!begin(c))
+        return unavailable(req, c, "login");
     r = q(c,
           "INSERT INTO sessions (session_id, member_id, device, expires_at)"
           " VALUES ($1, $2, $3, now() + make_interval(secs => $4::bigint))",
@@ -818,10 +849,7 @@ static int login(fs_http_req *req, api_ctx *a)
     PQclear(r);
     if (!good || !add_refresh(c, sid, refresh))
         return unavailable(req, c, "login");
-    r = PQexec(c, "COMMIT");
-    good = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    if (!good)
+    if (!commit(c))
         return unavailable(req, c, "login commit");
     fs_log_info("login", json_pack("{s:s,s:s}", "member_id", member, "session_id", sid));
     return tokens_json(req, a, member, role, sid, gen, refresh, status);
@@ -849,7 +877,8 @@ static int refresh(fs_http_req *req, api_ctx *a)
     PGconn *c = api_pg(a, &err);
     if (!c)
         return unavailable(req, NULL, "refresh");
-    PQclear(PQexec(c, "BEGIN"));
+    if (!begin(c))
+        return unavailable(req, c, "refresh");
     PGresult *r = q(c,
                     "SELECT t.used_at IS NOT NULL, s.session_id, s.member_id,"
                     " s.revoked_at IS NOT NULL OR s.expires_at < now(), m.role, m.session_gen, m.status"
@@ -874,8 +903,8 @@ static int refresh(fs_http_req *req, api_ctx *a)
     int64_t gen = atoll(PQgetvalue(r, 0, 5));
     PQclear(r);
     if (reused) { /* a stolen copy or the real owner: either way the family is compromised */
-        bool good = end_sessions(c, member, sid, "refresh token reused", NULL);
-        PQclear(PQexec(c, good ? "COMMIT" : "ROLLBACK"));
+        if (!end_sessions(c, member, sid, "refresh token reused", NULL) || !commit(c))
+            return unavailable(req, c, "refresh reuse");
         fs_log_warn("refresh token reused: session revoked", json_pack("{s:s,s:s}", "member_id", member,
                                                                         "session_id", sid));
         return fs_http_error(req, 401, "REFRESH_TOKEN_REUSED",
@@ -892,10 +921,7 @@ static int refresh(fs_http_req *req, api_ctx *a)
     PQclear(u);
     if (!good || !add_refresh(c, sid, fresh))
         return unavailable(req, c, "refresh");
-    r = PQexec(c, "COMMIT");
-    good = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    if (!good)
+    if (!commit(c))
         return unavailable(req, c, "refresh commit");
     return tokens_json(req, a, member, role, sid, gen, fresh, status);
 }
@@ -925,10 +951,10 @@ int api_auth_route(struct mg_connection *conn, void *cb)
         return unavailable(&req, NULL, "logout");
     bool all = !strcmp(path, "logout-all");
     long ended = 0;
-    PQclear(PQexec(c, "BEGIN"));
-    if (!end_sessions(c, who.sub, all ? NULL : who.sid, all ? "logout-all" : "logout", &ended))
+    if (!begin(c))
         return unavailable(&req, c, "logout");
-    PQclear(PQexec(c, "COMMIT"));
+    if (!end_sessions(c, who.sub, all ? NULL : who.sid, all ? "logout-all" : "logout", &ended) || !commit(c))
+        return unavailable(&req, c, "logout");
     if (all)
         api_member_forget(who.sub);
     return fs_http_json(&req, 200, json_pack("{s:s,s:I}", "status", "logged_out", "sessions_ended", (json_int_t)ended),

@@ -247,31 +247,23 @@ typedef struct {
 
 static pthread_mutex_t pc_lock = PTHREAD_MUTEX_INITIALIZER;
 static fs_map *pc;
-static long pc_ms = -1;
+static long pc_ms = 10;
 
-static void free_pc(void *ctx, const char *k, void *v)
+void api_rm_init(long stock_cache_ms)
 {
-    (void)ctx, (void)k;
-    free(v);
+    pc_ms = stock_cache_ms;
 }
 
 void api_rm_stop(void)
 {
     pthread_mutex_lock(&pc_lock);
-    if (pc) {
-        fs_map_foreach(pc, free_pc, NULL);
-        fs_map_destroy(pc);
-        pc = NULL;
-    }
+    fs_map_destroy_free(pc);
+    pc = NULL;
     pthread_mutex_unlock(&pc_lock);
 }
 
 static bool cache_get(const char *id, inv_product_view *v, api_fresh *f)
 {
-    if (pc_ms < 0) {
-        const char *e = getenv("FLASHSALE_STOCK_CACHE_MS");
-        pc_ms = e && *e ? atol(e) : 10;
-    }
     if (pc_ms <= 0)
         return false;
     int64_t now = fs_mono_ms();
@@ -293,11 +285,8 @@ static void cache_put(const char *id, const inv_product_view *v, const api_fresh
     if (pc_ms <= 0)
         return;
     pthread_mutex_lock(&pc_lock);
-    if (!pc || fs_map_size(pc) > 100000) {
-        if (pc) {
-            fs_map_foreach(pc, free_pc, NULL);
-            fs_map_destroy(pc);
-        }
+    if (!pc || fs_map_size(pc) > 100000) { /* bounded: start over */
+        fs_map_destroy_free(pc);
         pc = fs_map_new(1024);
     }
     cached_product *c = fs_map_get(pc, id);

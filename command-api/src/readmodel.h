@@ -22,7 +22,8 @@ bool api_rm_product(api_ctx *a, const char *id, inv_product_view *v, api_fresh *
  * with o->decided_at = the time of its last change. */
 bool api_rm_order(api_ctx *a, const char *id, api_order *o, api_fresh *f);
 json_t *api_fresh_json(const api_fresh *f);
-void api_rm_stop(void); /* frees the product cache */
+void api_rm_init(long stock_cache_ms); /* FLASHSALE_STOCK_CACHE_MS, read at start */
+void api_rm_stop(void);                 /* frees the product cache */
 /* Whether Redis is currently switched off by the breaker (for /metrics and tests). */
 bool api_rm_breaker_open(void);
 

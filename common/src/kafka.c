@@ -99,6 +99,12 @@ static rd_kafka_t *client_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, fs_er
 
 rd_kafka_t *fs_kafka_producer_new(const fs_common_config *cfg, const char *client_id, fs_err *err)
 {
+    return fs_kafka_producer_new_with(cfg, client_id, NULL, NULL, err);
+}
+
+rd_kafka_t *fs_kafka_producer_new_with(const fs_common_config *cfg, const char *client_id,
+                                       const char *const *extra, fs_kafka_dr_cb *dr, fs_err *err)
+{
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (conf_set(conf, "bootstrap.servers", cfg->brokers, err) ||
         conf_set(conf, "client.id", client_id, err) ||
@@ -109,6 +115,13 @@ rd_kafka_t *fs_kafka_producer_new(const fs_common_config *cfg, const char *clien
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    for (const char *const *kv = extra; kv && kv[0]; kv += 2)
+        if (conf_set(conf, kv[0], kv[1], err)) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    if (dr)
+        rd_kafka_conf_set_dr_msg_cb(conf, dr);
     return client_new(RD_KAFKA_PRODUCER, conf, err);
 }
 

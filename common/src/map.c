@@ -56,6 +56,16 @@ void fs_map_destroy(fs_map *m)
     free(m);
 }
 
+void fs_map_destroy_free(fs_map *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->keys[i] && m->keys[i] != TOMBSTONE)
+            free(m->vals[i]);
+    fs_map_destroy(m);
+}
+
 static size_t find(const fs_map *m, const char *key)
 {
     size_t mask = m->cap - 1, i = (size_t)hash(key) & mask;

@@ -121,14 +121,22 @@ static int mkdirs(const char *base)
     return 0;
 }
 
-/* 1 delivered, 0 already there, -1 failed (*why). */
+/* Whether the notification's file is already in the spool (new/ or cur/: read or not). */
+static bool spooled(const notifier *nf, const char *id)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/new/%s", nf->spool, id);
+    if (access(p, F_OK) == 0)
+        return true;
+    snprintf(p, sizeof p, "%s/cur/%s", nf->spool, id);
+    return access(p, F_OK) == 0;
+}
+
+/* 1 delivered, -1 failed (*why). The caller checked spooled() first. */
 static int spool_write(const notifier *nf, const note *n, const char *msg, char *why, size_t wl)
 {
-    char tmp[4096], dst[4096], cur[4096];
+    char tmp[4096], dst[4096];
     snprintf(dst, sizeof dst, "%s/new/%s", nf->spool, n->id);
-    snprintf(cur, sizeof cur, "%s/cur/%s", nf->spool, n->id);
-    if (access(dst, F_OK) == 0 || access(cur, F_OK) == 0)
-        return 0;
     snprintf(tmp, sizeof tmp, "%s/tmp/%s.%d", nf->spool, n->id, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) {
@@ -334,6 +342,11 @@ static int handle(notifier *nf, rd_kafka_t *dlq, const rd_kafka_message_t *m)
         fs_kafka_dead_letter(dlq, m, why, &err);
         return 0;
     }
+    if (!nf->smtp_url && spooled(nf, n.id)) { /* redelivered: no lookup, no sending token */
+        nf->duplicates++;
+        json_decref(n.params);
+        return 0;
+    }
     int rc = 0;
     for (long attempt = 1;; attempt++) {
         int found = lookup_email(nf, &n);
@@ -350,16 +363,6 @@ static int handle(notifier *nf, rd_kafka_t *dlq, const rd_kafka_message_t *m)
         else if (!(msg = render(nf, &n)))
             snprintf(why, sizeof why, "out of memory");
         else {
-            if (!nf->smtp_url && access(nf->spool, F_OK) == 0) { /* a duplicate costs no token */
-                char p1[4096], p2[4096];
-                snprintf(p1, sizeof p1, "%s/new/%s", nf->spool, n.id);
-                snprintf(p2, sizeof p2, "%s/cur/%s", nf->spool, n.id);
-                if (access(p1, F_OK) == 0 || access(p2, F_OK) == 0) {
-                    free(msg);
-                    nf->duplicates++;
-                    break;
-                }
-            }
             throttle(nf);
             d = nf->smtp_url ? smtp_send(nf, &n, msg, why, sizeof why) : spool_write(nf, &n, msg, why, sizeof why);
         }

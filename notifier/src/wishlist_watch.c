@@ -104,12 +104,6 @@ static void tick_one(void *ctx, const char *pid, void *v)
         p->announced_start = p->starts;
 }
 
-static void free_product(void *ctx, const char *k, void *v)
-{
-    (void)ctx, (void)k;
-    free(v);
-}
-
 static rd_kafka_t *reader(const wishlist_watch *w)
 {
     fs_err err = {0};
@@ -182,7 +176,6 @@ void *wishlist_watch_main(void *arg)
         rd_kafka_destroy(c);
     }
     PQfinish(pg);
-    fs_map_foreach(products, free_product, NULL);
-    fs_map_destroy(products);
+    fs_map_destroy_free(products);
     return NULL;
 }

@@ -326,13 +326,6 @@ typedef struct {
     int64_t offset;
 } resv_t;
 
-static void free_val(void *c, const char *k, void *v)
-{
-    (void)c;
-    (void)k;
-    free(v);
-}
-
 static void check_invariants(audit_ctx *a, fs_map *products, fs_map *resv, fs_map *decided)
 {
     fs_map *held = fs_map_new(4096); /* "product|member" -> units */
@@ -794,8 +787,7 @@ static json_t *diff_read_models(const fs_common_config *cfg, audit_ctx *a, fs_ma
             json_object_set_new(out, stores[i], json_pack("{s:b,s:s}", "compared", 0, "why", why));
         }
     }
-    fs_map_foreach(orders, free_val, NULL);
-    fs_map_destroy(orders);
+    fs_map_destroy_free(orders);
     return out;
 }
 
@@ -917,13 +909,10 @@ int main(int argc, char **argv)
     } else
         json_decref(violations);
     json_decref(rm);
-    fs_map_foreach(products, free_val, NULL);
-    fs_map_foreach(resv, free_val, NULL);
-    fs_map_foreach(orders, free_val, NULL);
-    fs_map_destroy(products);
-    fs_map_destroy(resv);
+    fs_map_destroy_free(products);
+    fs_map_destroy_free(resv);
     fs_map_destroy(decided);
-    fs_map_destroy(orders);
+    fs_map_destroy_free(orders);
     free(a.cmds.v);
     free(a.evs.v);
     free(a.orders.v);

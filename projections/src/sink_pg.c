@@ -476,23 +476,24 @@ static int pg_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *
 static void pg_rollback(projector *p)
 {
     pgsink *s = p->store;
+    bool reset = false;
     for (int k = 0; k < NBUF; k++)
         buf_reset(&s->buf[k]);
     if (s->piped) {
         fs_err e = {0};
         drain(s, &e);
         if (!PQexitPipelineMode(s->c))
-            PQreset(s->c);
+            PQreset(s->c), reset = true;
         s->piped = false;
         s->queued = 0;
     }
     if (PQstatus(s->c) != CONNECTION_OK)
-        PQreset(s->c);
+        PQreset(s->c), reset = true;
     else
         PQclear(PQexec(s->c, "ROLLBACK"));
     fs_err e = {0};
-    if (PQstatus(s->c) == CONNECTION_OK && prepare(s, &e)) /* a new session has none */
-        fs_log_debug("statements already prepared", NULL);
+    if (reset && PQstatus(s->c) == CONNECTION_OK && prepare(s, &e)) /* a new session has none */
+        fs_log_warn("statements not prepared again", json_pack("{s:s}", "error", e.msg));
 }
 
 static int pg_tick(projector *p, bool caught_up, fs_err *err)

@@ -48,7 +48,6 @@ typedef struct {
     bool building;
     char sha_p[48], sha_o[48];
     int pending; /* commands appended, replies not read */
-    uint64_t applied;
 } rsink;
 
 #define NUM(buf, v) (snprintf(buf, sizeof buf, "%lld", (long long)(v)), buf)
@@ -343,6 +342,19 @@ static int r_payment(projector *p, const char *kind, avro_value_t *v, int32_t pa
     return 0; /* payments are read from PostgreSQL only */
 }
 
+/* The heartbeat, and the lag unless lag_ms < 0 (then the last batch's stays). */
+static int write_meta(rsink *s, int64_t lag_ms, fs_err *err)
+{
+    char now[24], lag[24];
+    redisReply *r = lag_ms < 0 ? cmd(s, err, "HSET fs:rm:%lld:meta heartbeat_ms %s", s->gen, NUM(now, fs_now_ms()))
+                               : cmd(s, err, "HSET fs:rm:%lld:meta heartbeat_ms %s lag_ms %s", s->gen,
+                                     NUM(now, fs_now_ms()), NUM(lag, lag_ms));
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
 static int r_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *err)
 {
     rsink *s = p->store;
@@ -376,17 +388,11 @@ static int r_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *e
             argv[n++] = o[k];
             k++;
         }
-    char now[24], lag[24];
     redisReply *r = n > 2 ? redisCommandArgv(s->c, n, argv, NULL) : NULL;
     if (n > 2 && (!r || r->type == REDIS_REPLY_ERROR))
         return reply_err(err, s->c, r, "offsets");
     freeReplyObject(r);
-    r = cmd(s, err, "HSET fs:rm:%lld:meta heartbeat_ms %s lag_ms %s", s->gen, NUM(now, fs_now_ms()),
-            NUM(lag, lag_ms));
-    if (!r)
-        return -1;
-    freeReplyObject(r);
-    return 0;
+    return write_meta(s, lag_ms, err);
 }
 
 static void r_rollback(projector *p)
@@ -456,15 +462,7 @@ static int r_tick(projector *p, bool caught_up, fs_err *err)
         s->gen = cur;
         return 1;
     }
-    char now[24];
-    redisReply *r = caught_up /* nothing left to apply, so no lag */
-                        ? cmd(s, err, "HSET fs:rm:%lld:meta heartbeat_ms %s lag_ms 0", s->gen,
-                              NUM(now, fs_now_ms()))
-                        : cmd(s, err, "HSET fs:rm:%lld:meta heartbeat_ms %s", s->gen, NUM(now, fs_now_ms()));
-    if (!r)
-        return -1;
-    freeReplyObject(r);
-    return 0;
+    return write_meta(s, caught_up ? 0 : -1, err); /* caught up: nothing left to apply, no lag */
 }
 
 static void r_close(projector *p)

@@ -57,6 +57,11 @@ rd_kafka_conf_t *fs_kafka_conf_new(void);
 const char *fs_fetch_wait_ms(void);
 rd_kafka_t *fs_kafka_producer_new(const fs_common_config *cfg, const char *client_id,
                                   fs_err *err);
+typedef void fs_kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+/* The same with extra librdkafka settings (name, value pairs, NULL-terminated; they override
+ * the defaults) and a delivery-report callback (may be NULL). */
+rd_kafka_t *fs_kafka_producer_new_with(const fs_common_config *cfg, const char *client_id,
+                                       const char *const *extra, fs_kafka_dr_cb *dr, fs_err *err);
 /* A plain (non-idempotent) client for admin and metadata requests only. */
 rd_kafka_t *fs_kafka_admin_new(const fs_common_config *cfg, const char *client_id, fs_err *err);
 /* group may be NULL for an assign-only consumer; instance_id may be NULL (dynamic member). */

@@ -9,6 +9,7 @@ typedef struct fs_map fs_map;
 
 fs_map *fs_map_new(size_t expected);
 void fs_map_destroy(fs_map *m); /* NULL-safe; does not free values */
+void fs_map_destroy_free(fs_map *m); /* NULL-safe; free()s every value, then destroys */
 void *fs_map_get(const fs_map *m, const char *key);
 /* Inserts or replaces; returns the previous value (or NULL). Returns (void *)-1 when out
  * of memory (nothing changed). */

@@ -29,14 +29,9 @@
 #define FS_RM_RANK_INVENTORY 1125899906842624LL /* 2^50 */
 #define FS_RM_RANK_SAGA 2251799813685248LL      /* 2^51: exact in a Lua number (double) */
 
-/* Reader scripts: resolve the served generation inside Redis, one round trip.
- * PRODUCT: ARGV[1] product id -> {hash as flat array, {heartbeat_ms, lag_ms}} or nil.
- * ORDER:   ARGV[1] order id   -> {hash, history list, {heartbeat_ms, lag_ms}} or nil. */
-#define FS_RM_LUA_GET_PRODUCT                                                                   \
-    "local g = redis.call('GET', 'fs:rm:gen') if not g then return false end "                  \
-    "local h = redis.call('HGETALL', 'fs:rm:' .. g .. ':p:' .. ARGV[1]) "                       \
-    "if #h == 0 then return false end "                                                         \
-    "return {h, redis.call('HMGET', 'fs:rm:' .. g .. ':meta', 'heartbeat_ms', 'lag_ms')}"
+/* Reader script for an order: resolves the served generation inside Redis, one round trip.
+ * ARGV[1] order id -> {hash, history list, {heartbeat_ms, lag_ms}} or nil. (Products are
+ * read with two pipelined HMGETs under a per-thread cached generation: their hot path.) */
 #define FS_RM_LUA_GET_ORDER                                                                     \
     "local g = redis.call('GET', 'fs:rm:gen') if not g then return false end "                  \
     "local h = redis.call('HGETALL', 'fs:rm:' .. g .. ':o:' .. ARGV[1]) "                       \
