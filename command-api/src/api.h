@@ -9,6 +9,7 @@
 
 #include "fs/codec.h"
 #include "fs/config.h"
+#include "fs/db.h"
 #include "fs/jwt.h"
 
 #include <hiredis/hiredis.h>
@@ -43,9 +44,15 @@ json_t *api_read_json(fs_http_req *req, api_ctx *a);
  * NULL with *err if Redis is unreachable. */
 redisContext *api_redis(api_ctx *a, fs_err *err);
 void api_redis_drop(void);
-/* This thread's PostgreSQL connection to the read model (connected on first use,
- * reconnected after errors); NULL with *err if unreachable. */
+/* A PostgreSQL connection from the API's pool for the rest of this request (the same one
+ * on every call until released); NULL with *err when none is free within
+ * FLASHSALE_PG_POOL_WAIT_MS or PostgreSQL is unreachable: answer 503 with Retry-After. */
 PGconn *api_pg(api_ctx *a, fs_err *err);
+/* Hands this thread's connection back to the pool (rolled back if a transaction is open).
+ * Called after every request; a handler calls it itself before a long wait that needs no
+ * connection (a password hash), and must not use the old handle afterwards. */
+void api_pg_release(void);
+void api_pg_pool_set(fs_pg_pool *pool, long wait_ms);
 
 /* Paging: ?limit=1..100 (default 20) and ?cursor=<id from next_cursor>. On a bad value the
  * 400 is sent and false returned. */

@@ -10,7 +10,10 @@
  * FLASHSALE_HTTP_KEEPALIVE_MS (2000), FLASHSALE_DECISION_WAIT_MS (2000: how long POST
  * /api/orders waits for the decision before answering 202), FLASHSALE_HTTP_MAX_BODY (16384),
  * FLASHSALE_JWT_SECRET (required, at least 32 characters), FLASHSALE_PII_KEY (required, 64
- * hex characters), session and rate-limit settings (README), plus the common settings. */
+ * hex characters), FLASHSALE_PG_POOL_SIZE (16: PostgreSQL connections shared by all worker
+ * threads), FLASHSALE_PG_POOL_WAIT_MS (1000: a request waits this long for one, then 503),
+ * FLASHSALE_PG_STATEMENT_TIMEOUT_MS (5000), session and rate-limit settings (README), plus the
+ * common settings. */
 #include "accounts.h"
 #include "readmodel.h"
 #include "api.h"
@@ -21,6 +24,7 @@
 #include "fs/jwt.h"
 
 #include "fs/config.h"
+#include "fs/db.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
 
@@ -64,18 +68,56 @@ static int handle_readyz(struct mg_connection *conn, void *cb)
     return fs_http_json(&req, ok ? 200 : 503, detail, ok ? NULL : "Retry-After: 1\r\n");
 }
 
+static fs_pg_pool *pg_pool;
+
 static int handle_metrics(struct mg_connection *conn, void *cb)
 {
     (void)cb;
     fs_http_req req;
     fs_http_req_init(&req, conn, FS_ROUTE_METRICS);
-    size_t len = 0;
-    char *text = fs_metrics_render(&len);
-    if (!text)
+    size_t len = 0, plen = 0;
+    char *text = fs_metrics_render(&len), *pool = NULL;
+    FILE *f = text ? open_memstream(&pool, &plen) : NULL;
+    if (!f) {
+        free(text);
         return fs_http_error(&req, 500, "INTERNAL", "out of memory", NULL);
-    int rc = fs_http_text(&req, 200, "text/plain; version=0.0.4", text, len);
-    free(text);
+    }
+    fs_pg_pool_stats st;
+    fs_pg_pool_stats_get(pg_pool, &st);
+    fprintf(f,
+            "# HELP flashsale_pg_pool_connections PostgreSQL connections of the API's pool by state.\n"
+            "# TYPE flashsale_pg_pool_connections gauge\n"
+            "flashsale_pg_pool_connections{state=\"size\"} %ld\n"
+            "flashsale_pg_pool_connections{state=\"open\"} %ld\n"
+            "flashsale_pg_pool_connections{state=\"in_use\"} %ld\n"
+            "# HELP flashsale_pg_pool_waiting Requests waiting for a pooled connection.\n"
+            "# TYPE flashsale_pg_pool_waiting gauge\nflashsale_pg_pool_waiting %ld\n"
+            "# HELP flashsale_pg_pool_total Pool events: acquired, timed out waiting (503), failed connects, closed as broken.\n"
+            "# TYPE flashsale_pg_pool_total counter\n"
+            "flashsale_pg_pool_total{event=\"acquired\"} %lld\n"
+            "flashsale_pg_pool_total{event=\"timeout\"} %lld\n"
+            "flashsale_pg_pool_total{event=\"connect_failure\"} %lld\n"
+            "flashsale_pg_pool_total{event=\"discarded\"} %lld\n",
+            st.size, st.open, st.in_use, st.waiting, st.acquired, st.timeouts, st.connect_failures, st.discarded);
+    fclose(f);
+    char *all = realloc(text, len + plen + 1);
+    if (!all) {
+        free(text);
+        free(pool);
+        return fs_http_error(&req, 500, "INTERNAL", "out of memory", NULL);
+    }
+    memcpy(all + len, pool, plen + 1);
+    free(pool);
+    int rc = fs_http_text(&req, 200, "text/plain; version=0.0.4", all, len + plen);
+    free(all);
     return rc;
+}
+
+/* After every request on a worker thread: the pooled PostgreSQL connection goes back. */
+static void end_request(const struct mg_connection *conn, int status)
+{
+    (void)conn, (void)status;
+    api_pg_release();
 }
 
 static int handle_other(struct mg_connection *conn, void *cb)
@@ -106,7 +148,7 @@ int main(void)
     fs_log_level_parse(cfg.log_level, &lvl);
     fs_log_init("api", lvl);
     const char *addr;
-    long port, threads, queue, keepalive, stock_cache_ms;
+    long port, threads, queue, keepalive, stock_cache_ms, pool_size, pool_wait_ms, stmt_timeout_ms;
     if (fs_env_str("FLASHSALE_HTTP_ADDR", "127.0.0.1", false, &addr, &err) ||
         fs_env_int("FLASHSALE_HTTP_PORT", 8080, 1, 65535, &port, &err) ||
         fs_env_int("FLASHSALE_HTTP_THREADS", 512, 2, 20000, &threads, &err) ||
@@ -126,9 +168,18 @@ int main(void)
         fs_env_int("FLASHSALE_RATE_ORDER_MEMBER_BURST", 20, 1, 1000000, &a.rate_order_member_burst, &err) ||
         fs_env_int("FLASHSALE_RATE_ORDER_IP_PER_S", 2000, 0, 10000000, &a.rate_order_ip, &err) ||
         fs_env_int("FLASHSALE_RATE_ORDER_IP_BURST", 50000, 1, 10000000, &a.rate_order_ip_burst, &err) ||
-        fs_env_int("FLASHSALE_STOCK_CACHE_MS", 10, 0, 60000, &stock_cache_ms, &err))
+        fs_env_int("FLASHSALE_STOCK_CACHE_MS", 10, 0, 60000, &stock_cache_ms, &err) ||
+        fs_env_int("FLASHSALE_PG_POOL_SIZE", 16, 1, 1000, &pool_size, &err) ||
+        fs_env_int("FLASHSALE_PG_POOL_WAIT_MS", 1000, 0, 60000, &pool_wait_ms, &err) ||
+        fs_env_int("FLASHSALE_PG_STATEMENT_TIMEOUT_MS", 5000, 0, 3600000, &stmt_timeout_ms, &err))
         fs_config_die(&err);
     api_rm_init(stock_cache_ms);
+    pg_pool = fs_pg_pool_new(&cfg, "flashsale-api", pool_size, stmt_timeout_ms);
+    if (!pg_pool) {
+        fs_err_set(&err, FS_ERR_FATAL, 0, "out of memory for the PostgreSQL pool");
+        fs_config_die(&err);
+    }
+    api_pg_pool_set(pg_pool, pool_wait_ms);
     a.codec = fs_codec_new(&err);
     if (!a.codec)
         fs_config_die(&err);
@@ -157,6 +208,7 @@ int main(void)
     struct mg_callbacks cbs;
     memset(&cbs, 0, sizeof cbs);
     cbs.log_message = log_message;
+    cbs.end_request = end_request;
     mg_init_library(0);
     struct mg_context *ctx = mg_start(&cbs, &a, options);
     if (!ctx) {
@@ -191,6 +243,7 @@ int main(void)
     api_bus_stop(a.bus);
     api_accounts_stop();
     api_rm_stop();
+    fs_pg_pool_destroy(pg_pool);
     fs_codec_destroy(a.codec);
     return 0;
 #undef cfg

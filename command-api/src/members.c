@@ -528,6 +528,7 @@ static int password_change(fs_http_req *req, api_ctx *a, const fs_principal *who
     }
     char email[256], hash[128];
     snprintf(email, sizeof email, "%s", PQgetvalue(r, 0, 0));
+    api_pg_release(); /* not held through argon2 */
     bool good = api_password_verify(PQgetvalue(r, 0, 7), old_pw);
     PQclear(r);
     if (!good) {
@@ -546,7 +547,7 @@ static int password_change(fs_http_req *req, api_ctx *a, const fs_principal *who
         return fs_http_error(req, 503, "UNAVAILABLE", "cannot hash the password now", "Retry-After: 1\r\n");
     fs_err err = {0};
     long ended = 0;
-    if (!begin(c)) {
+    if (!(c = api_pg(a, &err)) || !begin(c)) {
         sodium_memzero(hash, sizeof hash);
         return unavailable(req, c, "password");
     }
@@ -664,13 +665,14 @@ static int me_delete(fs_http_req *req, api_ctx *a, const fs_principal *who)
         json_decref(body);
         return st;
     }
+    api_pg_release(); /* not held through argon2 */
     bool good = api_password_verify(PQgetvalue(r, 0, 7), pw);
     PQclear(r);
     json_decref(body);
     if (!good)
         return fs_http_error(req, 401, "WRONG_PASSWORD", "the password is wrong", NULL);
     fs_err err = {0};
-    if (!begin(c))
+    if (!(c = api_pg(a, &err)) || !begin(c))
         return unavailable(req, c, "delete");
     /* personal data goes; the id stays (orders in the log refer to it) */
     r = q(c,
@@ -824,6 +826,7 @@ static int login(fs_http_req *req, api_ctx *a)
         return unavailable(req, c, "login");
     }
     bool found = PQntuples(r) == 1;
+    api_pg_release(); /* not held through argon2: the pool serves others meanwhile */
     bool good = api_password_verify(found ? PQgetvalue(r, 0, 1) : dummy_hash(), pw) && found;
     json_decref(body);
     if (!good) {
@@ -839,6 +842,8 @@ static int login(fs_http_req *req, api_ctx *a)
     PQclear(r);
     fs_uuid7_str(sid);
     snprintf(ttl, sizeof ttl, "%ld", a->refresh_ttl_s);
+    if (!(c = api_pg(a, &err)))
+        return unavailable(req, NULL, "login");
     if (!begin(c))
         return unavailable(req, c, "login");
     r = q(c,

@@ -4,6 +4,7 @@
 
 #include "fs/db.h"
 #include "fs/id.h"
+#include "fs/log.h"
 #include "fs/timefmt.h"
 
 #include <pthread.h>
@@ -210,28 +211,37 @@ void api_redis_drop(void)
     }
 }
 
-static pthread_key_t pg_key;
-static pthread_once_t pg_once = PTHREAD_ONCE_INIT;
-static void pg_free(void *c)
+/* The pool (main.c sets it up) and the connection this thread holds for its current
+ * request: taken on the first api_pg of a request, handed back by api_pg_release (at the end
+ * of every request, and before a handler waits for something else, such as argon2). */
+static fs_pg_pool *pg_pool;
+static long pg_wait_ms;
+static __thread PGconn *tl_pg;
+
+void api_pg_pool_set(fs_pg_pool *pool, long wait_ms)
 {
-    PQfinish(c);
-}
-static void pg_key_init(void)
-{
-    pthread_key_create(&pg_key, pg_free);
+    pg_pool = pool;
+    pg_wait_ms = wait_ms;
 }
 
 PGconn *api_pg(api_ctx *a, fs_err *err)
 {
-    pthread_once(&pg_once, pg_key_init);
-    PGconn *c = pthread_getspecific(pg_key);
-    if (c && PQstatus(c) == CONNECTION_OK)
-        return c;
-    if (c)
-        PQfinish(c);
-    c = fs_pg_connect(&a->cfg, "flashsale-api", err);
-    pthread_setspecific(pg_key, c);
-    return c;
+    (void)a;
+    if (tl_pg && PQstatus(tl_pg) == CONNECTION_OK)
+        return tl_pg;
+    api_pg_release();
+    tl_pg = fs_pg_pool_get(pg_pool, pg_wait_ms, err);
+    if (!tl_pg)
+        fs_log_warn("no postgres connection for the request", json_pack("{s:s}", "error", err->msg));
+    return tl_pg;
+}
+
+void api_pg_release(void)
+{
+    if (tl_pg) {
+        fs_pg_pool_put(pg_pool, tl_pg);
+        tl_pg = NULL;
+    }
 }
 
 bool api_paging(fs_http_req *req, int *limit, char *cursor, size_t cursor_len)

@@ -2,10 +2,13 @@
 #include "fs/db.h"
 #include "fs/log.h"
 
-#include <stdlib.h>
-
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Server notices ("... already exists, skipping") as debug log lines, not plain stderr. */
 static void notice(void *arg, const char *message)
@@ -103,4 +106,156 @@ int fs_pg_migrate(PGconn *c, const char *version_table, long lock_key,
     PQclear(PQexecParams(c, "SELECT pg_advisory_unlock($1::bigint)", 1, NULL, (const char *[]){key},
                          NULL, NULL, 0));
     return rc;
+}
+
+/* ---- pool ------------------------------------------------------------------------------
+ * A free list (LIFO: the warmest connection first) under one mutex, a count of connections
+ * that exist or are being opened, and a condition variable for waiters. Connecting happens
+ * outside the lock with the slot already counted, so a slow connect never holds up others
+ * and never lets the count pass `size`. */
+struct fs_pg_pool {
+    const fs_common_config *cfg;
+    char app[64];
+    char stmt_timeout[32];
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    PGconn **idle;
+    long n_idle, size, open, waiting;
+    long long acquired, timeouts, connect_failures, discarded;
+};
+
+fs_pg_pool *fs_pg_pool_new(const fs_common_config *cfg, const char *application_name, long size,
+                           long statement_timeout_ms)
+{
+    fs_pg_pool *p = calloc(1, sizeof *p);
+    if (!p || size < 1 || !(p->idle = calloc((size_t)size, sizeof *p->idle))) {
+        free(p);
+        return NULL;
+    }
+    p->cfg = cfg;
+    p->size = size;
+    snprintf(p->app, sizeof p->app, "%s", application_name);
+    if (statement_timeout_ms > 0)
+        snprintf(p->stmt_timeout, sizeof p->stmt_timeout, "%ld", statement_timeout_ms);
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->freed, &ca);
+    pthread_condattr_destroy(&ca);
+    return p;
+}
+
+void fs_pg_pool_destroy(fs_pg_pool *p)
+{
+    if (!p)
+        return;
+    for (long i = 0; i < p->n_idle; i++)
+        PQfinish(p->idle[i]);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->freed);
+    free(p->idle);
+    free(p);
+}
+
+static PGconn *pool_connect(fs_pg_pool *p, fs_err *err)
+{
+    PGconn *c = fs_pg_connect(p->cfg, p->app, err);
+    if (c && p->stmt_timeout[0]) {
+        PGresult *r = PQexecParams(c, "SELECT set_config('statement_timeout', $1, false)", 1, NULL,
+                                   (const char *[]){p->stmt_timeout}, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            fs_err_from_pg(err, c, r, "postgres set statement_timeout");
+            PQclear(r);
+            PQfinish(c);
+            return NULL;
+        }
+        PQclear(r);
+    }
+    return c;
+}
+
+PGconn *fs_pg_pool_get(fs_pg_pool *p, long timeout_ms, fs_err *err)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        if (p->n_idle > 0) {
+            PGconn *c = p->idle[--p->n_idle];
+            p->acquired++;
+            pthread_mutex_unlock(&p->lock);
+            return c;
+        }
+        if (p->open < p->size) {
+            p->open++; /* the slot is ours while we connect */
+            pthread_mutex_unlock(&p->lock);
+            PGconn *c = pool_connect(p, err);
+            pthread_mutex_lock(&p->lock);
+            if (c)
+                p->acquired++;
+            else {
+                p->open--;
+                p->connect_failures++;
+                pthread_cond_signal(&p->freed);
+            }
+            pthread_mutex_unlock(&p->lock);
+            return c;
+        }
+        p->waiting++;
+        int rc = pthread_cond_timedwait(&p->freed, &p->lock, &until);
+        p->waiting--;
+        if (rc == ETIMEDOUT && p->n_idle == 0 && p->open >= p->size) {
+            p->timeouts++;
+            pthread_mutex_unlock(&p->lock);
+            fs_err_set(err, FS_ERR_RETRIABLE, 0, "postgres: all %ld pooled connections busy for %ld ms",
+                       p->size, timeout_ms);
+            return NULL;
+        }
+    }
+}
+
+void fs_pg_pool_put(fs_pg_pool *p, PGconn *c)
+{
+    if (!c)
+        return;
+    bool keep = PQstatus(c) == CONNECTION_OK;
+    if (keep && PQtransactionStatus(c) != PQTRANS_IDLE) {
+        /* a handler left a transaction open (an error path): it must not leak into the
+         * next borrower's statements */
+        PGresult *r = PQexec(c, "ROLLBACK");
+        keep = PQresultStatus(r) == PGRES_COMMAND_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
+        PQclear(r);
+    }
+    if (!keep)
+        PQfinish(c);
+    pthread_mutex_lock(&p->lock);
+    if (keep)
+        p->idle[p->n_idle++] = c;
+    else {
+        p->open--;
+        p->discarded++;
+    }
+    pthread_cond_signal(&p->freed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void fs_pg_pool_stats_get(fs_pg_pool *p, fs_pg_pool_stats *out)
+{
+    pthread_mutex_lock(&p->lock);
+    *out = (fs_pg_pool_stats){.size = p->size,
+                              .open = p->open,
+                              .in_use = p->open - p->n_idle,
+                              .waiting = p->waiting,
+                              .acquired = p->acquired,
+                              .timeouts = p->timeouts,
+                              .connect_failures = p->connect_failures,
+                              .discarded = p->discarded};
+    pthread_mutex_unlock(&p->lock);
 }

@@ -140,7 +140,8 @@ class System:
             self.start_saga("payments")
         self.port = free_port()
         env = dict(os.environ, FLASHSALE_HTTP_PORT=str(self.port), FLASHSALE_HTTP_THREADS="1000",
-                   FLASHSALE_HTTP_QUEUE="20000", **self.api_env)
+                   FLASHSALE_HTTP_QUEUE="20000")
+        env.update(self.api_env)
         self.api = self._spawn(os.path.join(self.bindir, "command-api", "flashsale-api"), env,
                                "test-api.log")
         deadline = time.time() + 60

@@ -9,11 +9,13 @@
 
 #include "fs/config.h"
 #include "fs/db.h"
+#include "fs/id.h"
 #include "fs/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static fs_common_config cfg;
 
@@ -67,6 +69,84 @@ static void test_postgres(void **state)
     assert_null(fs_pg_connect(&bad, "flashsale-test", &err));
     assert_int_equal(err.cls, FS_ERR_FATAL);
     assert_null(strstr(err.msg, "wrong-password"));
+}
+
+/* The API's pool: bounded, waits then fails retriable, rolls back what a borrower left
+ * open, closes a broken connection and frees its place. */
+static void test_pg_pool(void **state)
+{
+    (void)state;
+    fs_err err = {0};
+    fs_pg_pool *p = fs_pg_pool_new(&cfg, "flashsale-test-pool", 2, 2000);
+    assert_non_null(p);
+    PGconn *a = fs_pg_pool_get(p, 1000, &err), *b = fs_pg_pool_get(p, 1000, &err);
+    if (!a || !b)
+        fail_msg("pool get: %s", err.msg);
+    assert_ptr_not_equal(a, b);
+    int64_t t0 = fs_mono_ms();
+    assert_null(fs_pg_pool_get(p, 150, &err));
+    int64_t waited = fs_mono_ms() - t0;
+    assert_int_equal(err.cls, FS_ERR_RETRIABLE);
+    assert_true(waited >= 140);
+    fs_pg_pool_stats st;
+    fs_pg_pool_stats_get(p, &st);
+    assert_int_equal(st.open, 2);
+    assert_int_equal(st.in_use, 2);
+    assert_int_equal(st.timeouts, 1);
+
+    /* the statement timeout is set on pooled connections */
+    PGresult *r = PQexec(a, "SHOW statement_timeout");
+    assert_string_equal(PQgetvalue(r, 0, 0), "2s");
+    PQclear(r);
+
+    /* a transaction left open is rolled back before the next borrower gets the handle */
+    PQclear(PQexec(a, "BEGIN"));
+    PQclear(PQexec(a, "CREATE TEMP TABLE pool_left (x int)"));
+    assert_int_equal(PQtransactionStatus(a), PQTRANS_INTRANS);
+    fs_pg_pool_put(p, a);
+    PGconn *a2 = fs_pg_pool_get(p, 1000, &err);
+    assert_ptr_equal(a2, a); /* kept, not reconnected */
+    assert_int_equal(PQtransactionStatus(a2), PQTRANS_IDLE);
+    r = PQexec(a2, "SELECT count(*) FROM pg_tables WHERE tablename = 'pool_left'");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    r = PQexec(a2, "SELECT 1 FROM pool_left");
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR); /* the rolled-back table is gone */
+    PQclear(r);
+
+    /* a waiter is woken by a put, well before its deadline */
+    fs_pg_pool_put(p, a2);
+    t0 = fs_mono_ms();
+    PGconn *c = fs_pg_pool_get(p, 5000, &err);
+    assert_non_null(c);
+    assert_true(fs_mono_ms() - t0 < 1000);
+
+    /* a connection whose server process died is closed on put; its place is freed */
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", PQbackendPID(c));
+    r = PQexecParams(b, "SELECT pg_terminate_backend($1::int)", 1, NULL, (const char *[]){pid}, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    for (int i = 0; i < 50 && PQstatus(c) == CONNECTION_OK; i++) {
+        PQclear(PQexec(c, "SELECT 1"));
+        if (PQstatus(c) == CONNECTION_OK)
+            usleep(20 * 1000);
+    }
+    assert_int_equal(PQstatus(c), CONNECTION_BAD);
+    fs_pg_pool_put(p, c);
+    fs_pg_pool_stats_get(p, &st);
+    assert_int_equal(st.open, 1);
+    assert_int_equal(st.discarded, 1);
+    PGconn *d = fs_pg_pool_get(p, 1000, &err);
+    assert_non_null(d);
+    r = PQexec(d, "SELECT 1");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    fs_pg_pool_put(p, d);
+    fs_pg_pool_put(p, b);
+    fs_pg_pool_stats_get(p, &st);
+    assert_int_equal(st.in_use, 0);
+    fs_pg_pool_destroy(p);
 }
 
 static void test_redis(void **state)
@@ -124,6 +204,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_postgres),
+        cmocka_unit_test(test_pg_pool),
         cmocka_unit_test(test_redis),
     };
     return cmocka_run_group_tests_name("pg_redis", tests, NULL, NULL);
