@@ -32,6 +32,15 @@ KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-768m}
 SERVICES=(flashsale-api flashsale-inventory flashsale-orders flashsale-payments
           flashsale-projector-postgres flashsale-projector-redis flashsale-notifier)
 svc_exe() { case "$1" in flashsale-projector-*) echo flashsale-projector ;; *) echo "$1" ;; esac; }
+# services without an HTTP server of their own serve /metrics (per-stage timing) here
+METRICS_BASE=${FLASHSALE_METRICS_BASE_PORT:-18100}
+svc_metrics_port() {
+  case "$1" in
+    flashsale-inventory) echo $((METRICS_BASE + 1)) ;;
+    flashsale-orders) echo $((METRICS_BASE + 2)) ;;
+    flashsale-payments) echo $((METRICS_BASE + 3)) ;;
+  esac
+}
 svc_args() {
   case "$1" in
     flashsale-projector-postgres) echo "--target postgres" ;;
@@ -224,7 +233,9 @@ svc_start() {
   pid_alive "$RUN/pids/$name.pid" && return 0
   fs_say "$name: starting (log $RUN/logs/$name.log)"
   # the API holds one descriptor per open connection: allow as many as the system does
+  local mport; mport=$(svc_metrics_port "$name")
   ( ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; . "$RUN/env"
+    [ -n "$mport" ] && export FLASHSALE_METRICS_ADDR="127.0.0.1:$mport"
     # shellcheck disable=SC2046
     exec nohup "$exe" $(svc_args "$name") >>"$RUN/logs/$name.log" 2>&1 ) &
   echo $! >"$RUN/pids/$name.pid"
@@ -287,7 +298,8 @@ cmd_status() {
   if redis_ok; then line redis ok "127.0.0.1:$REDIS_PORT"; else line redis DOWN "127.0.0.1:$REDIS_PORT"; bad=1; fi
   for s in "${SERVICES[@]}"; do
     [ -n "$(svc_path "$(svc_exe "$s")")" ] || continue
-    if pid_alive "$RUN/pids/$s.pid"; then line "$s" ok "pid $(cat "$RUN/pids/$s.pid")"; else line "$s" DOWN "log $RUN/logs/$s.log"; bad=1; fi
+    local mp; mp=$(svc_metrics_port "$s")
+    if pid_alive "$RUN/pids/$s.pid"; then line "$s" ok "pid $(cat "$RUN/pids/$s.pid")${mp:+, metrics http://127.0.0.1:$mp/metrics}"; else line "$s" DOWN "log $RUN/logs/$s.log"; bad=1; fi
   done
   if [ -n "$(svc_path flashsale-api)" ]; then
     if curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then line "http readiness" ok "http://127.0.0.1:$HTTP_PORT/readyz"; else line "http readiness" DOWN "http://127.0.0.1:$HTTP_PORT/readyz"; bad=1; fi

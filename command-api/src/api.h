@@ -72,6 +72,7 @@ bool api_field_time(fs_http_req *req, json_t *body, const char *name, bool requi
 int api_products_create(struct mg_connection *conn, void *cb);
 int api_products_item(struct mg_connection *conn, void *cb); /* /api/products/{id}[/...] */
 int api_orders_create(struct mg_connection *conn, void *cb);
+void api_orders_metrics_init(void); /* at start, before the server */
 int api_orders_item(struct mg_connection *conn, void *cb);
 int api_products_list(fs_http_req *req, api_ctx *a);  /* GET /api/products */
 int api_orders_list(fs_http_req *req, api_ctx *a);    /* GET /api/orders */

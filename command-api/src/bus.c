@@ -9,8 +9,16 @@
 #include "fs/kafka.h"
 #include "fs/log.h"
 #include "fs/map.h"
+#include "fs/metrics.h"
+#include "fs/reply.h"
+
+#include <poll.h>
+#include <sodium.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +28,8 @@
 
 struct api_waiter {
     char key[INV_ID_MAX];
+    double t0_us; /* registered (just before the command is produced) */
+    char token[FS_REPLY_TOKEN_LEN + 1]; /* the reply-token its command carries */
     pthread_cond_t cond;
     int refs;
     bool produced;
@@ -40,7 +50,20 @@ struct api_bus {
     fs_map *waiters; /* key -> api_waiter* (list) */
     int64_t decided_offset[MAX_PARTITIONS];
     bool caught_up;
+    fs_hist *h_durable, *h_seen, *h_visible;
+    /* decision replies (fs/reply.h): the UDP socket commands name in reply-to */
+    int reply_fd;
+    char reply_to[64];
+    pthread_t reply_thread;
+    atomic_ulong replies_used, replies_ignored, answer_errors;
 };
+
+static double mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
 
 const char *api_order_status_name(api_order_status s)
 {
@@ -117,9 +140,13 @@ static void unlink_locked(api_bus *b, api_waiter *w)
 }
 
 /* Wakes every waiter of key with the event (caller holds the lock). */
-static void wake_locked(api_bus *b, const char *key, const inv_event *ev)
+static void wake_locked(api_bus *b, const char *key, const inv_event *ev, bool reply)
 {
     for (api_waiter *w = fs_map_get(b->waiters, key); w; w = w->next) {
+        if (!w->r.decided)
+            w->r.via_reply = reply;
+        if (!w->r.decided && w->t0_us > 0)
+            fs_hist_observe_ms(b->h_seen, (mono_us() - w->t0_us) / 1000.0);
         w->r.decided = true;
         w->r.ev = *ev;
         pthread_cond_broadcast(&w->cond);
@@ -138,6 +165,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         w->r.failed = true;
         snprintf(w->r.delivery_error, sizeof w->r.delivery_error, "%s", rd_kafka_err2str(m->err));
     } else {
+        if (w->t0_us > 0)
+            fs_hist_observe_ms(b->h_durable, (mono_us() - w->t0_us) / 1000.0);
         w->r.delivered = true;
         w->r.partition = m->partition;
         w->r.offset = m->offset;
@@ -160,42 +189,47 @@ static void *dr_main(void *arg)
     return NULL;
 }
 
+/* A single-item order's decision, from the committed stream or from a reply. */
+static void order_decided_locked(api_bus *b, int32_t partition, const inv_event *ev)
+{
+    api_order *o = order_get_or_new_locked(b, ev->order_id);
+    if (o) {
+        snprintf(o->member_id, sizeof o->member_id, "%s", ev->member_id);
+        snprintf(o->product_id, sizeof o->product_id, "%s", ev->product_id);
+        o->quantity = ev->quantity;
+        o->status = ev->type == INV_EV_RESERVED ? API_ORDER_RESERVED : API_ORDER_REJECTED;
+        o->reason = ev->reason;
+        o->decided_at = ev->occurred_at;
+        if (!o->requested_at)
+            o->requested_at = ev->occurred_at;
+        if (o->nhistory == 0)
+            history_add(o, "PENDING", "", o->requested_at);
+        history_add(o, api_order_status_name(o->status),
+                    ev->type == INV_EV_REJECTED ? inv_reason_name(ev->reason) : "",
+                    ev->occurred_at);
+        o->pay_by = ev->pay_by;
+        o->unit_price = ev->unit_price;
+        o->partition = partition;
+        o->command_offset = ev->command_offset;
+        o->version++;
+    }
+}
+
 static void apply_locked(api_bus *b, const rd_kafka_message_t *m, const inv_event *ev)
 {
     inv_apply(b->view, ev); /* a refusal only means the view already had it */
-    if ((ev->type == INV_EV_RESERVED || ev->type == INV_EV_REJECTED) && ev->item_count <= 1) {
-        api_order *o = order_get_or_new_locked(b, ev->order_id);
-        if (o) {
-            snprintf(o->member_id, sizeof o->member_id, "%s", ev->member_id);
-            snprintf(o->product_id, sizeof o->product_id, "%s", ev->product_id);
-            o->quantity = ev->quantity;
-            o->status = ev->type == INV_EV_RESERVED ? API_ORDER_RESERVED : API_ORDER_REJECTED;
-            o->reason = ev->reason;
-            o->decided_at = ev->occurred_at;
-            if (!o->requested_at)
-                o->requested_at = ev->occurred_at;
-            if (o->nhistory == 0)
-                history_add(o, "PENDING", "", o->requested_at);
-            history_add(o, api_order_status_name(o->status),
-                        ev->type == INV_EV_REJECTED ? inv_reason_name(ev->reason) : "",
-                        ev->occurred_at);
-            o->pay_by = ev->pay_by;
-            o->unit_price = ev->unit_price;
-            o->partition = m->partition;
-            o->command_offset = ev->command_offset;
-            o->version++;
-        }
-    }
+    if ((ev->type == INV_EV_RESERVED || ev->type == INV_EV_REJECTED) && ev->item_count <= 1)
+        order_decided_locked(b, m->partition, ev);
     if (ev->type == INV_EV_RESERVED || ev->type == INV_EV_REJECTED) {
         if (m->partition >= 0 && m->partition < MAX_PARTITIONS &&
             ev->command_offset > b->decided_offset[m->partition])
             b->decided_offset[m->partition] = ev->command_offset;
         if (ev->item_count <= 1)
-            wake_locked(b, ev->order_id, ev);
+            wake_locked(b, ev->order_id, ev, false);
     }
     char cause[INV_ID_MAX];
     if (fs_kafka_header_get(m, "causation-id", cause, sizeof cause) > 0)
-        wake_locked(b, cause, ev);
+        wake_locked(b, cause, ev, false);
 }
 
 /* orders.events: saga snapshots and refusals. */
@@ -248,7 +282,7 @@ static void apply_order_locked(api_bus *b, const rd_kafka_message_t *m, const fs
     inv_event none;
     memset(&none, 0, sizeof none);
     none.type = INV_EV_CMD_REJECTED;
-    wake_locked(b, id, &none);
+    wake_locked(b, id, &none, false);
 }
 
 /* The decision stream reads these topics, every partition, from the beginning. */
@@ -340,6 +374,12 @@ static void *stream_main(void *arg)
             inv_event ev;
             fs_err derr = {0};
             if (inv_event_decode_bytes(b->codec, m->payload, m->len, &ev, &derr) == 0) {
+                if (!remaining && (ev.type == INV_EV_RESERVED || ev.type == INV_EV_REJECTED)) {
+                    rd_kafka_timestamp_type_t tst;
+                    int64_t ts = rd_kafka_message_timestamp(m, &tst);
+                    if (ts > 0)
+                        fs_hist_observe_ms(b->h_visible, (double)(fs_now_ms() - ts));
+                }
                 pthread_mutex_lock(&b->lock);
                 apply_locked(b, m, &ev);
                 pthread_mutex_unlock(&b->lock);
@@ -366,6 +406,104 @@ static void *stream_main(void *arg)
     return NULL;
 }
 
+/* Decision replies: a datagram is used only when a request with its token is still
+ * waiting for that order; everything else is ignored (the committed stream brings it). The
+ * product view is left to the stream, which applies events in log order. */
+static void *reply_main(void *arg)
+{
+    api_bus *b = arg;
+    fs_log_set_cid("decision-replies");
+    unsigned char buf[FS_REPLY_MAX];
+    while (!b->stop) {
+        struct pollfd pfd = {.fd = b->reply_fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) <= 0)
+            continue;
+        ssize_t n = recv(b->reply_fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n <= 0)
+            continue;
+        char token[FS_REPLY_TOKEN_LEN + 1];
+        int32_t partition;
+        const void *evb;
+        size_t evlen;
+        inv_event ev;
+        fs_err derr = {0};
+        if (fs_reply_parse(buf, (size_t)n, token, &partition, &evb, &evlen) ||
+            inv_event_decode_bytes(b->codec, evb, evlen, &ev, &derr) ||
+            (ev.type != INV_EV_RESERVED && ev.type != INV_EV_REJECTED) || ev.item_count > 1) {
+            atomic_fetch_add(&b->replies_ignored, 1);
+            continue;
+        }
+        pthread_mutex_lock(&b->lock);
+        bool wanted = false;
+        for (api_waiter *w = fs_map_get(b->waiters, ev.order_id); w; w = w->next)
+            if (w->token[0] && sodium_memcmp(w->token, token, FS_REPLY_TOKEN_LEN) == 0)
+                wanted = true;
+        if (wanted) {
+            api_order *o = fs_map_get(b->orders, ev.order_id);
+            if (!o || o->status == API_ORDER_PENDING)
+                order_decided_locked(b, partition, &ev);
+            wake_locked(b, ev.order_id, &ev, true);
+        }
+        pthread_mutex_unlock(&b->lock);
+        atomic_fetch_add(wanted ? &b->replies_used : &b->replies_ignored, 1);
+    }
+    return NULL;
+}
+
+void api_bus_record_answer(api_bus *b, const char *order_id, const char *member_id,
+                           const char *product_id, int32_t quantity, const char *status,
+                           const char *reason, int64_t pay_by, const char *source, int http_status)
+{
+    const fs_schema *sc = fs_codec_reader(b->codec, "OrderAnswered");
+    avro_value_t v;
+    fs_err err = {0};
+    void *buf = NULL;
+    size_t len = 0;
+    if (!sc || fs_schema_value_new(sc, &v, &err)) {
+        atomic_fetch_add(&b->answer_errors, 1);
+        return;
+    }
+    fs_av_put_str(&v, "order_id", order_id, true);
+    fs_av_put_str(&v, "member_id", member_id, true);
+    fs_av_put_str(&v, "product_id", product_id, true);
+    avro_value_t f;
+    if (avro_value_get_by_name(&v, "quantity", &f, NULL) == 0)
+        avro_value_set_int(&f, quantity);
+    if (avro_value_get_by_name(&v, "http_status", &f, NULL) == 0)
+        avro_value_set_int(&f, http_status);
+    fs_av_put_str(&v, "status", status, true);
+    fs_av_put_str(&v, "reason", reason ? reason : "", true);
+    fs_av_put_long(&v, "pay_by", pay_by, true);
+    fs_av_put_str(&v, "source", source, true);
+    fs_av_put_long(&v, "answered_at", fs_now_ms(), true);
+    int rc = fs_codec_encode(sc, &v, &buf, &len, &err);
+    avro_value_decref(&v);
+    if (rc) {
+        atomic_fetch_add(&b->answer_errors, 1);
+        return;
+    }
+    fs_event_meta meta = {.event_type = "OrderAnswered", .correlation_id = order_id,
+                          .occurred_at = fs_now_ms()};
+    rd_kafka_headers_t *h = fs_kafka_headers_new(&meta);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        b->producer, RD_KAFKA_V_TOPIC(FS_TOPIC_ORDERS_ANSWERS), RD_KAFKA_V_KEY(order_id, strlen(order_id)),
+        RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+        RD_KAFKA_V_END);
+    if (e) {
+        rd_kafka_headers_destroy(h);
+        free(buf);
+        atomic_fetch_add(&b->answer_errors, 1);
+        fs_log_warn("answer not recorded", json_pack("{s:s,s:s}", "order_id", order_id, "error",
+                                                     rd_kafka_err2str(e)));
+    }
+}
+
+void api_bus_reply_stats(api_bus *b, unsigned long *used, unsigned long *ignored)
+{
+    *used = atomic_load(&b->replies_used);
+    *ignored = atomic_load(&b->replies_ignored);
+}
+
 api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_err *err)
 {
     api_bus *b = calloc(1, sizeof *b);
@@ -378,6 +516,11 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
     pthread_mutex_init(&b->lock, NULL);
     for (int i = 0; i < MAX_PARTITIONS; i++)
         b->decided_offset[i] = -1;
+    b->h_durable = fs_hist_register("flashsale_order_stage_ms", "stage=\"durable\"",
+                                    "POST /api/orders: request received to the stage named.");
+    b->h_seen = fs_hist_register("flashsale_order_stage_ms", "stage=\"decision_seen\"", "");
+    b->h_visible = fs_hist_register("flashsale_decision_committed_visible_ms", "",
+                                    "A decision's record timestamp (the processor's produce) to the API reading it committed.");
     b->view = inv_state_new(0);
     b->orders = fs_map_new(4096);
     b->waiters = fs_map_new(1024);
@@ -387,7 +530,7 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
                            {"client.id", "flashsale-api"},
                            {"enable.idempotence", "true"},
                            {"acks", "all"},
-                           {"linger.ms", "1"},
+                           {"linger.ms", "0"},
                            {"partitioner", "murmur2_random"},
                            {"message.timeout.ms", "10000"},
                            {"queue.buffering.max.messages", "1000000"}};
@@ -409,6 +552,20 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
         const struct rd_kafka_metadata *md = NULL; /* learn topics now, not on first produce */
         if (rd_kafka_metadata(b->producer, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
             rd_kafka_metadata_destroy(md);
+    }
+    b->reply_fd = -1;
+    {
+        const char *raddr = getenv("FLASHSALE_REPLY_ADDR");
+        fs_err rerr = {0};
+        b->reply_fd = fs_reply_listen(raddr && *raddr ? raddr : "127.0.0.1", b->reply_to,
+                                      sizeof b->reply_to, &rerr);
+        if (b->reply_fd < 0) /* a fast path only: answers then come from the committed stream */
+            fs_log_warn("decision replies off", json_pack("{s:s}", "error", rerr.msg));
+        else if (pthread_create(&b->reply_thread, NULL, reply_main, b)) {
+            close(b->reply_fd);
+            b->reply_fd = -1;
+        } else
+            fs_log_info("decision replies", json_pack("{s:s}", "listen", b->reply_to));
     }
     if (!b->view || !b->orders || !b->waiters ||
         pthread_create(&b->dr_thread, NULL, dr_main, b)) {
@@ -447,6 +604,10 @@ void api_bus_stop(api_bus *b)
     b->stop = 1;
     pthread_join(b->stream_thread, NULL);
     pthread_join(b->dr_thread, NULL);
+    if (b->reply_fd >= 0) {
+        pthread_join(b->reply_thread, NULL);
+        close(b->reply_fd);
+    }
     rd_kafka_destroy(b->producer);
     inv_state_destroy(b->view);
     fs_map_foreach(b->orders, free_order, NULL);
@@ -511,6 +672,10 @@ api_waiter *api_bus_waiter_new(api_bus *b, const char *key)
     if (!w)
         return NULL;
     snprintf(w->key, sizeof w->key, "%s", key);
+    w->t0_us = mono_us();
+    unsigned char rnd[FS_REPLY_TOKEN_LEN / 2];
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(w->token, sizeof w->token, rnd, sizeof rnd);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -631,6 +796,10 @@ int api_bus_produce(api_bus *b, api_waiter *w, const char *product_id, const voi
                           .correlation_id = correlation_id,
                           .occurred_at = occurred_at};
     rd_kafka_headers_t *h = fs_kafka_headers_new(&meta);
+    if (b->reply_fd >= 0) { /* answer at the decision (fs/reply.h) */
+        rd_kafka_header_add(h, "reply-to", -1, b->reply_to, -1);
+        rd_kafka_header_add(h, "reply-token", -1, w->token, -1);
+    }
     pthread_mutex_lock(&b->lock);
     w->refs++; /* the delivery report's reference */
     w->produced = true;

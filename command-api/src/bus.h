@@ -111,6 +111,7 @@ int api_bus_produce(api_bus *b, api_waiter *w, const char *product_id, const voi
 
 typedef struct {
     bool delivered, failed, decided;
+    bool via_reply; /* decided by the processor's reply (before its commit), not the stream */
     int32_t partition;
     int64_t offset;
     char delivery_error[128];
@@ -122,6 +123,15 @@ typedef struct {
  * an order that was decided earlier returns at once. */
 void api_bus_wait(api_bus *b, api_waiter *w, int64_t deadline_ms, bool need_decision,
                   api_wait_result *out);
+/* Decision replies used (woke a waiting request) and ignored (no such request waiting,
+ * wrong token, not a reply), for /metrics. */
+void api_bus_reply_stats(api_bus *b, unsigned long *used, unsigned long *ignored);
+/* Records an answer given to a buyer in orders.answers (fire and forget; a failure is
+ * logged and counted, never answered to the buyer). status: RESERVED, REJECTED, PENDING;
+ * source: reply, committed, view, none. See schemas/orders/OrderAnswered.avsc. */
+void api_bus_record_answer(api_bus *b, const char *order_id, const char *member_id,
+                           const char *product_id, int32_t quantity, const char *status,
+                           const char *reason, int64_t pay_by, const char *source, int http_status);
 /* Releases the caller's reference (the delivery report holds its own). */
 void api_bus_waiter_release(api_bus *b, api_waiter *w);
 

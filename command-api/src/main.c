@@ -27,6 +27,7 @@
 #include "fs/db.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
+#include "fs/metrics.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -81,6 +82,12 @@ static int handle_metrics(struct mg_connection *conn, void *cb)
     if (!f) {
         free(text);
         return fs_http_error(&req, 500, "INTERNAL", "out of memory", NULL);
+    }
+    size_t hlen = 0;
+    char *hist = fs_metrics_text(&hlen);
+    if (hist) {
+        fwrite(hist, 1, hlen, f);
+        free(hist);
     }
     fs_pg_pool_stats st;
     fs_pg_pool_stats_get(pg_pool, &st);
@@ -188,6 +195,7 @@ int main(void)
     a.bus = api_bus_start(&cfg, a.codec, &err);
     if (!a.bus)
         fs_config_die(&err);
+    api_orders_metrics_init();
     rd_kafka_t *producer = api_bus_producer(a.bus);
     a.health = fs_health_start(&cfg, producer);
 

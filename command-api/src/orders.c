@@ -15,12 +15,14 @@
 
 #include "fs/id.h"
 #include "fs/log.h"
+#include "fs/metrics.h"
 #include "fs/timefmt.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define IDEM_TTL_S 86400
 
@@ -71,6 +73,18 @@ static int send_decision(fs_http_req *req, const inv_event *ev)
                                   reject_message(ev->reason), "request_id", req->request_id,
                                   "order_id", ev->order_id),
                         NULL);
+}
+
+/* Sends the decision and records the answer (orders.answers) for the audit. */
+static int answer_decision(fs_http_req *req, api_ctx *a, const api_wait_result *r)
+{
+    const inv_event *ev = &r->ev;
+    int status = send_decision(req, ev);
+    bool reserved = ev->type == INV_EV_RESERVED;
+    api_bus_record_answer(a->bus, ev->order_id, ev->member_id, ev->product_id, ev->quantity,
+                          reserved ? "RESERVED" : "REJECTED", reserved ? "" : inv_reason_name(ev->reason),
+                          reserved ? ev->pay_by : 0, r->via_reply ? "reply" : "committed", status);
+    return status;
 }
 
 static int send_pending(fs_http_req *req, api_ctx *a, const char *order_id,
@@ -313,7 +327,29 @@ static int checkout(fs_http_req *req, api_ctx *a, const fs_principal *who, json_
                         loc);
 }
 
+static fs_hist *h_answered;
+
+void api_orders_metrics_init(void)
+{
+    h_answered = fs_hist_register("flashsale_order_stage_ms", "stage=\"answered\"", "");
+}
+
+static int orders_create(struct mg_connection *conn, void *cb);
+
+/* POST /api/orders with its answer timed (request received -> response written). */
 int api_orders_create(struct mg_connection *conn, void *cb)
+{
+    struct timespec a0, a1;
+    clock_gettime(CLOCK_MONOTONIC, &a0);
+    int rc = orders_create(conn, cb);
+    if (rc == 201 || rc == 202 || rc == 409) {
+        clock_gettime(CLOCK_MONOTONIC, &a1);
+        fs_hist_observe_ms(h_answered, (a1.tv_sec - a0.tv_sec) * 1e3 + (a1.tv_nsec - a0.tv_nsec) / 1e6);
+    }
+    return rc;
+}
+
+static int orders_create(struct mg_connection *conn, void *cb)
 {
     api_ctx *a = cb;
     fs_http_req req;
@@ -385,8 +421,10 @@ int api_orders_create(struct mg_connection *conn, void *cb)
             api_bus_wait(a->bus, w, fs_mono_ms() + (async ? 0 : a->decision_wait_ms), !async, &r);
             api_bus_waiter_release(a->bus, w);
             if (r.decided)
-                return send_decision(&req, &r.ev);
-            return send_pending(&req, a, existing, &r);
+                return answer_decision(&req, a, &r);
+            int st = send_pending(&req, a, existing, &r);
+            api_bus_record_answer(a->bus, existing, who.sub, pid, (int32_t)qty, "PENDING", "", 0, "none", st);
+            return st;
         }
     }
 
@@ -397,6 +435,8 @@ int api_orders_create(struct mg_connection *conn, void *cb)
         fs_metrics_fast_sold_out();
         if (idem)
             idem_release(a, who.sub, idem);
+        api_bus_record_answer(a->bus, order_id, who.sub, pid, (int32_t)qty, "REJECTED", "SOLD_OUT", 0,
+                              "view", 409);
         return fs_http_json(&req, 409,
                             json_pack("{s:{s:s,s:s,s:s}}", "error", "code", "SOLD_OUT", "message",
                                       "sold out", "request_id", req.request_id),
@@ -454,9 +494,11 @@ int api_orders_create(struct mg_connection *conn, void *cb)
     }
     if (r.decided) {
         fs_metrics_decision_latency((double)(fs_mono_ms() - t0));
-        return send_decision(&req, &r.ev);
+        return answer_decision(&req, a, &r);
     }
-    return send_pending(&req, a, order_id, &r);
+    int st = send_pending(&req, a, order_id, &r);
+    api_bus_record_answer(a->bus, order_id, who.sub, pid, cmd.quantity, "PENDING", "", 0, "none", st);
+    return st;
 }
 
 /* POST /api/orders/{id}/payment|cancel|return|return/complete */

@@ -14,7 +14,7 @@ const fs_topic_spec fs_topics[] = {
     {FS_TOPIC_ORDERS_COMMANDS, "604800000"},    {FS_TOPIC_ORDERS_EVENTS, "-1"},
     {FS_TOPIC_PAYMENTS_COMMANDS, "604800000"},  {FS_TOPIC_PAYMENTS_EVENTS, "-1"},
     {FS_TOPIC_MEMBERS_EVENTS, "-1"},            {FS_TOPIC_NOTIFICATIONS, "604800000"},
-    {FS_TOPIC_DEADLETTER, "2592000000"},
+    {FS_TOPIC_DEADLETTER, "2592000000"},        {FS_TOPIC_ORDERS_ANSWERS, "-1"},
 };
 const size_t fs_topics_count = sizeof fs_topics / sizeof fs_topics[0];
 

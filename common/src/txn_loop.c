@@ -7,11 +7,13 @@
 #include "fs/id.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
+#include "fs/metrics.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct fs_txn_loop {
@@ -31,7 +33,17 @@ struct fs_txn_loop {
     fs_err fatal_err;
     int restarts_in_row;
     fs_txn_loop_stats stats;
+    /* per-stage timing (fs/metrics.h), labelled with the loop's group */
+    fs_hist *h_lag, *h_handle, *h_age, *h_commit, *h_offsets, *h_records;
+    double txn_first_us; /* when the open transaction's first record was handled */
 };
+
+static double mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
 
 static rd_kafka_t *producer_new(fs_txn_loop *l, fs_err *err)
 {
@@ -48,6 +60,10 @@ static rd_kafka_t *producer_new(fs_txn_loop *l, fs_err *err)
         {"acks", "all"},
         {"linger.ms", "2"},
         {"partitioner", "murmur2_random"},
+        /* Back-to-back transactions (group commit) meet CONCURRENT_TRANSACTIONS while the
+         * coordinator still writes the previous one's markers; librdkafka retries after
+         * retry.backoff.ms, 100 ms by default, which made every eager commit ~100 ms. */
+        {"retry.backoff.ms", "2"},
     };
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
         if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], e, sizeof e) != RD_KAFKA_CONF_OK) {
@@ -55,6 +71,9 @@ static rd_kafka_t *producer_new(fs_txn_loop *l, fs_err *err)
             fs_err_set(err, FS_ERR_FATAL, 0, "producer config %s: %s", kv[i][0], e);
             return NULL;
         }
+    const char *dbg = getenv("FLASHSALE_RDKAFKA_DEBUG"); /* diagnosis, as for readers */
+    if (dbg && *dbg && rd_kafka_conf_set(conf, "debug", dbg, e, sizeof e) != RD_KAFKA_CONF_OK)
+        fs_log_warn("FLASHSALE_RDKAFKA_DEBUG ignored", json_pack("{s:s}", "error", e));
     rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
     if (!p) {
         rd_kafka_conf_destroy(conf);
@@ -188,6 +207,9 @@ static int txn_commit(fs_txn_loop *l, fs_err *err)
 {
     if (!l->txn_open)
         return 0;
+    double t_start = mono_us();
+    if (l->txn_records > 0)
+        fs_hist_observe_ms(l->h_age, (t_start - l->txn_first_us) / 1000.0);
     rd_kafka_error_t *ke = NULL;
     rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(l->consumer);
     for (int attempt = 0; attempt < 5 && l->offsets->cnt > 0; attempt++) {
@@ -199,6 +221,7 @@ static int txn_commit(fs_txn_loop *l, fs_err *err)
         usleep(100 * 1000);
     }
     rd_kafka_consumer_group_metadata_destroy(cgmd);
+    fs_hist_observe_ms(l->h_offsets, (mono_us() - t_start) / 1000.0);
     if (!ke) {
         for (int attempt = 0; attempt < 5; attempt++) {
             ke = rd_kafka_commit_transaction(l->producer, -1);
@@ -211,6 +234,8 @@ static int txn_commit(fs_txn_loop *l, fs_err *err)
     }
     if (!ke) {
         size_t n = l->txn_records;
+        fs_hist_observe_ms(l->h_commit, (mono_us() - t_start) / 1000.0);
+        fs_hist_observe_ms(l->h_records, (double)n);
         l->stats.commits++;
         l->stats.records += n;
         l->txn_open = 0;
@@ -298,6 +323,20 @@ fs_txn_loop *fs_txn_loop_new(const fs_txn_loop_conf *conf, fs_err *err)
     }
     l->conf = *conf;
     snprintf(l->txn_id, sizeof l->txn_id, "%s-%s", conf->group_id, conf->instance_id);
+    char lbl[128];
+    snprintf(lbl, sizeof lbl, "loop=\"%s\"", conf->group_id);
+    l->h_lag = fs_hist_register("flashsale_loop_poll_lag_ms", lbl,
+                                "Input record's timestamp (its producer's clock) to the loop polling it.");
+    l->h_handle = fs_hist_register("flashsale_loop_handle_ms", lbl,
+                                   "Time the worker spent on one input record (decide, produce).");
+    l->h_age = fs_hist_register("flashsale_loop_commit_wait_ms", lbl,
+                                "A transaction's first handled record to the start of its commit.");
+    l->h_commit = fs_hist_register("flashsale_loop_commit_ms", lbl,
+                                   "Commit of one transaction: offsets sent, commit acknowledged.");
+    l->h_offsets = fs_hist_register("flashsale_loop_send_offsets_ms", lbl,
+                                    "The consumed offsets sent to the transaction (part of the commit).");
+    l->h_records = fs_hist_register("flashsale_loop_txn_records", lbl,
+                                    "Input records per committed transaction (a count, not ms).");
     l->offsets = rd_kafka_topic_partition_list_new(16);
 
     rd_kafka_conf_t *cc = fs_kafka_conf_new();
@@ -434,12 +473,20 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
             }
             l->need_reset = 0;
         }
+        /* Group commit: with records in the open transaction, only look whether more are
+         * queued (timeout 0); nothing more -> commit now. Under load the records that arrive
+         * while a commit runs make the next batch, so batches grow with the load and an idle
+         * system commits each record at once, with no timer floor. */
+        bool eager = c->commit_eager && l->txn_open && l->txn_records > 0;
         int timeout = 100;
-        if (l->txn_open) {
+        if (eager)
+            timeout = 0;
+        else if (l->txn_open) {
             int64_t left = l->txn_started + c->commit_interval_ms - fs_mono_ms();
             timeout = left < 0 ? 0 : left < 100 ? (int)left : 100;
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(l->consumer, timeout);
+        bool drained = m == NULL;
         if (l->fatal)
             break;
         if (m && l->need_reset) { /* delivered before a rewind that a callback requested */
@@ -457,6 +504,7 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
             }
             rd_kafka_message_destroy(m);
             m = NULL;
+            drained = true;
         }
         if (m) {
             if (!l->txn_open && fs_txn_loop_begin(l, err)) {
@@ -467,6 +515,13 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
                 continue;
             }
             fs_err rerr = {0};
+            rd_kafka_timestamp_type_t tst;
+            int64_t ts = rd_kafka_message_timestamp(m, &tst);
+            if (ts > 0)
+                fs_hist_observe_ms(l->h_lag, (double)(fs_now_ms() - ts));
+            double t_rec = mono_us();
+            if (l->txn_records == 0)
+                l->txn_first_us = t_rec;
             if (l->conf.on_record(l->conf.app, l, m, &rerr)) {
                 rd_kafka_message_destroy(m);
                 if (recover(l, &rerr, err))
@@ -475,6 +530,7 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
             }
             track_offset(l, m);
             l->txn_records++;
+            fs_hist_observe_ms(l->h_handle, (mono_us() - t_rec) / 1000.0);
             rd_kafka_message_destroy(m);
         }
         if (l->conf.on_tick && !l->need_reset) {
@@ -487,7 +543,8 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
         }
         rd_kafka_poll(l->producer, 0);
         if (l->txn_open && ((long)l->txn_records >= c->commit_max_records ||
-                            fs_mono_ms() - l->txn_started >= c->commit_interval_ms)) {
+                            fs_mono_ms() - l->txn_started >= c->commit_interval_ms ||
+                            (eager && drained && l->txn_records > 0))) {
             if (txn_commit(l, err))
                 return -1;
         }

@@ -19,6 +19,8 @@
 #include "fs/id.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
+#include "fs/metrics.h"
+#include "fs/reply.h"
 #include "fs/txn_loop.h"
 
 #include <signal.h>
@@ -33,7 +35,8 @@ typedef struct {
     fs_codec *codec;
     int64_t window;
     inv_state *parts[MAX_PARTITIONS];
-    uint64_t decided, duplicates, dead;
+    fs_reply_sender *reply; /* decisions straight to the waiting API (fs/reply.h) */
+    uint64_t decided, duplicates, dead, replies;
     int64_t last_report;
 } processor;
 
@@ -159,15 +162,24 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
     };
     int rc = fs_txn_loop_produce(loop, FS_TOPIC_INVENTORY_EVENTS, m->partition, m->key,
                                  m->key_len, buf, len, fs_kafka_headers_new(&meta), err);
-    free(buf);
-    if (rc)
+    if (rc) {
+        free(buf);
         return -1;
+    }
     if (inv_apply(st, &ev)) {
         /* decide() produced an event apply() refuses: a bug; abort so nothing half-done
          * commits, and stop. */
+        free(buf);
         return fs_err_set(err, FS_ERR_FATAL, 0, "event %s does not apply to the state it was decided on",
                           inv_event_name(ev.type));
     }
+    /* Answer at the decision: the waiting API gets the event now, before the commit. */
+    char to[64], token[FS_REPLY_TOKEN_LEN + 1];
+    if (ev.order_id[0] && fs_kafka_header_get(m, "reply-to", to, sizeof to) > 0 &&
+        fs_kafka_header_get(m, "reply-token", token, sizeof token) > 0 &&
+        fs_reply_send(p->reply, to, token, m->partition, buf, len) == 0)
+        p->replies++;
+    free(buf);
     p->decided++;
     return 0;
 }
@@ -179,8 +191,9 @@ static void on_commit(void *app, fs_txn_loop *loop, size_t records)
     int64_t now = fs_mono_ms();
     if (now - p->last_report >= 10000) {
         const fs_txn_loop_stats *s = fs_txn_loop_stats_get(loop);
-        fs_log_info("progress", json_pack("{s:I,s:I,s:I,s:I,s:I}", "decided",
-                                          (json_int_t)p->decided, "duplicates",
+        fs_log_info("progress", json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "decided",
+                                          (json_int_t)p->decided, "replies", (json_int_t)p->replies,
+                                          "duplicates",
                                           (json_int_t)p->duplicates, "dead_lettered",
                                           (json_int_t)p->dead, "commits", (json_int_t)s->commits,
                                           "aborts", (json_int_t)s->aborts));
@@ -228,10 +241,16 @@ int main(void)
     }
     fs_log_info("started", json_pack("{s:s,s:s,s:I}", "instance", instance, "brokers",
                                      p.cfg.brokers, "payment_window_ms", (json_int_t)p.window));
+    p.reply = fs_reply_sender_new(&err);
+    if (!p.reply) /* replies are a fast path: without them the API waits for the commit */
+        fs_log_warn("decision replies off", json_pack("{s:s}", "error", err.msg));
+    fs_metrics_server *metrics = fs_metrics_serve_from_env(); /* FLASHSALE_METRICS_ADDR */
     int rc = fs_txn_loop_run(loop, &stop_flag, &err);
     if (rc)
         fs_log_error("stopped on error", json_pack("{s:s}", "error", err.msg));
     fs_txn_loop_destroy(loop);
+    fs_metrics_serve_stop(metrics);
+    fs_reply_sender_destroy(p.reply);
     for (int i = 0; i < MAX_PARTITIONS; i++)
         inv_state_destroy(p.parts[i]);
     fs_codec_destroy(p.codec);

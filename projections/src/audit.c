@@ -16,7 +16,11 @@
  *  leaks        no reservation left unsettled when its order has ended without a sale, or more
  *               than --grace-ms (60000) past its payment deadline unless a payment is under way;
  *  orders       every status change of every order is a legal transition of the lifecycle and
- *               an order ends at most once.
+ *               an order ends at most once;
+ *  answers      every answer the API gave a buyer (orders.answers), including those given
+ *               before the processor's transaction committed, equals the committed decision
+ *               (outcome, reason, payment deadline); a sold-out answer from the API's view
+ *               came after the committed log sold the product out.
  * Output: a summary on stdout (progress on stderr), a JSON report with --json; exit status 0
  * only when every check holds, 1 otherwise, 2 on usage or read errors. --product with --at
  * prints that product's stock at that time.
@@ -64,6 +68,15 @@ typedef struct {
 } ev_rec;
 
 typedef struct {
+    int32_t partition;
+    int64_t offset;
+    char order_id[INV_ID_MAX], member_id[INV_ID_MAX], product_id[INV_ID_MAX];
+    char status[16], reason[32], source[16];
+    int32_t quantity;
+    int64_t pay_by, answered_at;
+} answer_rec;
+
+typedef struct {
     void *v;
     size_t n, cap, size;
 } vec;
@@ -86,7 +99,7 @@ static void *vec_push(vec *x)
 typedef struct {
     const fs_codec *codec;
     int64_t at;
-    vec cmds, evs, orders; /* cmd_rec, ev_rec, ord_order */
+    vec cmds, evs, orders, answers; /* cmd_rec, ev_rec, ord_order, answer_rec */
     uint64_t read, skipped_time, undecodable;
     const char *topic;
     int64_t next_ev[MAX_PARTITIONS], next_ord[MAX_PARTITIONS]; /* last offset read + 1 */
@@ -159,6 +172,24 @@ static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
             a->evs.n--;
             a->undecodable++;
         }
+    } else if (ok && strstr(topic, "orders.answers") && !strcmp(fs_schema_name(s), "OrderAnswered")) {
+        answer_rec *r = vec_push(&a->answers);
+        memset(r, 0, sizeof *r);
+        r->partition = m->partition;
+        r->offset = m->offset;
+        fs_av_read_str(&v, "order_id", r->order_id, sizeof r->order_id, NULL);
+        fs_av_read_str(&v, "member_id", r->member_id, sizeof r->member_id, NULL);
+        fs_av_read_str(&v, "product_id", r->product_id, sizeof r->product_id, NULL);
+        fs_av_read_str(&v, "status", r->status, sizeof r->status, NULL);
+        fs_av_read_str(&v, "reason", r->reason, sizeof r->reason, NULL);
+        fs_av_read_str(&v, "source", r->source, sizeof r->source, NULL);
+        r->pay_by = fs_av_read_long(&v, "pay_by", 0, NULL);
+        r->answered_at = fs_av_read_long(&v, "answered_at", 0, NULL);
+        avro_value_t q;
+        int32_t qi = 0;
+        if (avro_value_get_by_name(&v, "quantity", &q, NULL) == 0)
+            avro_value_get_int(&q, &qi);
+        r->quantity = qi;
     } else if (ok && strstr(topic, "orders.events") &&
                !strcmp(fs_schema_name(s), "OrderStatusChanged")) {
         ord_order *o = vec_push(&a->orders);
@@ -791,6 +822,88 @@ static json_t *diff_read_models(const fs_common_config *cfg, audit_ctx *a, fs_ma
     return out;
 }
 
+/* ---- answers ----------------------------------------------------------------------------
+ * Every answer the API gave (orders.answers) against the committed log. A decision answered
+ * (from the processor's reply before its commit, or from the committed stream) must be the
+ * committed decision of that order: same outcome, reason, payment deadline, product and
+ * quantity. A sold-out answer from the API's view (no command sent) must name a product that
+ * the committed log had already sold out when the answer was given. PENDING answers say
+ * nothing to check. */
+typedef struct {
+    uint64_t compared, via_reply, view, pending, differences;
+} answers_stats;
+
+static void check_answers(audit_ctx *a, answers_stats *st)
+{
+    fs_map *decision = fs_map_new(4096), *commanded = fs_map_new(4096), *sold_out_at = fs_map_new(256);
+    ev_rec *evs = a->evs.v;
+    for (size_t i = 0; i < a->evs.n; i++) {
+        inv_event *e = &evs[i].ev;
+        if ((e->type == INV_EV_RESERVED || e->type == INV_EV_REJECTED) && e->item_count <= 1 &&
+            !fs_map_get(decision, e->order_id))
+            fs_map_put(decision, e->order_id, &evs[i]);
+        if ((e->type == INV_EV_RESERVED || e->type == INV_EV_REJECTED) && e->available == 0) {
+            int64_t *t = fs_map_get(sold_out_at, e->product_id);
+            if (!t && (t = malloc(sizeof *t))) {
+                *t = INT64_MAX;
+                fs_map_put(sold_out_at, e->product_id, t);
+            }
+            if (t && evs[i].ts < *t)
+                *t = evs[i].ts;
+        }
+    }
+    cmd_rec *cmds = a->cmds.v;
+    for (size_t i = 0; i < a->cmds.n; i++)
+        if (cmds[i].ok && cmds[i].cmd.type == INV_CMD_RESERVE)
+            fs_map_put(commanded, cmds[i].cmd.order_id, (void *)1);
+    answer_rec *ans = a->answers.v;
+    for (size_t i = 0; i < a->answers.n; i++) {
+        answer_rec *r = &ans[i];
+        if (!strcmp(r->status, "PENDING")) {
+            st->pending++;
+            continue;
+        }
+        if (!strcmp(r->source, "view")) {
+            st->view++;
+            int64_t *t = fs_map_get(sold_out_at, r->product_id);
+            if (fs_map_get(commanded, r->order_id)) {
+                st->differences++;
+                violation("answers", r->order_id, r->product_id, r->partition, r->offset,
+                          "answered SOLD_OUT from the view, yet a command was sent for the order");
+            } else if (strcmp(r->reason, "SOLD_OUT") || !t || *t > r->answered_at) {
+                st->differences++;
+                violation("answers", r->order_id, r->product_id, r->partition, r->offset,
+                          "answered %s %s without a command while the committed log had not sold the product out",
+                          r->status, r->reason);
+            }
+            continue;
+        }
+        st->compared++;
+        if (!strcmp(r->source, "reply"))
+            st->via_reply++;
+        ev_rec *d = fs_map_get(decision, r->order_id);
+        const char *got = !d ? "" : d->ev.type == INV_EV_RESERVED ? "RESERVED" : "REJECTED";
+        const char *why = !d || d->ev.type == INV_EV_RESERVED ? "" : inv_reason_name(d->ev.reason);
+        int64_t pay_by = d && d->ev.type == INV_EV_RESERVED ? d->ev.pay_by : 0;
+        if (!d)
+            violation("answers", r->order_id, r->product_id, r->partition, r->offset,
+                      "answered %s %s (%s) but no decision of the order was committed", r->status,
+                      r->reason, r->source);
+        else if (strcmp(got, r->status) || strcmp(why, r->reason) || pay_by != r->pay_by ||
+                 strcmp(d->ev.product_id, r->product_id) || d->ev.quantity != r->quantity)
+            violation("answers", r->order_id, r->product_id, r->partition, r->offset,
+                      "answered %s %s pay_by %lld (%s), committed %s %s pay_by %lld at %d/%lld",
+                      r->status, r->reason, (long long)r->pay_by, r->source, got, why,
+                      (long long)pay_by, d->partition, (long long)d->offset);
+        else
+            continue;
+        st->differences++;
+    }
+    fs_map_destroy(decision);
+    fs_map_destroy(commanded);
+    fs_map_destroy_free(sold_out_at);
+}
+
 int main(int argc, char **argv)
 {
     const char *json_out = NULL, *prefix = "", *product = NULL;
@@ -841,11 +954,19 @@ int main(int argc, char **argv)
     a.cmds.size = sizeof(cmd_rec);
     a.evs.size = sizeof(ev_rec);
     a.orders.size = sizeof(ord_order);
+    a.answers.size = sizeof(answer_rec);
     violations = json_array();
     char t_cmd[256], t_ev[256], t_ord[256];
     snprintf(t_cmd, sizeof t_cmd, "%s%s", prefix, FS_TOPIC_INVENTORY_COMMANDS);
     snprintf(t_ev, sizeof t_ev, "%s%s", prefix, FS_TOPIC_INVENTORY_EVENTS);
     snprintf(t_ord, sizeof t_ord, "%s%s", prefix, FS_TOPIC_ORDERS_EVENTS);
+    /* answers first: every decision they name was committed before them, so reading the
+     * decisions afterwards finds it */
+    char t_ans[256];
+    snprintf(t_ans, sizeof t_ans, "%s%s", prefix, FS_TOPIC_ORDERS_ANSWERS);
+    bool have_answers = read_topic(&cfg, &a, t_ans, &err) == 0;
+    if (!have_answers)
+        fprintf(stderr, "flashsale-audit: %s not read (%s): answers not compared\n", t_ans, err.msg);
     if (read_topic(&cfg, &a, t_cmd, &err) || read_topic(&cfg, &a, t_ev, &err) ||
         read_topic(&cfg, &a, t_ord, &err)) {
         fprintf(stderr, "flashsale-audit: %s\n", err.msg);
@@ -860,6 +981,8 @@ int main(int argc, char **argv)
     check_orders(&a, orders);
     leak_ctx lc = {orders, at ? at : fs_now_ms(), grace, 0};
     fs_map_foreach(resv, check_leak, &lc);
+    answers_stats ast = {0};
+    check_answers(&a, &ast);
 
     printf("flashsale-audit: %zu commands, %zu inventory events, %zu order snapshots%s\n",
            a.cmds.n, a.evs.n, a.orders.n, at ? " (up to --at)" : "");
@@ -868,6 +991,15 @@ int main(int argc, char **argv)
     printf("  products %zu, order lines decided %zu, reservations %zu (%llu unsettled), orders %zu\n",
            fs_map_size(products), fs_map_size(decided), fs_map_size(resv),
            (unsigned long long)lc.unsettled, fs_map_size(orders));
+    if (have_answers)
+        printf("  answers: %llu decisions answered compared with the committed ones (%llu answered "
+               "before the commit), %llu sold-out answers from the view, %llu pending: %llu "
+               "difference(s)\n",
+               (unsigned long long)ast.compared, (unsigned long long)ast.via_reply,
+               (unsigned long long)ast.view, (unsigned long long)ast.pending,
+               (unsigned long long)ast.differences);
+    else
+        printf("  answers: not compared (no %s topic)\n", t_ans);
     if (product) {
         prod_t *p = fs_map_get(products, product);
         char when[FS_TIME_STR_LEN];
@@ -893,6 +1025,12 @@ int main(int argc, char **argv)
                                 "order_snapshots", (json_int_t)a.orders.n, "replayed",
                                 (json_int_t)replayed, "violations", violations);
         json_object_set_new(rep, "read_models", rm ? rm : json_null());
+        json_object_set_new(rep, "answers",
+                            have_answers ? json_pack("{s:I,s:I,s:I,s:I,s:I}", "compared", (json_int_t)ast.compared,
+                                                     "before_commit", (json_int_t)ast.via_reply, "view",
+                                                     (json_int_t)ast.view, "pending", (json_int_t)ast.pending,
+                                                     "differences", (json_int_t)ast.differences)
+                                         : json_null());
         rm = NULL;
         if (product) {
             prod_t *p = fs_map_get(products, product);
@@ -916,6 +1054,7 @@ int main(int argc, char **argv)
     free(a.cmds.v);
     free(a.evs.v);
     free(a.orders.v);
+    free(a.answers.v);
     fs_codec_destroy((fs_codec *)a.codec);
     return nviolations ? 1 : 0;
 usage:

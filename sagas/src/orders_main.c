@@ -23,6 +23,7 @@
 #include "fs/id.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
+#include "fs/metrics.h"
 #include "fs/map.h"
 #include "fs/txn_loop.h"
 
@@ -753,10 +754,12 @@ int main(void)
     }
     fs_log_info("started", json_pack("{s:s,s:I,s:b}", "instance", instance, "day_seconds",
                                      (json_int_t)day_s, "auto_pay", s.auto_pay));
+    fs_metrics_server *metrics = fs_metrics_serve_from_env(); /* FLASHSALE_METRICS_ADDR */
     int rc = fs_txn_loop_run(loop, &stop_flag, &err);
     if (rc)
         fs_log_error("stopped on error", json_pack("{s:s}", "error", err.msg));
     fs_txn_loop_destroy(loop);
+    fs_metrics_serve_stop(metrics);
     for (int p = 0; p < MAX_PARTITIONS; p++)
         drop_partition(&s, p);
     free(s.heap);

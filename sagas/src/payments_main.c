@@ -16,6 +16,7 @@
 #include "fs/id.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
+#include "fs/metrics.h"
 #include "fs/map.h"
 #include "fs/txn_loop.h"
 
@@ -239,10 +240,12 @@ int main(void)
     fs_log_info("started", json_pack("{s:s,s:I,s:I}", "instance", instance, "success_percent",
                                      (json_int_t)p.success_percent, "latency_ms",
                                      (json_int_t)p.latency_ms));
+    fs_metrics_server *metrics = fs_metrics_serve_from_env(); /* FLASHSALE_METRICS_ADDR */
     int rc = fs_txn_loop_run(loop, &stop_flag, &err);
     if (rc)
         fs_log_error("stopped on error", json_pack("{s:s}", "error", err.msg));
     fs_txn_loop_destroy(loop);
+    fs_metrics_serve_stop(metrics);
     for (int i = 0; i < MAX_PARTITIONS; i++)
         drop(&p, i);
     fs_codec_destroy(p.codec);

@@ -33,6 +33,8 @@ typedef struct {
     const char *instance_id;   /* FLASHSALE_INSTANCE_ID: static group membership id */
     long commit_interval_ms;   /* FLASHSALE_COMMIT_INTERVAL_MS: transactional batch age */
     long commit_max_records;   /* FLASHSALE_COMMIT_MAX_RECORDS: transactional batch size */
+    bool commit_eager;         /* FLASHSALE_COMMIT_EAGER (true): commit as soon as nothing more
+                                * is queued (group commit); the interval is then only a bound */
     long txn_timeout_ms;       /* FLASHSALE_TXN_TIMEOUT_MS: transaction.timeout.ms */
 } fs_common_config;
 

@@ -24,6 +24,7 @@
 #define FS_TOPIC_MEMBERS_EVENTS "members.events"
 #define FS_TOPIC_NOTIFICATIONS "notifications"
 #define FS_TOPIC_DEADLETTER "deadletter"
+#define FS_TOPIC_ORDERS_ANSWERS "orders.answers"
 
 typedef struct {
     const char *name;

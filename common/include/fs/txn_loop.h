@@ -7,8 +7,15 @@
  * (KIP-447: send_offsets_to_transaction with the consumer's group metadata), so each input
  * record's effects appear exactly once downstream.
  *
- * Batching: a transaction is opened at the first record and committed after
- * commit_interval_ms or commit_max_records, whichever comes first; never per record.
+ * Batching (group commit): a transaction is opened at the first record and committed as
+ * soon as the consumer has nothing more queued (commit_eager, the default), or after
+ * commit_interval_ms or commit_max_records, whichever comes first. An idle loop therefore
+ * commits a lone record at once, and a loaded one commits what queued up during the last
+ * commit in one transaction. With commit_eager off only the interval and size count.
+ *
+ * Timing: every loop exports histograms (fs/metrics.h) labelled loop="<group id>": poll lag
+ * (record timestamp -> polled), handle time, commit wait (first record -> commit start),
+ * commit duration and records per transaction.
  *
  * Worker state: the worker keeps state per assigned partition in memory and rebuilds it in
  * on_assign (typically with fs_kafka_read_to_end on its changelog) before any record of
