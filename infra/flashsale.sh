@@ -172,7 +172,12 @@ kafka_start() {
   cp "$here/kafka/log4j.properties" "$k/log4j.properties"
   local cp="$KAFKA_LIBS/*"
   if [ ! -f "$k/data/meta.properties" ]; then
-    local cluster; cluster=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    # a KRaft cluster id is 16 random bytes, URL-safe base64; one starting with '-' would be
+    # read as an option by the storage tool (1 in 32 runs failed so), so draw again
+    local cluster=-
+    while [ "${cluster#-}" != "$cluster" ]; do
+      cluster=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    done
     fs_say "Kafka: formatting KRaft storage (cluster $cluster)"
     java -cp "$cp" -Dlog4j.configuration="file:$k/log4j.properties" -Dkafka.logs.dir="$RUN/logs" \
       kafka.tools.StorageTool format -t "$cluster" -c "$k/server.properties" \

@@ -36,6 +36,8 @@ struct fs_txn_loop {
     /* per-stage timing (fs/metrics.h), labelled with the loop's group */
     fs_hist *h_lag, *h_handle, *h_age, *h_commit, *h_offsets, *h_records;
     double txn_first_us; /* when the open transaction's first record was handled */
+    long crash_at;       /* FLASHSALE_CRASH_BEFORE_COMMIT (tests): die at this commit */
+    long commits_tried;
 };
 
 static double mono_us(void)
@@ -207,6 +209,16 @@ static int txn_commit(fs_txn_loop *l, fs_err *err)
 {
     if (!l->txn_open)
         return 0;
+    if (l->crash_at > 0 && l->txn_records > 0 && ++l->commits_tried == l->crash_at) {
+        /* Fault injection for the tests: everything the batch produced (and every decision
+         * reply sent) is out, the commit never happens. */
+        rd_kafka_flush(l->producer, 5000);
+        fs_log_warn("crash point: killed before commit",
+                    json_pack("{s:I,s:I}", "commit", (json_int_t)l->commits_tried, "records",
+                              (json_int_t)l->txn_records));
+        usleep(50 * 1000);
+        raise(SIGKILL);
+    }
     double t_start = mono_us();
     if (l->txn_records > 0)
         fs_hist_observe_ms(l->h_age, (t_start - l->txn_first_us) / 1000.0);
@@ -323,6 +335,8 @@ fs_txn_loop *fs_txn_loop_new(const fs_txn_loop_conf *conf, fs_err *err)
     }
     l->conf = *conf;
     snprintf(l->txn_id, sizeof l->txn_id, "%s-%s", conf->group_id, conf->instance_id);
+    const char *crash = getenv("FLASHSALE_CRASH_BEFORE_COMMIT");
+    l->crash_at = crash ? atol(crash) : 0;
     char lbl[128];
     snprintf(lbl, sizeof lbl, "loop=\"%s\"", conf->group_id);
     l->h_lag = fs_hist_register("flashsale_loop_poll_lag_ms", lbl,

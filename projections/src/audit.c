@@ -848,8 +848,8 @@ static void check_answers(audit_ctx *a, answers_stats *st)
                 *t = INT64_MAX;
                 fs_map_put(sold_out_at, e->product_id, t);
             }
-            if (t && evs[i].ts < *t)
-                *t = evs[i].ts;
+            if (t && e->occurred_at < *t) /* the command's time: a copied log keeps it */
+                *t = e->occurred_at;
         }
     }
     cmd_rec *cmds = a->cmds.v;

@@ -78,7 +78,7 @@ def main(bindir):
 
         # a tampered copy: forged oversell of the sold-out product, forged leaked reservation
         prefix = "tamper-%s." % uuid.uuid4().hex[:8]
-        for t in ("inventory.commands", "inventory.events", "orders.events"):
+        for t in ("inventory.commands", "inventory.events", "orders.events", "orders.answers"):
             subprocess.run([os.path.join(bindir, "tests", "copy_topic"), t, prefix + t], check=True,
                            capture_output=True)
         defined = {r["value"]["product_id"]: r["partition"] for r in s.dump("inventory.events")
@@ -97,17 +97,32 @@ def main(bindir):
             subprocess.run([os.path.join(bindir, "tests", "produce_raw"), prefix + "inventory.events",
                             pid, "--file", path, "StockReserved"], check=True)
             os.unlink(path)
+        # forged answers: a sold-out answer given to the buyer of b (committed: RESERVED), and a
+        # sold-out answer "from the view" an hour before the product sold out
+        view_oid = "forged-view-" + uuid.uuid4().hex[:6]
+        for oid, src, at in ((b, "reply", now), (view_oid, "view", now - 3600000)):
+            datum = {"order_id": oid, "member_id": "mallory", "product_id": scarce, "quantity": 1,
+                     "status": "REJECTED", "reason": "SOLD_OUT", "pay_by": 0, "source": src,
+                     "http_status": 409, "answered_at": at}
+            path = "/tmp/%s.bin" % oid
+            open(path, "wb").write(encode("orders/OrderAnswered.avsc", datum))
+            subprocess.run([os.path.join(bindir, "tests", "produce_raw"), prefix + "orders.answers",
+                            oid, "--file", path, "OrderAnswered"], check=True)
+            os.unlink(path)
         rc, out, rep = audit(bindir, "--topic-prefix", prefix)
         assert rc == 1 and not rep["ok"], "the audit accepted a tampered log:\n" + out
         found = {(v["check"], v["order_id"]) for v in rep["violations"]}
         assert ("oversell", forged["oversell"][0]) in found, found
         assert ("leak", forged["leak"][0]) in found, found
         assert ("replay", forged["oversell"][0]) in found, found  # answers no command
-        forged_ids = {oid for oid, _ in forged.values()}
+        assert ("answers", b) in found and ("answers", view_oid) in found, found
+        assert rep["answers"]["differences"] == 2, rep["answers"]
+        forged_ids = {oid for oid, _ in forged.values()} | {b, view_oid}
         others = [v for v in rep["violations"] if v["order_id"] not in forged_ids]
         assert not others, "violations on orders nobody forged: %s" % others[:3]
-        print("audit of the tampered copy: exit %d, %d violations, naming %s and %s"
-              % (rc, rep["violation_count"], forged["oversell"][0], forged["leak"][0]))
+        print("audit of the tampered copy: exit %d, %d violations, naming %s and %s, and the forged "
+              "answers to %s and %s" % (rc, rep["violation_count"], forged["oversell"][0],
+                                        forged["leak"][0], b, view_oid))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 inventory processor, order placement with an immediate answer).
 
     test_core.py BUILD_DIR SCENARIO
-    SCENARIO: burst | rules | idempotency | bad_input | crash | rebalance | dead_letter
+    SCENARIO: burst | rules | idempotency | bad_input | crash | rebalance | dead_letter |
+              answers_crash
 
 Every scenario ends by re-deriving inventory from inventory.events (fsharness.derive, its
 own rules) and checking: no oversell, no undersell, conservation, event counters equal the
@@ -313,6 +314,127 @@ def scenario_dead_letter(bindir):
         check_log(s)
         print("dead letter: 3 malformed commands dead-lettered with reasons %s; orders still decided"
               % reasons)
+
+
+def committed_decisions(s):
+    """order id -> (status, reason, pay_by ms, record timestamp) of its committed decision."""
+    out = {}
+    for r in s.dump("inventory.events"):
+        v = r.get("value") or {}
+        if r.get("type") in ("StockReserved", "StockRejected") and v.get("item_count", 1) <= 1:
+            out.setdefault(v["order_id"], ("RESERVED" if r["type"] == "StockReserved" else "REJECTED",
+                                           v.get("reason", "") if r["type"] == "StockRejected" else "",
+                                           v.get("pay_by", 0) if r["type"] == "StockReserved" else 0,
+                                           r["timestamp"]))
+    return out
+
+
+def scenario_answers_crash(bindir):
+    """Answer at the decision: the processor sends each decision to the waiting API before its
+    transaction commits. Its crash point SIGKILLs it between sending and committing, again and
+    again under load (each run dies at a random commit; restarted at once). Every answer the
+    API gave must equal the decision that finally committed: zero differences, counted both
+    from the HTTP answers and from orders.answers, and some of those answers must have come
+    from a transaction that was then killed (answered before the committed copy existed).
+    Then, with a healthy processor: read your writes (GET right after 201 shows RESERVED) and
+    the payment accepted at once."""
+    import random
+    import subprocess
+    rnd = random.Random(11)
+    with System(bindir, sagas=True, api_env={"FLASHSALE_DECISION_WAIT_MS": "3000"}) as s:
+        # six products that last the whole run (so commands keep coming) and two that sell out
+        stocks = [1000] * 6 + [100] * 2
+        products = [s.create_product(stock=n, name="answers-%d" % i) for i, n in enumerate(stocks)]
+        s.stop_processor("inv-a")
+        s.proc_env["FLASHSALE_CRASH_BEFORE_COMMIT"] = str(rnd.randint(2, 8))
+        s.start_processor("inv-a")
+        crashes = []
+        done = threading.Event()
+
+        def crasher():
+            while not done.is_set():
+                p = s.procs["inv-a"]
+                if p.poll() is not None:  # died at its crash point
+                    crashes.append(p.returncode)
+                    s.proc_env["FLASHSALE_CRASH_BEFORE_COMMIT"] = str(rnd.randint(2, 8)) if len(crashes) < 8 else "0"
+                    s.start_processor("inv-a")
+                time.sleep(0.02)
+        t = threading.Thread(target=crasher)
+        t.start()
+        try:
+            import random as _r
+            r2 = _r.Random(5)
+            reqs = [("/api/orders", {"product_id": r2.choice(products), "quantity": 1}, s.member()[1])
+                    for _ in range(6000)]
+            t0 = time.monotonic()
+            results = s.burst(reqs, spread_s=14.0)
+            wall = time.monotonic() - t0
+        finally:
+            done.set()
+            t.join()
+        statuses = summarize("answers under crashes: 6,000 orders on 8 products", results, wall)
+        assert len(crashes) >= 3, "the crash point fired only %d times" % len(crashes)
+        assert all(rc == -signal.SIGKILL for rc in crashes), crashes
+        if s.proc_env.get("FLASHSALE_CRASH_BEFORE_COMMIT") != "0" or s.procs["inv-a"].poll() is not None:
+            if s.procs["inv-a"].poll() is None:
+                s.stop_processor("inv-a", signal.SIGKILL)
+            else:
+                del s.procs["inv-a"]
+            s.proc_env["FLASHSALE_CRASH_BEFORE_COMMIT"] = "0"
+            s.start_processor("inv-a")
+        s.wait_all_decided()
+        committed = committed_decisions(s)
+        diffs, compared = [], 0
+        for st, b, _ in results:
+            if st == 201:
+                oid, got = b["order_id"], ("RESERVED", "")
+            elif st in (404, 409) and isinstance(b, dict) and "order_id" in b.get("error", {}):
+                oid, got = b["error"]["order_id"], ("REJECTED", b["error"]["code"])
+            else:
+                continue
+            compared += 1
+            want = committed.get(oid)
+            if not want or want[:2] != got:
+                diffs.append((oid, got, want))
+        assert not diffs, "%d answers differ from the committed decisions, e.g. %s" % (len(diffs), diffs[:3])
+        assert compared >= 4000, (compared, statuses)  # (fast-path SOLD_OUT answers name no order)
+        answers = [r for r in s.dump("orders.answers") if r.get("type") == "OrderAnswered"]
+        ours = {oid for st, b, _ in results for oid in
+                ([b["order_id"]] if st == 201 else [b["error"]["order_id"]] if st in (404, 409) and
+                 isinstance(b, dict) and "order_id" in b.get("error", {}) else [])}
+        before_commit, rec_diffs = 0, []
+        for r in answers:
+            v = r["value"]
+            if v["order_id"] not in ours or v["status"] == "PENDING":
+                continue
+            want = committed.get(v["order_id"])
+            if not want or (want[0], want[1], want[2]) != (v["status"], v["reason"], v["pay_by"]):
+                rec_diffs.append((v, want))
+            elif v["source"] == "reply" and v["answered_at"] < want[3]:
+                before_commit += 1  # answered from a decision whose transaction was killed
+        assert not rec_diffs, "%d recorded answers differ, e.g. %s" % (len(rec_diffs), rec_diffs[:2])
+        assert before_commit >= 1, "no answer came from a killed transaction: the test did not test"
+        audit = subprocess.run([os.path.join(bindir, "projections", "flashsale-audit"), "--no-read-models"],
+                               capture_output=True, text=True, timeout=600)
+        assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr[-2000:]
+        line = [l for l in audit.stdout.splitlines() if "answers:" in l]
+        assert line and " 0 difference(s)" in line[0], audit.stdout
+        products_state, _, _ = check_log(s, [], dict(zip(products, stocks)))
+        print("answers: %d processor kills before commit; %d HTTP answers and %d recorded answers "
+              "equal the committed decisions (0 differences), %d of them given from a transaction "
+              "that was then killed; audit: %s" % (len(crashes), compared, len(answers), before_commit,
+                                                   line[0].strip()))
+
+        # read your writes, and the payment accepted right after the 201
+        pid = s.create_product(stock=10, name="answers-ryw")
+        for _ in range(5):
+            _, tok = s.member()
+            body = expect(s.order(tok, pid), 201)
+            st, _, o = s.request("GET", "/api/orders/%s" % body["order_id"], token=tok)
+            assert st == 200 and o["status"] == "RESERVED", (st, o)
+            st, _, paid = s.request("POST", "/api/orders/%s/payment" % body["order_id"], {}, tok)
+            assert st == 200 and paid["status"] == "PAID", (st, paid)
+        print("answers: read your writes (RESERVED at once) and payment accepted, 5 of 5")
 
 
 if __name__ == "__main__":
