@@ -33,6 +33,7 @@ struct api_waiter {
     pthread_cond_t cond;
     int refs;
     bool produced;
+    bool wants_delivery; /* its request waits for the delivery report too (async, or late) */
     api_wait_result r;
     api_waiter *next;
 };
@@ -176,7 +177,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
             o->command_offset = m->offset;
         }
     }
-    pthread_cond_broadcast(&w->cond);
+    if (w->wants_delivery || m->err) /* a request waiting for its decision sleeps on */
+        pthread_cond_broadcast(&w->cond);
     waiter_unref_locked(b, w);
     pthread_mutex_unlock(&b->lock);
 }
@@ -833,6 +835,7 @@ void api_bus_wait(api_bus *b, api_waiter *w, int64_t deadline_ms, bool need_deci
         int64_t now = fs_mono_ms();
         if (now >= deadline_ms && delivery_known)
             break;
+        w->wants_delivery = !need_decision || now >= deadline_ms;
         /* Past the deadline we still wait for the delivery report (bounded by
          * message.timeout.ms), so that "accepted" is never said of a lost command. */
         int64_t until = now >= deadline_ms ? now + 50 : deadline_ms;

@@ -9,6 +9,8 @@
 #include "fs/log.h"
 #include "fs/metrics.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +40,30 @@ struct fs_txn_loop {
     double txn_first_us; /* when the open transaction's first record was handled */
     long crash_at;       /* FLASHSALE_CRASH_BEFORE_COMMIT (tests): die at this commit */
     long commits_tried;
+
+    /* Pipelined commit: a transaction commits on the committer thread while this thread goes
+     * on handling records; what they produce waits in `pending` (copies) until the commit is
+     * done, then opens the next transaction. Only one commit at a time; the consumed offsets
+     * of the committing batch are in commit_offsets, the current batch's in `offsets`. */
+    bool committing;
+    pthread_t committer;
+    atomic_int commit_done;
+    rd_kafka_error_t *commit_ke; /* the committer's result */
+    rd_kafka_topic_partition_list_t *commit_offsets;
+    rd_kafka_consumer_group_metadata_t *commit_cgmd;
+    size_t commit_records;
+    double commit_t_start;
+    struct pending_rec *pending;
+    size_t npending, cappending;
 };
+
+typedef struct pending_rec {
+    char *topic;
+    int32_t partition;
+    void *key, *value;
+    size_t key_len, value_len;
+    rd_kafka_headers_t *headers;
+} pending_rec;
 
 static double mono_us(void)
 {
@@ -131,10 +156,20 @@ static void resolve_start_offsets(rd_kafka_t *rk, rd_kafka_topic_partition_list_
     }
 }
 
+static int commit_finish(fs_txn_loop *l, fs_err *err);
+static void pending_clear(fs_txn_loop *l);
+
 /* Roll the worker back to committed state: rebuild every assigned partition and seek the
  * consumer to the committed offsets. Used after an abort and after a producer restart. */
 static int rewind_to_committed(fs_txn_loop *l, fs_err *err)
 {
+    if (l->committing) { /* settle the commit under way first: its offsets may yet land */
+        fs_err cerr = {0};
+        commit_finish(l, &cerr);
+    }
+    pending_clear(l);
+    offsets_clear(l);
+    l->txn_records = 0;
     rd_kafka_topic_partition_list_t *parts = NULL;
     if (rd_kafka_assignment(l->consumer, &parts) || !parts)
         return fs_err_set(err, FS_ERR_RETRIABLE, 0, "assignment unavailable");
@@ -169,6 +204,17 @@ out:
 
 static int producer_restart(fs_txn_loop *l, fs_err *err)
 {
+    if (l->committing) { /* the committer uses the producer: let it end first */
+        if (!pthread_equal(l->committer, pthread_self()))
+            pthread_join(l->committer, NULL);
+        l->committing = false;
+        if (l->commit_ke)
+            rd_kafka_error_destroy(l->commit_ke);
+        l->commit_ke = NULL;
+        rd_kafka_consumer_group_metadata_destroy(l->commit_cgmd);
+        l->commit_cgmd = NULL;
+    }
+    pending_clear(l);
     l->stats.producer_restarts++;
     int max = l->conf.max_producer_restarts ? l->conf.max_producer_restarts : 5;
     if (++l->restarts_in_row > max)
@@ -185,15 +231,38 @@ static int producer_restart(fs_txn_loop *l, fs_err *err)
     return 0;
 }
 
-/* Aborts the open transaction (if any). Returns 0, or -1 when the producer had to be
- * recreated and that failed. The caller rewinds afterwards. */
+static void pending_clear(fs_txn_loop *l)
+{
+    if (!l->pending)
+        return;
+    for (size_t i = 0; i < l->npending; i++) {
+        free(l->pending[i].topic);
+        free(l->pending[i].key);
+        free(l->pending[i].value);
+        if (l->pending[i].headers)
+            rd_kafka_headers_destroy(l->pending[i].headers);
+    }
+    l->npending = 0;
+}
+
+/* Aborts the open transaction (if any) and drops what waits for the next one. A commit
+ * under way is waited for first (its batch may still commit: then only the later records
+ * are undone). Returns 0, or -1 when the producer had to be recreated and that failed. The
+ * caller rewinds afterwards. */
 static int txn_abort(fs_txn_loop *l, fs_err *err)
 {
-    if (!l->txn_open)
+    if (l->committing && commit_finish(l, err) && !l->producer)
+        return -1;
+    pending_clear(l);
+    if (!l->txn_open) {
+        offsets_clear(l);
+        l->txn_records = 0;
         return 0;
+    }
     l->stats.aborts++;
     rd_kafka_error_t *ke = rd_kafka_abort_transaction(l->producer, -1);
     l->txn_open = 0;
+    l->txn_records = 0;
     offsets_clear(l);
     if (ke) {
         fs_err_from_kafka_error(err, ke, "abort_transaction");
@@ -203,37 +272,19 @@ static int txn_abort(fs_txn_loop *l, fs_err *err)
     return 0;
 }
 
-/* Commits the open transaction with its offsets. On failure the transaction is aborted
- * (or the producer recreated) and need_reset set; returns -1 only if the loop must stop. */
-static int txn_commit(fs_txn_loop *l, fs_err *err)
+static void *committer_main(void *arg)
 {
-    if (!l->txn_open)
-        return 0;
-    if (l->crash_at > 0 && l->txn_records > 0 && ++l->commits_tried == l->crash_at) {
-        /* Fault injection for the tests: everything the batch produced (and every decision
-         * reply sent) is out, the commit never happens. */
-        rd_kafka_flush(l->producer, 5000);
-        fs_log_warn("crash point: killed before commit",
-                    json_pack("{s:I,s:I}", "commit", (json_int_t)l->commits_tried, "records",
-                              (json_int_t)l->txn_records));
-        usleep(50 * 1000);
-        raise(SIGKILL);
-    }
-    double t_start = mono_us();
-    if (l->txn_records > 0)
-        fs_hist_observe_ms(l->h_age, (t_start - l->txn_first_us) / 1000.0);
+    fs_txn_loop *l = arg;
     rd_kafka_error_t *ke = NULL;
-    rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(l->consumer);
-    for (int attempt = 0; attempt < 5 && l->offsets->cnt > 0; attempt++) {
-        ke = rd_kafka_send_offsets_to_transaction(l->producer, l->offsets, cgmd, -1);
+    for (int attempt = 0; attempt < 5 && l->commit_offsets->cnt > 0; attempt++) {
+        ke = rd_kafka_send_offsets_to_transaction(l->producer, l->commit_offsets, l->commit_cgmd, -1);
         if (!ke || !rd_kafka_error_is_retriable(ke))
             break;
         rd_kafka_error_destroy(ke);
         ke = NULL;
         usleep(100 * 1000);
     }
-    rd_kafka_consumer_group_metadata_destroy(cgmd);
-    fs_hist_observe_ms(l->h_offsets, (mono_us() - t_start) / 1000.0);
+    fs_hist_observe_ms(l->h_offsets, (mono_us() - l->commit_t_start) / 1000.0);
     if (!ke) {
         for (int attempt = 0; attempt < 5; attempt++) {
             ke = rd_kafka_commit_transaction(l->producer, -1);
@@ -244,33 +295,153 @@ static int txn_commit(fs_txn_loop *l, fs_err *err)
             usleep(100 * 1000);
         }
     }
+    l->commit_ke = ke;
+    atomic_store(&l->commit_done, 1);
+    return NULL;
+}
+
+/* Starts committing the open transaction on the committer thread. The current batch starts
+ * empty; records handled meanwhile are kept for the next transaction. Returns 0, or -1 with
+ * *err when the thread could not start (then the commit ran here, synchronously). */
+static int commit_start(fs_txn_loop *l, fs_err *err)
+{
+    if (l->crash_at > 0 && l->txn_records > 0 && ++l->commits_tried == l->crash_at) {
+        /* Fault injection for the tests: everything the batch produced (and every decision
+         * reply sent) is out, the commit never happens. */
+        rd_kafka_flush(l->producer, 5000);
+        fs_log_warn("crash point: killed before commit",
+                    json_pack("{s:I,s:I}", "commit", (json_int_t)l->commits_tried, "records",
+                              (json_int_t)l->txn_records));
+        usleep(50 * 1000);
+        raise(SIGKILL);
+    }
+    l->commit_t_start = mono_us();
+    if (l->txn_records > 0)
+        fs_hist_observe_ms(l->h_age, (l->commit_t_start - l->txn_first_us) / 1000.0);
+    l->commit_cgmd = rd_kafka_consumer_group_metadata(l->consumer);
+    if (l->commit_offsets)
+        rd_kafka_topic_partition_list_destroy(l->commit_offsets);
+    l->commit_offsets = l->offsets;
+    l->offsets = rd_kafka_topic_partition_list_new(16);
+    l->commit_records = l->txn_records;
+    l->txn_records = 0;
+    l->txn_open = 0;
+    l->committing = true;
+    atomic_store(&l->commit_done, 0);
+    if (pthread_create(&l->committer, NULL, committer_main, l)) {
+        committer_main(l); /* no thread: commit here */
+        l->committer = pthread_self();
+    }
+    (void)err;
+    return 0;
+}
+
+/* Opens the next transaction with what waited for it. Returns 0, or -1 with *err (the
+ * caller treats it as a failed record: abort and rewind). */
+static int pending_flush(fs_txn_loop *l, fs_err *err)
+{
+    if (l->npending == 0 && l->txn_records == 0)
+        return 0;
+    rd_kafka_error_t *ke = rd_kafka_begin_transaction(l->producer);
+    if (ke) {
+        fs_err_from_kafka_error(err, ke, "begin_transaction");
+        rd_kafka_error_destroy(ke);
+        return -1;
+    }
+    l->txn_open = 1;
+    l->txn_started = fs_mono_ms();
+    for (size_t i = 0; i < l->npending; i++) {
+        pending_rec *r = &l->pending[i];
+        for (;;) {
+            rd_kafka_resp_err_t e = rd_kafka_producev(
+                l->producer, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_PARTITION(r->partition),
+                RD_KAFKA_V_KEY(r->key, r->key_len), RD_KAFKA_V_VALUE(r->value, r->value_len),
+                RD_KAFKA_V_HEADERS(r->headers), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+            if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                rd_kafka_poll(l->producer, 10);
+                continue;
+            }
+            if (!e)
+                r->headers = NULL; /* the producer owns them now */
+            else {
+                fs_err_from_kafka_code(err, e, "produce");
+                if (err->cls != FS_ERR_FATAL)
+                    err->cls = FS_ERR_ABORT;
+                return -1;
+            }
+            break;
+        }
+    }
+    pending_clear(l);
+    return 0;
+}
+
+/* Waits for the commit under way and settles it: on success the batch is counted and the
+ * next transaction opened with what waited; on failure the transaction is aborted (or the
+ * producer recreated), what waited is dropped and need_reset set. Returns -1 only if the
+ * loop must stop. */
+static int commit_finish(fs_txn_loop *l, fs_err *err)
+{
+    if (!l->committing)
+        return 0;
+    if (!pthread_equal(l->committer, pthread_self()))
+        pthread_join(l->committer, NULL);
+    l->committing = false;
+    rd_kafka_consumer_group_metadata_destroy(l->commit_cgmd);
+    l->commit_cgmd = NULL;
+    rd_kafka_error_t *ke = l->commit_ke;
+    l->commit_ke = NULL;
     if (!ke) {
-        size_t n = l->txn_records;
-        fs_hist_observe_ms(l->h_commit, (mono_us() - t_start) / 1000.0);
+        size_t n = l->commit_records;
+        fs_hist_observe_ms(l->h_commit, (mono_us() - l->commit_t_start) / 1000.0);
         fs_hist_observe_ms(l->h_records, (double)n);
         l->stats.commits++;
         l->stats.records += n;
-        l->txn_open = 0;
-        l->txn_records = 0;
         l->restarts_in_row = 0;
-        offsets_clear(l);
         if (l->conf.on_commit)
             l->conf.on_commit(l->conf.app, l, n);
+        if (pending_flush(l, err)) {
+            fs_log_warn("next transaction could not open, aborting it",
+                        json_pack("{s:s}", "error", err->msg));
+            l->need_reset = 1;
+            if (err->cls == FS_ERR_FATAL || rd_kafka_fatal_error(l->producer, NULL, 0)) {
+                l->txn_open = 0;
+                pending_clear(l);
+                offsets_clear(l);
+                l->txn_records = 0;
+                return producer_restart(l, err);
+            }
+            return txn_abort(l, err);
+        }
         return 0;
     }
     fs_err_from_kafka_error(err, ke, "commit");
     int fatal = rd_kafka_error_is_fatal(ke);
     rd_kafka_error_destroy(ke);
     fs_log_warn("transaction commit failed, aborting batch",
-                json_pack("{s:s,s:I}", "error", err->msg, "records", (json_int_t)l->txn_records));
+                json_pack("{s:s,s:I}", "error", err->msg, "records", (json_int_t)l->commit_records));
     l->need_reset = 1;
+    pending_clear(l);
+    offsets_clear(l);
     l->txn_records = 0;
     if (fatal) {
         l->txn_open = 0;
-        offsets_clear(l);
         return producer_restart(l, err);
     }
+    l->txn_open = 1; /* the failed transaction is still the producer's: abort it */
     return txn_abort(l, err);
+}
+
+/* Commits everything handled so far, synchronously (revoke, stop): the commit under way,
+ * then the rest. Returns -1 only if the loop must stop. */
+static int txn_commit(fs_txn_loop *l, fs_err *err)
+{
+    if (commit_finish(l, err))
+        return -1;
+    if (l->need_reset || !l->txn_open)
+        return 0;
+    commit_start(l, err);
+    return commit_finish(l, err);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
@@ -305,7 +476,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     } else if (code == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         fs_log_info("partitions revoked", json_pack("{s:i,s:b}", "count", parts->cnt, "lost",
                                                     rd_kafka_assignment_lost(rk)));
-        if (l->txn_open) {
+        if (l->txn_open || l->committing || l->npending) {
             if (rd_kafka_assignment_lost(rk)) {
                 if (txn_abort(l, &err)) {
                     l->fatal = 1;
@@ -409,6 +580,11 @@ int fs_txn_loop_begin(fs_txn_loop *l, fs_err *err)
 {
     if (l->txn_open)
         return 0;
+    if (l->committing) { /* the batch is open logically; its records wait in pending */
+        if (l->txn_records == 0)
+            l->txn_started = fs_mono_ms();
+        return 0;
+    }
     rd_kafka_error_t *ke = rd_kafka_begin_transaction(l->producer);
     if (ke) {
         fs_err_from_kafka_error(err, ke, "begin_transaction");
@@ -491,9 +667,11 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
          * queued (timeout 0); nothing more -> commit now. Under load the records that arrive
          * while a commit runs make the next batch, so batches grow with the load and an idle
          * system commits each record at once, with no timer floor. */
-        bool eager = c->commit_eager && l->txn_open && l->txn_records > 0;
+        bool eager = c->commit_eager && (l->txn_open || l->committing) && l->txn_records > 0;
         int timeout = 100;
-        if (eager)
+        if (l->committing) /* look at the committer every millisecond */
+            timeout = eager ? 0 : 1;
+        else if (eager)
             timeout = 0;
         else if (l->txn_open) {
             int64_t left = l->txn_started + c->commit_interval_ms - fs_mono_ms();
@@ -555,12 +733,23 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
                 continue;
             }
         }
-        rd_kafka_poll(l->producer, 0);
-        if (l->txn_open && ((long)l->txn_records >= c->commit_max_records ||
-                            fs_mono_ms() - l->txn_started >= c->commit_interval_ms ||
-                            (eager && drained && l->txn_records > 0))) {
-            if (txn_commit(l, err))
-                return -1;
+        if (l->committing) {
+            /* the commit under way is done, or the batch waiting behind it is full: settle
+             * it (opens the next transaction with what waited) */
+            if (atomic_load(&l->commit_done) || (long)l->txn_records >= c->commit_max_records) {
+                if (commit_finish(l, err))
+                    return -1;
+                if (l->need_reset)
+                    continue;
+            } else if (eager && drained)
+                usleep(200); /* nothing to handle: do not spin while the commit runs */
+        }
+        if (!l->committing) {
+            rd_kafka_poll(l->producer, 0);
+            if (l->txn_open && ((long)l->txn_records >= c->commit_max_records ||
+                                fs_mono_ms() - l->txn_started >= c->commit_interval_ms ||
+                                (c->commit_eager && drained && l->txn_records > 0)))
+                commit_start(l, err);
         }
     }
     if (l->fatal) {
@@ -568,7 +757,7 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
         return -1;
     }
     /* Graceful stop: commit what we have, then leave. */
-    if (l->txn_open && txn_commit(l, err))
+    if ((l->txn_open || l->committing) && txn_commit(l, err))
         return -1;
     return 0;
 }
@@ -577,6 +766,16 @@ void fs_txn_loop_destroy(fs_txn_loop *l)
 {
     if (!l)
         return;
+    if (l->committing && !pthread_equal(l->committer, pthread_self()))
+        pthread_join(l->committer, NULL); /* a commit left running by an error exit */
+    if (l->commit_ke)
+        rd_kafka_error_destroy(l->commit_ke);
+    if (l->commit_cgmd)
+        rd_kafka_consumer_group_metadata_destroy(l->commit_cgmd);
+    pending_clear(l);
+    free(l->pending);
+    if (l->commit_offsets)
+        rd_kafka_topic_partition_list_destroy(l->commit_offsets);
     if (l->consumer) {
         rd_kafka_consumer_close(l->consumer);
         rd_kafka_destroy(l->consumer);
@@ -593,6 +792,39 @@ int fs_txn_loop_produce(fs_txn_loop *l, const char *topic, int32_t partition, co
                         size_t key_len, const void *value, size_t value_len,
                         rd_kafka_headers_t *headers, fs_err *err)
 {
+    if (l->committing) { /* kept for the next transaction (pipelined commit) */
+        if (l->npending == l->cappending) {
+            size_t cap = l->cappending ? l->cappending * 2 : 256;
+            pending_rec *np = realloc(l->pending, cap * sizeof *np);
+            if (!np) {
+                if (headers)
+                    rd_kafka_headers_destroy(headers);
+                return fs_err_set(err, FS_ERR_ABORT, 0, "out of memory for pending records");
+            }
+            l->pending = np;
+            l->cappending = cap;
+        }
+        pending_rec *r = &l->pending[l->npending];
+        r->topic = strdup(topic);
+        r->partition = partition;
+        r->key = key_len ? malloc(key_len) : NULL;
+        r->value = value_len ? malloc(value_len) : NULL;
+        if (!r->topic || (key_len && !r->key) || (value_len && !r->value)) {
+            free(r->topic), free(r->key), free(r->value);
+            if (headers)
+                rd_kafka_headers_destroy(headers);
+            return fs_err_set(err, FS_ERR_ABORT, 0, "out of memory for pending records");
+        }
+        if (key_len)
+            memcpy(r->key, key, key_len);
+        if (value_len)
+            memcpy(r->value, value, value_len);
+        r->key_len = key_len;
+        r->value_len = value_len;
+        r->headers = headers;
+        l->npending++;
+        return 0;
+    }
     for (;;) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
             l->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
@@ -621,6 +853,14 @@ int fs_txn_loop_dead_letter(fs_txn_loop *l, const rd_kafka_message_t *msg, const
                 json_pack("{s:s,s:i,s:I,s:s}", "topic", rd_kafka_topic_name(msg->rkt),
                           "partition", msg->partition, "offset", (json_int_t)msg->offset,
                           "reason", reason));
+    if (l->committing) { /* rare: settle the commit, so the producer is ours again */
+        if (commit_finish(l, err))
+            return -1;
+        if (l->need_reset)
+            return fs_err_set(err, FS_ERR_ABORT, 0, "commit failed before a dead letter");
+        if (fs_txn_loop_begin(l, err))
+            return -1;
+    }
     if (fs_kafka_dead_letter(l->producer, msg, reason, err)) {
         if (err->cls != FS_ERR_FATAL)
             err->cls = FS_ERR_ABORT;

@@ -13,6 +13,16 @@
  * commits a lone record at once, and a loaded one commits what queued up during the last
  * commit in one transaction. With commit_eager off only the interval and size count.
  *
+ * Pipelining: the commit (send_offsets_to_transaction + commit_transaction, tens of ms on a
+ * busy broker) runs on a committer thread while this thread goes on polling and calling
+ * on_record; what on_record produces meanwhile is copied and produced into the next
+ * transaction as soon as the commit is done (with its offsets). One commit at a time, so
+ * offsets commit in order. A failed commit aborts, drops what waited and rewinds as below
+ * (on_revoke + on_assign, seek to the committed offsets), so the worker's state never holds
+ * effects that neither committed nor will be redone. A worker that answers callers before
+ * the commit (the inventory processor's decision replies) must decide deterministically:
+ * docs/architecture.md, "Answer at the decision".
+ *
  * Timing: every loop exports histograms (fs/metrics.h) labelled loop="<group id>": poll lag
  * (record timestamp -> polled), handle time, commit wait (first record -> commit start),
  * commit duration and records per transaction.
@@ -32,7 +42,8 @@
  * transaction first (abort if the partitions were lost). Stop (*stop set, e.g. by SIGTERM):
  * the open batch is committed and the consumer closed.
  *
- * Threads: everything runs on the thread that calls fs_txn_loop_run(), including callbacks.
+ * Threads: everything runs on the thread that calls fs_txn_loop_run(), including callbacks,
+ * except the commit itself (the committer thread, which touches only the producer).
  */
 #ifndef FS_TXN_LOOP_H
 #define FS_TXN_LOOP_H
