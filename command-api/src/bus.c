@@ -59,12 +59,6 @@ struct api_bus {
     atomic_ulong replies_used, replies_ignored, answer_errors;
 };
 
-static double mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
 
 const char *api_order_status_name(api_order_status s)
 {
@@ -147,7 +141,7 @@ static void wake_locked(api_bus *b, const char *key, const inv_event *ev, bool r
         if (!w->r.decided)
             w->r.via_reply = reply;
         if (!w->r.decided && w->t0_us > 0)
-            fs_hist_observe_ms(b->h_seen, (mono_us() - w->t0_us) / 1000.0);
+            fs_hist_observe_ms(b->h_seen, (fs_mono_us() - w->t0_us) / 1000.0);
         w->r.decided = true;
         w->r.ev = *ev;
         pthread_cond_broadcast(&w->cond);
@@ -167,7 +161,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         snprintf(w->r.delivery_error, sizeof w->r.delivery_error, "%s", rd_kafka_err2str(m->err));
     } else {
         if (w->t0_us > 0)
-            fs_hist_observe_ms(b->h_durable, (mono_us() - w->t0_us) / 1000.0);
+            fs_hist_observe_ms(b->h_durable, (fs_mono_us() - w->t0_us) / 1000.0);
         w->r.delivered = true;
         w->r.partition = m->partition;
         w->r.offset = m->offset;
@@ -674,7 +668,7 @@ api_waiter *api_bus_waiter_new(api_bus *b, const char *key)
     if (!w)
         return NULL;
     snprintf(w->key, sizeof w->key, "%s", key);
-    w->t0_us = mono_us();
+    w->t0_us = fs_mono_us();
     unsigned char rnd[FS_REPLY_TOKEN_LEN / 2];
     randombytes_buf(rnd, sizeof rnd);
     sodium_bin2hex(w->token, sizeof w->token, rnd, sizeof rnd);

@@ -65,12 +65,6 @@ typedef struct pending_rec {
     rd_kafka_headers_t *headers;
 } pending_rec;
 
-static double mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
 
 static rd_kafka_t *producer_new(fs_txn_loop *l, fs_err *err)
 {
@@ -284,7 +278,7 @@ static void *committer_main(void *arg)
         ke = NULL;
         usleep(100 * 1000);
     }
-    fs_hist_observe_ms(l->h_offsets, (mono_us() - l->commit_t_start) / 1000.0);
+    fs_hist_observe_ms(l->h_offsets, (fs_mono_us() - l->commit_t_start) / 1000.0);
     if (!ke) {
         for (int attempt = 0; attempt < 5; attempt++) {
             ke = rd_kafka_commit_transaction(l->producer, -1);
@@ -300,10 +294,10 @@ static void *committer_main(void *arg)
     return NULL;
 }
 
-/* Starts committing the open transaction on the committer thread. The current batch starts
- * empty; records handled meanwhile are kept for the next transaction. Returns 0, or -1 with
- * *err when the thread could not start (then the commit ran here, synchronously). */
-static int commit_start(fs_txn_loop *l, fs_err *err)
+/* Starts committing the open transaction on the committer thread (or, when no thread can
+ * be had, runs the commit here). The current batch starts empty; records handled meanwhile
+ * are kept for the next transaction. commit_finish settles the result. */
+static void commit_start(fs_txn_loop *l)
 {
     if (l->crash_at > 0 && l->txn_records > 0 && ++l->commits_tried == l->crash_at) {
         /* Fault injection for the tests: everything the batch produced (and every decision
@@ -315,7 +309,7 @@ static int commit_start(fs_txn_loop *l, fs_err *err)
         usleep(50 * 1000);
         raise(SIGKILL);
     }
-    l->commit_t_start = mono_us();
+    l->commit_t_start = fs_mono_us();
     if (l->txn_records > 0)
         fs_hist_observe_ms(l->h_age, (l->commit_t_start - l->txn_first_us) / 1000.0);
     l->commit_cgmd = rd_kafka_consumer_group_metadata(l->consumer);
@@ -332,16 +326,11 @@ static int commit_start(fs_txn_loop *l, fs_err *err)
         committer_main(l); /* no thread: commit here */
         l->committer = pthread_self();
     }
-    (void)err;
-    return 0;
 }
 
-/* Opens the next transaction with what waited for it. Returns 0, or -1 with *err (the
- * caller treats it as a failed record: abort and rewind). */
-static int pending_flush(fs_txn_loop *l, fs_err *err)
+/* begin_transaction on the producer (the batch counters are the caller's). */
+static int producer_begin(fs_txn_loop *l, fs_err *err)
 {
-    if (l->npending == 0 && l->txn_records == 0)
-        return 0;
     rd_kafka_error_t *ke = rd_kafka_begin_transaction(l->producer);
     if (ke) {
         fs_err_from_kafka_error(err, ke, "begin_transaction");
@@ -350,27 +339,48 @@ static int pending_flush(fs_txn_loop *l, fs_err *err)
     }
     l->txn_open = 1;
     l->txn_started = fs_mono_ms();
+    return 0;
+}
+
+/* Produces into the open transaction, waiting while the local queue is full. On success the
+ * producer owns headers; on error the caller still does. Errors are classed for the loop
+ * (abort the batch, or fatal). */
+static int producer_send(fs_txn_loop *l, const char *topic, int32_t partition, const void *key,
+                         size_t key_len, const void *value, size_t value_len,
+                         rd_kafka_headers_t *headers, fs_err *err)
+{
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            l->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
+            RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (!e)
+            return 0;
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(l->producer, 10);
+            continue;
+        }
+        fs_err_from_kafka_code(err, e, "produce");
+        if (err->cls != FS_ERR_FATAL)
+            err->cls = FS_ERR_ABORT;
+        return -1;
+    }
+}
+
+/* Opens the next transaction with what waited for it. Returns 0, or -1 with *err (the
+ * caller treats it as a failed record: abort and rewind). */
+static int pending_flush(fs_txn_loop *l, fs_err *err)
+{
+    if (l->npending == 0 && l->txn_records == 0)
+        return 0;
+    if (producer_begin(l, err))
+        return -1;
     for (size_t i = 0; i < l->npending; i++) {
         pending_rec *r = &l->pending[i];
-        for (;;) {
-            rd_kafka_resp_err_t e = rd_kafka_producev(
-                l->producer, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_PARTITION(r->partition),
-                RD_KAFKA_V_KEY(r->key, r->key_len), RD_KAFKA_V_VALUE(r->value, r->value_len),
-                RD_KAFKA_V_HEADERS(r->headers), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-            if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                rd_kafka_poll(l->producer, 10);
-                continue;
-            }
-            if (!e)
-                r->headers = NULL; /* the producer owns them now */
-            else {
-                fs_err_from_kafka_code(err, e, "produce");
-                if (err->cls != FS_ERR_FATAL)
-                    err->cls = FS_ERR_ABORT;
-                return -1;
-            }
-            break;
-        }
+        if (producer_send(l, r->topic, r->partition, r->key, r->key_len, r->value, r->value_len,
+                          r->headers, err))
+            return -1; /* the rest (headers included) is freed by pending_clear */
+        r->headers = NULL; /* the producer owns them now */
     }
     pending_clear(l);
     return 0;
@@ -393,7 +403,7 @@ static int commit_finish(fs_txn_loop *l, fs_err *err)
     l->commit_ke = NULL;
     if (!ke) {
         size_t n = l->commit_records;
-        fs_hist_observe_ms(l->h_commit, (mono_us() - l->commit_t_start) / 1000.0);
+        fs_hist_observe_ms(l->h_commit, (fs_mono_us() - l->commit_t_start) / 1000.0);
         fs_hist_observe_ms(l->h_records, (double)n);
         l->stats.commits++;
         l->stats.records += n;
@@ -440,7 +450,7 @@ static int txn_commit(fs_txn_loop *l, fs_err *err)
         return -1;
     if (l->need_reset || !l->txn_open)
         return 0;
-    commit_start(l, err);
+    commit_start(l);
     return commit_finish(l, err);
 }
 
@@ -585,14 +595,8 @@ int fs_txn_loop_begin(fs_txn_loop *l, fs_err *err)
             l->txn_started = fs_mono_ms();
         return 0;
     }
-    rd_kafka_error_t *ke = rd_kafka_begin_transaction(l->producer);
-    if (ke) {
-        fs_err_from_kafka_error(err, ke, "begin_transaction");
-        rd_kafka_error_destroy(ke);
+    if (producer_begin(l, err))
         return -1;
-    }
-    l->txn_open = 1;
-    l->txn_started = fs_mono_ms();
     l->txn_records = 0;
     return 0;
 }
@@ -711,7 +715,7 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
             int64_t ts = rd_kafka_message_timestamp(m, &tst);
             if (ts > 0)
                 fs_hist_observe_ms(l->h_lag, (double)(fs_now_ms() - ts));
-            double t_rec = mono_us();
+            double t_rec = fs_mono_us();
             if (l->txn_records == 0)
                 l->txn_first_us = t_rec;
             if (l->conf.on_record(l->conf.app, l, m, &rerr)) {
@@ -722,7 +726,7 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
             }
             track_offset(l, m);
             l->txn_records++;
-            fs_hist_observe_ms(l->h_handle, (mono_us() - t_rec) / 1000.0);
+            fs_hist_observe_ms(l->h_handle, (fs_mono_us() - t_rec) / 1000.0);
             rd_kafka_message_destroy(m);
         }
         if (l->conf.on_tick && !l->need_reset) {
@@ -749,7 +753,7 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
             if (l->txn_open && ((long)l->txn_records >= c->commit_max_records ||
                                 fs_mono_ms() - l->txn_started >= c->commit_interval_ms ||
                                 (c->commit_eager && drained && l->txn_records > 0)))
-                commit_start(l, err);
+                commit_start(l);
         }
     }
     if (l->fatal) {
@@ -825,25 +829,12 @@ int fs_txn_loop_produce(fs_txn_loop *l, const char *topic, int32_t partition, co
         l->npending++;
         return 0;
     }
-    for (;;) {
-        rd_kafka_resp_err_t e = rd_kafka_producev(
-            l->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
-            RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_END);
-        if (!e)
-            return 0;
-        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_poll(l->producer, 10);
-            continue;
-        }
+    if (producer_send(l, topic, partition, key, key_len, value, value_len, headers, err)) {
         if (headers)
             rd_kafka_headers_destroy(headers);
-        fs_err_from_kafka_code(err, e, "produce");
-        if (err->cls != FS_ERR_FATAL)
-            err->cls = FS_ERR_ABORT;
         return -1;
     }
+    return 0;
 }
 
 int fs_txn_loop_dead_letter(fs_txn_loop *l, const rd_kafka_message_t *msg, const char *reason,

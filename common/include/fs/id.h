@@ -28,5 +28,7 @@ int fs_uuid7_str(char out[FS_UUID_STR_LEN + 1]);
 /* Wall clock in Unix milliseconds, and a monotonic clock in milliseconds. */
 int64_t fs_now_ms(void);
 int64_t fs_mono_ms(void);
+/* Monotonic clock in microseconds, for stage timing. */
+double fs_mono_us(void);
 
 #endif

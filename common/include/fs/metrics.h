@@ -26,9 +26,8 @@ void fs_hist_observe_ms(fs_hist *h, double ms);
  * the NUL); NULL when out of memory. Any thread. */
 char *fs_metrics_text(size_t *len);
 
-/* Starts a civetweb listener serving GET /metrics (fs_metrics_text plus `extra`, which is
- * called for each scrape and may append text to the malloc'd buffer it is given) on
- * "ADDR:PORT". Returns 0, or -1 with *err. fs_metrics_serve_stop stops it (NULL-safe). */
+/* Starts a civetweb listener serving GET /metrics (fs_metrics_text) on "ADDR:PORT".
+ * Returns the server, or NULL with *err. fs_metrics_serve_stop stops it (NULL-safe). */
 typedef struct fs_metrics_server fs_metrics_server;
 fs_metrics_server *fs_metrics_serve(const char *listen, fs_err *err);
 void fs_metrics_serve_stop(fs_metrics_server *s);
