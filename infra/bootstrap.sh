@@ -15,7 +15,7 @@ PACKAGES=(
   librdkafka-dev libavro-dev libcivetweb-dev civetweb libjansson-dev libpq-dev libhiredis-dev
   libcmocka-dev libsodium-dev libjwt-dev libssl-dev libcurl4-openssl-dev wrk gnuplot-nox
   postgresql redis-server openjdk-17-jre-headless maven
-  python3 python3-avro python3-yaml valgrind curl iproute2
+  python3 python3-avro python3-yaml valgrind curl iproute2 nginx
 )
 
 missing=()
@@ -40,7 +40,7 @@ if ((${#missing[@]})); then
     fs_die "apt-get install failed for: ${missing[*]}"
   # (The postgresql package may create and start a cluster on 5432; flashsale never uses
   # it and leaves it as the system has it.)
-  # it and leave it as the system has it.
+
 else
   fs_say "Debian packages: all present"
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Start, stop and inspect a local flashsale: Kafka (KRaft, single node), PostgreSQL, Redis and
-# every flashsale service that has been built, all on loopback under one run directory.
+# Start, stop and inspect a local flashsale: Kafka (KRaft, single node), PostgreSQL, Redis,
+# every flashsale service that has been built, and the edge (nginx, infra/edge.sh) in front of
+# the API, all on loopback under one run directory.
 #
 #   infra/flashsale.sh start [--infra-only]   idempotent; waits until ready; prints where things are
 #   infra/flashsale.sh stop                   stops everything it started (data is kept)
@@ -9,8 +10,11 @@
 #
 # Settings (environment): FLASHSALE_RUN_DIR (.run), FLASHSALE_BUILD_DIR (build),
 # FLASHSALE_KAFKA_PORT (19092), FLASHSALE_KAFKA_CONTROLLER_PORT (19093), FLASHSALE_PG_PORT
-# (15432), FLASHSALE_REDIS_PORT (16379), FLASHSALE_HTTP_PORT (8080), FLASHSALE_PARTITIONS (6),
-# FLASHSALE_KAFKA_HEAP (768m). Defaults stay away from 9092/5432/6379 so that servers already
+# (15432), FLASHSALE_REDIS_PORT (16379), FLASHSALE_HTTP_PORT (8080: the public port, the
+# edge's), FLASHSALE_API_PORT (18080: the API itself, behind the edge; for benchmarks),
+# FLASHSALE_HTTP_THREADS (128: the API's worker threads, sized for the edge's connections),
+# FLASHSALE_PARTITIONS (6), FLASHSALE_KAFKA_HEAP (768m); the edge's own settings are
+# infra/edge.sh's. Defaults stay away from 9092/5432/6379 so that servers already
 # running on a machine are never touched.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,6 +30,8 @@ KAFKA_CPORT=${FLASHSALE_KAFKA_CONTROLLER_PORT:-19093}
 PG_PORT=${FLASHSALE_PG_PORT:-15432}
 REDIS_PORT=${FLASHSALE_REDIS_PORT:-16379}
 HTTP_PORT=${FLASHSALE_HTTP_PORT:-8080}
+API_PORT=${FLASHSALE_API_PORT:-18080}
+API_THREADS=${FLASHSALE_HTTP_THREADS:-128}
 PARTITIONS=${FLASHSALE_PARTITIONS:-6}
 KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-768m}
 # a service is an instance name; svc_exe/svc_args say what it runs
@@ -223,12 +229,19 @@ export FLASHSALE_REDIS_HOST='127.0.0.1'
 export FLASHSALE_REDIS_PORT='$REDIS_PORT'
 export FLASHSALE_REDIS_PASSWORD='$(secret redis-password)'
 export FLASHSALE_HTTP_PORT='$HTTP_PORT'
+export FLASHSALE_API_PORT='$API_PORT'
+export FLASHSALE_URL='http://127.0.0.1:$HTTP_PORT'
+export FLASHSALE_API_URL='http://127.0.0.1:$API_PORT'
 export FLASHSALE_JWT_SECRET='$jwt'
 export FLASHSALE_PII_KEY='$pii'
 export FLASHSALE_SPOOL_DIR='$RUN/mail'
 ENV
 )
 }
+
+# ---- the edge ---------------------------------------------------------------------------
+edge() { FLASHSALE_EDGE_DIR="$RUN/edge" FLASHSALE_EDGE_LOG_DIR="$RUN/logs" FLASHSALE_EDGE_PORT="$HTTP_PORT" \
+         FLASHSALE_API_PORT="$API_PORT" "$here/edge.sh" "$@"; }
 
 # ---- services ---------------------------------------------------------------------------
 svc_path() { find "$BUILD" -maxdepth 2 -type f -name "$1" -perm -u+x 2>/dev/null | head -n 1; }
@@ -241,6 +254,15 @@ svc_start() {
   local mport; mport=$(svc_metrics_port "$name")
   ( ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; . "$RUN/env"
     [ -n "$mport" ] && export FLASHSALE_METRICS_ADDR="127.0.0.1:$mport"
+    if [ "$name" = flashsale-api ]; then
+      # behind the edge: loopback only, the edge's address trusted for X-Forwarded-For, and
+      # kept-alive upstream connections that outlive the edge's idle timeout (50 s), so the
+      # API never closes one the edge is about to reuse
+      export FLASHSALE_HTTP_ADDR=127.0.0.1 FLASHSALE_HTTP_PORT="$API_PORT"
+      export FLASHSALE_HTTP_THREADS="$API_THREADS"
+      export FLASHSALE_TRUSTED_PROXIES="${FLASHSALE_TRUSTED_PROXIES:-127.0.0.1}"
+      export FLASHSALE_HTTP_KEEPALIVE_MS="${FLASHSALE_HTTP_KEEPALIVE_MS:-60000}"
+    fi
     # shellcheck disable=SC2046
     exec nohup "$exe" $(svc_args "$name") >>"$RUN/logs/$name.log" 2>&1 ) &
   echo $! >"$RUN/pids/$name.pid"
@@ -268,13 +290,17 @@ cmd_start() {
   [ "$infra_only" = "--infra-only" ] && return 0
   for s in "${SERVICES[@]}"; do svc_start "$s"; done
   if [ -n "$(svc_path flashsale-api)" ]; then
-    wait_for 30 flashsale-api curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz" ||
+    wait_for 30 flashsale-api curl -fsS "http://127.0.0.1:$API_PORT/healthz" ||
       { tail -20 "$RUN/logs/flashsale-api.log"; fs_die "flashsale-api did not start"; }
+    edge start
+    wait_for 10 edge curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz" ||
+      { tail -20 "$RUN/logs/edge-error.log"; fs_die "the edge does not answer"; }
   fi
   cat <<MSG
 
 flashsale is running (run directory $RUN)
-  HTTP API     http://127.0.0.1:$HTTP_PORT   (try: curl http://127.0.0.1:$HTTP_PORT/readyz)
+  HTTP         http://127.0.0.1:$HTTP_PORT   (the edge, nginx; try: curl http://127.0.0.1:$HTTP_PORT/readyz)
+  API direct   http://127.0.0.1:$API_PORT  (behind the edge; for benchmarks)
   Kafka        127.0.0.1:$KAFKA_PORT          (kcat -b 127.0.0.1:$KAFKA_PORT -L)
   PostgreSQL   127.0.0.1:$PG_PORT database flashsale, user flashsale
   Redis        127.0.0.1:$REDIS_PORT
@@ -287,6 +313,7 @@ MSG
 }
 
 cmd_stop() {
+  edge stop
   for s in "${SERVICES[@]}" flashsale-projector; do svc_stop "$s"; done  # (older runs: one projector)
   kafka_stop
   pg_stop
@@ -307,6 +334,7 @@ cmd_status() {
     if pid_alive "$RUN/pids/$s.pid"; then line "$s" ok "pid $(cat "$RUN/pids/$s.pid")${mp:+, metrics http://127.0.0.1:$mp/metrics}"; else line "$s" DOWN "log $RUN/logs/$s.log"; bad=1; fi
   done
   if [ -n "$(svc_path flashsale-api)" ]; then
+    if edge status; then line edge ok "http://127.0.0.1:$HTTP_PORT (nginx pid $(cat "$RUN/edge/nginx.pid"), API behind it at 127.0.0.1:$API_PORT, log $RUN/logs/edge-access.log)"; else line edge DOWN "log $RUN/logs/edge-error.log"; bad=1; fi
     if curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then line "http readiness" ok "http://127.0.0.1:$HTTP_PORT/readyz"; else line "http readiness" DOWN "http://127.0.0.1:$HTTP_PORT/readyz"; bad=1; fi
   fi
   return $bad
@@ -319,5 +347,7 @@ case "${1:-}" in
   env) echo "$RUN/env" ;;
   kafka-stop) kafka_stop ;;     # (tests: a broker outage)
   kafka-start) kafka_start ;;
-  *) echo "usage: $0 start [--infra-only] | stop | status | env | kafka-stop | kafka-start" >&2; exit 2 ;;
+  edge-stop) edge stop ;;        # (tests: the edge away)
+  edge-start) edge start ;;
+  *) echo "usage: $0 start [--infra-only] | stop | status | env | kafka-stop | kafka-start | edge-stop | edge-start" >&2; exit 2 ;;
 esac

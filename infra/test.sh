@@ -27,6 +27,7 @@ export FLASHSALE_KAFKA_CONTROLLER_PORT=$(free_port $((FLASHSALE_KAFKA_PORT + 1))
 export FLASHSALE_PG_PORT=$(free_port 25432)
 export FLASHSALE_REDIS_PORT=$(free_port 26379)
 export FLASHSALE_HTTP_PORT=$(free_port 28080)
+export FLASHSALE_API_PORT=$(free_port 28180)
 export FLASHSALE_KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-1g}
 # the burst tests hold 10,000 connections open at once, on both sides
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -223,12 +223,14 @@ int api_rate_limited(fs_http_req *req, int retry_after_s, const char *what)
     char hdr[48], msg[160];
     snprintf(hdr, sizeof hdr, "Retry-After: %d\r\n", retry_after_s);
     snprintf(msg, sizeof msg, "too many %s; retry after %d s", what, retry_after_s);
+    fs_log_info("rate limited", json_pack("{s:s,s:s,s:s}", "path", req->ri->local_uri, "client",
+                                          req->client, "limit", what));
     return fs_http_error(req, 429, "RATE_LIMITED", msg, hdr);
 }
 
 const char *api_client_ip(fs_http_req *req)
 {
-    return req->ri->remote_addr;
+    return req->client;
 }
 
 /* ---- outbox ------------------------------------------------------------------------------ */

@@ -42,7 +42,7 @@ void api_random_token(char out[48]);
 bool api_rate_take(const char *key, double rate, double burst, bool peek, int *retry_after_s);
 /* Sends 429 + Retry-After. */
 int api_rate_limited(fs_http_req *req, int retry_after_s, const char *what);
-/* The client's address (civetweb's remote_addr). */
+/* The client's address: the peer, or X-Forwarded-For from a trusted proxy (http.h). */
 const char *api_client_ip(fs_http_req *req);
 
 /* ---- outbox ---- */
@@ -61,6 +61,10 @@ void api_outbox_kick(void);
  * Operator tokens (flashsale-token, no session) pass the second check. Returns 0 or the
  * status already sent. */
 int api_order_gate(fs_http_req *req, api_ctx *a, const fs_principal *who);
+/* Before every other write of a token's holder (profile, password, deletion, wishlist, order
+ * actions, logout): one per-subject token bucket (FLASHSALE_RATE_MEMBER_WRITE_PER_S, _BURST),
+ * so that no single token can keep the server's threads busy. Returns 0 or the 429 sent. */
+int api_write_gate(fs_http_req *req, api_ctx *a, const fs_principal *who);
 
 /* ---- handlers ---- */
 int api_members_route(struct mg_connection *conn, void *cb); /* /api/members... */

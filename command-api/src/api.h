@@ -32,6 +32,7 @@ typedef struct {
      * second, with bursts); 0 switches one off */
     long rate_login_account, rate_login_ip, rate_signup_ip;
     long rate_order_member, rate_order_member_burst, rate_order_ip, rate_order_ip_burst;
+    long rate_write_member, rate_write_member_burst; /* profile, password, wishlist, order actions, logout */
 } api_ctx;
 
 /* Verifies the bearer token; with role "admin" also the role. On failure the 401/403 is

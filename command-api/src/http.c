@@ -45,11 +45,20 @@ static int sane_id(const char *s)
     return 1;
 }
 
+static fs_addr_list trusted_proxies; /* written once before the server starts */
+
+void fs_http_trust_proxies(const fs_addr_list *trusted)
+{
+    trusted_proxies = *trusted;
+}
+
 void fs_http_req_init(fs_http_req *req, struct mg_connection *conn, int route)
 {
     req->conn = conn;
     req->ri = mg_get_request_info(conn);
     req->route = route;
+    fs_client_addr(&trusted_proxies, req->ri->remote_addr, mg_get_header(conn, "X-Forwarded-For"),
+                   req->client, sizeof req->client);
     const char *rid = mg_get_header(conn, "X-Request-Id");
     if (sane_id(rid))
         snprintf(req->request_id, sizeof req->request_id, "%s", rid);
@@ -109,9 +118,9 @@ int fs_http_error(fs_http_req *req, int status, const char *code, const char *me
                   const char *extra_headers)
 {
     if (status >= 500)
-        fs_log_warn("request failed", json_pack("{s:s,s:s,s:i,s:s}", "path", req->ri->local_uri,
-                                                "code", code, "status", status, "message",
-                                                message));
+        fs_log_warn("request failed", json_pack("{s:s,s:s,s:s,s:i,s:s}", "path", req->ri->local_uri,
+                                                "client", req->client, "code", code, "status",
+                                                status, "message", message));
     return fs_http_json(req, status,
                         json_pack("{s:{s:s,s:s,s:s}}", "error", "code", code, "message", message,
                                   "request_id", req->request_id),

@@ -8,6 +8,8 @@
  * Called on civetweb worker threads; nothing here blocks on anything but the socket. */
 #ifndef FS_API_HTTP_H
 #define FS_API_HTTP_H
+#include "fs/netaddr.h"
+
 #include <civetweb.h>
 #include <jansson.h>
 
@@ -18,7 +20,14 @@ typedef struct {
     const struct mg_request_info *ri;
     char request_id[FS_HTTP_REQUEST_ID_MAX + 1];
     int route; /* index into the metrics route table */
+    /* the client's address: the TCP peer, or X-Forwarded-For when the peer is a trusted
+     * proxy (fs_http_trust_proxies); rate limits per address and the logs use this */
+    char client[FS_ADDR_STR_MAX];
 } fs_http_req;
+
+/* Sets, once at start and before any request, which peers may tell the client's address in
+ * X-Forwarded-For (FLASHSALE_TRUSTED_PROXIES; empty: none). */
+void fs_http_trust_proxies(const fs_addr_list *trusted);
 
 void fs_http_req_init(fs_http_req *req, struct mg_connection *conn, int route);
 /* Sends `body` (stolen) with the status; returns the status for civetweb. */

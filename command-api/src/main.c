@@ -12,7 +12,8 @@
  * FLASHSALE_JWT_SECRET (required, at least 32 characters), FLASHSALE_PII_KEY (required, 64
  * hex characters), FLASHSALE_PG_POOL_SIZE (16: PostgreSQL connections shared by all worker
  * threads), FLASHSALE_PG_POOL_WAIT_MS (1000: a request waits this long for one, then 503),
- * FLASHSALE_PG_STATEMENT_TIMEOUT_MS (5000), session and rate-limit settings (README), plus the
+ * FLASHSALE_PG_STATEMENT_TIMEOUT_MS (5000), FLASHSALE_TRUSTED_PROXIES (none: peers whose
+ * X-Forwarded-For names the client, e.g. the edge's 127.0.0.1; fs/netaddr.h), session and rate-limit settings (README), plus the
  * common settings. */
 #include "accounts.h"
 #include "readmodel.h"
@@ -154,7 +155,7 @@ int main(void)
     fs_log_level lvl;
     fs_log_level_parse(cfg.log_level, &lvl);
     fs_log_init("api", lvl);
-    const char *addr;
+    const char *addr, *trusted_text;
     long port, threads, queue, keepalive, stock_cache_ms, pool_size, pool_wait_ms, stmt_timeout_ms;
     if (fs_env_str("FLASHSALE_HTTP_ADDR", "127.0.0.1", false, &addr, &err) ||
         fs_env_int("FLASHSALE_HTTP_PORT", 8080, 1, 65535, &port, &err) ||
@@ -175,11 +176,22 @@ int main(void)
         fs_env_int("FLASHSALE_RATE_ORDER_MEMBER_BURST", 20, 1, 1000000, &a.rate_order_member_burst, &err) ||
         fs_env_int("FLASHSALE_RATE_ORDER_IP_PER_S", 2000, 0, 10000000, &a.rate_order_ip, &err) ||
         fs_env_int("FLASHSALE_RATE_ORDER_IP_BURST", 50000, 1, 10000000, &a.rate_order_ip_burst, &err) ||
+        fs_env_int("FLASHSALE_RATE_MEMBER_WRITE_PER_S", 5, 0, 1000000, &a.rate_write_member, &err) ||
+        fs_env_int("FLASHSALE_RATE_MEMBER_WRITE_BURST", 20, 1, 1000000, &a.rate_write_member_burst, &err) ||
         fs_env_int("FLASHSALE_STOCK_CACHE_MS", 10, 0, 60000, &stock_cache_ms, &err) ||
         fs_env_int("FLASHSALE_PG_POOL_SIZE", 16, 1, 1000, &pool_size, &err) ||
         fs_env_int("FLASHSALE_PG_POOL_WAIT_MS", 1000, 0, 60000, &pool_wait_ms, &err) ||
-        fs_env_int("FLASHSALE_PG_STATEMENT_TIMEOUT_MS", 5000, 0, 3600000, &stmt_timeout_ms, &err))
+        fs_env_int("FLASHSALE_PG_STATEMENT_TIMEOUT_MS", 5000, 0, 3600000, &stmt_timeout_ms, &err) ||
+        fs_env_str("FLASHSALE_TRUSTED_PROXIES", "", false, &trusted_text, &err))
         fs_config_die(&err);
+    fs_addr_list trusted;
+    if (fs_addr_list_parse(trusted_text, &trusted, &err)) {
+        char why[sizeof err.msg];
+        snprintf(why, sizeof why, "%s", err.msg);
+        fs_err_set(&err, FS_ERR_FATAL, 0, "FLASHSALE_TRUSTED_PROXIES: %s", why);
+        fs_config_die(&err);
+    }
+    fs_http_trust_proxies(&trusted);
     api_rm_init(stock_cache_ms);
     pg_pool = fs_pg_pool_new(&cfg, "flashsale-api", pool_size, stmt_timeout_ms);
     if (!pg_pool) {
@@ -240,8 +252,9 @@ int main(void)
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
-    fs_log_info("listening", json_pack("{s:s,s:I,s:s}", "listen", ports, "threads",
-                                       (json_int_t)threads, "brokers", cfg.brokers));
+    fs_log_info("listening", json_pack("{s:s,s:I,s:s,s:s}", "listen", ports, "threads",
+                                       (json_int_t)threads, "brokers", cfg.brokers,
+                                       "trusted_proxies", trusted_text));
     while (!stop_flag)
         usleep(100 * 1000);
     fs_log_info("stopping", NULL);

@@ -723,6 +723,9 @@ int api_members_route(struct mg_connection *conn, void *cb)
     fs_principal who;
     if (!api_auth(&req, a, NULL, &who))
         return 401;
+    int gated = strcmp(m, "GET") ? api_write_gate(&req, a, &who) : 0;
+    if (gated)
+        return gated;
     if (pw)
         return password_change(&req, a, &who);
     if (!strcmp(m, "PATCH"))
@@ -950,6 +953,9 @@ int api_auth_route(struct mg_connection *conn, void *cb)
         return 401;
     if (!who.sid[0])
         return fs_http_error(&req, 400, "NOT_A_SESSION", "this token does not belong to a login session", NULL);
+    int gated = api_write_gate(&req, a, &who);
+    if (gated)
+        return gated;
     fs_err err = {0};
     PGconn *c = api_pg(a, &err);
     if (!c)
@@ -964,6 +970,18 @@ int api_auth_route(struct mg_connection *conn, void *cb)
         api_member_forget(who.sub);
     return fs_http_json(&req, 200, json_pack("{s:s,s:I}", "status", "logged_out", "sessions_ended", (json_int_t)ended),
                         NULL);
+}
+
+int api_write_gate(fs_http_req *req, api_ctx *a, const fs_principal *who)
+{
+    int retry;
+    char rk[128];
+    if (a->rate_write_member <= 0)
+        return 0;
+    snprintf(rk, sizeof rk, "write-m|%s", who->sub);
+    if (!api_rate_take(rk, (double)a->rate_write_member, (double)a->rate_write_member_burst, false, &retry))
+        return api_rate_limited(req, retry, "changes from this member");
+    return 0;
 }
 
 int api_order_gate(fs_http_req *req, api_ctx *a, const fs_principal *who)

@@ -633,6 +633,9 @@ int api_orders_item(struct mg_connection *conn, void *cb)
     if (slash) {
         if (strcmp(method, "POST"))
             return fs_http_error(&req, 405, "METHOD_NOT_ALLOWED", "use POST", "Allow: POST\r\n");
+        int gated = api_write_gate(&req, a, &who);
+        if (gated)
+            return gated;
         return order_action(&req, a, &who, id, slash + 1);
     }
     if (strcmp(method, "GET"))

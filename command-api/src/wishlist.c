@@ -94,6 +94,9 @@ int api_wishlist_route(struct mg_connection *conn, void *cb)
         return fs_http_error(&req, 404, "MEMBER_NOT_FOUND", "this token's subject has no member account", NULL);
     if (!strcmp(m, "GET"))
         return list(&req, a, &who);
+    int gated = api_write_gate(&req, a, &who);
+    if (gated)
+        return gated;
     fs_err err = {0};
     PGconn *c = api_pg(a, &err);
     if (!c)

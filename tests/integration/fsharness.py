@@ -19,6 +19,14 @@ import subprocess
 import time
 import uuid
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def client_addr(i):
+    """The i-th of many distinct loopback client addresses (127.1.0.1, 127.1.0.2, ...): a
+    crowd of buyers comes from many addresses, and the edge counts its limits per address."""
+    return "127.%d.%d.%d" % (1 + i // 62500, (i // 250) % 250, i % 250 + 1)
+
 
 def b64url(b):
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
@@ -51,7 +59,7 @@ class System:
     """An API and inventory processors on the test broker."""
 
     def __init__(self, bindir, processors=("inv-a",), api_env=None, proc_env=None, sagas=False,
-                 saga_env=None, payments_env=None):
+                 saga_env=None, payments_env=None, edge_env=None):
         self.bindir = bindir
         self.secret = os.environ["FLASHSALE_JWT_SECRET"]
         self.logdir = os.path.join(os.environ.get("FLASHSALE_RUN_DIR", "/tmp"), "logs")
@@ -64,7 +72,10 @@ class System:
         self.saga_env = dict(saga_env or {})
         self.payments_env = dict(payments_env or {})
         self.api = None
-        self.port = None
+        self.port = None       # the edge (nginx): what clients use
+        self.api_port = None   # the API itself, behind the edge
+        self.edge_env = dict(edge_env or {})
+        self.edge_dir = None
         self.admin = mint(self.secret, "admin-%s" % uuid.uuid4().hex[:8], "admin")
 
     # --- processes -------------------------------------------------------------------
@@ -132,6 +143,20 @@ class System:
         if sig == signal.SIGTERM:
             assert rc == 0, "processor %s exited %s after SIGTERM" % (name, rc)
 
+    def edge(self, action):
+        """Starts or stops this system's edge (infra/edge.sh: "start", "stop")."""
+        env = dict(os.environ, FLASHSALE_EDGE_DIR=self.edge_dir, FLASHSALE_EDGE_PORT=str(self.port),
+                   FLASHSALE_API_PORT=str(self.api_port), FLASHSALE_EDGE_LOG_DIR=self.logdir,
+                   **self.edge_env)
+        r = subprocess.run([os.path.join(ROOT, "infra", "edge.sh"), action], env=env,
+                           capture_output=True, timeout=60)
+        if r.returncode:
+            raise SystemExit("edge %s failed: %s" % (action, r.stderr.decode(errors="replace")))
+
+    def edge_pid(self):
+        with open(os.path.join(self.edge_dir, "nginx.pid")) as f:
+            return int(f.read())
+
     def start(self):
         for n in self.names:
             self.start_processor(n)
@@ -139,8 +164,16 @@ class System:
             self.start_saga("orders")
             self.start_saga("payments")
         self.port = free_port()
-        env = dict(os.environ, FLASHSALE_HTTP_PORT=str(self.port), FLASHSALE_HTTP_THREADS="1000",
-                   FLASHSALE_HTTP_QUEUE="20000")
+        self.api_port = free_port()
+        while self.api_port == self.port:
+            self.api_port = free_port()
+        self.edge_dir = os.path.join(os.environ.get("FLASHSALE_RUN_DIR", "/tmp"), "edge-%d" % self.port)
+        self.edge("start")
+        # the API as infra/flashsale.sh runs it: behind the edge, which it trusts for the
+        # client's address, with kept-alive upstream connections outliving the edge's
+        env = dict(os.environ, FLASHSALE_HTTP_PORT=str(self.api_port), FLASHSALE_HTTP_THREADS="1000",
+                   FLASHSALE_HTTP_QUEUE="20000", FLASHSALE_TRUSTED_PROXIES="127.0.0.1",
+                   FLASHSALE_HTTP_KEEPALIVE_MS="60000")
         env.update(self.api_env)
         self.api = self._spawn(os.path.join(self.bindir, "command-api", "flashsale-api"), env,
                                "test-api.log")
@@ -157,6 +190,8 @@ class System:
         raise SystemExit("flashsale-api not ready in 60 s")
 
     def stop(self):
+        if self.edge_dir:
+            self.edge("stop")
         if self.api and self.api.poll() is None:
             self.api.send_signal(signal.SIGTERM)
             try:
@@ -185,10 +220,16 @@ class System:
             if self.api and self.api.poll() is None:
                 self.api.kill()
                 self.api.wait()
+            if self.edge_dir:
+                self.edge("stop")
 
     # --- HTTP ------------------------------------------------------------------------
-    def request(self, method, path, body=None, token=None, headers=None, raw=None):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+    def request(self, method, path, body=None, token=None, headers=None, raw=None, source=None,
+                direct=False):
+        """One request through the edge (direct: to the API itself), from the source address
+        `source` (a loopback address; default 127.0.0.1)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.api_port if direct else self.port, timeout=30,
+                                       source_address=(source, 0) if source else None)
         h = dict(headers or {})
         data = raw
         if body is not None:
@@ -231,10 +272,11 @@ class System:
 
     def burst(self, reqs, spread_s=0.0):
         """reqs: list of (path, body dict, token). All in flight at once (or started evenly
-        over spread_s seconds). Returns a list of (status, parsed body, seconds)."""
+        over spread_s seconds), through the edge, request i from client_addr(i). Returns a
+        list of (status, parsed body, seconds)."""
         return asyncio.run(self._burst(reqs, spread_s))
 
-    async def _one(self, path, body, token, extra, delay):
+    async def _one(self, path, body, token, extra, delay, source):
         if delay:
             await asyncio.sleep(delay)
         data = json.dumps(body).encode()
@@ -243,7 +285,7 @@ class System:
                 % (path, token, len(data), extra or "")).encode()
         t0 = time.monotonic()
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port, local_addr=(source, 0))
             writer.write(head + data)
             await writer.drain()
             resp = await reader.read()
@@ -265,7 +307,8 @@ class System:
         for i, r in enumerate(reqs):
             path, body, token = r[:3]
             extra = r[3] if len(r) > 3 else None
-            tasks.append(self._one(path, body, token, extra, spread_s * i / n if spread_s else 0))
+            tasks.append(self._one(path, body, token, extra, spread_s * i / n if spread_s else 0,
+                                   client_addr(i)))
         return await asyncio.gather(*tasks)
 
     # --- the log ---------------------------------------------------------------------

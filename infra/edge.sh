@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The edge: an nginx instance of its own (Debian's nginx binary, our configuration, our
+# directory; never the system's nginx service) in front of flashsale-api.
+#
+#   infra/edge.sh start     renders the configuration, checks it (nginx -t), starts nginx;
+#                           harmless when it already runs
+#   infra/edge.sh stop      stops it (graceful, then TERM)
+#   infra/edge.sh reload    re-renders and reloads without dropping connections
+#   infra/edge.sh status    exit 0 when it runs
+#
+# Settings (environment):
+#   FLASHSALE_EDGE_DIR              its directory: configuration, pid, temporary files (required)
+#   FLASHSALE_EDGE_LOG_DIR          edge-access.log (JSON lines) and edge-error.log ($FLASHSALE_EDGE_DIR)
+#   FLASHSALE_EDGE_ADDR             listen address (127.0.0.1; 0.0.0.0 to serve other hosts)
+#   FLASHSALE_EDGE_PORT             listen port (8080)
+#   FLASHSALE_API_ADDR / _PORT      the API behind it (127.0.0.1 / 18080)
+#   FLASHSALE_EDGE_CONN_PER_ADDR    open requests per client address (256)
+#   FLASHSALE_EDGE_RATE_PER_ADDR    requests per second per client address (200)
+#   FLASHSALE_EDGE_BURST_PER_ADDR   requests above that rate let through at once (400)
+#   FLASHSALE_EDGE_HEADER_TIMEOUT_S whole request header within (5)
+#   FLASHSALE_EDGE_BODY_TIMEOUT_S   longest pause while a body is read (5)
+#   FLASHSALE_EDGE_SEND_TIMEOUT_S   longest pause while a response is written (10)
+#   FLASHSALE_EDGE_KEEPALIVE_S      idle client connections are closed after (15)
+#   FLASHSALE_EDGE_MAX_BODY         largest request body (16k, the API's own limit)
+#   FLASHSALE_EDGE_UPSTREAM_KEEPALIVE idle connections to the API kept per worker (16)
+#   FLASHSALE_EDGE_WORKERS          worker processes (auto: one per core)
+#   FLASHSALE_EDGE_METRICS_ALLOW    addresses or CIDRs besides loopback that may read /metrics
+#                                   (space or comma separated)
+#   FLASHSALE_WEB_ROOT              static files served before the API is asked (web/)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+DIR=${FLASHSALE_EDGE_DIR:?FLASHSALE_EDGE_DIR is required}
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+LOGS=${FLASHSALE_EDGE_LOG_DIR:-$DIR}
+mkdir -p "$LOGS"
+LOGS=$(cd "$LOGS" && pwd)
+ADDR=${FLASHSALE_EDGE_ADDR:-127.0.0.1}
+PORT=${FLASHSALE_EDGE_PORT:-8080}
+API_ADDR=${FLASHSALE_API_ADDR:-127.0.0.1}
+API_PORT=${FLASHSALE_API_PORT:-18080}
+WEB_ROOT=${FLASHSALE_WEB_ROOT:-$FS_ROOT/web}
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || fs_die "nginx is not installed (run infra/bootstrap.sh)"
+
+conf="$DIR/nginx.conf"
+pidf="$DIR/nginx.pid"
+running() { [ -s "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; }
+
+int_setting() { # int_setting NAME DEFAULT -> the value, or dies naming the setting
+  local v=${!1:-$2}
+  [[ "$v" =~ ^[0-9]+$ ]] && [ "$v" -gt 0 ] || fs_die "$1=\"$v\": expected a positive integer"
+  echo "$v"
+}
+
+render() {
+  local conn rate burst ht bt st ka body upka workers nofile wc allow="" user="" u="" g=""
+  conn=$(int_setting FLASHSALE_EDGE_CONN_PER_ADDR 256)
+  rate=$(int_setting FLASHSALE_EDGE_RATE_PER_ADDR 200)
+  burst=$(int_setting FLASHSALE_EDGE_BURST_PER_ADDR 400)
+  ht=$(int_setting FLASHSALE_EDGE_HEADER_TIMEOUT_S 5)
+  bt=$(int_setting FLASHSALE_EDGE_BODY_TIMEOUT_S 5)
+  st=$(int_setting FLASHSALE_EDGE_SEND_TIMEOUT_S 10)
+  ka=$(int_setting FLASHSALE_EDGE_KEEPALIVE_S 15)
+  upka=$(int_setting FLASHSALE_EDGE_UPSTREAM_KEEPALIVE 16)
+  body=${FLASHSALE_EDGE_MAX_BODY:-16k}
+  [[ "$body" =~ ^[0-9]+[kKmM]?$ ]] || fs_die "FLASHSALE_EDGE_MAX_BODY=\"$body\": expected a size such as 16k"
+  workers=${FLASHSALE_EDGE_WORKERS:-auto}
+  [[ "$workers" =~ ^([0-9]+|auto)$ ]] || fs_die "FLASHSALE_EDGE_WORKERS=\"$workers\": expected a number or auto"
+  # descriptors: a proxied request holds two (client and API side), both counted in
+  # worker_connections; the limit is the hard one we have (raising it needs privileges)
+  nofile=$(ulimit -Hn 2>/dev/null || echo 65536)
+  [ "$nofile" = unlimited ] && nofile=1048576
+  [ "$nofile" -gt 1048576 ] && nofile=1048576
+  wc=$((nofile - 100)); [ "$wc" -gt 65536 ] && wc=65536
+  local allow_list=${FLASHSALE_EDGE_METRICS_ALLOW:-}
+  for a in ${allow_list//,/ }; do
+    [[ "$a" =~ ^[0-9A-Fa-f.:/]+$ ]] || fs_die "FLASHSALE_EDGE_METRICS_ALLOW: \"$a\" is not an address or CIDR"
+    allow+="            allow $a;"$'\n'
+  done
+  # As root, nginx's workers run as an unprivileged user; they write only its temporary files.
+  if [ "$(id -u)" -eq 0 ]; then
+    u=nobody g=nogroup
+    id www-data >/dev/null 2>&1 && u=www-data g=www-data
+    user="user $u $g;"
+  fi
+  local listen="$ADDR:$PORT"
+  case "$ADDR" in *:*) listen="[$ADDR]:$PORT" ;; esac
+  mkdir -p "$DIR/tmp/body" "$DIR/tmp/proxy" "$DIR/tmp/fastcgi" "$DIR/tmp/uwsgi" "$DIR/tmp/scgi"
+  [ -z "$u" ] || chown -R "$u:$g" "$DIR/tmp"
+  local somax; somax=$(cat /proc/sys/net/core/somaxconn 2>/dev/null || echo 4096)
+  local tmp="$conf.new"
+  # the allow lines go in through a file: sed cannot carry newlines in a replacement
+  printf '%s' "$allow" >"$DIR/metrics-allow.inc"
+  sed -e "s|@USER@|$user|" -e "s|@WORKERS@|$workers|" -e "s|@NOFILE@|$nofile|" \
+      -e "s|@WORKER_CONNECTIONS@|$wc|" -e "s|@DIR@|$DIR|g" -e "s|@LOGS@|$LOGS|g" \
+      -e "s|@HEADER_TIMEOUT@|$ht|" -e "s|@BODY_TIMEOUT@|$bt|" -e "s|@SEND_TIMEOUT@|$st|" \
+      -e "s|@KEEPALIVE_TIMEOUT@|$ka|" -e "s|@MAX_BODY@|$body|g" -e "s|@RATE_PER_ADDR@|$rate|" \
+      -e "s|@API@|$API_ADDR:$API_PORT|" -e "s|@UPSTREAM_KEEPALIVE@|$upka|" -e "s|@UPSTREAM_IDLE@|60|" \
+      -e "s|@LISTEN@|$listen|" -e "s|@BACKLOG@|$somax|" -e "s|@CONN_PER_ADDR@|$conn|g" \
+      -e "s|@BURST_PER_ADDR@|$burst|g" -e "s|@WEB_ROOT@|$WEB_ROOT|" \
+      -e "/@METRICS_ALLOW@/{r $DIR/metrics-allow.inc" -e "d}" \
+      "$here/edge/nginx.conf.in" >"$tmp"
+  if ! "$NGINX" -t -q -p "$DIR" -c "$tmp" -e "$LOGS/edge-error.log" 2>"$DIR/nginx-t.log"; then
+    cat "$DIR/nginx-t.log" >&2
+    fs_die "the edge configuration does not pass nginx -t (rendered into $tmp)"
+  fi
+  mv "$tmp" "$conf"
+}
+
+cmd_start() {
+  if running; then return 0; fi
+  render
+  fs_say "edge (nginx): listening on $ADDR:$PORT, API behind it at $API_ADDR:$API_PORT (log $LOGS/edge-access.log)"
+  "$NGINX" -p "$DIR" -c "$conf" -e "$LOGS/edge-error.log" || fs_die "nginx did not start (see $LOGS/edge-error.log)"
+  for _ in $(seq 50); do running && return 0; sleep 0.1; done
+  fs_die "nginx did not write its pid file (see $LOGS/edge-error.log)"
+}
+
+cmd_stop() {
+  running || { rm -f "$pidf"; return 0; }
+  local pid; pid=$(cat "$pidf")
+  kill -QUIT "$pid" 2>/dev/null || true     # graceful: finish the requests in flight
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$pidf"
+}
+
+case "${1:-}" in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  reload) render; running && kill -HUP "$(cat "$pidf")" ;;
+  status) running ;;
+  *) echo "usage: $0 start | stop | reload | status" >&2; exit 2 ;;
+esac
