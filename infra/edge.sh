@@ -24,8 +24,8 @@
 #   FLASHSALE_EDGE_MAX_BODY         largest request body (16k, the API's own limit)
 #   FLASHSALE_EDGE_UPSTREAM_KEEPALIVE idle connections to the API kept per worker (16)
 #   FLASHSALE_EDGE_WORKERS          worker processes (auto: one per core)
-#   FLASHSALE_EDGE_METRICS_ALLOW    addresses or CIDRs besides loopback that may read /metrics
-#                                   (space or comma separated)
+#   FLASHSALE_EDGE_METRICS_ALLOW    addresses or CIDRs that may read /metrics, space or comma
+#                                   separated ("127.0.0.0/8 ::1": loopback)
 #   FLASHSALE_WEB_ROOT              static files served before the API is asked (web/)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -75,7 +75,7 @@ render() {
   [ "$nofile" = unlimited ] && nofile=1048576
   [ "$nofile" -gt 1048576 ] && nofile=1048576
   wc=$((nofile - 100)); [ "$wc" -gt 65536 ] && wc=65536
-  local allow_list=${FLASHSALE_EDGE_METRICS_ALLOW:-}
+  local allow_list=${FLASHSALE_EDGE_METRICS_ALLOW:-127.0.0.0/8 ::1}
   for a in ${allow_list//,/ }; do
     [[ "$a" =~ ^[0-9A-Fa-f.:/]+$ ]] || fs_die "FLASHSALE_EDGE_METRICS_ALLOW: \"$a\" is not an address or CIDR"
     allow+="            allow $a;"$'\n'

@@ -17,7 +17,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fsharness import System  # noqa: E402
+from fsharness import System, client_addr  # noqa: E402
 
 CONCURRENCY = 128
 
@@ -38,9 +38,12 @@ def flood(port, total, path):
     results, lock = [], threading.Lock()
     per = [total // CONCURRENCY + (1 if i < total % CONCURRENCY else 0) for i in range(CONCURRENCY)]
 
-    def worker(n):
+    def worker(n, src):
+        # each worker is a client of its own address: the edge limits requests per address
+        def conn():
+            return http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(src, 0))
         mine = []
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c = conn()
         for _ in range(n):
             try:
                 c.request("GET", path)
@@ -48,17 +51,17 @@ def flood(port, total, path):
                 mine.append((r.status, dict(r.getheaders()), r.read()))
                 if r.getheader("Connection", "").lower() == "close":
                     c.close()
-                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    c = conn()
             except (OSError, http.client.HTTPException) as e:
                 mine.append((0, {}, str(e).encode()))
                 c.close()
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                c = conn()
         c.close()
         with lock:
             results.extend(mine)
 
     t0 = time.monotonic()
-    threads = [threading.Thread(target=worker, args=(n,)) for n in per]
+    threads = [threading.Thread(target=worker, args=(n, client_addr(i))) for i, n in enumerate(per)]
     for t in threads:
         t.start()
     for t in threads:

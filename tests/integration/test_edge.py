@@ -1,0 +1,270 @@
+#!/usr/bin/python3
+"""The edge (nginx, infra/edge.sh) in front of the API, over real sockets, with the API sized
+as `make run` sizes it (128 threads). Client addresses are loopback addresses of their own
+(127.x.y.z), so the edge's per-address limits see many clients, as they would in a sale.
+
+- slow clients: 2,000 connections from one address (partial headers, nothing at all, or a
+  body that stops) leave the API untouched: a client at another address is answered in well
+  under 200 ms meanwhile, the API never sees one of them, and the edge closes every one by
+  its timeouts (or refuses it past the per-address connection limit);
+- a connection flood: 10,000 connections opened at once are all answered 200, none reset;
+- real client addresses: the API's per-address limits count the address the edge saw; a
+  forged X-Forwarded-For is overwritten by the edge, and ignored when sent straight to the
+  API from an untrusted peer;
+- the edge's own limit per address answers 429 RATE_LIMITED with Retry-After in the API's
+  error format while other addresses go on;
+- X-Request-Id kept or generated and the same in the API's answer; one JSON object per
+  access-log line; bodies over the limit refused by the edge (413 BODY_TOO_LARGE); /metrics
+  only for the configured addresses; the API away: 502 UPSTREAM_UNAVAILABLE, not a hang.
+Usage: test_edge.py BUILD_DIR"""
+import asyncio
+import json
+import os
+import select
+import socket
+import statistics
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fsharness import System, client_addr  # noqa: E402
+
+MAKE_RUN_API = {"FLASHSALE_HTTP_THREADS": "128", "FLASHSALE_HTTP_QUEUE": "4096"}
+
+
+def api_requests(s):
+    """The API's own count of requests answered (all routes), read straight from the API."""
+    st, _, text = s.request("GET", "/metrics", direct=True)
+    assert st == 200, st
+    total = 0
+    for line in text.splitlines():
+        if line.startswith("flashsale_http_requests_total{"):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def catalogue(s):
+    """The catalogue's tables are the PostgreSQL projector's: start it and wait for them."""
+    s.start_projector("postgres")
+    deadline = time.time() + 60
+    while s.request("GET", "/api/products?limit=1", source="127.0.9.1")[0] != 200:
+        assert time.time() < deadline, "the read model never appeared"
+        time.sleep(0.3)
+    return s
+
+
+def timed(s, path, source):
+    t0 = time.monotonic()
+    st, _, body = s.request("GET", path, source=source)
+    return st, time.monotonic() - t0, body
+
+
+def test_slow_clients(bindir):
+    with System(bindir, processors=(), api_env=MAKE_RUN_API) as s:
+        catalogue(s)
+        for _ in range(3):  # warm: the pool's connections, the edge's upstream connections
+            assert timed(s, "/api/products?limit=5", "127.0.3.1")[0] == 200
+        before = api_requests(s)
+        bad = "127.0.2.1"
+        socks = []  # (kind, socket, opened at)
+        t_open = time.monotonic()
+        for i in range(2000):
+            c = socket.socket()
+            c.bind((bad, 0))
+            c.setblocking(True)
+            c.settimeout(10)
+            c.connect(("127.0.0.1", s.port))
+            kind = ("header", "idle", "body")[i % 3]
+            if kind == "header":  # a request line and half a header, then nothing
+                c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            elif kind == "body":  # a whole header announcing 1,000 bytes, then 10 of them
+                c.sendall(b"POST /api/members HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 1000\r\n\r\n{\"email\":")
+            socks.append((kind, c, time.monotonic()))
+        opened = time.monotonic() - t_open
+        print("2,000 slow connections from %s opened in %.2f s" % (bad, opened))
+
+        # meanwhile, another client is answered at once
+        times = []
+        for i in range(10):
+            for path in ("/healthz", "/api/products?limit=5"):
+                st, dt, body = timed(s, path, "127.0.3.%d" % (i + 1))
+                assert st == 200, (path, st, body)
+                times.append(dt)
+        med, worst = statistics.median(times), max(times)
+        print("another address during the attack: median %.1f ms, worst %.1f ms over %d requests"
+              % (med * 1000, worst * 1000, len(times)))
+        assert med < 0.2 and worst < 1.0, (med, worst)
+        # the API saw none of the slow requests: only ours (20) and its metrics reads
+        seen = api_requests(s) - before
+        assert seen <= 22, "the API was handed %d requests; ours were 20" % seen
+
+        # the edge closes every slow connection by its timeouts (header and body: 5 s), or at
+        # once with 429 when the address holds more open requests than its limit (256)
+        closed_after, answers = {}, {}
+        live = {c.fileno(): (k, c, t) for k, c, t in socks}
+        ep = select.epoll()
+        for fd in live:
+            ep.register(fd, select.EPOLLIN)
+        deadline = time.monotonic() + 20
+        while live and time.monotonic() < deadline:
+            for fd, _ in ep.poll(0.5):
+                k, c, t = live[fd]
+                try:
+                    data = c.recv(65536)
+                except (ConnectionResetError, socket.timeout):
+                    data = b""
+                if data:
+                    answers.setdefault(k, []).append(data.split(b" ", 2)[1] if data.startswith(b"HTTP/") else data[:20])
+                    continue
+                closed_after.setdefault(k, []).append(time.monotonic() - t)
+                ep.unregister(fd)
+                c.close()
+                del live[fd]
+        ep.close()
+        for _, c, _ in live.values():
+            c.close()
+        assert not live, "%d slow connections still open after 20 s" % len(live)
+        refused = [a for a in answers.get("body", []) if a == b"429"]
+        print("closed: %s; answered: %s" % (
+            {k: (len(v), round(min(v), 1), round(max(v), 1)) for k, v in closed_after.items()},
+            {k: len(v) for k, v in answers.items()}))
+        # header and idle ones were closed by the header timeout, not before it
+        for k in ("header", "idle"):
+            assert min(closed_after[k]) >= 3.0, (k, min(closed_after[k]))
+            assert not answers.get(k), (k, answers.get(k)[:3])
+        # bodies: at most the per-address limit waited for their rest; the others got 429
+        n_body = sum(1 for k, _, _ in socks if k == "body")
+        assert len(refused) == n_body - 256, (len(refused), n_body)
+        assert all(a in (b"429", b"408", b"400") for a in answers.get("body", [])), answers.get("body")[:5]
+        assert api_requests(s) - before <= 23  # (the count above, and still none of theirs)
+
+
+async def one_get(port, path, source):
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+        writer.write(("GET %s HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n" % path).encode())
+        await writer.drain()
+        resp = await asyncio.wait_for(reader.read(), 60)
+        writer.close()
+    except (OSError, asyncio.TimeoutError) as e:
+        return "%s: %s" % (type(e).__name__, e)
+    return int(resp.split(b" ", 2)[1]) if resp.startswith(b"HTTP/") else "no HTTP answer: %r" % resp[:40]
+
+
+async def flood(port, n):
+    paths = ("/healthz", "/api/products?limit=5")
+    return await asyncio.gather(*[one_get(port, paths[i % 2], client_addr(i)) for i in range(n)])
+
+
+def test_connection_flood(bindir):
+    with System(bindir, processors=(), api_env=MAKE_RUN_API) as s:
+        catalogue(s)
+        t0 = time.monotonic()
+        results = asyncio.run(flood(s.port, 10000))
+        secs = time.monotonic() - t0
+        counts = {}
+        for r in results:
+            counts[r] = counts.get(r, 0) + 1
+        print("10,000 connections at once (half /healthz, half the catalogue): %s in %.2f s"
+              % (counts, secs))
+        assert counts.get(200) == 10000, counts
+        assert s.request("GET", "/readyz")[0] == 200
+
+
+def signup(s, source=None, direct=False, xff=None):
+    body = {"email": "edge-%s@example.com" % uuid.uuid4().hex[:12], "password": "correct horse battery",
+            "name": "Edge"}
+    h = {"X-Forwarded-For": xff} if xff else None
+    st, hdr, out = s.request("POST", "/api/members", body, headers=h, source=source, direct=direct)
+    return st, hdr, out
+
+
+def test_client_addresses_and_limits(bindir):
+    edge_env = {"FLASHSALE_EDGE_RATE_PER_ADDR": "5", "FLASHSALE_EDGE_BURST_PER_ADDR": "10",
+                "FLASHSALE_EDGE_METRICS_ALLOW": "127.0.0.1"}
+    api_env = dict(MAKE_RUN_API, FLASHSALE_RATE_SIGNUP_IP_PER_MIN="3")
+    with System(bindir, processors=(), api_env=api_env, edge_env=edge_env) as s:
+        catalogue(s)
+        # the API counts sign-ups per address: the address the edge saw
+        sts = [signup(s, "127.0.4.1")[0] for _ in range(3)]
+        assert sts == [201] * 3, sts
+        st, hdr, out = signup(s, "127.0.4.1")
+        assert st == 429 and out["error"]["code"] == "RATE_LIMITED" and int(hdr["Retry-After"]) >= 1, (st, out)
+        assert signup(s, "127.0.4.2")[0] == 201  # another client of the same edge
+        # a forged header through the edge is replaced by the address the edge saw
+        assert signup(s, "127.0.4.3", xff="127.0.4.1")[0] == 201
+        sts = [signup(s, "127.0.4.1", xff="10.%d.0.1" % i)[0] for i in range(2)]
+        assert sts == [429, 429], sts
+        # straight to the API from a peer that is not a trusted proxy: the header is ignored
+        sts = [signup(s, "127.0.4.4", direct=True, xff="10.9.%d.1" % i)[0] for i in range(5)]
+        assert sts == [201, 201, 201, 429, 429], sts
+        # the API's log names the client it counted
+        log = open(os.path.join(s.logdir, "test-api.log")).read().splitlines()
+        limited = [json.loads(l) for l in log if '"rate limited"' in l]
+        clients = {l.get("client") for l in limited}
+        assert {"127.0.4.1", "127.0.4.4"} <= clients and not any(c.startswith("10.") for c in clients), clients
+
+        # the edge's own limit: 5/s with a burst of 10 per address
+        sts = [s.request("GET", "/api/products?limit=1", source="127.0.5.1") for _ in range(40)]
+        limited = [r for r in sts if r[0] == 429]
+        assert len(limited) >= 20, [r[0] for r in sts]
+        st, hdr, out = limited[0]
+        assert out["error"]["code"] == "RATE_LIMITED" and hdr["Retry-After"] == "1", (hdr, out)
+        assert hdr["X-Request-Id"] == out["error"]["request_id"]
+        assert s.request("GET", "/api/products?limit=1", source="127.0.5.2")[0] == 200
+        # probes are never limited
+        assert all(s.request("GET", "/healthz", source="127.0.5.1")[0] == 200 for _ in range(30))
+
+        # /metrics: only the configured addresses (here 127.0.0.1 alone)
+        assert s.request("GET", "/metrics", source="127.0.0.1")[0] == 200
+        st, _, out = s.request("GET", "/metrics", source="127.0.6.1")
+        assert st == 403 and out["error"]["code"] == "FORBIDDEN", (st, out)
+
+
+def test_request_ids_logs_and_errors(bindir):
+    with System(bindir, processors=(), api_env=MAKE_RUN_API) as s:
+        st, hdr, out = s.request("GET", "/api/nothing-here", headers={"X-Request-Id": "edge-test-42"})
+        assert st == 404 and hdr["X-Request-Id"] == "edge-test-42" and out["error"]["request_id"] == "edge-test-42"
+        assert list(hdr).count("X-Request-Id") == 1
+        st, hdr, out = s.request("GET", "/api/nothing-here", headers={"X-Request-Id": "bad id with spaces"})
+        rid = hdr["X-Request-Id"]
+        assert st == 404 and rid != "bad id with spaces" and out["error"]["request_id"] == rid, (hdr, out)
+        st, hdr, out = s.request("GET", "/api/nothing-here")
+        assert len(hdr["X-Request-Id"]) == 32 and out["error"]["request_id"] == hdr["X-Request-Id"]
+
+        # a body over 16 KiB never reaches the API
+        st, _, out = s.request("POST", "/api/members", raw=b"{" + b" " * 20000 + b"}",
+                               headers={"Content-Type": "application/json"})
+        assert st == 413 and out["error"]["code"] == "BODY_TOO_LARGE", (st, out)
+
+        # one JSON object per access-log line, with the request id and the client
+        time.sleep(1.5)  # the log is flushed every second
+        lines = open(os.path.join(s.logdir, "edge-access.log")).read().splitlines()
+        recs = [json.loads(l) for l in lines]
+        mine = [r for r in recs if r["request_id"] == "edge-test-42"]
+        assert mine and mine[-1]["status"] == 404 and mine[-1]["client"] == "127.0.0.1", mine
+        assert mine[-1]["upstream_status"] == "404" and mine[-1]["service"] == "edge"
+
+        catalogue(s)
+        # the API away: a prompt 502 in the API's format, then the API back, then 200
+        s.api.terminate()
+        s.api.wait(timeout=30)
+        t0 = time.monotonic()
+        st, hdr, out = s.request("GET", "/api/products?limit=1")
+        assert st == 502 and out["error"]["code"] == "UPSTREAM_UNAVAILABLE", (st, out)
+        assert time.monotonic() - t0 < 5
+
+
+def main():
+    bindir = sys.argv[1]
+    for t in (test_slow_clients, test_connection_flood, test_client_addresses_and_limits,
+              test_request_ids_logs_and_errors):
+        print("==", t.__name__, flush=True)
+        t(bindir)
+    print("edge: all passed")
+
+
+if __name__ == "__main__":
+    main()
