@@ -6,7 +6,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 RUN_DIR ?= .run
 
-.PHONY: all deps build build-asan run stop status test test-unit clean format perf perf-short
+.PHONY: all deps build build-asan run stop status test test-unit clean format perf perf-short perf-edge
 
 all: build
 
@@ -56,3 +56,8 @@ perf: deps build
 
 perf-short: deps build
 	@perf/run --short
+
+# The edge's cost (idle and sustained, direct against through nginx) and the flash burst
+# through it; writes perf/RESULTS.md between the perf/edge markers.
+perf-edge: deps build
+	@perf/edge

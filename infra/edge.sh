@@ -7,6 +7,8 @@
 #   infra/edge.sh stop      stops it (graceful, then TERM)
 #   infra/edge.sh reload    re-renders and reloads without dropping connections
 #   infra/edge.sh status    exit 0 when it runs
+#   infra/edge.sh run       renders, then runs nginx in the foreground with its logs on
+#                           stdout/stderr (containers: docker-compose.yml's edge)
 #
 # Settings (environment):
 #   FLASHSALE_EDGE_DIR              its directory: configuration, pid, temporary files (required)
@@ -86,6 +88,8 @@ render() {
     id www-data >/dev/null 2>&1 && u=www-data g=www-data
     user="user $u $g;"
   fi
+  local alog="$LOGS/edge-access.log" abuf=" buffer=64k flush=1s" elog="$LOGS/edge-error.log"
+  if [ "${1:-}" = foreground ]; then alog=/dev/stdout abuf="" elog=stderr; fi
   local listen="$ADDR:$PORT"
   case "$ADDR" in *:*) listen="[$ADDR]:$PORT" ;; esac
   mkdir -p "$DIR/tmp/body" "$DIR/tmp/proxy" "$DIR/tmp/fastcgi" "$DIR/tmp/uwsgi" "$DIR/tmp/scgi"
@@ -101,6 +105,7 @@ render() {
       -e "s|@API@|$API_ADDR:$API_PORT|" -e "s|@UPSTREAM_KEEPALIVE@|$upka|" -e "s|@UPSTREAM_IDLE@|60|" \
       -e "s|@LISTEN@|$listen|" -e "s|@BACKLOG@|$somax|" -e "s|@CONN_PER_ADDR@|$conn|g" \
       -e "s|@BURST_PER_ADDR@|$burst|g" -e "s|@WEB_ROOT@|$WEB_ROOT|" \
+      -e "s|@ACCESS_LOG@|$alog|" -e "s|@ACCESS_LOG_BUFFER@|$abuf|" -e "s|@ERROR_LOG@|$elog|" \
       -e "/@METRICS_ALLOW@/{r $DIR/metrics-allow.inc" -e "d}" \
       "$here/edge/nginx.conf.in" >"$tmp"
   if ! "$NGINX" -t -q -p "$DIR" -c "$tmp" -e "$LOGS/edge-error.log" 2>"$DIR/nginx-t.log"; then
@@ -135,5 +140,6 @@ case "${1:-}" in
   stop) cmd_stop ;;
   reload) render; running && kill -HUP "$(cat "$pidf")" ;;
   status) running ;;
-  *) echo "usage: $0 start | stop | reload | status" >&2; exit 2 ;;
+  run) render foreground; exec "$NGINX" -p "$DIR" -c "$conf" -e stderr -g "daemon off;" ;;
+  *) echo "usage: $0 start | stop | reload | status | run" >&2; exit 2 ;;
 esac

@@ -11,7 +11,7 @@
  *                  [--product ID | --products FILE] [--quantity 1]
  *                  [--members N] [--connections C]
  *                  [--requests N | --duration SECONDS] [--rate PER_S]
- *                  [--json FILE] [--label NAME] [--quiet]
+ *                  [--json FILE] [--label NAME] [--quiet] [--close] [--sources N]
  *
  * Closed loop (no --rate): C connections, each sending its next request when the previous
  * one is answered, until N requests (--requests) or the duration. The flash burst is
@@ -29,7 +29,9 @@
  * hold a worker per idle kept-alive connection). Prints a live line every second on stderr (rate,
  * errors, p50/p99 so far), then a summary; --json writes outcomes by status, latency
  * percentiles (p50, p90, p99, p99.9, max, from a log-linear histogram with ~1.6 % precision)
- * and completions per second. */
+ * and completions per second. --sources N spreads the connections over N loopback client
+ * addresses (127.1.0.1 onwards; loopback URLs only), as a crowd arrives from many addresses
+ * at an edge that limits each one. */
 #include "fs/id.h"
 #include "fs/jwt.h"
 
@@ -123,6 +125,7 @@ static const char *method = "GET", *req_path;
 static char host_hdr[128];
 static const char *conn_hdr = ""; /* "Connection: close\r\n" with --close */
 static struct sockaddr_in addr;
+static long nsources; /* --sources: connection i comes from loopback address i mod N */
 static uint64_t started, done, errors, status_count[600], win_done, win_err;
 static json_t *timeline;
 
@@ -142,6 +145,17 @@ static int open_conn(conn *c)
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->connected = false;
     c->buf_len = 0;
+    if (nsources > 0) { /* 127.1.0.1, 127.1.0.2, ... (tests/integration/fsharness.py's client_addr) */
+        long i = (long)(c - conns) % nsources;
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl((127u << 24) | ((uint32_t)(1 + i / 62500) << 16) |
+                                    ((uint32_t)((i / 250) % 250) << 8) | (uint32_t)(i % 250 + 1));
+        if (bind(c->fd, (struct sockaddr *)&src, sizeof src)) {
+            close(c->fd);
+            c->fd = -1;
+            return -1;
+        }
+    }
     if (connect(c->fd, (struct sockaddr *)&addr, sizeof addr) && errno != EINPROGRESS) {
         close(c->fd);
         c->fd = -1;
@@ -312,7 +326,8 @@ static void usage(void)
 {
     fprintf(stderr, "usage: flashsale-load --url URL [--path P] [--method GET|POST] [--product ID | "
                     "--products FILE]\n       [--quantity Q] [--members N] [--connections C] "
-                    "[--requests N | --duration S] [--rate R]\n       [--json FILE] [--label NAME] [--quiet] [--close]\n");
+                    "[--requests N | --duration S] [--rate R]\n       [--json FILE] [--label NAME] [--quiet] [--close] "
+                    "[--sources N]\n");
     exit(2);
 }
 
@@ -349,6 +364,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--rate")) rate = atof(v);
         else if (!strcmp(a, "--json")) json_out = v;
         else if (!strcmp(a, "--label")) label = v;
+        else if (!strcmp(a, "--sources")) nsources = atol(v);
         else usage();
     }
     if (!url || nconn < 1 || members < 1 || (requests <= 0 && duration <= 0) || rate < 0)

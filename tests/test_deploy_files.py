@@ -34,6 +34,8 @@ def main(src, executables):
         source += open(path).read()
     known = set(re.findall(r'"(FLASHSALE_[A-Z0-9_]+)"', source))
     known |= set(re.findall(r"\b(FLASHSALE_[A-Z0-9_]+)=", source))
+    known |= set(re.findall(r"\$\{(FLASHSALE_[A-Z0-9_]+)", source))      # shell reads
+    known |= set(re.findall(r"int_setting (FLASHSALE_[A-Z0-9_]+)", source))
     used = set()
     for name, svc in services.items():
         env = svc.get("environment") or {}
@@ -49,6 +51,14 @@ def main(src, executables):
     boot = open(src + "/infra/bootstrap.sh").read()
     for dev in re.findall(r"\b(lib[a-z0-9]+-dev)\b", boot):
         assert dev in docker, "Dockerfile lacks %s (bootstrap.sh installs it)" % dev
+    # the edge: nginx in front of the API, the public port its own
+    edge = services.get("edge")
+    assert edge and edge["command"][-1] == "run" and "edge.sh" in edge["command"][0], edge
+    assert any(str(p).endswith(":8080") for p in edge.get("ports", [])), edge.get("ports")
+    assert not any(str(p) == "8080:8080" for p in services["api"].get("ports", [])), "the API is public"
+    trusted = services["api"]["environment"].get("FLASHSALE_TRUSTED_PROXIES")
+    assert trusted == edge["networks"]["default"]["ipv4_address"], (trusted, edge["networks"])
+    assert "nginx" in docker and "infra/edge" in docker, "the image lacks the edge"
     print("deploy files: %d services, %d executables covered, %d FLASHSALE_* variables checked"
           % (len(services), len(executables), len(used)))
 

@@ -588,14 +588,34 @@ static fs_map *expected_orders(audit_ctx *a)
 }
 
 /* Compares a store's next offsets with what the audit read: -1 behind, 0 equal, 1 ahead. */
-static int offsets_state(audit_ctx *a, const char *topic, int32_t part, int64_t next)
+/* A read model's stored offset against what the audit read: -1 behind, 1 ahead, 0 equal.
+ * `seen` (MAX_PARTITIONS per topic: inventory.events, then orders.events) marks the
+ * partitions the model holds an offset for. */
+static int offsets_state(audit_ctx *a, const char *topic, int32_t part, int64_t next, bool *seen)
 {
-    const int64_t *mine = strstr(topic, "inventory.events") ? a->next_ev
-                          : strstr(topic, "orders.events") ? a->next_ord : NULL;
+    bool ev = strstr(topic, "inventory.events") != NULL;
+    const int64_t *mine = ev ? a->next_ev : strstr(topic, "orders.events") ? a->next_ord : NULL;
     if (!mine || part < 0 || part >= MAX_PARTITIONS)
         return 0;
+    seen[(ev ? 0 : MAX_PARTITIONS) + part] = true;
     int64_t want = mine[part];
     return next < want ? -1 : next > want && want > 0 ? 1 : 0;
+}
+
+/* A partition the audit read events of but the model holds no offset for: the model has not
+ * projected it at all (a projector that ran while the log was empty, and not since), so it
+ * is behind, not comparable. true (with `why`) when there is one. */
+static bool offsets_missing(audit_ctx *a, const bool *seen, char *why, size_t whylen)
+{
+    for (int t = 0; t < 2; t++)
+        for (int p = 0; p < MAX_PARTITIONS; p++)
+            if ((t ? a->next_ord : a->next_ev)[p] > 0 && !seen[t * MAX_PARTITIONS + p]) {
+                snprintf(why, whylen, "behind at %s/%d: no offset stored, the audit read up to %lld",
+                         t ? "orders.events" : "inventory.events", p,
+                         (long long)(t ? a->next_ord : a->next_ev)[p]);
+                return true;
+            }
+    return false;
 }
 
 typedef struct {
@@ -665,8 +685,9 @@ static int diff_pg(const fs_common_config *cfg, audit_ctx *a, diff_ctx *d, char 
         snprintf(why, whylen, "no read model: %s", PQresultErrorMessage(r));
         rc = -1;
     }
+    bool seen[2 * MAX_PARTITIONS] = {false};
     for (int i = 0; rc == 1 && i < PQntuples(r); i++) {
-        int st = offsets_state(a, PQgetvalue(r, i, 0), atoi(PQgetvalue(r, i, 1)), atoll(PQgetvalue(r, i, 2)));
+        int st = offsets_state(a, PQgetvalue(r, i, 0), atoi(PQgetvalue(r, i, 1)), atoll(PQgetvalue(r, i, 2)), seen);
         if (st) {
             snprintf(why, whylen, "%s at %s/%s: offset %s is %s what the audit read", st < 0 ? "behind" : "ahead",
                      PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), st < 0 ? "before" : "after");
@@ -674,6 +695,8 @@ static int diff_pg(const fs_common_config *cfg, audit_ctx *a, diff_ctx *d, char 
         }
     }
     PQclear(r);
+    if (rc == 1 && offsets_missing(a, seen, why, whylen))
+        rc = 0;
     if (rc == 1) {
         r = PQexec(c, "SELECT product_id, stock, available, reserved, sold FROM products");
         for (int i = 0; i < PQntuples(r); i++)
@@ -724,12 +747,13 @@ static int diff_redis(const fs_common_config *cfg, audit_ctx *a, diff_ctx *d, ch
         return -1;
     }
     r = redisCommand(c, "HGETALL fs:rm:%lld:offsets", gen);
+    bool seen[2 * MAX_PARTITIONS] = {false};
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements && rc == 1; i += 2) {
         char *f = r->element[i]->str, *colon = strrchr(f, ':');
         if (!colon || *f == '_')
             continue;
         *colon = '\0';
-        int st = offsets_state(a, f, atoi(colon + 1), atoll(r->element[i + 1]->str));
+        int st = offsets_state(a, f, atoi(colon + 1), atoll(r->element[i + 1]->str), seen);
         if (st) {
             snprintf(why, whylen, "%s at %s/%s: offset %s", st < 0 ? "behind" : "ahead", f, colon + 1,
                      r->element[i + 1]->str);
@@ -737,6 +761,8 @@ static int diff_redis(const fs_common_config *cfg, audit_ctx *a, diff_ctx *d, ch
         }
     }
     freeReplyObject(r);
+    if (rc == 1 && offsets_missing(a, seen, why, whylen))
+        rc = 0;
     if (rc == 1) {
         /* every product: the set of ids, then the counters of each, pipelined */
         r = redisCommand(c, "ZRANGE fs:rm:%lld:products 0 -1", gen);
