@@ -295,6 +295,9 @@ cmd_start() {
     edge start
     wait_for 10 edge curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz" ||
       { tail -20 "$RUN/logs/edge-error.log"; fs_die "the edge does not answer"; }
+    # ready: Kafka, PostgreSQL and Redis reachable and the decision stream caught up
+    wait_for 60 readiness curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" ||
+      fs_say "warning: not ready yet (curl http://127.0.0.1:$HTTP_PORT/readyz says why)"
   fi
   cat <<MSG
 

@@ -218,6 +218,15 @@ bool api_rate_take(const char *key, double rate, double burst, bool peek, int *r
     return ok;
 }
 
+void api_rate_refund(const char *key, double burst)
+{
+    pthread_mutex_lock(&rate_lock);
+    bucket *b = buckets ? fs_map_get(buckets, key) : NULL;
+    if (b && (b->tokens += 1.0) > burst)
+        b->tokens = burst;
+    pthread_mutex_unlock(&rate_lock);
+}
+
 int api_rate_limited(fs_http_req *req, int retry_after_s, const char *what)
 {
     char hdr[48], msg[160];

@@ -41,6 +41,9 @@ void api_random_token(char out[48]);
  * *retry_after_s. peek: only look. */
 bool api_rate_take(const char *key, double rate, double burst, bool peek, int *retry_after_s);
 /* Sends 429 + Retry-After. */
+/* Gives back the token an attempt took (a password check that succeeded does not count
+ * against the failure budget it was charged to before it was judged). */
+void api_rate_refund(const char *key, double burst);
 int api_rate_limited(fs_http_req *req, int retry_after_s, const char *what);
 /* The client's address: the peer, or X-Forwarded-For from a trusted proxy (http.h). */
 const char *api_client_ip(fs_http_req *req);

@@ -291,11 +291,22 @@ static int verify(fs_http_req *req, api_ctx *a)
         return unavailable(req, NULL, "verify");
     if (!begin(c))
         return unavailable(req, c, "verify");
+    /* The attempt is counted before it is judged, in the same statement that reads the code
+     * (UPDATE ... RETURNING on the code's row): parallel attempts queue on that row and each
+     * sees the count the one before it left, so at most code_max_attempts are ever judged. */
+    char maxs[24];
+    snprintf(maxs, sizeof maxs, "%ld", a->code_max_attempts);
     PGresult *r = q(c,
-                    "SELECT m.member_id, m.status, v.code_hash, v.expires_at < now(), v.attempts"
-                    " FROM members m LEFT JOIN verification_codes v USING (member_id)"
-                    " WHERE m.email = $1 FOR UPDATE OF m",
-                    1, (const char *[]){email});
+                    "WITH m AS (SELECT member_id, status FROM members WHERE email = $1),"
+                    " v AS (UPDATE verification_codes SET attempts = attempts + 1"
+                    "       WHERE member_id = (SELECT member_id FROM m) AND attempts < $2::int"
+                    "         AND (SELECT status FROM m) = 'UNVERIFIED'"
+                    "       RETURNING member_id, code_hash, expires_at < now() AS expired, attempts),"
+                    " locked AS (SELECT count(*) > 0 AS has_code FROM verification_codes"
+                    "       WHERE member_id = (SELECT member_id FROM m))"
+                    " SELECT m.member_id, m.status, v.code_hash, v.expired, v.attempts - 1, (SELECT has_code FROM locked)"
+                    " FROM m LEFT JOIN v USING (member_id)",
+                    2, (const char *[]){email, maxs});
     if (!ok_res(r)) {
         PQclear(r);
         return unavailable(req, c, "verify");
@@ -312,9 +323,12 @@ static int verify(fs_http_req *req, api_ctx *a)
         PQclear(PQexec(c, "ROLLBACK"));
         return fs_http_error(req, 409, "ALREADY_VERIFIED", "this address is already verified", NULL);
     }
-    if (PQgetisnull(r, 0, 2)) {
+    if (PQgetisnull(r, 0, 2)) { /* no code, or every attempt of it already used */
+        bool has_code = !strcmp(PQgetvalue(r, 0, 5), "t");
         PQclear(r);
         PQclear(PQexec(c, "ROLLBACK"));
+        if (has_code)
+            return fs_http_error(req, 403, "CODE_LOCKED", "too many wrong codes: request a new one", NULL);
         return fs_http_error(req, 400, "INVALID_CODE", "no code is pending: request a new one", NULL);
     }
     bool expired = !strcmp(PQgetvalue(r, 0, 3), "t");
@@ -332,11 +346,7 @@ static int verify(fs_http_req *req, api_ctx *a)
     }
     code_hash(id, given, got);
     if (sodium_memcmp(want, got, 64) != 0) {
-        r = q(c, "UPDATE verification_codes SET attempts = attempts + 1 WHERE member_id = $1", 1,
-              (const char *[]){id});
-        bool counted = ok_res(r);
-        PQclear(r);
-        if (!counted || !commit(c)) /* an attempt that cannot be counted is not judged */
+        if (!commit(c)) /* the count stands; an attempt that cannot be counted is not judged */
             return unavailable(req, c, "verify attempt");
         long left = a->code_max_attempts - attempts - 1;
         if (left <= 0)
@@ -478,6 +488,19 @@ static json_t *me_json(PGresult *r, const char *id)
     return o;
 }
 
+/* The account's password-failure budget (shared by login, password change and deletion,
+ * keyed by the e-mail address), charged before a password is judged; the caller refunds it
+ * when the password was right. Returns 0, or -1 with 429 sent. */
+static int password_budget(fs_http_req *req, api_ctx *a, const char *email, char *rk, size_t rklen)
+{
+    int retry;
+    snprintf(rk, rklen, "login-fail|%s", email);
+    if (api_rate_take(rk, a->rate_login_account / 60.0, (double)a->rate_login_account, false, &retry))
+        return 0;
+    api_rate_limited(req, retry, "failed password checks for this account");
+    return -1;
+}
+
 /* Ends sessions (all of the member's, or one) and, for all, bumps the generation so that
  * access tokens already issued stop working. */
 static bool end_sessions(PGconn *c, const char *member_id, const char *sid, const char *why, long *ended)
@@ -505,11 +528,6 @@ static bool end_sessions(PGconn *c, const char *member_id, const char *sid, cons
 
 static int password_change(fs_http_req *req, api_ctx *a, const fs_principal *who)
 {
-    int retry;
-    char rk[96];
-    snprintf(rk, sizeof rk, "login-fail|%s", who->sub);
-    if (!api_rate_take(rk, a->rate_login_account / 60.0, (double)a->rate_login_account, true, &retry))
-        return api_rate_limited(req, retry, "failed password checks for this account");
     json_t *body = api_read_json(req, a);
     if (!body)
         return 400;
@@ -526,16 +544,21 @@ static int password_change(fs_http_req *req, api_ctx *a, const fs_principal *who
         json_decref(body);
         return st;
     }
-    char email[256], hash[128];
+    char email[256], hash[128], rk[300];
     snprintf(email, sizeof email, "%s", PQgetvalue(r, 0, 0));
     api_pg_release(); /* not held through argon2 */
+    if (password_budget(req, a, email, rk, sizeof rk)) {
+        PQclear(r);
+        json_decref(body);
+        return 429;
+    }
     bool good = api_password_verify(PQgetvalue(r, 0, 7), old_pw);
     PQclear(r);
     if (!good) {
         json_decref(body);
-        api_rate_take(rk, a->rate_login_account / 60.0, (double)a->rate_login_account, false, NULL);
         return fs_http_error(req, 401, "WRONG_PASSWORD", "the old password is wrong", NULL);
     }
+    api_rate_refund(rk, (double)a->rate_login_account);
     const char *why = password_problem(new_pw, email);
     if (why) {
         json_decref(body);
@@ -666,11 +689,18 @@ static int me_delete(fs_http_req *req, api_ctx *a, const fs_principal *who)
         return st;
     }
     api_pg_release(); /* not held through argon2 */
+    char rk[300];
+    if (password_budget(req, a, PQgetvalue(r, 0, 0), rk, sizeof rk)) {
+        PQclear(r);
+        json_decref(body);
+        return 429;
+    }
     bool good = api_password_verify(PQgetvalue(r, 0, 7), pw);
     PQclear(r);
     json_decref(body);
     if (!good)
         return fs_http_error(req, 401, "WRONG_PASSWORD", "the password is wrong", NULL);
+    api_rate_refund(rk, (double)a->rate_login_account);
     fs_err err = {0};
     if (!(c = api_pg(a, &err)) || !begin(c))
         return unavailable(req, c, "delete");
@@ -808,8 +838,10 @@ static int login(fs_http_req *req, api_ctx *a)
     device = dev; /* the body is released before the session is stored */
     if (!normalise_email(email_in, email, sizeof email))
         snprintf(email, sizeof email, "%.200s", email_in);
+    /* The failure budget is charged BEFORE the password is judged and given back when it was
+     * right: parallel wrong attempts cannot all pass a check made before any was counted. */
     snprintf(rk_acct, sizeof rk_acct, "login-fail|%s", email);
-    if (!api_rate_take(rk_acct, a->rate_login_account / 60.0, (double)a->rate_login_account, true, &retry)) {
+    if (!api_rate_take(rk_acct, a->rate_login_account / 60.0, (double)a->rate_login_account, false, &retry)) {
         json_decref(body);
         return api_rate_limited(req, retry, "failed logins for this account");
     }
@@ -834,9 +866,9 @@ static int login(fs_http_req *req, api_ctx *a)
     json_decref(body);
     if (!good) {
         PQclear(r);
-        api_rate_take(rk_acct, a->rate_login_account / 60.0, (double)a->rate_login_account, false, NULL);
         return fs_http_error(req, 401, "INVALID_CREDENTIALS", "wrong e-mail address or password", NULL);
     }
+    api_rate_refund(rk_acct, (double)a->rate_login_account);
     char member[64], role[16], status[16], sid[FS_UUID_STR_LEN + 1], refresh[48], ttl[24];
     snprintf(member, sizeof member, "%s", PQgetvalue(r, 0, 0));
     snprintf(role, sizeof role, "%s", PQgetvalue(r, 0, 2));

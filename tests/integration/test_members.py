@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fsharness import System  # noqa: E402
@@ -331,6 +332,61 @@ def admin(s, bindir):
     print("admin: created by flashsale-admin, logs in, manages products; a member cannot")
 
 
+def parallel(n, fn):
+    """n calls of fn at once (threads); their (status, headers, body)"""
+    with ThreadPoolExecutor(max_workers=n) as ex:
+        return list(ex.map(lambda _: fn(), range(n)))
+
+
+def attempt_budgets(s, spool):
+    """Attempt counters are taken before the attempt is judged, so parallel attempts cannot
+    all pass a check made before any of them was counted; every password check (login,
+    password change, deletion) draws on the account's one failure budget (5 per minute)."""
+    # 40 parallel wrong verification codes: at most 5 are judged
+    addr = "race.codes@example.com"
+    expect(signup(s, addr), 201)
+    code, _ = spool.code_for(addr)
+    wrong = "%06d" % ((int(code) + 1) % 1000000)
+    rs = s.burst([("/api/members/verify", {"email": addr, "code": wrong}, "none")] * 40)  # all at once
+    judged = [b for st, b, _ in rs if st == 400]
+    locked = [b for st, b, _ in rs if st == 403 and b["error"]["code"] == "CODE_LOCKED"]
+    attempts = s.sql("SELECT v.attempts FROM verification_codes v JOIN members m USING (member_id)"
+                     " WHERE m.email = '%s'" % addr)
+    print("40 parallel wrong codes: %d judged wrong with attempts left, %d locked, stored attempts %s"
+          % (len(judged), len(locked), attempts))
+    assert len(judged) == 4 and len(locked) == 36 and attempts == [["5"]], ([st for st, _, _ in rs], attempts)
+    expect(s.request("POST", "/api/members/verify", {"email": addr, "code": code}), 403, "CODE_LOCKED")
+
+    # 30 parallel wrong logins: at most 5 × 401, the rest 429
+    addr = "race.login@example.com"
+    expect(signup(s, addr), 201)
+    rs = parallel(30, lambda: login(s, addr, password="wrong password 12"))
+    sts = [st for st, _, _ in rs]
+    print("30 parallel wrong logins: %d × 401, %d × 429" % (sts.count(401), sts.count(429)))
+    assert sts.count(401) == 5 and sts.count(429) == 25, sts
+
+    # deletion and password change draw on the same budget, before the check
+    addr = "race.delete@example.com"
+    expect(signup(s, addr), 201)
+    code, _ = spool.code_for(addr)
+    expect(s.request("POST", "/api/members/verify", {"email": addr, "code": code}), 200)
+    tok = expect(login(s, addr), 200)["access_token"]  # a right password costs nothing
+    sts = [s.request("DELETE", "/api/members/me", {"password": "not it at all 1"}, tok)[0] for _ in range(12)]
+    print("12 wrong passwords on DELETE /me: %s" % sts)
+    assert sts == [401] * 5 + [429] * 7, sts
+    addr = "race.password@example.com"
+    expect(signup(s, addr), 201)
+    code, _ = spool.code_for(addr)
+    expect(s.request("POST", "/api/members/verify", {"email": addr, "code": code}), 200)
+    tok = expect(login(s, addr), 200)["access_token"]
+    rs = parallel(20, lambda: s.request("PUT", "/api/members/me/password",
+                                        {"old_password": "not it at all 1", "new_password": "a new password 99"}, tok))
+    sts = [st for st, _, _ in rs]
+    print("20 parallel wrong passwords on PUT /me/password: %d × 401, %d × 429" % (sts.count(401), sts.count(429)))
+    assert sts.count(401) == 5 and sts.count(429) == 15, sts
+    expect(login(s, addr, password="wrong password 12"), 429, "RATE_LIMITED")  # the same budget
+
+
 def main(bindir):
     spool = Spool(tempfile.mkdtemp(prefix="spool-", dir=os.environ.get("FLASHSALE_RUN_DIR", "/tmp")))
     with System(bindir, api_env=API_ENV) as s:
@@ -339,6 +395,7 @@ def main(bindir):
         rate_limits(s, pid)
         wishlist(s, spool)
         admin(s, bindir)
+        attempt_budgets(s, spool)
         outbox_outage(s, spool)
         redelivery(s, spool)
 
