@@ -172,6 +172,63 @@ void api_member_forget(const char *member_id)
     pthread_mutex_unlock(&cache_lock);
 }
 
+/* ---- session revocation ------------------------------------------------------------------ */
+
+#define REVOKED_KEY "flashsale:revoked:%s"
+
+int api_sessions_revoke(api_ctx *a, const char *const *sids, int n)
+{
+    if (n <= 0)
+        return 0;
+    fs_err err = {0};
+    redisContext *c = api_redis(a, &err);
+    if (!c) {
+        fs_log_warn("session revocation not published: Redis unavailable", json_pack("{s:s}", "error", err.msg));
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        redisAppendCommand(c, "SET " REVOKED_KEY " 1 EX %ld", sids[i], a->access_ttl_s + 60);
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || !r || r->type == REDIS_REPLY_ERROR)
+            rc = -1;
+        freeReplyObject(r);
+        if (rc)
+            break;
+    }
+    if (rc) {
+        api_redis_drop();
+        fs_log_warn("session revocation not published: Redis failed", NULL);
+    }
+    return rc;
+}
+
+int api_session_revoked(api_ctx *a, const char *sid)
+{
+    fs_err err = {0};
+    redisContext *c = api_redis(a, &err);
+    redisReply *r = c ? redisCommand(c, "EXISTS " REVOKED_KEY, sid) : NULL;
+    if (r && r->type == REDIS_REPLY_INTEGER) {
+        int revoked = r->integer > 0;
+        freeReplyObject(r);
+        return revoked;
+    }
+    if (c) {
+        freeReplyObject(r);
+        api_redis_drop();
+    }
+    /* Redis away: PostgreSQL decides (a missing row is a session that no longer exists) */
+    PGconn *pg = api_pg(a, &err);
+    if (!pg)
+        return -1;
+    PGresult *q = PQexecParams(pg, "SELECT revoked_at IS NOT NULL FROM sessions WHERE session_id = $1", 1, NULL,
+                               (const char *[]){sid}, NULL, NULL, 0);
+    int rc = PQresultStatus(q) != PGRES_TUPLES_OK ? -1 : PQntuples(q) != 1 || !strcmp(PQgetvalue(q, 0, 0), "t");
+    PQclear(q);
+    return rc;
+}
+
 /* ---- rate limits ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -369,10 +426,12 @@ static int relay_once(PGconn *c, rd_kafka_t *p, fs_err *err)
         }
         *o++ = '}';
         *o = '\0';
-        PGresult *u = PQexecParams(c, "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", 1,
-                                   NULL, (const char *[]){ids}, NULL, NULL, 0);
+        /* acknowledged: the rows go (they hold codes and addresses in the clear; Kafka has
+         * them now, and nothing reads a sent row) */
+        PGresult *u = PQexecParams(c, "DELETE FROM outbox WHERE id = ANY($1::bigint[])", 1, NULL,
+                                   (const char *[]){ids}, NULL, NULL, 0);
         if (PQresultStatus(u) != PGRES_COMMAND_OK)
-            rc = fs_err_from_pg(err, c, u, "outbox mark");
+            rc = fs_err_from_pg(err, c, u, "outbox delete");
         PQclear(u);
         free(ids);
     }
@@ -401,6 +460,9 @@ static void *relay_main(void *arg)
         if (!c || PQstatus(c) != CONNECTION_OK) {
             PQfinish(c);
             c = fs_pg_connect(&relay_api->cfg, "flashsale-api-outbox", &err);
+            /* rows that earlier versions kept after their acknowledgement go too */
+            if (c)
+                PQclear(PQexec(c, "DELETE FROM outbox WHERE sent_at IS NOT NULL"));
         }
         int n = c ? relay_once(c, p, &err) : -1;
         if (n < 0 && fs_mono_ms() - last_warn > 10000) {

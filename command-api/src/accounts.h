@@ -69,6 +69,16 @@ int api_order_gate(fs_http_req *req, api_ctx *a, const fs_principal *who);
  * so that no single token can keep the server's threads busy. Returns 0 or the 429 sent. */
 int api_write_gate(fs_http_req *req, api_ctx *a, const fs_principal *who);
 
+/* ---- session revocation, on every API instance ----
+ * An ended session's access tokens must stop at once everywhere, not when a cached session
+ * generation expires. Ended session ids are written to Redis (flashsale:revoked:<sid>, kept
+ * as long as an access token lives) and every request with a session token checks there;
+ * when Redis does not answer, the check asks PostgreSQL's sessions table instead. */
+/* Publishes ended sessions; 0, or -1 when Redis could not be told (PostgreSQL already knows). */
+int api_sessions_revoke(api_ctx *a, const char *const *sids, int n);
+/* 1 ended, 0 live, -1 neither Redis nor PostgreSQL answered. */
+int api_session_revoked(api_ctx *a, const char *sid);
+
 /* ---- handlers ---- */
 int api_members_route(struct mg_connection *conn, void *cb); /* /api/members... */
 int api_auth_route(struct mg_connection *conn, void *cb);    /* /api/auth/... */

@@ -64,6 +64,11 @@ bool api_paging(fs_http_req *req, int *limit, char *cursor, size_t cursor_len);
  * the field was given. */
 bool api_field_string(fs_http_req *req, json_t *body, const char *name, bool required,
                       size_t max_len, const char **out, bool *present);
+/* api_field_string for text that people read or that reaches mail headers (names,
+ * descriptions, profiles): control characters (C0, DEL) are refused with 400 INVALID_FIELD;
+ * multi_line lets newlines and tabs through (descriptions). */
+bool api_field_text(fs_http_req *req, json_t *body, const char *name, bool required, size_t max_len,
+                    bool multi_line, const char **out, bool *present);
 bool api_field_int(fs_http_req *req, json_t *body, const char *name, bool required, long long min,
                    long long max, long long *out, bool *present);
 /* A time: an RFC 3339 string or integer milliseconds since the epoch. */

@@ -192,8 +192,8 @@ static int signup(fs_http_req *req, api_ctx *a)
     int st = 0;
     if (!api_field_string(req, body, "email", true, 254, &email_in, NULL) ||
         !api_field_string(req, body, "password", true, 1024, &password, NULL) ||
-        !api_field_string(req, body, "name", true, 100, &name, NULL) ||
-        !api_field_string(req, body, "phone", false, 20, &phone, NULL))
+        !api_field_text(req, body, "name", true, 100, false, &name, NULL) ||
+        !api_field_text(req, body, "phone", false, 20, false, &phone, NULL))
         st = 400;
     else if (!normalise_email(email_in, email, sizeof email))
         st = fs_http_error(req, 400, "INVALID_FIELD", "email: not a valid e-mail address", NULL);
@@ -501,21 +501,31 @@ static int password_budget(fs_http_req *req, api_ctx *a, const char *email, char
     return -1;
 }
 
+/* Sessions ended by one request: their ids, told to every API instance after the commit. */
+typedef struct {
+    char sid[16][64]; /* session ids (UUIDv7 text; room for any stored id) */
+    int n;
+    long ended; /* may exceed n: only the first 16 are named; the generation bump covers all */
+} ended_sessions;
+
 /* Ends sessions (all of the member's, or one) and, for all, bumps the generation so that
- * access tokens already issued stop working. */
-static bool end_sessions(PGconn *c, const char *member_id, const char *sid, const char *why, long *ended)
+ * access tokens already issued stop working. The ended ids land in *out. */
+static bool end_sessions(PGconn *c, const char *member_id, const char *sid, const char *why,
+                         ended_sessions *out)
 {
     PGresult *r = sid ? q(c,
                           "UPDATE sessions SET revoked_at = now(), revoked_why = $3 WHERE member_id = $1"
-                          " AND session_id = $2 AND revoked_at IS NULL",
+                          " AND session_id = $2 AND revoked_at IS NULL RETURNING session_id",
                           3, (const char *[]){member_id, sid, why})
                       : q(c,
                           "UPDATE sessions SET revoked_at = now(), revoked_why = $2 WHERE member_id = $1"
-                          " AND revoked_at IS NULL",
+                          " AND revoked_at IS NULL RETURNING session_id",
                           2, (const char *[]){member_id, why});
-    bool ok = ok_res(r);
-    if (ended)
-        *ended = ok ? atol(PQcmdTuples(r)) : 0;
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    out->n = 0;
+    out->ended = ok ? PQntuples(r) : 0;
+    for (int i = 0; ok && i < PQntuples(r) && out->n < 16; i++)
+        snprintf(out->sid[out->n++], sizeof out->sid[0], "%s", PQgetvalue(r, i, 0));
     PQclear(r);
     if (ok && !sid) {
         r = q(c, "UPDATE members SET session_gen = session_gen + 1, updated_at = now() WHERE member_id = $1", 1,
@@ -524,6 +534,16 @@ static bool end_sessions(PGconn *c, const char *member_id, const char *sid, cons
         PQclear(r);
     }
     return ok;
+}
+
+/* After the commit: every API instance refuses the ended sessions' access tokens at once
+ * (accounts.h, api_sessions_revoke). false when Redis could not be told. */
+static bool revoke_everywhere(api_ctx *a, const ended_sessions *e)
+{
+    const char *ids[16];
+    for (int i = 0; i < e->n; i++)
+        ids[i] = e->sid[i];
+    return api_sessions_revoke(a, ids, e->n) == 0;
 }
 
 static int password_change(fs_http_req *req, api_ctx *a, const fs_principal *who)
@@ -569,7 +589,7 @@ static int password_change(fs_http_req *req, api_ctx *a, const fs_principal *who
     if (hrc)
         return fs_http_error(req, 503, "UNAVAILABLE", "cannot hash the password now", "Retry-After: 1\r\n");
     fs_err err = {0};
-    long ended = 0;
+    ended_sessions ended = {0};
     if (!(c = api_pg(a, &err)) || !begin(c)) {
         sodium_memzero(hash, sizeof hash);
         return unavailable(req, c, "password");
@@ -585,9 +605,10 @@ static int password_change(fs_http_req *req, api_ctx *a, const fs_principal *who
     if (!commit(c))
         return unavailable(req, c, "password commit");
     api_member_forget(who->sub);
+    revoke_everywhere(a, &ended); /* (if Redis is away, the generation bump still ends them) */
     api_outbox_kick();
-    return fs_http_json(req, 200, json_pack("{s:s,s:I}", "status", "changed", "sessions_ended", (json_int_t)ended),
-                        NULL);
+    return fs_http_json(req, 200, json_pack("{s:s,s:I}", "status", "changed", "sessions_ended",
+                                            (json_int_t)ended.ended), NULL);
 }
 
 static int me_patch(fs_http_req *req, api_ctx *a, const fs_principal *who)
@@ -608,8 +629,8 @@ static int me_patch(fs_http_req *req, api_ctx *a, const fs_principal *who)
             return fs_http_error(req, 400, "FIELD_NOT_ALLOWED", msg, NULL);
         }
     }
-    if (!api_field_string(req, body, "name", false, 100, &name, &has_name) ||
-        !api_field_string(req, body, "phone", false, 20, &phone, &has_phone)) {
+    if (!api_field_text(req, body, "name", false, 100, false, &name, &has_name) ||
+        !api_field_text(req, body, "phone", false, 20, false, &phone, &has_phone)) {
         json_decref(body);
         return 400;
     }
@@ -711,16 +732,22 @@ static int me_delete(fs_http_req *req, api_ctx *a, const fs_principal *who)
           1, (const char *[]){who->sub});
     PGresult *w = q(c, "DELETE FROM wishlist WHERE member_id = $1", 1, (const char *[]){who->sub});
     PGresult *vc = q(c, "DELETE FROM verification_codes WHERE member_id = $1", 1, (const char *[]){who->sub});
-    good = ok_res(r) && ok_res(w) && ok_res(vc);
+    /* the member's messages not yet relayed (codes, addresses, profile changes) go with the
+     * data; only the deletion itself (added below) is still to be told */
+    PGresult *ob = q(c, "DELETE FROM outbox WHERE key = $1", 1, (const char *[]){who->sub});
+    good = ok_res(r) && ok_res(w) && ok_res(vc) && ok_res(ob);
     PQclear(r);
     PQclear(w);
     PQclear(vc);
-    if (!good || !end_sessions(c, who->sub, NULL, "account deleted", NULL) ||
+    PQclear(ob);
+    ended_sessions ended = {0};
+    if (!good || !end_sessions(c, who->sub, NULL, "account deleted", &ended) ||
         api_outbox_member_event(a, c, "MemberDeleted", who->sub, NULL, NULL, &err))
         return unavailable(req, c, "delete");
     if (!commit(c))
         return unavailable(req, c, "delete commit");
     api_member_forget(who->sub);
+    revoke_everywhere(a, &ended);
     api_outbox_kick();
     fs_log_info("member deleted", json_pack("{s:s}", "member_id", who->sub));
     return fs_http_json(req, 200, json_pack("{s:s}", "status", "deleted"), NULL);
@@ -943,8 +970,14 @@ static int refresh(fs_http_req *req, api_ctx *a)
     int64_t gen = atoll(PQgetvalue(r, 0, 5));
     PQclear(r);
     if (reused) { /* a stolen copy or the real owner: either way the family is compromised */
-        if (!end_sessions(c, member, sid, "refresh token reused", NULL) || !commit(c))
+        ended_sessions gone = {0};
+        if (!end_sessions(c, member, sid, "refresh token reused", &gone) || !commit(c))
             return unavailable(req, c, "refresh reuse");
+        /* the thief's current access token stops too, on every instance */
+        snprintf(gone.sid[0], sizeof gone.sid[0], "%s", sid);
+        gone.n = 1;
+        if (!revoke_everywhere(a, &gone))
+            return unavailable(req, NULL, "refresh reuse: revocation not published");
         fs_log_warn("refresh token reused: session revoked", json_pack("{s:s,s:s}", "member_id", member,
                                                                         "session_id", sid));
         return fs_http_error(req, 401, "REFRESH_TOKEN_REUSED",
@@ -993,15 +1026,26 @@ int api_auth_route(struct mg_connection *conn, void *cb)
     if (!c)
         return unavailable(&req, NULL, "logout");
     bool all = !strcmp(path, "logout-all");
-    long ended = 0;
+    ended_sessions ended = {0};
     if (!begin(c))
         return unavailable(&req, c, "logout");
     if (!end_sessions(c, who.sub, all ? NULL : who.sid, all ? "logout-all" : "logout", &ended) || !commit(c))
         return unavailable(&req, c, "logout");
     if (all)
         api_member_forget(who.sub);
-    return fs_http_json(&req, 200, json_pack("{s:s,s:I}", "status", "logged_out", "sessions_ended", (json_int_t)ended),
-                        NULL);
+    /* this token's session always, even when an earlier attempt already ended it in
+     * PostgreSQL but could not tell Redis: a retried logout completes the revocation */
+    bool named = false;
+    for (int i = 0; i < ended.n; i++)
+        named |= !strcmp(ended.sid[i], who.sid);
+    if (!named && ended.n < 16)
+        snprintf(ended.sid[ended.n++], sizeof ended.sid[0], "%s", who.sid);
+    if (!revoke_everywhere(a, &ended))
+        return fs_http_error(&req, 503, "UNAVAILABLE",
+                             "the session is ended here but not yet on every server: send the logout again",
+                             "Retry-After: 1\r\n");
+    return fs_http_json(&req, 200, json_pack("{s:s,s:I}", "status", "logged_out", "sessions_ended",
+                                             (json_int_t)ended.ended), NULL);
 }
 
 int api_write_gate(fs_http_req *req, api_ctx *a, const fs_principal *who)

@@ -116,9 +116,9 @@ static bool read_product_fields(fs_http_req *req, json_t *body, inv_product_fiel
 {
     const char *name = NULL, *desc = NULL, *currency = NULL;
     long long price = 0, limit = 0;
-    if (!api_field_string(req, body, "name", !update, INV_NAME_MAX - 1, &name, &f->has_name) ||
-        !api_field_string(req, body, "description", false, INV_DESC_MAX - 1, &desc,
-                          &f->has_description) ||
+    if (!api_field_text(req, body, "name", !update, INV_NAME_MAX - 1, false, &name, &f->has_name) ||
+        !api_field_text(req, body, "description", false, INV_DESC_MAX - 1, true, &desc,
+                        &f->has_description) ||
         !api_field_string(req, body, "currency", false, 3, &currency, NULL) ||
         !api_field_int(req, body, "price", !update, 0, 1000000000000LL, &price, &f->has_price) ||
         !api_field_time(req, body, "sale_starts_at", !update, &f->sale_starts_at, &f->has_starts) ||

@@ -40,7 +40,13 @@ bool api_auth(fs_http_req *req, api_ctx *a, const char *role, fs_principal *who)
             fs_http_error(req, 503, "UNAVAILABLE", "the members store is unavailable", "Retry-After: 1\r\n");
             return false;
         }
-        if (st == MEMBER_NONE || st == MEMBER_DELETED || gen != who->gen) {
+        int revoked = st == MEMBER_NONE || st == MEMBER_DELETED || gen != who->gen ? 1
+                      : who->sid[0] ? api_session_revoked(a, who->sid) : 0;
+        if (revoked < 0) {
+            fs_http_error(req, 503, "UNAVAILABLE", "the session store is unavailable", "Retry-After: 1\r\n");
+            return false;
+        }
+        if (revoked) {
             fs_http_error(req, 401, "SESSION_ENDED", "this session has ended: log in again",
                           "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
             return false;
@@ -134,6 +140,19 @@ bool api_field_string(fs_http_req *req, json_t *body, const char *name, bool req
     if (json_string_length(v) > max_len || strlen(json_string_value(v)) != json_string_length(v))
         return field_error(req, "INVALID_FIELD", name, "is too long or contains NUL");
     *out = json_string_value(v);
+    return true;
+}
+
+bool api_field_text(fs_http_req *req, json_t *body, const char *name, bool required, size_t max_len,
+                    bool multi_line, const char **out, bool *present)
+{
+    if (!api_field_string(req, body, name, required, max_len, out, present))
+        return false;
+    for (const unsigned char *c = (const unsigned char *)(*out ? *out : ""); *c; c++)
+        if ((*c < 0x20 || *c == 0x7f) && !(multi_line && (*c == '\n' || *c == '\t')))
+            return field_error(req, "INVALID_FIELD", name, multi_line
+                                   ? "must not contain control characters other than newline and tab"
+                                   : "must not contain control characters (such as CR or LF)");
     return true;
 }
 

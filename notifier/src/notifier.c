@@ -22,6 +22,7 @@
 #include "fs/id.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
+#include "fs/mailhdr.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -97,12 +98,19 @@ static char *render(const notifier *nf, const note *n)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    /* every value from an event goes through the header encoder: a product name holding
+     * CR/LF cannot add a header, and non-ASCII text is RFC 2047 encoded */
+    char subj[1024], to[512], kind[256], member[256], id[256];
+    if (fs_mail_header_value(subject, subj, sizeof subj) || fs_mail_header_value(n->email, to, sizeof to) ||
+        fs_mail_header_value(n->kind, kind, sizeof kind) || fs_mail_header_value(n->member, member, sizeof member) ||
+        fs_mail_header_value(n->id, id, sizeof id))
+        return NULL;
     char *out = NULL;
     if (asprintf(&out,
                  "From: %s\r\nTo: <%s>\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <%s@flashsale>\r\n"
                  "X-Flashsale-Kind: %s\r\nX-Flashsale-Member: %s\r\nMIME-Version: 1.0\r\n"
                  "Content-Type: text/plain; charset=utf-8\r\n\r\n%s",
-                 nf->smtp_from, n->email, subject, date, n->id, n->kind, n->member, body) < 0)
+                 nf->smtp_from, to, subj, date, id, kind, member, body) < 0)
         return NULL;
     return out;
 }
@@ -361,7 +369,7 @@ static int handle(notifier *nf, rd_kafka_t *dlq, const rd_kafka_message_t *m)
         if (found < 0)
             snprintf(why, sizeof why, "postgres unavailable for the address lookup");
         else if (!(msg = render(nf, &n)))
-            snprintf(why, sizeof why, "out of memory");
+            snprintf(why, sizeof why, "cannot render the message (out of memory, or a header value too long)");
         else {
             throttle(nf);
             d = nf->smtp_url ? smtp_send(nf, &n, msg, why, sizeof why) : spool_write(nf, &n, msg, why, sizeof why);

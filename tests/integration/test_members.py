@@ -16,7 +16,9 @@
 - flashsale-admin creates the first administrator; only an admin manages products.
 Usage: test_members.py BUILD_DIR"""
 import email
+import email.header
 import glob
+import http.client
 import json
 import os
 import subprocess
@@ -26,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fsharness import System  # noqa: E402
+from fsharness import System, free_port  # noqa: E402
 
 API_ENV = {
     "FLASHSALE_ACCESS_TTL_S": "30",
@@ -229,14 +231,28 @@ def rate_limits(s, pid):
 
 
 def outbox_outage(s, spool):
-    """Broker stopped: sign-ups still succeed; after restart each event arrives."""
+    """Broker stopped: sign-ups still succeed; after restart each event arrives. Deleting an
+    account erases its messages still waiting (but the deletion's own). Once relayed, no row
+    is left, so no code or address stays readable in the table."""
+    # a verified member with a session, to be deleted during the outage
+    gone = "outage-gone@example.com"
+    expect(signup(s, gone), 201)
+    code, _ = spool.code_for(gone)
+    expect(s.request("POST", "/api/members/verify", {"email": gone, "code": code}), 200)
+    gone_tok = expect(login(s, gone), 200)["access_token"]
     s.kafka("stop")
     addrs = ["outage-%d@example.com" % i for i in range(3)]
     try:
         ids = [expect(signup(s, a, phone=None), 201)["member_id"] for a in addrs]
+        me = expect(s.request("PATCH", "/api/members/me", {"name": "Kept Waiting"}, gone_tok), 200)
         time.sleep(2)
         unsent = int(s.sql("SELECT count(*) FROM outbox WHERE sent_at IS NULL")[0][0])
-        assert unsent >= 6, unsent  # a MemberRegistered and a code per member, waiting
+        assert unsent >= 7, unsent  # a MemberRegistered and a code per member, the update, waiting
+        pending = s.sql("SELECT event_type FROM outbox WHERE key = '%s'" % me["member_id"])
+        assert pending, pending
+        expect(s.request("DELETE", "/api/members/me", {"password": PASSWORD}, gone_tok), 200)
+        pending = s.sql("SELECT event_type FROM outbox WHERE key = '%s' ORDER BY id" % me["member_id"])
+        assert pending == [["MemberDeleted"]], pending
     finally:
         s.kafka("start")
     for a in addrs:
@@ -259,6 +275,11 @@ def outbox_outage(s, spool):
     while int(s.sql("SELECT count(*) FROM outbox WHERE sent_at IS NULL")[0][0]) != 0:  # marked after the ack
         assert time.time() < deadline, s.sql("SELECT id, topic, event_type FROM outbox WHERE sent_at IS NULL")
         time.sleep(0.5)
+    # relayed rows are gone: the table holds no code and no address of anyone
+    left = s.sql("SELECT count(*) FROM outbox")[0][0]
+    codes = s.sql("SELECT count(*) FROM outbox WHERE position(convert_to('%s', 'UTF8') in payload) > 0"
+                  " OR position(convert_to('@example.com', 'UTF8') in payload) > 0" % code)[0][0]
+    assert left == "0" and codes == "0", (left, codes)
     print("outbox: 3 sign-ups with the broker down, all events delivered after restart"
           " (%d member events, %d distinct ids), one spool message each" % (len(events), len(by_event)))
 
@@ -291,7 +312,15 @@ def wishlist(s, spool):
     expect(s.request("POST", "/api/members/verify", {"email": addr, "code": code}), 200)
     tok = expect(login(s, addr), 200)["access_token"]
     starts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 4))
-    pid = s.create_product(stock=5, starts=starts, name="wished")
+    # a name that tries to add a mail header is refused; a Korean one is encoded (RFC 2047)
+    evil = {"name": "shoes\r\nBcc: everyone@example.com", "price": 1000, "stock": 1,
+            "sale_starts_at": starts}
+    expect(s.request("POST", "/api/products", evil, s.admin), 400, "INVALID_FIELD")
+    evil = dict(evil, name="shoes", description="fine\nlines\tand tabs but not \u0007")
+    expect(s.request("POST", "/api/products", evil, s.admin), 400, "INVALID_FIELD")
+    expect(s.request("PATCH", "/api/members/me", {"name": "Kim\r\nX-Evil: 1"}, tok), 400, "INVALID_FIELD")
+    name = "한정판 운동화 wished"
+    pid = s.create_product(stock=5, starts=starts, name=name)
     expect(s.request("POST", "/api/wishlist", {"product_id": pid}, tok), 201)
     expect(s.request("POST", "/api/wishlist", {"product_id": pid}, tok), 200)
     expect(s.request("POST", "/api/wishlist", {"product_id": "no-such-product"}, tok), 404, "PRODUCT_NOT_FOUND")
@@ -300,7 +329,10 @@ def wishlist(s, spool):
     _, optok = s.member()
     expect(s.request("GET", "/api/wishlist", token=optok), 404, "MEMBER_NOT_FOUND")
     kind = lambda k: (lambda m: m["To"] == "<%s>" % addr and m["X-Flashsale-Kind"] == k)
-    spool.wait(kind("WISHLIST_SALE_OPEN"), "sale open notice")
+    note = spool.wait(kind("WISHLIST_SALE_OPEN"), "sale open notice")[0]
+    raw = note["Subject"]
+    decoded = str(email.header.make_header(email.header.decode_header(raw)))
+    assert raw.startswith("=?UTF-8?B?") and decoded == "On sale now: " + name, (raw, decoded)
     expect(s.request("POST", "/api/products/%s/restock" % pid, {"quantity": 3}, s.admin), 200)
     spool.wait(kind("WISHLIST_RESTOCKED"), "restock notice")
     time.sleep(3)
@@ -336,6 +368,84 @@ def parallel(n, fn):
     """n calls of fn at once (threads); their (status, headers, body)"""
     with ThreadPoolExecutor(max_workers=n) as ex:
         return list(ex.map(lambda _: fn(), range(n)))
+
+
+class SecondAPI:
+    """Another flashsale-api instance on the same stores (reached directly), to show that an
+    ended session ends on every instance at once, not when a cache expires."""
+
+    def __init__(self, s):
+        self.port = free_port()
+        env = dict(os.environ, FLASHSALE_HTTP_PORT=str(self.port), **API_ENV)
+        log = open(os.path.join(s.logdir, "test-api-2.log"), "ab")
+        self.proc = subprocess.Popen([os.path.join(s.bindir, "command-api", "flashsale-api")], env=env,
+                                     stdout=log, stderr=log)
+        deadline = time.time() + 60
+        while True:
+            try:
+                if self.get("/healthz", None)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.time() < deadline and self.proc.poll() is None, "second API did not start"
+            time.sleep(0.2)
+
+    def get(self, path, token):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        c.request("GET", path, headers={"Authorization": "Bearer " + token} if token else {})
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, json.loads(body) if body else None
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def revocation(s, spool):
+    """A logged-out session's access token gets 401 at once on every instance, and so does a
+    thief's current access token once refresh-token reuse is detected."""
+    addr = "revoke.me@example.com"
+    expect(signup(s, addr), 201)
+    code, _ = spool.code_for(addr)
+    expect(s.request("POST", "/api/members/verify", {"email": addr, "code": code}), 200)
+    other = SecondAPI(s)
+    try:
+        t = expect(login(s, addr), 200)
+        tok = t["access_token"]
+        expect(s.request("GET", "/api/members/me", token=tok), 200)
+        assert other.get("/api/members/me", tok)[0] == 200  # the other instance has it cached now
+        expect(s.request("POST", "/api/auth/logout", None, tok), 200)
+        expect(s.request("GET", "/api/members/me", token=tok), 401, "SESSION_ENDED")
+        st, b = other.get("/api/members/me", tok)  # within its 2 s member cache: still ended
+        assert st == 401 and b["error"]["code"] == "SESSION_ENDED", (st, b)
+
+        # refresh-token reuse: the thief's current access token stops too
+        t = expect(login(s, addr), 200)
+        stolen = t["refresh_token"]
+        thief = expect(s.request("POST", "/api/auth/refresh", {"refresh_token": stolen}), 200)
+        assert other.get("/api/members/me", thief["access_token"])[0] == 200
+        expect(s.request("POST", "/api/auth/refresh", {"refresh_token": stolen}), 401, "REFRESH_TOKEN_REUSED")
+        expect(s.request("GET", "/api/members/me", token=thief["access_token"]), 401, "SESSION_ENDED")
+        st, b = other.get("/api/members/me", thief["access_token"])
+        assert st == 401 and b["error"]["code"] == "SESSION_ENDED", (st, b)
+
+        # logout-all: every session's token, on the other instance too
+        a, b2 = expect(login(s, addr), 200), expect(login(s, addr, device="tablet"), 200)
+        assert other.get("/api/members/me", b2["access_token"])[0] == 200
+        expect(s.request("POST", "/api/auth/logout-all", None, a["access_token"]), 200)
+        st, b = other.get("/api/members/me", b2["access_token"])
+        assert st == 401 and b["error"]["code"] == "SESSION_ENDED", (st, b)
+        # a session that was not ended still works on both (the other instance trusts its
+        # cached, older session generation for up to FLASHSALE_MEMBER_CACHE_MS: wait it out)
+        live = expect(login(s, addr), 200)["access_token"]
+        expect(s.request("GET", "/api/members/me", token=live), 200)
+        time.sleep(2.5)
+        assert other.get("/api/members/me", live)[0] == 200
+    finally:
+        other.stop()
+    print("revocation: logout, refresh reuse and logout-all end access tokens at once on two instances")
 
 
 def attempt_budgets(s, spool):
@@ -395,6 +505,7 @@ def main(bindir):
         rate_limits(s, pid)
         wishlist(s, spool)
         admin(s, bindir)
+        revocation(s, spool)
         attempt_budgets(s, spool)
         outbox_outage(s, spool)
         redelivery(s, spool)
