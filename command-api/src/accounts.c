@@ -234,10 +234,60 @@ int api_session_revoked(api_ctx *a, const char *sid)
 typedef struct {
     double tokens;
     int64_t at;
+    double rate, burst; /* its own: an idle bucket is one that has refilled to its burst */
 } bucket;
 
 static pthread_mutex_t rate_lock = PTHREAD_MUTEX_INITIALIZER;
 static fs_map *buckets;
+static long rate_max_keys = 500000; /* FLASHSALE_RATE_MAX_KEYS */
+
+static double refilled(const bucket *b, int64_t now)
+{
+    double t = b->tokens + (double)(now - b->at) / 1000.0 * b->rate;
+    return t > b->burst ? b->burst : t;
+}
+
+typedef struct {
+    int64_t now;
+    int pass; /* 0: idle buckets (refilled to their burst: forgetting them changes nothing);
+               * 1: any bucket that still lets a request through (never a lockout) */
+    char (*keys)[256];
+    size_t n, cap;
+} sweep_ctx;
+
+static void sweep_pick(void *ctx, const char *key, void *v)
+{
+    sweep_ctx *s = ctx;
+    const bucket *b = v;
+    double t = refilled(b, s->now);
+    bool go = s->pass == 0 ? t >= b->burst : t >= 1.0;
+    if (go && s->n < s->cap && strlen(key) < sizeof s->keys[0])
+        snprintf(s->keys[s->n++], sizeof s->keys[0], "%s", key);
+}
+
+/* The map is full: forget idle buckets first, then those not holding a lockout, until a
+ * tenth of the room is free again. Lockouts (buckets below one token) are never forgotten:
+ * a flood of new keys cannot reset an account's failure budget. Called with rate_lock. */
+static void sweep(int64_t now)
+{
+    size_t want = (size_t)rate_max_keys / 10 + 1;
+    sweep_ctx s = {now, 0, malloc(want * sizeof *s.keys), 0, want};
+    if (!s.keys)
+        return;
+    size_t before = fs_map_size(buckets);
+    for (s.pass = 0; s.pass < 2 && s.n < want; s.pass++) {
+        size_t from = s.n;
+        fs_map_foreach(buckets, sweep_pick, &s);
+        for (size_t i = from; i < s.n; i++)
+            free(fs_map_del(buckets, s.keys[i]));
+        if (s.pass == 0 && s.n >= want)
+            break;
+    }
+    fs_log_warn("rate-limit buckets full: idle ones forgotten",
+                json_pack("{s:I,s:I,s:I}", "before", (json_int_t)before, "forgotten", (json_int_t)s.n,
+                          "max", (json_int_t)rate_max_keys));
+    free(s.keys);
+}
 
 bool api_rate_take(const char *key, double rate, double burst, bool peek, int *retry_after_s)
 {
@@ -247,9 +297,15 @@ bool api_rate_take(const char *key, double rate, double burst, bool peek, int *r
     pthread_mutex_lock(&rate_lock);
     if (!buckets)
         buckets = fs_map_new(4096);
-    if (fs_map_size(buckets) > 500000) { /* forget everything rather than grow without end */
-        fs_map_destroy_free(buckets);
-        buckets = fs_map_new(4096);
+    bool fresh = !fs_map_get(buckets, key);
+    if (fresh && fs_map_size(buckets) >= (size_t)rate_max_keys)
+        sweep(now);
+    if (fresh && fs_map_size(buckets) >= (size_t)rate_max_keys) {
+        /* every bucket holds a lockout: refuse rather than forget one */
+        pthread_mutex_unlock(&rate_lock);
+        if (retry_after_s)
+            *retry_after_s = 1;
+        return false;
     }
     bucket *b = fs_map_get(buckets, key);
     if (!b) {
@@ -262,9 +318,9 @@ bool api_rate_take(const char *key, double rate, double burst, bool peek, int *r
         b->at = now;
         fs_map_put(buckets, key, b);
     }
-    b->tokens += (double)(now - b->at) / 1000.0 * rate;
-    if (b->tokens > burst)
-        b->tokens = burst;
+    b->rate = rate;
+    b->burst = burst;
+    b->tokens = refilled(b, now);
     b->at = now;
     bool ok = b->tokens >= 1.0;
     if (ok && !peek)
@@ -498,7 +554,8 @@ int api_accounts_start(api_ctx *a, fs_err *err)
         fs_env_int("FLASHSALE_PWHASH_MEMLIMIT_MB", 64, 8, 4096, &mem_mb, err) ||
         fs_env_int("FLASHSALE_PWHASH_OPSLIMIT", 2, 1, 20, &ops, err) ||
         fs_env_int("FLASHSALE_PWHASH_CONCURRENCY", 2, 1, 64, &conc, err) ||
-        fs_env_int("FLASHSALE_MEMBER_CACHE_MS", 2000, 0, 60000, &cache_ms, err))
+        fs_env_int("FLASHSALE_MEMBER_CACHE_MS", 2000, 0, 60000, &cache_ms, err) ||
+        fs_env_int("FLASHSALE_RATE_MAX_KEYS", 500000, 10, 100000000, &rate_max_keys, err))
         return -1;
     pw_mem = (size_t)mem_mb * 1024 * 1024;
     pw_ops = (unsigned long long)ops;

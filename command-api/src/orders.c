@@ -279,10 +279,14 @@ static int checkout(fs_http_req *req, api_ctx *a, const fs_principal *who, json_
         snprintf(name, sizeof name, "items[%zu]", i);
         if (!json_is_object(it) ||
             !api_field_string(req, it, "product_id", true, INV_ID_MAX - 1, &pid, NULL) ||
-            !api_field_int(req, it, "quantity", true, 1, 1000000, &qty, NULL)) {
+            !api_field_int(req, it, "quantity", true, 1, 1000000000, &qty, NULL)) {
             avro_value_decref(&v);
             return json_is_object(it) ? 400
                                       : fs_http_error(req, 400, "INVALID_FIELD", "items: each line must be an object", NULL);
+        }
+        if (qty > INV_MAX_QUANTITY) {
+            avro_value_decref(&v);
+            return fs_http_error(req, 422, "INVALID_QUANTITY", "quantity must be at most 1000000 per line", NULL);
         }
         inv_product_view pv;
         if (!api_bus_product(a->bus, pid, &pv) && api_bus_caught_up(a->bus)) {
@@ -385,6 +389,8 @@ static int orders_create(struct mg_connection *conn, void *cb)
     json_decref(body);
     if (qty < 1)
         return fs_http_error(&req, 422, "INVALID_QUANTITY", "quantity must be at least 1", NULL);
+    if (qty > INV_MAX_QUANTITY)
+        return fs_http_error(&req, 422, "INVALID_QUANTITY", "quantity must be at most 1000000 per line", NULL);
 
     inv_product_view v;
     bool known = api_bus_product(a->bus, pid, &v);

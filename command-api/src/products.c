@@ -132,6 +132,10 @@ static bool read_product_fields(fs_http_req *req, json_t *body, inv_product_fiel
         fs_http_error(req, 400, "INVALID_FIELD", "name: must not be empty", NULL);
         return false;
     }
+    if (price > INV_MAX_PRICE) { /* so that no order amount can overflow (inv_state.h) */
+        fs_http_error(req, 422, "PRICE_TOO_HIGH", "price: at most 100000000000 per unit", NULL);
+        return false;
+    }
     if (f->has_ends && f->has_starts && f->sale_ends_at <= f->sale_starts_at) {
         fs_http_error(req, 400, "INVALID_FIELD", "sale_ends_at: must be after sale_starts_at", NULL);
         return false;

@@ -21,6 +21,10 @@
 
 #define INV_ID_MAX 64
 #define INV_NAME_MAX 256
+/* Bounds that keep every order amount (lines x quantity x unit price) inside int64: the API
+ * refuses a price or quantity above them with 422; the order saga asserts the product. */
+#define INV_MAX_PRICE 100000000000LL /* 1e11 per unit */
+#define INV_MAX_QUANTITY 1000000     /* per line */
 #define INV_DESC_MAX 2048
 
 /* Same order as the symbols of flashsale.inventory.RejectReason. */

@@ -175,6 +175,10 @@ def scenario_bad_input(bindir):
             (s.request("POST", "/api/orders", {"product_id": pid, "quantity": 0}, tok), 422, "INVALID_QUANTITY"),
             (s.request("POST", "/api/orders", {"product_id": pid, "quantity": -3}, tok), 422, "INVALID_QUANTITY"),
             (s.request("POST", "/api/orders", {"product_id": pid, "quantity": 3}, tok), 422, "INVALID_QUANTITY"),
+            # bounds that keep every order amount inside int64 (price 1e11, quantity 1e6)
+            (s.request("POST", "/api/orders", {"items": [{"product_id": pid, "quantity": 1000001}]}, tok), 422, "INVALID_QUANTITY"),
+            (s.request("POST", "/api/products", {"name": "x", "price": 100000000001, "stock": 1, "sale_starts_at": 0}, s.admin), 422, "PRICE_TOO_HIGH"),
+            (s.request("POST", "/api/products", {"name": "x\r\nBcc: all", "price": 1, "stock": 1, "sale_starts_at": 0}, s.admin), 400, "INVALID_FIELD"),
             (s.request("POST", "/api/orders", raw=b'{"product_id":"' + b"x" * 20000 + b'"}', headers=dict(J, Authorization="Bearer " + tok)), 413, "BODY_TOO_LARGE"),
             (s.request("POST", "/api/orders", raw=b'{"product_id":"a","quantity":1}', headers={"Content-Type": "text/plain", "Authorization": "Bearer " + tok}), 415, "UNSUPPORTED_MEDIA_TYPE"),
             (s.request("POST", "/api/orders", {"product_id": pid, "quantity": 1}), 401, "UNAUTHENTICATED"),

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -374,9 +375,10 @@ class SecondAPI:
     """Another flashsale-api instance on the same stores (reached directly), to show that an
     ended session ends on every instance at once, not when a cache expires."""
 
-    def __init__(self, s):
+    def __init__(self, s, env_extra=None):
         self.port = free_port()
         env = dict(os.environ, FLASHSALE_HTTP_PORT=str(self.port), **API_ENV)
+        env.update(env_extra or {})
         log = open(os.path.join(s.logdir, "test-api-2.log"), "ab")
         self.proc = subprocess.Popen([os.path.join(s.bindir, "command-api", "flashsale-api")], env=env,
                                      stdout=log, stderr=log)
@@ -389,6 +391,14 @@ class SecondAPI:
                 pass
             assert time.time() < deadline and self.proc.poll() is None, "second API did not start"
             time.sleep(0.2)
+
+    def post(self, path, body):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        out = r.read()
+        c.close()
+        return r.status, json.loads(out) if out else None
 
     def get(self, path, token):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -446,6 +456,27 @@ def revocation(s, spool):
     finally:
         other.stop()
     print("revocation: logout, refresh reuse and logout-all end access tokens at once on two instances")
+
+
+def lockouts_kept(s):
+    """The rate-limit map is bounded (here 50 keys) by forgetting idle and unlocked buckets,
+    never a lockout: 120 failed logins for other addresses do not reset a locked account
+    (before, the whole map was wiped when full, every lockout with it)."""
+    addr = "locked.out@example.com"
+    expect(signup(s, addr), 201)
+    other = SecondAPI(s, {"FLASHSALE_RATE_MAX_KEYS": "50"})
+    try:
+        sts = [other.post("/api/auth/login", {"email": addr, "password": "wrong password 12"})[0] for _ in range(6)]
+        assert sts == [401] * 5 + [429], sts
+        flood = parallel(8, lambda: [other.post("/api/auth/login", {"email": "nobody-%s@example.com" % uuid.uuid4().hex[:8],
+                                                                      "password": "wrong password 12"})[0]
+                                     for _ in range(15)])
+        assert all(st == 401 for batch in flood for st in batch), flood
+        st, b = other.post("/api/auth/login", {"email": addr, "password": PASSWORD})
+        assert st == 429 and b["error"]["code"] == "RATE_LIMITED", (st, b)
+    finally:
+        other.stop()
+    print("rate limits: 120 other keys through a 50-key map; the locked account stays locked")
 
 
 def attempt_budgets(s, spool):
@@ -507,6 +538,7 @@ def main(bindir):
         admin(s, bindir)
         revocation(s, spool)
         attempt_budgets(s, spool)
+        lockouts_kept(s)
         outbox_outage(s, spool)
         redelivery(s, spool)
 

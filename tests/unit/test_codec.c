@@ -63,9 +63,13 @@ static void test_every_schema_round_trips(void **state)
         fs_err err = {0};
         if (fs_codec_decode(c, buf, len, &got, &out, &err))
             fail_msg("%s: %s", fs_schema_fullname(s), err.msg);
-        assert_ptr_equal(got, s);
-        if (!avro_value_equal(&v, &out))
-            fail_msg("%s: decoded value differs", fs_schema_fullname(s));
+        if (fs_schema_is_reader(s)) {
+            assert_ptr_equal(got, s);
+            if (!avro_value_equal(&v, &out))
+                fail_msg("%s: decoded value differs", fs_schema_fullname(s));
+        } else { /* an older writer version (Name.vN.avsc): read as today's reader */
+            assert_ptr_equal(got, fs_codec_reader(c, fs_schema_fullname(s)));
+        }
         avro_value_decref(&out);
         avro_value_decref(&v);
         free(buf);
