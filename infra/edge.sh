@@ -25,7 +25,12 @@
 #   FLASHSALE_EDGE_KEEPALIVE_S      idle client connections are closed after (15)
 #   FLASHSALE_EDGE_MAX_BODY         largest request body (16k, the API's own limit)
 #   FLASHSALE_EDGE_UPSTREAM_KEEPALIVE idle connections to the API kept per worker (16)
-#   FLASHSALE_EDGE_WORKERS          worker processes (auto: one per core)
+#   FLASHSALE_EDGE_WORKERS          worker processes (2). civetweb gives every connection a
+#                                   thread, idle kept-alive ones too: keep workers x keepalive
+#                                   well below the API's FLASHSALE_HTTP_THREADS (128 under
+#                                   make run); edge.sh refuses more than half of it when
+#                                   FLASHSALE_HTTP_THREADS is set
+#   The upstream idle timeout is 50 s: the API's keep-alive must be longer (make run: 60 s).
 #   FLASHSALE_EDGE_METRICS_ALLOW    addresses or CIDRs that may read /metrics, space or comma
 #                                   separated ("127.0.0.0/8 ::1": loopback)
 #   FLASHSALE_WEB_ROOT              static files served before the API is asked (web/)
@@ -67,10 +72,12 @@ render() {
   st=$(int_setting FLASHSALE_EDGE_SEND_TIMEOUT_S 10)
   ka=$(int_setting FLASHSALE_EDGE_KEEPALIVE_S 15)
   upka=$(int_setting FLASHSALE_EDGE_UPSTREAM_KEEPALIVE 16)
+  if [ -n "${FLASHSALE_HTTP_THREADS:-}" ] && [ $((workers * upka * 2)) -gt "$FLASHSALE_HTTP_THREADS" ]; then
+    fs_die "FLASHSALE_EDGE_WORKERS x FLASHSALE_EDGE_UPSTREAM_KEEPALIVE ($workers x $upka) idle connections would hold more than half of the API's $FLASHSALE_HTTP_THREADS threads"
+  fi
   body=${FLASHSALE_EDGE_MAX_BODY:-16k}
   [[ "$body" =~ ^[0-9]+[kKmM]?$ ]] || fs_die "FLASHSALE_EDGE_MAX_BODY=\"$body\": expected a size such as 16k"
-  workers=${FLASHSALE_EDGE_WORKERS:-auto}
-  [[ "$workers" =~ ^([0-9]+|auto)$ ]] || fs_die "FLASHSALE_EDGE_WORKERS=\"$workers\": expected a number or auto"
+  workers=$(int_setting FLASHSALE_EDGE_WORKERS 2)
   # descriptors: a proxied request holds two (client and API side), both counted in
   # worker_connections; the limit is the hard one we have (raising it needs privileges)
   nofile=$(ulimit -Hn 2>/dev/null || echo 65536)
@@ -102,7 +109,7 @@ render() {
       -e "s|@WORKER_CONNECTIONS@|$wc|" -e "s|@DIR@|$DIR|g" -e "s|@LOGS@|$LOGS|g" \
       -e "s|@HEADER_TIMEOUT@|$ht|" -e "s|@BODY_TIMEOUT@|$bt|" -e "s|@SEND_TIMEOUT@|$st|" \
       -e "s|@KEEPALIVE_TIMEOUT@|$ka|" -e "s|@MAX_BODY@|$body|g" -e "s|@RATE_PER_ADDR@|$rate|" \
-      -e "s|@API@|$API_ADDR:$API_PORT|" -e "s|@UPSTREAM_KEEPALIVE@|$upka|" -e "s|@UPSTREAM_IDLE@|60|" \
+      -e "s|@API@|$API_ADDR:$API_PORT|" -e "s|@UPSTREAM_KEEPALIVE@|$upka|" -e "s|@UPSTREAM_IDLE@|50|" \
       -e "s|@LISTEN@|$listen|" -e "s|@BACKLOG@|$somax|" -e "s|@CONN_PER_ADDR@|$conn|g" \
       -e "s|@BURST_PER_ADDR@|$burst|g" -e "s|@WEB_ROOT@|$WEB_ROOT|" \
       -e "s|@ACCESS_LOG@|$alog|" -e "s|@ACCESS_LOG_BUFFER@|$abuf|" -e "s|@ERROR_LOG@|$elog|" \

@@ -240,7 +240,7 @@ ENV
 }
 
 # ---- the edge ---------------------------------------------------------------------------
-edge() { FLASHSALE_EDGE_DIR="$RUN/edge" FLASHSALE_EDGE_LOG_DIR="$RUN/logs" FLASHSALE_EDGE_PORT="$HTTP_PORT" \
+edge() { FLASHSALE_EDGE_DIR="$RUN/edge" FLASHSALE_EDGE_LOG_DIR="$RUN/logs" FLASHSALE_EDGE_PORT="$HTTP_PORT" FLASHSALE_HTTP_THREADS="$API_THREADS" \
          FLASHSALE_API_PORT="$API_PORT" "$here/edge.sh" "$@"; }
 
 # ---- services ---------------------------------------------------------------------------

@@ -250,8 +250,9 @@ static double refilled(const bucket *b, int64_t now)
 typedef struct {
     int64_t now;
     int pass; /* 0: idle buckets (refilled to their burst: forgetting them changes nothing);
-               * 1: any bucket that still lets a request through (never a lockout) */
-    char (*keys)[256];
+               * 1: at most one token used (forgetting gives back at most one attempt);
+               * 2: any bucket that still lets a request through (never a lockout) */
+    char **keys;
     size_t n, cap;
 } sweep_ctx;
 
@@ -260,29 +261,37 @@ static void sweep_pick(void *ctx, const char *key, void *v)
     sweep_ctx *s = ctx;
     const bucket *b = v;
     double t = refilled(b, s->now);
-    bool go = s->pass == 0 ? t >= b->burst : t >= 1.0;
-    if (go && s->n < s->cap && strlen(key) < sizeof s->keys[0])
-        snprintf(s->keys[s->n++], sizeof s->keys[0], "%s", key);
+    bool go = s->pass == 0 ? t >= b->burst : s->pass == 1 ? t >= b->burst - 1.0 : t >= 1.0;
+    if (go && s->n < s->cap && (s->keys[s->n] = strdup(key)))
+        s->n++;
 }
 
-/* The map is full: forget idle buckets first, then those not holding a lockout, until a
- * tenth of the room is free again. Lockouts (buckets below one token) are never forgotten:
- * a flood of new keys cannot reset an account's failure budget. Called with rate_lock. */
+static int64_t last_fruitless_sweep = -1000000;
+
+/* The map is full: forget idle buckets first, then those with at most one token used, then
+ * those not holding a lockout, until a tenth of the room is free. A lockout (a bucket below
+ * one token) is never forgotten, so a flood of new keys cannot unlock an account. A sweep
+ * that frees nothing is not tried again for a second (each would walk the whole map).
+ * Called with rate_lock. */
 static void sweep(int64_t now)
 {
+    if (now - last_fruitless_sweep < 1000)
+        return;
     size_t want = (size_t)rate_max_keys / 10 + 1;
     sweep_ctx s = {now, 0, malloc(want * sizeof *s.keys), 0, want};
     if (!s.keys)
         return;
     size_t before = fs_map_size(buckets);
-    for (s.pass = 0; s.pass < 2 && s.n < want; s.pass++) {
+    for (s.pass = 0; s.pass < 3 && s.n < want; s.pass++) {
         size_t from = s.n;
         fs_map_foreach(buckets, sweep_pick, &s);
-        for (size_t i = from; i < s.n; i++)
-            free(fs_map_del(buckets, s.keys[i]));
-        if (s.pass == 0 && s.n >= want)
-            break;
+        for (size_t k = from; k < s.n; k++)
+            free(fs_map_del(buckets, s.keys[k]));
     }
+    for (size_t k = 0; k < s.n; k++)
+        free(s.keys[k]);
+    if (!s.n)
+        last_fruitless_sweep = now;
     fs_log_warn("rate-limit buckets full: idle ones forgotten",
                 json_pack("{s:I,s:I,s:I}", "before", (json_int_t)before, "forgotten", (json_int_t)s.n,
                           "max", (json_int_t)rate_max_keys));

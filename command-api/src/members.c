@@ -297,7 +297,7 @@ static int verify(fs_http_req *req, api_ctx *a)
     char maxs[24];
     snprintf(maxs, sizeof maxs, "%ld", a->code_max_attempts);
     PGresult *r = q(c,
-                    "WITH m AS (SELECT member_id, status FROM members WHERE email = $1),"
+                    "WITH m AS (SELECT member_id, status FROM members WHERE email = $1 FOR UPDATE),"
                     " v AS (UPDATE verification_codes SET attempts = attempts + 1"
                     "       WHERE member_id = (SELECT member_id FROM m) AND attempts < $2::int"
                     "         AND (SELECT status FROM m) = 'UNVERIFIED'"
@@ -503,9 +503,9 @@ static int password_budget(fs_http_req *req, api_ctx *a, const char *email, char
 
 /* Sessions ended by one request: their ids, told to every API instance after the commit. */
 typedef struct {
-    char sid[16][64]; /* session ids (UUIDv7 text; room for any stored id) */
+    char sid[64][64]; /* session ids (UUIDv7 text; room for any stored id) */
     int n;
-    long ended; /* may exceed n: only the first 16 are named; the generation bump covers all */
+    long ended; /* may exceed n: only the first 64 are named; the generation bump covers all */
 } ended_sessions;
 
 /* Ends sessions (all of the member's, or one) and, for all, bumps the generation so that
@@ -524,7 +524,7 @@ static bool end_sessions(PGconn *c, const char *member_id, const char *sid, cons
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     out->n = 0;
     out->ended = ok ? PQntuples(r) : 0;
-    for (int i = 0; ok && i < PQntuples(r) && out->n < 16; i++)
+    for (int i = 0; ok && i < PQntuples(r) && out->n < 64; i++)
         snprintf(out->sid[out->n++], sizeof out->sid[0], "%s", PQgetvalue(r, i, 0));
     PQclear(r);
     if (ok && !sid) {
@@ -540,7 +540,7 @@ static bool end_sessions(PGconn *c, const char *member_id, const char *sid, cons
  * (accounts.h, api_sessions_revoke). false when Redis could not be told. */
 static bool revoke_everywhere(api_ctx *a, const ended_sessions *e)
 {
-    const char *ids[16];
+    const char *ids[64];
     for (int i = 0; i < e->n; i++)
         ids[i] = e->sid[i];
     return api_sessions_revoke(a, ids, e->n) == 0;
@@ -734,6 +734,9 @@ static int me_delete(fs_http_req *req, api_ctx *a, const fs_principal *who)
     PGresult *vc = q(c, "DELETE FROM verification_codes WHERE member_id = $1", 1, (const char *[]){who->sub});
     /* the member's messages not yet relayed (codes, addresses, profile changes) go with the
      * data; only the deletion itself (added below) is still to be told */
+    /* (the relay may hold these rows for up to its 10 s flush during a broker outage: wait
+     * for it rather than fail on the 5 s statement timeout) */
+    PQclear(PQexec(c, "SET LOCAL statement_timeout = '20s'"));
     PGresult *ob = q(c, "DELETE FROM outbox WHERE key = $1", 1, (const char *[]){who->sub});
     good = ok_res(r) && ok_res(w) && ok_res(vc) && ok_res(ob);
     PQclear(r);
@@ -780,7 +783,10 @@ int api_members_route(struct mg_connection *conn, void *cb)
     fs_principal who;
     if (!api_auth(&req, a, NULL, &who))
         return 401;
-    int gated = strcmp(m, "GET") ? api_write_gate(&req, a, &who) : 0;
+    /* profile changes draw on the write budget; a password change and a deletion are bounded
+     * by the password-failure budget instead, so that a stolen token spending the write
+     * budget can never stop the owner from changing the password */
+    int gated = !strcmp(m, "PATCH") ? api_write_gate(&req, a, &who) : 0;
     if (gated)
         return gated;
     if (pw)
@@ -874,8 +880,9 @@ static int login(fs_http_req *req, api_ctx *a)
     }
     fs_err err = {0};
     PGconn *c = api_pg(a, &err);
-    if (!c) {
+    if (!c) { /* not judged: the attempt does not count */
         json_decref(body);
+        api_rate_refund(rk_acct, (double)a->rate_login_account);
         return unavailable(req, NULL, "login");
     }
     PGresult *r = q(c,
@@ -885,6 +892,7 @@ static int login(fs_http_req *req, api_ctx *a)
     if (!ok_res(r)) {
         PQclear(r);
         json_decref(body);
+        api_rate_refund(rk_acct, (double)a->rate_login_account);
         return unavailable(req, c, "login");
     }
     bool found = PQntuples(r) == 1;
@@ -1018,9 +1026,8 @@ int api_auth_route(struct mg_connection *conn, void *cb)
         return 401;
     if (!who.sid[0])
         return fs_http_error(&req, 400, "NOT_A_SESSION", "this token does not belong to a login session", NULL);
-    int gated = api_write_gate(&req, a, &who);
-    if (gated)
-        return gated;
+    /* (no write budget: ending sessions must always be possible, also while someone with a
+     * stolen token spends the budget) */
     fs_err err = {0};
     PGconn *c = api_pg(a, &err);
     if (!c)
@@ -1038,7 +1045,7 @@ int api_auth_route(struct mg_connection *conn, void *cb)
     bool named = false;
     for (int i = 0; i < ended.n; i++)
         named |= !strcmp(ended.sid[i], who.sid);
-    if (!named && ended.n < 16)
+    if (!named && ended.n < 64)
         snprintf(ended.sid[ended.n++], sizeof ended.sid[0], "%s", who.sid);
     if (!revoke_everywhere(a, &ended))
         return fs_http_error(&req, 503, "UNAVAILABLE",

@@ -41,9 +41,10 @@ int fs_mail_header_value(const char *in, char *out, size_t outlen)
     size_t at = 0;
     if (plain)
         return put(out, outlen, &at, in, n) ? 0 : (out[0] = '\0', -1);
-    /* 45 bytes of text -> 60 of base64 + 12 of "=?UTF-8?B?" "?=" = 72 <= 75; never split a
+    /* 39 bytes of text -> 52 of base64 + 12 of "=?UTF-8?B?" "?=" = 64, so that even the first
+     * line ("Subject: " + a word) stays within 76 characters; never split a
      * UTF-8 sequence across words */
-    unsigned char word[48];
+    unsigned char word[40];
     size_t i = 0;
     while (i < n) {
         size_t w = 0;
@@ -52,7 +53,7 @@ int fs_mail_header_value(const char *in, char *out, size_t outlen)
             size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 1;
             if (i + len > n)
                 len = n - i;
-            if (w + len > 45)
+            if (w + len > 39)
                 break;
             for (size_t k = 0; k < len; k++) {
                 unsigned char b = (unsigned char)in[i + k];

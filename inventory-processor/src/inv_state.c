@@ -203,7 +203,9 @@ inv_outcome inv_decide(const inv_state *s, const inv_command *c, inv_event *e)
         if (!p)
             return reject_reserve(c, e, INV_R_UNKNOWN_PRODUCT, 0);
         int32_t avail = p->v.available;
-        if (c->quantity < 1 || !c->order_id[0] || !c->member_id[0])
+        /* (the bounds keep every order amount inside int64, whatever defined the product) */
+        if (c->quantity < 1 || c->quantity > INV_MAX_QUANTITY || p->v.f.price > INV_MAX_PRICE ||
+            !c->order_id[0] || !c->member_id[0])
             return reject_reserve(c, e, INV_R_INVALID, avail);
         if (c->requested_at < p->v.f.sale_starts_at ||
             (p->v.f.sale_ends_at && c->requested_at >= p->v.f.sale_ends_at))

@@ -22,7 +22,9 @@
 #define INV_ID_MAX 64
 #define INV_NAME_MAX 256
 /* Bounds that keep every order amount (lines x quantity x unit price) inside int64: the API
- * refuses a price or quantity above them with 422; the order saga asserts the product. */
+ * refuses a price or quantity above them with 422, the processor refuses to reserve beyond
+ * them (INVALID: also for a product priced higher before the bound existed), and the order
+ * saga asserts at compile time that the product of the bounds fits. */
 #define INV_MAX_PRICE 100000000000LL /* 1e11 per unit */
 #define INV_MAX_QUANTITY 1000000     /* per line */
 #define INV_DESC_MAX 2048

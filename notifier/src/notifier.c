@@ -70,7 +70,7 @@ static const char *param(const note *n, const char *k)
 
 static char *render(const notifier *nf, const note *n)
 {
-    char subject[200], body[2048];
+    char subject[512], body[2048]; /* (room for a whole product name: never cut inside a character) */
     if (!strcmp(n->kind, "VERIFY_EMAIL")) {
         snprintf(subject, sizeof subject, "Your flashsale verification code: %s", param(n, "code"));
         snprintf(body, sizeof body,

@@ -359,7 +359,8 @@ static int on_inventory_outcome(saga *s, fs_txn_loop *loop, int32_t part, const 
         for (int i = 0; i < o->nlines; i++)
             if (o->lines[i].state != LINE_RESERVED)
                 return line_update(s, loop, part, o, at, err); /* lines still pending */
-        /* no overflow: the API bounds price and quantity (inv_state.h) */
+        /* no overflow: every reserved line has quantity <= INV_MAX_QUANTITY and unit price
+         * <= INV_MAX_PRICE (the processor refuses others; inv_state.h) */
         _Static_assert(INT64_MAX / ORD_MAX_LINES / INV_MAX_QUANTITY >= INV_MAX_PRICE,
                        "an order amount could overflow int64");
         o->amount = 0;

@@ -17,6 +17,7 @@ as `make run` sizes it (128 threads). Client addresses are loopback addresses of
   access-log line; bodies over the limit refused by the edge (413 BODY_TOO_LARGE); /metrics
   only for the configured addresses; the API away: 502 UPSTREAM_UNAVAILABLE, not a hang.
 Usage: test_edge.py BUILD_DIR"""
+import http.client
 import json
 import os
 import select
@@ -217,17 +218,16 @@ def test_client_addresses_and_limits(bindir):
 
 
 def test_member_write_budget(bindir):
-    """One token cannot occupy the server with writes: profile, password and order actions
+    """One token cannot occupy the server with writes: profile changes and order actions
     share one bucket per subject (here 1/s, burst 5), whatever address they come from."""
     api_env = dict(MAKE_RUN_API, FLASHSALE_RATE_MEMBER_WRITE_PER_S="1", FLASHSALE_RATE_MEMBER_WRITE_BURST="5")
     with System(bindir, processors=(), api_env=api_env) as s:
         catalogue(s)
         _, tok = s.member()
         calls = [("PATCH", "/api/members/me", {"name": "x"}),
-                 ("PUT", "/api/members/me/password", {"old_password": "a" * 12, "new_password": "b" * 12}),
                  ("POST", "/api/orders/%s/cancel" % uuid.uuid4(), {})]
         sts = [s.request(m, p, b, tok, source=client_addr(i))[0] for i, (m, p, b) in
-               enumerate(calls[i % 3] for i in range(12))]
+               enumerate(calls[i % 2] for i in range(12))]
         assert 429 not in sts[:5] and sts[5:].count(429) >= 6, sts
         st, hdr, out = s.request("PATCH", "/api/members/me", {"name": "x"}, tok)
         assert st == 429 and out["error"]["code"] == "RATE_LIMITED" and int(hdr["Retry-After"]) >= 1, (st, out)
@@ -241,7 +241,13 @@ def test_request_ids_logs_and_errors(bindir):
     with System(bindir, processors=(), api_env=MAKE_RUN_API) as s:
         st, hdr, out = s.request("GET", "/api/nothing-here", headers={"X-Request-Id": "edge-test-42"})
         assert st == 404 and hdr["X-Request-Id"] == "edge-test-42" and out["error"]["request_id"] == "edge-test-42"
-        assert list(hdr).count("X-Request-Id") == 1
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+        c.request("GET", "/api/nothing-here", headers={"X-Request-Id": "edge-test-43"})
+        r = c.getresponse()
+        r.read()
+        ids = r.msg.get_all("X-Request-Id")
+        c.close()
+        assert ids == ["edge-test-43"], ids  # once: the edge's, not the API's as well
         st, hdr, out = s.request("GET", "/api/nothing-here", headers={"X-Request-Id": "bad id with spaces"})
         rid = hdr["X-Request-Id"]
         assert st == 404 and rid != "bad id with spaces" and out["error"]["request_id"] == rid, (hdr, out)

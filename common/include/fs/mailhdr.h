@@ -1,7 +1,7 @@
 /* Mail header values that cannot inject headers.
  *
  * A value made only of printable ASCII is kept as it is. Anything else (UTF-8 text such as
- * a Korean product name) becomes RFC 2047 encoded-words, "=?UTF-8?B?...?=", at most 75
+ * a Korean product name) becomes RFC 2047 encoded-words, "=?UTF-8?B?...?=", at most 64
  * characters each, folded onto continuation lines; control characters (CR and LF among them)
  * are replaced by spaces first, so no value can end its header line or start another. */
 #ifndef FS_MAILHDR_H
