@@ -72,12 +72,12 @@ render() {
   st=$(int_setting FLASHSALE_EDGE_SEND_TIMEOUT_S 10)
   ka=$(int_setting FLASHSALE_EDGE_KEEPALIVE_S 15)
   upka=$(int_setting FLASHSALE_EDGE_UPSTREAM_KEEPALIVE 16)
-  if [ -n "${FLASHSALE_HTTP_THREADS:-}" ] && [ $((workers * upka * 2)) -gt "$FLASHSALE_HTTP_THREADS" ]; then
-    fs_die "FLASHSALE_EDGE_WORKERS x FLASHSALE_EDGE_UPSTREAM_KEEPALIVE ($workers x $upka) idle connections would hold more than half of the API's $FLASHSALE_HTTP_THREADS threads"
-  fi
   body=${FLASHSALE_EDGE_MAX_BODY:-16k}
   [[ "$body" =~ ^[0-9]+[kKmM]?$ ]] || fs_die "FLASHSALE_EDGE_MAX_BODY=\"$body\": expected a size such as 16k"
   workers=$(int_setting FLASHSALE_EDGE_WORKERS 2)
+  if [ -n "${FLASHSALE_HTTP_THREADS:-}" ] && [ $((workers * upka * 2)) -gt "$FLASHSALE_HTTP_THREADS" ]; then
+    fs_die "FLASHSALE_EDGE_WORKERS x FLASHSALE_EDGE_UPSTREAM_KEEPALIVE ($workers x $upka) idle connections would hold more than half of the API's $FLASHSALE_HTTP_THREADS threads"
+  fi
   # descriptors: a proxied request holds two (client and API side), both counted in
   # worker_connections; the limit is the hard one we have (raising it needs privileges)
   nofile=$(ulimit -Hn 2>/dev/null || echo 65536)
