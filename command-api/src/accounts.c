@@ -261,7 +261,8 @@ static void sweep_pick(void *ctx, const char *key, void *v)
     sweep_ctx *s = ctx;
     const bucket *b = v;
     double t = refilled(b, s->now);
-    bool go = s->pass == 0 ? t >= b->burst : s->pass == 1 ? t >= b->burst - 1.0 : t >= 1.0;
+    /* a lockout (below one token) is never picked, whatever its burst */
+    bool go = t >= 1.0 && (s->pass == 0 ? t >= b->burst : s->pass == 1 ? t >= b->burst - 1.0 : true);
     if (go && s->n < s->cap && (s->keys[s->n] = strdup(key)))
         s->n++;
 }
