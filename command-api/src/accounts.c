@@ -307,17 +307,16 @@ bool api_rate_take(const char *key, double rate, double burst, bool peek, int *r
     pthread_mutex_lock(&rate_lock);
     if (!buckets)
         buckets = fs_map_new(4096);
-    bool fresh = !fs_map_get(buckets, key);
-    if (fresh && fs_map_size(buckets) >= (size_t)rate_max_keys)
+    bucket *b = fs_map_get(buckets, key);
+    if (!b && fs_map_size(buckets) >= (size_t)rate_max_keys)
         sweep(now);
-    if (fresh && fs_map_size(buckets) >= (size_t)rate_max_keys) {
+    if (!b && fs_map_size(buckets) >= (size_t)rate_max_keys) {
         /* every bucket holds a lockout: refuse rather than forget one */
         pthread_mutex_unlock(&rate_lock);
         if (retry_after_s)
             *retry_after_s = 1;
         return false;
     }
-    bucket *b = fs_map_get(buckets, key);
     if (!b) {
         b = malloc(sizeof *b);
         if (!b) {
@@ -341,12 +340,12 @@ bool api_rate_take(const char *key, double rate, double burst, bool peek, int *r
     return ok;
 }
 
-void api_rate_refund(const char *key, double burst)
+void api_rate_refund(const char *key)
 {
     pthread_mutex_lock(&rate_lock);
     bucket *b = buckets ? fs_map_get(buckets, key) : NULL;
-    if (b && (b->tokens += 1.0) > burst)
-        b->tokens = burst;
+    if (b && (b->tokens += 1.0) > b->burst)
+        b->tokens = b->burst;
     pthread_mutex_unlock(&rate_lock);
 }
 

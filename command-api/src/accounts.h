@@ -43,7 +43,7 @@ bool api_rate_take(const char *key, double rate, double burst, bool peek, int *r
 /* Sends 429 + Retry-After. */
 /* Gives back the token an attempt took (a password check that succeeded does not count
  * against the failure budget it was charged to before it was judged). */
-void api_rate_refund(const char *key, double burst);
+void api_rate_refund(const char *key);
 int api_rate_limited(fs_http_req *req, int retry_after_s, const char *what);
 /* The client's address: the peer, or X-Forwarded-For from a trusted proxy (http.h). */
 const char *api_client_ip(fs_http_req *req);

@@ -13,8 +13,8 @@
  * hex characters), FLASHSALE_PG_POOL_SIZE (16: PostgreSQL connections shared by all worker
  * threads), FLASHSALE_PG_POOL_WAIT_MS (1000: a request waits this long for one, then 503),
  * FLASHSALE_PG_STATEMENT_TIMEOUT_MS (5000), FLASHSALE_TRUSTED_PROXIES (none: peers whose
- * X-Forwarded-For names the client, e.g. the edge's 127.0.0.1; fs/netaddr.h), session and rate-limit settings (README), plus the
- * common settings. */
+ * X-Forwarded-For names the client, e.g. the edge's 127.0.0.1; fs/netaddr.h), session and
+ * rate-limit settings (README), plus the common settings. */
 #include "accounts.h"
 #include "readmodel.h"
 #include "api.h"

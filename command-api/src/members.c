@@ -491,13 +491,14 @@ static json_t *me_json(PGresult *r, const char *id)
 /* The account's password-failure budget (shared by login, password change and deletion,
  * keyed by the e-mail address), charged before a password is judged; the caller refunds it
  * when the password was right. Returns 0, or -1 with 429 sent. */
-static int password_budget(fs_http_req *req, api_ctx *a, const char *email, char *rk, size_t rklen)
+static int password_budget(fs_http_req *req, api_ctx *a, const char *email, const char *what, char *rk,
+                           size_t rklen)
 {
     int retry;
     snprintf(rk, rklen, "login-fail|%s", email);
     if (api_rate_take(rk, a->rate_login_account / 60.0, (double)a->rate_login_account, false, &retry))
         return 0;
-    api_rate_limited(req, retry, "failed password checks for this account");
+    api_rate_limited(req, retry, what);
     return -1;
 }
 
@@ -567,7 +568,7 @@ static int password_change(fs_http_req *req, api_ctx *a, const fs_principal *who
     char email[256], hash[128], rk[300];
     snprintf(email, sizeof email, "%s", PQgetvalue(r, 0, 0));
     api_pg_release(); /* not held through argon2 */
-    if (password_budget(req, a, email, rk, sizeof rk)) {
+    if (password_budget(req, a, email, "failed password checks for this account", rk, sizeof rk)) {
         PQclear(r);
         json_decref(body);
         return 429;
@@ -578,7 +579,7 @@ static int password_change(fs_http_req *req, api_ctx *a, const fs_principal *who
         json_decref(body);
         return fs_http_error(req, 401, "WRONG_PASSWORD", "the old password is wrong", NULL);
     }
-    api_rate_refund(rk, (double)a->rate_login_account);
+    api_rate_refund(rk);
     const char *why = password_problem(new_pw, email);
     if (why) {
         json_decref(body);
@@ -711,7 +712,7 @@ static int me_delete(fs_http_req *req, api_ctx *a, const fs_principal *who)
     }
     api_pg_release(); /* not held through argon2 */
     char rk[300];
-    if (password_budget(req, a, PQgetvalue(r, 0, 0), rk, sizeof rk)) {
+    if (password_budget(req, a, PQgetvalue(r, 0, 0), "failed password checks for this account", rk, sizeof rk)) {
         PQclear(r);
         json_decref(body);
         return 429;
@@ -721,7 +722,7 @@ static int me_delete(fs_http_req *req, api_ctx *a, const fs_principal *who)
     json_decref(body);
     if (!good)
         return fs_http_error(req, 401, "WRONG_PASSWORD", "the password is wrong", NULL);
-    api_rate_refund(rk, (double)a->rate_login_account);
+    api_rate_refund(rk);
     fs_err err = {0};
     if (!(c = api_pg(a, &err)) || !begin(c))
         return unavailable(req, c, "delete");
@@ -733,9 +734,9 @@ static int me_delete(fs_http_req *req, api_ctx *a, const fs_principal *who)
     PGresult *w = q(c, "DELETE FROM wishlist WHERE member_id = $1", 1, (const char *[]){who->sub});
     PGresult *vc = q(c, "DELETE FROM verification_codes WHERE member_id = $1", 1, (const char *[]){who->sub});
     /* the member's messages not yet relayed (codes, addresses, profile changes) go with the
-     * data; only the deletion itself (added below) is still to be told */
-    /* (the relay may hold these rows for up to its 10 s flush during a broker outage: wait
-     * for it rather than fail on the 5 s statement timeout) */
+     * data; only the deletion itself (added below) is still to be told. The relay may hold
+     * these rows for up to its 10 s flush during a broker outage: wait for it rather than
+     * fail on the 5 s statement timeout. */
     PQclear(PQexec(c, "SET LOCAL statement_timeout = '20s'"));
     PGresult *ob = q(c, "DELETE FROM outbox WHERE key = $1", 1, (const char *[]){who->sub});
     good = ok_res(r) && ok_res(w) && ok_res(vc) && ok_res(ob);
@@ -873,16 +874,15 @@ static int login(fs_http_req *req, api_ctx *a)
         snprintf(email, sizeof email, "%.200s", email_in);
     /* The failure budget is charged BEFORE the password is judged and given back when it was
      * right: parallel wrong attempts cannot all pass a check made before any was counted. */
-    snprintf(rk_acct, sizeof rk_acct, "login-fail|%s", email);
-    if (!api_rate_take(rk_acct, a->rate_login_account / 60.0, (double)a->rate_login_account, false, &retry)) {
+    if (password_budget(req, a, email, "failed logins for this account", rk_acct, sizeof rk_acct)) {
         json_decref(body);
-        return api_rate_limited(req, retry, "failed logins for this account");
+        return 429;
     }
     fs_err err = {0};
     PGconn *c = api_pg(a, &err);
     if (!c) { /* not judged: the attempt does not count */
         json_decref(body);
-        api_rate_refund(rk_acct, (double)a->rate_login_account);
+        api_rate_refund(rk_acct);
         return unavailable(req, NULL, "login");
     }
     PGresult *r = q(c,
@@ -892,7 +892,7 @@ static int login(fs_http_req *req, api_ctx *a)
     if (!ok_res(r)) {
         PQclear(r);
         json_decref(body);
-        api_rate_refund(rk_acct, (double)a->rate_login_account);
+        api_rate_refund(rk_acct);
         return unavailable(req, c, "login");
     }
     bool found = PQntuples(r) == 1;
@@ -903,7 +903,7 @@ static int login(fs_http_req *req, api_ctx *a)
         PQclear(r);
         return fs_http_error(req, 401, "INVALID_CREDENTIALS", "wrong e-mail address or password", NULL);
     }
-    api_rate_refund(rk_acct, (double)a->rate_login_account);
+    api_rate_refund(rk_acct);
     char member[64], role[16], status[16], sid[FS_UUID_STR_LEN + 1], refresh[48], ttl[24];
     snprintf(member, sizeof member, "%s", PQgetvalue(r, 0, 0));
     snprintf(role, sizeof role, "%s", PQgetvalue(r, 0, 2));

@@ -587,7 +587,6 @@ static fs_map *expected_orders(audit_ctx *a)
     return m;
 }
 
-/* Compares a store's next offsets with what the audit read: -1 behind, 0 equal, 1 ahead. */
 /* A read model's stored offset against what the audit read: -1 behind, 1 ahead, 0 equal.
  * `seen` (MAX_PARTITIONS per topic: inventory.events, then orders.events) marks the
  * partitions the model holds an offset for. */

@@ -109,8 +109,7 @@ class System:
 
     def kafka(self, action):
         """Stops or starts the test broker ("stop" / "start")."""
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        subprocess.run([os.path.join(root, "infra", "flashsale.sh"), "kafka-" + action], check=True,
+        subprocess.run([os.path.join(ROOT, "infra", "flashsale.sh"), "kafka-" + action], check=True,
                        capture_output=True, timeout=180)
 
     def redis(self, *args):
@@ -152,10 +151,6 @@ class System:
                            capture_output=True, timeout=60)
         if r.returncode:
             raise SystemExit("edge %s failed: %s" % (action, r.stderr.decode(errors="replace")))
-
-    def edge_pid(self):
-        with open(os.path.join(self.edge_dir, "nginx.pid")) as f:
-            return int(f.read())
 
     def start(self):
         for n in self.names:
