@@ -2,14 +2,17 @@
  * benchmarking the projectors on an isolated system (never on a real one: it bypasses the
  * inventory processor and the sagas).
  *
- *   flashsale-synth [--orders N] [--products P] [--rate EVENTS_PER_S] [--prefix NAME]
+ *   flashsale-synth [--orders N] [--products P] [--rate EVENTS_PER_S] [--span-days D]
  *
  * Defines P products with ample stock, then per order: StockReserved, OrderStatusChanged
  * RESERVED, PAYING, PAID, PaymentSucceeded, ReservationCommitted (6 events: the mix of a
  * sale where every order is paid). --rate 0 (default) writes as fast as the broker takes
  * them; otherwise paced to EVENTS_PER_S. Progress on stderr once a second; a JSON summary
  * on stdout. Record timestamps are the produce time, so a projector's lag is measured from
- * when each event was written. */
+ * when each event was written. --span-days D (default 0: now) spreads the orders' ids and
+ * times evenly over the last D days, as the history of a shop that has sold that long: each
+ * order's events are stamped with its time and its id carries it (UUIDv7). Command offsets
+ * are distinct and increasing, as the processor's are. */
 #include "inv_codec.h"
 #include "order_state.h"
 
@@ -32,13 +35,20 @@ typedef struct {
 
 static rd_kafka_t *producer;
 static uint64_t produced;
+static int64_t order_at; /* the time of the order being written (0: now): events and records */
+
+static int64_t at_now(void)
+{
+    return order_at ? order_at : fs_now_ms();
+}
 
 static void emit(const char *topic, const char *key, void *buf, size_t len)
 {
     for (;;) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
             producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-            RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END);
+            RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_TIMESTAMP(order_at), /* 0: now */
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             break;
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -73,7 +83,7 @@ static void snapshot(const fs_codec *c, ord_order *o, ord_status to)
     fs_err err = {0};
     o->previous = o->status;
     o->status = to;
-    o->occurred_at = fs_now_ms();
+    o->occurred_at = at_now();
     if (ord_encode(c, o, &buf, &len, &err))
         die(&err);
     emit(FS_TOPIC_ORDERS_EVENTS, o->order_id, buf, len);
@@ -91,7 +101,7 @@ static void paid(const fs_codec *c, const ord_order *o)
     if (!s || fs_schema_value_new(s, &v, &err) || fs_av_put_str(&v, "order_id", o->order_id, true) ||
         fs_av_put_str(&v, "member_id", o->member_id, true) || fs_av_put_long(&v, "amount", o->amount, true) ||
         fs_av_put_str(&v, "payment_id", pid, true) || fs_av_put_long(&v, "attempt", 1, true) ||
-        fs_av_put_long(&v, "occurred_at", fs_now_ms(), true) || fs_codec_encode(s, &v, &buf, &len, &err))
+        fs_av_put_long(&v, "occurred_at", at_now(), true) || fs_codec_encode(s, &v, &buf, &len, &err))
         die(&err);
     avro_value_decref(&v);
     emit(FS_TOPIC_PAYMENTS_EVENTS, o->order_id, buf, len);
@@ -100,7 +110,7 @@ static void paid(const fs_codec *c, const ord_order *o)
 int main(int argc, char **argv)
 {
     long orders = 20000, nproducts = 1000;
-    double rate = 0;
+    double rate = 0, span_days = 0;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--orders"))
             orders = atol(argv[++i]);
@@ -108,13 +118,16 @@ int main(int argc, char **argv)
             nproducts = atol(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--rate"))
             rate = atof(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--span-days"))
+            span_days = atof(argv[++i]);
         else {
-            fprintf(stderr, "usage: flashsale-synth [--orders N] [--products P] [--rate EVENTS_PER_S]\n");
+            fprintf(stderr, "usage: flashsale-synth [--orders N] [--products P] [--rate EVENTS_PER_S] [--span-days D]\n");
             return 2;
         }
     }
-    if (orders < 1 || nproducts < 1 || rate < 0) {
-        fprintf(stderr, "flashsale-synth: --orders and --products must be positive, --rate >= 0\n");
+    if (orders < 1 || nproducts < 1 || rate < 0 || span_days < 0 || span_days > 3650) {
+        fprintf(stderr, "flashsale-synth: --orders and --products must be positive, --rate >= 0, "
+                        "--span-days 0 to 3650\n");
         return 2;
     }
     fs_log_init("synth", FS_LOG_WARN);
@@ -128,6 +141,8 @@ int main(int argc, char **argv)
         die(&err);
     product *ps = calloc((size_t)nproducts, sizeof *ps);
     int32_t each = (int32_t)(orders / nproducts + 10);
+    int64_t span_ms = (int64_t)(span_days * 86400000.0), first_at = fs_now_ms() - span_ms;
+    order_at = span_ms ? first_at - 60000 : 0; /* the products come first */
     for (long i = 0; i < nproducts; i++) {
         inv_event e;
         memset(&e, 0, sizeof e);
@@ -140,28 +155,34 @@ int main(int argc, char **argv)
         e.f.price = 1000;
         e.f.sale_starts_at = 1577836800000LL;
         e.stock = e.available = ps[i].available = each;
-        e.occurred_at = fs_now_ms();
+        e.occurred_at = at_now();
         inv(codec, &e);
     }
     int64_t t0 = fs_mono_ms(), last = t0;
     uint64_t start = produced;
     for (long n = 0; n < orders; n++) {
         product *p = &ps[n % nproducts];
+        int64_t at = span_ms ? first_at + (int64_t)((double)span_ms * (double)n / (double)orders)
+                             : fs_now_ms();
         inv_event e;
         memset(&e, 0, sizeof e);
         e.type = INV_EV_RESERVED;
         snprintf(e.product_id, sizeof e.product_id, "%s", p->id);
-        fs_uuid7_str(e.order_id);
+        order_at = span_ms ? at : 0;
+        if (span_ms)
+            fs_uuid7_at((uint64_t)at, e.order_id);
+        else
+            fs_uuid7_str(e.order_id);
         snprintf(e.member_id, sizeof e.member_id, "synth-%ld", n);
         e.quantity = 1;
         e.item_count = 1;
         e.unit_price = 1000;
-        e.pay_by = fs_now_ms() + 600000;
-        e.command_offset = n;
+        e.pay_by = at + 600000;
+        e.command_offset = 2 * n;
         e.available = --p->available;
         e.reserved = ++p->reserved;
         e.sold = p->sold;
-        e.occurred_at = fs_now_ms();
+        e.occurred_at = at;
         inv(codec, &e);
         ord_order o;
         memset(&o, 0, sizeof o);
@@ -182,9 +203,10 @@ int main(int argc, char **argv)
         o.lines[0].state = LINE_COMMITTED;
         snapshot(codec, &o, ORD_PAID);
         e.type = INV_EV_COMMITTED;
+        e.command_offset = 2 * n + 1;
         e.reserved = --p->reserved;
         e.sold = ++p->sold;
-        e.occurred_at = fs_now_ms();
+        e.occurred_at = at + 1000;
         inv(codec, &e);
         rd_kafka_poll(producer, 0);
         int64_t now = fs_mono_ms();

@@ -53,9 +53,8 @@ int main(int argc, char **argv)
         rc = 1;
     } else if (!check) {
         for (size_t i = 0; i < fs_topics_count; i++) {
-            if (fs_kafka_create_topic(rk, fs_topics[i].name, (int)cfg.partitions,
-                                      (int)cfg.replication, fs_topics[i].retention_ms, 30000,
-                                      &err)) {
+            if (fs_kafka_create_topic_spec(rk, &fs_topics[i], (int)cfg.partitions,
+                                           (int)cfg.replication, 30000, &err)) {
                 fs_log_error("topic", json_pack("{s:s,s:s}", "topic", fs_topics[i].name,
                                                 "error", err.msg));
                 rc = 1;

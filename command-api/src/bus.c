@@ -4,6 +4,7 @@
  * orders map, the per-partition decided offsets, and the waiters map (key -> list). */
 #include "bus.h"
 #include "inv_codec.h"
+#include "inv_snapshot.h"
 
 #include "fs/id.h"
 #include "fs/kafka.h"
@@ -46,7 +47,10 @@ struct api_bus {
     volatile int stop;
 
     pthread_mutex_t lock;
-    inv_state *view;
+    inv_state *views[MAX_PARTITIONS]; /* per partition of inventory.events */
+    int64_t skip_upto[MAX_PARTITIONS]; /* events the partition's snapshot already holds */
+    int64_t order_memory_ms;
+    long max_orders;
     fs_map *orders;  /* order id -> api_order* */
     fs_map *waiters; /* key -> api_waiter* (list) */
     int64_t decided_offset[MAX_PARTITIONS];
@@ -106,7 +110,62 @@ static api_order *order_get_or_new_locked(api_bus *b, const char *id)
         o->partition = -1;
         o->command_offset = -1;
     }
+    o->touched = fs_mono_ms();
     return o;
+}
+
+/* Whether an event of an order the view does not hold is worth holding: recent enough. */
+static bool order_recent(const api_bus *b, const char *id, int64_t occurred_at)
+{
+    return fs_map_get(b->orders, id) || occurred_at >= fs_now_ms() - b->order_memory_ms;
+}
+
+typedef struct {
+    api_bus *b;
+    int64_t before;
+    char (*ids)[INV_ID_MAX];
+    size_t n, cap;
+} forget_ctx;
+
+static void forget_collect(void *ctx, const char *key, void *value)
+{
+    forget_ctx *f = ctx;
+    const api_order *o = value;
+    if (o->touched < f->before && f->n < f->cap && !fs_map_get(f->b->waiters, key))
+        snprintf(f->ids[f->n++], sizeof f->ids[0], "%s", key);
+}
+
+/* Forgets orders unchanged for order_memory_ms, and beyond max_orders the least recently
+ * changed (halving the age until under the bound). Caller holds the lock. */
+static void forget_locked(api_bus *b)
+{
+    size_t size = fs_map_size(b->orders);
+    if (!size)
+        return;
+    forget_ctx f = {b, 0, malloc(size * sizeof *f.ids), 0, size};
+    if (!f.ids)
+        return;
+    int64_t now = fs_mono_ms(), age = b->order_memory_ms;
+    for (;;) {
+        f.before = now - age;
+        f.n = 0;
+        fs_map_foreach(b->orders, forget_collect, &f);
+        for (size_t i = 0; i < f.n; i++)
+            free(fs_map_del(b->orders, f.ids[i]));
+        if (fs_map_size(b->orders) <= (size_t)b->max_orders || age < 1000)
+            break;
+        age /= 2;
+    }
+    free(f.ids);
+}
+
+static inv_state *view_of(api_bus *b, int32_t partition)
+{
+    if (partition < 0 || partition >= MAX_PARTITIONS)
+        return NULL;
+    if (!b->views[partition])
+        b->views[partition] = inv_state_new(0);
+    return b->views[partition];
 }
 
 static void waiter_unref_locked(api_bus *b, api_waiter *w)
@@ -188,6 +247,8 @@ static void *dr_main(void *arg)
 /* A single-item order's decision, from the committed stream or from a reply. */
 static void order_decided_locked(api_bus *b, int32_t partition, const inv_event *ev)
 {
+    if (!order_recent(b, ev->order_id, ev->occurred_at))
+        return;
     api_order *o = order_get_or_new_locked(b, ev->order_id);
     if (o) {
         snprintf(o->member_id, sizeof o->member_id, "%s", ev->member_id);
@@ -213,7 +274,12 @@ static void order_decided_locked(api_bus *b, int32_t partition, const inv_event 
 
 static void apply_locked(api_bus *b, const rd_kafka_message_t *m, const inv_event *ev)
 {
-    inv_apply(b->view, ev); /* a refusal only means the view already had it */
+    if (m->partition >= 0 && m->partition < MAX_PARTITIONS && ev->command_offset >= 0 &&
+        ev->command_offset <= b->skip_upto[m->partition])
+        return; /* in the partition's snapshot already */
+    inv_state *view = view_of(b, m->partition);
+    if (view)
+        inv_apply(view, ev); /* a refusal only means the view already had it */
     if ((ev->type == INV_EV_RESERVED || ev->type == INV_EV_REJECTED) && ev->item_count <= 1)
         order_decided_locked(b, m->partition, ev);
     if (ev->type == INV_EV_RESERVED || ev->type == INV_EV_REJECTED) {
@@ -234,7 +300,10 @@ static void apply_order_locked(api_bus *b, const rd_kafka_message_t *m, const fs
 {
     char id[INV_ID_MAX];
     fs_av_read_str(v, "order_id", id, sizeof id, NULL);
-    api_order *o = id[0] ? order_get_or_new_locked(b, id) : NULL;
+    int64_t occurred = fs_av_read_long(v, "occurred_at", 0, NULL);
+    if (!occurred)
+        occurred = fs_av_read_long(v, "requested_at", 0, NULL);
+    api_order *o = id[0] && order_recent(b, id, occurred) ? order_get_or_new_locked(b, id) : NULL;
     if (!o)
         return;
     if (!strcmp(fs_schema_name(sc), "OrderCommandRejected")) {
@@ -329,18 +398,56 @@ static void *stream_main(void *arg)
     }
     if (!c)
         return NULL;
+    /* Start: inventory.events from each partition's snapshot, orders.events from the time
+     * the view remembers orders for. */
+    int64_t t0 = fs_mono_ms();
+    int64_t *start = calloc((size_t)(NSTREAM * nparts), sizeof *start);
+    inv_snapshot_loaded *snaps = calloc((size_t)nparts, sizeof *snaps);
+    size_t snap_bytes = 0;
+    int from_snapshot = 0;
+    if (snaps && start) {
+        for (int i = 0; i < nparts; i++)
+            snaps[i].partition = i;
+        fs_err serr = {0};
+        if (inv_snapshot_read(b->cfg, snaps, nparts, 0, 30000, &serr))
+            fs_log_warn("snapshots not read, replaying inventory.events", json_pack("{s:s}", "error", serr.msg));
+        pthread_mutex_lock(&b->lock);
+        for (int i = 0; i < nparts && i < MAX_PARTITIONS; i++)
+            if (snaps[i].state) {
+                inv_state_destroy(b->views[i]);
+                b->views[i] = snaps[i].state;
+                b->skip_upto[i] = snaps[i].last_command_offset;
+                start[i] = snaps[i].changelog_offset;
+                snap_bytes += snaps[i].bytes;
+                from_snapshot++;
+            }
+        pthread_mutex_unlock(&b->lock);
+        rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(nparts);
+        for (int i = 0; i < nparts; i++)
+            rd_kafka_topic_partition_list_add(tl, FS_TOPIC_ORDERS_EVENTS, i)->offset =
+                fs_now_ms() - b->order_memory_ms;
+        if (rd_kafka_offsets_for_times(c, tl, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            for (int i = 0; i < tl->cnt; i++) /* -1: nothing that recent: start at the end */
+                start[nparts + tl->elems[i].partition] =
+                    tl->elems[i].err ? 0 : tl->elems[i].offset < 0 ? end[nparts + tl->elems[i].partition]
+                                                                   : tl->elems[i].offset;
+        rd_kafka_topic_partition_list_destroy(tl);
+    }
+    free(snaps);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(NSTREAM * nparts);
     int remaining = 0;
     for (int t = 0; t < NSTREAM; t++)
         for (int i = 0; i < nparts; i++) {
-            rd_kafka_topic_partition_list_add(l, stream_topics[t], i)->offset = RD_KAFKA_OFFSET_BEGINNING;
-            remaining += end[t * nparts + i] > 0;
+            int64_t from = start ? start[t * nparts + i] : 0;
+            rd_kafka_topic_partition_list_add(l, stream_topics[t], i)->offset = from;
+            remaining += end[t * nparts + i] > from;
         }
+    free(start);
     char *done = calloc((size_t)(NSTREAM * nparts), 1);
     rd_kafka_assign(c, l);
     rd_kafka_topic_partition_list_destroy(l);
-    int64_t t0 = fs_mono_ms();
     uint64_t events = 0;
+    int64_t last_forget = fs_mono_ms();
     if (!remaining) {
         pthread_mutex_lock(&b->lock);
         b->caught_up = true;
@@ -348,6 +455,12 @@ static void *stream_main(void *arg)
     }
     while (!b->stop) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+        if (fs_mono_ms() - last_forget >= 1000) {
+            last_forget = fs_mono_ms();
+            pthread_mutex_lock(&b->lock);
+            forget_locked(b);
+            pthread_mutex_unlock(&b->lock);
+        }
         if (!m)
             continue;
         int t = m->rkt && !strcmp(rd_kafka_topic_name(m->rkt), FS_TOPIC_ORDERS_EVENTS) ? 1 : 0;
@@ -360,8 +473,10 @@ static void *stream_main(void *arg)
                     b->caught_up = true;
                     pthread_mutex_unlock(&b->lock);
                     fs_log_info("decision stream caught up",
-                                json_pack("{s:I,s:I}", "events", (json_int_t)events, "ms",
-                                          (json_int_t)(fs_mono_ms() - t0)));
+                                json_pack("{s:I,s:I,s:i,s:I,s:I}", "events", (json_int_t)events, "ms",
+                                          (json_int_t)(fs_mono_ms() - t0), "from_snapshot",
+                                          from_snapshot, "snapshot_bytes", (json_int_t)snap_bytes,
+                                          "orders", (json_int_t)fs_map_size(b->orders)));
                 }
             }
         } else if (m->err) {
@@ -517,7 +632,15 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
     b->h_seen = fs_hist_register("flashsale_order_stage_ms", "stage=\"decision_seen\"", "");
     b->h_visible = fs_hist_register("flashsale_decision_committed_visible_ms", "",
                                     "A decision's record timestamp (the processor's produce) to the API reading it committed.");
-    b->view = inv_state_new(0);
+    if (fs_env_int("FLASHSALE_API_ORDER_MEMORY_MS", 600000, 1000, 7L * 24 * 3600 * 1000,
+                   &b->order_memory_ms, err) ||
+        fs_env_int("FLASHSALE_API_MAX_ORDERS", 50000, 100, 100000000, &b->max_orders, err)) {
+        pthread_mutex_destroy(&b->lock);
+        free(b);
+        return NULL;
+    }
+    for (int i = 0; i < MAX_PARTITIONS; i++)
+        b->skip_upto[i] = -1;
     b->orders = fs_map_new(4096);
     b->waiters = fs_map_new(1024);
     rd_kafka_conf_t *conf = fs_kafka_conf_new();
@@ -563,7 +686,7 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
         } else
             fs_log_info("decision replies", json_pack("{s:s}", "listen", b->reply_to));
     }
-    if (!b->view || !b->orders || !b->waiters ||
+    if (!b->orders || !b->waiters ||
         pthread_create(&b->dr_thread, NULL, dr_main, b)) {
         fs_err_set(err, FS_ERR_FATAL, 0, "bus start failed");
         goto fail;
@@ -578,7 +701,6 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
 fail:
     if (b->producer)
         rd_kafka_destroy(b->producer);
-    inv_state_destroy(b->view);
     fs_map_destroy(b->orders);
     fs_map_destroy(b->waiters);
     free(b);
@@ -605,7 +727,8 @@ void api_bus_stop(api_bus *b)
         close(b->reply_fd);
     }
     rd_kafka_destroy(b->producer);
-    inv_state_destroy(b->view);
+    for (int i = 0; i < MAX_PARTITIONS; i++)
+        inv_state_destroy(b->views[i]);
     fs_map_foreach(b->orders, free_order, NULL);
     fs_map_destroy(b->orders);
     fs_map_destroy(b->waiters); /* no request is running any more */
@@ -629,7 +752,9 @@ bool api_bus_caught_up(api_bus *b)
 bool api_bus_product(api_bus *b, const char *id, inv_product_view *out)
 {
     pthread_mutex_lock(&b->lock);
-    bool r = inv_state_product(b->view, id, out);
+    bool r = false;
+    for (int i = 0; i < MAX_PARTITIONS && !r; i++)
+        r = b->views[i] && inv_state_product(b->views[i], id, out);
     pthread_mutex_unlock(&b->lock);
     return r;
 }
@@ -637,7 +762,13 @@ bool api_bus_product(api_bus *b, const char *id, inv_product_view *out)
 int32_t api_bus_held(api_bus *b, const char *product_id, const char *member_id)
 {
     pthread_mutex_lock(&b->lock);
-    int32_t r = inv_state_held(b->view, product_id, member_id);
+    int32_t r = 0;
+    inv_product_view v;
+    for (int i = 0; i < MAX_PARTITIONS; i++)
+        if (b->views[i] && inv_state_product(b->views[i], product_id, &v)) {
+            r = inv_state_held(b->views[i], product_id, member_id);
+            break;
+        }
     pthread_mutex_unlock(&b->lock);
     return r;
 }
@@ -706,6 +837,37 @@ api_waiter *api_bus_waiter_new(api_bus *b, const char *key)
     }
     pthread_mutex_unlock(&b->lock);
     return w;
+}
+
+void api_bus_order_adopt(api_bus *b, const api_order *src)
+{
+    pthread_mutex_lock(&b->lock);
+    if (!fs_map_get(b->orders, src->order_id)) {
+        api_order *o = malloc(sizeof *o);
+        if (o) {
+            *o = *src;
+            o->version = 1;
+            o->touched = fs_mono_ms();
+            if (!strcmp(o->saga_status, "REJECTED")) {
+                o->status = API_ORDER_REJECTED;
+                for (int r = 0; r < INV_R_COUNT; r++)
+                    if (!strcmp(o->saga_reason, inv_reason_name((inv_reason)r)))
+                        o->reason = (inv_reason)r;
+            } else
+                o->status = API_ORDER_RESERVED;
+            if (fs_map_put(b->orders, o->order_id, o) == (void *)-1)
+                free(o);
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+}
+
+size_t api_bus_order_count(api_bus *b)
+{
+    pthread_mutex_lock(&b->lock);
+    size_t n = fs_map_size(b->orders);
+    pthread_mutex_unlock(&b->lock);
+    return n;
 }
 
 void api_bus_order_pending(api_bus *b, const api_order *src)

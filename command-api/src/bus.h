@@ -4,8 +4,12 @@
  *   its own delivery report when its command is durable ("accepted") and at which offset
  *   (its place in the queue).
  * - The decision stream: one thread reads every partition of inventory.events
- *   (read_committed) from the beginning and keeps (a) a view of every product, built with
- *   the inventory processor's own inv_apply(), and (b) every order's decision. It wakes the
+ *   (read_committed) from its latest snapshot (inv_snapshot.h; from the beginning without
+ *   one) and orders.events from FLASHSALE_API_ORDER_MEMORY_MS (600000) ago, and keeps (a) a
+ *   view of every product per partition, built with the inventory processor's own
+ *   inv_apply(), and (b) the orders that changed within that time: older ones are forgotten
+ *   (and beyond FLASHSALE_API_MAX_ORDERS (50000) the least recently changed first), and
+ *   are read from the read models when asked for (api_bus_order_adopt). It wakes the
  *   requests waiting for an order (by order id) or for an admin command's outcome (by the
  *   command's event id, which the processor copies into causation-id).
  * - Waiters are registered *before* producing, and looking a decision up and registering
@@ -67,6 +71,7 @@ typedef struct {
     int ncauses;
     char rejected_cause[64];  /* event id of the last refused command, and why */
     char rejected_code[40];
+    int64_t touched;          /* monotonic ms of the last change (the view forgets idle orders) */
 } api_order;
 
 /* Whether one of the order's recent snapshots was caused by the record with this event id. */
@@ -101,6 +106,11 @@ int64_t api_bus_decided_offset(api_bus *b, int32_t partition);
 
 /* A waiter for one order (key = order id) or one admin command (key = its event id). */
 api_waiter *api_bus_waiter_new(api_bus *b, const char *key);
+/* Takes an order read from the read models into the view if the view does not hold it (it
+ * forgot it, or never saw it), so that waiting for its next change works. */
+void api_bus_order_adopt(api_bus *b, const api_order *o);
+/* Orders the view holds now. */
+size_t api_bus_order_count(api_bus *b);
 /* Records an order as accepted-pending in this instance's view (before producing). */
 void api_bus_order_pending(api_bus *b, const api_order *o);
 /* Produces value to inventory.commands with key = product id; the waiter is told about

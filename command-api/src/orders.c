@@ -183,6 +183,19 @@ static void idem_release(api_ctx *a, const char *member, const char *key)
 }
 
 
+/* The view remembers recent orders only (bus.h): an older one comes from the read models,
+ * and is taken into the view so that waiting for its next change works. */
+static void adopt_from_read_model(api_ctx *a, const char *id)
+{
+    api_order o;
+    api_fresh f;
+    if (api_bus_order(a->bus, id, &o))
+        return;
+    memset(&o, 0, sizeof o);
+    if (api_rm_order(a, id, &o, &f))
+        api_bus_order_adopt(a->bus, &o);
+}
+
 static json_t *order_json(const api_order *o)
 {
     char t[FS_TIME_STR_LEN];
@@ -417,6 +430,7 @@ static int orders_create(struct mg_connection *conn, void *cb)
         if (c < 0)
             return 503;
         if (c == 0) { /* the same request again: answer with that order, never a second one */
+            adopt_from_read_model(a, existing);
             api_waiter *w = api_bus_waiter_new(a->bus, existing);
             if (!w)
                 return fs_http_error(&req, 503, "UNAVAILABLE", "out of memory", "Retry-After: 1\r\n");
@@ -527,6 +541,7 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
         return fs_http_error(req, 403, "FORBIDDEN", "this operation needs the admin role", NULL);
     api_order o;
     bool admin = !strcmp(who->role, "admin");
+    adopt_from_read_model(a, id);
     if (!api_bus_order(a->bus, id, &o) || (strcmp(o.member_id, who->sub) && !admin))
         return fs_http_error(req, 404, "ORDER_NOT_FOUND", "no such order", NULL);
     /* The saga learns of an order one hop after the inventory decision. A command sent
@@ -667,6 +682,8 @@ int api_orders_item(struct mg_connection *conn, void *cb)
         long secs = strtol(wait, &end, 10);
         if (*end || secs < 0 || secs > 30)
             return fs_http_error(&req, 400, "INVALID_PARAMETER", "wait: seconds from 0 to 30", NULL);
+        if (secs > 0)
+            adopt_from_read_model(a, id);
         if (secs > 0 && api_bus_order(a->bus, id, &o)) { /* long poll: the next change, or after `secs` */
             api_bus_order_wait(a->bus, id, o.version, fs_mono_ms() + secs * 1000, &o, NULL);
             fresh = (api_fresh){"log", 0};

@@ -141,3 +141,24 @@ int fs_uuid7_str(char out[FS_UUID_STR_LEN + 1])
     fs_uuid_format(&id, out);
     return 0;
 }
+
+int fs_uuid7_at(uint64_t ms, char out[FS_UUID_STR_LEN + 1])
+{
+    fs_uuid id;
+    if (random_bytes(id.b + 6, 10))
+        return -1;
+    for (int i = 0; i < 6; i++)
+        id.b[i] = (uint8_t)(ms >> (40 - 8 * i));
+    id.b[6] = (uint8_t)(0x70 | (id.b[6] & 0x0f));
+    id.b[8] = (uint8_t)(0x80 | (id.b[8] & 0x3f));
+    fs_uuid_format(&id, out);
+    return 0;
+}
+
+int64_t fs_uuid7_str_millis(const char *s)
+{
+    fs_uuid id;
+    if (fs_uuid_parse(s, &id) || (id.b[6] >> 4) != 7 || (id.b[8] >> 6) != 2)
+        return -1;
+    return (int64_t)fs_uuid7_millis(&id);
+}

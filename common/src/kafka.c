@@ -9,12 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Snapshots replace each other: compacted, in segments small enough to be cleaned. */
+static const char *const snapshot_config[] = {"cleanup.policy", "compact",
+                                              "segment.bytes", "67108864",
+                                              "segment.ms", "3600000",
+                                              "min.cleanable.dirty.ratio", "0.1",
+                                              NULL};
 const fs_topic_spec fs_topics[] = {
-    {FS_TOPIC_INVENTORY_COMMANDS, "604800000"}, {FS_TOPIC_INVENTORY_EVENTS, "-1"},
-    {FS_TOPIC_ORDERS_COMMANDS, "604800000"},    {FS_TOPIC_ORDERS_EVENTS, "-1"},
-    {FS_TOPIC_PAYMENTS_COMMANDS, "604800000"},  {FS_TOPIC_PAYMENTS_EVENTS, "-1"},
-    {FS_TOPIC_MEMBERS_EVENTS, "-1"},            {FS_TOPIC_NOTIFICATIONS, "604800000"},
-    {FS_TOPIC_DEADLETTER, "2592000000"},        {FS_TOPIC_ORDERS_ANSWERS, "-1"},
+    {FS_TOPIC_INVENTORY_COMMANDS, "604800000", NULL}, {FS_TOPIC_INVENTORY_EVENTS, "-1", NULL},
+    {FS_TOPIC_ORDERS_COMMANDS, "604800000", NULL},    {FS_TOPIC_ORDERS_EVENTS, "-1", NULL},
+    {FS_TOPIC_PAYMENTS_COMMANDS, "604800000", NULL},  {FS_TOPIC_PAYMENTS_EVENTS, "-1", NULL},
+    {FS_TOPIC_MEMBERS_EVENTS, "-1", NULL},            {FS_TOPIC_NOTIFICATIONS, "604800000", NULL},
+    {FS_TOPIC_DEADLETTER, "2592000000", NULL},        {FS_TOPIC_ORDERS_ANSWERS, "-1", NULL},
+    {FS_TOPIC_INVENTORY_SNAPSHOTS, NULL, snapshot_config},
 };
 const size_t fs_topics_count = sizeof fs_topics / sizeof fs_topics[0];
 
@@ -196,8 +203,26 @@ int fs_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, 
     return n;
 }
 
+static int create_topic(rd_kafka_t *rk, const char *name, int partitions, int replication,
+                        const char *retention_ms, const char *const *config, int timeout_ms,
+                        fs_err *err);
+
 int fs_kafka_create_topic(rd_kafka_t *rk, const char *name, int partitions, int replication,
                           const char *retention_ms, int timeout_ms, fs_err *err)
+{
+    return create_topic(rk, name, partitions, replication, retention_ms, NULL, timeout_ms, err);
+}
+
+int fs_kafka_create_topic_spec(rd_kafka_t *rk, const fs_topic_spec *spec, int partitions,
+                               int replication, int timeout_ms, fs_err *err)
+{
+    return create_topic(rk, spec->name, partitions, replication, spec->retention_ms, spec->config,
+                        timeout_ms, err);
+}
+
+static int create_topic(rd_kafka_t *rk, const char *name, int partitions, int replication,
+                        const char *retention_ms, const char *const *config, int timeout_ms,
+                        fs_err *err)
 {
     char e[256];
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, partitions, replication, e, sizeof e);
@@ -205,6 +230,8 @@ int fs_kafka_create_topic(rd_kafka_t *rk, const char *name, int partitions, int 
         return fs_err_set(err, FS_ERR_INVALID, 0, "topic %s: %s", name, e);
     if (retention_ms)
         rd_kafka_NewTopic_set_config(nt, "retention.ms", retention_ms);
+    for (size_t i = 0; config && config[i] && config[i + 1]; i += 2)
+        rd_kafka_NewTopic_set_config(nt, config[i], config[i + 1]);
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_operation_timeout(opt, timeout_ms, e, sizeof e);

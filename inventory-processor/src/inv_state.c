@@ -1,10 +1,12 @@
 /* Inventory decisions and state transitions; see inv_state.h.
  *
  * Runtime layout: products by id; per product the units each member holds and the live
- * reservations by "order_id#item"; per state the set of decided lines. All of it is
- * event-derived: rebuilding from the changelog recreates it exactly. */
+ * reservations by "order_id#item"; per state the set of decided lines (value: the order's
+ * time) and the queue of sold lines in the order they were sold. All of it is event-derived:
+ * rebuilding from the changelog, or loading a snapshot, recreates it exactly. */
 #include "inv_state.h"
 
+#include "fs/id.h"
 #include "fs/map.h"
 
 #include <stdint.h>
@@ -12,11 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
+typedef struct reservation reservation;
+struct reservation {
     char member[INV_ID_MAX];
     int32_t qty;
     bool committed;
-} reservation;
+    bool gone;       /* sold, then restocked: only the sold queue still holds it */
+    int64_t at;      /* the order's time */
+    char key[INV_ID_MAX + 16];
+    char product[INV_ID_MAX];
+    reservation *next_sold;
+};
 
 typedef struct {
     inv_product_view v;
@@ -26,10 +34,26 @@ typedef struct {
 
 struct inv_state {
     fs_map *products;
-    fs_map *decided; /* "order#item" -> (void *)1 */
+    fs_map *decided; /* "order#item" -> (void *)(intptr_t) the order's time (>= 1) */
     int64_t window;
     int64_t last_command_offset;
+    int64_t horizon;  /* H: the greatest occurred_at applied */
+    int64_t swept_at; /* H when the decided lines were last swept */
+    reservation *sold_head, *sold_tail; /* committed lines, oldest sale first */
+    size_t nsold;
 };
+
+/* The order's time: from its UUIDv7 id, else the command's time. */
+static int64_t order_time(const char *order_id, int64_t requested_at)
+{
+    int64_t t = fs_uuid7_str_millis(order_id);
+    return t >= 0 ? t : requested_at;
+}
+
+static void *time_value(int64_t t)
+{
+    return (void *)(intptr_t)(t > 0 ? t : 1);
+}
 
 static const char *const reason_names[INV_R_COUNT] = {
     "SOLD_OUT", "LIMIT_EXCEEDED",  "NOT_ON_SALE",         "UNKNOWN_PRODUCT",   "PAUSED",
@@ -76,11 +100,13 @@ inv_state *inv_state_new(int64_t payment_window_ms)
     return s;
 }
 
-static void free_value(void *ctx, const char *key, void *value)
+static void free_live(void *ctx, const char *key, void *value)
 {
     (void)ctx;
     (void)key;
-    free(value);
+    reservation *r = value;
+    if (!r->committed) /* committed ones belong to the sold queue */
+        free(r);
 }
 
 static void free_product(void *ctx, const char *key, void *value)
@@ -89,7 +115,7 @@ static void free_product(void *ctx, const char *key, void *value)
     (void)key;
     product *p = value;
     fs_map_destroy(p->held);
-    fs_map_foreach(p->reservations, free_value, NULL);
+    fs_map_foreach(p->reservations, free_live, NULL);
     fs_map_destroy(p->reservations);
     free(p);
 }
@@ -103,6 +129,10 @@ void inv_state_destroy(inv_state *s)
         fs_map_destroy(s->products);
     }
     fs_map_destroy(s->decided);
+    for (reservation *r = s->sold_head, *next; r; r = next) {
+        next = r->next_sold;
+        free(r);
+    }
     free(s);
 }
 
@@ -198,6 +228,8 @@ inv_outcome inv_decide(const inv_state *s, const inv_command *c, inv_event *e)
         return INV_DECIDED;
     case INV_CMD_RESERVE: {
         line_key(key, sizeof key, c->order_id, c->item_index);
+        if (s->horizon && order_time(c->order_id, c->requested_at) < s->horizon - INV_DEDUP_WINDOW_MS)
+            return reject_cmd(c, e, INV_R_INVALID, "order older than the deduplication window");
         if (fs_map_get(s->decided, key))
             return INV_DUPLICATE;
         if (!p)
@@ -264,11 +296,64 @@ static int held_add(product *p, const char *member, int32_t delta)
 
 static int apply_event(inv_state *s, const inv_event *e);
 
+typedef struct {
+    char (*keys)[INV_ID_MAX + 16];
+    size_t k, n;
+    int64_t before;
+} sweep;
+
+static void sweep_collect(void *ctx, const char *key, void *value)
+{
+    sweep *sw = ctx;
+    if ((int64_t)(intptr_t)value < sw->before && sw->k < sw->n)
+        snprintf(sw->keys[sw->k++], sizeof sw->keys[0], "%s", key);
+}
+
+/* Drops what the clock has passed: sold lines older than INV_SOLD_MEMORY_MS (their units
+ * stop counting against the member's limit), and, every 1/8 window, decided lines older
+ * than the deduplication window (decide() refuses those orders before it looks). */
+static void expire(inv_state *s)
+{
+    int64_t sold_before = s->horizon - INV_SOLD_MEMORY_MS;
+    while (s->sold_head && (s->sold_head->gone || s->sold_head->at < sold_before)) {
+        reservation *r = s->sold_head;
+        s->sold_head = r->next_sold;
+        if (!s->sold_head)
+            s->sold_tail = NULL;
+        s->nsold--;
+        if (!r->gone) {
+            product *p = fs_map_get(s->products, r->product);
+            if (p && fs_map_get(p->reservations, r->key) == r) {
+                fs_map_del(p->reservations, r->key);
+                held_add(p, r->member, -r->qty);
+            }
+        }
+        free(r);
+    }
+    if (s->horizon - s->swept_at < INV_DEDUP_WINDOW_MS / 8)
+        return;
+    s->swept_at = s->horizon;
+    size_t n = fs_map_size(s->decided);
+    if (!n)
+        return;
+    sweep sw = {malloc(n * sizeof *sw.keys), 0, n, s->horizon - INV_DEDUP_WINDOW_MS};
+    if (!sw.keys)
+        return; /* memory only: the next sweep tries again */
+    fs_map_foreach(s->decided, sweep_collect, &sw);
+    for (size_t k = 0; k < sw.k; k++)
+        fs_map_del(s->decided, sw.keys[k]);
+    free(sw.keys);
+}
+
 int inv_apply(inv_state *s, const inv_event *e)
 {
     int rc = apply_event(s, e);
     if (rc == 0 && e->command_offset > s->last_command_offset)
         s->last_command_offset = e->command_offset;
+    if (rc == 0 && e->occurred_at > s->horizon) {
+        s->horizon = e->occurred_at;
+        expire(s);
+    }
     return rc;
 }
 
@@ -326,7 +411,10 @@ static int apply_event(inv_state *s, const inv_event *e)
             reservation *r = fs_map_del(p->reservations, key);
             if (r) {
                 held_add(p, r->member, -r->qty);
-                free(r);
+                if (r->committed)
+                    r->gone = true; /* the sold queue frees it */
+                else
+                    free(r);
             }
         }
         return 0;
@@ -344,9 +432,12 @@ static int apply_event(inv_state *s, const inv_event *e)
         if (!r)
             return -1;
         snprintf(r->member, sizeof r->member, "%s", e->member_id);
+        snprintf(r->key, sizeof r->key, "%s", key);
+        snprintf(r->product, sizeof r->product, "%s", e->product_id);
         r->qty = e->quantity;
+        r->at = order_time(e->order_id, e->occurred_at);
         if (fs_map_put(p->reservations, key, r) == (void *)-1 ||
-            fs_map_put(s->decided, key, (void *)1) == (void *)-1) {
+            fs_map_put(s->decided, key, time_value(r->at)) == (void *)-1) {
             fs_map_del(p->reservations, key);
             free(r);
             return -1;
@@ -358,7 +449,10 @@ static int apply_event(inv_state *s, const inv_event *e)
     }
     case INV_EV_REJECTED:
         line_key(key, sizeof key, e->order_id, e->item_index);
-        return fs_map_put(s->decided, key, (void *)1) == (void *)-1 ? -1 : 0;
+        return fs_map_put(s->decided, key, time_value(order_time(e->order_id, e->occurred_at))) ==
+                       (void *)-1
+                   ? -1
+                   : 0;
     case INV_EV_COMMITTED:
     case INV_EV_RELEASED: {
         line_key(key, sizeof key, e->order_id, e->item_index);
@@ -369,6 +463,12 @@ static int apply_event(inv_state *s, const inv_event *e)
         if (e->type == INV_EV_COMMITTED) {
             p->v.sold += r->qty;
             r->committed = true;
+            if (s->sold_tail)
+                s->sold_tail->next_sold = r;
+            else
+                s->sold_head = r;
+            s->sold_tail = r;
+            s->nsold++;
         } else {
             p->v.available += r->qty;
             held_add(p, r->member, -r->qty);
@@ -402,4 +502,340 @@ int32_t inv_state_held(const inv_state *s, const char *product_id, const char *m
 size_t inv_state_product_count(const inv_state *s)
 {
     return fs_map_size(s->products);
+}
+
+size_t inv_state_decided_count(const inv_state *s)
+{
+    return fs_map_size(s->decided);
+}
+
+static void count_reservations(void *ctx, const char *key, void *value)
+{
+    (void)key;
+    const product *p = value;
+    *(size_t *)ctx += fs_map_size(p->reservations);
+}
+
+size_t inv_state_reservation_count(const inv_state *s)
+{
+    size_t n = 0;
+    fs_map_foreach(s->products, count_reservations, &n);
+    return n;
+}
+
+int64_t inv_state_horizon(const inv_state *s)
+{
+    return s->horizon;
+}
+
+/* ---- snapshots -------------------------------------------------------------------------
+ * Little-endian, strings as u16 length + bytes:
+ *   "FSIS" u32 version | i64 horizon, swept_at, last_command_offset
+ *   u32 products: id, name, description, currency, i64 price, starts, ends, i32 limit,
+ *                 u8 paused, i32 stock, available, reserved, sold,
+ *                 u32 held: (member, i32 units)*, u32 live: (key, member, i32 qty, i64 at)*
+ *   u32 sold (oldest first): (product, key, member, i32 qty, i64 at)*
+ *   u32 decided: (key, i64 time)*
+ *   u64 FNV-1a of everything before it */
+#define SNAP_MAGIC "FSIS"
+#define SNAP_VERSION 1u
+
+typedef struct {
+    unsigned char *b;
+    size_t n, cap;
+    bool oom;
+} wbuf;
+
+static void w_bytes(wbuf *w, const void *p, size_t n)
+{
+    if (w->oom)
+        return;
+    if (w->n + n > w->cap) {
+        size_t cap = w->cap ? w->cap : 4096;
+        while (cap < w->n + n)
+            cap *= 2;
+        unsigned char *b = realloc(w->b, cap);
+        if (!b) {
+            w->oom = true;
+            return;
+        }
+        w->b = b;
+        w->cap = cap;
+    }
+    memcpy(w->b + w->n, p, n);
+    w->n += n;
+}
+
+static void w_u64(wbuf *w, uint64_t v)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    w_bytes(w, b, 8);
+}
+static void w_u32(wbuf *w, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    w_bytes(w, b, 4);
+}
+static void w_str(wbuf *w, const char *s)
+{
+    size_t n = strlen(s);
+    unsigned char b[2] = {(unsigned char)n, (unsigned char)(n >> 8)};
+    w_bytes(w, b, 2);
+    w_bytes(w, s, n);
+}
+
+static uint64_t fnv1a(const unsigned char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+static void save_held(void *ctx, const char *key, void *value)
+{
+    w_str(ctx, key);
+    w_u32(ctx, (uint32_t)(intptr_t)value);
+}
+
+static void count_live(void *ctx, const char *key, void *value)
+{
+    (void)key;
+    *(uint32_t *)ctx += !((reservation *)value)->committed;
+}
+
+static void save_live(void *ctx, const char *key, void *value)
+{
+    const reservation *r = value;
+    if (r->committed)
+        return;
+    w_str(ctx, key);
+    w_str(ctx, r->member);
+    w_u32(ctx, (uint32_t)r->qty);
+    w_u64(ctx, (uint64_t)r->at);
+}
+
+static void save_product(void *ctx, const char *key, void *value)
+{
+    (void)key;
+    wbuf *w = ctx;
+    const product *p = value;
+    w_str(w, p->v.id);
+    w_str(w, p->v.f.name);
+    w_str(w, p->v.f.description);
+    w_str(w, p->v.f.currency);
+    w_u64(w, (uint64_t)p->v.f.price);
+    w_u64(w, (uint64_t)p->v.f.sale_starts_at);
+    w_u64(w, (uint64_t)p->v.f.sale_ends_at);
+    w_u32(w, (uint32_t)p->v.f.per_user_limit);
+    unsigned char paused = p->v.paused;
+    w_bytes(w, &paused, 1);
+    w_u32(w, (uint32_t)p->v.stock);
+    w_u32(w, (uint32_t)p->v.available);
+    w_u32(w, (uint32_t)p->v.reserved);
+    w_u32(w, (uint32_t)p->v.sold);
+    w_u32(w, (uint32_t)fs_map_size(p->held));
+    fs_map_foreach(p->held, save_held, w);
+    uint32_t live = 0;
+    fs_map_foreach(p->reservations, count_live, &live);
+    w_u32(w, live);
+    fs_map_foreach(p->reservations, save_live, w);
+}
+
+static void save_decided(void *ctx, const char *key, void *value)
+{
+    w_str(ctx, key);
+    w_u64(ctx, (uint64_t)(intptr_t)value);
+}
+
+/* Sold lines still held (the snapshot leaves out those already restocked). */
+static size_t count_not_gone(const inv_state *s)
+{
+    size_t n = 0;
+    for (const reservation *r = s->sold_head; r; r = r->next_sold)
+        n += !r->gone;
+    return n;
+}
+
+int inv_state_save(const inv_state *s, void **buf, size_t *len)
+{
+    wbuf w = {0};
+    w_bytes(&w, SNAP_MAGIC, 4);
+    w_u32(&w, SNAP_VERSION);
+    w_u64(&w, (uint64_t)s->horizon);
+    w_u64(&w, (uint64_t)s->swept_at);
+    w_u64(&w, (uint64_t)s->last_command_offset);
+    w_u32(&w, (uint32_t)fs_map_size(s->products));
+    fs_map_foreach(s->products, save_product, &w);
+    w_u32(&w, (uint32_t)count_not_gone(s));
+    for (const reservation *r = s->sold_head; r; r = r->next_sold)
+        if (!r->gone) {
+            w_str(&w, r->product);
+            w_str(&w, r->key);
+            w_str(&w, r->member);
+            w_u32(&w, (uint32_t)r->qty);
+            w_u64(&w, (uint64_t)r->at);
+        }
+    w_u32(&w, (uint32_t)fs_map_size(s->decided));
+    fs_map_foreach(s->decided, save_decided, &w);
+    if (!w.oom)
+        w_u64(&w, fnv1a(w.b, w.n));
+    if (w.oom) {
+        free(w.b);
+        return -1;
+    }
+    *buf = w.b;
+    *len = w.n;
+    return 0;
+}
+
+typedef struct {
+    const unsigned char *p;
+    size_t n, at;
+    bool bad;
+} rbuf;
+
+static const unsigned char *r_take(rbuf *r, size_t n)
+{
+    if (r->bad || r->n - r->at < n) {
+        r->bad = true;
+        return NULL;
+    }
+    const unsigned char *p = r->p + r->at;
+    r->at += n;
+    return p;
+}
+static uint64_t r_u64(rbuf *r)
+{
+    const unsigned char *b = r_take(r, 8);
+    uint64_t v = 0;
+    for (int i = 7; b && i >= 0; i--)
+        v = v << 8 | b[i];
+    return v;
+}
+static uint32_t r_u32(rbuf *r)
+{
+    const unsigned char *b = r_take(r, 4);
+    return b ? (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24 : 0;
+}
+static void r_str(rbuf *r, char *out, size_t cap)
+{
+    const unsigned char *b = r_take(r, 2);
+    size_t n = b ? (size_t)(b[0] | b[1] << 8) : 0;
+    const unsigned char *s = r_take(r, n);
+    if (!s || n >= cap) {
+        r->bad = true;
+        out[0] = '\0';
+        return;
+    }
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+inv_state *inv_state_load(const void *buf, size_t len, int64_t payment_window_ms)
+{
+    rbuf r = {buf, len, len >= 8 ? len - 8 : 0, false};
+    uint64_t sum = r_u64(&r);
+    if (len < 20 || memcmp(buf, SNAP_MAGIC, 4) || fnv1a(buf, len - 8) != sum)
+        return NULL;
+    r = (rbuf){buf, len - 8, 4, false};
+    if (r_u32(&r) != SNAP_VERSION)
+        return NULL;
+    inv_state *s = inv_state_new(payment_window_ms);
+    if (!s)
+        return NULL;
+    s->horizon = (int64_t)r_u64(&r);
+    s->swept_at = (int64_t)r_u64(&r);
+    s->last_command_offset = (int64_t)r_u64(&r);
+    uint32_t np = r_u32(&r);
+    char key[INV_ID_MAX + 16];
+    for (uint32_t i = 0; i < np && !r.bad; i++) {
+        product *p = calloc(1, sizeof *p);
+        if (!p)
+            goto fail;
+        p->held = fs_map_new(64);
+        p->reservations = fs_map_new(64);
+        r_str(&r, p->v.id, sizeof p->v.id);
+        if (!p->held || !p->reservations || r.bad ||
+            fs_map_put(s->products, p->v.id, p) == (void *)-1) {
+            free_product(NULL, NULL, p);
+            goto fail;
+        }
+        r_str(&r, p->v.f.name, sizeof p->v.f.name);
+        r_str(&r, p->v.f.description, sizeof p->v.f.description);
+        r_str(&r, p->v.f.currency, sizeof p->v.f.currency);
+        p->v.f.price = (int64_t)r_u64(&r);
+        p->v.f.sale_starts_at = (int64_t)r_u64(&r);
+        p->v.f.sale_ends_at = (int64_t)r_u64(&r);
+        p->v.f.per_user_limit = (int32_t)r_u32(&r);
+        const unsigned char *paused = r_take(&r, 1);
+        p->v.paused = paused && *paused;
+        p->v.stock = (int32_t)r_u32(&r);
+        p->v.available = (int32_t)r_u32(&r);
+        p->v.reserved = (int32_t)r_u32(&r);
+        p->v.sold = (int32_t)r_u32(&r);
+        uint32_t nh = r_u32(&r);
+        for (uint32_t j = 0; j < nh && !r.bad; j++) {
+            char member[INV_ID_MAX];
+            r_str(&r, member, sizeof member);
+            int32_t units = (int32_t)r_u32(&r);
+            if (r.bad || units <= 0 ||
+                fs_map_put(p->held, member, (void *)(intptr_t)units) == (void *)-1)
+                goto fail;
+        }
+        uint32_t nl = r_u32(&r);
+        for (uint32_t j = 0; j < nl && !r.bad; j++) {
+            reservation *res = calloc(1, sizeof *res);
+            if (!res)
+                goto fail;
+            r_str(&r, res->key, sizeof res->key);
+            r_str(&r, res->member, sizeof res->member);
+            res->qty = (int32_t)r_u32(&r);
+            res->at = (int64_t)r_u64(&r);
+            snprintf(res->product, sizeof res->product, "%s", p->v.id);
+            if (r.bad || fs_map_put(p->reservations, res->key, res) == (void *)-1) {
+                free(res);
+                goto fail;
+            }
+        }
+    }
+    uint32_t ns = r_u32(&r);
+    for (uint32_t i = 0; i < ns && !r.bad; i++) {
+        reservation *res = calloc(1, sizeof *res);
+        if (!res)
+            goto fail;
+        r_str(&r, res->product, sizeof res->product);
+        r_str(&r, res->key, sizeof res->key);
+        r_str(&r, res->member, sizeof res->member);
+        res->qty = (int32_t)r_u32(&r);
+        res->at = (int64_t)r_u64(&r);
+        res->committed = true;
+        product *p = r.bad ? NULL : fs_map_get(s->products, res->product);
+        if (!p || fs_map_put(p->reservations, res->key, res) == (void *)-1) {
+            free(res);
+            goto fail;
+        }
+        if (s->sold_tail)
+            s->sold_tail->next_sold = res;
+        else
+            s->sold_head = res;
+        s->sold_tail = res;
+        s->nsold++;
+    }
+    uint32_t nd = r_u32(&r);
+    for (uint32_t i = 0; i < nd && !r.bad; i++) {
+        r_str(&r, key, sizeof key);
+        int64_t t = (int64_t)r_u64(&r);
+        if (r.bad || fs_map_put(s->decided, key, time_value(t)) == (void *)-1)
+            goto fail;
+    }
+    if (r.bad || r.at != r.n)
+        goto fail;
+    return s;
+fail:
+    inv_state_destroy(s);
+    return NULL;
 }

@@ -12,6 +12,19 @@
  * SOLD_OUT only when available == 0. Each (order, item) gets at most one decision:
  * a repeated ReserveStock for an already decided line yields no event.
  *
+ * Bounded memory (docs/architecture.md, "Bounded state"): the state's clock is the log's,
+ * H = the greatest occurred_at applied (commands carry the time they were made). An order's
+ * time is the one in its id (UUIDv7), or its command's requested_at for other ids.
+ * - Decided lines are remembered for INV_DEDUP_WINDOW_MS: a ReserveStock whose order is
+ *   older than H - INV_DEDUP_WINDOW_MS is refused (CommandRejected, INVALID) without
+ *   deciding the line, so a line forgotten can never be decided twice.
+ * - A sold (committed) line is kept for INV_SOLD_MEMORY_MS after its order's time, for its
+ *   return (restock) and for the per-user limit; then it is dropped in the order it was
+ *   sold, and its units stop counting against the member's limit. Live (unpaid)
+ *   reservations are kept until they are committed or released.
+ * Both depend only on the events applied, so the processor, a rebuild, a snapshot and the
+ * audit's replay agree.
+ *
  * Threads: one inv_state is used by one thread at a time. */
 #ifndef INV_STATE_H
 #define INV_STATE_H
@@ -28,6 +41,14 @@
 #define INV_MAX_PRICE 100000000000LL /* 1e11 per unit */
 #define INV_MAX_QUANTITY 1000000     /* per line */
 #define INV_DESC_MAX 2048
+/* A second ReserveStock for a line comes from a retry within seconds (the idempotent
+ * producer, message.timeout.ms 10 s) or never (the API maps a repeated Idempotency-Key to
+ * the same order for 24 h; the saga sends each line once, exactly once); a replayed
+ * command log is caught by command offset. One day is far beyond all of them. */
+#define INV_DEDUP_WINDOW_MS (24LL * 3600 * 1000)
+/* Longer than the payment window (<= 7 days), delivery and the longest return window the
+ * order saga accepts (FLASHSALE_RETURN_WINDOW_DAYS <= 30). */
+#define INV_SOLD_MEMORY_MS (45LL * 24 * 3600 * 1000)
 
 /* Same order as the symbols of flashsale.inventory.RejectReason. */
 typedef enum {
@@ -139,6 +160,18 @@ int inv_apply(inv_state *s, const inv_event *ev);
 bool inv_state_product(const inv_state *s, const char *product_id, inv_product_view *out);
 int32_t inv_state_held(const inv_state *s, const char *product_id, const char *member_id);
 size_t inv_state_product_count(const inv_state *s);
+/* Lines remembered as decided, and reservations held (live and sold), for metrics/tests. */
+size_t inv_state_decided_count(const inv_state *s);
+size_t inv_state_reservation_count(const inv_state *s);
+/* The state's clock: the greatest occurred_at applied (0 if none). */
+int64_t inv_state_horizon(const inv_state *s);
+
+/* Snapshot: the whole state as bytes (a versioned binary format private to this file), and
+ * back. inv_state_load(save(s)) decides and applies every later command exactly as s would.
+ * save returns 0 with a malloc'd *buf, or -1 (out of memory); load returns NULL if the bytes
+ * are not a snapshot of this version (the caller then replays the changelog instead). */
+int inv_state_save(const inv_state *s, void **buf, size_t *len);
+inv_state *inv_state_load(const void *buf, size_t len, int64_t payment_window_ms);
 /* Highest command_offset among the applied events (-1 if none): the processor skips
  * commands at or below it, so a lost or reset consumer offset cannot apply a command twice. */
 int64_t inv_state_last_command_offset(const inv_state *s);

@@ -8,10 +8,18 @@
  * events and the consumed offsets commit in one transaction. One instance per partition at
  * a time (consumer group), so no locks.
  *
+ * Snapshots (inv_snapshot.h): a rebuild starts from the partition's latest snapshot in
+ * inventory.snapshots and replays only the changelog after it. A snapshot is written inside
+ * the transaction once FLASHSALE_SNAPSHOT_EVENTS (100000) decisions were made since the last
+ * one, or FLASHSALE_SNAPSHOT_INTERVAL_MS (300000) after it when anything was decided, and
+ * right after a rebuild that replayed more than a tenth of that.
+ *
  * Settings: FLASHSALE_INSTANCE_ID (inventory-1; static membership and transactional id),
- * FLASHSALE_PAYMENT_WINDOW_MS (600000: pay_by = requested_at + window), and the common ones
- * (batching: FLASHSALE_COMMIT_INTERVAL_MS / FLASHSALE_COMMIT_MAX_RECORDS). */
+ * FLASHSALE_PAYMENT_WINDOW_MS (600000: pay_by = requested_at + window), the snapshot ones
+ * above, and the common ones (batching: FLASHSALE_COMMIT_INTERVAL_MS /
+ * FLASHSALE_COMMIT_MAX_RECORDS). */
 #include "inv_codec.h"
+#include "inv_snapshot.h"
 #include "inv_state.h"
 
 #include "fs/codec.h"
@@ -36,8 +44,15 @@ typedef struct {
     int64_t window;
     inv_state *parts[MAX_PARTITIONS];
     fs_reply_sender *reply; /* decisions straight to the waiting API (fs/reply.h) */
-    uint64_t decided, duplicates, dead, replies;
+    uint64_t decided, duplicates, dead, replies, snapshots;
     int64_t last_report;
+    /* snapshots, per partition */
+    int64_t snapshot_events, snapshot_interval_ms;
+    int64_t since_snapshot[MAX_PARTITIONS]; /* decisions since the last snapshot */
+    int64_t snapshot_at[MAX_PARTITIONS];    /* monotonic ms of the last one */
+    bool snapshot_due[MAX_PARTITIONS];
+    int64_t skip_upto[MAX_PARTITIONS]; /* rebuild: events the loaded snapshot holds */
+    fs_hist *h_snapshot_ms, *h_snapshot_bytes;
 } processor;
 
 static volatile sig_atomic_t stop_flag;
@@ -59,8 +74,10 @@ static int rebuild_cb(void *ctx, const rd_kafka_message_t *m, fs_err *err)
     fs_err e = {0};
     (void)err;
     inv_state *st = r->p->parts[m->partition];
-    if (inv_event_decode_bytes(r->p->codec, m->payload, m->len, &ev, &e) || !st ||
-        inv_apply(st, &ev)) {
+    int rc = inv_event_decode_bytes(r->p->codec, m->payload, m->len, &ev, &e);
+    if (rc == 0 && st && ev.command_offset >= 0 && ev.command_offset <= r->p->skip_upto[m->partition])
+        return 0; /* in the snapshot already */
+    if (rc || !st || inv_apply(st, &ev)) {
         /* Only this processor writes the changelog, so this means a corrupt log. Skipping
          * is the only way forward; the audit will name the record. */
         r->bad++;
@@ -73,33 +90,132 @@ static int rebuild_cb(void *ctx, const rd_kafka_message_t *m, fs_err *err)
     return 0;
 }
 
-/* Rebuilds every assigned partition from its changelog partition, all in one read. */
+/* Rebuilds every assigned partition from its latest snapshot and the changelog after it
+ * (or the whole changelog), all in one read. */
 static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partition_list_t *parts,
                      fs_err *err)
 {
     processor *p = app;
     (void)loop;
+    inv_snapshot_loaded *snaps = calloc((size_t)(parts->cnt ? parts->cnt : 1), sizeof *snaps);
+    if (!snaps)
+        return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
     for (int i = 0; i < parts->cnt; i++) {
         int32_t part = parts->elems[i].partition;
-        if (part < 0 || part >= MAX_PARTITIONS)
+        if (part < 0 || part >= MAX_PARTITIONS) {
+            free(snaps);
             return fs_err_set(err, FS_ERR_FATAL, 0, "partition %d out of range", part);
-        inv_state_destroy(p->parts[part]);
-        p->parts[part] = inv_state_new(p->window);
-        if (!p->parts[part])
-            return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
+        }
+        snaps[i].partition = part;
     }
-    rebuild_ctx r = {p, 0, 0};
     int64_t t0 = fs_mono_ms();
-    if (fs_kafka_read_changelog(&p->cfg, parts, FS_TOPIC_INVENTORY_EVENTS, rebuild_cb, &r, 30000,
-                                err))
+    fs_err serr = {0};
+    if (inv_snapshot_read(&p->cfg, snaps, parts->cnt, p->window, 30000, &serr))
+        fs_log_warn("snapshots not read, replaying the changelogs", json_pack("{s:s}", "error", serr.msg));
+    int64_t t_snap = fs_mono_ms() - t0;
+    rd_kafka_topic_partition_list_t *cl = rd_kafka_topic_partition_list_new(parts->cnt);
+    size_t snap_bytes = 0;
+    int from_snapshot = 0;
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t part = snaps[i].partition;
+        inv_state_destroy(p->parts[part]);
+        p->parts[part] = snaps[i].state ? snaps[i].state : inv_state_new(p->window);
+        p->skip_upto[part] = snaps[i].state ? snaps[i].last_command_offset : -1;
+        from_snapshot += snaps[i].state != NULL;
+        snap_bytes += snaps[i].bytes;
+        rd_kafka_topic_partition_list_add(cl, FS_TOPIC_INVENTORY_EVENTS, part)->offset =
+            snaps[i].state ? snaps[i].changelog_offset : RD_KAFKA_OFFSET_BEGINNING;
+        if (!p->parts[part]) {
+            for (int k = i + 1; k < parts->cnt; k++)
+                inv_state_destroy(snaps[k].state);
+            free(snaps);
+            rd_kafka_topic_partition_list_destroy(cl);
+            return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
+        }
+    }
+    free(snaps);
+    rebuild_ctx r = {p, 0, 0};
+    int rc = fs_kafka_read_to_end(&p->cfg, cl, rebuild_cb, &r, 30000, err);
+    rd_kafka_topic_partition_list_destroy(cl);
+    if (rc)
         return -1;
     size_t products = 0;
-    for (int i = 0; i < parts->cnt; i++)
-        products += inv_state_product_count(p->parts[parts->elems[i].partition]);
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t part = parts->elems[i].partition;
+        products += inv_state_product_count(p->parts[part]);
+        p->since_snapshot[part] = 0;
+        p->snapshot_at[part] = fs_mono_ms();
+        /* a long replay is worth a snapshot at once, so the next owner is spared it */
+        p->snapshot_due[part] = r.applied > (uint64_t)(p->snapshot_events / 10);
+    }
     fs_log_info("partitions rebuilt",
-                json_pack("{s:i,s:I,s:i,s:I,s:I}", "partitions", parts->cnt, "events",
-                          (json_int_t)r.applied, "products", (int)products, "skipped",
-                          (json_int_t)r.bad, "ms", (json_int_t)(fs_mono_ms() - t0)));
+                json_pack("{s:i,s:i,s:I,s:I,s:I,s:i,s:I,s:I,s:I}", "partitions", parts->cnt,
+                          "from_snapshot", from_snapshot, "snapshot_bytes", (json_int_t)snap_bytes,
+                          "snapshot_ms", (json_int_t)t_snap, "events", (json_int_t)r.applied,
+                          "products", (int)products, "skipped", (json_int_t)r.bad, "ms",
+                          (json_int_t)(fs_mono_ms() - t0), "decided_lines",
+                          (json_int_t)(parts->cnt ? inv_state_decided_count(p->parts[parts->elems[0].partition]) : 0)));
+    return 0;
+}
+
+typedef struct {
+    fs_txn_loop *loop;
+    int32_t partition;
+} snap_out;
+
+static int snap_produce(void *ctx, const char *key, const void *value, size_t len, fs_err *err)
+{
+    snap_out *o = ctx;
+    if (fs_txn_loop_produce(o->loop, FS_TOPIC_INVENTORY_SNAPSHOTS, o->partition, key, strlen(key),
+                            value, len, NULL, err))
+        return -1;
+    fs_txn_loop_count(o->loop);
+    return 0;
+}
+
+/* Writes the snapshots that are due, into the open transaction. */
+static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
+{
+    processor *p = app;
+    int64_t now = fs_mono_ms();
+    for (int part = 0; part < MAX_PARTITIONS; part++) {
+        inv_state *st = p->parts[part];
+        if (!st)
+            continue;
+        bool due = p->snapshot_due[part] || p->since_snapshot[part] >= p->snapshot_events ||
+                   (p->since_snapshot[part] > 0 && now - p->snapshot_at[part] >= p->snapshot_interval_ms);
+        if (!due)
+            continue;
+        /* the changelog's last stable offset (read_committed handle): every event this state
+         * does not hold yet is produced after now, so at or above it */
+        int64_t lo, lso;
+        rd_kafka_resp_err_t ke = rd_kafka_query_watermark_offsets(
+            fs_txn_loop_consumer(loop), FS_TOPIC_INVENTORY_EVENTS, part, &lo, &lso, 5000);
+        if (ke) {
+            fs_log_warn("snapshot postponed", json_pack("{s:i,s:s}", "partition", part, "error",
+                                                        rd_kafka_err2str(ke)));
+            p->snapshot_at[part] = now; /* try again after the interval */
+            p->snapshot_due[part] = false;
+            continue;
+        }
+        if (fs_txn_loop_begin(loop, err))
+            return -1;
+        double t0 = fs_mono_us();
+        snap_out o = {loop, part};
+        size_t bytes = 0;
+        if (inv_snapshot_write(st, lso, snap_produce, &o, &bytes, err))
+            return -1;
+        fs_hist_observe_ms(p->h_snapshot_ms, (fs_mono_us() - t0) / 1000.0);
+        fs_hist_observe_ms(p->h_snapshot_bytes, (double)bytes / 1024.0);
+        p->since_snapshot[part] = 0;
+        p->snapshot_at[part] = now;
+        p->snapshot_due[part] = false;
+        p->snapshots++;
+        fs_log_info("snapshot", json_pack("{s:i,s:I,s:I,s:I,s:I}", "partition", part, "bytes",
+                                          (json_int_t)bytes, "changelog_offset", (json_int_t)lso,
+                                          "decided_lines", (json_int_t)inv_state_decided_count(st),
+                                          "reservations", (json_int_t)inv_state_reservation_count(st)));
+    }
     return 0;
 }
 
@@ -181,6 +297,7 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
         p->replies++;
     free(buf);
     p->decided++;
+    p->since_snapshot[m->partition]++;
     return 0;
 }
 
@@ -191,10 +308,10 @@ static void on_commit(void *app, fs_txn_loop *loop, size_t records)
     int64_t now = fs_mono_ms();
     if (now - p->last_report >= 10000) {
         const fs_txn_loop_stats *s = fs_txn_loop_stats_get(loop);
-        fs_log_info("progress", json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "decided",
+        fs_log_info("progress", json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "decided",
                                           (json_int_t)p->decided, "replies", (json_int_t)p->replies,
                                           "duplicates",
-                                          (json_int_t)p->duplicates, "dead_lettered",
+                                          (json_int_t)p->duplicates, "snapshots", (json_int_t)p->snapshots, "dead_lettered",
                                           (json_int_t)p->dead, "commits", (json_int_t)s->commits,
                                           "aborts", (json_int_t)s->aborts));
         p->last_report = now;
@@ -214,8 +331,15 @@ int main(void)
     const char *instance;
     if (fs_env_int("FLASHSALE_PAYMENT_WINDOW_MS", 600000, 1000, 7L * 24 * 3600 * 1000, &p.window,
                    &err) ||
-        fs_env_str("FLASHSALE_INSTANCE_ID", "inventory-1", false, &instance, &err))
+        fs_env_str("FLASHSALE_INSTANCE_ID", "inventory-1", false, &instance, &err) ||
+        fs_env_int("FLASHSALE_SNAPSHOT_EVENTS", 100000, 100, 100000000, &p.snapshot_events, &err) ||
+        fs_env_int("FLASHSALE_SNAPSHOT_INTERVAL_MS", 300000, 1000, 86400000, &p.snapshot_interval_ms,
+                   &err))
         fs_config_die(&err);
+    p.h_snapshot_ms = fs_hist_register("flashsale_inventory_snapshot_ms", "",
+                                       "Time to cut one partition's snapshot and hand it to the producer.");
+    p.h_snapshot_bytes = fs_hist_register("flashsale_inventory_snapshot_kib", "",
+                                          "Size of one partition's snapshot, KiB.");
     p.codec = fs_codec_new(&err);
     if (!p.codec)
         fs_config_die(&err);
@@ -232,6 +356,7 @@ int main(void)
         .on_revoke = on_revoke,
         .on_record = on_record,
         .on_commit = on_commit,
+        .on_tick = on_tick,
     };
     fs_txn_loop *loop = fs_txn_loop_new(&lc, &err);
     if (!loop) {

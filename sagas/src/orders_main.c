@@ -729,7 +729,7 @@ int main(void)
     long day_s, window_days;
     if (fs_env_str("FLASHSALE_INSTANCE_ID", "orders-1", false, &instance, &err) ||
         fs_env_int("FLASHSALE_DAY_SECONDS", 86400, 1, 864000, &day_s, &err) ||
-        fs_env_int("FLASHSALE_RETURN_WINDOW_DAYS", 7, 0, 365, &window_days, &err) ||
+        fs_env_int("FLASHSALE_RETURN_WINDOW_DAYS", 7, 0, 30, &window_days, &err) ||
         fs_env_bool("FLASHSALE_AUTO_PAY", false, &s.auto_pay, &err) ||
         fs_env_int("FLASHSALE_PAYMENT_MAX_ATTEMPTS", 3, 1, 10, &s.max_attempts, &err))
         fs_config_die(&err);

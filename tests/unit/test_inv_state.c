@@ -8,6 +8,8 @@
 #include "inv_codec.h"
 #include "inv_state.h"
 
+#include "fs/id.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,7 +174,7 @@ static void test_random_invariants_and_rebuild(void **state)
     fs_err err = {0};
     fs_codec *codec = fs_codec_new(&err);
     assert_non_null(codec);
-    inv_state *live = inv_state_new(WINDOW), *rebuilt = inv_state_new(WINDOW);
+    inv_state *live = inv_state_new(WINDOW), *rebuilt = inv_state_new(WINDOW), *snap = NULL;
     const char *products[] = {"pa", "pb", "pc"};
     for (int i = 0; i < 3; i++) {
         inv_command c = cmd(INV_CMD_DEFINE, products[i]);
@@ -213,8 +215,34 @@ static void test_random_invariants_and_rebuild(void **state)
             snprintf(c.order_id, sizeof c.order_id, "%s", op == 9 && rand() % 2 ? "" : order);
         }
         c.requested_at = T0 + step_no;
+        if (step_no % 4000 == 1000) { /* a snapshot of live from here on decides as live does */
+            void *sb;
+            size_t sl;
+            assert_int_equal(inv_state_save(live, &sb, &sl), 0);
+            inv_state_destroy(snap);
+            snap = inv_state_load(sb, sl, WINDOW);
+            assert_non_null(snap);
+            ((unsigned char *)sb)[sl / 2] ^= 1; /* and a damaged one is refused */
+            assert_null(inv_state_load(sb, sl, WINDOW));
+            assert_null(inv_state_load(sb, sl / 2, WINDOW));
+            free(sb);
+        }
         inv_event e;
-        if (inv_decide(live, &c, &e) == INV_DUPLICATE)
+        inv_outcome out = inv_decide(live, &c, &e);
+        if (snap) {
+            inv_event se;
+            assert_int_equal(inv_decide(snap, &c, &se), out);
+            if (out == INV_DECIDED) {
+                assert_int_equal(se.type, e.type);
+                assert_int_equal(se.reason, e.reason);
+                assert_int_equal(se.available, e.available);
+                assert_int_equal(se.reserved, e.reserved);
+                assert_int_equal(se.sold, e.sold);
+                assert_string_equal(se.member_id, e.member_id);
+                assert_int_equal(inv_apply(snap, &se), 0);
+            }
+        }
+        if (out == INV_DUPLICATE)
             continue;
         /* what the decision saw */
         inv_product_view before;
@@ -257,6 +285,7 @@ static void test_random_invariants_and_rebuild(void **state)
     }
     assert_true(reserved_lines > 100);
     assert_true(sold_out_rejections > 10);
+    inv_state_destroy(snap);
     inv_state_destroy(live);
     inv_state_destroy(rebuilt);
     fs_codec_destroy(codec);
@@ -321,12 +350,103 @@ static void test_command_codec_round_trip(void **state)
     fs_codec_destroy(codec);
 }
 
+#define HOUR (3600LL * 1000)
+#define DAY (24 * HOUR)
+
+/* A reservation of an order made at time t (its id carries t, as the API's do). */
+static inv_command reserve_at(const char *product, char order[FS_UUID_STR_LEN + 1], const char *member,
+                              int q, int64_t t)
+{
+    fs_uuid7_at((uint64_t)t, order);
+    inv_command c = reserve(product, order, member, q);
+    c.requested_at = t;
+    return c;
+}
+
+/* The deduplication window and the sold-line memory: state stays bounded as the log's clock
+ * moves on, a forgotten line is refused rather than decided twice, and a sold unit stops
+ * counting against the member's limit once it is forgotten. */
+static void test_bounded_by_time(void **state)
+{
+    (void)state;
+    inv_state *s = inv_state_new(WINDOW);
+    define(s, "p", 1000000, 2);
+    char a[FS_UUID_STR_LEN + 1], o[FS_UUID_STR_LEN + 1];
+    inv_command ra = reserve_at("p", a, "m", 2, T0 + HOUR);
+    assert_int_equal(step(s, &ra).type, INV_EV_RESERVED);
+    inv_event e = step(s, &(inv_command){.type = INV_CMD_COMMIT, .product_id = "p", .order_id = "",
+                                         .requested_at = T0 + HOUR + 1000});
+    assert_int_equal(e.type, INV_EV_CMD_REJECTED); /* (no order id) */
+    inv_command commit = {.type = INV_CMD_COMMIT, .product_id = "p", .requested_at = T0 + 2 * HOUR};
+    snprintf(commit.order_id, sizeof commit.order_id, "%s", a);
+    assert_int_equal(step(s, &commit).type, INV_EV_COMMITTED);
+    inv_event dup;
+    ra.requested_at = T0 + 3 * HOUR;
+    assert_int_equal(inv_decide(s, &ra, &dup), INV_DUPLICATE); /* inside the window */
+    expect_reject(s, reserve_at("p", o, "m", 1, T0 + 3 * HOUR), INV_R_LIMIT_EXCEEDED);
+
+    /* a day of orders, one a minute, each sold */
+    int64_t t = T0 + 3 * HOUR;
+    for (int i = 0; i < 60 * 24 * 50; i++) { /* 50 days */
+        t += 60000;
+        char member[16];
+        snprintf(member, sizeof member, "b%d", i);
+        inv_command r = reserve_at("p", o, member, 1, t);
+        assert_int_equal(step(s, &r).type, INV_EV_RESERVED);
+        inv_command cm = {.type = INV_CMD_COMMIT, .product_id = "p", .requested_at = t + 1000};
+        snprintf(cm.order_id, sizeof cm.order_id, "%s", o);
+        assert_int_equal(step(s, &cm).type, INV_EV_COMMITTED);
+        if (i == 60 * 26) { /* 26 hours on: a's line is forgotten and its order refused */
+            assert_int_equal(inv_decide(s, &ra, &e), INV_DECIDED);
+            assert_int_equal(e.type, INV_EV_CMD_REJECTED);
+            assert_int_equal(e.reason, INV_R_INVALID);
+            assert_int_equal(inv_apply(s, &e), 0);
+            assert_int_equal(inv_state_held(s, "p", "m"), 2); /* still sold: still counted */
+        }
+        /* never more than a window and an eighth of decided lines */
+        assert_true(inv_state_decided_count(s) <= (size_t)(60 * 24 * 9 / 8 + 2));
+    }
+    /* 50 days on: the sold lines older than INV_SOLD_MEMORY_MS are gone, m holds nothing */
+    assert_int_equal(inv_state_held(s, "p", "m"), 0);
+    size_t held_lines = inv_state_reservation_count(s);
+    assert_true(held_lines <= (size_t)(INV_SOLD_MEMORY_MS / 60000 + 1));
+    assert_true(held_lines >= (size_t)(INV_SOLD_MEMORY_MS / 60000 - 2));
+    assert_int_equal(step(s, &(inv_command){.type = INV_CMD_RESERVE, .product_id = "p",
+                                            .order_id = "late", .member_id = "m", .quantity = 2,
+                                            .requested_at = t + 1000, .item_count = 1})
+                         .type,
+                     INV_EV_RESERVED);
+    /* a return of a forgotten sale adds the unit back but holds no one */
+    inv_command back = {.type = INV_CMD_RESTOCK, .product_id = "p", .quantity = 1,
+                        .requested_at = t + 2000};
+    snprintf(back.order_id, sizeof back.order_id, "%s", a);
+    assert_int_equal(step(s, &back).type, INV_EV_RESTOCKED);
+    inv_product_view v;
+    assert_true(inv_state_product(s, "p", &v));
+    assert_int_equal(v.available + v.reserved + v.sold, v.stock);
+
+    /* the bounded state survives a snapshot */
+    void *sb;
+    size_t sl;
+    assert_int_equal(inv_state_save(s, &sb, &sl), 0);
+    inv_state *s2 = inv_state_load(sb, sl, WINDOW);
+    assert_non_null(s2);
+    assert_int_equal(inv_state_reservation_count(s2), inv_state_reservation_count(s));
+    assert_int_equal(inv_state_decided_count(s2), inv_state_decided_count(s));
+    assert_int_equal(inv_state_horizon(s2), inv_state_horizon(s));
+    assert_int_equal(inv_state_held(s2, "p", "m"), 2);
+    free(sb);
+    inv_state_destroy(s2);
+    inv_state_destroy(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reasons),
         cmocka_unit_test(test_commit_release_restock),
         cmocka_unit_test(test_random_invariants_and_rebuild),
+        cmocka_unit_test(test_bounded_by_time),
         cmocka_unit_test(test_command_codec_round_trip),
     };
     return cmocka_run_group_tests_name("inv_state", tests, NULL, NULL);

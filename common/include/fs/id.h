@@ -22,6 +22,11 @@ void fs_uuid_format(const fs_uuid *id, char *out);
 int fs_uuid_parse(const char *s, fs_uuid *out);
 /* Unix milliseconds encoded in a UUIDv7. */
 uint64_t fs_uuid7_millis(const fs_uuid *id);
+/* An id for the given Unix milliseconds (for tools that write history, and tests): the same
+ * layout with a random counter; not ordered against fs_uuid7_new. Returns 0 or -1. */
+int fs_uuid7_at(uint64_t ms, char out[FS_UUID_STR_LEN + 1]);
+/* Unix milliseconds of a UUIDv7 in text form, or -1 if s is not one. */
+int64_t fs_uuid7_str_millis(const char *s);
 /* New id straight to text; returns 0 or -1. */
 int fs_uuid7_str(char out[FS_UUID_STR_LEN + 1]);
 

@@ -25,10 +25,13 @@
 #define FS_TOPIC_NOTIFICATIONS "notifications"
 #define FS_TOPIC_DEADLETTER "deadletter"
 #define FS_TOPIC_ORDERS_ANSWERS "orders.answers"
+/* Compacted: the latest snapshot of each inventory partition (inventory-processor/src/inv_snapshot.h). */
+#define FS_TOPIC_INVENTORY_SNAPSHOTS "inventory.snapshots"
 
 typedef struct {
     const char *name;
     const char *retention_ms; /* "-1" = keep forever (event topics are the source of truth) */
+    const char *const *config; /* more topic settings, key/value pairs, NULL-terminated; may be NULL */
 } fs_topic_spec;
 extern const fs_topic_spec fs_topics[];
 extern const size_t fs_topics_count;
@@ -79,6 +82,9 @@ rd_kafka_t *fs_kafka_consumer_new_with(const fs_common_config *cfg, const char *
  * an error. retention_ms may be NULL. */
 int fs_kafka_create_topic(rd_kafka_t *rk, const char *name, int partitions, int replication,
                           const char *retention_ms, int timeout_ms, fs_err *err);
+/* The same for one of fs_topics, with its settings. */
+int fs_kafka_create_topic_spec(rd_kafka_t *rk, const fs_topic_spec *spec, int partitions,
+                               int replication, int timeout_ms, fs_err *err);
 /* Partition count of a topic, or -1 with *err. */
 int fs_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, fs_err *err);
 

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# State after history: how long the API and the inventory processor take to start, and how
+# much memory the API holds, after a long history of orders (a dedicated system: own run
+# directory and ports; infrastructure only, the events come from perf/flashsale-synth).
+#
+#   perf/state.sh [ORDERS] [SPAN_DAYS]      (1000000 orders spread over 365 days)
+#
+# 1. flashsale-synth writes ORDERS paid orders (6 events each) whose ids and times are
+#    spread evenly over the last SPAN_DAYS days, as a shop that has sold that long would
+#    have them;
+# 2. the inventory processor starts on that log: time to rebuild (its "partitions rebuilt"
+#    line), then it is stopped and started again (the second rebuild can use the snapshot the
+#    first one left, where the build has snapshots);
+# 3. the API starts twice in the same way: time from exec to /readyz answering 200, and its
+#    resident memory (VmRSS, and the peak VmHWM) once ready.
+# Prints one JSON object; progress on stderr.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+. "$root/infra/lib.sh"
+ORDERS=${1:-1000000}
+SPAN_DAYS=${2:-365}
+BUILD="$root/build"
+cd "$root"
+make -s build >/dev/null
+
+port_taken() { ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .; }
+free_port() { local p=$1; while port_taken "$p"; do p=$((p + 1)); done; echo "$p"; }
+export FLASHSALE_RUN_DIR="$root/.run-perf-state"
+export FLASHSALE_KAFKA_PORT=$(free_port 33092)
+export FLASHSALE_KAFKA_CONTROLLER_PORT=$(free_port $((FLASHSALE_KAFKA_PORT + 1)))
+export FLASHSALE_PG_PORT=$(free_port 33432) FLASHSALE_REDIS_PORT=$(free_port 33379)
+export FLASHSALE_HTTP_PORT=$(free_port 33080) FLASHSALE_API_PORT=$(free_port 33180) FLASHSALE_KAFKA_HEAP=1g
+rm -rf "$FLASHSALE_RUN_DIR"
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  "$root/infra/flashsale.sh" stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+"$root/infra/flashsale.sh" start --infra-only >/dev/null
+. "$FLASHSALE_RUN_DIR/env"
+logs="$FLASHSALE_RUN_DIR/logs"
+
+fs_say "writing $ORDERS orders over $SPAN_DAYS days ($((ORDERS * 6)) events)"
+"$BUILD/perf/flashsale-synth" --orders "$ORDERS" --span-days "$SPAN_DAYS" >"$logs/synth.json"
+
+rss() { awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} END {printf "%d %d", r/1024, h/1024}' "/proc/$1/status"; }
+
+inventory_once() { # -> "rebuild_ms events rss_mb"
+  local log="$logs/inventory-$1.log"
+  "$BUILD/inventory-processor/flashsale-inventory" >"$log" 2>&1 &
+  pid=$!
+  until grep -q '"partitions rebuilt"' "$log"; do
+    kill -0 "$pid" 2>/dev/null || { tail -5 "$log" >&2; fs_die "the processor died"; }
+    sleep 0.1
+  done
+  sleep 2 # let a snapshot written after the rebuild commit
+  local r; r=$(rss "$pid")
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  /usr/bin/python3 - "$log" "$r" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    if r.get("msg") == "partitions rebuilt":
+        print(r["ms"], r["events"], sys.argv[2].split()[0])
+        break
+PY
+}
+
+api_once() { # -> "ready_ms rss_mb hwm_mb"
+  local log="$logs/api-$1.log" t0 t1
+  t0=$(date +%s%3N)
+  FLASHSALE_HTTP_ADDR=127.0.0.1 FLASHSALE_HTTP_PORT="$FLASHSALE_API_PORT" \
+    "$BUILD/command-api/flashsale-api" >"$log" 2>&1 &
+  pid=$!
+  until curl -fsS -o /dev/null "http://127.0.0.1:$FLASHSALE_API_PORT/readyz" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { tail -5 "$log" >&2; fs_die "the API died"; }
+    sleep 0.05
+  done
+  t1=$(date +%s%3N)
+  sleep 1
+  local r; r=$(rss "$pid")
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  echo "$((t1 - t0)) $r"
+}
+
+fs_say "inventory processor: first start"
+read -r i1_ms i1_ev i1_rss < <(inventory_once 1)
+fs_say "  rebuilt in $i1_ms ms ($i1_ev events), ${i1_rss} MB"
+fs_say "inventory processor: second start"
+read -r i2_ms i2_ev i2_rss < <(inventory_once 2)
+fs_say "  rebuilt in $i2_ms ms ($i2_ev events), ${i2_rss} MB"
+fs_say "API: first start"
+read -r a1_ms a1_rss a1_hwm < <(api_once 1)
+fs_say "  ready in $a1_ms ms, ${a1_rss} MB resident (peak ${a1_hwm} MB)"
+fs_say "API: second start"
+read -r a2_ms a2_rss a2_hwm < <(api_once 2)
+fs_say "  ready in $a2_ms ms, ${a2_rss} MB resident (peak ${a2_hwm} MB)"
+cat <<JSON
+{"orders": $ORDERS, "span_days": $SPAN_DAYS, "commit": "$(git rev-parse --short HEAD)",
+ "inventory": [{"rebuild_ms": $i1_ms, "events": $i1_ev, "rss_mb": $i1_rss},
+               {"rebuild_ms": $i2_ms, "events": $i2_ev, "rss_mb": $i2_rss}],
+ "api": [{"ready_ms": $a1_ms, "rss_mb": $a1_rss, "peak_mb": $a1_hwm},
+         {"ready_ms": $a2_ms, "rss_mb": $a2_rss, "peak_mb": $a2_hwm}]}
+JSON
