@@ -729,12 +729,18 @@ int main(void)
     long day_s, window_days;
     if (fs_env_str("FLASHSALE_INSTANCE_ID", "orders-1", false, &instance, &err) ||
         fs_env_int("FLASHSALE_DAY_SECONDS", 86400, 1, 864000, &day_s, &err) ||
-        fs_env_int("FLASHSALE_RETURN_WINDOW_DAYS", 7, 0, 30, &window_days, &err) ||
+        fs_env_int("FLASHSALE_RETURN_WINDOW_DAYS", 7, 0, 365, &window_days, &err) ||
         fs_env_bool("FLASHSALE_AUTO_PAY", false, &s.auto_pay, &err) ||
         fs_env_int("FLASHSALE_PAYMENT_MAX_ATTEMPTS", 3, 1, 10, &s.max_attempts, &err))
         fs_config_die(&err);
     s.day_ms = day_s * 1000;
     s.return_window_ms = window_days * s.day_ms;
+    /* the inventory remembers a sold line for INV_SOLD_MEMORY_MS: a return must come before */
+    if (s.return_window_ms > 30LL * 24 * 3600 * 1000) {
+        fs_err_set(&err, FS_ERR_INVALID, 0,
+                   "FLASHSALE_RETURN_WINDOW_DAYS: at most 30 days (x FLASHSALE_DAY_SECONDS)");
+        fs_config_die(&err);
+    }
     s.codec = fs_codec_new(&err);
     if (!s.codec)
         fs_config_die(&err);

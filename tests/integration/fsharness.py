@@ -85,9 +85,8 @@ class System:
 
     def start_processor(self, name):
         # snapshots often, so that every restart in the suite rebuilds from one and its tail
-        env = dict(os.environ, FLASHSALE_INSTANCE_ID=name, FLASHSALE_SNAPSHOT_EVENTS="100",
-                   FLASHSALE_SNAPSHOT_INTERVAL_MS="1000")
-        env.update(self.proc_env)
+        env = dict(FLASHSALE_SNAPSHOT_EVENTS="2000", FLASHSALE_SNAPSHOT_INTERVAL_MS="1000")
+        env.update(os.environ, FLASHSALE_INSTANCE_ID=name, **self.proc_env)
         self.procs[name] = self._spawn(
             os.path.join(self.bindir, "inventory-processor", "flashsale-inventory"), env,
             "test-%s.log" % name)
