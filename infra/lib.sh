@@ -2,6 +2,11 @@
 fs_say() { printf '[flashsale] %s\n' "$*" >&2; }
 fs_die() { printf '[flashsale] error: %s\n' "$*" >&2; exit 1; }
 
+# A port is taken if any socket uses it locally (listening, or an outgoing connection's
+# ephemeral port), which a connect probe cannot see. free_port P: P or the next free one.
+port_taken() { ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .; }
+free_port() { local p=$1; while port_taken "$p"; do p=$((p + 1)); done; echo "$p"; }
+
 # Root of the repository and the cache directory for downloaded broker jars.
 FS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FS_CACHE=${FLASHSALE_CACHE_DIR:-$HOME/.cache/flashsale}

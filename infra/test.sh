@@ -14,10 +14,6 @@ cd "$FS_ROOT"
 BUILD=${FLASHSALE_BUILD_DIR:-build}
 ASAN=${FLASHSALE_ASAN_BUILD_DIR:-build-asan}
 
-# A port is taken if any socket uses it locally (listening, or an outgoing connection's
-# ephemeral port), which a connect probe cannot see.
-port_taken() { ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .; }
-free_port() { local p=$1; while port_taken "$p"; do p=$((p + 1)); done; echo "$p"; }
 
 run=$(mktemp -d /tmp/flashsale-test.XXXXXX)
 chmod 755 "$run"

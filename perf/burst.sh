@@ -19,10 +19,6 @@ BUILD="$root/build"
 cd "$root"
 make -s build >/dev/null
 
-# A port is taken if any socket uses it locally (listening, or an outgoing connection's
-# ephemeral port), which a connect probe cannot see.
-port_taken() { ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .; }
-free_port() { local p=$1; while port_taken "$p"; do p=$((p + 1)); done; echo "$p"; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 export FLASHSALE_RUN_DIR="$root/.run-perf"
 export FLASHSALE_KAFKA_PORT=$(free_port 31092)

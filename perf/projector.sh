@@ -25,8 +25,6 @@ cd "$root"
 make -s build >/dev/null
 command -v wrk >/dev/null || fs_die "wrk is missing (make deps installs it)"
 
-port_taken() { ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .; }
-free_port() { local p=$1; while port_taken "$p"; do p=$((p + 1)); done; echo "$p"; }
 export FLASHSALE_RUN_DIR="$root/.run-perf-projector"
 export FLASHSALE_KAFKA_PORT=$(free_port 32092)
 export FLASHSALE_KAFKA_CONTROLLER_PORT=$(free_port $((FLASHSALE_KAFKA_PORT + 1)))

@@ -24,8 +24,6 @@ BUILD="$root/build"
 cd "$root"
 make -s build >/dev/null
 
-port_taken() { ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .; }
-free_port() { local p=$1; while port_taken "$p"; do p=$((p + 1)); done; echo "$p"; }
 export FLASHSALE_RUN_DIR="$root/.run-perf-state"
 export FLASHSALE_KAFKA_PORT=$(free_port 33092)
 export FLASHSALE_KAFKA_CONTROLLER_PORT=$(free_port $((FLASHSALE_KAFKA_PORT + 1)))
@@ -89,22 +87,19 @@ api_once() { # -> "ready_ms rss_mb hwm_mb"
   echo "$((t1 - t0)) $r"
 }
 
-fs_say "inventory processor: first start"
-read -r i1_ms i1_ev i1_rss < <(inventory_once 1)
-fs_say "  rebuilt in $i1_ms ms ($i1_ev events), ${i1_rss} MB"
-fs_say "inventory processor: second start"
-read -r i2_ms i2_ev i2_rss < <(inventory_once 2)
-fs_say "  rebuilt in $i2_ms ms ($i2_ev events), ${i2_rss} MB"
-fs_say "API: first start"
-read -r a1_ms a1_rss a1_hwm < <(api_once 1)
-fs_say "  ready in $a1_ms ms, ${a1_rss} MB resident (peak ${a1_hwm} MB)"
-fs_say "API: second start"
-read -r a2_ms a2_rss a2_hwm < <(api_once 2)
-fs_say "  ready in $a2_ms ms, ${a2_rss} MB resident (peak ${a2_hwm} MB)"
-cat <<JSON
-{"orders": $ORDERS, "span_days": $SPAN_DAYS, "commit": "$(git rev-parse --short HEAD)",
- "inventory": [{"rebuild_ms": $i1_ms, "events": $i1_ev, "rss_mb": $i1_rss},
-               {"rebuild_ms": $i2_ms, "events": $i2_ev, "rss_mb": $i2_rss}],
- "api": [{"ready_ms": $a1_ms, "rss_mb": $a1_rss, "peak_mb": $a1_hwm},
-         {"ready_ms": $a2_ms, "rss_mb": $a2_rss, "peak_mb": $a2_hwm}]}
-JSON
+inv=() api=()
+for n in 1 2; do
+  fs_say "inventory processor: start $n"
+  read -r ms ev mb < <(inventory_once "$n")
+  fs_say "  rebuilt in $ms ms ($ev events), $mb MB"
+  inv+=("{\"rebuild_ms\": $ms, \"events\": $ev, \"rss_mb\": $mb}")
+done
+for n in 1 2; do
+  fs_say "API: start $n"
+  read -r ms mb hwm < <(api_once "$n")
+  fs_say "  ready in $ms ms, $mb MB resident (peak $hwm MB)"
+  api+=("{\"ready_ms\": $ms, \"rss_mb\": $mb, \"peak_mb\": $hwm}")
+done
+echo "{\"orders\": $ORDERS, \"span_days\": $SPAN_DAYS, \"commit\": \"$(git rev-parse --short HEAD)\","
+echo " \"inventory\": [${inv[0]}, ${inv[1]}],"
+echo " \"api\": [${api[0]}, ${api[1]}]}"

@@ -48,6 +48,7 @@ struct api_bus {
 
     pthread_mutex_t lock;
     inv_state *views[MAX_PARTITIONS]; /* per partition of inventory.events */
+    int nviews;                       /* views[nviews..] are all NULL */
     int64_t skip_upto[MAX_PARTITIONS]; /* events the partition's snapshot already holds */
     int64_t order_memory_ms;
     long max_orders;
@@ -165,7 +166,18 @@ static inv_state *view_of(api_bus *b, int32_t partition)
         return NULL;
     if (!b->views[partition])
         b->views[partition] = inv_state_new(0);
+    if (partition >= b->nviews)
+        b->nviews = partition + 1;
     return b->views[partition];
+}
+
+/* The view of the partition that holds the product (NULL: unknown). Caller holds the lock. */
+static const inv_state *product_view_locked(const api_bus *b, const char *id, inv_product_view *out)
+{
+    for (int i = 0; i < b->nviews; i++)
+        if (b->views[i] && inv_state_product(b->views[i], id, out))
+            return b->views[i];
+    return NULL;
 }
 
 static void waiter_unref_locked(api_bus *b, api_waiter *w)
@@ -368,12 +380,7 @@ static void *stream_main(void *arg)
         int other = admin && nparts > 0 ? fs_kafka_partition_count(admin, FS_TOPIC_ORDERS_EVENTS, 5000, &err) : -1;
         if (nparts > 0 && other == nparts) {
             end = calloc((size_t)(NSTREAM * nparts), sizeof *end);
-            rd_kafka_conf_t *pc = fs_kafka_conf_new();
-            char e[256];
-            rd_kafka_conf_set(pc, "bootstrap.servers", b->cfg->brokers, e, sizeof e);
-            rd_kafka_conf_set(pc, "group.id", "flashsale-api-probe", e, sizeof e);
-            rd_kafka_conf_set(pc, "isolation.level", "read_uncommitted", e, sizeof e);
-            rd_kafka_t *probe = rd_kafka_new(RD_KAFKA_CONSUMER, pc, e, sizeof e);
+            rd_kafka_t *probe = fs_kafka_probe_new(b->cfg, &err);
             for (int t = 0; probe && t < NSTREAM; t++)
                 for (int i = 0; i < nparts; i++) {
                     int64_t lo;
@@ -416,6 +423,8 @@ static void *stream_main(void *arg)
             if (snaps[i].state) {
                 inv_state_destroy(b->views[i]);
                 b->views[i] = snaps[i].state;
+                if (i >= b->nviews)
+                    b->nviews = i + 1;
                 b->skip_upto[i] = snaps[i].last_command_offset;
                 start[i] = snaps[i].changelog_offset;
                 snap_bytes += snaps[i].bytes;
@@ -471,12 +480,13 @@ static void *stream_main(void *arg)
                 if (--remaining == 0) {
                     pthread_mutex_lock(&b->lock);
                     b->caught_up = true;
+                    size_t held = fs_map_size(b->orders);
                     pthread_mutex_unlock(&b->lock);
                     fs_log_info("decision stream caught up",
                                 json_pack("{s:I,s:I,s:i,s:I,s:I}", "events", (json_int_t)events, "ms",
                                           (json_int_t)(fs_mono_ms() - t0), "from_snapshot",
                                           from_snapshot, "snapshot_bytes", (json_int_t)snap_bytes,
-                                          "orders", (json_int_t)fs_map_size(b->orders)));
+                                          "orders", (json_int_t)held));
                 }
             }
         } else if (m->err) {
@@ -752,9 +762,7 @@ bool api_bus_caught_up(api_bus *b)
 bool api_bus_product(api_bus *b, const char *id, inv_product_view *out)
 {
     pthread_mutex_lock(&b->lock);
-    bool r = false;
-    for (int i = 0; i < MAX_PARTITIONS && !r; i++)
-        r = b->views[i] && inv_state_product(b->views[i], id, out);
+    bool r = product_view_locked(b, id, out) != NULL;
     pthread_mutex_unlock(&b->lock);
     return r;
 }
@@ -762,13 +770,9 @@ bool api_bus_product(api_bus *b, const char *id, inv_product_view *out)
 int32_t api_bus_held(api_bus *b, const char *product_id, const char *member_id)
 {
     pthread_mutex_lock(&b->lock);
-    int32_t r = 0;
     inv_product_view v;
-    for (int i = 0; i < MAX_PARTITIONS; i++)
-        if (b->views[i] && inv_state_product(b->views[i], product_id, &v)) {
-            r = inv_state_held(b->views[i], product_id, member_id);
-            break;
-        }
+    const inv_state *view = product_view_locked(b, product_id, &v);
+    int32_t r = view ? inv_state_held(view, product_id, member_id) : 0;
     pthread_mutex_unlock(&b->lock);
     return r;
 }
@@ -860,14 +864,6 @@ void api_bus_order_adopt(api_bus *b, const api_order *src)
         }
     }
     pthread_mutex_unlock(&b->lock);
-}
-
-size_t api_bus_order_count(api_bus *b)
-{
-    pthread_mutex_lock(&b->lock);
-    size_t n = fs_map_size(b->orders);
-    pthread_mutex_unlock(&b->lock);
-    return n;
 }
 
 void api_bus_order_pending(api_bus *b, const api_order *src)

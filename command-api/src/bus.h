@@ -109,8 +109,6 @@ api_waiter *api_bus_waiter_new(api_bus *b, const char *key);
 /* Takes an order read from the read models into the view if the view does not hold it (it
  * forgot it, or never saw it), so that waiting for its next change works. */
 void api_bus_order_adopt(api_bus *b, const api_order *o);
-/* Orders the view holds now. */
-size_t api_bus_order_count(api_bus *b);
 /* Records an order as accepted-pending in this instance's view (before producing). */
 void api_bus_order_pending(api_bus *b, const api_order *o);
 /* Produces value to inventory.commands with key = product id; the waiter is told about

@@ -268,6 +268,22 @@ static int create_topic(rd_kafka_t *rk, const char *name, int partitions, int re
     return rc;
 }
 
+rd_kafka_t *fs_kafka_probe_new(const fs_common_config *cfg, fs_err *err)
+{
+    rd_kafka_conf_t *pc = fs_kafka_conf_new();
+    char e[256];
+    rd_kafka_t *probe = NULL;
+    if (rd_kafka_conf_set(pc, "bootstrap.servers", cfg->brokers, e, sizeof e) ||
+        rd_kafka_conf_set(pc, "group.id", "flashsale-watermark-probe", e, sizeof e) ||
+        rd_kafka_conf_set(pc, "isolation.level", "read_uncommitted", e, sizeof e) ||
+        !(probe = rd_kafka_new(RD_KAFKA_CONSUMER, pc, e, sizeof e))) {
+        rd_kafka_conf_destroy(pc);
+        fs_err_set(err, FS_ERR_FATAL, 0, "watermark client: %s", e);
+        return NULL;
+    }
+    return probe;
+}
+
 int fs_kafka_read_to_end(const fs_common_config *cfg,
                          const rd_kafka_topic_partition_list_t *parts, fs_kafka_record_cb cb,
                          void *ctx, int timeout_ms, fs_err *err)
@@ -281,21 +297,11 @@ int fs_kafka_read_to_end(const fs_common_config *cfg,
      * handle's ListOffsets answers the LSO, which stops short of an open transaction whose
      * records may yet commit. So the watermarks come from a separate read_uncommitted
      * handle, and reading continues until the read_committed position passes them. */
-    rd_kafka_t *probe = NULL;
-    {
-        rd_kafka_conf_t *pc = rd_kafka_conf_new();
-        char e[256];
-        /* librdkafka's isolation.level defaults to read_committed, and ListOffsets honours
-         * it on any handle: the probe must be an explicitly read_uncommitted consumer. */
-        if (rd_kafka_conf_set(pc, "bootstrap.servers", cfg->brokers, e, sizeof e) ||
-            rd_kafka_conf_set(pc, "group.id", "flashsale-watermark-probe", e, sizeof e) ||
-            rd_kafka_conf_set(pc, "isolation.level", "read_uncommitted", e, sizeof e) ||
-            !(probe = rd_kafka_new(RD_KAFKA_CONSUMER, pc, e, sizeof e))) {
-            rd_kafka_conf_destroy(pc);
-            rd_kafka_consumer_close(rk);
-            rd_kafka_destroy(rk);
-            return fs_err_set(err, FS_ERR_FATAL, 0, "watermark client: %s", e);
-        }
+    rd_kafka_t *probe = fs_kafka_probe_new(cfg, err);
+    if (!probe) {
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        return -1;
     }
     int rc = 0;
     int n = parts->cnt;

@@ -174,17 +174,9 @@ int inv_snapshot_read(const fs_common_config *cfg, inv_snapshot_loaded *out, int
     }
     if (n <= 0)
         return 0;
-    /* the ends, from a read_uncommitted handle (see fs_kafka_read_to_end) */
-    rd_kafka_conf_t *pc = rd_kafka_conf_new();
-    char e[256];
-    rd_kafka_t *probe = NULL;
-    if (rd_kafka_conf_set(pc, "bootstrap.servers", cfg->brokers, e, sizeof e) ||
-        rd_kafka_conf_set(pc, "group.id", "flashsale-snapshot-probe", e, sizeof e) ||
-        rd_kafka_conf_set(pc, "isolation.level", "read_uncommitted", e, sizeof e) ||
-        !(probe = rd_kafka_new(RD_KAFKA_CONSUMER, pc, e, sizeof e))) {
-        rd_kafka_conf_destroy(pc);
-        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "snapshot probe: %s", e);
-    }
+    rd_kafka_t *probe = fs_kafka_probe_new(cfg, err);
+    if (!probe)
+        return -1;
     read_ctx r = {calloc((size_t)n, sizeof *r.p), n, false};
     int64_t *lo = calloc((size_t)n, sizeof *lo), *hi = calloc((size_t)n, sizeof *hi),
             *start = calloc((size_t)n, sizeof *start);

@@ -9,8 +9,8 @@
  * It commits only with every event it reflects (docs/architecture.md, "Bounded state").
  *
  * changelog_offset is a lower bound of the offset in inventory.events of the first event the
- * snapshot does not reflect: the last stable offset of the changelog partition when the
- * snapshot was cut. A reader loads the state and replays the changelog from there, skipping
+ * snapshot does not reflect: the high watermark of the changelog partition when the
+ * snapshot was cut (every event the state does not hold is produced after that). A reader loads the state and replays the changelog from there, skipping
  * events whose command_offset is at most the snapshot's last_command_offset (those it
  * already holds: one command, one event, in command order).
  *

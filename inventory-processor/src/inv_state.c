@@ -40,7 +40,6 @@ struct inv_state {
     int64_t horizon;  /* H: the greatest occurred_at applied */
     int64_t swept_at; /* H when the decided lines were last swept */
     reservation *sold_head, *sold_tail; /* committed lines, oldest sale first */
-    size_t nsold;
 };
 
 /* The order's time: from its UUIDv7 id, else the command's time. */
@@ -296,6 +295,16 @@ static int held_add(product *p, const char *member, int32_t delta)
 
 static int apply_event(inv_state *s, const inv_event *e);
 
+static void sold_push(inv_state *s, reservation *r)
+{
+    r->next_sold = NULL;
+    if (s->sold_tail)
+        s->sold_tail->next_sold = r;
+    else
+        s->sold_head = r;
+    s->sold_tail = r;
+}
+
 typedef struct {
     char (*keys)[INV_ID_MAX + 16];
     size_t k, n;
@@ -320,7 +329,6 @@ static void expire(inv_state *s)
         s->sold_head = r->next_sold;
         if (!s->sold_head)
             s->sold_tail = NULL;
-        s->nsold--;
         if (!r->gone) {
             product *p = fs_map_get(s->products, r->product);
             if (p && fs_map_get(p->reservations, r->key) == r) {
@@ -463,12 +471,7 @@ static int apply_event(inv_state *s, const inv_event *e)
         if (e->type == INV_EV_COMMITTED) {
             p->v.sold += r->qty;
             r->committed = true;
-            if (s->sold_tail)
-                s->sold_tail->next_sold = r;
-            else
-                s->sold_head = r;
-            s->sold_tail = r;
-            s->nsold++;
+            sold_push(s, r);
         } else {
             p->v.available += r->qty;
             held_add(p, r->member, -r->qty);
@@ -607,15 +610,21 @@ static void count_live(void *ctx, const char *key, void *value)
     *(uint32_t *)ctx += !((reservation *)value)->committed;
 }
 
+/* A reservation line: key, member, i32 qty, i64 at. */
+static void w_line(wbuf *w, const reservation *r)
+{
+    w_str(w, r->key);
+    w_str(w, r->member);
+    w_u32(w, (uint32_t)r->qty);
+    w_u64(w, (uint64_t)r->at);
+}
+
 static void save_live(void *ctx, const char *key, void *value)
 {
+    (void)key;
     const reservation *r = value;
-    if (r->committed)
-        return;
-    w_str(ctx, key);
-    w_str(ctx, r->member);
-    w_u32(ctx, (uint32_t)r->qty);
-    w_u64(ctx, (uint64_t)r->at);
+    if (!r->committed)
+        w_line(ctx, r);
 }
 
 static void save_product(void *ctx, const char *key, void *value)
@@ -674,10 +683,7 @@ int inv_state_save(const inv_state *s, void **buf, size_t *len)
     for (const reservation *r = s->sold_head; r; r = r->next_sold)
         if (!r->gone) {
             w_str(&w, r->product);
-            w_str(&w, r->key);
-            w_str(&w, r->member);
-            w_u32(&w, (uint32_t)r->qty);
-            w_u64(&w, (uint64_t)r->at);
+            w_line(&w, r);
         }
     w_u32(&w, (uint32_t)fs_map_size(s->decided));
     fs_map_foreach(s->decided, save_decided, &w);
@@ -735,6 +741,26 @@ static void r_str(rbuf *r, char *out, size_t cap)
     out[n] = '\0';
 }
 
+/* Reads a reservation line of product p (w_line) into p's reservations. NULL: bad bytes
+ * or out of memory. */
+static reservation *r_line(rbuf *r, product *p, bool committed)
+{
+    reservation *res = calloc(1, sizeof *res);
+    if (!res)
+        return NULL;
+    r_str(r, res->key, sizeof res->key);
+    r_str(r, res->member, sizeof res->member);
+    res->qty = (int32_t)r_u32(r);
+    res->at = (int64_t)r_u64(r);
+    res->committed = committed;
+    snprintf(res->product, sizeof res->product, "%s", p->v.id);
+    if (r->bad || fs_map_put(p->reservations, res->key, res) == (void *)-1) {
+        free(res);
+        return NULL;
+    }
+    return res;
+}
+
 inv_state *inv_state_load(const void *buf, size_t len, int64_t payment_window_ms)
 {
     rbuf r = {buf, len, len >= 8 ? len - 8 : 0, false};
@@ -787,43 +813,19 @@ inv_state *inv_state_load(const void *buf, size_t len, int64_t payment_window_ms
                 goto fail;
         }
         uint32_t nl = r_u32(&r);
-        for (uint32_t j = 0; j < nl && !r.bad; j++) {
-            reservation *res = calloc(1, sizeof *res);
-            if (!res)
+        for (uint32_t j = 0; j < nl && !r.bad; j++)
+            if (!r_line(&r, p, false))
                 goto fail;
-            r_str(&r, res->key, sizeof res->key);
-            r_str(&r, res->member, sizeof res->member);
-            res->qty = (int32_t)r_u32(&r);
-            res->at = (int64_t)r_u64(&r);
-            snprintf(res->product, sizeof res->product, "%s", p->v.id);
-            if (r.bad || fs_map_put(p->reservations, res->key, res) == (void *)-1) {
-                free(res);
-                goto fail;
-            }
-        }
     }
     uint32_t ns = r_u32(&r);
     for (uint32_t i = 0; i < ns && !r.bad; i++) {
-        reservation *res = calloc(1, sizeof *res);
+        char pid[INV_ID_MAX];
+        r_str(&r, pid, sizeof pid);
+        product *p = r.bad ? NULL : fs_map_get(s->products, pid);
+        reservation *res = p ? r_line(&r, p, true) : NULL;
         if (!res)
             goto fail;
-        r_str(&r, res->product, sizeof res->product);
-        r_str(&r, res->key, sizeof res->key);
-        r_str(&r, res->member, sizeof res->member);
-        res->qty = (int32_t)r_u32(&r);
-        res->at = (int64_t)r_u64(&r);
-        res->committed = true;
-        product *p = r.bad ? NULL : fs_map_get(s->products, res->product);
-        if (!p || fs_map_put(p->reservations, res->key, res) == (void *)-1) {
-            free(res);
-            goto fail;
-        }
-        if (s->sold_tail)
-            s->sold_tail->next_sold = res;
-        else
-            s->sold_head = res;
-        s->sold_tail = res;
-        s->nsold++;
+        sold_push(s, res);
     }
     uint32_t nd = r_u32(&r);
     for (uint32_t i = 0; i < nd && !r.bad; i++) {

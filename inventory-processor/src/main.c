@@ -52,6 +52,9 @@ typedef struct {
     int64_t snapshot_at[MAX_PARTITIONS];    /* monotonic ms of the last one */
     bool snapshot_due[MAX_PARTITIONS];
     int64_t skip_upto[MAX_PARTITIONS]; /* rebuild: events the loaded snapshot holds */
+    int32_t assigned[MAX_PARTITIONS];  /* the partitions held now */
+    int nassigned;
+    rd_kafka_t *probe; /* changelog watermarks for snapshots (fs_kafka_probe_new) */
     fs_hist *h_snapshot_ms, *h_snapshot_bytes;
 } processor;
 
@@ -139,10 +142,13 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
     rd_kafka_topic_partition_list_destroy(cl);
     if (rc)
         return -1;
-    size_t products = 0;
+    size_t products = 0, decided_lines = 0;
+    p->nassigned = 0;
     for (int i = 0; i < parts->cnt; i++) {
         int32_t part = parts->elems[i].partition;
+        p->assigned[p->nassigned++] = part;
         products += inv_state_product_count(p->parts[part]);
+        decided_lines += inv_state_decided_count(p->parts[part]);
         p->since_snapshot[part] = 0;
         p->snapshot_at[part] = fs_mono_ms();
         /* a long replay is worth a snapshot at once, so the next owner is spared it */
@@ -153,8 +159,7 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
                           "from_snapshot", from_snapshot, "snapshot_bytes", (json_int_t)snap_bytes,
                           "snapshot_ms", (json_int_t)t_snap, "events", (json_int_t)r.applied,
                           "products", (int)products, "skipped", (json_int_t)r.bad, "ms",
-                          (json_int_t)(fs_mono_ms() - t0), "decided_lines",
-                          (json_int_t)(parts->cnt ? inv_state_decided_count(p->parts[parts->elems[0].partition]) : 0)));
+                          (json_int_t)(fs_mono_ms() - t0), "decided_lines", (json_int_t)decided_lines));
     return 0;
 }
 
@@ -178,7 +183,8 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
 {
     processor *p = app;
     int64_t now = fs_mono_ms();
-    for (int part = 0; part < MAX_PARTITIONS; part++) {
+    for (int i = 0; i < p->nassigned; i++) {
+        int32_t part = p->assigned[i];
         inv_state *st = p->parts[part];
         if (!st)
             continue;
@@ -186,11 +192,11 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
                    (p->since_snapshot[part] > 0 && now - p->snapshot_at[part] >= p->snapshot_interval_ms);
         if (!due)
             continue;
-        /* the changelog's last stable offset (read_committed handle): every event this state
-         * does not hold yet is produced after now, so at or above it */
-        int64_t lo, lso;
-        rd_kafka_resp_err_t ke = rd_kafka_query_watermark_offsets(
-            fs_txn_loop_consumer(loop), FS_TOPIC_INVENTORY_EVENTS, part, &lo, &lso, 5000);
+        /* the changelog's high watermark: every event this state does not hold yet is
+         * produced after now, so at or above it */
+        int64_t lo, hw;
+        rd_kafka_resp_err_t ke =
+            rd_kafka_query_watermark_offsets(p->probe, FS_TOPIC_INVENTORY_EVENTS, part, &lo, &hw, 5000);
         if (ke) {
             fs_log_warn("snapshot postponed", json_pack("{s:i,s:s}", "partition", part, "error",
                                                         rd_kafka_err2str(ke)));
@@ -203,7 +209,7 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
         double t0 = fs_mono_us();
         snap_out o = {loop, part};
         size_t bytes = 0;
-        if (inv_snapshot_write(st, lso, snap_produce, &o, &bytes, err))
+        if (inv_snapshot_write(st, hw, snap_produce, &o, &bytes, err))
             return -1;
         fs_hist_observe_ms(p->h_snapshot_ms, (fs_mono_us() - t0) / 1000.0);
         fs_hist_observe_ms(p->h_snapshot_bytes, (double)bytes / 1024.0);
@@ -212,7 +218,7 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
         p->snapshot_due[part] = false;
         p->snapshots++;
         fs_log_info("snapshot", json_pack("{s:i,s:I,s:I,s:I,s:I}", "partition", part, "bytes",
-                                          (json_int_t)bytes, "changelog_offset", (json_int_t)lso,
+                                          (json_int_t)bytes, "changelog_offset", (json_int_t)hw,
                                           "decided_lines", (json_int_t)inv_state_decided_count(st),
                                           "reservations", (json_int_t)inv_state_reservation_count(st)));
     }
@@ -230,6 +236,7 @@ static void on_revoke(void *app, fs_txn_loop *loop, const rd_kafka_topic_partiti
             p->parts[part] = NULL;
         }
     }
+    p->nassigned = 0; /* (eager assignment: the whole assignment goes at once) */
 }
 
 static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, fs_err *err)
@@ -358,9 +365,12 @@ int main(void)
         .on_commit = on_commit,
         .on_tick = on_tick,
     };
-    fs_txn_loop *loop = fs_txn_loop_new(&lc, &err);
+    p.probe = fs_kafka_probe_new(&p.cfg, &err);
+    fs_txn_loop *loop = p.probe ? fs_txn_loop_new(&lc, &err) : NULL;
     if (!loop) {
         fs_log_error("start failed", json_pack("{s:s}", "error", err.msg));
+        if (p.probe)
+            rd_kafka_destroy(p.probe);
         fs_codec_destroy(p.codec);
         return 1;
     }
@@ -374,6 +384,7 @@ int main(void)
     if (rc)
         fs_log_error("stopped on error", json_pack("{s:s}", "error", err.msg));
     fs_txn_loop_destroy(loop);
+    rd_kafka_destroy(p.probe);
     fs_metrics_serve_stop(metrics);
     fs_reply_sender_destroy(p.reply);
     for (int i = 0; i < MAX_PARTITIONS; i++)

@@ -85,7 +85,7 @@ class System:
 
     def start_processor(self, name):
         # snapshots often, so that every restart in the suite rebuilds from one and its tail
-        env = dict(FLASHSALE_SNAPSHOT_EVENTS="2000", FLASHSALE_SNAPSHOT_INTERVAL_MS="1000")
+        env = dict(FLASHSALE_SNAPSHOT_EVENTS="100", FLASHSALE_SNAPSHOT_INTERVAL_MS="1000")
         env.update(os.environ, FLASHSALE_INSTANCE_ID=name, **self.proc_env)
         self.procs[name] = self._spawn(
             os.path.join(self.bindir, "inventory-processor", "flashsale-inventory"), env,

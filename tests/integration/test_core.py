@@ -10,6 +10,7 @@ Every scenario ends by re-deriving inventory from inventory.events (fsharness.de
 own rules) and checking: no oversell, no undersell, conservation, event counters equal the
 re-derived state, and every order the API acknowledged has exactly one decision."""
 import collections
+import json
 import os
 import signal
 import sys
@@ -259,6 +260,12 @@ def scenario_crash(bindir):
         products_state, decisions, _ = check_log(s, acked, {p: 500 for p in products})
         sold = sum(products_state[p]["reserved"] + products_state[p]["sold"] for p in products)
         assert sold == 5000, "reserved+sold %d, expected all 5,000 units taken" % sold
+        # the restarts rebuilt from snapshots (the harness has the processor cut them often)
+        rebuilds = [json.loads(l) for l in open(os.path.join(s.logdir, "test-inv-a.log"))
+                    if '"partitions rebuilt"' in l]
+        assert len(rebuilds) >= 3 and all(r["from_snapshot"] >= 1 for r in rebuilds[-2:]), rebuilds
+        print("crash: restarts rebuilt from snapshots: %s" % [(r["from_snapshot"], r["events"], r["ms"])
+                                                              for r in rebuilds[-2:]])
         print("crash: %d acknowledged orders (%d answered 202 during the kills), %d commands, "
               "each with exactly one decision; 5,000 of 5,000 units reserved, none beyond stock"
               % (len(acked), statuses[202], n_cmds))

@@ -88,6 +88,14 @@ int fs_kafka_create_topic_spec(rd_kafka_t *rk, const fs_topic_spec *spec, int pa
 /* Partition count of a topic, or -1 with *err. */
 int fs_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, fs_err *err);
 
+/* A client for offset lookups only (never fetches): read_uncommitted, so that
+ * rd_kafka_query_watermark_offsets on it answers the high watermark. librdkafka's
+ * isolation.level defaults to read_committed and ListOffsets honours it on any handle (the
+ * answer is then the last stable offset); and a group consumer's own lookups queue behind its
+ * long-polling fetches on the same connection (up to fetch.wait.max.ms each). Returns NULL
+ * with *err. */
+rd_kafka_t *fs_kafka_probe_new(const fs_common_config *cfg, fs_err *err);
+
 /* Reads the given partitions (read_committed) from their offsets (or the beginning when an
  * offset is RD_KAFKA_OFFSET_INVALID/BEGINNING) up to the high watermark as it was when the
  * call started, calling cb for every record in log order per partition. Waits for open
