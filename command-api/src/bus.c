@@ -426,6 +426,7 @@ static void *stream_main(void *arg)
                 if (i >= b->nviews)
                     b->nviews = i + 1;
                 b->skip_upto[i] = snaps[i].last_command_offset;
+                b->decided_offset[i] = snaps[i].last_command_offset; /* answered up to there */
                 start[i] = snaps[i].changelog_offset;
                 snap_bytes += snaps[i].bytes;
                 from_snapshot++;
