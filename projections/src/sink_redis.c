@@ -33,13 +33,16 @@ static const char lua_product[] =
     "redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, 3)) "
     "redis.call('ZADD', KEYS[2], 0, ARGV[2]) return 1";
 /* KEYS[1] order hash, KEYS[2] history list; ARGV[1] version, ARGV[2] channel, ARGV[3]
- * history entry or '', ARGV[4] message, ARGV[5] created (ms), then field/value pairs. */
+ * history entry or '', ARGV[4] message, ARGV[5] created (ms), ARGV[6] expire-at (ms; '0':
+ * the order has not ended), then field/value pairs. */
 static const char lua_order[] =
     "local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '-1') "
     "if v >= tonumber(ARGV[1]) then return 0 end "
-    "redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, 6)) "
+    "redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, 7)) "
     "redis.call('HSETNX', KEYS[1], 'created', ARGV[5]) "
     "if ARGV[3] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[3]) end "
+    "if ARGV[6] ~= '0' then redis.call('PEXPIREAT', KEYS[1], ARGV[6]) "
+    "redis.call('PEXPIREAT', KEYS[2], ARGV[6]) end "
     "redis.call('PUBLISH', ARGV[2], ARGV[4]) return 1";
 
 typedef struct {
@@ -48,6 +51,7 @@ typedef struct {
     bool building;
     char sha_p[48], sha_o[48];
     int pending; /* commands appended, replies not read */
+    long ended_ttl_ms; /* FS_RM_ENDED_TTL_ENV */
 } rsink;
 
 #define NUM(buf, v) (snprintf(buf, sizeof buf, "%lld", (long long)(v)), buf)
@@ -182,6 +186,11 @@ static int r_open(projector *p, bool rebuild, fs_err *err)
 {
     rsink *s = calloc(1, sizeof *s);
     p->store = s;
+    if (!s)
+        return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
+    if (fs_env_int(FS_RM_ENDED_TTL_ENV, FS_RM_ENDED_TTL_DEFAULT, FS_RM_ENDED_TTL_MIN,
+                   FS_RM_ENDED_TTL_MAX, &s->ended_ttl_ms, err))
+        return -1;
     while (!*p->stop) {
         if (connect_redis(p, s, err) == 0 && choose_generation(s, rebuild, err) == 0)
             return 0;
@@ -287,7 +296,9 @@ static int r_inventory(projector *p, const inv_event *e, int32_t part, int64_t o
     snprintf(items, sizeof items,
              "[{\"product_id\":\"%s\",\"quantity\":%d,\"unit_price\":%lld,\"state\":\"%s\"}]",
              e->product_id, (int)e->quantity, (long long)e->unit_price, status);
-    const char *oargv[] = {"EVALSHA", s->sha_o, "2", key, hkey, ver, chan, "", msg, t,
+    char exp[24];
+    NUM(exp, ok ? 0 : e->occurred_at + s->ended_ttl_ms); /* a refusal ends the order */
+    const char *oargv[] = {"EVALSHA", s->sha_o, "2", key, hkey, ver, chan, "", msg, t, exp,
                            "member", e->member_id, "status", status,
                            "reason", ok ? "" : inv_reason_name(e->reason),
                            "amount", NUM(a, (int64_t)e->quantity * e->unit_price),
@@ -301,7 +312,8 @@ static int r_order(projector *p, const ord_order *o, int32_t part, int64_t off, 
 {
     (void)part;
     rsink *s = p->store;
-    char key[160], hkey[160], chan[128], ver[24], t[24], a[24], b[24];
+    char key[160], hkey[160], chan[128], ver[24], t[24], a[24], b[24], exp[24];
+    NUM(exp, ord_status_is_terminal(o->status) ? o->occurred_at + s->ended_ttl_ms : 0);
     snprintf(key, sizeof key, "fs:rm:%lld:o:%s", s->gen, o->order_id);
     snprintf(hkey, sizeof hkey, "fs:rm:%lld:h:%s", s->gen, o->order_id);
     snprintf(chan, sizeof chan, FS_RM_ORDER_CHANNEL "%s", o->order_id);
@@ -324,7 +336,7 @@ static int r_order(projector *p, const ord_order *o, int32_t part, int64_t off, 
     json_t *m = json_pack("{s:s,s:s}", "order_id", o->order_id, "status", ord_status_name(o->status));
     msg = json_dumps(m, JSON_COMPACT);
     json_decref(m);
-    const char *argv[] = {"EVALSHA", s->sha_o, "2", key, hkey, ver, chan, hist ? hist : "", msg, t,
+    const char *argv[] = {"EVALSHA", s->sha_o, "2", key, hkey, ver, chan, hist ? hist : "", msg, t, exp,
                           "member", o->member_id, "status", ord_status_name(o->status),
                           "reason", o->reason, "amount", NUM(a, o->amount),
                           "pay_by", NUM(b, o->pay_by), "updated", t, "items", items_s ? items_s : "[]"};

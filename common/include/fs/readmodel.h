@@ -18,9 +18,20 @@
  * partition per product); an order's is FS_RM_RANK_INVENTORY + offset for the inventory
  * decision of a single-item order and FS_RM_RANK_SAGA + offset for the saga's snapshots
  * (one orders.events partition per order), so a snapshot always wins over a decision and a
- * replayed event never overwrites a newer one. */
+ * replayed event never overwrites a newer one.
+ *
+ * An ended order's o: and h: keys expire FLASHSALE_REDIS_ENDED_TTL_MS (one day) after it
+ * ended (PEXPIREAT its end time + the TTL, so a rebuild does not bring old ended orders
+ * back); PostgreSQL keeps every order, and the API reads it there on a Redis miss. "Ended":
+ * the saga's terminal statuses, or the inventory's refusal of a single-item order. The audit
+ * accepts an ended order missing from Redis once its time is up. */
 #ifndef FS_READMODEL_H
 #define FS_READMODEL_H
+
+#define FS_RM_ENDED_TTL_ENV "FLASHSALE_REDIS_ENDED_TTL_MS"
+#define FS_RM_ENDED_TTL_DEFAULT 86400000L
+#define FS_RM_ENDED_TTL_MIN 1000L
+#define FS_RM_ENDED_TTL_MAX (3650L * 86400000L)
 
 #define FS_RM_GEN "fs:rm:gen"
 #define FS_RM_BUILDING "fs:rm:building"

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Ended orders leave Redis; PostgreSQL keeps them.
+
+With FLASHSALE_REDIS_ENDED_TTL_MS=4000 for the projectors and the audit: an order the
+inventory refused is in Redis with a deadline at once and gone from Redis a few seconds
+later, while a live (reserved) order has no deadline; PostgreSQL still holds the refused
+one, GET /api/orders/{id} still answers it (from PostgreSQL), and flashsale-audit
+--read-models passes, counting it among the expired.
+
+    test_redis_expiry.py BUILD_DIR
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+TTL_MS = 4000
+os.environ["FLASHSALE_REDIS_ENDED_TTL_MS"] = str(TTL_MS)  # projectors and audit inherit it
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fsharness import System  # noqa: E402
+
+
+def order_key(s, oid):
+    return "fs:rm:%s:o:%s" % (s.redis("GET", "fs:rm:gen")[0], oid)
+
+
+def wait_for(what, cond, timeout=30):
+    deadline = time.time() + timeout
+    while not cond():
+        assert time.time() < deadline, "timed out waiting for " + what
+        time.sleep(0.1)
+
+
+def main(bindir):
+    with System(bindir) as s:
+        s.start_projector("postgres")
+        s.start_projector("redis")
+        pid = s.create_product(stock=1, name="expiry")
+        a, a_token = s.member()
+        b, b_token = s.member()
+        st, _, kept = s.order(a_token, pid, 1)
+        assert st == 201 and kept["status"] == "RESERVED", (st, kept)
+        st, _, refused = s.order(b_token, pid, 2)  # more than is left: the processor refuses
+        assert st == 409 and refused["error"]["code"] == "INSUFFICIENT_STOCK", (st, refused)
+        live, ended = kept["order_id"], refused["error"]["order_id"]
+
+        wait_for("both orders in Redis",
+                 lambda: s.redis("HGET", order_key(s, ended), "status") == ["REJECTED"] and
+                 s.redis("HGET", order_key(s, live), "status") == ["RESERVED"])
+        pttl_ended = int(s.redis("PTTL", order_key(s, ended))[0])
+        pttl_live = int(s.redis("PTTL", order_key(s, live))[0])
+        assert 0 < pttl_ended <= TTL_MS, pttl_ended
+        assert pttl_live == -1, pttl_live  # a live order never expires
+        t0 = time.time()
+        wait_for("the ended order to leave Redis",
+                 lambda: s.redis("EXISTS", order_key(s, ended)) == ["0"], timeout=TTL_MS / 1000 + 10)
+        print("redis expiry: ended order %s left Redis after %.1f s (PTTL was %d ms); live order kept"
+              % (ended, time.time() - t0, pttl_ended))
+        assert s.redis("EXISTS", order_key(s, live)) == ["1"]
+
+        assert s.sql("SELECT status FROM orders WHERE order_id = '%s'" % ended) == [["REJECTED"]]
+        st, _, body = s.request("GET", "/api/orders/" + ended, token=b_token)
+        assert st == 200 and body["status"] == "REJECTED", (st, body)
+        assert body["freshness"]["source"] == "postgres", body["freshness"]
+
+        report = os.path.join(s.logdir, "audit-redis-expiry.json")
+        out = subprocess.run([os.path.join(bindir, "projections", "flashsale-audit"), "--read-models",
+                              "--json", report], capture_output=True, timeout=300)
+        print(out.stdout.decode())
+        assert out.returncode == 0, out.stdout.decode()[-3000:] + out.stderr.decode()[-2000:]
+        rep = json.load(open(report))["read_models"]
+        assert rep["redis"]["compared"] and rep["redis"]["differences"] == 0, rep
+        assert rep["redis"]["expired"] >= 1, rep
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
+    print("redis expiry: PASS")
