@@ -43,7 +43,7 @@ typedef struct {
     int64_t at;
 } api_history;
 
-typedef struct {
+typedef struct api_order {
     char order_id[INV_ID_MAX];
     char member_id[INV_ID_MAX];
     char product_id[INV_ID_MAX]; /* first line */
@@ -72,6 +72,9 @@ typedef struct {
     char rejected_cause[64];  /* event id of the last refused command, and why */
     char rejected_code[40];
     int64_t touched;          /* monotonic ms of the last change (the view forgets idle orders) */
+    /* the view's recency list, least recently changed first (the bus's own; a copy of an
+     * order handed out carries them but must not use them) */
+    struct api_order *lru_prev, *lru_next;
 } api_order;
 
 /* Whether one of the order's recent snapshots was caused by the record with this event id. */

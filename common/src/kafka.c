@@ -85,6 +85,40 @@ const char *fs_fetch_wait_ms(void)
     return v && *v ? v : "500";
 }
 
+/* FLASHSALE_RDKAFKA_STATS_MS (diagnosis): the clients of the order path (the API's
+ * producers, every transactional loop's producer and consumer) log, that often, how many
+ * requests they sent to the brokers and how many records they produced or consumed since
+ * their start, so the broker's load can be traced to the clients causing it. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)opaque;
+    json_t *st = json_loadb(json, len, 0, NULL);
+    if (!st)
+        return 0;
+    json_int_t tx = 0, rx = 0;
+    const char *name;
+    json_t *b;
+    json_object_foreach(json_object_get(st, "brokers"), name, b) {
+        tx += json_integer_value(json_object_get(b, "tx"));
+        rx += json_integer_value(json_object_get(b, "rx"));
+    }
+    fs_log_info("kafka client stats",
+                json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "client", rd_kafka_name(rk), "type",
+                          rd_kafka_type(rk) == RD_KAFKA_PRODUCER ? "producer" : "consumer", "requests", tx,
+                          "responses", rx, "txmsgs", json_integer_value(json_object_get(st, "txmsgs")), "rxmsgs",
+                          json_integer_value(json_object_get(st, "rxmsgs"))));
+    json_decref(st);
+    return 0;
+}
+
+void fs_kafka_conf_stats(rd_kafka_conf_t *conf)
+{
+    const char *ms = getenv("FLASHSALE_RDKAFKA_STATS_MS");
+    char e[128];
+    if (ms && *ms && rd_kafka_conf_set(conf, "statistics.interval.ms", ms, e, sizeof e) == RD_KAFKA_CONF_OK)
+        rd_kafka_conf_set_stats_cb(conf, stats_cb);
+}
+
 rd_kafka_conf_t *fs_kafka_conf_new(void)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();

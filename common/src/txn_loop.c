@@ -70,6 +70,7 @@ static rd_kafka_t *producer_new(fs_txn_loop *l, fs_err *err)
 {
     const fs_common_config *c = l->conf.common;
     rd_kafka_conf_t *conf = fs_kafka_conf_new();
+    fs_kafka_conf_stats(conf);
     char e[256], tmo[24];
     snprintf(tmo, sizeof tmo, "%ld", c->txn_timeout_ms);
     const char *kv[][2] = {
@@ -535,6 +536,7 @@ fs_txn_loop *fs_txn_loop_new(const fs_txn_loop_conf *conf, fs_err *err)
     l->offsets = rd_kafka_topic_partition_list_new(16);
 
     rd_kafka_conf_t *cc = fs_kafka_conf_new();
+    fs_kafka_conf_stats(cc); /* served: rd_kafka_poll_set_consumer below */
     char e[256], ses[24];
     snprintf(ses, sizeof ses, "%d", 6000);
     const char *kv[][2] = {

@@ -107,7 +107,10 @@ static void tick_one(void *ctx, const char *pid, void *v)
 static rd_kafka_t *reader(const wishlist_watch *w)
 {
     fs_err err = {0};
-    rd_kafka_t *c = fs_kafka_consumer_new(w->cfg, NULL, NULL, false, &err);
+    /* it needs no low latency: larger, rarer fetches spare the broker a response per commit */
+    rd_kafka_t *c = fs_kafka_consumer_new_with(
+        w->cfg, NULL, NULL, false, (const char *const[]){"fetch.wait.max.ms", "200", "fetch.min.bytes", "65536", NULL},
+        &err);
     rd_kafka_t *admin = c ? fs_kafka_admin_new(w->cfg, "flashsale-notifier-wishlist", &err) : NULL;
     int n = admin ? fs_kafka_partition_count(admin, FS_TOPIC_INVENTORY_EVENTS, 10000, &err) : -1;
     if (admin)

@@ -43,6 +43,33 @@ static void test_valid_and_expired(void **state)
     free(tok);
 }
 
+/* Verified tokens are remembered: a repeat gives the same claims, expiry still holds, and
+ * neither another secret nor a changed signature finds the remembered verdict. */
+static void test_remembered(void **state)
+{
+    (void)state;
+    char *tok;
+    fs_err err = {0};
+    assert_int_equal(fs_jwt_issue_session(SECRET, "member-9", "admin", 30, "sess-9", 3, &tok, &err), 0);
+    char *h = bearer(tok);
+    fs_principal p;
+    int64_t now = (int64_t)time(NULL);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(fs_jwt_verify(SECRET, h, now, &p), FS_JWT_OK);
+        assert_string_equal(p.sub, "member-9");
+        assert_string_equal(p.role, "admin");
+        assert_string_equal(p.sid, "sess-9");
+        assert_int_equal(p.gen, 3);
+    }
+    assert_int_equal(fs_jwt_verify(SECRET, h, now + 31, &p), FS_JWT_EXPIRED);
+    assert_string_equal(p.sub, "");
+    assert_int_equal(fs_jwt_verify("another-secret-another-secret-xx", h, now, &p), FS_JWT_INVALID);
+    h[strlen(h) - 2] = h[strlen(h) - 2] == 'A' ? 'B' : 'A'; /* the signature */
+    assert_int_equal(fs_jwt_verify(SECRET, h, now, &p), FS_JWT_INVALID);
+    free(h);
+    free(tok);
+}
+
 /* Login tokens carry the session and the generation; operator tokens say gen -1. */
 static void test_session_claims(void **state)
 {
@@ -105,6 +132,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_and_expired),
         cmocka_unit_test(test_session_claims),
+        cmocka_unit_test(test_remembered),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_roles),
     };

@@ -57,6 +57,10 @@ int fs_kafka_header_get(const rd_kafka_message_t *msg, const char *name, char *b
 /* A librdkafka configuration whose log lines go to the JSON-lines logger (use instead of
  * rd_kafka_conf_new(): librdkafka's own logger writes plain text to stderr). */
 rd_kafka_conf_t *fs_kafka_conf_new(void);
+/* With FLASHSALE_RDKAFKA_STATS_MS set, the client logs its request and record counts that
+ * often ("kafka client stats"). Only for a client whose event queue is served (a producer
+ * polled, a consumer with rd_kafka_poll_set_consumer): the statistics queue up there. */
+void fs_kafka_conf_stats(rd_kafka_conf_t *conf);
 /* fetch.wait.max.ms for readers: FLASHSALE_FETCH_WAIT_MS or 500 (see kafka.c). */
 const char *fs_fetch_wait_ms(void);
 rd_kafka_t *fs_kafka_producer_new(const fs_common_config *cfg, const char *client_id,
