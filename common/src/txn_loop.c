@@ -80,7 +80,11 @@ static rd_kafka_t *producer_new(fs_txn_loop *l, fs_err *err)
         {"transaction.timeout.ms", tmo},
         {"enable.idempotence", "true"},
         {"acks", "all"},
-        {"linger.ms", "2"},
+        /* A transaction's records are read by nobody before its commit, and the commit
+         * flushes at once whatever still lingers; so they may wait to share produce
+         * requests (measured at 1,000 orders/s: the saga's produce requests 355/s -> 185/s,
+         * the processor's 261/s -> 152/s, linger 2 ms -> 20 ms). Answers leave by reply. */
+        {"linger.ms", "20"},
         {"partitioner", "murmur2_random"},
         /* Back-to-back transactions (group commit) meet CONCURRENT_TRANSACTIONS while the
          * coordinator still writes the previous one's markers; librdkafka retries after
