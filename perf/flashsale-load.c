@@ -459,6 +459,8 @@ int main(int argc, char **argv)
         }
         struct timespec wts = {(time_t)(wait / 1000.0), (long)(fmod(wait, 1000.0) * 1e6)};
         int n = epoll_pwait2(epfd, evs, 1024, &wts, NULL);
+        if (n < 0 && errno == ENOSYS) /* a kernel before 5.11: whole milliseconds, rounded up */
+            n = epoll_wait(epfd, evs, 1024, (int)ceil(wait));
         for (int i = 0; i < n; i++)
             on_event(evs[i].data.ptr, evs[i].events);
         double tf = now_ms();

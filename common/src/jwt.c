@@ -72,15 +72,21 @@ static void jwt_cache_init(void)
     jwt_cache_ok = sodium_init() >= 0;
 }
 
-/* The slot index of token under secret (key filled), or -1 when the secret cannot key it. */
+/* The slot index of token under secret (key filled), or -1 when it cannot be computed. */
 static int jwt_cache_key(const char *secret, const char *token, unsigned char key[crypto_generichash_BYTES])
 {
-    size_t slen = strlen(secret);
+    /* BLAKE2b takes a key of 16 to 64 bytes: key it with the secret's own hash, so that a
+     * secret of any length is served */
+    unsigned char skey[crypto_generichash_BYTES];
     pthread_once(&jwt_once, jwt_cache_init);
-    if (!jwt_cache_ok || slen < crypto_generichash_KEYBYTES_MIN || slen > crypto_generichash_KEYBYTES_MAX ||
-        crypto_generichash(key, crypto_generichash_BYTES, (const unsigned char *)token, strlen(token),
-                           (const unsigned char *)secret, slen))
+    if (!jwt_cache_ok ||
+        crypto_generichash(skey, sizeof skey, (const unsigned char *)secret, strlen(secret), NULL, 0) ||
+        crypto_generichash(key, crypto_generichash_BYTES, (const unsigned char *)token, strlen(token), skey,
+                           sizeof skey)) {
+        sodium_memzero(skey, sizeof skey);
         return -1;
+    }
+    sodium_memzero(skey, sizeof skey);
     return (int)(((uint32_t)key[0] | (uint32_t)key[1] << 8 | (uint32_t)key[2] << 16) & (JWT_CACHE_SLOTS - 1));
 }
 

@@ -2,8 +2,8 @@
  *
  * Consumes `notifications` in the consumer group FLASHSALE_NOTIFIER_GROUP
  * (flashsale-notifier; at least once: a message's offset is stored once it is delivered and
- * the stored offsets are committed once a second and on close, so a crash redelivers at most
- * a second of messages, which the spool and notifications_sent skip; fetches wait for 64 KiB
+ * the stored offsets are committed once a second and on close, so a crash redelivers about a
+ * second of messages (more while commits fail), which the spool and notifications_sent skip; fetches wait for 64 KiB
  * or 100 ms, since a mail need not leave within milliseconds). Each NotificationRequested becomes an
  * RFC 5322 message:
  *  - with FLASHSALE_SMTP_URL set (e.g. smtp://mail:25, smtps://...), sent through libcurl
@@ -317,7 +317,7 @@ static int lookup_email(notifier *nf, note *n)
 {
     if (n->email[0])
         return 1;
-    const int64_t *until = fs_map_get(nf->nobody, n->member);
+    const int64_t *until = nf->nobody ? fs_map_get(nf->nobody, n->member) : NULL;
     if (until && *until > fs_mono_ms())
         return 0;
     if (pg_ready(nf))
@@ -334,11 +334,11 @@ static int lookup_email(notifier *nf, note *n)
     if (found)
         snprintf(n->email, sizeof n->email, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
-    if (!found) {
-        if (fs_map_size(nf->nobody) >= NOBODY_MAX) {
-            fs_map_destroy_free(nf->nobody);
-            nf->nobody = fs_map_new(1024);
-        }
+    if (!found && nf->nobody && fs_map_size(nf->nobody) >= NOBODY_MAX) {
+        fs_map_destroy_free(nf->nobody);
+        nf->nobody = fs_map_new(1024); /* NULL (out of memory): nothing remembered */
+    }
+    if (!found && nf->nobody) {
         int64_t *u = fs_map_get(nf->nobody, n->member);
         if (!u && (u = malloc(sizeof *u)) && fs_map_put(nf->nobody, n->member, u) == (void *)-1) {
             free(u);
