@@ -313,6 +313,23 @@ static int decode(notifier *nf, const rd_kafka_message_t *m, note *n, char *why,
     return rc;
 }
 
+static void remember_nobody(notifier *nf, const char *member)
+{
+    if (nf->nobody && fs_map_size(nf->nobody) >= NOBODY_MAX) {
+        fs_map_destroy_free(nf->nobody);
+        nf->nobody = fs_map_new(1024); /* NULL (out of memory): nothing remembered */
+    }
+    if (!nf->nobody)
+        return;
+    int64_t *u = fs_map_get(nf->nobody, member);
+    if (!u && (u = malloc(sizeof *u)) && fs_map_put(nf->nobody, member, u) == (void *)-1) {
+        free(u);
+        return;
+    }
+    if (u)
+        *u = fs_mono_ms() + NOBODY_TTL_MS;
+}
+
 static int lookup_email(notifier *nf, note *n)
 {
     if (n->email[0])
@@ -334,19 +351,8 @@ static int lookup_email(notifier *nf, note *n)
     if (found)
         snprintf(n->email, sizeof n->email, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
-    if (!found && nf->nobody && fs_map_size(nf->nobody) >= NOBODY_MAX) {
-        fs_map_destroy_free(nf->nobody);
-        nf->nobody = fs_map_new(1024); /* NULL (out of memory): nothing remembered */
-    }
-    if (!found && nf->nobody) {
-        int64_t *u = fs_map_get(nf->nobody, n->member);
-        if (!u && (u = malloc(sizeof *u)) && fs_map_put(nf->nobody, n->member, u) == (void *)-1) {
-            free(u);
-            u = NULL;
-        }
-        if (u)
-            *u = fs_mono_ms() + NOBODY_TTL_MS;
-    }
+    if (!found)
+        remember_nobody(nf, n->member);
     return found;
 }
 

@@ -285,16 +285,15 @@ static int r_inventory(projector *p, const inv_event *e, int32_t part, int64_t o
         return fs_err_set(err, FS_ERR_RETRIABLE, 0, "redis append: %s", s->c->errstr);
     if ((e->type != INV_EV_RESERVED && e->type != INV_EV_REJECTED) || e->item_count > 1)
         return 0; /* checkout lines: the saga's snapshots describe the order */
-    bool ok = e->type == INV_EV_RESERVED;
-    /* A reservation older than the ended-order TTL must not create the order's keys: if the
-     * order has ended, its keys may already have expired (the version that would refuse
-     * this older write went with them), and writing would bring back a phantom RESERVED
+    /* A decision older than the ended-order TTL writes nothing of the order: if the order
+     * has ended, its keys may already have expired (the version that would refuse this
+     * older write went with them), and a reservation would bring back a phantom RESERVED
      * order (seen when a rebuild or a lagging projector applied the saga's terminal snapshot
      * before this event of another topic). A live order loses nothing: the saga's own
-     * snapshot of it (ranked above this write) makes the keys. A refusal needs no check:
-     * its expire-at is then in the past and Redis deletes what it wrote. */
-    if (ok && e->occurred_at + s->ended_ttl_ms <= fs_now_ms())
+     * snapshot of it (ranked above this write) makes the keys. */
+    if (e->occurred_at + s->ended_ttl_ms <= fs_now_ms())
         return 0;
+    bool ok = e->type == INV_EV_RESERVED;
     char hkey[160], chan[128], msg[256], items[512];
     snprintf(key, sizeof key, "fs:rm:%lld:o:%s", s->gen, e->order_id);
     snprintf(hkey, sizeof hkey, "fs:rm:%lld:h:%s", s->gen, e->order_id);
