@@ -13,8 +13,8 @@
  * times evenly over the last D days, as the history of a shop that has sold that long: each
  * order's events are stamped with its time and its id carries it (UUIDv7). Command offsets
  * are distinct and increasing, as the processor's are. */
-#include "inv_codec.h"
-#include "order_state.h"
+#include "flashsale/inventory_codec.h"
+#include "flashsale/order.h"
 
 #include "fs/codec.h"
 #include "fs/config.h"

@@ -3,8 +3,8 @@
  * Shared state under b->lock: the product view (an inv_state over all partitions), the
  * orders map, the per-partition decided offsets, and the waiters map (key -> list). */
 #include "bus.h"
-#include "inv_codec.h"
-#include "inv_snapshot.h"
+#include "flashsale/inventory_codec.h"
+#include "flashsale/inventory_snapshot.h"
 
 #include "fs/id.h"
 #include "fs/kafka.h"

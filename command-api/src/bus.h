@@ -19,7 +19,7 @@
  * threads (delivery reports, decision stream); one mutex guards the shared state. */
 #ifndef FS_API_BUS_H
 #define FS_API_BUS_H
-#include "inv_state.h"
+#include "flashsale/inventory.h"
 
 #include "fs/codec.h"
 #include "fs/config.h"

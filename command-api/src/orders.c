@@ -10,7 +10,7 @@
 #include "api.h"
 #include "accounts.h"
 #include "readmodel.h"
-#include "inv_codec.h"
+#include "flashsale/inventory_codec.h"
 #include "metrics.h"
 
 #include "fs/id.h"
@@ -26,34 +26,6 @@
 
 #define IDEM_TTL_S 86400
 
-static int reject_status(inv_reason r, const char **code)
-{
-    *code = inv_reason_name(r);
-    switch (r) {
-    case INV_R_UNKNOWN_PRODUCT:
-        *code = "PRODUCT_NOT_FOUND";
-        return 404;
-    case INV_R_INVALID:
-        *code = "INVALID_ORDER";
-        return 422;
-    default:
-        return 409;
-    }
-}
-
-static const char *reject_message(inv_reason r)
-{
-    switch (r) {
-    case INV_R_SOLD_OUT: return "sold out";
-    case INV_R_LIMIT_EXCEEDED: return "the per-member limit of this product is reached";
-    case INV_R_NOT_ON_SALE: return "the product is not on sale at this time";
-    case INV_R_PAUSED: return "the sale is paused";
-    case INV_R_INSUFFICIENT_STOCK: return "fewer units are available than asked for";
-    case INV_R_UNKNOWN_PRODUCT: return "no such product";
-    default: return "the order was refused";
-    }
-}
-
 static int send_decision(fs_http_req *req, const inv_event *ev)
 {
     if (ev->type == INV_EV_RESERVED) {
@@ -66,11 +38,10 @@ static int send_decision(fs_http_req *req, const inv_event *ev)
                                       (json_int_t)ev->unit_price, "pay_by", pay_by),
                             NULL);
     }
-    const char *code;
-    int status = reject_status(ev->reason, &code);
-    return fs_http_json(req, status,
-                        json_pack("{s:{s:s,s:s,s:s,s:s}}", "error", "code", code, "message",
-                                  reject_message(ev->reason), "request_id", req->request_id,
+    inv_reject_answer why = inv_reject_answer_of(ev->reason);
+    return fs_http_json(req, why.http_status,
+                        json_pack("{s:{s:s,s:s,s:s,s:s}}", "error", "code", why.code, "message",
+                                  why.message, "request_id", req->request_id,
                                   "order_id", ev->order_id),
                         NULL);
 }

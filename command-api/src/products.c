@@ -8,7 +8,7 @@
  * processor's outcome, matched by the command's event id. */
 #include "api.h"
 #include "readmodel.h"
-#include "inv_codec.h"
+#include "flashsale/inventory_codec.h"
 #include "metrics.h"
 
 #include "fs/id.h"
@@ -21,15 +21,7 @@
 
 static const char *sale_status(const inv_product_view *v, int64_t now)
 {
-    if (v->paused)
-        return "PAUSED";
-    if (now < v->f.sale_starts_at)
-        return "UPCOMING";
-    if (v->f.sale_ends_at && now >= v->f.sale_ends_at)
-        return "ENDED";
-    if (v->available == 0)
-        return "SOLD_OUT";
-    return "ON_SALE";
+    return inv_sale_status_name(inv_sale_status_at(v, now));
 }
 
 static json_t *product_json(const inv_product_view *v)

@@ -1055,6 +1055,43 @@ int fs_av_set_long(avro_value_t *rec, const char *name, int64_t v, fs_err *err)
     return 0;
 }
 
+int fs_av_get_bool(avro_value_t *rec, const char *name, bool *out, fs_err *err)
+{
+    avro_value_t f;
+    int b;
+    if (field(rec, name, &f, err))
+        return -1;
+    if (avro_value_get_boolean(&f, &b))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "field %s is not a boolean", name);
+    *out = b != 0;
+    return 0;
+}
+
+int fs_av_set_bool(avro_value_t *rec, const char *name, bool v, fs_err *err)
+{
+    avro_value_t f;
+    if (field_for_set(rec, name, &f, err))
+        return -1;
+    if (avro_value_set_boolean(&f, v))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "field %s is not a boolean", name);
+    return 0;
+}
+
+int fs_av_get_strcpy(avro_value_t *rec, const char *name, char *out, size_t n, fs_err *err)
+{
+    const char *s;
+    if (fs_av_get_str(rec, name, &s, err))
+        return -1;
+    if (!s)
+        s = "";
+    size_t len = strlen(s);
+    if (len >= n)
+        return fs_err_set(err, FS_ERR_INVALID, 0, "field %s: %zu bytes, at most %zu", name, len,
+                          n - 1);
+    memcpy(out, s, len + 1);
+    return 0;
+}
+
 /* ---- tolerant access ---------------------------------------------------------------- */
 
 static bool has_field(avro_value_t *rec, const char *f, avro_value_t *out)

@@ -18,9 +18,9 @@
  * FLASHSALE_PAYMENT_WINDOW_MS (600000: pay_by = requested_at + window), the snapshot ones
  * above, and the common ones (batching: FLASHSALE_COMMIT_INTERVAL_MS /
  * FLASHSALE_COMMIT_MAX_RECORDS). */
-#include "inv_codec.h"
-#include "inv_snapshot.h"
-#include "inv_state.h"
+#include "flashsale/inventory_codec.h"
+#include "flashsale/inventory_snapshot.h"
+#include "flashsale/inventory.h"
 
 #include "fs/codec.h"
 #include "fs/config.h"

@@ -10,7 +10,7 @@
  * news). wishlist_notices' primary key (member, product, occurrence) makes each notice once
  * only, and the notification goes into the outbox in the same transaction. Only members with
  * a verified address are told. */
-#include "inv_codec.h"
+#include "flashsale/inventory_codec.h"
 #include "notifier.h"
 
 #include "fs/db.h"

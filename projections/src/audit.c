@@ -30,9 +30,9 @@
  *               nothing less; a model still behind what was read gets --wait-ms (30000) to
  *               catch up. A model that cannot be compared (unreachable, behind, or already
  *               past what was read) is reported, and is a violation with --read-models. */
-#include "inv_codec.h"
-#include "inv_state.h"
-#include "order_state.h"
+#include "flashsale/inventory_codec.h"
+#include "flashsale/inventory.h"
+#include "flashsale/order.h"
 
 #include "fs/codec.h"
 #include "fs/config.h"

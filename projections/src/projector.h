@@ -11,8 +11,8 @@
  * made atomic or idempotent, how a rebuild is done. */
 #ifndef FS_PROJECTOR_H
 #define FS_PROJECTOR_H
-#include "inv_codec.h"
-#include "order_state.h"
+#include "flashsale/inventory_codec.h"
+#include "flashsale/order.h"
 
 #include "fs/codec.h"
 #include "fs/config.h"

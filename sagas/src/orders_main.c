@@ -1,4 +1,6 @@
-/* flashsale-orders: the order saga, single writer of orders.events (key = order id).
+/* flashsale-orders: the order saga's I/O, single writer of orders.events (key = order id).
+ * The rules are flashsale/saga.h's ord_step; this file reads, calls the step, writes what it
+ * returns and arms timers.
  *
  * Inputs, all through the transactional loop (outputs + offsets commit together):
  *  - inventory.events (key = product): decisions and outcomes that name an order are
@@ -7,17 +9,20 @@
  *  - orders.commands (key = order): forwarded inventory outcomes, PlaceCheckout, and the
  *    members' PayOrder, CancelOrder, RequestReturn, CompleteReturn;
  *  - payments.events (key = order): payment and refund results.
- * State: the orders of the owned partitions, rebuilt on assignment from orders.events (every
- * change is a full snapshot, OrderStatusChanged). Timers (payment deadline, shipping D+1,
- * delivery D+2) are a min-heap re-armed from the snapshots; a timer that came due while the
- * saga was down fires at once. A firing is a snapshot in the same transaction as its
- * effects, so it happens exactly once.
+ * A record that is not one of these (or lacks a required field) goes to the dead-letter
+ * topic. State: the orders of the owned partitions, rebuilt on assignment from
+ * orders.events (every change is a full snapshot, OrderStatusChanged). Timers (payment
+ * deadline, shipping D+1, delivery D+2) are a min-heap re-armed from the snapshots; a timer
+ * that came due while the saga was down fires at once. A firing is a snapshot in the same
+ * transaction as its effects, so it happens exactly once.
  *
  * Settings: FLASHSALE_INSTANCE_ID (orders-1), FLASHSALE_DAY_SECONDS (86400),
  * FLASHSALE_RETURN_WINDOW_DAYS (7), FLASHSALE_AUTO_PAY (false: pay right after the
  * reservation), FLASHSALE_PAYMENT_MAX_ATTEMPTS (3). */
-#include "inv_codec.h"
-#include "order_state.h"
+#include "flashsale/inventory_codec.h"
+#include "flashsale/messages.h"
+#include "flashsale/order.h"
+#include "flashsale/saga.h"
 
 #include "fs/config.h"
 #include "fs/id.h"
@@ -43,14 +48,14 @@ typedef struct {
 typedef struct {
     fs_common_config cfg;
     fs_codec *codec;
-    int64_t day_ms, return_window_ms;
-    bool auto_pay;
-    long max_attempts;
+    ord_saga_config rules;
     fs_map *orders[MAX_PARTITIONS]; /* per owned partition: order id -> ord_order* */
     timer_t_ *heap;
     size_t nheap, capheap;
     /* the record being handled */
     char cause[64];
+    ord_input in;
+    ord_step_result out;
 } saga;
 
 static volatile sig_atomic_t stop_flag;
@@ -62,13 +67,13 @@ static void on_signal(int sig)
 
 /* ---- timers ------------------------------------------------------------------------- */
 
-static void heap_push(saga *s, int64_t due, int32_t partition, const char *id)
+static int heap_push(saga *s, int64_t due, int32_t partition, const char *id, fs_err *err)
 {
     if (s->nheap == s->capheap) {
         size_t cap = s->capheap ? s->capheap * 2 : 1024;
         timer_t_ *h = realloc(s->heap, cap * sizeof *h);
-        if (!h)
-            return;
+        if (!h) /* fatal: the loop stops, a restart re-arms every timer from the snapshots */
+            return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory arming %zu timers", cap);
         s->heap = h;
         s->capheap = cap;
     }
@@ -80,6 +85,7 @@ static void heap_push(saga *s, int64_t due, int32_t partition, const char *id)
         i = (i - 1) / 2;
     }
     s->heap[i] = t;
+    return 0;
 }
 
 static timer_t_ heap_pop(saga *s)
@@ -102,11 +108,40 @@ static timer_t_ heap_pop(saga *s)
     return top;
 }
 
-/* ---- outputs ------------------------------------------------------------------------ */
+/* ---- the orders held ---------------------------------------------------------------- */
+
+static ord_order *find(saga *s, int32_t part, const char *id)
+{
+    return part >= 0 && part < MAX_PARTITIONS && s->orders[part] ? fs_map_get(s->orders[part], id)
+                                                                  : NULL;
+}
+
+/* Keeps the step's order: a copy into the map (new) or over the one held. */
+static int keep(saga *s, int32_t part, const ord_order *o, fs_err *err)
+{
+    ord_order *held = find(s, part, o->order_id);
+    if (!held) {
+        if (part < 0 || part >= MAX_PARTITIONS || !s->orders[part])
+            return fs_err_set(err, FS_ERR_FATAL, 0, "order %s on partition %d not owned",
+                              o->order_id, part);
+        held = malloc(sizeof *held);
+        if (!held || fs_map_put(s->orders[part], o->order_id, held) == (void *)-1) {
+            free(held);
+            return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
+        }
+    }
+    *held = *o;
+    return 0;
+}
+
+/* ---- writing what a step returns ---------------------------------------------------- */
+
+typedef int (*encode_fn)(const fs_codec *codec, const void *msg, void **buf, size_t *len,
+                         fs_err *err);
 
 static int produce(saga *s, fs_txn_loop *loop, const char *topic, int32_t partition,
-                   const char *key, const void *buf, size_t len, const char *type,
-                   const char *correlation, int64_t at, fs_err *err)
+                   const char *key, const char *type, const char *correlation, int64_t at,
+                   const void *buf, size_t len, fs_err *err)
 {
     fs_event_meta meta = {.event_type = type,
                           .correlation_id = correlation,
@@ -116,417 +151,135 @@ static int produce(saga *s, fs_txn_loop *loop, const char *topic, int32_t partit
                                fs_kafka_headers_new(&meta), err);
 }
 
-static int notify(saga *s, fs_txn_loop *loop, const ord_order *o, const char *kind, fs_err *err)
+static int enc_inv(const fs_codec *c, const void *m, void **b, size_t *l, fs_err *e)
 {
-    const fs_schema *sc = fs_codec_reader(s->codec, "NotificationRequested");
-    avro_value_t v, params, p;
-    if (!sc || fs_schema_value_new(sc, &v, err))
-        return -1;
-    char nid[FS_UUID_STR_LEN + 1];
-    fs_uuid7_str(nid);
+    return inv_command_encode(c, m, b, l, e);
+}
+static int enc_pay(const fs_codec *c, const void *m, void **b, size_t *l, fs_err *e)
+{
+    return pay_command_encode(c, m, b, l, e);
+}
+static int enc_snapshot(const fs_codec *c, const void *m, void **b, size_t *l, fs_err *e)
+{
+    return ord_encode(c, m, b, l, e);
+}
+static int enc_rejection(const fs_codec *c, const void *m, void **b, size_t *l, fs_err *e)
+{
+    return ord_rejection_encode(c, m, b, l, e);
+}
+static int enc_note(const fs_codec *c, const void *m, void **b, size_t *l, fs_err *e)
+{
+    return fs_notification_encode(c, m, b, l, e);
+}
+
+static int write_one(saga *s, fs_txn_loop *loop, encode_fn enc, const void *msg,
+                     const char *topic, int32_t partition, const char *key, const char *type,
+                     const char *correlation, int64_t at, fs_err *err)
+{
     void *buf = NULL;
     size_t len = 0;
-    int rc = fs_av_put_str(&v, "notification_id", nid, true) ||
-             fs_av_put_str(&v, "member_id", o->member_id, true) ||
-             fs_av_put_str(&v, "kind", kind, true) || fs_av_put_str(&v, "email", NULL, false) ||
-             fs_av_put_long(&v, "occurred_at", o->occurred_at, true) ||
-             avro_value_get_by_name(&v, "params", &params, NULL) ||
-             avro_value_add(&params, "order_id", &p, NULL, NULL) ||
-             avro_value_set_string(&p, o->order_id) ||
-             avro_value_add(&params, "status", &p, NULL, NULL) ||
-             avro_value_set_string(&p, ord_status_name(o->status));
-    if (rc)
-        rc = fs_err_set(err, FS_ERR_FATAL, 0, "notification: %s", avro_strerror());
-    else
-        rc = fs_codec_encode(sc, &v, &buf, &len, err);
-    avro_value_decref(&v);
-    if (!rc)
-        rc = produce(s, loop, FS_TOPIC_NOTIFICATIONS, RD_KAFKA_PARTITION_UA, o->member_id, buf,
-                     len, "NotificationRequested", o->order_id, o->occurred_at, err);
+    int rc = enc(s->codec, msg, &buf, &len, err);
+    if (rc == 0)
+        rc = produce(s, loop, topic, partition, key, type, correlation, at, buf, len, err);
     free(buf);
     return rc;
 }
 
-static int snapshot(saga *s, fs_txn_loop *loop, int32_t part, ord_order *o, fs_err *err)
+/* Writes the step's commands, events and notifications, keeps the order, arms its timer. */
+static int apply_step(saga *s, fs_txn_loop *loop, int32_t part, const ord_order *before,
+                      fs_err *err)
 {
-    void *buf = NULL;
-    size_t len = 0;
-    if (ord_encode(s->codec, o, &buf, &len, err))
-        return -1;
-    int rc = produce(s, loop, FS_TOPIC_ORDERS_EVENTS, part, o->order_id, buf, len,
-                     "OrderStatusChanged", o->order_id, o->occurred_at, err);
-    free(buf);
-    if (!rc && o->deadline > 0)
-        heap_push(s, o->deadline, part, o->order_id);
-    return rc;
-}
-
-/* Writes a snapshot that changes no status (a line's progress): previous = status, so that
- * a reader can tell it from a transition. */
-static int line_update(saga *s, fs_txn_loop *loop, int32_t part, ord_order *o, int64_t at, fs_err *err)
-{
-    o->previous = o->status;
-    o->occurred_at = at;
-    return snapshot(s, loop, part, o, err);
-}
-
-/* Moves o to `to` and writes the snapshot. An illegal transition is logged and refused. */
-static int transition(saga *s, fs_txn_loop *loop, int32_t part, ord_order *o, ord_status to,
-                      const char *reason, int64_t at, int64_t deadline, fs_err *err)
-{
-    if (!ord_transition_is_valid(o->status, to)) {
-        fs_log_error("illegal order transition refused",
-                     json_pack("{s:s,s:s,s:s}", "order_id", o->order_id, "from",
-                               ord_status_name(o->status), "to", ord_status_name(to)));
-        return 1;
+    ord_step_result *r = &s->out;
+    const char *id = r->order.order_id[0] ? r->order.order_id : ord_input_order_id(&s->in);
+    if (r->refused)
+        fs_log_error(r->refused, json_pack("{s:s,s:s,s:s}", "order_id", id, "from",
+                                           before ? ord_status_name(before->status) : "",
+                                           "to", ord_status_name(r->refused_to)));
+    for (int i = 0; i < r->ninventory; i++) {
+        const inv_command *c = &r->inventory[i];
+        if (write_one(s, loop, enc_inv, c, FS_TOPIC_INVENTORY_COMMANDS, RD_KAFKA_PARTITION_UA,
+                      c->product_id, inv_cmd_name(c->type), c->order_id, c->requested_at, err))
+            return -1;
     }
-    o->previous = o->status;
-    o->status = to;
-    snprintf(o->reason, sizeof o->reason, "%s", reason ? reason : "");
-    o->occurred_at = at;
-    o->deadline = deadline;
-    return snapshot(s, loop, part, o, err);
-}
-
-static int reject_command(saga *s, fs_txn_loop *loop, int32_t part, const char *order_id,
-                          const char *member, const char *cmd, const char *code,
-                          const ord_order *o, int64_t at, fs_err *err)
-{
-    const fs_schema *sc = fs_codec_reader(s->codec, "OrderCommandRejected");
-    avro_value_t v;
-    if (!sc || fs_schema_value_new(sc, &v, err))
+    if (r->has_payment &&
+        write_one(s, loop, enc_pay, &r->payment, FS_TOPIC_PAYMENTS_COMMANDS, part,
+                  r->payment.order_id, pay_cmd_name(r->payment.type), r->payment.order_id,
+                  r->payment.requested_at, err))
         return -1;
-    void *buf = NULL;
-    size_t len = 0;
-    int rc = fs_av_put_str(&v, "order_id", order_id, true) ||
-             fs_av_put_str(&v, "member_id", member, true) ||
-             fs_av_put_str(&v, "command_type", cmd, true) || fs_av_put_str(&v, "code", code, true) ||
-             fs_av_put_str(&v, "status", o ? ord_status_name(o->status) : "", true) ||
-             fs_av_put_long(&v, "occurred_at", at, true);
-    rc = rc ? fs_err_set(err, FS_ERR_FATAL, 0, "reject: %s", avro_strerror())
-            : fs_codec_encode(sc, &v, &buf, &len, err);
-    avro_value_decref(&v);
-    if (!rc)
-        rc = produce(s, loop, FS_TOPIC_ORDERS_EVENTS, part, order_id, buf, len,
-                     "OrderCommandRejected", order_id, at, err);
-    free(buf);
-    fs_log_info("order command refused", json_pack("{s:s,s:s,s:s}", "order_id", order_id,
-                                                   "command", cmd, "code", code));
-    return rc;
-}
-
-static int inventory_command(saga *s, fs_txn_loop *loop, inv_cmd_type type, const ord_order *o,
-                             int line, const char *reason, int64_t at, fs_err *err)
-{
-    inv_command c;
-    memset(&c, 0, sizeof c);
-    c.type = type;
-    snprintf(c.product_id, sizeof c.product_id, "%s", o->lines[line].product_id);
-    snprintf(c.order_id, sizeof c.order_id, "%s", o->order_id);
-    snprintf(c.member_id, sizeof c.member_id, "%s", o->member_id);
-    snprintf(c.actor_id, sizeof c.actor_id, "saga");
-    snprintf(c.reason, sizeof c.reason, "%s", reason ? reason : "");
-    c.quantity = o->lines[line].quantity;
-    c.item_index = line;
-    c.item_count = o->nlines;
-    c.requested_at = at;
-    void *buf = NULL;
-    size_t len = 0;
-    if (inv_command_encode(s->codec, &c, &buf, &len, err))
+    for (int i = 0; i < r->nsnapshots; i++) {
+        const ord_order *o = &r->snapshots[i];
+        if (write_one(s, loop, enc_snapshot, o, FS_TOPIC_ORDERS_EVENTS, part, o->order_id,
+                      "OrderStatusChanged", o->order_id, o->occurred_at, err))
+            return -1;
+    }
+    if (r->rejected) {
+        const ord_rejection *j = &r->rejection;
+        if (write_one(s, loop, enc_rejection, j, FS_TOPIC_ORDERS_EVENTS, part, j->order_id,
+                      "OrderCommandRejected", j->order_id, j->occurred_at, err))
+            return -1;
+        fs_log_info("order command refused", json_pack("{s:s,s:s,s:s}", "order_id", j->order_id,
+                                                       "command", j->command_type, "code", j->code));
+    }
+    for (int i = 0; i < r->nnotes; i++) {
+        fs_notification *n = &r->notes[i];
+        fs_uuid7_str(n->notification_id);
+        if (write_one(s, loop, enc_note, n, FS_TOPIC_NOTIFICATIONS, RD_KAFKA_PARTITION_UA,
+                      n->member_id, "NotificationRequested", r->order.order_id, n->occurred_at,
+                      err))
+            return -1;
+    }
+    if (!r->changed)
+        return 0;
+    if (keep(s, part, &r->order, err))
         return -1;
-    int rc = produce(s, loop, FS_TOPIC_INVENTORY_COMMANDS, RD_KAFKA_PARTITION_UA, c.product_id,
-                     buf, len, inv_cmd_name(type), o->order_id, at, err);
-    free(buf);
-    return rc;
+    return r->order.deadline > 0 ? heap_push(s, r->order.deadline, part, r->order.order_id, err) : 0;
 }
 
-static int payment_command(saga *s, fs_txn_loop *loop, int32_t part, const ord_order *o,
-                           const char *type, const char *method_or_reason, int64_t at, fs_err *err)
+static int step(saga *s, fs_txn_loop *loop, int32_t part, fs_err *err)
 {
-    const fs_schema *sc = fs_codec_reader(s->codec, type);
-    avro_value_t v;
-    if (!sc || fs_schema_value_new(sc, &v, err))
+    const ord_order *before = find(s, part, ord_input_order_id(&s->in));
+    ord_step(&s->rules, before, &s->in, &s->out);
+    return apply_step(s, loop, part, before, err);
+}
+
+/* ---- reading ------------------------------------------------------------------------ */
+
+/* An orders.commands record into s->in: a forwarded inventory outcome or an order command.
+ * Returns 0, or -1 with *why (the record is dead-lettered). */
+static int read_order_input(saga *s, const fs_schema *sc, avro_value_t *v, fs_err *why)
+{
+    const char *type = fs_schema_name(sc);
+    memset(&s->in, 0, sizeof s->in);
+    if (!strncmp(fs_schema_fullname(sc), "flashsale.inventory.", 20)) {
+        s->in.kind = ORD_IN_INVENTORY;
+        if (inv_event_decode(v, type, &s->in.inv, why))
+            return -1;
+        s->in.at = s->in.inv.occurred_at;
+        return s->in.inv.order_id[0] ? 0 : fs_err_set(why, FS_ERR_INVALID, 0, "%s names no order", type);
+    }
+    if (ord_cmd_parse(type) < 0)
+        return fs_err_set(why, FS_ERR_INVALID, 0, "not an order command");
+    s->in.kind = ORD_IN_COMMAND;
+    if (ord_command_decode(v, type, &s->in.cmd, why))
         return -1;
-    void *buf = NULL;
-    size_t len = 0;
-    int rc = fs_av_put_str(&v, "order_id", o->order_id, true) ||
-             fs_av_put_str(&v, "member_id", o->member_id, true) ||
-             fs_av_put_long(&v, "amount", o->amount, true) ||
-             fs_av_put_str(&v, "method", method_or_reason, true) ||
-             fs_av_put_str(&v, "reason", method_or_reason, true) ||
-             fs_av_put_long(&v, "attempt", o->payment_attempts, true) ||
-             fs_av_put_long(&v, "requested_at", at, true);
-    rc = rc ? fs_err_set(err, FS_ERR_FATAL, 0, "%s: %s", type, avro_strerror())
-            : fs_codec_encode(sc, &v, &buf, &len, err);
-    avro_value_decref(&v);
-    if (!rc)
-        rc = produce(s, loop, FS_TOPIC_PAYMENTS_COMMANDS, part, o->order_id, buf, len, type,
-                     o->order_id, at, err);
-    free(buf);
-    return rc;
-}
-
-/* Releases every reserved line (compensation). */
-static int release_lines(saga *s, fs_txn_loop *loop, ord_order *o, const char *reason, int64_t at,
-                         fs_err *err)
-{
-    for (int i = 0; i < o->nlines; i++)
-        if (o->lines[i].state == LINE_RESERVED) {
-            if (inventory_command(s, loop, INV_CMD_RELEASE, o, i, reason, at, err))
-                return -1;
-            o->lines[i].state = LINE_RELEASED;
-        }
+    s->in.at = s->in.cmd.requested_at;
     return 0;
 }
 
-static int pay(saga *s, fs_txn_loop *loop, int32_t part, ord_order *o, const char *method,
-               int64_t at, fs_err *err)
+static int forward(fs_txn_loop *loop, const rd_kafka_message_t *m, const fs_schema *sc,
+                   avro_value_t *v, fs_err *err)
 {
-    o->payment_attempts++;
-    if (payment_command(s, loop, part, o, "RequestPayment", method, at, err))
-        return -1;
-    return transition(s, loop, part, o, ORD_PAYING, "", at, 0, err) < 0 ? -1 : 0;
-}
-
-/* ---- handlers ----------------------------------------------------------------------- */
-
-static ord_order *find(saga *s, int32_t part, const char *id)
-{
-    return part >= 0 && part < MAX_PARTITIONS && s->orders[part] ? fs_map_get(s->orders[part], id)
-                                                                  : NULL;
-}
-
-static ord_order *create(saga *s, int32_t part, const char *id)
-{
-    ord_order *o = calloc(1, sizeof *o);
-    if (!o || !s->orders[part] || fs_map_put(s->orders[part], id, o) == (void *)-1) {
-        free(o);
-        return NULL;
-    }
-    snprintf(o->order_id, sizeof o->order_id, "%s", id);
-    o->restock_on_return = true;
-    return o;
-}
-
-static int on_inventory_outcome(saga *s, fs_txn_loop *loop, int32_t part, const inv_event *e,
-                                fs_err *err)
-{
-    ord_order *o = find(s, part, e->order_id);
-    int64_t at = e->occurred_at;
-    int li = e->item_index;
-    if (e->type == INV_EV_RESERVED || e->type == INV_EV_REJECTED) {
-        if (!o) { /* a single-item order begins here */
-            if (e->item_count > 1)
-                return 0; /* a line of a checkout we do not know: nothing to do */
-            o = create(s, part, e->order_id);
-            if (!o)
-                return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
-            snprintf(o->member_id, sizeof o->member_id, "%s", e->member_id);
-            o->nlines = 1;
-            snprintf(o->lines[0].product_id, sizeof o->lines[0].product_id, "%s", e->product_id);
-            o->lines[0].quantity = e->quantity;
-            li = 0;
-        }
-        if (li < 0 || li >= o->nlines || o->lines[li].state != LINE_PENDING)
-            return 0; /* unknown line, or a decision already recorded */
-        ord_line *ln = &o->lines[li];
-        if (e->type == INV_EV_RESERVED) {
-            ln->state = LINE_RESERVED;
-            ln->unit_price = e->unit_price;
-            if (!o->pay_by || e->pay_by < o->pay_by)
-                o->pay_by = e->pay_by;
-            if (o->status != ORD_PENDING) { /* the checkout failed meanwhile: give it back */
-                if (inventory_command(s, loop, INV_CMD_RELEASE, o, li, "CHECKOUT_FAILED", at, err))
-                    return -1;
-                ln->state = LINE_RELEASED;
-                return line_update(s, loop, part, o, at, err);
-            }
-        } else {
-            ln->state = LINE_REJECTED;
-            snprintf(ln->reason, sizeof ln->reason, "%s", inv_reason_name(e->reason));
-            if (o->status == ORD_PENDING) {
-                char why[48];
-                if (o->nlines > 1)
-                    snprintf(why, sizeof why, "ITEM_%d_%s", li, inv_reason_name(e->reason));
-                else
-                    snprintf(why, sizeof why, "%s", inv_reason_name(e->reason));
-                if (release_lines(s, loop, o, "CHECKOUT_FAILED", at, err))
-                    return -1;
-                return transition(s, loop, part, o, ORD_REJECTED, why, at, 0, err) < 0 ? -1 : 0;
-            }
-            return line_update(s, loop, part, o, at, err);
-        }
-        for (int i = 0; i < o->nlines; i++)
-            if (o->lines[i].state != LINE_RESERVED)
-                return line_update(s, loop, part, o, at, err); /* lines still pending */
-        /* no overflow: every reserved line has quantity <= INV_MAX_QUANTITY and unit price
-         * <= INV_MAX_PRICE (the processor refuses others; inv_state.h) */
-        _Static_assert(INT64_MAX / ORD_MAX_LINES / INV_MAX_QUANTITY >= INV_MAX_PRICE,
-                       "an order amount could overflow int64");
-        o->amount = 0;
-        for (int i = 0; i < o->nlines; i++)
-            o->amount += o->lines[i].unit_price * o->lines[i].quantity;
-        if (transition(s, loop, part, o, ORD_RESERVED, "", at, o->pay_by, err) < 0 ||
-            notify(s, loop, o, "ORDER_RESERVED", err))
-            return -1;
-        return s->auto_pay ? pay(s, loop, part, o, "AUTO", at, err) : 0;
-    }
-    if (!o || li < 0 || li >= o->nlines)
+    /* forward what names an order to the order's partition */
+    char order[ORD_ID_MAX];
+    fs_err ignored = {0};
+    if (fs_av_get_strcpy(v, "order_id", order, sizeof order, &ignored) || !order[0] ||
+        !strcmp(fs_schema_name(sc), "ProductDefined"))
         return 0;
-    if (e->type == INV_EV_COMMITTED)
-        o->lines[li].state = LINE_COMMITTED;
-    else if (e->type == INV_EV_RELEASED)
-        o->lines[li].state = LINE_RELEASED;
-    else if (e->type == INV_EV_RESTOCKED)
-        o->lines[li].state = LINE_RESTOCKED;
-    else if (e->type == INV_EV_CMD_REJECTED) {
-        /* inventory refused our commit/release: a unit's fate is unclear */
-        char why[48];
-        snprintf(why, sizeof why, "INVENTORY_%s", inv_reason_name(e->reason));
-        int rc = transition(s, loop, part, o, ORD_NEEDS_ATTENTION, why, at, 0, err);
-        return rc < 0 ? -1 : rc > 0 ? line_update(s, loop, part, o, at, err) : 0;
-    } else
-        return 0;
-    return line_update(s, loop, part, o, at, err);
-}
-
-static int on_checkout(saga *s, fs_txn_loop *loop, int32_t part, avro_value_t *v, fs_err *err)
-{
-    char id[ORD_ID_MAX];
-    fs_av_read_str(v, "order_id", id, sizeof id, NULL);
-    if (find(s, part, id))
-        return 0; /* already placed */
-    ord_order *o = create(s, part, id);
-    if (!o)
-        return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
-    fs_av_read_str(v, "member_id", o->member_id, sizeof o->member_id, NULL);
-    int64_t at = fs_av_read_long(v, "requested_at", 0, NULL);
-    avro_value_t items;
-    size_t n = 0;
-    if (avro_value_get_by_name(v, "items", &items, NULL) == 0)
-        avro_value_get_size(&items, &n);
-    for (size_t i = 0; i < n && i < ORD_MAX_LINES; i++) {
-        avro_value_t it;
-        avro_value_get_by_index(&items, i, &it, NULL);
-        ord_line *ln = &o->lines[o->nlines++];
-        fs_av_read_str(&it, "product_id", ln->product_id, sizeof ln->product_id, NULL);
-        ln->quantity = (int32_t)fs_av_read_long(&it, "quantity", 0, NULL);
-    }
-    o->status = o->previous = ORD_PENDING;
-    o->occurred_at = at;
-    for (int i = 0; i < o->nlines; i++)
-        if (inventory_command(s, loop, INV_CMD_RESERVE, o, i, NULL, at, err))
-            return -1;
-    return snapshot(s, loop, part, o, err);
-}
-
-static int on_member_command(saga *s, fs_txn_loop *loop, int32_t part, const char *type,
-                             avro_value_t *v, fs_err *err)
-{
-    char id[ORD_ID_MAX], member[ORD_ID_MAX], method[32];
-    fs_av_read_str(v, "order_id", id, sizeof id, NULL);
-    fs_av_read_str(v, "member_id", member, sizeof member, NULL);
-    if (!member[0])
-        fs_av_read_str(v, "actor_id", member, sizeof member, NULL);
-    int64_t at = fs_av_read_long(v, "requested_at", fs_now_ms(), NULL);
-    ord_order *o = find(s, part, id);
-    bool admin = !strcmp(type, "CompleteReturn");
-    if (!o || (!admin && strcmp(o->member_id, member)))
-        return reject_command(s, loop, part, id, member, type, "ORDER_NOT_FOUND", NULL, at, err);
-    if (!strcmp(type, "PayOrder")) {
-        if (o->status != ORD_RESERVED)
-            return reject_command(s, loop, part, id, member, type,
-                                  o->status == ORD_PAYING ? "PAYMENT_IN_PROGRESS"
-                                  : o->status == ORD_PAID ? "ORDER_ALREADY_PAID"
-                                                          : "ORDER_NOT_RESERVED",
-                                  o, at, err);
-        fs_av_read_str(v, "method", method, sizeof method, NULL);
-        return pay(s, loop, part, o, method[0] ? method : "CARD", at, err);
-    }
-    if (!strcmp(type, "CancelOrder")) {
-        if (o->status == ORD_RESERVED) {
-            if (release_lines(s, loop, o, "CANCELLED", at, err))
-                return -1;
-            return transition(s, loop, part, o, ORD_CANCELLED, "CANCELLED_BY_MEMBER", at, 0, err) < 0
-                       ? -1
-                       : 0;
-        }
-        if (o->status == ORD_PAID) {
-            for (int i = 0; i < o->nlines; i++)
-                if (inventory_command(s, loop, INV_CMD_RESTOCK, o, i, NULL, at, err))
-                    return -1;
-            if (payment_command(s, loop, part, o, "RequestRefund", "CANCELLED", at, err))
-                return -1;
-            return transition(s, loop, part, o, ORD_CANCELLED, "CANCELLED_AFTER_PAYMENT", at, 0, err) < 0
-                       ? -1
-                       : 0;
-        }
-        const char *code = o->status == ORD_PAYING ? "PAYMENT_IN_PROGRESS"
-                           : (o->status == ORD_SHIPPING || o->status == ORD_DELIVERED ||
-                              o->status == ORD_RETURN_REQUESTED)
-                               ? "ORDER_ALREADY_SHIPPED"
-                               : "ORDER_CLOSED";
-        return reject_command(s, loop, part, id, member, type, code, o, at, err);
-    }
-    if (!strcmp(type, "RequestReturn")) {
-        if (o->status != ORD_DELIVERED)
-            return reject_command(s, loop, part, id, member, type, "ORDER_NOT_DELIVERED", o, at, err);
-        if (at > o->delivered_at + s->return_window_ms)
-            return reject_command(s, loop, part, id, member, type, "RETURN_WINDOW_CLOSED", o, at, err);
-        return transition(s, loop, part, o, ORD_RETURN_REQUESTED, "", at, 0, err) < 0 ? -1 : 0;
-    }
-    if (admin) {
-        if (o->status != ORD_RETURN_REQUESTED)
-            return reject_command(s, loop, part, id, member, type, "RETURN_NOT_REQUESTED", o, at, err);
-        o->restock_on_return = fs_av_read_bool(v, "restock", true);
-        if (o->restock_on_return)
-            for (int i = 0; i < o->nlines; i++)
-                if (inventory_command(s, loop, INV_CMD_RESTOCK, o, i, NULL, at, err))
-                    return -1;
-        if (payment_command(s, loop, part, o, "RequestRefund", "RETURNED", at, err))
-            return -1;
-        return transition(s, loop, part, o, ORD_RETURNED, "", at, 0, err) < 0 ? -1 : 0;
-    }
-    return 0;
-}
-
-static int on_payment_event(saga *s, fs_txn_loop *loop, int32_t part, const char *type,
-                            avro_value_t *v, fs_err *err)
-{
-    char id[ORD_ID_MAX], reason[32];
-    fs_av_read_str(v, "order_id", id, sizeof id, NULL);
-    ord_order *o = find(s, part, id);
-    int64_t at = fs_av_read_long(v, "occurred_at", fs_now_ms(), NULL);
-    if (!o)
-        return 0;
-    if (!strcmp(type, "PaymentSucceeded") || !strcmp(type, "PaymentFailed")) {
-        long attempt = (long)fs_av_read_long(v, "attempt", 1, NULL);
-        if (o->status != ORD_PAYING || attempt != o->payment_attempts)
-            return 0; /* a late or repeated answer */
-        if (type[7] == 'S') {
-            for (int i = 0; i < o->nlines; i++)
-                if (o->lines[i].state == LINE_RESERVED &&
-                    inventory_command(s, loop, INV_CMD_COMMIT, o, i, NULL, at, err))
-                    return -1;
-            if (transition(s, loop, part, o, ORD_PAID, "", at, at + s->day_ms, err) < 0)
-                return -1;
-            return notify(s, loop, o, "ORDER_PAID", err);
-        }
-        fs_av_read_str(v, "reason", reason, sizeof reason, NULL);
-        if (fs_av_read_bool(v, "retriable", false) && o->payment_attempts < s->max_attempts)
-            return pay(s, loop, part, o, "RETRY", at, err); /* bounded retry before compensation */
-        if (release_lines(s, loop, o, "PAYMENT_FAILED", at, err) ||
-            transition(s, loop, part, o, ORD_PAYMENT_FAILED, reason, at, 0, err) < 0)
-            return -1;
-        return notify(s, loop, o, "PAYMENT_FAILED", err);
-    }
-    if (!strcmp(type, "RefundSucceeded"))
-        return notify(s, loop, o, "REFUNDED", err);
-    if (!strcmp(type, "RefundFailed"))
-        return transition(s, loop, part, o, ORD_NEEDS_ATTENTION, "REFUND_FAILED", at, 0, err) < 0
-                   ? -1
-                   : 0;
-    return 0;
+    rd_kafka_headers_t *h = NULL, *copy = NULL;
+    if (rd_kafka_message_headers(m, &h) == 0 && h)
+        copy = rd_kafka_headers_copy(h);
+    return fs_txn_loop_produce(loop, FS_TOPIC_ORDERS_COMMANDS, RD_KAFKA_PARTITION_UA, order,
+                               strlen(order), m->payload, m->len, copy, err);
 }
 
 static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, fs_err *err)
@@ -537,40 +290,25 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
     fs_kafka_header_get(m, "event-id", s->cause, sizeof s->cause);
     const fs_schema *sc;
     avro_value_t v;
-    fs_err derr = {0};
-    if (fs_codec_decode(s->codec, m->payload, m->len, &sc, &v, &derr))
-        return fs_txn_loop_dead_letter(loop, m, derr.msg, err);
-    const char *type = fs_schema_name(sc);
-    int rc = 0;
+    fs_err why = {0};
+    if (fs_codec_decode(s->codec, m->payload, m->len, &sc, &v, &why))
+        return fs_txn_loop_dead_letter(loop, m, why.msg, err);
+    int rc = 0, bad = 0;
     if (!strcmp(topic, FS_TOPIC_INVENTORY_EVENTS)) {
-        /* forward what names an order to the order's partition */
-        char order[ORD_ID_MAX];
-        fs_av_read_str(&v, "order_id", order, sizeof order, NULL);
-        if (order[0] && strcmp(type, "ProductDefined")) {
-            rd_kafka_headers_t *h = NULL, *copy = NULL;
-            if (rd_kafka_message_headers(m, &h) == 0 && h)
-                copy = rd_kafka_headers_copy(h);
-            rc = fs_txn_loop_produce(loop, FS_TOPIC_ORDERS_COMMANDS, RD_KAFKA_PARTITION_UA, order,
-                                     strlen(order), m->payload, m->len, copy, err);
-        }
+        rc = forward(loop, m, sc, &v, err);
     } else if (!strcmp(topic, FS_TOPIC_ORDERS_COMMANDS)) {
-        if (!strncmp(fs_schema_fullname(sc), "flashsale.inventory.", 20)) {
-            inv_event e;
-            if (inv_event_decode(&v, type, &e, &derr) == 0)
-                rc = on_inventory_outcome(s, loop, m->partition, &e, err);
-            else
-                rc = fs_txn_loop_dead_letter(loop, m, derr.msg, err);
-        } else if (!strcmp(type, "PlaceCheckout"))
-            rc = on_checkout(s, loop, m->partition, &v, err);
-        else if (!strcmp(type, "PayOrder") || !strcmp(type, "CancelOrder") ||
-                 !strcmp(type, "RequestReturn") || !strcmp(type, "CompleteReturn"))
-            rc = on_member_command(s, loop, m->partition, type, &v, err);
-        else
-            rc = fs_txn_loop_dead_letter(loop, m, "not an order command", err);
+        bad = read_order_input(s, sc, &v, &why);
     } else if (!strcmp(topic, FS_TOPIC_PAYMENTS_EVENTS)) {
-        rc = on_payment_event(s, loop, m->partition, type, &v, err);
+        memset(&s->in, 0, sizeof s->in);
+        s->in.kind = ORD_IN_PAYMENT;
+        bad = pay_event_decode(&v, fs_schema_name(sc), &s->in.pay, &why);
+        s->in.at = s->in.pay.occurred_at;
     }
     avro_value_decref(&v);
+    if (bad)
+        return fs_txn_loop_dead_letter(loop, m, why.msg, err);
+    if (rc == 0 && strcmp(topic, FS_TOPIC_INVENTORY_EVENTS))
+        rc = step(s, loop, m->partition, err);
     return rc < 0 ? -1 : 0;
 }
 
@@ -590,23 +328,13 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
         s->cause[0] = '\0';
         fired++;
         fs_txn_loop_count(loop);
-        int rc = 0;
-        if (o->status == ORD_RESERVED) {
-            if (release_lines(s, loop, o, "EXPIRED", now, err) ||
-                transition(s, loop, t.partition, o, ORD_EXPIRED, "DEADLINE_PASSED", now, 0, err) < 0 ||
-                notify(s, loop, o, "ORDER_EXPIRED", err))
-                rc = -1;
-        } else if (o->status == ORD_PAID) {
-            if (transition(s, loop, t.partition, o, ORD_SHIPPING, "", now, now + s->day_ms, err) < 0 ||
-                notify(s, loop, o, "ORDER_SHIPPED", err))
-                rc = -1;
-        } else if (o->status == ORD_SHIPPING) {
-            o->delivered_at = now;
-            if (transition(s, loop, t.partition, o, ORD_DELIVERED, "", now, 0, err) < 0 ||
-                notify(s, loop, o, "ORDER_DELIVERED", err))
-                rc = -1;
-        }
-        if (rc)
+        memset(&s->in, 0, sizeof s->in);
+        s->in.kind = ORD_IN_TIMER;
+        s->in.at = now;
+        s->in.due = t.due;
+        snprintf(s->in.timer_order, sizeof s->in.timer_order, "%s", t.order_id);
+        ord_step(&s->rules, o, &s->in, &s->out);
+        if (apply_step(s, loop, t.partition, o, err))
             return -1;
     }
     return 0;
@@ -619,44 +347,41 @@ typedef struct {
     uint64_t n;
 } rebuild_ctx;
 
+/* Each order is its last snapshot. A record of another type, or one that is not readable
+ * (dead-lettered when it was written, never by this writer), changes nothing. */
 static int rebuild_cb(void *ctx, const rd_kafka_message_t *m, fs_err *err)
 {
     rebuild_ctx *r = ctx;
     const fs_schema *sc;
     avro_value_t v;
     fs_err e = {0};
-    (void)err;
     if (fs_codec_decode(r->s->codec, m->payload, m->len, &sc, &v, &e))
         return 0;
-    if (!strcmp(fs_schema_name(sc), "OrderStatusChanged")) {
-        ord_order snap;
-        if (ord_decode(&v, &snap, &e) == 0 && r->s->orders[m->partition]) {
-            ord_order *o = fs_map_get(r->s->orders[m->partition], snap.order_id);
-            if (!o) {
-                o = malloc(sizeof *o);
-                if (o && fs_map_put(r->s->orders[m->partition], snap.order_id, o) == (void *)-1) {
-                    free(o);
-                    o = NULL;
-                }
-            }
-            if (o)
-                *o = snap;
-            r->n++;
-        }
+    int rc = 0;
+    ord_order snap;
+    if (!strcmp(fs_schema_name(sc), "OrderStatusChanged") && ord_decode(&v, &snap, &e) == 0 &&
+        r->s->orders[m->partition]) {
+        rc = keep(r->s, m->partition, &snap, err);
+        r->n++;
     }
     avro_value_decref(&v);
-    return 0;
+    return rc;
 }
+
+typedef struct {
+    saga *s;
+    int32_t part;
+    int rc;
+    fs_err *err;
+} arm_ctx;
 
 static void arm(void *ctx, const char *key, void *value)
 {
-    void **c = ctx;
-    saga *s = c[0];
-    int32_t part = *(int32_t *)c[1];
-    ord_order *o = value;
+    arm_ctx *a = ctx;
+    const ord_order *o = value;
     (void)key;
-    if (o->deadline > 0)
-        heap_push(s, o->deadline, part, o->order_id);
+    if (a->rc == 0 && o->deadline > 0)
+        a->rc = heap_push(a->s, o->deadline, a->part, o->order_id, a->err);
 }
 
 static void free_order(void *ctx, const char *key, void *value)
@@ -698,8 +423,10 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
     s->nheap = 0; /* re-arm every owned order's timer from its snapshot */
     for (int p = 0; p < MAX_PARTITIONS; p++)
         if (s->orders[p]) {
-            void *c[2] = {s, &p};
-            fs_map_foreach(s->orders[p], arm, c);
+            arm_ctx a = {s, p, 0, err};
+            fs_map_foreach(s->orders[p], arm, &a);
+            if (a.rc)
+                return -1;
         }
     fs_log_info("orders rebuilt", json_pack("{s:I,s:I,s:I}", "snapshots", (json_int_t)r.n, "timers",
                                             (json_int_t)s->nheap, "ms",
@@ -726,17 +453,18 @@ int main(void)
     fs_log_level_parse(s.cfg.log_level, &lvl);
     fs_log_init("orders", lvl);
     const char *instance;
-    long day_s, window_days;
+    long day_s, window_days, max_attempts;
     if (fs_env_str("FLASHSALE_INSTANCE_ID", "orders-1", false, &instance, &err) ||
         fs_env_int("FLASHSALE_DAY_SECONDS", 86400, 1, 864000, &day_s, &err) ||
         fs_env_int("FLASHSALE_RETURN_WINDOW_DAYS", 7, 0, 365, &window_days, &err) ||
-        fs_env_bool("FLASHSALE_AUTO_PAY", false, &s.auto_pay, &err) ||
-        fs_env_int("FLASHSALE_PAYMENT_MAX_ATTEMPTS", 3, 1, 10, &s.max_attempts, &err))
+        fs_env_bool("FLASHSALE_AUTO_PAY", false, &s.rules.auto_pay, &err) ||
+        fs_env_int("FLASHSALE_PAYMENT_MAX_ATTEMPTS", 3, 1, 10, &max_attempts, &err))
         fs_config_die(&err);
-    s.day_ms = day_s * 1000;
-    s.return_window_ms = window_days * s.day_ms;
+    s.rules.max_attempts = (int32_t)max_attempts;
+    s.rules.day_ms = day_s * 1000;
+    s.rules.return_window_ms = window_days * s.rules.day_ms;
     /* the inventory remembers a sold line for INV_SOLD_MEMORY_MS: a return must come before */
-    if (s.return_window_ms > 30LL * 24 * 3600 * 1000) {
+    if (s.rules.return_window_ms > 30LL * 24 * 3600 * 1000) {
         fs_err_set(&err, FS_ERR_INVALID, 0,
                    "FLASHSALE_RETURN_WINDOW_DAYS: at most 30 days (x FLASHSALE_DAY_SECONDS)");
         fs_config_die(&err);
@@ -763,7 +491,7 @@ int main(void)
         return 1;
     }
     fs_log_info("started", json_pack("{s:s,s:I,s:b}", "instance", instance, "day_seconds",
-                                     (json_int_t)day_s, "auto_pay", s.auto_pay));
+                                     (json_int_t)day_s, "auto_pay", s.rules.auto_pay));
     fs_metrics_server *metrics = fs_metrics_serve_from_env(); /* FLASHSALE_METRICS_ADDR */
     int rc = fs_txn_loop_run(loop, &stop_flag, &err);
     if (rc)

@@ -5,8 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "inv_codec.h"
-#include "inv_state.h"
+#include "flashsale/inventory_codec.h"
+#include "flashsale/inventory.h"
 
 #include "fs/id.h"
 

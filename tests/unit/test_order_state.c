@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "order_state.h"
+#include "flashsale/order.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -90,6 +90,11 @@ int fs_av_get_long(avro_value_t *rec, const char *field, int64_t *out, fs_err *e
 int fs_av_set_str(avro_value_t *rec, const char *field, const char *v, fs_err *err);
 int fs_av_set_int(avro_value_t *rec, const char *field, int32_t v, fs_err *err);
 int fs_av_set_long(avro_value_t *rec, const char *field, int64_t v, fs_err *err);
+int fs_av_get_bool(avro_value_t *rec, const char *field, bool *out, fs_err *err);
+int fs_av_set_bool(avro_value_t *rec, const char *field, bool v, fs_err *err);
+/* A string field copied into out[n]: an absent (null) optional field reads as "";
+ * a value that does not fit is an error (FS_ERR_INVALID), never cut short. */
+int fs_av_get_strcpy(avro_value_t *rec, const char *field, char *out, size_t n, fs_err *err);
 
 /* Tolerant record access for schemas that share field names: a field the record's schema
  * lacks is skipped (put) or reads as absent (read). Optional fields are ["null", T] unions:

@@ -16,9 +16,9 @@
  *
  * A snapshot is a cache: a reader that finds none, or one it cannot read, replays the whole
  * changelog. */
-#ifndef INV_SNAPSHOT_H
-#define INV_SNAPSHOT_H
-#include "inv_state.h"
+#ifndef FLASHSALE_INVENTORY_SNAPSHOT_H
+#define FLASHSALE_INVENTORY_SNAPSHOT_H
+#include "flashsale/inventory.h"
 
 #include "fs/config.h"
 #include "fs/err.h"

@@ -11,8 +11,8 @@
  *
  * An order is event-derived: every change is written to orders.events as a full snapshot
  * (OrderStatusChanged), and the saga's state is the last snapshot of each order. */
-#ifndef ORDER_STATE_H
-#define ORDER_STATE_H
+#ifndef FLASHSALE_ORDER_H
+#define FLASHSALE_ORDER_H
 #include "fs/codec.h"
 
 #include <stdbool.h>

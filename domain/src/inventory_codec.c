@@ -1,7 +1,7 @@
 /* Inventory Avro glue; see inv_codec.h. The inventory schemas share field names, so one
  * tolerant writer/reader per field (skipping fields a schema does not have) serves every
  * command and event. Optional fields are ["null", T] unions. */
-#include "inv_codec.h"
+#include "flashsale/inventory_codec.h"
 
 #include <stdio.h>
 #include <string.h>

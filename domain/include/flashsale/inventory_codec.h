@@ -3,9 +3,9 @@
  * schema short name (the event-type). Returns 0 or -1 with *err (FS_ERR_INVALID for a
  * record that is not a known inventory command/event or lacks a required field).
  * Thread-safe given a shared, set-up fs_codec. */
-#ifndef INV_CODEC_H
-#define INV_CODEC_H
-#include "inv_state.h"
+#ifndef FLASHSALE_INVENTORY_CODEC_H
+#define FLASHSALE_INVENTORY_CODEC_H
+#include "flashsale/inventory.h"
 
 #include "fs/codec.h"
 

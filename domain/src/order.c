@@ -1,5 +1,5 @@
 /* Order lifecycle table and snapshot codec; see order_state.h. */
-#include "order_state.h"
+#include "flashsale/order.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* Inventory snapshots in Kafka; see inv_snapshot.h. */
-#include "inv_snapshot.h"
+#include "flashsale/inventory_snapshot.h"
 
 #include "fs/id.h"
 #include "fs/kafka.h"

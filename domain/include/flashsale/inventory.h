@@ -26,8 +26,8 @@
  * audit's replay agree.
  *
  * Threads: one inv_state is used by one thread at a time. */
-#ifndef INV_STATE_H
-#define INV_STATE_H
+#ifndef FLASHSALE_INVENTORY_H
+#define FLASHSALE_INVENTORY_H
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,6 +64,16 @@ typedef enum {
     INV_R_COUNT
 } inv_reason;
 const char *inv_reason_name(inv_reason r);
+
+/* How a rejected order is explained to the buyer, the one table of it: the stable error
+ * code (the reason's name, except UNKNOWN_PRODUCT -> PRODUCT_NOT_FOUND and INVALID ->
+ * INVALID_ORDER), its HTTP status (404, 422, else 409) and a message. */
+typedef struct {
+    const char *code;
+    int http_status;
+    const char *message;
+} inv_reject_answer;
+inv_reject_answer inv_reject_answer_of(inv_reason r);
 
 typedef enum {
     INV_CMD_DEFINE,
@@ -141,6 +151,22 @@ typedef struct {
     bool paused;
     int32_t stock, available, reserved, sold;
 } inv_product_view;
+
+/* The sale window, the one rule of it: a command stamped `at` may buy when
+ * sale_starts_at <= at < sale_ends_at (sale_ends_at 0 = open ended). */
+bool inv_sale_open(const inv_product_fields *f, int64_t at);
+
+/* A product's sale as shown to buyers at `now`, in this order of precedence: PAUSED,
+ * UPCOMING (before the window), ENDED (after it), SOLD_OUT (available 0), ON_SALE. */
+typedef enum {
+    INV_SALE_ON_SALE,
+    INV_SALE_UPCOMING,
+    INV_SALE_ENDED,
+    INV_SALE_PAUSED,
+    INV_SALE_SOLD_OUT
+} inv_sale_status;
+inv_sale_status inv_sale_status_at(const inv_product_view *v, int64_t now);
+const char *inv_sale_status_name(inv_sale_status s);
 
 typedef struct inv_state inv_state;
 

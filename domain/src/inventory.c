@@ -4,7 +4,7 @@
  * reservations by "order_id#item"; per state the set of decided lines (value: the order's
  * time) and the queue of sold lines in the order they were sold. All of it is event-derived:
  * rebuilding from the changelog, or loading a snapshot, recreates it exactly. */
-#include "inv_state.h"
+#include "flashsale/inventory.h"
 
 #include "fs/id.h"
 #include "fs/map.h"
@@ -68,6 +68,45 @@ static const char *const event_names[INV_EV_COUNT] = {
 const char *inv_reason_name(inv_reason r)
 {
     return (unsigned)r < INV_R_COUNT ? reason_names[r] : "?";
+}
+
+inv_reject_answer inv_reject_answer_of(inv_reason r)
+{
+    switch (r) {
+    case INV_R_UNKNOWN_PRODUCT: return (inv_reject_answer){"PRODUCT_NOT_FOUND", 404, "no such product"};
+    case INV_R_INVALID: return (inv_reject_answer){"INVALID_ORDER", 422, "the order was refused"};
+    case INV_R_SOLD_OUT: return (inv_reject_answer){"SOLD_OUT", 409, "sold out"};
+    case INV_R_LIMIT_EXCEEDED:
+        return (inv_reject_answer){"LIMIT_EXCEEDED", 409, "the per-member limit of this product is reached"};
+    case INV_R_NOT_ON_SALE:
+        return (inv_reject_answer){"NOT_ON_SALE", 409, "the product is not on sale at this time"};
+    case INV_R_PAUSED: return (inv_reject_answer){"PAUSED", 409, "the sale is paused"};
+    case INV_R_INSUFFICIENT_STOCK:
+        return (inv_reject_answer){"INSUFFICIENT_STOCK", 409, "fewer units are available than asked for"};
+    default: return (inv_reject_answer){inv_reason_name(r), 409, "the order was refused"};
+    }
+}
+
+bool inv_sale_open(const inv_product_fields *f, int64_t at)
+{
+    return at >= f->sale_starts_at && (!f->sale_ends_at || at < f->sale_ends_at);
+}
+
+inv_sale_status inv_sale_status_at(const inv_product_view *v, int64_t now)
+{
+    if (v->paused)
+        return INV_SALE_PAUSED;
+    if (now < v->f.sale_starts_at)
+        return INV_SALE_UPCOMING;
+    if (!inv_sale_open(&v->f, now))
+        return INV_SALE_ENDED;
+    return v->available == 0 ? INV_SALE_SOLD_OUT : INV_SALE_ON_SALE;
+}
+
+const char *inv_sale_status_name(inv_sale_status s)
+{
+    static const char *const names[] = {"ON_SALE", "UPCOMING", "ENDED", "PAUSED", "SOLD_OUT"};
+    return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "?";
 }
 const char *inv_cmd_name(inv_cmd_type t)
 {
@@ -238,8 +277,7 @@ inv_outcome inv_decide(const inv_state *s, const inv_command *c, inv_event *e)
         if (c->quantity < 1 || c->quantity > INV_MAX_QUANTITY || p->v.f.price > INV_MAX_PRICE ||
             !c->order_id[0] || !c->member_id[0])
             return reject_reserve(c, e, INV_R_INVALID, avail);
-        if (c->requested_at < p->v.f.sale_starts_at ||
-            (p->v.f.sale_ends_at && c->requested_at >= p->v.f.sale_ends_at))
+        if (!inv_sale_open(&p->v.f, c->requested_at))
             return reject_reserve(c, e, INV_R_NOT_ON_SALE, avail);
         if (p->v.paused)
             return reject_reserve(c, e, INV_R_PAUSED, avail);

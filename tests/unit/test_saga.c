@@ -1,0 +1,640 @@
+/* The order saga's step (domain/src/saga.c): scenarios, then random input sequences
+ * against the invariants, and rebuild (the last snapshot, through the codec) equals apply. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "flashsale/saga.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DAY 86400000LL
+static const ord_saga_config rules = {.day_ms = DAY, .return_window_ms = 7 * DAY,
+                                      .auto_pay = false, .max_attempts = 3};
+static fs_codec *codec;
+
+static int setup(void **state)
+{
+    (void)state;
+    fs_err err = {0};
+    codec = fs_codec_new(&err);
+    return codec ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    fs_codec_destroy(codec);
+    return 0;
+}
+
+/* ---- input builders ------------------------------------------------------------------- */
+
+static ord_input command(ord_cmd_type t, const char *order, const char *member, int64_t at)
+{
+    ord_input in;
+    memset(&in, 0, sizeof in);
+    in.kind = ORD_IN_COMMAND;
+    in.at = at;
+    in.cmd.type = t;
+    snprintf(in.cmd.order_id, sizeof in.cmd.order_id, "%s", order);
+    snprintf(in.cmd.member_id, sizeof in.cmd.member_id, "%s", member);
+    in.cmd.requested_at = at;
+    in.cmd.restock = true;
+    return in;
+}
+
+static ord_input decision(const char *order, const char *member, const char *product, int line,
+                          int lines, bool reserved, int64_t at)
+{
+    ord_input in;
+    memset(&in, 0, sizeof in);
+    in.kind = ORD_IN_INVENTORY;
+    in.at = at;
+    in.inv.type = reserved ? INV_EV_RESERVED : INV_EV_REJECTED;
+    snprintf(in.inv.order_id, sizeof in.inv.order_id, "%s", order);
+    snprintf(in.inv.member_id, sizeof in.inv.member_id, "%s", member);
+    snprintf(in.inv.product_id, sizeof in.inv.product_id, "%s", product);
+    in.inv.quantity = 1;
+    in.inv.item_index = line;
+    in.inv.item_count = lines;
+    in.inv.unit_price = 1000;
+    in.inv.pay_by = at + 600000;
+    in.inv.reason = INV_R_SOLD_OUT;
+    in.inv.occurred_at = at;
+    return in;
+}
+
+static ord_input outcome(const char *order, inv_event_type t, int line, int64_t at)
+{
+    ord_input in = decision(order, "m", "p", line, 1, true, at);
+    in.inv.type = t;
+    return in;
+}
+
+static ord_input payment(const char *order, pay_event_type t, int attempt, bool retriable,
+                         int64_t at)
+{
+    ord_input in;
+    memset(&in, 0, sizeof in);
+    in.kind = ORD_IN_PAYMENT;
+    in.at = at;
+    in.pay.type = t;
+    snprintf(in.pay.order_id, sizeof in.pay.order_id, "%s", order);
+    in.pay.attempt = attempt;
+    in.pay.retriable = retriable;
+    snprintf(in.pay.reason, sizeof in.pay.reason, "DECLINED");
+    in.pay.occurred_at = at;
+    return in;
+}
+
+static ord_input timer(const ord_order *o, int64_t at)
+{
+    ord_input in;
+    memset(&in, 0, sizeof in);
+    in.kind = ORD_IN_TIMER;
+    in.at = at;
+    in.due = o->deadline;
+    snprintf(in.timer_order, sizeof in.timer_order, "%s", o->order_id);
+    return in;
+}
+
+/* ---- the invariants of one step ------------------------------------------------------- */
+
+static bool line_reachable(line_state from, line_state to)
+{
+    if (from == to)
+        return true;
+    if (ord_line_step_is_valid(from, to))
+        return true;
+    for (int mid = 0; mid < LINE_STATE_COUNT; mid++) /* e.g. RESERVED then RELEASED at once */
+        if (ord_line_step_is_valid(from, (line_state)mid) &&
+            ord_line_step_is_valid((line_state)mid, to))
+            return true;
+    return false;
+}
+
+static void assert_same_order(const ord_order *a, const ord_order *b)
+{
+    assert_string_equal(a->order_id, b->order_id);
+    assert_string_equal(a->member_id, b->member_id);
+    assert_int_equal(a->status, b->status);
+    assert_int_equal(a->previous, b->previous);
+    assert_string_equal(a->reason, b->reason);
+    assert_int_equal(a->pay_by, b->pay_by);
+    assert_int_equal(a->amount, b->amount);
+    assert_int_equal(a->deadline, b->deadline);
+    assert_int_equal(a->delivered_at, b->delivered_at);
+    assert_int_equal(a->payment_attempts, b->payment_attempts);
+    assert_int_equal(a->restock_on_return, b->restock_on_return);
+    assert_int_equal(a->occurred_at, b->occurred_at);
+    assert_int_equal(a->nlines, b->nlines);
+    for (int i = 0; i < a->nlines; i++) {
+        assert_string_equal(a->lines[i].product_id, b->lines[i].product_id);
+        assert_int_equal(a->lines[i].quantity, b->lines[i].quantity);
+        assert_int_equal(a->lines[i].unit_price, b->lines[i].unit_price);
+        assert_int_equal(a->lines[i].state, b->lines[i].state);
+        assert_string_equal(a->lines[i].reason, b->lines[i].reason);
+    }
+}
+
+/* The order as a reader of orders.events rebuilds it: the snapshot through the codec. */
+static void rebuild(const ord_order *snap, ord_order *out)
+{
+    fs_err err = {0};
+    void *buf = NULL;
+    size_t len = 0;
+    const fs_schema *sc;
+    avro_value_t v;
+    assert_int_equal(ord_encode(codec, snap, &buf, &len, &err), 0);
+    assert_int_equal(fs_codec_decode(codec, buf, len, &sc, &v, &err), 0);
+    assert_int_equal(ord_decode(&v, out, &err), 0);
+    avro_value_decref(&v);
+    free(buf);
+}
+
+static void check_step(const ord_order *before, const ord_input *in, const ord_step_result *r)
+{
+    (void)in;
+    if (r->refused) { /* refused: nothing at all happened */
+        assert_false(r->changed);
+        assert_int_equal(r->ninventory + r->nsnapshots + r->nnotes, 0);
+        assert_false(r->has_payment);
+        assert_false(r->rejected);
+    }
+    if (!r->changed) {
+        assert_int_equal(r->nsnapshots, 0);
+        assert_false(r->created);
+        if (before)
+            assert_same_order(before, &r->order);
+        return;
+    }
+    assert_true(r->created == (before == NULL));
+    /* the status moves only along the table; a line update keeps it */
+    ord_status st = before ? before->status : ORD_PENDING;
+    for (int i = 0; i < r->nsnapshots; i++) {
+        const ord_order *s = &r->snapshots[i];
+        if (s->previous == s->status && s->status == st)
+            continue;
+        if (!(i == 0 && !before && s->status == ORD_PENDING))
+            assert_true(ord_transition_is_valid(st, s->status));
+        assert_int_equal(s->previous, st);
+        st = s->status;
+    }
+    /* the order kept is the last snapshot; rebuilding it from the log gives it back */
+    assert_same_order(&r->order, &r->snapshots[r->nsnapshots - 1]);
+    ord_order rebuilt;
+    rebuild(&r->order, &rebuilt);
+    assert_same_order(&r->order, &rebuilt);
+    /* lines move only along the line-state table */
+    for (int i = 0; before && i < before->nlines; i++)
+        assert_true(line_reachable(before->lines[i].state, r->order.lines[i].state));
+    /* an order that has ended unpaid holds no reservation */
+    ord_status now = r->order.status;
+    if (now == ORD_REJECTED || now == ORD_EXPIRED || now == ORD_PAYMENT_FAILED ||
+        (now == ORD_CANCELLED && r->order.previous == ORD_RESERVED))
+        for (int i = 0; i < r->order.nlines; i++)
+            assert_int_not_equal(r->order.lines[i].state, LINE_RESERVED);
+    /* paid: every reserved line is committed in the same step */
+    if (now == ORD_PAID && (!before || before->status != ORD_PAID)) {
+        int reserved = 0;
+        for (int i = 0; i < r->order.nlines; i++)
+            reserved += r->order.lines[i].state == LINE_RESERVED;
+        int commits = 0;
+        for (int i = 0; i < r->ninventory; i++)
+            commits += r->inventory[i].type == INV_CMD_COMMIT;
+        assert_int_equal(commits, reserved);
+    }
+    /* each command names a line of the order, at most once per line and step */
+    bool seen[ORD_MAX_LINES] = {false};
+    for (int i = 0; i < r->ninventory; i++) {
+        const inv_command *c = &r->inventory[i];
+        assert_true(c->item_index >= 0 && c->item_index < r->order.nlines);
+        assert_false(seen[c->item_index]);
+        seen[c->item_index] = true;
+        assert_string_equal(c->order_id, r->order.order_id);
+        assert_string_equal(c->product_id, r->order.lines[c->item_index].product_id);
+        if (c->type == INV_CMD_RELEASE)
+            assert_int_equal(r->order.lines[c->item_index].state, LINE_RELEASED);
+        if (c->type == INV_CMD_RESERVE)
+            assert_true(r->created);
+    }
+    assert_true(r->order.payment_attempts <= rules.max_attempts);
+}
+
+static ord_step_result res; /* large: kept off the stack */
+
+static const ord_order *run(const ord_order *before, const ord_input *in, ord_order *held)
+{
+    ord_step(&rules, before, in, &res);
+    check_step(before, in, &res);
+    if (res.changed)
+        *held = res.order;
+    return res.changed || before ? held : NULL;
+}
+
+/* ---- scenarios ------------------------------------------------------------------------ */
+
+static void test_single_item_happy_path(void **state)
+{
+    (void)state;
+    ord_order o;
+    ord_input in = decision("o1", "m1", "p1", 0, 1, true, 1000);
+    const ord_order *h = run(NULL, &in, &o);
+    assert_non_null(h);
+    assert_int_equal(o.status, ORD_RESERVED);
+    assert_int_equal(o.amount, 1000);
+    assert_int_equal(o.deadline, 601000);
+    assert_int_equal(res.nnotes, 1);
+    assert_string_equal(res.notes[0].kind, "ORDER_RESERVED");
+    assert_string_equal(fs_notification_get(&res.notes[0], "status"), "RESERVED");
+
+    in = command(ORD_CMD_PAY, "o1", "m1", 2000);
+    run(&o, &in, &o);
+    assert_int_equal(o.status, ORD_PAYING);
+    assert_true(res.has_payment);
+    assert_int_equal(res.payment.type, PAY_CMD_REQUEST_PAYMENT);
+    assert_string_equal(res.payment.method, "CARD");
+    assert_int_equal(res.payment.attempt, 1);
+    assert_int_equal(res.payment.amount, 1000);
+
+    in = payment("o1", PAY_EV_PAYMENT_SUCCEEDED, 1, false, 3000);
+    run(&o, &in, &o);
+    assert_int_equal(o.status, ORD_PAID);
+    assert_int_equal(res.ninventory, 1);
+    assert_int_equal(res.inventory[0].type, INV_CMD_COMMIT);
+    assert_int_equal(o.deadline, 3000 + DAY);
+
+    in = outcome("o1", INV_EV_COMMITTED, 0, 3500);
+    run(&o, &in, &o);
+    assert_int_equal(o.lines[0].state, LINE_COMMITTED);
+    assert_int_equal(o.status, ORD_PAID);
+    assert_int_equal(o.previous, ORD_PAID); /* a line update */
+
+    in = timer(&o, 3000 + DAY);
+    run(&o, &in, &o);
+    assert_int_equal(o.status, ORD_SHIPPING);
+    in = timer(&o, 3000 + 2 * DAY);
+    run(&o, &in, &o);
+    assert_int_equal(o.status, ORD_DELIVERED);
+    assert_int_equal(o.delivered_at, 3000 + 2 * DAY);
+
+    in = command(ORD_CMD_REQUEST_RETURN, "o1", "m1", 4 * DAY);
+    run(&o, &in, &o);
+    assert_int_equal(o.status, ORD_RETURN_REQUESTED);
+    in = command(ORD_CMD_COMPLETE_RETURN, "o1", "admin", 5 * DAY);
+    run(&o, &in, &o);
+    assert_int_equal(o.status, ORD_RETURNED);
+    assert_int_equal(res.ninventory, 1);
+    assert_int_equal(res.inventory[0].type, INV_CMD_RESTOCK);
+    assert_int_equal(res.payment.type, PAY_CMD_REQUEST_REFUND);
+    assert_string_equal(res.payment.reason, "RETURNED");
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    ord_order o;
+    ord_input in = decision("o2", "m1", "p1", 0, 1, true, 1000);
+    run(NULL, &in, &o);
+    /* another member's command: as if there were no such order */
+    in = command(ORD_CMD_PAY, "o2", "intruder", 1500);
+    run(&o, &in, &o);
+    assert_true(res.rejected);
+    assert_string_equal(res.rejection.code, "ORDER_NOT_FOUND");
+    assert_string_equal(res.rejection.status, "");
+    assert_false(res.changed);
+    /* a return before delivery */
+    in = command(ORD_CMD_REQUEST_RETURN, "o2", "m1", 1600);
+    run(&o, &in, &o);
+    assert_string_equal(res.rejection.code, "ORDER_NOT_DELIVERED");
+    assert_string_equal(res.rejection.status, "RESERVED");
+    /* a late payment answer for an attempt that never was */
+    in = payment("o2", PAY_EV_PAYMENT_SUCCEEDED, 7, false, 1700);
+    run(&o, &in, &o);
+    assert_false(res.changed);
+    assert_int_equal(res.ninventory, 0);
+    /* a stale timer */
+    in = timer(&o, 5000);
+    in.due = o.deadline - 1;
+    run(&o, &in, &o);
+    assert_false(res.changed);
+    /* the deadline: released and expired, once */
+    in = timer(&o, o.deadline);
+    run(&o, &in, &o);
+    assert_int_equal(o.status, ORD_EXPIRED);
+    assert_int_equal(res.ninventory, 1);
+    assert_int_equal(res.inventory[0].type, INV_CMD_RELEASE);
+    assert_string_equal(res.inventory[0].reason, "EXPIRED");
+    in = command(ORD_CMD_CANCEL, "o2", "m1", 700000);
+    run(&o, &in, &o);
+    assert_string_equal(res.rejection.code, "ORDER_CLOSED");
+    /* a commit confirmation for a released line breaks the line table: refused */
+    in = outcome("o2", INV_EV_COMMITTED, 0, 700001);
+    run(&o, &in, &o);
+    assert_non_null(res.refused);
+    assert_false(res.changed);
+}
+
+static void test_checkout_and_compensation(void **state)
+{
+    (void)state;
+    ord_order o;
+    ord_input in = command(ORD_CMD_PLACE_CHECKOUT, "o3", "m1", 1000);
+    in.cmd.nitems = 3;
+    for (int i = 0; i < 3; i++) {
+        snprintf(in.cmd.items[i].product_id, sizeof in.cmd.items[i].product_id, "p%d", i);
+        in.cmd.items[i].quantity = 1;
+    }
+    run(NULL, &in, &o);
+    assert_int_equal(o.status, ORD_PENDING);
+    assert_int_equal(res.ninventory, 3);
+    /* repeated: nothing */
+    run(&o, &in, &o);
+    assert_false(res.changed);
+    assert_int_equal(res.ninventory, 0);
+
+    in = decision("o3", "m1", "p0", 0, 3, true, 1100);
+    run(&o, &in, &o);
+    assert_int_equal(o.status, ORD_PENDING);
+    assert_int_equal(o.lines[0].state, LINE_RESERVED);
+    in = decision("o3", "m1", "p1", 1, 3, false, 1200);
+    run(&o, &in, &o);
+    assert_int_equal(o.status, ORD_REJECTED);
+    assert_string_equal(o.reason, "ITEM_1_SOLD_OUT");
+    assert_int_equal(res.ninventory, 1); /* line 0 given back */
+    assert_int_equal(res.inventory[0].item_index, 0);
+    /* line 2 reserved after the checkout failed: given back at once */
+    in = decision("o3", "m1", "p2", 2, 3, true, 1300);
+    run(&o, &in, &o);
+    assert_int_equal(o.lines[2].state, LINE_RELEASED);
+    assert_int_equal(res.inventory[0].type, INV_CMD_RELEASE);
+    assert_string_equal(res.inventory[0].reason, "CHECKOUT_FAILED");
+}
+
+static void test_payment_retries(void **state)
+{
+    (void)state;
+    ord_saga_config auto_rules = rules;
+    auto_rules.auto_pay = true;
+    ord_order o;
+    ord_input in = decision("o4", "m1", "p1", 0, 1, true, 1000);
+    ord_step(&auto_rules, NULL, &in, &res);
+    check_step(NULL, &in, &res);
+    o = res.order;
+    assert_int_equal(o.status, ORD_PAYING); /* reserved, then paying: two snapshots */
+    assert_int_equal(res.nsnapshots, 2);
+    assert_string_equal(res.payment.method, "AUTO");
+    for (int attempt = 1; attempt < rules.max_attempts; attempt++) {
+        in = payment("o4", PAY_EV_PAYMENT_FAILED, attempt, true, 2000 + attempt);
+        run(&o, &in, &o);
+        assert_int_equal(o.status, ORD_PAYING);
+        assert_int_equal(res.payment.attempt, attempt + 1);
+        assert_string_equal(res.payment.method, "RETRY");
+    }
+    in = payment("o4", PAY_EV_PAYMENT_FAILED, rules.max_attempts, true, 3000);
+    run(&o, &in, &o);
+    assert_int_equal(o.status, ORD_PAYMENT_FAILED);
+    assert_string_equal(o.reason, "DECLINED");
+    assert_int_equal(res.inventory[0].type, INV_CMD_RELEASE);
+    assert_string_equal(res.notes[0].kind, "PAYMENT_FAILED");
+}
+
+/* ---- random sequences ----------------------------------------------------------------- */
+
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+static uint32_t next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+static uint32_t pick(uint32_t n)
+{
+    return next() % n;
+}
+
+#define ORDERS 6
+
+typedef struct {
+    ord_order held[ORDERS];
+    bool exists[ORDERS];
+    ord_order logged[ORDERS]; /* the last snapshot written, as the log holds it */
+    int64_t clock;
+} world;
+
+/* An input for order k: mostly what the world would send next, sometimes anything. */
+static ord_input random_input(world *w, int k)
+{
+    char id[16], member[16], product[16];
+    snprintf(id, sizeof id, "o%d", k);
+    snprintf(member, sizeof member, "m%d", k % 3);
+    const ord_order *o = w->exists[k] ? &w->held[k] : NULL;
+    int lines = o ? o->nlines : 1 + (int)pick(3);
+    int line = (int)pick((uint32_t)lines + 1) - (pick(10) == 0); /* now and then out of range */
+    snprintf(product, sizeof product, "p%d", line);
+    w->clock += 1 + pick(DAY / 4);
+    int64_t at = w->clock;
+    switch (pick(12)) {
+    case 0: {
+        ord_input in = command(ORD_CMD_PLACE_CHECKOUT, id, member, at);
+        in.cmd.nitems = lines;
+        for (int i = 0; i < lines; i++) {
+            snprintf(in.cmd.items[i].product_id, sizeof in.cmd.items[i].product_id, "p%d", i);
+            in.cmd.items[i].quantity = 1 + (int)pick(3);
+        }
+        return in;
+    }
+    case 1:
+    case 2: return decision(id, member, product, line, lines, pick(3) != 0, at);
+    case 3: return command((ord_cmd_type)(1 + pick(4)), id, pick(8) ? member : "other", at);
+    case 4: {
+        static const inv_event_type t[] = {INV_EV_COMMITTED, INV_EV_RELEASED, INV_EV_RESTOCKED,
+                                           INV_EV_CMD_REJECTED};
+        return outcome(id, t[pick(4)], line, at);
+    }
+    case 5:
+    case 6: {
+        int attempt = o ? o->payment_attempts + (pick(6) == 0) : 1;
+        return payment(id, (pay_event_type)pick(PAY_EV_COUNT), attempt, pick(2), at);
+    }
+    case 7:
+    case 8:
+        if (o && o->deadline) {
+            w->clock = o->deadline > w->clock ? o->deadline : w->clock;
+            return timer(o, w->clock);
+        }
+        return command(ORD_CMD_PAY, id, member, at);
+    default: return command(ORD_CMD_PAY, id, member, at);
+    }
+}
+
+static void test_random_sequences(void **state)
+{
+    (void)state;
+    int steps = 0, changed = 0, ended = 0;
+    for (int seq = 0; seq < 150; seq++) {
+        world w;
+        memset(&w, 0, sizeof w);
+        w.clock = 1000;
+        ord_saga_config r = rules;
+        r.auto_pay = pick(2);
+        for (int i = 0; i < 120; i++) {
+            int k = (int)pick(ORDERS);
+            ord_input in = random_input(&w, k);
+            const ord_order *before = w.exists[k] ? &w.held[k] : NULL;
+            ord_order copy;
+            if (before)
+                copy = *before;
+            ord_step(&r, before, &in, &res);
+            check_step(before ? &copy : NULL, &in, &res);
+            steps++;
+            if (res.changed) {
+                changed++;
+                w.held[k] = res.order;
+                w.exists[k] = true;
+                rebuild(&res.snapshots[res.nsnapshots - 1], &w.logged[k]);
+            }
+        }
+        /* rebuild equals apply: what the log holds of each order is the order held */
+        for (int k = 0; k < ORDERS; k++)
+            if (w.exists[k]) {
+                assert_same_order(&w.held[k], &w.logged[k]);
+                ended += ord_status_is_terminal(w.held[k].status);
+            }
+    }
+    /* the generator reaches the lifecycle, not only refusals */
+    assert_true(changed > steps / 10);
+    assert_true(ended > 0);
+    print_message("%d steps, %d changed an order, %d orders ended\n", steps, changed, ended);
+}
+
+/* ---- the typed messages through their codecs ------------------------------------------ */
+
+static void decode(const void *buf, size_t len, const char *type, avro_value_t *v)
+{
+    fs_err err = {0};
+    const fs_schema *sc;
+    assert_int_equal(fs_codec_decode(codec, buf, len, &sc, v, &err), 0);
+    assert_string_equal(fs_schema_name(sc), type);
+}
+
+static void test_message_codecs(void **state)
+{
+    (void)state;
+    fs_err err = {0};
+    void *buf;
+    size_t len;
+    avro_value_t v;
+    /* every order command */
+    for (int t = 0; t < ORD_CMD_COUNT; t++) {
+        ord_input in = command((ord_cmd_type)t, "o9", "m9", 1234);
+        in.cmd.nitems = 2;
+        strcpy(in.cmd.items[0].product_id, "p0");
+        in.cmd.items[0].quantity = 2;
+        strcpy(in.cmd.items[1].product_id, "p1");
+        in.cmd.items[1].quantity = 1;
+        strcpy(in.cmd.method, "CARD");
+        strcpy(in.cmd.idempotency_key, "k-1");
+        in.cmd.restock = false;
+        assert_int_equal(ord_command_encode(codec, &in.cmd, &buf, &len, &err), 0);
+        decode(buf, len, ord_cmd_name((ord_cmd_type)t), &v);
+        ord_command d;
+        assert_int_equal(ord_command_decode(&v, ord_cmd_name((ord_cmd_type)t), &d, &err), 0);
+        avro_value_decref(&v);
+        free(buf);
+        assert_int_equal(d.type, t);
+        assert_string_equal(d.order_id, "o9");
+        assert_string_equal(d.member_id, "m9");
+        assert_int_equal(d.requested_at, 1234);
+        if (t == ORD_CMD_PLACE_CHECKOUT) {
+            assert_int_equal(d.nitems, 2);
+            assert_string_equal(d.items[1].product_id, "p1");
+            assert_int_equal(d.items[0].quantity, 2);
+            assert_string_equal(d.idempotency_key, "k-1");
+        }
+        if (t == ORD_CMD_PAY)
+            assert_string_equal(d.method, "CARD");
+        if (t == ORD_CMD_COMPLETE_RETURN)
+            assert_false(d.restock);
+    }
+    assert_int_equal(ord_cmd_parse("PayOrder"), ORD_CMD_PAY);
+    assert_int_equal(ord_cmd_parse("StockReserved"), -1);
+    /* payment events and commands */
+    for (int t = 0; t < PAY_EV_COUNT; t++) {
+        ord_input in = payment("o9", (pay_event_type)t, 2, true, 99);
+        in.pay.amount = 500;
+        strcpy(in.pay.member_id, "m9");
+        strcpy(in.pay.payment_id, "pay-1");
+        assert_int_equal(pay_event_encode(codec, &in.pay, &buf, &len, &err), 0);
+        decode(buf, len, pay_event_name((pay_event_type)t), &v);
+        pay_event d;
+        assert_int_equal(pay_event_decode(&v, pay_event_name((pay_event_type)t), &d, &err), 0);
+        avro_value_decref(&v);
+        free(buf);
+        assert_int_equal(d.type, t);
+        assert_int_equal(d.amount, 500);
+        if (t == PAY_EV_PAYMENT_FAILED) {
+            assert_true(d.retriable);
+            assert_int_equal(d.attempt, 2);
+            assert_string_equal(d.reason, "DECLINED");
+        }
+    }
+    pay_command pc = {.type = PAY_CMD_REQUEST_PAYMENT, .order_id = "o9", .member_id = "m9",
+                      .amount = 7, .method = "AUTO", .attempt = 3, .requested_at = 5};
+    assert_int_equal(pay_command_encode(codec, &pc, &buf, &len, &err), 0);
+    decode(buf, len, "RequestPayment", &v);
+    pay_command pd;
+    assert_int_equal(pay_command_decode(&v, "RequestPayment", &pd, &err), 0);
+    avro_value_decref(&v);
+    free(buf);
+    assert_int_equal(pd.attempt, 3);
+    assert_string_equal(pd.method, "AUTO");
+    /* a notification with parameters, and one without an address */
+    fs_notification n;
+    memset(&n, 0, sizeof n);
+    strcpy(n.notification_id, "n-1");
+    strcpy(n.member_id, "m9");
+    strcpy(n.kind, "ORDER_PAID");
+    assert_int_equal(fs_notification_param(&n, "order_id", "o9"), 0);
+    n.occurred_at = 77;
+    assert_int_equal(fs_notification_encode(codec, &n, &buf, &len, &err), 0);
+    decode(buf, len, "NotificationRequested", &v);
+    fs_notification nd;
+    assert_int_equal(fs_notification_decode(&v, &nd, &err), 0);
+    avro_value_decref(&v);
+    free(buf);
+    assert_string_equal(nd.email, "");
+    assert_string_equal(fs_notification_get(&nd, "order_id"), "o9");
+    assert_null(fs_notification_get(&nd, "status"));
+    /* a record of another type is not taken for this one */
+    assert_int_equal(ord_command_encode(codec, &(ord_command){.type = ORD_CMD_CANCEL,
+                                                              .order_id = "o9",
+                                                              .member_id = "m9"},
+                                        &buf, &len, &err),
+                     0);
+    decode(buf, len, "CancelOrder", &v);
+    pay_event wrong;
+    assert_int_not_equal(pay_event_decode(&v, "CancelOrder", &wrong, &err), 0);
+    assert_int_equal(err.cls, FS_ERR_INVALID);
+    avro_value_decref(&v);
+    free(buf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_single_item_happy_path),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_checkout_and_compensation),
+        cmocka_unit_test(test_payment_retries),
+        cmocka_unit_test(test_random_sequences),
+        cmocka_unit_test(test_message_codecs),
+    };
+    return cmocka_run_group_tests_name("saga", tests, setup, teardown);
+}
