@@ -14,6 +14,7 @@
  * order's events are stamped with its time and its id carries it (UUIDv7). Command offsets
  * are distinct and increasing, as the processor's are. */
 #include "flashsale/inventory_codec.h"
+#include "flashsale/messages.h"
 #include "flashsale/order.h"
 
 #include "fs/codec.h"
@@ -91,19 +92,16 @@ static void snapshot(const fs_codec *c, ord_order *o, ord_status to)
 
 static void paid(const fs_codec *c, const ord_order *o)
 {
-    const fs_schema *s = fs_codec_reader(c, "PaymentSucceeded");
-    avro_value_t v;
+    pay_event e = {.type = PAY_EV_PAYMENT_SUCCEEDED, .amount = o->amount, .attempt = 1,
+                   .occurred_at = at_now()};
+    snprintf(e.order_id, sizeof e.order_id, "%s", o->order_id);
+    snprintf(e.member_id, sizeof e.member_id, "%s", o->member_id);
+    fs_uuid7_str(e.payment_id);
     fs_err err = {0};
-    char pid[FS_UUID_STR_LEN + 1];
-    fs_uuid7_str(pid);
     void *buf;
     size_t len;
-    if (!s || fs_schema_value_new(s, &v, &err) || fs_av_put_str(&v, "order_id", o->order_id, true) ||
-        fs_av_put_str(&v, "member_id", o->member_id, true) || fs_av_put_long(&v, "amount", o->amount, true) ||
-        fs_av_put_str(&v, "payment_id", pid, true) || fs_av_put_long(&v, "attempt", 1, true) ||
-        fs_av_put_long(&v, "occurred_at", at_now(), true) || fs_codec_encode(s, &v, &buf, &len, &err))
+    if (pay_event_encode(c, &e, &buf, &len, &err))
         die(&err);
-    avro_value_decref(&v);
     emit(FS_TOPIC_PAYMENTS_EVENTS, o->order_id, buf, len);
 }
 

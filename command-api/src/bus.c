@@ -5,6 +5,7 @@
 #include "bus.h"
 #include "flashsale/inventory_codec.h"
 #include "flashsale/inventory_snapshot.h"
+#include "flashsale/messages.h"
 
 #include "fs/id.h"
 #include "fs/kafka.h"
@@ -79,6 +80,16 @@ bool api_order_caused_by(const api_order *o, const char *event_id)
         if (!strcmp(o->causes[i], event_id))
             return true;
     return false;
+}
+
+ord_status api_order_lifecycle(const api_order *o)
+{
+    int s = o->saga_status[0] ? ord_status_parse(o->saga_status) : -1;
+    if (s >= 0)
+        return (ord_status)s;
+    return o->status == API_ORDER_RESERVED   ? ORD_RESERVED
+           : o->status == API_ORDER_REJECTED ? ORD_REJECTED
+                                             : ORD_PENDING;
 }
 
 const char *api_order_current_status(const api_order *o)
@@ -374,48 +385,50 @@ static void apply_order_locked(api_bus *b, const rd_kafka_message_t *m, const fs
                                avro_value_t *v)
 {
     char id[INV_ID_MAX];
-    fs_av_read_str(v, "order_id", id, sizeof id, NULL);
-    int64_t occurred = fs_av_read_long(v, "occurred_at", 0, NULL);
-    if (!occurred)
-        occurred = fs_av_read_long(v, "requested_at", 0, NULL);
+    int64_t occurred = 0;
+    fs_err bad = {0};
+    if (fs_av_get_strcpy(v, "order_id", id, sizeof id, &bad) ||
+        fs_av_get_long(v, "occurred_at", &occurred, &bad))
+        return; /* not an order event (the audit reports what cannot be read) */
     api_order *o = id[0] && order_recent(b, id, occurred) ? order_get_or_new_locked(b, id) : NULL;
     if (!o)
         return;
     if (!strcmp(fs_schema_name(sc), "OrderCommandRejected")) {
+        ord_rejection r;
+        fs_err err = {0};
+        if (ord_rejection_decode(v, &r, &err))
+            return;
         fs_kafka_header_get(m, "causation-id", o->rejected_cause, sizeof o->rejected_cause);
-        fs_av_read_str(v, "code", o->rejected_code, sizeof o->rejected_code, NULL);
+        snprintf(o->rejected_code, sizeof o->rejected_code, "%s", r.code);
     } else if (!strcmp(fs_schema_name(sc), "OrderStatusChanged")) {
+        ord_order snap;
+        fs_err err = {0};
+        if (ord_decode(v, &snap, &err))
+            return;
         fs_kafka_header_get(m, "causation-id", o->causes[o->ncauses % 8], sizeof o->causes[0]);
         o->ncauses++;
-        fs_av_read_str(v, "member_id", o->member_id, sizeof o->member_id, NULL);
-        fs_av_read_symbol(v, "status", o->saga_status, sizeof o->saga_status);
-        fs_av_read_str(v, "reason", o->saga_reason, sizeof o->saga_reason, NULL);
-        o->amount = fs_av_read_long(v, "amount", 0, NULL);
-        int64_t pay_by = fs_av_read_long(v, "pay_by", 0, NULL);
-        if (pay_by)
-            o->pay_by = pay_by;
-        int64_t at = fs_av_read_long(v, "occurred_at", 0, NULL);
+        snprintf(o->member_id, sizeof o->member_id, "%s", snap.member_id);
+        snprintf(o->saga_status, sizeof o->saga_status, "%s", ord_status_name(snap.status));
+        snprintf(o->saga_reason, sizeof o->saga_reason, "%s", snap.reason);
+        o->amount = snap.amount;
+        if (snap.pay_by)
+            o->pay_by = snap.pay_by;
         if (!o->requested_at)
-            o->requested_at = at;
-        avro_value_t lines;
-        size_t n = 0;
-        if (avro_value_get_by_name(v, "lines", &lines, NULL) == 0)
-            avro_value_get_size(&lines, &n);
+            o->requested_at = snap.occurred_at;
         o->nlines = 0;
-        for (size_t i = 0; i < n && i < API_LINES_MAX; i++) {
-            avro_value_t l;
-            avro_value_get_by_index(&lines, i, &l, NULL);
-            fs_av_read_str(&l, "product_id", o->lines[i].product_id, sizeof o->lines[i].product_id, NULL);
-            o->lines[i].quantity = (int32_t)fs_av_read_long(&l, "quantity", 0, NULL);
-            o->lines[i].unit_price = fs_av_read_long(&l, "unit_price", 0, NULL);
-            fs_av_read_str(&l, "state", o->lines[i].state, sizeof o->lines[i].state, NULL);
+        for (int i = 0; i < snap.nlines && i < API_LINES_MAX; i++) {
+            const ord_line *l = &snap.lines[i];
+            snprintf(o->lines[i].product_id, sizeof o->lines[i].product_id, "%s", l->product_id);
+            o->lines[i].quantity = l->quantity;
+            o->lines[i].unit_price = l->unit_price;
+            snprintf(o->lines[i].state, sizeof o->lines[i].state, "%s", line_state_name(l->state));
             o->nlines++;
         }
         if (o->nlines && !o->product_id[0]) {
             snprintf(o->product_id, sizeof o->product_id, "%s", o->lines[0].product_id);
             o->quantity = o->lines[0].quantity;
         }
-        history_add(o, o->saga_status, o->saga_reason, at);
+        history_add(o, o->saga_status, o->saga_reason, snap.occurred_at);
     } else
         return;
     o->version++;
@@ -639,31 +652,18 @@ void api_bus_record_answer(api_bus *b, const char *order_id, const char *member_
                            const char *product_id, int32_t quantity, const char *status,
                            const char *reason, int64_t pay_by, const char *source, int http_status)
 {
-    const fs_schema *sc = fs_codec_reader(b->codec, "OrderAnswered");
-    avro_value_t v;
+    ord_answer ans = {.quantity = quantity, .pay_by = pay_by, .http_status = http_status,
+                      .answered_at = fs_now_ms()};
+    snprintf(ans.order_id, sizeof ans.order_id, "%s", order_id);
+    snprintf(ans.member_id, sizeof ans.member_id, "%s", member_id);
+    snprintf(ans.product_id, sizeof ans.product_id, "%s", product_id);
+    snprintf(ans.status, sizeof ans.status, "%s", status);
+    snprintf(ans.reason, sizeof ans.reason, "%s", reason ? reason : "");
+    snprintf(ans.source, sizeof ans.source, "%s", source);
     fs_err err = {0};
     void *buf = NULL;
     size_t len = 0;
-    if (!sc || fs_schema_value_new(sc, &v, &err)) {
-        atomic_fetch_add(&b->answer_errors, 1);
-        return;
-    }
-    fs_av_put_str(&v, "order_id", order_id, true);
-    fs_av_put_str(&v, "member_id", member_id, true);
-    fs_av_put_str(&v, "product_id", product_id, true);
-    avro_value_t f;
-    if (avro_value_get_by_name(&v, "quantity", &f, NULL) == 0)
-        avro_value_set_int(&f, quantity);
-    if (avro_value_get_by_name(&v, "http_status", &f, NULL) == 0)
-        avro_value_set_int(&f, http_status);
-    fs_av_put_str(&v, "status", status, true);
-    fs_av_put_str(&v, "reason", reason ? reason : "", true);
-    fs_av_put_long(&v, "pay_by", pay_by, true);
-    fs_av_put_str(&v, "source", source, true);
-    fs_av_put_long(&v, "answered_at", fs_now_ms(), true);
-    int rc = fs_codec_encode(sc, &v, &buf, &len, &err);
-    avro_value_decref(&v);
-    if (rc) {
+    if (ord_answer_encode(b->codec, &ans, &buf, &len, &err)) {
         atomic_fetch_add(&b->answer_errors, 1);
         return;
     }
@@ -900,7 +900,7 @@ void api_bus_order_adopt(api_bus *b, const api_order *src)
             *o = *src;
             o->version = 1;
             o->lru_prev = o->lru_next = NULL;
-            if (!strcmp(o->saga_status, "REJECTED")) {
+            if (ord_status_parse(o->saga_status) == ORD_REJECTED) {
                 o->status = API_ORDER_REJECTED;
                 for (int r = 0; r < INV_R_COUNT; r++)
                     if (!strcmp(o->saga_reason, inv_reason_name((inv_reason)r)))

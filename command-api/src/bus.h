@@ -20,6 +20,7 @@
 #ifndef FS_API_BUS_H
 #define FS_API_BUS_H
 #include "flashsale/inventory.h"
+#include "flashsale/order.h"
 
 #include "fs/codec.h"
 #include "fs/config.h"
@@ -81,6 +82,9 @@ typedef struct api_order {
 bool api_order_caused_by(const api_order *o, const char *event_id);
 /* The order's current status name: the saga's when known, else the inventory decision. */
 const char *api_order_current_status(const api_order *o);
+/* The same as a status of the lifecycle (flashsale/order.h): the saga's once it has spoken,
+ * else the decision's (RESERVED / REJECTED / PENDING). */
+ord_status api_order_lifecycle(const api_order *o);
 /* Waits until the order exists with a version above `after`, or the deadline (monotonic
  * ms). Returns true and a copy if it changed; false (with the current copy if any) else. */
 bool api_bus_order_wait(api_bus *b, const char *order_id, int after, int64_t deadline_ms,

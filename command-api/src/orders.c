@@ -11,6 +11,7 @@
 #include "accounts.h"
 #include "readmodel.h"
 #include "flashsale/inventory_codec.h"
+#include "flashsale/messages.h"
 #include "metrics.h"
 
 #include "fs/id.h"
@@ -211,11 +212,11 @@ static json_t *order_json(const api_order *o)
 
 /* Waits for the saga's answer to the command whose event id is `cause`: a refusal caused by
  * it, or a snapshot caused by it, after which the order's later changes are followed until
- * it reaches one of `targets` (NULL-terminated). Changes not caused by the command (e.g. a
+ * it reaches one of `targets` (ended by ORD_STATUS_COUNT). Changes not caused by the command (e.g. a
  * line's progress) never count as its answer. For a new order (checkout) `cause` may be
  * NULL: any change counts. Returns 1 reached, 0 refused, -1 timed out. */
 static int wait_for_status(api_ctx *a, const char *order_id, const char *cause,
-                           const char *const *targets, int version, int64_t deadline, api_order *o)
+                           const ord_status *targets, int version, int64_t deadline, api_order *o)
 {
     bool answered = cause == NULL;
     for (;;) {
@@ -227,8 +228,8 @@ static int wait_for_status(api_ctx *a, const char *order_id, const char *cause,
             if (!answered && api_order_caused_by(o, cause))
                 answered = true;
             if (answered)
-                for (const char *const *t = targets; *t; t++)
-                    if (!strcmp(api_order_current_status(o), *t))
+                for (const ord_status *t = targets; *t != ORD_STATUS_COUNT; t++)
+                    if (api_order_lifecycle(o) == *t)
                         return 1;
             version = o->version;
         }
@@ -243,53 +244,38 @@ static int checkout(fs_http_req *req, api_ctx *a, const fs_principal *who, json_
     json_t *items = json_object_get(body, "items");
     if (!json_is_array(items) || json_array_size(items) < 1 || json_array_size(items) > 16)
         return fs_http_error(req, 400, "INVALID_FIELD", "items: must be an array of 1 to 16 lines", NULL);
-    const fs_schema *sc = fs_codec_reader(a->codec, "PlaceCheckout");
-    avro_value_t v, arr;
+    ord_command cmd = {.type = ORD_CMD_PLACE_CHECKOUT};
     fs_err err = {0};
-    if (!sc || fs_schema_value_new(sc, &v, &err))
-        return fs_http_error(req, 500, "INTERNAL", "no checkout schema", NULL);
     char order_id[FS_UUID_STR_LEN + 1], event_id[FS_UUID_STR_LEN + 1];
     fs_uuid7_str(order_id);
     fs_uuid7_str(event_id);
     int64_t now = fs_now_ms();
-    avro_value_get_by_name(&v, "items", &arr, NULL);
     size_t i;
     json_t *it;
     json_array_foreach(items, i, it)
     {
         const char *pid = NULL;
         long long qty = 0;
-        char name[32];
-        snprintf(name, sizeof name, "items[%zu]", i);
         if (!json_is_object(it) ||
             !api_field_string(req, it, "product_id", true, INV_ID_MAX - 1, &pid, NULL) ||
-            !api_field_int(req, it, "quantity", true, 1, 1000000000, &qty, NULL)) {
-            avro_value_decref(&v);
+            !api_field_int(req, it, "quantity", true, 1, 1000000000, &qty, NULL))
             return json_is_object(it) ? 400
                                       : fs_http_error(req, 400, "INVALID_FIELD", "items: each line must be an object", NULL);
-        }
-        if (qty > INV_MAX_QUANTITY) {
-            avro_value_decref(&v);
+        if (qty > INV_MAX_QUANTITY)
             return fs_http_error(req, 422, "INVALID_QUANTITY", "quantity must be at most 1000000 per line", NULL);
-        }
         inv_product_view pv;
-        if (!api_bus_product(a->bus, pid, &pv) && api_bus_caught_up(a->bus)) {
-            avro_value_decref(&v);
+        if (!api_bus_product(a->bus, pid, &pv) && api_bus_caught_up(a->bus))
             return fs_http_error(req, 404, "PRODUCT_NOT_FOUND", "no such product", NULL);
-        }
-        avro_value_t line;
-        avro_value_append(&arr, &line, NULL);
-        fs_av_put_str(&line, "product_id", pid, true);
-        fs_av_put_long(&line, "quantity", qty, true);
+        ord_item *line = &cmd.items[cmd.nitems++];
+        snprintf(line->product_id, sizeof line->product_id, "%s", pid);
+        line->quantity = (int32_t)qty;
     }
-    fs_av_put_str(&v, "order_id", order_id, true);
-    fs_av_put_str(&v, "member_id", who->sub, true);
-    fs_av_put_str(&v, "idempotency_key", NULL, false);
-    fs_av_put_long(&v, "requested_at", now, true);
+    snprintf(cmd.order_id, sizeof cmd.order_id, "%s", order_id);
+    snprintf(cmd.member_id, sizeof cmd.member_id, "%s", who->sub);
+    cmd.requested_at = now;
     void *buf = NULL;
     size_t len = 0;
-    int rc = fs_codec_encode(sc, &v, &buf, &len, &err);
-    avro_value_decref(&v);
+    int rc = ord_command_encode(a->codec, &cmd, &buf, &len, &err);
     if (rc)
         return fs_http_error(req, 500, "INTERNAL", err.msg, NULL);
     rc = api_bus_produce_order_command(a->bus, order_id, buf, len, "PlaceCheckout", event_id, now, &err);
@@ -298,10 +284,10 @@ static int checkout(fs_http_req *req, api_ctx *a, const fs_principal *who, json_
         fs_metrics_produce_error();
         return fs_http_error(req, 503, "UNAVAILABLE", "the order could not be queued", "Retry-After: 1\r\n");
     }
-    static const char *const done[] = {"RESERVED", "REJECTED", "PAYING", "PAID", NULL};
+    static const ord_status done[] = {ORD_RESERVED, ORD_REJECTED, ORD_PAYING, ORD_PAID, ORD_STATUS_COUNT};
     api_order o;
     int r = wait_for_status(a, order_id, NULL, done, -1, t0 + a->decision_wait_ms, &o);
-    if (r == 1 && strcmp(api_order_current_status(&o), "REJECTED"))
+    if (r == 1 && api_order_lifecycle(&o) != ORD_REJECTED)
         return fs_http_json(req, 201, order_json(&o), NULL);
     if (r == 1)
         return fs_http_json(req, 409,
@@ -494,13 +480,15 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
                         const char *action)
 {
     struct {
-        const char *path, *command, *role;
-        const char *targets[4];
+        const char *path;
+        ord_cmd_type command;
+        const char *role;
+        ord_status targets[4]; /* ended by ORD_STATUS_COUNT */
     } acts[] = {
-        {"payment", "PayOrder", NULL, {"PAID", "PAYMENT_FAILED", "NEEDS_ATTENTION", NULL}},
-        {"cancel", "CancelOrder", NULL, {"CANCELLED", NULL}},
-        {"return", "RequestReturn", NULL, {"RETURN_REQUESTED", NULL}},
-        {"return/complete", "CompleteReturn", "admin", {"RETURNED", NULL}},
+        {"payment", ORD_CMD_PAY, NULL, {ORD_PAID, ORD_PAYMENT_FAILED, ORD_NEEDS_ATTENTION, ORD_STATUS_COUNT}},
+        {"cancel", ORD_CMD_CANCEL, NULL, {ORD_CANCELLED, ORD_STATUS_COUNT}},
+        {"return", ORD_CMD_REQUEST_RETURN, NULL, {ORD_RETURN_REQUESTED, ORD_STATUS_COUNT}},
+        {"return/complete", ORD_CMD_COMPLETE_RETURN, "admin", {ORD_RETURNED, ORD_STATUS_COUNT}},
     };
     int k = -1;
     for (int i = 0; i < 4; i++)
@@ -520,7 +508,7 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
      * until the saga has spoken, so that log order puts the command after it. */
     int64_t ready_by = fs_mono_ms() + (a->decision_wait_ms > 5000 ? a->decision_wait_ms : 5000);
     while (!o.saga_status[0]) {
-        if (!strcmp(api_order_status_name(o.status), "REJECTED"))
+        if (o.status == API_ORDER_REJECTED)
             break; /* the saga will record it as REJECTED; no need to wait for that */
         if (fs_mono_ms() >= ready_by)
             return fs_http_error(req, 409, "ORDER_NOT_READY",
@@ -548,32 +536,23 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
         if (!method)
             method = "CARD";
     }
-    const fs_schema *sc = fs_codec_reader(a->codec, acts[k].command);
-    avro_value_t v;
     fs_err err = {0};
-    if (!sc || fs_schema_value_new(sc, &v, &err)) {
-        json_decref(body);
-        return fs_http_error(req, 500, "INTERNAL", "no schema", NULL);
-    }
     char event_id[FS_UUID_STR_LEN + 1];
     fs_uuid7_str(event_id);
     int64_t now = fs_now_ms(), t0 = fs_mono_ms();
     api_bus_order(a->bus, id, &o);
     int sent_at_version = o.version; /* only changes after this answer the command */
-    fs_av_put_str(&v, "order_id", id, true);
-    fs_av_put_str(&v, "member_id", who->sub, true);
-    fs_av_put_str(&v, "actor_id", who->sub, true);
-    fs_av_put_str(&v, "method", method, true);
-    fs_av_put_str(&v, "reason", "", true);
-    fs_av_put_bool(&v, "restock", restock);
-    fs_av_put_long(&v, "requested_at", now, true);
+    ord_command cmd = {.type = acts[k].command, .restock = restock, .requested_at = now};
+    snprintf(cmd.order_id, sizeof cmd.order_id, "%s", id);
+    snprintf(cmd.member_id, sizeof cmd.member_id, "%s", who->sub);
+    snprintf(cmd.method, sizeof cmd.method, "%s", method);
     json_decref(body);
     void *buf = NULL;
     size_t len = 0;
-    int rc = fs_codec_encode(sc, &v, &buf, &len, &err);
-    avro_value_decref(&v);
+    int rc = ord_command_encode(a->codec, &cmd, &buf, &len, &err);
     if (!rc)
-        rc = api_bus_produce_order_command(a->bus, id, buf, len, acts[k].command, event_id, now, &err);
+        rc = api_bus_produce_order_command(a->bus, id, buf, len, ord_cmd_name(cmd.type), event_id,
+                                           now, &err);
     free(buf);
     if (rc) {
         fs_metrics_produce_error();
@@ -590,7 +569,7 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
                                       api_order_current_status(&o)),
                             NULL);
     }
-    if (r == 1 && !strcmp(api_order_current_status(&o), "PAYMENT_FAILED"))
+    if (r == 1 && api_order_lifecycle(&o) == ORD_PAYMENT_FAILED)
         return fs_http_json(req, 409,
                             json_pack("{s:{s:s,s:s,s:s,s:s}}", "error", "code", "PAYMENT_FAILED",
                                       "message", "the payment was declined; the reservation was released",

@@ -21,6 +21,8 @@
  * The wishlist watcher runs on a second thread (wishlist_watch.c). */
 #include "notifier.h"
 
+#include "flashsale/messages.h"
+
 #include "fs/db.h"
 #include "fs/id.h"
 #include "fs/kafka.h"
@@ -271,7 +273,7 @@ static int smtp_send(notifier *nf, const note *n, const char *msg, char *why, si
 static int decode(notifier *nf, const rd_kafka_message_t *m, note *n, char *why, size_t wl)
 {
     const fs_schema *s;
-    avro_value_t v, map, item;
+    avro_value_t v;
     fs_err err = {0};
     memset(n, 0, sizeof *n);
     if (fs_codec_decode(nf->codec, m->payload, m->len, &s, &v, &err)) {
@@ -283,21 +285,20 @@ static int decode(notifier *nf, const rd_kafka_message_t *m, note *n, char *why,
         snprintf(why, wl, "not a NotificationRequested: %s", fs_schema_name(s));
         rc = -1;
     } else {
-        fs_av_read_str(&v, "notification_id", n->id, sizeof n->id, NULL);
-        fs_av_read_str(&v, "member_id", n->member, sizeof n->member, NULL);
-        fs_av_read_str(&v, "kind", n->kind, sizeof n->kind, NULL);
-        fs_av_read_str(&v, "email", n->email, sizeof n->email, NULL);
-        n->at = fs_av_read_long(&v, "occurred_at", fs_now_ms(), NULL);
+        fs_notification typed;
+        if (fs_notification_decode(&v, &typed, &err)) {
+            snprintf(why, wl, "%s", err.msg);
+            avro_value_decref(&v);
+            return -1;
+        }
+        snprintf(n->id, sizeof n->id, "%s", typed.notification_id);
+        snprintf(n->member, sizeof n->member, "%s", typed.member_id);
+        snprintf(n->kind, sizeof n->kind, "%s", typed.kind);
+        snprintf(n->email, sizeof n->email, "%s", typed.email);
+        n->at = typed.occurred_at;
         n->params = json_object();
-        size_t count = 0;
-        if (avro_value_get_by_name(&v, "params", &map, NULL) == 0 && avro_value_get_size(&map, &count) == 0)
-            for (size_t i = 0; i < count; i++) {
-                const char *k = NULL, *val = NULL;
-                size_t vl = 0;
-                if (avro_value_get_by_index(&map, i, &item, &k) == 0 &&
-                    avro_value_get_string(&item, &val, &vl) == 0 && k && val)
-                    json_object_set_new(n->params, k, json_string(val));
-            }
+        for (int i = 0; i < typed.nparams; i++)
+            json_object_set_new(n->params, typed.params[i].key, json_string(typed.params[i].value));
         /* ids become file names: only [A-Za-z0-9-] */
         if (!n->id[0] || strspn(n->id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") !=
                              strlen(n->id)) {

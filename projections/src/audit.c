@@ -32,6 +32,7 @@
  *               past what was read) is reported, and is a violation with --read-models. */
 #include "flashsale/inventory_codec.h"
 #include "flashsale/inventory.h"
+#include "flashsale/messages.h"
 #include "flashsale/order.h"
 
 #include "fs/codec.h"
@@ -177,19 +178,21 @@ static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
         memset(r, 0, sizeof *r);
         r->partition = m->partition;
         r->offset = m->offset;
-        fs_av_read_str(&v, "order_id", r->order_id, sizeof r->order_id, NULL);
-        fs_av_read_str(&v, "member_id", r->member_id, sizeof r->member_id, NULL);
-        fs_av_read_str(&v, "product_id", r->product_id, sizeof r->product_id, NULL);
-        fs_av_read_str(&v, "status", r->status, sizeof r->status, NULL);
-        fs_av_read_str(&v, "reason", r->reason, sizeof r->reason, NULL);
-        fs_av_read_str(&v, "source", r->source, sizeof r->source, NULL);
-        r->pay_by = fs_av_read_long(&v, "pay_by", 0, NULL);
-        r->answered_at = fs_av_read_long(&v, "answered_at", 0, NULL);
-        avro_value_t q;
-        int32_t qi = 0;
-        if (avro_value_get_by_name(&v, "quantity", &q, NULL) == 0)
-            avro_value_get_int(&q, &qi);
-        r->quantity = qi;
+        ord_answer ans;
+        if (ord_answer_decode(&v, &ans, &e)) {
+            a->answers.n--;
+            a->undecodable++;
+        } else {
+            snprintf(r->order_id, sizeof r->order_id, "%s", ans.order_id);
+            snprintf(r->member_id, sizeof r->member_id, "%s", ans.member_id);
+            snprintf(r->product_id, sizeof r->product_id, "%s", ans.product_id);
+            snprintf(r->status, sizeof r->status, "%s", ans.status);
+            snprintf(r->reason, sizeof r->reason, "%s", ans.reason);
+            snprintf(r->source, sizeof r->source, "%s", ans.source);
+            r->pay_by = ans.pay_by;
+            r->answered_at = ans.answered_at;
+            r->quantity = ans.quantity;
+        }
     } else if (ok && strstr(topic, "orders.events") &&
                !strcmp(fs_schema_name(s), "OrderStatusChanged")) {
         ord_order *o = vec_push(&a->orders);

@@ -139,24 +139,33 @@ static int handle(driver *d, const rd_kafka_message_t *m, fs_err *err)
     avro_value_t v;
     fs_err derr = {0};
     int rc = 0;
-    if (fs_codec_decode(d->codec, m->payload, m->len, &s, &v, &derr)) {
-        d->dead++;
-        if (fs_kafka_dead_letter(d->dlq, m, derr.msg, err))
-            return -1;
-    } else {
+    if (fs_codec_decode(d->codec, m->payload, m->len, &s, &v, &derr) == 0) {
         const char *type = fs_schema_name(s);
+        bool bad = false;
         if (t == 0) {
             inv_event e;
-            if (inv_event_decode(&v, type, &e, &derr) == 0)
+            bad = inv_event_decode(&v, type, &e, &derr) != 0;
+            if (!bad)
                 rc = d->p.sink->inventory(&d->p, &e, m->partition, m->offset, err);
         } else if (t == 1 && !strcmp(type, "OrderStatusChanged")) {
             ord_order o;
-            if (ord_decode(&v, &o, &derr) == 0)
+            bad = ord_decode(&v, &o, &derr) != 0;
+            if (!bad)
                 rc = d->p.sink->order(&d->p, &o, m->partition, m->offset, err);
         } else if (t == 2) {
-            rc = d->p.sink->payment(&d->p, type, &v, m->partition, m->offset, err);
-        }
+            pay_event e;
+            bad = pay_event_decode(&v, type, &e, &derr) != 0;
+            if (!bad)
+                rc = d->p.sink->payment(&d->p, &e, m->partition, m->offset, err);
+        } /* other types (OrderCommandRejected) are not projected */
         avro_value_decref(&v);
+        if (!bad)
+            derr.cls = FS_OK;
+    }
+    if (derr.cls != FS_OK) { /* not Avro, or not a valid event of its type */
+        d->dead++;
+        if (fs_kafka_dead_letter(d->dlq, m, derr.msg, err))
+            return -1;
     }
     if (rc == 0) {
         int k = t * d->p.nparts + m->partition;

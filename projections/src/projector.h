@@ -5,13 +5,15 @@
  * each record once and hands it to the sink; it cuts batches (count or time), asks the sink
  * to commit each batch together with the next offsets, measures the projection lag of every
  * event (commit time - record timestamp), logs progress with an ETA while catching up, and
- * sends undecodable records to the dead-letter topic.
+ * sends records it cannot decode (not Avro, or not a valid event of its type) to the
+ * dead-letter topic.
  *
  * A sink (sink_pg.c, sink_redis.c) owns its store: where the offsets live, how a batch is
  * made atomic or idempotent, how a rebuild is done. */
 #ifndef FS_PROJECTOR_H
 #define FS_PROJECTOR_H
 #include "flashsale/inventory_codec.h"
+#include "flashsale/messages.h"
 #include "flashsale/order.h"
 
 #include "fs/codec.h"
@@ -37,8 +39,7 @@ typedef struct {
     int (*load_offsets)(projector *p, int64_t *next, fs_err *err);
     int (*inventory)(projector *p, const inv_event *e, int32_t part, int64_t off, fs_err *err);
     int (*order)(projector *p, const ord_order *o, int32_t part, int64_t off, fs_err *err);
-    int (*payment)(projector *p, const char *kind, avro_value_t *v, int32_t part, int64_t off,
-                   fs_err *err);
+    int (*payment)(projector *p, const pay_event *e, int32_t part, int64_t off, fs_err *err);
     /* Makes the batch's changes and next[] (-1: untouched partition) durable; lag_ms is the
      * batch's largest projection lag. */
     int (*commit)(projector *p, const int64_t *next, int64_t lag_ms, fs_err *err);

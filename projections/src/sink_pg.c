@@ -431,18 +431,14 @@ static int pg_order(projector *p, const ord_order *o, int32_t part, int64_t off,
     return 0;
 }
 
-static int pg_payment(projector *p, const char *kind, avro_value_t *v, int32_t part, int64_t off,
-                      fs_err *err)
+static int pg_payment(projector *p, const pay_event *e, int32_t part, int64_t off, fs_err *err)
 {
     pgsink *s = p->store;
-    char order[64], pid[64], reason[32], a[24], at[24], t[24], pp[24], oo[24];
-    fs_av_read_str(v, "order_id", order, sizeof order, NULL);
-    fs_av_read_str(v, "payment_id", pid, sizeof pid, NULL);
-    fs_av_read_str(v, "reason", reason, sizeof reason, NULL);
-    const char *vals[] = {order, NUM(at, fs_av_read_long(v, "attempt", 1, NULL)), kind,
-                          NUM(a, fs_av_read_long(v, "amount", 0, NULL)), pid, reason,
-                          NUM(t, fs_av_read_long(v, "occurred_at", 0, NULL)), NUM(pp, part),
-                          NUM(oo, off)};
+    char a[24], at[24], t[24], pp[24], oo[24];
+    bool refund = e->type == PAY_EV_REFUND_SUCCEEDED || e->type == PAY_EV_REFUND_FAILED;
+    const char *vals[] = {e->order_id, NUM(at, refund ? 1 : e->attempt), pay_event_name(e->type),
+                          NUM(a, e->amount), e->payment_id, e->reason, NUM(t, e->occurred_at),
+                          NUM(pp, part), NUM(oo, off)};
     (void)err;
     buf_add(&s->buf[B_PAY], vals);
     return 0;

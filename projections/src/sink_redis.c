@@ -355,10 +355,9 @@ static int r_order(projector *p, const ord_order *o, int32_t part, int64_t off, 
     return rc ? fs_err_set(err, FS_ERR_RETRIABLE, 0, "redis append: %s", s->c->errstr) : 0;
 }
 
-static int r_payment(projector *p, const char *kind, avro_value_t *v, int32_t part, int64_t off,
-                     fs_err *err)
+static int r_payment(projector *p, const pay_event *e, int32_t part, int64_t off, fs_err *err)
 {
-    (void)p, (void)kind, (void)v, (void)part, (void)off, (void)err;
+    (void)p, (void)e, (void)part, (void)off, (void)err;
     return 0; /* payments are read from PostgreSQL only */
 }
 

@@ -11,6 +11,8 @@
  * Settings: FLASHSALE_INSTANCE_ID (payments-1), FLASHSALE_PAYMENT_SUCCESS_PERCENT (100),
  * FLASHSALE_PAYMENT_LATENCY_MS (0: mean of a uniform 0..2x delay per request, which holds
  * the partition like a slow provider would). */
+#include "flashsale/messages.h"
+
 #include "fs/codec.h"
 #include "fs/config.h"
 #include "fs/id.h"
@@ -28,12 +30,9 @@
 
 #define MAX_PARTITIONS 1024
 
-typedef struct {
-    char type[24]; /* PaymentSucceeded / PaymentFailed / RefundSucceeded */
-    char reason[16];
-    bool retriable;
-    char payment_id[FS_UUID_STR_LEN + 1];
-} result;
+/* The answer given to a request: its event without the request's fields (order, member,
+ * amount, attempt, time), which are copied from each request again. */
+typedef pay_event result;
 
 typedef struct {
     fs_common_config cfg;
@@ -73,14 +72,13 @@ static void drop(provider *p, int32_t part)
     }
 }
 
-static void key_of(avro_value_t *v, const char *type, char *key, size_t n)
+/* "order#attempt" for a payment, "order#refund" for a refund. */
+static void key_of(const char *order, bool refund, int32_t attempt, char *key, size_t n)
 {
-    char order[64];
-    fs_av_read_str(v, "order_id", order, sizeof order, NULL);
-    if (strstr(type, "Refund"))
+    if (refund)
         snprintf(key, n, "%s#refund", order);
     else
-        snprintf(key, n, "%s#%ld", order, (long)fs_av_read_long(v, "attempt", 1, NULL));
+        snprintf(key, n, "%s#%ld", order, (long)attempt);
 }
 
 static int remember(provider *p, int32_t part, const char *key, const result *r)
@@ -98,25 +96,27 @@ static int remember(provider *p, int32_t part, const char *key, const result *r)
     return 0;
 }
 
+/* The answers given before: every event of the owned partitions. A record that is not a
+ * payment event (none is written here) changes nothing. */
 static int rebuild_cb(void *ctx, const rd_kafka_message_t *m, fs_err *err)
 {
     provider *p = ctx;
     const fs_schema *sc;
     avro_value_t v;
     fs_err e = {0};
-    (void)err;
     if (fs_codec_decode(p->codec, m->payload, m->len, &sc, &v, &e))
         return 0;
-    char key[96];
-    result r = {0};
-    snprintf(r.type, sizeof r.type, "%s", fs_schema_name(sc));
-    key_of(&v, r.type, key, sizeof key);
-    fs_av_read_str(&v, "reason", r.reason, sizeof r.reason, NULL);
-    fs_av_read_str(&v, "payment_id", r.payment_id, sizeof r.payment_id, NULL);
-    r.retriable = fs_av_read_bool(&v, "retriable", false);
-    remember(p, m->partition, key, &r);
+    result r;
+    int rc = 0;
+    if (pay_event_decode(&v, fs_schema_name(sc), &r, &e) == 0) {
+        char key[96];
+        bool refund = r.type == PAY_EV_REFUND_SUCCEEDED || r.type == PAY_EV_REFUND_FAILED;
+        key_of(r.order_id, refund, r.attempt, key, sizeof key);
+        if (remember(p, m->partition, key, &r))
+            rc = fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
+    }
     avro_value_decref(&v);
-    return 0;
+    return rc;
 }
 
 static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partition_list_t *parts,
@@ -147,65 +147,55 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
     provider *p = app;
     const fs_schema *sc;
     avro_value_t v;
-    fs_err derr = {0};
-    if (fs_codec_decode(p->codec, m->payload, m->len, &sc, &v, &derr))
-        return fs_txn_loop_dead_letter(loop, m, derr.msg, err);
-    const char *type = fs_schema_name(sc);
-    if (strcmp(type, "RequestPayment") && strcmp(type, "RequestRefund")) {
-        avro_value_decref(&v);
-        return fs_txn_loop_dead_letter(loop, m, "not a payment command", err);
-    }
-    char key[96], order[64], member[64];
-    key_of(&v, type, key, sizeof key);
-    fs_av_read_str(&v, "order_id", order, sizeof order, NULL);
-    fs_av_read_str(&v, "member_id", member, sizeof member, NULL);
-    int64_t amount = fs_av_read_long(&v, "amount", 0, NULL);
-    int64_t attempt = fs_av_read_long(&v, "attempt", 1, NULL);
-    int64_t at = fs_av_read_long(&v, "requested_at", fs_now_ms(), NULL);
+    fs_err why = {0};
+    if (fs_codec_decode(p->codec, m->payload, m->len, &sc, &v, &why))
+        return fs_txn_loop_dead_letter(loop, m, why.msg, err);
+    pay_command c;
+    int bad = pay_command_decode(&v, fs_schema_name(sc), &c, &why);
     avro_value_decref(&v);
+    if (bad)
+        return fs_txn_loop_dead_letter(loop, m, why.msg, err);
+    bool refund = c.type == PAY_CMD_REQUEST_REFUND;
+    char key[96];
+    key_of(c.order_id, refund, c.attempt, key, sizeof key);
 
     result *known = p->results[m->partition] ? fs_map_get(p->results[m->partition], key) : NULL;
-    result r = {0};
+    result r;
+    memset(&r, 0, sizeof r);
     if (known)
         r = *known; /* idempotent: the first answer again */
     else {
         if (p->latency_ms > 0)
             usleep((useconds_t)((fnv(key) % (uint32_t)(2 * p->latency_ms + 1)) * 1000));
         fs_uuid7_str(r.payment_id);
-        if (!strcmp(type, "RequestRefund"))
-            snprintf(r.type, sizeof r.type, "RefundSucceeded");
+        if (refund)
+            r.type = PAY_EV_REFUND_SUCCEEDED;
         else if ((long)(fnv(key) % 100) < p->success_percent)
-            snprintf(r.type, sizeof r.type, "PaymentSucceeded");
+            r.type = PAY_EV_PAYMENT_SUCCEEDED;
         else {
-            snprintf(r.type, sizeof r.type, "PaymentFailed");
+            r.type = PAY_EV_PAYMENT_FAILED;
             snprintf(r.reason, sizeof r.reason, "DECLINED");
             r.retriable = (fnv(key) >> 8) % 2 == 0;
         }
-        if (remember(p, m->partition, key, &r))
-            return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
     }
-    const fs_schema *out = fs_codec_reader(p->codec, r.type);
-    avro_value_t e;
-    if (!out || fs_schema_value_new(out, &e, err))
-        return -1;
+    /* the request's own fields */
+    snprintf(r.order_id, sizeof r.order_id, "%s", c.order_id);
+    snprintf(r.member_id, sizeof r.member_id, "%s", c.member_id);
+    r.amount = c.amount;
+    r.attempt = refund ? 1 : c.attempt;
+    r.occurred_at = c.requested_at;
+    if (!known && remember(p, m->partition, key, &r))
+        return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
     void *buf = NULL;
     size_t len = 0;
-    int rc = fs_av_put_str(&e, "order_id", order, true) || fs_av_put_str(&e, "member_id", member, true) ||
-             fs_av_put_long(&e, "amount", amount, true) ||
-             fs_av_put_str(&e, "payment_id", r.payment_id, true) ||
-             fs_av_put_str(&e, "reason", r.reason, true) || fs_av_put_bool(&e, "retriable", r.retriable) ||
-             fs_av_put_long(&e, "attempt", attempt, true) || fs_av_put_long(&e, "occurred_at", at, true);
-    rc = rc ? fs_err_set(err, FS_ERR_FATAL, 0, "%s: %s", r.type, avro_strerror())
-            : fs_codec_encode(out, &e, &buf, &len, err);
-    avro_value_decref(&e);
-    if (rc)
+    if (pay_event_encode(p->codec, &r, &buf, &len, err))
         return -1;
     char cause[64] = "";
     fs_kafka_header_get(m, "event-id", cause, sizeof cause);
-    fs_event_meta meta = {.event_type = r.type, .correlation_id = order,
-                          .causation_id = cause[0] ? cause : NULL, .occurred_at = at};
-    rc = fs_txn_loop_produce(loop, FS_TOPIC_PAYMENTS_EVENTS, m->partition, order, strlen(order), buf,
-                             len, fs_kafka_headers_new(&meta), err);
+    fs_event_meta meta = {.event_type = pay_event_name(r.type), .correlation_id = c.order_id,
+                          .causation_id = cause[0] ? cause : NULL, .occurred_at = c.requested_at};
+    int rc = fs_txn_loop_produce(loop, FS_TOPIC_PAYMENTS_EVENTS, m->partition, c.order_id,
+                                 strlen(c.order_id), buf, len, fs_kafka_headers_new(&meta), err);
     free(buf);
     return rc;
 }

@@ -153,7 +153,7 @@ typedef struct {
     int nparams;
     struct {
         char key[32];
-        char value[128];
+        char value[512]; /* a product name (up to 255 bytes) fits */
     } params[FS_NOTIFICATION_MAX_PARAMS];
     int64_t occurred_at;
 } fs_notification;
