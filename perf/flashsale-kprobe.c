@@ -89,7 +89,7 @@ int main(int argc, char **argv)
     fs_err err = {0};
     if (fs_common_config_load(&cfg, &err))
         fs_config_die(&err);
-    rd_kafka_t *admin = fs_kafka_admin_new(&cfg, "flashsale-kprobe-admin", &err);
+    rd_kafka_t *admin = fs_kafka_new(&cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "flashsale-kprobe-admin"}, &err);
     if (!admin || fs_kafka_create_topic(admin, TOPIC, 1, (int)cfg.replication, "3600000", 10000, &err)) {
         fprintf(stderr, "kprobe: %s\n", err.msg);
         return 1;
@@ -102,11 +102,22 @@ int main(int argc, char **argv)
     char u[FS_UUID_STR_LEN + 1];
     fs_uuid7_str(u);
     snprintf(tid, sizeof tid, "flashsale-kprobe-%s", u);
-    const char *pextra[] = {"linger.ms", lg, txn ? "transactional.id" : NULL, tid, NULL};
-    rd_kafka_t *p = fs_kafka_producer_new_with(&cfg, "flashsale-kprobe", pextra, on_dr, &err);
+    const char *pextra[] = {"linger.ms", lg, NULL};
+    rd_kafka_t *p = fs_kafka_new(&cfg,
+                                 &(fs_kafka_client){.role = txn ? FS_KAFKA_TXN : FS_KAFKA_PRODUCER,
+                                                    .client_id = "flashsale-kprobe",
+                                                    .transactional_id = tid,
+                                                    .dr = on_dr,
+                                                    .extra = pextra},
+                                 &err);
     const char *cextra[] = {"isolation.level", isolation, fetch_wait >= 0 ? "fetch.wait.max.ms" : NULL, fw,
                             NULL};
-    rd_kafka_t *c = p ? fs_kafka_consumer_new_with(&cfg, NULL, NULL, false, cextra, &err) : NULL;
+    rd_kafka_t *c = p ? fs_kafka_new(&cfg,
+                                     &(fs_kafka_client){.role = FS_KAFKA_CONSUMER,
+                                                        .client_id = "flashsale-kprobe",
+                                                        .extra = cextra},
+                                     &err)
+                      : NULL;
     if (!p || !c) {
         fprintf(stderr, "kprobe: %s\n", err.msg);
         return 1;

@@ -134,7 +134,7 @@ int main(int argc, char **argv)
     if (fs_common_config_load(&cfg, &err))
         fs_config_die(&err);
     fs_codec *codec = fs_codec_new(&err);
-    producer = codec ? fs_kafka_producer_new(&cfg, "flashsale-synth", &err) : NULL;
+    producer = codec ? fs_kafka_new(&cfg, &(fs_kafka_client){.role = FS_KAFKA_PRODUCER, .client_id = "flashsale-synth"}, &err) : NULL;
     if (!producer)
         die(&err);
     product *ps = calloc((size_t)nproducts, sizeof *ps);

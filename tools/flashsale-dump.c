@@ -79,7 +79,7 @@ int main(int argc, char **argv)
     dump_ctx d = {fs_codec_new(&err), 0};
     if (!d.codec)
         fs_config_die(&err);
-    rd_kafka_t *admin = fs_kafka_admin_new(&cfg, "flashsale-dump", &err);
+    rd_kafka_t *admin = fs_kafka_new(&cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "flashsale-dump"}, &err);
     int n = admin ? fs_kafka_partition_count(admin, argv[1], 10000, &err) : -1;
     if (admin)
         rd_kafka_destroy(admin);

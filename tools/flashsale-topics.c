@@ -43,7 +43,7 @@ int main(int argc, char **argv)
     }
     if (fs_common_config_load(&cfg, &err))
         fs_config_die(&err);
-    rd_kafka_t *rk = fs_kafka_admin_new(&cfg, "flashsale-topics", &err);
+    rd_kafka_t *rk = fs_kafka_new(&cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "flashsale-topics"}, &err);
     if (!rk)
         fs_config_die(&err);
     int check = !strcmp(argv[1], "check");

@@ -514,10 +514,14 @@ static void *relay_main(void *arg)
     int64_t last_warn = 0;
     while (!relay_stop) {
         fs_err err = {0};
-        if (!p && !(p = fs_kafka_producer_new_with(
-                        &relay_api->cfg, "flashsale-api-outbox",
-                        (const char *const[]){"linger.ms", "1", "message.timeout.ms", "10000", NULL}, relay_dr,
-                        &err))) {
+        if (!p && !(p = fs_kafka_new(&relay_api->cfg,
+                                     &(fs_kafka_client){.role = FS_KAFKA_PRODUCER,
+                                                        .client_id = "flashsale-api-outbox",
+                                                        .dr = relay_dr,
+                                                        .extra = (const char *const[]){
+                                                            "linger.ms", "1", "message.timeout.ms",
+                                                            "10000", NULL}},
+                                     &err))) {
             fs_log_error("outbox relay cannot start its producer", json_pack("{s:s}", "error", err.msg));
             sleep(1);
             continue;

@@ -7,6 +7,8 @@
 #include "flashsale/inventory_snapshot.h"
 #include "flashsale/messages.h"
 
+#include "fs/follow.h"
+
 #include "fs/id.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
@@ -296,34 +298,20 @@ static void *dr_main(void *arg)
 
 /* An idempotent producer (acks=all) with the given linger. */
 static rd_kafka_t *bus_producer_new(api_bus *b, const fs_common_config *cfg, const char *client_id,
-                                    const char *linger_ms,
-                                    void (*dr)(rd_kafka_t *, const rd_kafka_message_t *, void *), fs_err *err)
+                                    const char *linger_ms, fs_kafka_dr_cb *dr, fs_err *err)
 {
-    rd_kafka_conf_t *conf = fs_kafka_conf_new();
-    fs_kafka_conf_stats(conf); /* served: dr_main polls both producers */
-    char e[256];
-    const char *kv[][2] = {{"bootstrap.servers", cfg->brokers},
-                           {"client.id", client_id},
-                           {"enable.idempotence", "true"},
-                           {"acks", "all"},
-                           {"linger.ms", linger_ms},
-                           {"partitioner", "murmur2_random"},
-                           {"message.timeout.ms", "10000"},
-                           {"queue.buffering.max.messages", "1000000"}};
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-        if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], e, sizeof e) != RD_KAFKA_CONF_OK) {
-            fs_err_set(err, FS_ERR_FATAL, 0, "producer config %s: %s", kv[i][0], e);
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
-    rd_kafka_conf_set_dr_msg_cb(conf, dr);
-    rd_kafka_conf_set_opaque(conf, b);
-    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
-    if (!p) {
-        rd_kafka_conf_destroy(conf);
-        fs_err_set(err, FS_ERR_FATAL, 0, "producer: %s", e);
+    const char *const extra[] = {"linger.ms", linger_ms, "message.timeout.ms", "10000",
+                                 "queue.buffering.max.messages", "1000000", NULL};
+    rd_kafka_t *p = fs_kafka_new(cfg,
+                                 &(fs_kafka_client){.role = FS_KAFKA_PRODUCER,
+                                                    .client_id = client_id,
+                                                    .dr = dr,
+                                                    .opaque = b,
+                                                    .stats = true, /* dr_main polls both */
+                                                    .extra = extra},
+                                 err);
+    if (!p)
         return NULL;
-    }
     const struct rd_kafka_metadata *md = NULL; /* learn topics now, not on first produce */
     if (rd_kafka_metadata(p, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
         rd_kafka_metadata_destroy(md);
@@ -439,108 +427,147 @@ static void apply_order_locked(api_bus *b, const rd_kafka_message_t *m, const fs
 }
 
 /* The decision stream reads these topics, every partition, from the beginning. */
-static const char *const stream_topics[] = {FS_TOPIC_INVENTORY_EVENTS, FS_TOPIC_ORDERS_EVENTS};
-#define NSTREAM 2
+#define NSTREAM 2 /* inventory.events, orders.events */
 
+/* Where the stream starts: inventory.events from each partition's snapshot (loaded into the
+ * views here) or the beginning, orders.events from the time the view remembers orders for.
+ * Returns the list (the caller destroys it), or NULL with *err. */
+static rd_kafka_topic_partition_list_t *stream_start(api_bus *b, int nparts, int *from_snapshot,
+                                                     size_t *snap_bytes, fs_err *err)
+{
+    rd_kafka_t *probe = fs_kafka_probe_new(b->cfg, err);
+    if (!probe)
+        return NULL;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(NSTREAM * nparts);
+    inv_snapshot_loaded *snaps = calloc((size_t)nparts, sizeof *snaps);
+    if (!snaps) {
+        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_destroy(probe);
+        fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < nparts; i++) {
+        snaps[i].partition = i;
+        rd_kafka_topic_partition_list_add(l, FS_TOPIC_INVENTORY_EVENTS, i)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+    }
+    fs_err serr = {0};
+    if (inv_snapshot_read(b->cfg, snaps, nparts, 0, 30000, &serr))
+        fs_log_warn("snapshots not read, replaying inventory.events", json_pack("{s:s}", "error", serr.msg));
+    pthread_mutex_lock(&b->lock);
+    for (int i = 0; i < nparts && i < MAX_PARTITIONS; i++)
+        if (snaps[i].state) {
+            inv_state_destroy(b->views[i]);
+            b->views[i] = snaps[i].state;
+            if (i >= b->nviews)
+                b->nviews = i + 1;
+            b->skip_upto[i] = snaps[i].last_command_offset;
+            b->decided_offset[i] = snaps[i].last_command_offset; /* answered up to there */
+            l->elems[i].offset = snaps[i].changelog_offset;
+            *snap_bytes += snaps[i].bytes;
+            (*from_snapshot)++;
+        }
+    pthread_mutex_unlock(&b->lock);
+    free(snaps);
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(nparts);
+    for (int i = 0; i < nparts; i++)
+        rd_kafka_topic_partition_list_add(tl, FS_TOPIC_ORDERS_EVENTS, i)->offset =
+            fs_now_ms() - b->order_memory_ms;
+    bool timed = rd_kafka_offsets_for_times(probe, tl, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int i = 0; i < nparts; i++) {
+        const rd_kafka_topic_partition_t *t = &tl->elems[i];
+        /* -1: nothing that recent, start at the end; unknown: from the beginning */
+        rd_kafka_topic_partition_list_add(l, FS_TOPIC_ORDERS_EVENTS, t->partition)->offset =
+            !timed || t->err ? RD_KAFKA_OFFSET_BEGINNING
+            : t->offset < 0  ? RD_KAFKA_OFFSET_END
+                             : t->offset;
+    }
+    rd_kafka_topic_partition_list_destroy(tl);
+    rd_kafka_destroy(probe);
+    return l;
+}
+
+static void stream_apply(api_bus *b, const rd_kafka_message_t *m, bool live)
+{
+    if (m->rkt && !strcmp(rd_kafka_topic_name(m->rkt), FS_TOPIC_ORDERS_EVENTS)) {
+        const fs_schema *sc;
+        avro_value_t v;
+        fs_err derr = {0};
+        if (fs_codec_decode(b->codec, m->payload, m->len, &sc, &v, &derr) == 0) {
+            pthread_mutex_lock(&b->lock);
+            apply_order_locked(b, m, sc, &v);
+            pthread_mutex_unlock(&b->lock);
+            avro_value_decref(&v);
+        }
+        return;
+    }
+    inv_event ev;
+    fs_err derr = {0};
+    if (inv_event_decode_bytes(b->codec, m->payload, m->len, &ev, &derr))
+        return;
+    if (live && (ev.type == INV_EV_RESERVED || ev.type == INV_EV_REJECTED)) {
+        rd_kafka_timestamp_type_t tst;
+        int64_t ts = rd_kafka_message_timestamp(m, &tst);
+        if (ts > 0)
+            fs_hist_observe_ms(b->h_visible, (double)(fs_now_ms() - ts));
+    }
+    pthread_mutex_lock(&b->lock);
+    apply_locked(b, m, &ev);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* The decision stream: follows inventory.events and orders.events, every partition. */
 static void *stream_main(void *arg)
 {
     api_bus *b = arg;
     fs_err err = {0};
     fs_log_set_cid("decision-stream");
-    rd_kafka_t *c = NULL;
-    int64_t *end = NULL; /* [topic * nparts + partition] */
-    int nparts = 0;
-    while (!b->stop && !c) {
-        rd_kafka_t *admin = fs_kafka_admin_new(b->cfg, "flashsale-api-meta", &err);
-        nparts = admin ? fs_kafka_partition_count(admin, FS_TOPIC_INVENTORY_EVENTS, 5000, &err) : -1;
+    fs_follower *f = NULL;
+    int64_t t0 = fs_mono_ms();
+    int from_snapshot = 0;
+    size_t snap_bytes = 0;
+    while (!b->stop && !f) {
+        rd_kafka_t *admin = fs_kafka_new(
+            b->cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "flashsale-api-meta"}, &err);
+        int nparts = admin ? fs_kafka_partition_count(admin, FS_TOPIC_INVENTORY_EVENTS, 5000, &err) : -1;
         int other = admin && nparts > 0 ? fs_kafka_partition_count(admin, FS_TOPIC_ORDERS_EVENTS, 5000, &err) : -1;
-        if (nparts > 0 && other == nparts) {
-            end = calloc((size_t)(NSTREAM * nparts), sizeof *end);
-            rd_kafka_t *probe = fs_kafka_probe_new(b->cfg, &err);
-            for (int t = 0; probe && t < NSTREAM; t++)
-                for (int i = 0; i < nparts; i++) {
-                    int64_t lo;
-                    if (rd_kafka_query_watermark_offsets(probe, stream_topics[t], i, &lo,
-                                                         &end[t * nparts + i], 5000))
-                        end[t * nparts + i] = 0;
-                }
-            if (probe)
-                rd_kafka_destroy(probe);
-            c = fs_kafka_consumer_new(b->cfg, NULL, NULL, true, &err);
-        } else if (nparts > 0)
-            fs_err_set(&err, FS_ERR_RETRIABLE, 0, "orders.events and inventory.events differ in partitions");
         if (admin)
             rd_kafka_destroy(admin);
-        if (!c) {
+        if (nparts > 0 && other != nparts)
+            fs_err_set(&err, FS_ERR_RETRIABLE, 0, "orders.events and inventory.events differ in partitions");
+        else if (nparts > 0) {
+            from_snapshot = 0;
+            snap_bytes = 0;
+            rd_kafka_topic_partition_list_t *l = stream_start(b, nparts, &from_snapshot, &snap_bytes, &err);
+            if (l) {
+                f = fs_follower_new(b->cfg, "flashsale-api-stream", l, NULL, 30000, &err);
+                rd_kafka_topic_partition_list_destroy(l);
+            }
+        }
+        if (!f) {
             fs_log_warn("decision stream not started, retrying", json_pack("{s:s}", "error", err.msg));
-            free(end);
-            end = NULL;
             struct timespec ts = {1, 0};
             nanosleep(&ts, NULL);
         }
     }
-    if (!c)
+    if (!f)
         return NULL;
-    /* Start: inventory.events from each partition's snapshot, orders.events from the time
-     * the view remembers orders for. */
-    int64_t t0 = fs_mono_ms();
-    int64_t *start = calloc((size_t)(NSTREAM * nparts), sizeof *start);
-    inv_snapshot_loaded *snaps = calloc((size_t)nparts, sizeof *snaps);
-    size_t snap_bytes = 0;
-    int from_snapshot = 0;
-    if (snaps && start) {
-        for (int i = 0; i < nparts; i++)
-            snaps[i].partition = i;
-        fs_err serr = {0};
-        if (inv_snapshot_read(b->cfg, snaps, nparts, 0, 30000, &serr))
-            fs_log_warn("snapshots not read, replaying inventory.events", json_pack("{s:s}", "error", serr.msg));
-        pthread_mutex_lock(&b->lock);
-        for (int i = 0; i < nparts && i < MAX_PARTITIONS; i++)
-            if (snaps[i].state) {
-                inv_state_destroy(b->views[i]);
-                b->views[i] = snaps[i].state;
-                if (i >= b->nviews)
-                    b->nviews = i + 1;
-                b->skip_upto[i] = snaps[i].last_command_offset;
-                b->decided_offset[i] = snaps[i].last_command_offset; /* answered up to there */
-                start[i] = snaps[i].changelog_offset;
-                snap_bytes += snaps[i].bytes;
-                from_snapshot++;
-            }
-        pthread_mutex_unlock(&b->lock);
-        rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(nparts);
-        for (int i = 0; i < nparts; i++)
-            rd_kafka_topic_partition_list_add(tl, FS_TOPIC_ORDERS_EVENTS, i)->offset =
-                fs_now_ms() - b->order_memory_ms;
-        if (rd_kafka_offsets_for_times(c, tl, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
-            for (int i = 0; i < tl->cnt; i++) /* -1: nothing that recent: start at the end */
-                start[nparts + tl->elems[i].partition] =
-                    tl->elems[i].err ? 0 : tl->elems[i].offset < 0 ? end[nparts + tl->elems[i].partition]
-                                                                   : tl->elems[i].offset;
-        rd_kafka_topic_partition_list_destroy(tl);
-    }
-    free(snaps);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(NSTREAM * nparts);
-    int remaining = 0;
-    for (int t = 0; t < NSTREAM; t++)
-        for (int i = 0; i < nparts; i++) {
-            int64_t from = start ? start[t * nparts + i] : 0;
-            rd_kafka_topic_partition_list_add(l, stream_topics[t], i)->offset = from;
-            remaining += end[t * nparts + i] > from;
-        }
-    free(start);
-    char *done = calloc((size_t)(NSTREAM * nparts), 1);
-    rd_kafka_assign(c, l);
-    rd_kafka_topic_partition_list_destroy(l);
     uint64_t events = 0;
     int64_t last_forget = fs_mono_ms();
-    if (!remaining) {
-        pthread_mutex_lock(&b->lock);
-        b->caught_up = true;
-        pthread_mutex_unlock(&b->lock);
-    }
+    bool caught_up = false;
     while (!b->stop) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+        if (!caught_up && fs_follower_caught_up(f)) {
+            caught_up = true;
+            pthread_mutex_lock(&b->lock);
+            b->caught_up = true;
+            size_t held = fs_map_size(b->orders);
+            pthread_mutex_unlock(&b->lock);
+            fs_log_info("decision stream caught up",
+                        json_pack("{s:I,s:I,s:i,s:I,s:I}", "events", (json_int_t)events, "ms",
+                                  (json_int_t)(fs_mono_ms() - t0), "from_snapshot", from_snapshot,
+                                  "snapshot_bytes", (json_int_t)snap_bytes, "orders", (json_int_t)held));
+        }
+        rd_kafka_message_t *m = fs_follower_poll(f, 100);
         if (fs_mono_ms() - last_forget >= 1000) {
             last_forget = fs_mono_ms();
             pthread_mutex_lock(&b->lock);
@@ -549,58 +576,11 @@ static void *stream_main(void *arg)
         }
         if (!m)
             continue;
-        int t = m->rkt && !strcmp(rd_kafka_topic_name(m->rkt), FS_TOPIC_ORDERS_EVENTS) ? 1 : 0;
-        int idx = t * nparts + m->partition;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if (remaining && m->partition < nparts && !done[idx] && m->offset >= end[idx]) {
-                done[idx] = 1;
-                if (--remaining == 0) {
-                    pthread_mutex_lock(&b->lock);
-                    b->caught_up = true;
-                    size_t held = fs_map_size(b->orders);
-                    pthread_mutex_unlock(&b->lock);
-                    fs_log_info("decision stream caught up",
-                                json_pack("{s:I,s:I,s:i,s:I,s:I}", "events", (json_int_t)events, "ms",
-                                          (json_int_t)(fs_mono_ms() - t0), "from_snapshot",
-                                          from_snapshot, "snapshot_bytes", (json_int_t)snap_bytes,
-                                          "orders", (json_int_t)held));
-                }
-            }
-        } else if (m->err) {
-            fs_log_warn("decision stream error", json_pack("{s:s}", "error", rd_kafka_message_errstr(m)));
-        } else if (t == 0) {
-            inv_event ev;
-            fs_err derr = {0};
-            if (inv_event_decode_bytes(b->codec, m->payload, m->len, &ev, &derr) == 0) {
-                if (!remaining && (ev.type == INV_EV_RESERVED || ev.type == INV_EV_REJECTED)) {
-                    rd_kafka_timestamp_type_t tst;
-                    int64_t ts = rd_kafka_message_timestamp(m, &tst);
-                    if (ts > 0)
-                        fs_hist_observe_ms(b->h_visible, (double)(fs_now_ms() - ts));
-                }
-                pthread_mutex_lock(&b->lock);
-                apply_locked(b, m, &ev);
-                pthread_mutex_unlock(&b->lock);
-                events++;
-            }
-        } else {
-            const fs_schema *sc;
-            avro_value_t v;
-            fs_err derr = {0};
-            if (fs_codec_decode(b->codec, m->payload, m->len, &sc, &v, &derr) == 0) {
-                pthread_mutex_lock(&b->lock);
-                apply_order_locked(b, m, sc, &v);
-                pthread_mutex_unlock(&b->lock);
-                avro_value_decref(&v);
-                events++;
-            }
-        }
+        stream_apply(b, m, caught_up);
+        events++;
         rd_kafka_message_destroy(m);
     }
-    free(done);
-    free(end);
-    rd_kafka_consumer_close(c);
-    rd_kafka_destroy(c);
+    fs_follower_destroy(f);
     return NULL;
 }
 

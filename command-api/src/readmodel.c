@@ -196,9 +196,11 @@ static int redis_product(api_ctx *a, const char *id, inv_product_view *v, api_fr
             breaker_ok();
             return 0;
         }
-        redisAppendCommand(c, "HMGET fs:rm:%lld:p:%s name description currency price starts ends limit"
-                              " paused stock available reserved sold", g, id);
-        redisAppendCommand(c, "HMGET fs:rm:%lld:meta heartbeat_ms lag_ms", g);
+        char pkey[FS_RM_KEY_MAX], mkey[FS_RM_KEY_MAX];
+        redisAppendCommand(c, "HMGET %s name description currency price starts ends limit"
+                              " paused stock available reserved sold",
+                           fs_rm_key(pkey, sizeof pkey, g, FS_RM_PRODUCT, id));
+        redisAppendCommand(c, "HMGET %s heartbeat_ms lag_ms", fs_rm_key(mkey, sizeof mkey, g, FS_RM_META, NULL));
         redisReply *h = NULL, *m = NULL;
         if (redisGetReply(c, (void **)&h) != REDIS_OK || redisGetReply(c, (void **)&m) != REDIS_OK ||
             h->type != REDIS_REPLY_ARRAY || h->elements != NPF) {

@@ -68,46 +68,14 @@ typedef struct pending_rec {
 
 static rd_kafka_t *producer_new(fs_txn_loop *l, fs_err *err)
 {
-    const fs_common_config *c = l->conf.common;
-    rd_kafka_conf_t *conf = fs_kafka_conf_new();
-    fs_kafka_conf_stats(conf);
-    char e[256], tmo[24];
-    snprintf(tmo, sizeof tmo, "%ld", c->txn_timeout_ms);
-    const char *kv[][2] = {
-        {"bootstrap.servers", c->brokers},
-        {"client.id", l->txn_id},
-        {"transactional.id", l->txn_id},
-        {"transaction.timeout.ms", tmo},
-        {"enable.idempotence", "true"},
-        {"acks", "all"},
-        /* A transaction's records are read by nobody before its commit, which flushes at
-         * once whatever still lingers, so they may wait to share produce requests; an eager
-         * commit may then send its last records only at that flush (one produce round trip
-         * more in the commit). Measured side by side at 1,000 orders/s (2 ms vs 20 ms, two
-         * runs each) the produce requests did not clearly fall: saga 316/488 vs 581/282 a
-         * second, processor 244/398 vs 381/215. Answers leave by reply, not by commit. */
-        {"linger.ms", "20"},
-        {"partitioner", "murmur2_random"},
-        /* Back-to-back transactions (group commit) meet CONCURRENT_TRANSACTIONS while the
-         * coordinator still writes the previous one's markers; librdkafka retries after
-         * retry.backoff.ms, 100 ms by default (not isolated by measurement here). */
-        {"retry.backoff.ms", "2"},
-    };
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-        if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], e, sizeof e) != RD_KAFKA_CONF_OK) {
-            rd_kafka_conf_destroy(conf);
-            fs_err_set(err, FS_ERR_FATAL, 0, "producer config %s: %s", kv[i][0], e);
-            return NULL;
-        }
-    const char *dbg = getenv("FLASHSALE_RDKAFKA_DEBUG"); /* diagnosis, as for readers */
-    if (dbg && *dbg && rd_kafka_conf_set(conf, "debug", dbg, e, sizeof e) != RD_KAFKA_CONF_OK)
-        fs_log_warn("FLASHSALE_RDKAFKA_DEBUG ignored", json_pack("{s:s}", "error", e));
-    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
-    if (!p) {
-        rd_kafka_conf_destroy(conf);
-        fs_err_set(err, FS_ERR_FATAL, 0, "producer: %s", e);
+    rd_kafka_t *p = fs_kafka_new(l->conf.common,
+                                 &(fs_kafka_client){.role = FS_KAFKA_TXN,
+                                                    .client_id = l->txn_id,
+                                                    .transactional_id = l->txn_id,
+                                                    .stats = true},
+                                 err);
+    if (!p)
         return NULL;
-    }
     /* Fences any older producer with this transactional.id and aborts its open txn. The
      * coordinator may still be loading, or finishing the abort of a killed predecessor's
      * transaction: retriable errors are retried for up to two minutes. */
@@ -541,39 +509,18 @@ fs_txn_loop *fs_txn_loop_new(const fs_txn_loop_conf *conf, fs_err *err)
                                     "Input records per committed transaction (a count, not ms).");
     l->offsets = rd_kafka_topic_partition_list_new(16);
 
-    rd_kafka_conf_t *cc = fs_kafka_conf_new();
-    fs_kafka_conf_stats(cc); /* served: rd_kafka_poll_set_consumer below */
-    char e[256], ses[24];
-    snprintf(ses, sizeof ses, "%d", 6000);
-    const char *kv[][2] = {
-        {"bootstrap.servers", conf->common->brokers},
-        {"group.id", conf->group_id},
-        {"group.instance.id", conf->instance_id},
-        {"client.id", l->txn_id},
-        {"partition.assignment.strategy", "range"},
-        {"isolation.level", "read_committed"},
-        {"enable.auto.commit", "false"},
-        {"enable.auto.offset.store", "false"},
-        {"auto.offset.reset", "earliest"},
-        {"session.timeout.ms", ses},
-        {"heartbeat.interval.ms", "1500"},
-        {"max.poll.interval.ms", "300000"},
-        {"fetch.wait.max.ms", fs_fetch_wait_ms()},
-    };
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-        if (rd_kafka_conf_set(cc, kv[i][0], kv[i][1], e, sizeof e) != RD_KAFKA_CONF_OK) {
-            rd_kafka_conf_destroy(cc);
-            fs_err_set(err, FS_ERR_FATAL, 0, "consumer config %s: %s", kv[i][0], e);
-            goto fail;
-        }
-    rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
-    rd_kafka_conf_set_opaque(cc, l);
-    l->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, e, sizeof e);
-    if (!l->consumer) {
-        rd_kafka_conf_destroy(cc);
-        fs_err_set(err, FS_ERR_FATAL, 0, "consumer: %s", e);
+    l->consumer = fs_kafka_new(conf->common,
+                               &(fs_kafka_client){.role = FS_KAFKA_CONSUMER,
+                                                  .client_id = l->txn_id,
+                                                  .group_id = conf->group_id,
+                                                  .instance_id = conf->instance_id,
+                                                  .rebalance = rebalance_cb,
+                                                  .opaque = l,
+                                                  /* served: rd_kafka_poll_set_consumer below */
+                                                  .stats = true},
+                               err);
+    if (!l->consumer)
         goto fail;
-    }
     rd_kafka_poll_set_consumer(l->consumer);
     l->producer = producer_new(l, err);
     if (!l->producer)

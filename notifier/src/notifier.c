@@ -494,12 +494,21 @@ int main(void)
     }
     /* one OffsetCommit per message was a broker request per order (measured: 120,000 of
      * them for 120,000 orders); committing the stored offsets once a second is one */
-    rd_kafka_t *c = fs_kafka_consumer_new_with(
-        &nf.cfg, group, NULL, false,
-        (const char *const[]){"enable.auto.commit", "true", "auto.commit.interval.ms", "1000", "fetch.wait.max.ms",
-                              "100", "fetch.min.bytes", "65536", NULL},
+    rd_kafka_t *c = fs_kafka_new(
+        &nf.cfg,
+        &(fs_kafka_client){.role = FS_KAFKA_CONSUMER,
+                           .client_id = "flashsale-notifier",
+                           .group_id = group,
+                           .extra = (const char *const[]){"enable.auto.commit", "true",
+                                                          "auto.commit.interval.ms", "1000",
+                                                          "fetch.wait.max.ms", "100",
+                                                          "fetch.min.bytes", "65536", NULL}},
         &err);
-    rd_kafka_t *dlq = c ? fs_kafka_producer_new(&nf.cfg, "flashsale-notifier-dlq", &err) : NULL;
+    rd_kafka_t *dlq = c ? fs_kafka_new(&nf.cfg,
+                                       &(fs_kafka_client){.role = FS_KAFKA_PRODUCER,
+                                                          .client_id = "flashsale-notifier-dlq"},
+                                       &err)
+                        : NULL;
     if (!c || !dlq)
         fs_config_die(&err);
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);

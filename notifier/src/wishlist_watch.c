@@ -14,6 +14,7 @@
 #include "notifier.h"
 
 #include "fs/db.h"
+#include "fs/follow.h"
 #include "fs/id.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
@@ -104,47 +105,48 @@ static void tick_one(void *ctx, const char *pid, void *v)
         p->announced_start = p->starts;
 }
 
-static rd_kafka_t *reader(const wishlist_watch *w)
+/* Follows inventory.events, every partition, from the beginning. */
+static fs_follower *reader(const wishlist_watch *w)
 {
     fs_err err = {0};
-    /* it needs no low latency: larger, rarer fetches spare the broker a response per commit */
-    rd_kafka_t *c = fs_kafka_consumer_new_with(
-        w->cfg, NULL, NULL, false, (const char *const[]){"fetch.wait.max.ms", "200", "fetch.min.bytes", "65536", NULL},
-        &err);
-    rd_kafka_t *admin = c ? fs_kafka_admin_new(w->cfg, "flashsale-notifier-wishlist", &err) : NULL;
+    rd_kafka_t *admin = fs_kafka_new(w->cfg,
+                                     &(fs_kafka_client){.role = FS_KAFKA_ADMIN,
+                                                        .client_id = "flashsale-notifier-wishlist"},
+                                     &err);
     int n = admin ? fs_kafka_partition_count(admin, FS_TOPIC_INVENTORY_EVENTS, 10000, &err) : -1;
     if (admin)
         rd_kafka_destroy(admin);
-    if (n < 1) {
-        if (c)
-            rd_kafka_destroy(c);
+    fs_follower *f = NULL;
+    if (n > 0) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+        for (int i = 0; i < n; i++)
+            rd_kafka_topic_partition_list_add(l, FS_TOPIC_INVENTORY_EVENTS, i)->offset =
+                RD_KAFKA_OFFSET_BEGINNING;
+        /* it needs no low latency: larger, rarer fetches spare the broker a response per commit */
+        f = fs_follower_new(w->cfg, "flashsale-notifier-wishlist", l,
+                            (const char *const[]){"fetch.wait.max.ms", "200", "fetch.min.bytes",
+                                                  "65536", NULL},
+                            10000, &err);
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+    if (!f)
         fs_log_warn("wishlist watcher cannot read inventory.events yet", json_pack("{s:s}", "error", err.msg));
-        return NULL;
-    }
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
-    for (int i = 0; i < n; i++) {
-        int64_t lo = 0, hi = 0;
-        rd_kafka_query_watermark_offsets(c, FS_TOPIC_INVENTORY_EVENTS, i, &lo, &hi, 5000);
-        rd_kafka_topic_partition_list_add(l, FS_TOPIC_INVENTORY_EVENTS, i)->offset = lo;
-    }
-    rd_kafka_assign(c, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    return c;
+    return f;
 }
 
 void *wishlist_watch_main(void *arg)
 {
     const wishlist_watch *w = arg;
     fs_log_set_cid("wishlist-watch");
-    rd_kafka_t *c = NULL;
+    fs_follower *c = NULL;
     while (!*w->stop && !(c = reader(w)))
         sleep(1);
     fs_map *products = fs_map_new(1024);
     PGconn *pg = NULL;
     int64_t last_tick = 0;
     while (!*w->stop && c) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
-        if (m && !m->err) {
+        rd_kafka_message_t *m = fs_follower_poll(c, 200);
+        if (m) {
             inv_event e;
             fs_err err = {0};
             if (inv_event_decode_bytes(w->codec, m->payload, m->len, &e, &err) == 0) {
@@ -174,10 +176,7 @@ void *wishlist_watch_main(void *arg)
             fs_map_foreach(products, tick_one, &t);
         }
     }
-    if (c) {
-        rd_kafka_consumer_close(c);
-        rd_kafka_destroy(c);
-    }
+    fs_follower_destroy(c);
     PQfinish(pg);
     fs_map_destroy_free(products);
     return NULL;

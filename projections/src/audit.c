@@ -82,18 +82,23 @@ typedef struct {
     size_t n, cap, size;
 } vec;
 
+/* Makes room for one more element; -1 when memory runs out (the caller reports it). */
+static int vec_grow(vec *x)
+{
+    if (x->n < x->cap)
+        return 0;
+    size_t cap = x->cap ? x->cap * 2 : 1024;
+    void *nv = realloc(x->v, cap * x->size);
+    if (!nv)
+        return -1;
+    x->v = nv;
+    x->cap = cap;
+    return 0;
+}
+
+/* The next element; room was made by vec_grow. */
 static void *vec_push(vec *x)
 {
-    if (x->n == x->cap) {
-        size_t cap = x->cap ? x->cap * 2 : 1024;
-        void *nv = realloc(x->v, cap * x->size);
-        if (!nv) {
-            fprintf(stderr, "flashsale-audit: out of memory\n");
-            exit(2);
-        }
-        x->v = nv;
-        x->cap = cap;
-    }
     return (char *)x->v + x->size * x->n++;
 }
 
@@ -135,7 +140,9 @@ static void violation(const char *check, const char *order, const char *product,
 static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
 {
     audit_ctx *a = ctx;
-    (void)err;
+    if (vec_grow(&a->cmds) || vec_grow(&a->evs) || vec_grow(&a->answers) || vec_grow(&a->orders))
+        return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory after %llu records",
+                          (unsigned long long)a->read);
     rd_kafka_timestamp_type_t tt;
     int64_t ts = rd_kafka_message_timestamp(m, &tt);
     if (a->at && ts > a->at) {
@@ -208,7 +215,7 @@ static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
 
 static int read_topic(const fs_common_config *cfg, audit_ctx *a, const char *topic, fs_err *err)
 {
-    rd_kafka_t *admin = fs_kafka_admin_new(cfg, "flashsale-audit", err);
+    rd_kafka_t *admin = fs_kafka_new(cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "flashsale-audit"}, err);
     int n = admin ? fs_kafka_partition_count(admin, topic, 10000, err) : -1;
     if (admin)
         rd_kafka_destroy(admin);
@@ -735,13 +742,17 @@ typedef struct {
     redisContext *c;
     long long gen;
     vec ids; /* char[INV_ID_MAX] */
+    bool short_of_memory;
 } rkeys;
 
 static void collect_id(void *ctx, const char *id, void *v)
 {
     (void)v;
     rkeys *k = ctx;
-    snprintf(vec_push(&k->ids), INV_ID_MAX, "%s", id);
+    if (vec_grow(&k->ids))
+        k->short_of_memory = true;
+    else
+        snprintf(vec_push(&k->ids), INV_ID_MAX, "%s", id);
 }
 
 static int diff_redis(const fs_common_config *cfg, audit_ctx *a, diff_ctx *d, char *why, size_t whylen)
@@ -761,7 +772,8 @@ static int diff_redis(const fs_common_config *cfg, audit_ctx *a, diff_ctx *d, ch
         redisFree(c);
         return -1;
     }
-    r = redisCommand(c, "HGETALL fs:rm:%lld:offsets", gen);
+    char key[FS_RM_KEY_MAX];
+    r = redisCommand(c, "HGETALL %s", fs_rm_key(key, sizeof key, gen, FS_RM_OFFSETS, NULL));
     bool seen[2 * MAX_PARTITIONS] = {false};
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements && rc == 1; i += 2) {
         char *f = r->element[i]->str, *colon = strrchr(f, ':');
@@ -780,10 +792,11 @@ static int diff_redis(const fs_common_config *cfg, audit_ctx *a, diff_ctx *d, ch
         rc = 0;
     if (rc == 1) {
         /* every product: the set of ids, then the counters of each, pipelined */
-        r = redisCommand(c, "ZRANGE fs:rm:%lld:products 0 -1", gen);
+        r = redisCommand(c, "ZRANGE %s 0 -1", fs_rm_key(key, sizeof key, gen, FS_RM_PRODUCTS, NULL));
         size_t np = r && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
         for (size_t i = 0; i < np; i++)
-            redisAppendCommand(c, "HMGET fs:rm:%lld:p:%s stock available reserved sold", gen, r->element[i]->str);
+            redisAppendCommand(c, "HMGET %s stock available reserved sold",
+                               fs_rm_key(key, sizeof key, gen, FS_RM_PRODUCT, r->element[i]->str));
         for (size_t i = 0; i < np; i++) {
             redisReply *h = NULL;
             if (redisGetReply(c, (void **)&h) != REDIS_OK || !h || h->elements != 4) {
@@ -798,14 +811,19 @@ static int diff_redis(const fs_common_config *cfg, audit_ctx *a, diff_ctx *d, ch
         }
         freeReplyObject(r);
         /* every order the log knows, pipelined in chunks */
-        rkeys k = {c, gen, {NULL, 0, 0, INV_ID_MAX}};
+        rkeys k = {c, gen, {NULL, 0, 0, INV_ID_MAX}, false};
         fs_map_foreach(d->orders, collect_id, &k);
+        if (k.short_of_memory) {
+            snprintf(why, whylen, "out of memory listing %zu orders", fs_map_size(d->orders));
+            rc = -1;
+            k.ids.n = 0;
+        }
         char (*ids)[INV_ID_MAX] = k.ids.v;
         for (size_t from = 0; from < k.ids.n; from += 1000) {
             size_t to = from + 1000 < k.ids.n ? from + 1000 : k.ids.n;
             for (size_t i = from; i < to; i++) {
-                redisAppendCommand(c, "HGET fs:rm:%lld:o:%s status", gen, ids[i]);
-                redisAppendCommand(c, "LLEN fs:rm:%lld:h:%s", gen, ids[i]);
+                redisAppendCommand(c, "HGET %s status", fs_rm_key(key, sizeof key, gen, FS_RM_ORDER, ids[i]));
+                redisAppendCommand(c, "LLEN %s", fs_rm_key(key, sizeof key, gen, FS_RM_HISTORY, ids[i]));
             }
             for (size_t i = from; i < to; i++) {
                 redisReply *s = NULL, *n = NULL;

@@ -9,6 +9,8 @@
  * of the window (commit time - record time). */
 #include "projector.h"
 
+#include "fs/follow.h"
+
 #include "fs/id.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
@@ -34,13 +36,14 @@ static void on_signal(int sig)
 typedef struct {
     projector p;
     fs_codec *codec;
-    rd_kafka_t *consumer, *dlq;
+    fs_follower *follower; /* the log from the offsets the target stored */
+    rd_kafka_t *dlq;
+    char fetch_wait_ms[24];
     long batch_max, batch_ms, report_ms;
     int n;           /* PROJ_NTOPICS * nparts */
     int64_t *next;   /* next offset per partition after the open batch (-1 untouched) */
     int64_t *pos;    /* next offset per partition, for progress */
     int64_t *target; /* end of each partition when assigned */
-    bool *eof;
     int64_t *ts; /* record timestamps of the open batch */
     bool in_batch;
     long batch_n;
@@ -84,47 +87,45 @@ static int64_t remaining(driver *d)
     return r;
 }
 
+/* Nothing is known to be left to read: every partition has told its end since its last
+ * record. */
 static bool caught_up(driver *d)
 {
-    for (int i = 0; i < d->n; i++)
-        if (!d->eof[i] && d->pos[i] < d->target[i])
-            return false;
-    return true;
+    return d->follower && fs_follower_at_end(d->follower);
 }
 
-/* Assigns every partition at the offset the target stored (or its low watermark). */
+/* Follows every partition from the offset the target stored (or its low watermark). */
 static int assign(driver *d, fs_err *err)
 {
+    fs_follower_destroy(d->follower);
+    d->follower = NULL;
     int64_t *stored = d->next;
     for (int i = 0; i < d->n; i++)
         stored[i] = -1;
     if (d->p.sink->load_offsets(&d->p, stored, err))
         return -1;
-    const struct rd_kafka_metadata *md = NULL;
-    if (rd_kafka_metadata(d->consumer, 1, NULL, &md, 5000) == 0)
-        rd_kafka_metadata_destroy(md);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(d->n);
     for (int t = 0; t < PROJ_NTOPICS; t++)
         for (int i = 0; i < d->p.nparts; i++) {
             int k = t * d->p.nparts + i;
-            int64_t lo = 0, hi = 0;
-            rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(d->consumer, proj_topics[t], i,
-                                                                     &lo, &hi, 5000);
-            if (e) {
-                rd_kafka_topic_partition_list_destroy(l);
-                return fs_err_from_kafka_code(err, e, "watermarks");
-            }
-            int64_t from = stored[k] < lo ? lo : stored[k];
-            rd_kafka_topic_partition_list_add(l, proj_topics[t], i)->offset = from;
-            d->pos[k] = from;
-            d->target[k] = hi;
-            d->eof[k] = false;
+            rd_kafka_topic_partition_list_add(l, proj_topics[t], i)->offset =
+                stored[k] < 0 ? RD_KAFKA_OFFSET_BEGINNING : stored[k];
+            d->pos[k] = stored[k] < 0 ? 0 : stored[k];
             stored[k] = -1; /* now: nothing consumed in the open batch */
         }
-    rd_kafka_resp_err_t e = rd_kafka_assign(d->consumer, l);
+    /* a batch waits up to batch_ms anyway: let the broker gather records for a while too,
+     * instead of answering every fetch with the one or two records just written (measured:
+     * the broker then spends most of the machine answering tiny fetches) */
+    d->follower = fs_follower_new(&d->p.cfg, "flashsale-projector", l,
+                                  (const char *const[]){"fetch.wait.max.ms", d->fetch_wait_ms,
+                                                        "fetch.min.bytes", "65536", NULL},
+                                  30000, err);
     rd_kafka_topic_partition_list_destroy(l);
-    if (e)
-        return fs_err_from_kafka_code(err, e, "assign");
+    if (!d->follower)
+        return -1;
+    for (int t = 0; t < PROJ_NTOPICS; t++)
+        for (int i = 0; i < d->p.nparts; i++)
+            d->target[t * d->p.nparts + i] = fs_follower_end(d->follower, proj_topics[t], i);
     fs_log_info("assigned", json_pack("{s:s,s:I}", "target", d->p.sink->name, "behind",
                                       (json_int_t)remaining(d)));
     return 0;
@@ -285,7 +286,7 @@ int main(int argc, char **argv)
     d.codec = fs_codec_new(&err);
     if (!d.codec)
         fs_config_die(&err);
-    rd_kafka_t *admin = fs_kafka_admin_new(&d.p.cfg, "flashsale-projector", &err);
+    rd_kafka_t *admin = fs_kafka_new(&d.p.cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "flashsale-projector"}, &err);
     d.p.nparts = admin ? fs_kafka_partition_count(admin, FS_TOPIC_INVENTORY_EVENTS, 10000, &err) : -1;
     if (admin)
         rd_kafka_destroy(admin);
@@ -295,9 +296,8 @@ int main(int argc, char **argv)
     d.next = calloc((size_t)d.n, sizeof *d.next);
     d.pos = calloc((size_t)d.n, sizeof *d.pos);
     d.target = calloc((size_t)d.n, sizeof *d.target);
-    d.eof = calloc((size_t)d.n, sizeof *d.eof);
     d.ts = calloc((size_t)d.batch_max, sizeof *d.ts);
-    if (!d.next || !d.pos || !d.target || !d.eof || !d.ts) {
+    if (!d.next || !d.pos || !d.target || !d.ts) {
         fprintf(stderr, "out of memory\n");
         return 1;
     }
@@ -306,16 +306,12 @@ int main(int argc, char **argv)
             return 0;
         fs_config_die(&err);
     }
-    /* a batch waits up to batch_ms anyway: let the broker gather records for a while too,
-     * instead of answering every fetch with the one or two records just written (measured:
-     * the broker then spends most of the machine answering tiny fetches) */
-    char wait_ms[24];
-    snprintf(wait_ms, sizeof wait_ms, "%ld", d.batch_ms < 100 ? d.batch_ms / 2 + 1 : 50);
-    d.consumer = fs_kafka_consumer_new_with(
-        &d.p.cfg, NULL, NULL, true,
-        (const char *const[]){"fetch.wait.max.ms", wait_ms, "fetch.min.bytes", "65536", NULL}, &err);
-    d.dlq = fs_kafka_producer_new(&d.p.cfg, "flashsale-projector-dlq", &err);
-    if (!d.consumer || !d.dlq)
+    snprintf(d.fetch_wait_ms, sizeof d.fetch_wait_ms, "%ld", d.batch_ms < 100 ? d.batch_ms / 2 + 1 : 50);
+    d.dlq = fs_kafka_new(&d.p.cfg,
+                         &(fs_kafka_client){.role = FS_KAFKA_PRODUCER,
+                                            .client_id = "flashsale-projector-dlq"},
+                         &err);
+    if (!d.dlq)
         fs_config_die(&err);
     while (assign(&d, &err)) {
         fs_log_warn("cannot assign yet, retrying", json_pack("{s:s}", "error", err.msg));
@@ -327,18 +323,9 @@ int main(int argc, char **argv)
     int64_t last_report = fs_mono_ms(), last_tick = fs_mono_ms();
     bool was_caught_up = false;
     while (!stop_flag) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(d.consumer, 50);
+        rd_kafka_message_t *m = d.follower ? fs_follower_poll(d.follower, 50) : NULL;
         int rc = 0;
-        if (m && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            int t = tindex(rd_kafka_topic_name(m->rkt));
-            if (t >= 0 && m->partition < d.p.nparts)
-                d.eof[t * d.p.nparts + m->partition] = true;
-        } else if (m && m->err) {
-            fs_log_warn("consumer", json_pack("{s:s}", "error", rd_kafka_message_errstr(m)));
-        } else if (m) {
-            int t = tindex(rd_kafka_topic_name(m->rkt));
-            if (t >= 0 && m->partition < d.p.nparts)
-                d.eof[t * d.p.nparts + m->partition] = false;
+        if (m) {
             d.in_batch = true;
             if (d.batch_n == 0)
                 d.batch_started = fs_mono_ms();
@@ -362,7 +349,6 @@ int main(int argc, char **argv)
             was_caught_up = up;
             rc = d.p.sink->tick(&d.p, up, &err);
             if (rc == 1) { /* the store was emptied or switched: start over from its offsets */
-                rd_kafka_assign(d.consumer, NULL);
                 rc = assign(&d, &err);
                 was_caught_up = false;
             }
@@ -373,7 +359,6 @@ int main(int argc, char **argv)
             d.in_batch = false;
             d.batch_n = 0;
             sleep(1);
-            rd_kafka_assign(d.consumer, NULL);
             while (!stop_flag && assign(&d, &err)) {
                 fs_log_warn("reassign failed", json_pack("{s:s}", "error", err.msg));
                 sleep(1);
@@ -388,15 +373,13 @@ int main(int argc, char **argv)
     if (d.in_batch && commit(&d, &err))
         fs_log_error("last batch not committed", json_pack("{s:s}", "error", err.msg));
     fs_log_info("stopped", json_pack("{s:I}", "applied", (json_int_t)d.applied));
-    rd_kafka_consumer_close(d.consumer);
-    rd_kafka_destroy(d.consumer);
+    fs_follower_destroy(d.follower);
     rd_kafka_flush(d.dlq, 5000);
     rd_kafka_destroy(d.dlq);
     d.p.sink->close(&d.p);
     free(d.next);
     free(d.pos);
     free(d.target);
-    free(d.eof);
     free(d.ts);
     fs_codec_destroy(d.codec);
     return 0;

@@ -191,7 +191,16 @@ static void buf_reset(rowbuf *b)
     b->index = NULL;
 }
 
-static void buf_add(rowbuf *b, const char *const *vals)
+/* Adds a row (copies of vals); -1 when memory runs out (the batch then fails and is redone). */
+static int buf_add(rowbuf *b, const char *const *vals);
+/* The same, the failure told as an error that fails the batch (redone from the stored
+ * offsets). */
+static int add_row(rowbuf *b, const char *const *vals, fs_err *err)
+{
+    return buf_add(b, vals) ? fs_err_set(err, FS_ERR_RETRIABLE, 0, "out of memory buffering a batch") : 0;
+}
+
+static int buf_add(rowbuf *b, const char *const *vals)
 {
     size_t row = b->rows;
     if (b->compact) {
@@ -206,21 +215,22 @@ static void buf_add(rowbuf *b, const char *const *vals)
                 free(b->v[row * (size_t)b->ncols + (size_t)c]);
                 b->v[row * (size_t)b->ncols + (size_t)c] = vals[c] ? strdup(vals[c]) : NULL;
             }
-            return;
+            return 0;
         }
         fs_map_put(b->index, key, (void *)(row + 1));
     }
     if (b->rows == b->cap) {
-        b->cap = b->cap ? b->cap * 2 : 256;
-        b->v = realloc(b->v, b->cap * (size_t)b->ncols * sizeof *b->v);
-        if (!b->v) {
-            fprintf(stderr, "flashsale-projector: out of memory\n");
-            exit(1);
-        }
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        char **v = realloc(b->v, cap * (size_t)b->ncols * sizeof *b->v);
+        if (!v)
+            return -1;
+        b->v = v;
+        b->cap = cap;
     }
     for (int c = 0; c < b->ncols; c++)
         b->v[row * (size_t)b->ncols + (size_t)c] = vals[c] ? strdup(vals[c]) : NULL;
     b->rows++;
+    return 0;
 }
 
 /* An array literal {"a","b",NULL} of one column. */
@@ -384,7 +394,8 @@ static int pg_inventory(projector *p, const inv_event *e, int32_t part, int64_t 
     case INV_EV_COMMITTED:
     case INV_EV_RELEASED: {
         const char *v[] = {e->product_id, NUM(a, e->available), NUM(b, e->reserved), NUM(c, e->sold), t};
-        buf_add(&s->buf[B_CNT], v);
+        if (add_row(&s->buf[B_CNT], v, err))
+            return -1;
         if (e->type != INV_EV_RESERVED)
             return 0;
     } /* fall through: a single-item reservation is also an order */
@@ -397,11 +408,9 @@ static int pg_inventory(projector *p, const inv_event *e, int32_t part, int64_t 
                            ok ? "" : inv_reason_name(e->reason),
                            NUM(a, (int64_t)e->quantity * e->unit_price),
                            ok ? NUM(b, e->pay_by) : NULL, t};
-        buf_add(&s->buf[B_OINV], v);
         const char *l[] = {e->order_id, e->product_id, NUM(c, e->quantity), NUM(d, e->unit_price),
                            ok ? "RESERVED" : "REJECTED"};
-        buf_add(&s->buf[B_IINV], l);
-        return 0;
+        return add_row(&s->buf[B_OINV], v, err) || add_row(&s->buf[B_IINV], l, err) ? -1 : 0;
     }
     default:
         return 0;
@@ -415,20 +424,20 @@ static int pg_order(projector *p, const ord_order *o, int32_t part, int64_t off,
     NUM(t, o->occurred_at);
     const char *v[] = {o->order_id, o->member_id, ord_status_name(o->status), o->reason,
                        NUM(a, o->amount), o->pay_by ? NUM(b, o->pay_by) : NULL, t};
-    (void)err;
-    buf_add(&s->buf[B_OSNAP], v);
+    if (add_row(&s->buf[B_OSNAP], v, err))
+        return -1;
     for (int i = 0; i < o->nlines; i++) {
         const char *l[] = {o->order_id, NUM(ln, i), o->lines[i].product_id,
                            NUM(q, o->lines[i].quantity), NUM(pr, o->lines[i].unit_price),
                            line_state_name(o->lines[i].state)};
-        buf_add(&s->buf[B_ISNAP], l);
+        if (add_row(&s->buf[B_ISNAP], l, err))
+            return -1;
     }
     if (o->previous == o->status)
         return 0; /* a line's progress, not a transition */
     const char *h[] = {o->order_id, ord_status_name(o->status), ord_status_name(o->previous),
                        o->reason, t, NUM(pp, part), NUM(oo, off)};
-    buf_add(&s->buf[B_HIST], h);
-    return 0;
+    return add_row(&s->buf[B_HIST], h, err);
 }
 
 static int pg_payment(projector *p, const pay_event *e, int32_t part, int64_t off, fs_err *err)
@@ -439,9 +448,7 @@ static int pg_payment(projector *p, const pay_event *e, int32_t part, int64_t of
     const char *vals[] = {e->order_id, NUM(at, refund ? 1 : e->attempt), pay_event_name(e->type),
                           NUM(a, e->amount), e->payment_id, e->reason, NUM(t, e->occurred_at),
                           NUM(pp, part), NUM(oo, off)};
-    (void)err;
-    buf_add(&s->buf[B_PAY], vals);
-    return 0;
+    return add_row(&s->buf[B_PAY], vals, err);
 }
 
 static int pg_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *err)

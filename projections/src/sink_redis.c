@@ -89,7 +89,8 @@ static long long get_ll(rsink *s, const char *key, fs_err *err, bool *ok)
 
 static bool has_offsets(rsink *s, long long g, fs_err *err, bool *ok)
 {
-    redisReply *r = cmd(s, err, "EXISTS fs:rm:%lld:offsets", g);
+    char key[FS_RM_KEY_MAX];
+    redisReply *r = cmd(s, err, "EXISTS %s", fs_rm_key(key, sizeof key, g, FS_RM_OFFSETS, NULL));
     *ok = r != NULL;
     bool yes = r && r->integer == 1;
     freeReplyObject(r);
@@ -143,7 +144,9 @@ static int start_build(rsink *s, const char *why, fs_err *err)
         g = cur + 1;
     }
     char now[24];
-    if (!(r = cmd(s, err, "HSET fs:rm:%lld:offsets _created %s", g, NUM(now, fs_now_ms()))))
+    char okey[FS_RM_KEY_MAX];
+    if (!(r = cmd(s, err, "HSET %s _created %s", fs_rm_key(okey, sizeof okey, g, FS_RM_OFFSETS, NULL),
+                  NUM(now, fs_now_ms()))))
         return -1;
     freeReplyObject(r);
     if (!(r = cmd(s, err, "SET %s %lld", FS_RM_BUILDING, g)))
@@ -205,7 +208,8 @@ static int r_open(projector *p, bool rebuild, fs_err *err)
 static int r_load_offsets(projector *p, int64_t *next, fs_err *err)
 {
     rsink *s = p->store;
-    redisReply *r = cmd(s, err, "HGETALL fs:rm:%lld:offsets", s->gen);
+    char key[FS_RM_KEY_MAX];
+    redisReply *r = cmd(s, err, "HGETALL %s", fs_rm_key(key, sizeof key, s->gen, FS_RM_OFFSETS, NULL));
     if (!r)
         return -1;
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
@@ -235,8 +239,8 @@ static int r_inventory(projector *p, const inv_event *e, int32_t part, int64_t o
     (void)part;
     rsink *s = p->store;
     char key[160], set[64], ver[24], t[24], a[24], b[24], c[24], d[24], x[24];
-    snprintf(key, sizeof key, "fs:rm:%lld:p:%s", s->gen, e->product_id);
-    snprintf(set, sizeof set, "fs:rm:%lld:products", s->gen);
+    fs_rm_key(key, sizeof key, s->gen, FS_RM_PRODUCT, e->product_id);
+    fs_rm_key(set, sizeof set, s->gen, FS_RM_PRODUCTS, NULL);
     NUM(ver, off);
     NUM(t, e->occurred_at);
     const char *argv[40] = {"EVALSHA", s->sha_p, "2", key, set, ver, e->product_id};
@@ -295,8 +299,8 @@ static int r_inventory(projector *p, const inv_event *e, int32_t part, int64_t o
         return 0;
     bool ok = e->type == INV_EV_RESERVED;
     char hkey[160], chan[128], msg[256], items[512];
-    snprintf(key, sizeof key, "fs:rm:%lld:o:%s", s->gen, e->order_id);
-    snprintf(hkey, sizeof hkey, "fs:rm:%lld:h:%s", s->gen, e->order_id);
+    fs_rm_key(key, sizeof key, s->gen, FS_RM_ORDER, e->order_id);
+    fs_rm_key(hkey, sizeof hkey, s->gen, FS_RM_HISTORY, e->order_id);
     snprintf(chan, sizeof chan, FS_RM_ORDER_CHANNEL "%s", e->order_id);
     NUM(ver, FS_RM_RANK_INVENTORY + off);
     const char *status = ok ? "RESERVED" : "REJECTED";
@@ -322,8 +326,8 @@ static int r_order(projector *p, const ord_order *o, int32_t part, int64_t off, 
     rsink *s = p->store;
     char key[160], hkey[160], chan[128], ver[24], t[24], a[24], b[24], exp[24];
     NUM(exp, ord_status_is_terminal(o->status) ? o->occurred_at + s->ended_ttl_ms : 0);
-    snprintf(key, sizeof key, "fs:rm:%lld:o:%s", s->gen, o->order_id);
-    snprintf(hkey, sizeof hkey, "fs:rm:%lld:h:%s", s->gen, o->order_id);
+    fs_rm_key(key, sizeof key, s->gen, FS_RM_ORDER, o->order_id);
+    fs_rm_key(hkey, sizeof hkey, s->gen, FS_RM_HISTORY, o->order_id);
     snprintf(chan, sizeof chan, FS_RM_ORDER_CHANNEL "%s", o->order_id);
     NUM(ver, FS_RM_RANK_SAGA + off);
     NUM(t, o->occurred_at);
@@ -364,9 +368,10 @@ static int r_payment(projector *p, const pay_event *e, int32_t part, int64_t off
 /* The heartbeat, and the lag unless lag_ms < 0 (then the last batch's stays). */
 static int write_meta(rsink *s, int64_t lag_ms, fs_err *err)
 {
-    char now[24], lag[24];
-    redisReply *r = lag_ms < 0 ? cmd(s, err, "HSET fs:rm:%lld:meta heartbeat_ms %s", s->gen, NUM(now, fs_now_ms()))
-                               : cmd(s, err, "HSET fs:rm:%lld:meta heartbeat_ms %s lag_ms %s", s->gen,
+    char now[24], lag[24], key[FS_RM_KEY_MAX];
+    fs_rm_key(key, sizeof key, s->gen, FS_RM_META, NULL);
+    redisReply *r = lag_ms < 0 ? cmd(s, err, "HSET %s heartbeat_ms %s", key, NUM(now, fs_now_ms()))
+                               : cmd(s, err, "HSET %s heartbeat_ms %s lag_ms %s", key,
                                      NUM(now, fs_now_ms()), NUM(lag, lag_ms));
     if (!r)
         return -1;
@@ -395,7 +400,7 @@ static int r_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *e
     char key[64], f[PROJ_NTOPICS * 64][96], o[PROJ_NTOPICS * 64][24];
     const char *argv[2 + 2 * PROJ_NTOPICS * 64] = {"HSET", key};
     int n = 2, k = 0;
-    snprintf(key, sizeof key, "fs:rm:%lld:offsets", s->gen);
+    fs_rm_key(key, sizeof key, s->gen, FS_RM_OFFSETS, NULL);
     for (int t = 0; t < PROJ_NTOPICS; t++)
         for (int i = 0; i < p->nparts && k < PROJ_NTOPICS * 64; i++) {
             int64_t nx = next[t * p->nparts + i];
@@ -424,8 +429,8 @@ static void r_rollback(projector *p)
 
 static void unlink_generation(rsink *s, long long g)
 {
-    char pattern[64], cursor[32] = "0";
-    snprintf(pattern, sizeof pattern, "fs:rm:%lld:*", g);
+    char pattern[FS_RM_KEY_MAX], cursor[32] = "0";
+    fs_rm_key(pattern, sizeof pattern, g, FS_RM_ALL, NULL);
     long long n = 0;
     fs_err e = {0};
     do {

@@ -59,14 +59,14 @@ int main(int argc, char **argv)
     fs_err err = {0};
     if (fs_common_config_load(&cfg, &err))
         fs_config_die(&err);
-    rd_kafka_t *admin = fs_kafka_admin_new(&cfg, "copy-topic", &err);
+    rd_kafka_t *admin = fs_kafka_new(&cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "copy-topic"}, &err);
     int n = admin ? fs_kafka_partition_count(admin, argv[1], 10000, &err) : -1;
     if (n < 1 || fs_kafka_create_topic(admin, argv[2], n, 1, NULL, 30000, &err)) {
         fprintf(stderr, "copy_topic: %s\n", err.msg);
         return 1;
     }
     rd_kafka_destroy(admin);
-    producer = fs_kafka_producer_new(&cfg, "copy-topic", &err);
+    producer = fs_kafka_new(&cfg, &(fs_kafka_client){.role = FS_KAFKA_PRODUCER, .client_id = "copy-topic"}, &err);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
     for (int i = 0; i < n; i++)
         rd_kafka_topic_partition_list_add(l, argv[1], i)->offset = RD_KAFKA_OFFSET_BEGINNING;

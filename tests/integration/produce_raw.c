@@ -35,7 +35,7 @@ int main(int argc, char **argv)
             buf[len++] = (unsigned char)v;
         }
     }
-    rd_kafka_t *p = fs_kafka_producer_new(&cfg, "produce-raw", &err);
+    rd_kafka_t *p = fs_kafka_new(&cfg, &(fs_kafka_client){.role = FS_KAFKA_PRODUCER, .client_id = "produce-raw"}, &err);
     if (!p)
         return 1;
     fs_event_meta meta = {.event_type = argc > 5 ? argv[5] : NULL};

@@ -52,7 +52,7 @@ static void *produce_inputs(void *arg)
 {
     (void)arg;
     fs_err err = {0};
-    rd_kafka_t *p = fs_kafka_producer_new(&cfg, "eos-input", &err);
+    rd_kafka_t *p = fs_kafka_new(&cfg, &(fs_kafka_client){.role = FS_KAFKA_PRODUCER, .client_id = "eos-input"}, &err);
     if (!p)
         die("producer", err.msg);
     char key[16], val[32];
@@ -195,14 +195,16 @@ int main(int argc, char **argv)
     snprintf(group, sizeof group, "it-eos-%.8s%.4s", u + 24, u + 9);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
 
-    rd_kafka_t *admin = fs_kafka_admin_new(&cfg, "eos-admin", &err);
+    rd_kafka_t *admin = fs_kafka_new(&cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "eos-admin"}, &err);
     if (!admin || fs_kafka_create_topic(admin, in_topic, PARTS, 1, NULL, 30000, &err) ||
         fs_kafka_create_topic(admin, out_topic, PARTS, 1, NULL, 30000, &err))
         die("create topics", err.msg);
     rd_kafka_destroy(admin);
     printf("eos: %ld inputs on %s (%d partitions), %d SIGKILLs\n", n_inputs, in_topic, PARTS, kills);
 
-    rd_kafka_t *watch = fs_kafka_consumer_new(&cfg, group, NULL, false, &err);
+    rd_kafka_t *watch = fs_kafka_new(
+        &cfg, &(fs_kafka_client){.role = FS_KAFKA_CONSUMER, .client_id = "eos-watch", .group_id = group},
+        &err);
     if (!watch)
         die("watch consumer", err.msg);
 
@@ -272,7 +274,7 @@ int main(int argc, char **argv)
         die("read output", err.msg);
     rd_kafka_topic_partition_list_destroy(l);
     int dlq_parts = 0;
-    rd_kafka_t *meta = fs_kafka_admin_new(&cfg, "eos-meta", &err);
+    rd_kafka_t *meta = fs_kafka_new(&cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "eos-meta"}, &err);
     dlq_parts = fs_kafka_partition_count(meta, FS_TOPIC_DEADLETTER, 10000, &err);
     rd_kafka_destroy(meta);
     if (dlq_parts < 1)

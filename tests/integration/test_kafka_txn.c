@@ -89,7 +89,7 @@ static char *new_topic(const char *base, int parts)
     char *name = NULL;
     assert_true(asprintf(&name, "it.%s.%.12s", base, u + 24) > 0);
     fs_err err = {0};
-    rd_kafka_t *a = fs_kafka_admin_new(&cfg, "it-admin", &err);
+    rd_kafka_t *a = fs_kafka_new(&cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "it-admin"}, &err);
     assert_non_null(a);
     if (fs_kafka_create_topic(a, name, parts, 1, NULL, 30000, &err))
         fail_msg("create %s: %s", name, err.msg);

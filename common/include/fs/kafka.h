@@ -53,34 +53,55 @@ rd_kafka_headers_t *fs_kafka_headers_new(const fs_event_meta *m);
  * or -1 if absent or too long. */
 int fs_kafka_header_get(const rd_kafka_message_t *msg, const char *name, char *buf, size_t n);
 
-/* Clients. They return NULL with *err on bad configuration. The caller destroys them. */
-/* A librdkafka configuration whose log lines go to the JSON-lines logger (use instead of
- * rd_kafka_conf_new(): librdkafka's own logger writes plain text to stderr). */
-rd_kafka_conf_t *fs_kafka_conf_new(void);
-/* With FLASHSALE_RDKAFKA_STATS_MS set, the client logs its request and record counts that
- * often ("kafka client stats"). Only for a client whose event queue is served (a producer
- * polled, a consumer with rd_kafka_poll_set_consumer): the statistics queue up there. */
-void fs_kafka_conf_stats(rd_kafka_conf_t *conf);
+/* Clients: every Kafka client of flashsale is made by fs_kafka_new, with the settings of
+ * its role (the one place they are written, kafka.c):
+ *   FS_KAFKA_PRODUCER  idempotent, acks=all, murmur2 partitioner (Java-compatible, so every
+ *                      tool agrees where a key lives), linger 2 ms, message timeout 30 s
+ *   FS_KAFKA_TXN       the same, transactional (transactional_id; transaction.timeout.ms
+ *                      from the configuration); linger 20 ms, retry backoff 2 ms
+ *   FS_KAFKA_CONSUMER  a group member (group_id; static with instance_id): eager range
+ *                      assignor, read_committed, manual offsets, from the earliest offset
+ *   FS_KAFKA_FOLLOWER  an assign-only read_committed reader (no group), partition EOF
+ *                      reported: what fs_follower uses
+ *   FS_KAFKA_PROBE     read_uncommitted, offset lookups only (fs_kafka_probe_new)
+ *   FS_KAFKA_ADMIN     metadata and admin requests only
+ * Log lines go to the JSON-lines logger; FLASHSALE_RDKAFKA_DEBUG sets librdkafka's debug
+ * contexts. Returns NULL with *err on bad configuration. The caller destroys the client. */
+typedef enum {
+    FS_KAFKA_PRODUCER,
+    FS_KAFKA_TXN,
+    FS_KAFKA_CONSUMER,
+    FS_KAFKA_FOLLOWER,
+    FS_KAFKA_PROBE,
+    FS_KAFKA_ADMIN
+} fs_kafka_role;
+
+typedef void fs_kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+typedef void fs_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                   rd_kafka_topic_partition_list_t *parts, void *opaque);
+
+typedef struct {
+    fs_kafka_role role;
+    const char *client_id;        /* shown in the broker's logs and metrics */
+    const char *group_id;         /* CONSUMER */
+    const char *instance_id;      /* CONSUMER: static membership (NULL: dynamic) */
+    const char *transactional_id; /* TXN */
+    bool partition_eof;           /* CONSUMER (FOLLOWER: always) */
+    fs_kafka_dr_cb *dr;           /* producers: delivery reports (NULL: none) */
+    fs_kafka_rebalance_cb *rebalance; /* CONSUMER (NULL: librdkafka's) */
+    void *opaque;                 /* passed to the callbacks */
+    /* Log request and record counts every FLASHSALE_RDKAFKA_STATS_MS ("kafka client
+     * stats"). Only for a client whose event queue is served (a producer polled, a consumer
+     * with rd_kafka_poll_set_consumer): the statistics queue up there. */
+    bool stats;
+    /* More librdkafka settings, name/value pairs, NULL-terminated; they override the role's. */
+    const char *const *extra;
+} fs_kafka_client;
+
+rd_kafka_t *fs_kafka_new(const fs_common_config *cfg, const fs_kafka_client *c, fs_err *err);
+
 /* fetch.wait.max.ms for readers: FLASHSALE_FETCH_WAIT_MS or 500 (see kafka.c). */
 const char *fs_fetch_wait_ms(void);
-rd_kafka_t *fs_kafka_producer_new(const fs_common_config *cfg, const char *client_id,
-                                  fs_err *err);
-typedef void fs_kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
-/* The same with extra librdkafka settings (name, value pairs, NULL-terminated; they override
- * the defaults) and a delivery-report callback (may be NULL). */
-rd_kafka_t *fs_kafka_producer_new_with(const fs_common_config *cfg, const char *client_id,
-                                       const char *const *extra, fs_kafka_dr_cb *dr, fs_err *err);
-/* A plain (non-idempotent) client for admin and metadata requests only. */
-rd_kafka_t *fs_kafka_admin_new(const fs_common_config *cfg, const char *client_id, fs_err *err);
-/* group may be NULL for an assign-only consumer; instance_id may be NULL (dynamic member). */
-rd_kafka_t *fs_kafka_consumer_new(const fs_common_config *cfg, const char *group,
-                                  const char *instance_id, bool partition_eof, fs_err *err);
-
-/* The same with extra librdkafka settings (name, value pairs, NULL-terminated), e.g. larger
- * fetches for a reader that batches anyway. */
-rd_kafka_t *fs_kafka_consumer_new_with(const fs_common_config *cfg, const char *group,
-                                       const char *instance_id, bool partition_eof,
-                                       const char *const *extra, fs_err *err);
 
 /* Creates the topics (idempotent). A topic that exists with another partition count is
  * an error. retention_ms may be NULL. */
@@ -92,8 +113,8 @@ int fs_kafka_create_topic_spec(rd_kafka_t *rk, const fs_topic_spec *spec, int pa
 /* Partition count of a topic, or -1 with *err. */
 int fs_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, fs_err *err);
 
-/* A client for offset lookups only (never fetches): read_uncommitted, so that
- * rd_kafka_query_watermark_offsets on it answers the high watermark. librdkafka's
+/* A client for offset lookups only (never fetches; FS_KAFKA_PROBE): read_uncommitted, so
+ * that rd_kafka_query_watermark_offsets on it answers the high watermark. librdkafka's
  * isolation.level defaults to read_committed and ListOffsets honours it on any handle (the
  * answer is then the last stable offset); and a group consumer's own lookups queue behind its
  * long-polling fetches on the same connection (up to fetch.wait.max.ms each). Returns NULL

@@ -27,6 +27,7 @@
  * accepts an ended order missing from Redis once its time is up. */
 #ifndef FS_READMODEL_H
 #define FS_READMODEL_H
+#include <stddef.h>
 
 #define FS_RM_ENDED_TTL_ENV "FLASHSALE_REDIS_ENDED_TTL_MS"
 #define FS_RM_ENDED_TTL_DEFAULT 86400000L
@@ -37,6 +38,21 @@
 #define FS_RM_BUILDING "fs:rm:building"
 #define FS_RM_SEQ "fs:rm:seq"
 #define FS_RM_ORDER_CHANNEL "fs:order:"
+/* Keys of a generation: fs:rm:<gen>:<kind>[:<id>]. The one place they are spelt. */
+typedef enum {
+    FS_RM_PRODUCT,  /* p:<product> */
+    FS_RM_PRODUCTS, /* products */
+    FS_RM_ORDER,    /* o:<order> */
+    FS_RM_HISTORY,  /* h:<order> */
+    FS_RM_OFFSETS,  /* offsets */
+    FS_RM_META,     /* meta */
+    FS_RM_ALL       /* * (a SCAN pattern: every key of the generation) */
+} fs_rm_kind;
+#define FS_RM_KEY_MAX 160
+/* Writes the key into out[n]; id is the product or order (ignored by the other kinds).
+ * Returns out, or NULL when the key would not fit (out is then ""). */
+const char *fs_rm_key(char *out, size_t n, long long gen, fs_rm_kind kind, const char *id);
+
 #define FS_RM_RANK_INVENTORY 1125899906842624LL /* 2^50 */
 #define FS_RM_RANK_SAGA 2251799813685248LL      /* 2^51: exact in a Lua number (double) */
 
