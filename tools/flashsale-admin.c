@@ -9,6 +9,8 @@
  *       gives an existing member the admin role (its sessions end: new tokens carry the role).
  *
  * Needs FLASHSALE_PG_URL and FLASHSALE_PII_KEY (the tables are created by flashsale-api). */
+#include "flashsale/messages.h"
+
 #include "fs/codec.h"
 #include "fs/config.h"
 #include "fs/db.h"
@@ -32,18 +34,17 @@ static int usage(void)
     return 2;
 }
 
-static int member_event(const fs_codec *codec, PGconn *c, const char *type, const char *id, fs_err *err)
+static int member_event(const fs_codec *codec, PGconn *c, mem_event_type type, const char *id, fs_err *err)
 {
-    const fs_schema *sc = fs_codec_reader(codec, type);
-    avro_value_t v;
-    if (!sc || fs_schema_value_new(sc, &v, err))
-        return -1;
-    int rc = fs_av_put_str(&v, "member_id", id, true) || fs_av_put_long(&v, "occurred_at", fs_now_ms(), true);
-    if (!rc && !strcmp(type, "MemberRegistered"))
-        rc = fs_av_put_str(&v, "role", "admin", true);
-    if (!rc)
-        rc = fs_outbox_add_value(c, FS_TOPIC_MEMBERS_EVENTS, id, sc, &v, err);
-    avro_value_decref(&v);
+    mem_event e = {.type = type, .occurred_at = fs_now_ms()};
+    snprintf(e.member_id, sizeof e.member_id, "%s", id);
+    snprintf(e.role, sizeof e.role, "admin");
+    void *buf = NULL;
+    size_t len = 0;
+    int rc = mem_event_encode(codec, &e, &buf, &len, err);
+    if (rc == 0)
+        rc = fs_outbox_add(c, FS_TOPIC_MEMBERS_EVENTS, id, mem_event_name(type), buf, len, err);
+    free(buf);
     return rc;
 }
 
@@ -141,7 +142,7 @@ int main(int argc, char **argv)
                 strstr(PQerrorMessage(c), "does not exist") ? "(start flashsale-api once: it creates the tables)\n" : "");
     else if (PQntuples(r) != 1)
         fprintf(stderr, "flashsale-admin: %s already has an account (use promote)\n", email);
-    else if (member_event(codec, c, "MemberRegistered", id, &err) || member_event(codec, c, "MemberVerified", id, &err))
+    else if (member_event(codec, c, MEM_EV_REGISTERED, id, &err) || member_event(codec, c, MEM_EV_VERIFIED, id, &err))
         fprintf(stderr, "flashsale-admin: %s\n", err.msg);
     else
         rc = 0;

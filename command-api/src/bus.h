@@ -4,7 +4,7 @@
  *   its own delivery report when its command is durable ("accepted") and at which offset
  *   (its place in the queue).
  * - The decision stream: one thread reads every partition of inventory.events
- *   (read_committed) from its latest snapshot (inv_snapshot.h; from the beginning without
+ *   (read_committed) from its latest snapshot (flashsale/inventory_snapshot.h; from the beginning without
  *   one) and orders.events from FLASHSALE_API_ORDER_MEMORY_MS (600000) ago, and keeps (a) a
  *   view of every product per partition, built with the inventory processor's own
  *   inv_apply(), and (b) the orders that changed within that time: older ones are forgotten

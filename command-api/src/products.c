@@ -124,7 +124,7 @@ static bool read_product_fields(fs_http_req *req, json_t *body, inv_product_fiel
         fs_http_error(req, 400, "INVALID_FIELD", "name: must not be empty", NULL);
         return false;
     }
-    if (price > INV_MAX_PRICE) { /* so that no order amount can overflow (inv_state.h) */
+    if (price > INV_MAX_PRICE) { /* so that no order amount can overflow (flashsale/inventory.h) */
         fs_http_error(req, 422, "PRICE_TOO_HIGH", "price: at most 100000000000 per unit", NULL);
         return false;
     }

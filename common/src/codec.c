@@ -1077,6 +1077,41 @@ int fs_av_set_bool(avro_value_t *rec, const char *name, bool v, fs_err *err)
     return 0;
 }
 
+int fs_av_set_null(avro_value_t *rec, const char *name, fs_err *err)
+{
+    avro_value_t f, b;
+    if (avro_value_get_by_name(rec, name, &f, NULL) || avro_value_get_type(&f) != AVRO_UNION)
+        return fs_err_set(err, FS_ERR_INVALID, 0, "field %s is not optional", name);
+    return avro_value_set_branch(&f, 0, &b) || avro_value_set_null(&b)
+               ? fs_err_set(err, FS_ERR_INVALID, 0, "field %s: %s", name, avro_strerror())
+               : 0;
+}
+
+int fs_av_set_enum(avro_value_t *rec, const char *name, const char *symbol, fs_err *err)
+{
+    avro_value_t f;
+    if (avro_value_get_by_name(rec, name, &f, NULL) || avro_value_get_type(&f) != AVRO_ENUM)
+        return fs_err_set(err, FS_ERR_INVALID, 0, "field %s is not an enum", name);
+    int i = avro_schema_enum_get_by_name(avro_value_get_schema(&f), symbol);
+    if (i < 0 || avro_value_set_enum(&f, i))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "field %s: no symbol %s", name, symbol);
+    return 0;
+}
+
+int fs_av_get_enum(avro_value_t *rec, const char *name, char *out, size_t n, fs_err *err)
+{
+    avro_value_t f;
+    int i = 0;
+    if (avro_value_get_by_name(rec, name, &f, NULL) || avro_value_get_type(&f) != AVRO_ENUM ||
+        avro_value_get_enum(&f, &i))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "field %s is not an enum", name);
+    const char *sym = avro_schema_enum_get(avro_value_get_schema(&f), i);
+    if (!sym || strlen(sym) >= n)
+        return fs_err_set(err, FS_ERR_INVALID, 0, "field %s: symbol %d unreadable", name, i);
+    memcpy(out, sym, strlen(sym) + 1);
+    return 0;
+}
+
 int fs_av_get_strcpy(avro_value_t *rec, const char *name, char *out, size_t n, fs_err *err)
 {
     const char *s;

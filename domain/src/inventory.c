@@ -1,4 +1,4 @@
-/* Inventory decisions and state transitions; see inv_state.h.
+/* Inventory decisions and state transitions; see flashsale/inventory.h.
  *
  * Runtime layout: products by id; per product the units each member holds and the live
  * reservations by "order_id#item"; per state the set of decided lines (value: the order's

@@ -1,10 +1,48 @@
-/* Inventory Avro glue; see inv_codec.h. The inventory schemas share field names, so one
+/* Inventory Avro glue; see flashsale/inventory_codec.h. The inventory schemas share field names, so one
  * tolerant writer/reader per field (skipping fields a schema does not have) serves every
  * command and event. Optional fields are ["null", T] unions. */
 #include "flashsale/inventory_codec.h"
 
 #include <stdio.h>
 #include <string.h>
+
+/* The codec's field vocabulary: every field name it reads or writes is one of these, and
+ * the unit test checks them against the schemas both ways (each is a field of some
+ * inventory schema; each field of every inventory schema is one of them), so a misspelt
+ * name cannot be skipped silently by the tolerant accessors below. */
+#define F_ACTOR_ID "actor_id"
+#define F_AVAILABLE "available"
+#define F_COMMAND_OFFSET "command_offset"
+#define F_COMMAND_TYPE "command_type"
+#define F_CURRENCY "currency"
+#define F_DESCRIPTION "description"
+#define F_DETAIL "detail"
+#define F_IDEMPOTENCY_KEY "idempotency_key"
+#define F_ITEM_COUNT "item_count"
+#define F_ITEM_INDEX "item_index"
+#define F_MEMBER_ID "member_id"
+#define F_NAME "name"
+#define F_OCCURRED_AT "occurred_at"
+#define F_ORDER_ID "order_id"
+#define F_PAY_BY "pay_by"
+#define F_PER_USER_LIMIT "per_user_limit"
+#define F_PRICE "price"
+#define F_PRODUCT_ID "product_id"
+#define F_QUANTITY "quantity"
+#define F_REASON "reason"
+#define F_REQUESTED_AT "requested_at"
+#define F_RESERVED "reserved"
+#define F_SALE_ENDS_AT "sale_ends_at"
+#define F_SALE_STARTS_AT "sale_starts_at"
+#define F_SOLD "sold"
+#define F_STOCK "stock"
+#define F_UNIT_PRICE "unit_price"
+static const char *const vocabulary[] = {F_ACTOR_ID, F_AVAILABLE, F_COMMAND_OFFSET, F_COMMAND_TYPE, F_CURRENCY, F_DESCRIPTION, F_DETAIL, F_IDEMPOTENCY_KEY, F_ITEM_COUNT, F_ITEM_INDEX, F_MEMBER_ID, F_NAME, F_OCCURRED_AT, F_ORDER_ID, F_PAY_BY, F_PER_USER_LIMIT, F_PRICE, F_PRODUCT_ID, F_QUANTITY, F_REASON, F_REQUESTED_AT, F_RESERVED, F_SALE_ENDS_AT, F_SALE_STARTS_AT, F_SOLD, F_STOCK, F_UNIT_PRICE, NULL};
+
+const char *const *inv_codec_fields(void)
+{
+    return vocabulary;
+}
 
 static bool has(avro_value_t *rec, const char *f, avro_value_t *out)
 {
@@ -37,25 +75,25 @@ static void get_reason(avro_value_t *rec, const char *f, inv_reason *r, char *te
 
 static int put_fields(avro_value_t *rec, const inv_product_fields *pf, bool update)
 {
-    return fs_av_put_str(rec, "name", pf->name, !update || pf->has_name) ||
-           fs_av_put_str(rec, "description", pf->description, !update || pf->has_description) ||
-           fs_av_put_long(rec, "price", pf->price, !update || pf->has_price) ||
-           fs_av_put_str(rec, "currency", pf->currency[0] ? pf->currency : "KRW", true) ||
-           fs_av_put_long(rec, "sale_starts_at", pf->sale_starts_at, !update || pf->has_starts) ||
-           fs_av_put_long(rec, "sale_ends_at", pf->sale_ends_at,
+    return fs_av_put_str(rec, F_NAME, pf->name, !update || pf->has_name) ||
+           fs_av_put_str(rec, F_DESCRIPTION, pf->description, !update || pf->has_description) ||
+           fs_av_put_long(rec, F_PRICE, pf->price, !update || pf->has_price) ||
+           fs_av_put_str(rec, F_CURRENCY, pf->currency[0] ? pf->currency : "KRW", true) ||
+           fs_av_put_long(rec, F_SALE_STARTS_AT, pf->sale_starts_at, !update || pf->has_starts) ||
+           fs_av_put_long(rec, F_SALE_ENDS_AT, pf->sale_ends_at,
                     update ? pf->has_ends : pf->sale_ends_at != 0) ||
-           fs_av_put_long(rec, "per_user_limit", pf->per_user_limit, !update || pf->has_limit);
+           fs_av_put_long(rec, F_PER_USER_LIMIT, pf->per_user_limit, !update || pf->has_limit);
 }
 
 static void get_fields(avro_value_t *rec, inv_product_fields *pf)
 {
-    fs_av_read_str(rec, "name", pf->name, sizeof pf->name, &pf->has_name);
-    fs_av_read_str(rec, "description", pf->description, sizeof pf->description, &pf->has_description);
-    fs_av_read_str(rec, "currency", pf->currency, sizeof pf->currency, NULL);
-    pf->price = fs_av_read_long(rec, "price", 0, &pf->has_price);
-    pf->sale_starts_at = fs_av_read_long(rec, "sale_starts_at", 0, &pf->has_starts);
-    pf->sale_ends_at = fs_av_read_long(rec, "sale_ends_at", 0, &pf->has_ends);
-    pf->per_user_limit = (int32_t)fs_av_read_long(rec, "per_user_limit", 0, &pf->has_limit);
+    fs_av_read_str(rec, F_NAME, pf->name, sizeof pf->name, &pf->has_name);
+    fs_av_read_str(rec, F_DESCRIPTION, pf->description, sizeof pf->description, &pf->has_description);
+    fs_av_read_str(rec, F_CURRENCY, pf->currency, sizeof pf->currency, NULL);
+    pf->price = fs_av_read_long(rec, F_PRICE, 0, &pf->has_price);
+    pf->sale_starts_at = fs_av_read_long(rec, F_SALE_STARTS_AT, 0, &pf->has_starts);
+    pf->sale_ends_at = fs_av_read_long(rec, F_SALE_ENDS_AT, 0, &pf->has_ends);
+    pf->per_user_limit = (int32_t)fs_av_read_long(rec, F_PER_USER_LIMIT, 0, &pf->has_limit);
 }
 
 int inv_command_encode(const fs_codec *codec, const inv_command *c, void **buf, size_t *len,
@@ -68,17 +106,17 @@ int inv_command_encode(const fs_codec *codec, const inv_command *c, void **buf, 
     if (fs_schema_value_new(s, &v, err))
         return -1;
     bool update = c->type == INV_CMD_UPDATE;
-    int rc = fs_av_put_str(&v, "product_id", c->product_id, true) ||
-             fs_av_put_str(&v, "order_id", c->order_id, c->order_id[0] != '\0') ||
-             fs_av_put_str(&v, "member_id", c->member_id, true) ||
-             fs_av_put_str(&v, "actor_id", c->actor_id, true) ||
-             fs_av_put_str(&v, "reason", c->reason, true) ||
-             fs_av_put_str(&v, "idempotency_key", NULL, false) ||
-             fs_av_put_long(&v, "quantity", c->quantity, true) ||
-             fs_av_put_long(&v, "item_index", c->item_index, true) ||
-             fs_av_put_long(&v, "item_count", c->item_count ? c->item_count : 1, true) ||
-             fs_av_put_long(&v, "stock", c->stock, true) ||
-             fs_av_put_long(&v, "requested_at", c->requested_at, true) ||
+    int rc = fs_av_put_str(&v, F_PRODUCT_ID, c->product_id, true) ||
+             fs_av_put_str(&v, F_ORDER_ID, c->order_id, c->order_id[0] != '\0') ||
+             fs_av_put_str(&v, F_MEMBER_ID, c->member_id, true) ||
+             fs_av_put_str(&v, F_ACTOR_ID, c->actor_id, true) ||
+             fs_av_put_str(&v, F_REASON, c->reason, true) ||
+             fs_av_put_str(&v, F_IDEMPOTENCY_KEY, NULL, false) ||
+             fs_av_put_long(&v, F_QUANTITY, c->quantity, true) ||
+             fs_av_put_long(&v, F_ITEM_INDEX, c->item_index, true) ||
+             fs_av_put_long(&v, F_ITEM_COUNT, c->item_count ? c->item_count : 1, true) ||
+             fs_av_put_long(&v, F_STOCK, c->stock, true) ||
+             fs_av_put_long(&v, F_REQUESTED_AT, c->requested_at, true) ||
              ((c->type == INV_CMD_DEFINE || update) && put_fields(&v, &c->f, update));
     if (rc)
         rc = fs_err_set(err, FS_ERR_INVALID, 0, "%s: %s", inv_cmd_name(c->type), avro_strerror());
@@ -98,24 +136,24 @@ int inv_event_encode(const fs_codec *codec, const inv_event *e, void **buf, size
     if (fs_schema_value_new(s, &v, err))
         return -1;
     bool update = e->type == INV_EV_UPDATED;
-    int rc = fs_av_put_str(&v, "product_id", e->product_id, true) ||
-             fs_av_put_str(&v, "order_id", e->order_id, e->order_id[0] != '\0') ||
-             fs_av_put_str(&v, "member_id", e->member_id, true) ||
-             fs_av_put_str(&v, "actor_id", e->actor_id, true) ||
-             fs_av_put_str(&v, "command_type", e->command_type, true) ||
-             fs_av_put_str(&v, "detail", e->detail, true) ||
-             put_reason(&v, "reason", e->reason, e->release_reason) ||
-             fs_av_put_long(&v, "quantity", e->quantity, true) ||
-             fs_av_put_long(&v, "item_index", e->item_index, true) ||
-             fs_av_put_long(&v, "item_count", e->item_count ? e->item_count : 1, true) ||
-             fs_av_put_long(&v, "stock", e->stock, true) ||
-             fs_av_put_long(&v, "available", e->available, true) ||
-             fs_av_put_long(&v, "reserved", e->reserved, true) ||
-             fs_av_put_long(&v, "sold", e->sold, true) ||
-             fs_av_put_long(&v, "pay_by", e->pay_by, true) ||
-             fs_av_put_long(&v, "unit_price", e->unit_price, true) ||
-             fs_av_put_long(&v, "command_offset", e->command_offset, true) ||
-             fs_av_put_long(&v, "occurred_at", e->occurred_at, true) ||
+    int rc = fs_av_put_str(&v, F_PRODUCT_ID, e->product_id, true) ||
+             fs_av_put_str(&v, F_ORDER_ID, e->order_id, e->order_id[0] != '\0') ||
+             fs_av_put_str(&v, F_MEMBER_ID, e->member_id, true) ||
+             fs_av_put_str(&v, F_ACTOR_ID, e->actor_id, true) ||
+             fs_av_put_str(&v, F_COMMAND_TYPE, e->command_type, true) ||
+             fs_av_put_str(&v, F_DETAIL, e->detail, true) ||
+             put_reason(&v, F_REASON, e->reason, e->release_reason) ||
+             fs_av_put_long(&v, F_QUANTITY, e->quantity, true) ||
+             fs_av_put_long(&v, F_ITEM_INDEX, e->item_index, true) ||
+             fs_av_put_long(&v, F_ITEM_COUNT, e->item_count ? e->item_count : 1, true) ||
+             fs_av_put_long(&v, F_STOCK, e->stock, true) ||
+             fs_av_put_long(&v, F_AVAILABLE, e->available, true) ||
+             fs_av_put_long(&v, F_RESERVED, e->reserved, true) ||
+             fs_av_put_long(&v, F_SOLD, e->sold, true) ||
+             fs_av_put_long(&v, F_PAY_BY, e->pay_by, true) ||
+             fs_av_put_long(&v, F_UNIT_PRICE, e->unit_price, true) ||
+             fs_av_put_long(&v, F_COMMAND_OFFSET, e->command_offset, true) ||
+             fs_av_put_long(&v, F_OCCURRED_AT, e->occurred_at, true) ||
              ((e->type == INV_EV_DEFINED || update) && put_fields(&v, &e->f, update));
     if (rc)
         rc = fs_err_set(err, FS_ERR_INVALID, 0, "%s: %s", inv_event_name(e->type),
@@ -136,16 +174,16 @@ int inv_command_decode(avro_value_t *rec, const char *type_name, inv_command *c,
     if (t == INV_CMD_COUNT)
         return fs_err_set(err, FS_ERR_INVALID, 0, "%s is not an inventory command", type_name);
     c->type = (inv_cmd_type)t;
-    fs_av_read_str(rec, "product_id", c->product_id, sizeof c->product_id, NULL);
-    fs_av_read_str(rec, "order_id", c->order_id, sizeof c->order_id, NULL);
-    fs_av_read_str(rec, "member_id", c->member_id, sizeof c->member_id, NULL);
-    fs_av_read_str(rec, "actor_id", c->actor_id, sizeof c->actor_id, NULL);
-    fs_av_read_str(rec, "reason", c->reason, sizeof c->reason, NULL);
-    c->quantity = (int32_t)fs_av_read_long(rec, "quantity", 0, NULL);
-    c->item_index = (int32_t)fs_av_read_long(rec, "item_index", 0, NULL);
-    c->item_count = (int32_t)fs_av_read_long(rec, "item_count", 1, NULL);
-    c->stock = (int32_t)fs_av_read_long(rec, "stock", 0, NULL);
-    c->requested_at = fs_av_read_long(rec, "requested_at", 0, NULL);
+    fs_av_read_str(rec, F_PRODUCT_ID, c->product_id, sizeof c->product_id, NULL);
+    fs_av_read_str(rec, F_ORDER_ID, c->order_id, sizeof c->order_id, NULL);
+    fs_av_read_str(rec, F_MEMBER_ID, c->member_id, sizeof c->member_id, NULL);
+    fs_av_read_str(rec, F_ACTOR_ID, c->actor_id, sizeof c->actor_id, NULL);
+    fs_av_read_str(rec, F_REASON, c->reason, sizeof c->reason, NULL);
+    c->quantity = (int32_t)fs_av_read_long(rec, F_QUANTITY, 0, NULL);
+    c->item_index = (int32_t)fs_av_read_long(rec, F_ITEM_INDEX, 0, NULL);
+    c->item_count = (int32_t)fs_av_read_long(rec, F_ITEM_COUNT, 1, NULL);
+    c->stock = (int32_t)fs_av_read_long(rec, F_STOCK, 0, NULL);
+    c->requested_at = fs_av_read_long(rec, F_REQUESTED_AT, 0, NULL);
     c->offset = -1;
     if (c->type == INV_CMD_DEFINE || c->type == INV_CMD_UPDATE)
         get_fields(rec, &c->f);
@@ -164,24 +202,24 @@ int inv_event_decode(avro_value_t *rec, const char *type_name, inv_event *e, fs_
     if (t == INV_EV_COUNT)
         return fs_err_set(err, FS_ERR_INVALID, 0, "%s is not an inventory event", type_name);
     e->type = (inv_event_type)t;
-    fs_av_read_str(rec, "product_id", e->product_id, sizeof e->product_id, NULL);
-    fs_av_read_str(rec, "order_id", e->order_id, sizeof e->order_id, NULL);
-    fs_av_read_str(rec, "member_id", e->member_id, sizeof e->member_id, NULL);
-    fs_av_read_str(rec, "actor_id", e->actor_id, sizeof e->actor_id, NULL);
-    fs_av_read_str(rec, "command_type", e->command_type, sizeof e->command_type, NULL);
-    fs_av_read_str(rec, "detail", e->detail, sizeof e->detail, NULL);
-    get_reason(rec, "reason", &e->reason, e->release_reason, sizeof e->release_reason);
-    e->quantity = (int32_t)fs_av_read_long(rec, "quantity", 0, NULL);
-    e->item_index = (int32_t)fs_av_read_long(rec, "item_index", 0, NULL);
-    e->item_count = (int32_t)fs_av_read_long(rec, "item_count", 1, NULL);
-    e->stock = (int32_t)fs_av_read_long(rec, "stock", 0, NULL);
-    e->available = (int32_t)fs_av_read_long(rec, "available", 0, NULL);
-    e->reserved = (int32_t)fs_av_read_long(rec, "reserved", 0, NULL);
-    e->sold = (int32_t)fs_av_read_long(rec, "sold", 0, NULL);
-    e->pay_by = fs_av_read_long(rec, "pay_by", 0, NULL);
-    e->unit_price = fs_av_read_long(rec, "unit_price", 0, NULL);
-    e->command_offset = fs_av_read_long(rec, "command_offset", -1, NULL);
-    e->occurred_at = fs_av_read_long(rec, "occurred_at", 0, NULL);
+    fs_av_read_str(rec, F_PRODUCT_ID, e->product_id, sizeof e->product_id, NULL);
+    fs_av_read_str(rec, F_ORDER_ID, e->order_id, sizeof e->order_id, NULL);
+    fs_av_read_str(rec, F_MEMBER_ID, e->member_id, sizeof e->member_id, NULL);
+    fs_av_read_str(rec, F_ACTOR_ID, e->actor_id, sizeof e->actor_id, NULL);
+    fs_av_read_str(rec, F_COMMAND_TYPE, e->command_type, sizeof e->command_type, NULL);
+    fs_av_read_str(rec, F_DETAIL, e->detail, sizeof e->detail, NULL);
+    get_reason(rec, F_REASON, &e->reason, e->release_reason, sizeof e->release_reason);
+    e->quantity = (int32_t)fs_av_read_long(rec, F_QUANTITY, 0, NULL);
+    e->item_index = (int32_t)fs_av_read_long(rec, F_ITEM_INDEX, 0, NULL);
+    e->item_count = (int32_t)fs_av_read_long(rec, F_ITEM_COUNT, 1, NULL);
+    e->stock = (int32_t)fs_av_read_long(rec, F_STOCK, 0, NULL);
+    e->available = (int32_t)fs_av_read_long(rec, F_AVAILABLE, 0, NULL);
+    e->reserved = (int32_t)fs_av_read_long(rec, F_RESERVED, 0, NULL);
+    e->sold = (int32_t)fs_av_read_long(rec, F_SOLD, 0, NULL);
+    e->pay_by = fs_av_read_long(rec, F_PAY_BY, 0, NULL);
+    e->unit_price = fs_av_read_long(rec, F_UNIT_PRICE, 0, NULL);
+    e->command_offset = fs_av_read_long(rec, F_COMMAND_OFFSET, -1, NULL);
+    e->occurred_at = fs_av_read_long(rec, F_OCCURRED_AT, 0, NULL);
     if (e->type == INV_EV_DEFINED || e->type == INV_EV_UPDATED)
         get_fields(rec, &e->f);
     if (!e->product_id[0])

@@ -1,4 +1,4 @@
-/* Inventory snapshots in Kafka; see inv_snapshot.h. */
+/* Inventory snapshots in Kafka; see flashsale/inventory_snapshot.h. */
 #include "flashsale/inventory_snapshot.h"
 
 #include "fs/id.h"

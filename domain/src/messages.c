@@ -1,12 +1,16 @@
 /* Codecs of the order, payment and notification messages; see flashsale/messages.h. */
 #include "flashsale/messages.h"
 
+#include "fs/id.h"
+
 #include <stdio.h>
 #include <string.h>
 
 static const char *const ord_cmd_names[ORD_CMD_COUNT] = {
     "PlaceCheckout", "PayOrder", "CancelOrder", "RequestReturn", "CompleteReturn"};
 static const char *const pay_cmd_names[PAY_CMD_COUNT] = {"RequestPayment", "RequestRefund"};
+static const char *const mem_event_names[MEM_EV_COUNT] = {"MemberRegistered", "MemberVerified",
+                                                           "MemberUpdated", "MemberDeleted"};
 static const char *const pay_event_names[PAY_EV_COUNT] = {"PaymentSucceeded", "PaymentFailed",
                                                           "RefundSucceeded", "RefundFailed"};
 
@@ -41,6 +45,15 @@ const char *pay_event_name(pay_event_type t)
 int pay_event_parse(const char *schema_name)
 {
     return parse(pay_event_names, PAY_EV_COUNT, schema_name);
+}
+
+const char *mem_event_name(mem_event_type t)
+{
+    return (unsigned)t < MEM_EV_COUNT ? mem_event_names[t] : "?";
+}
+int mem_event_parse(const char *schema_name)
+{
+    return parse(mem_event_names, MEM_EV_COUNT, schema_name);
 }
 
 /* Builds a value of the named schema, lets fill() set its fields, encodes it. */
@@ -397,6 +410,85 @@ int fs_notification_decode(avro_value_t *v, fs_notification *n, fs_err *err)
         if (avro_value_get_by_index(&map, i, &p, &key) || avro_value_get_string(&p, &value, &len) ||
             fs_notification_param(n, key, value))
             return fs_err_set(err, FS_ERR_INVALID, 0, "NotificationRequested: param %zu unreadable or too long", i);
+    }
+    return 0;
+}
+
+int fs_notification_new_bytes(const fs_codec *codec, const char *member_id, const char *email,
+                              const char *kind, const char *const *params, int64_t at,
+                              void **buf, size_t *len, fs_err *err)
+{
+    fs_notification n;
+    memset(&n, 0, sizeof n);
+    fs_uuid7_str(n.notification_id);
+    if (snprintf(n.member_id, sizeof n.member_id, "%s", member_id) >= (int)sizeof n.member_id ||
+        snprintf(n.kind, sizeof n.kind, "%s", kind) >= (int)sizeof n.kind ||
+        snprintf(n.email, sizeof n.email, "%s", email ? email : "") >= (int)sizeof n.email)
+        return fs_err_set(err, FS_ERR_INVALID, 0, "notification %s: a field is too long", kind);
+    for (const char *const *p = params; p && p[0]; p += 2)
+        if (fs_notification_param(&n, p[0], p[1] ? p[1] : ""))
+            return fs_err_set(err, FS_ERR_INVALID, 0, "notification %s: parameter %s does not fit",
+                              kind, p[0]);
+    n.occurred_at = at;
+    return fs_notification_encode(codec, &n, buf, len, err);
+}
+
+/* ---- members.events ------------------------------------------------------------------- */
+
+static int fill_mem_event(avro_value_t *v, const void *msg, fs_err *err)
+{
+    const mem_event *e = msg;
+    if (fs_av_set_str(v, "member_id", e->member_id, err) ||
+        fs_av_set_long(v, "occurred_at", e->occurred_at, err))
+        return -1;
+    if (e->type == MEM_EV_REGISTERED)
+        return fs_av_set_str(v, "role", e->role, err);
+    if (e->type == MEM_EV_UPDATED) {
+        avro_value_t arr, item;
+        if (avro_value_get_by_name(v, "fields", &arr, NULL))
+            return fs_err_set(err, FS_ERR_INVALID, 0, "MemberUpdated without fields");
+        for (int i = 0; i < e->nfields; i++)
+            if (avro_value_append(&arr, &item, NULL) || avro_value_set_string(&item, e->fields[i]))
+                return fs_err_set(err, FS_ERR_INVALID, 0, "MemberUpdated: %s", avro_strerror());
+    }
+    return 0;
+}
+
+int mem_event_encode(const fs_codec *codec, const mem_event *e, void **buf, size_t *len,
+                     fs_err *err)
+{
+    if ((unsigned)e->type >= MEM_EV_COUNT)
+        return fs_err_set(err, FS_ERR_INVALID, 0, "unknown member event %d", (int)e->type);
+    return encode(codec, mem_event_name(e->type), e, fill_mem_event, buf, len, err);
+}
+
+int mem_event_decode(avro_value_t *v, const char *type_name, mem_event *e, fs_err *err)
+{
+    memset(e, 0, sizeof *e);
+    int t = mem_event_parse(type_name);
+    if (t < 0)
+        return fs_err_set(err, FS_ERR_INVALID, 0, "%s is not a member event", type_name);
+    e->type = (mem_event_type)t;
+    if (fs_av_get_strcpy(v, "member_id", e->member_id, sizeof e->member_id, err) ||
+        fs_av_get_long(v, "occurred_at", &e->occurred_at, err) ||
+        need(e->member_id, type_name, "member_id", err))
+        return -1;
+    if (e->type == MEM_EV_REGISTERED)
+        return fs_av_get_strcpy(v, "role", e->role, sizeof e->role, err);
+    if (e->type == MEM_EV_UPDATED) {
+        avro_value_t arr, item;
+        size_t n = 0;
+        if (avro_value_get_by_name(v, "fields", &arr, NULL) || avro_value_get_size(&arr, &n) ||
+            n > MEM_MAX_FIELDS)
+            return fs_err_set(err, FS_ERR_INVALID, 0, "MemberUpdated: fields unreadable or too many");
+        for (size_t i = 0; i < n; i++) {
+            const char *f;
+            size_t fl;
+            if (avro_value_get_by_index(&arr, i, &item, NULL) || avro_value_get_string(&item, &f, &fl) ||
+                snprintf(e->fields[i], sizeof e->fields[i], "%s", f) >= (int)sizeof e->fields[i])
+                return fs_err_set(err, FS_ERR_INVALID, 0, "MemberUpdated: field %zu", i);
+            e->nfields++;
+        }
     }
     return 0;
 }

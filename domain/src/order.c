@@ -1,4 +1,4 @@
-/* Order lifecycle table and snapshot codec; see order_state.h. */
+/* Order lifecycle table and snapshot codec; see flashsale/order.h. */
 #include "flashsale/order.h"
 
 #include <stdio.h>
@@ -70,73 +70,91 @@ int ord_encode(const fs_codec *codec, const ord_order *o, void **buf, size_t *le
         return fs_err_set(err, FS_ERR_FATAL, 0, "no schema OrderStatusChanged");
     if (fs_schema_value_new(s, &v, err))
         return -1;
-    int rc = fs_av_put_str(&v, "order_id", o->order_id, true) ||
-             fs_av_put_str(&v, "member_id", o->member_id, true) ||
-             fs_av_put_symbol(&v, "status", ord_status_name(o->status)) ||
-             fs_av_put_symbol(&v, "previous", ord_status_name(o->previous)) ||
-             fs_av_put_str(&v, "reason", o->reason, true) ||
-             fs_av_put_long(&v, "pay_by", o->pay_by, o->pay_by != 0) ||
-             fs_av_put_long(&v, "amount", o->amount, true) ||
-             fs_av_put_long(&v, "deadline", o->deadline, true) ||
-             fs_av_put_long(&v, "delivered_at", o->delivered_at, true) ||
-             fs_av_put_long(&v, "payment_attempts", o->payment_attempts, true) ||
-             fs_av_put_bool(&v, "restock_on_return", o->restock_on_return) ||
-             fs_av_put_long(&v, "occurred_at", o->occurred_at, true) ||
-             avro_value_get_by_name(&v, "lines", &lines, NULL);
+    int rc = fs_av_set_str(&v, "order_id", o->order_id, err) ||
+             fs_av_set_str(&v, "member_id", o->member_id, err) ||
+             fs_av_set_enum(&v, "status", ord_status_name(o->status), err) ||
+             fs_av_set_enum(&v, "previous", ord_status_name(o->previous), err) ||
+             fs_av_set_str(&v, "reason", o->reason, err) ||
+             (o->pay_by ? fs_av_set_long(&v, "pay_by", o->pay_by, err) : fs_av_set_null(&v, "pay_by", err)) ||
+             fs_av_set_long(&v, "amount", o->amount, err) ||
+             fs_av_set_long(&v, "deadline", o->deadline, err) ||
+             fs_av_set_long(&v, "delivered_at", o->delivered_at, err) ||
+             fs_av_set_int(&v, "payment_attempts", o->payment_attempts, err) ||
+             fs_av_set_bool(&v, "restock_on_return", o->restock_on_return, err) ||
+             fs_av_set_long(&v, "occurred_at", o->occurred_at, err);
+    if (!rc && avro_value_get_by_name(&v, "lines", &lines, NULL))
+        rc = fs_err_set(err, FS_ERR_INVALID, 0, "OrderStatusChanged without lines");
     for (int i = 0; !rc && i < o->nlines; i++) {
         avro_value_t l;
         const ord_line *ln = &o->lines[i];
-        rc = avro_value_append(&lines, &l, NULL) ||
-             fs_av_put_str(&l, "product_id", ln->product_id, true) ||
-             fs_av_put_long(&l, "quantity", ln->quantity, true) ||
-             fs_av_put_long(&l, "unit_price", ln->unit_price, true) ||
-             fs_av_put_str(&l, "state", line_state_name(ln->state), true) ||
-             fs_av_put_str(&l, "reason", ln->reason, true);
+        if (avro_value_append(&lines, &l, NULL))
+            rc = fs_err_set(err, FS_ERR_INVALID, 0, "OrderStatusChanged: %s", avro_strerror());
+        else
+            rc = fs_av_set_str(&l, "product_id", ln->product_id, err) ||
+                 fs_av_set_int(&l, "quantity", ln->quantity, err) ||
+                 fs_av_set_long(&l, "unit_price", ln->unit_price, err) ||
+                 fs_av_set_str(&l, "state", line_state_name(ln->state), err) ||
+                 fs_av_set_str(&l, "reason", ln->reason, err);
     }
-    if (rc)
-        rc = fs_err_set(err, FS_ERR_FATAL, 0, "OrderStatusChanged: %s", avro_strerror());
-    else
+    if (!rc)
         rc = fs_codec_encode(s, &v, buf, len, err);
     avro_value_decref(&v);
-    return rc;
+    return rc ? -1 : 0;
 }
 
 int ord_decode(avro_value_t *v, ord_order *o, fs_err *err)
 {
     char sym[32];
     memset(o, 0, sizeof *o);
-    fs_av_read_str(v, "order_id", o->order_id, sizeof o->order_id, NULL);
-    fs_av_read_str(v, "member_id", o->member_id, sizeof o->member_id, NULL);
-    fs_av_read_symbol(v, "status", sym, sizeof sym);
-    int st = ord_status_parse(sym);
-    fs_av_read_symbol(v, "previous", sym, sizeof sym);
-    int prev = ord_status_parse(sym);
-    if (!o->order_id[0] || st < 0)
+    int st, prev;
+    if (fs_av_get_strcpy(v, "order_id", o->order_id, sizeof o->order_id, err) ||
+        fs_av_get_strcpy(v, "member_id", o->member_id, sizeof o->member_id, err) ||
+        fs_av_get_enum(v, "status", sym, sizeof sym, err))
+        return -1;
+    st = ord_status_parse(sym);
+    if (fs_av_get_enum(v, "previous", sym, sizeof sym, err))
+        return -1;
+    prev = ord_status_parse(sym);
+    if (!o->order_id[0] || st < 0 || prev < 0)
         return fs_err_set(err, FS_ERR_INVALID, 0, "OrderStatusChanged without order or status");
     o->status = (ord_status)st;
-    o->previous = prev < 0 ? ORD_PENDING : (ord_status)prev;
-    fs_av_read_str(v, "reason", o->reason, sizeof o->reason, NULL);
-    o->pay_by = fs_av_read_long(v, "pay_by", 0, NULL);
-    o->amount = fs_av_read_long(v, "amount", 0, NULL);
-    o->deadline = fs_av_read_long(v, "deadline", 0, NULL);
-    o->delivered_at = fs_av_read_long(v, "delivered_at", 0, NULL);
-    o->payment_attempts = (int32_t)fs_av_read_long(v, "payment_attempts", 0, NULL);
-    o->restock_on_return = fs_av_read_bool(v, "restock_on_return", true);
-    o->occurred_at = fs_av_read_long(v, "occurred_at", 0, NULL);
+    o->previous = (ord_status)prev;
+    avro_value_t pay_by;
+    if (fs_av_get_strcpy(v, "reason", o->reason, sizeof o->reason, err) ||
+        fs_av_get_long(v, "amount", &o->amount, err) ||
+        fs_av_get_long(v, "deadline", &o->deadline, err) ||
+        fs_av_get_long(v, "delivered_at", &o->delivered_at, err) ||
+        fs_av_get_int(v, "payment_attempts", &o->payment_attempts, err) ||
+        fs_av_get_bool(v, "restock_on_return", &o->restock_on_return, err) ||
+        fs_av_get_long(v, "occurred_at", &o->occurred_at, err))
+        return -1;
+    /* pay_by: null until the order has a reservation */
+    if (avro_value_get_by_name(v, "pay_by", &pay_by, NULL) == 0) {
+        avro_value_t b;
+        int disc = -1;
+        if (avro_value_get_discriminant(&pay_by, &disc) == 0 && disc == 1 &&
+            avro_value_get_current_branch(&pay_by, &b) == 0)
+            avro_value_get_long(&b, &o->pay_by);
+    }
     avro_value_t lines;
     size_t n = 0;
-    if (avro_value_get_by_name(v, "lines", &lines, NULL) == 0)
-        avro_value_get_size(&lines, &n);
-    for (size_t i = 0; i < n && i < ORD_MAX_LINES; i++) {
+    if (avro_value_get_by_name(v, "lines", &lines, NULL) || avro_value_get_size(&lines, &n))
+        return fs_err_set(err, FS_ERR_INVALID, 0, "OrderStatusChanged without lines");
+    if (n > ORD_MAX_LINES)
+        return fs_err_set(err, FS_ERR_INVALID, 0, "OrderStatusChanged with %zu lines (at most %d)", n,
+                          ORD_MAX_LINES);
+    for (size_t i = 0; i < n; i++) {
         avro_value_t l;
-        avro_value_get_by_index(&lines, i, &l, NULL);
         ord_line *ln = &o->lines[o->nlines++];
-        fs_av_read_str(&l, "product_id", ln->product_id, sizeof ln->product_id, NULL);
-        ln->quantity = (int32_t)fs_av_read_long(&l, "quantity", 0, NULL);
-        ln->unit_price = fs_av_read_long(&l, "unit_price", 0, NULL);
-        fs_av_read_str(&l, "state", sym, sizeof sym, NULL);
+        if (avro_value_get_by_index(&lines, i, &l, NULL))
+            return fs_err_set(err, FS_ERR_INVALID, 0, "OrderStatusChanged: line %zu", i);
+        if (fs_av_get_strcpy(&l, "product_id", ln->product_id, sizeof ln->product_id, err) ||
+            fs_av_get_int(&l, "quantity", &ln->quantity, err) ||
+            fs_av_get_long(&l, "unit_price", &ln->unit_price, err) ||
+            fs_av_get_strcpy(&l, "state", sym, sizeof sym, err) ||
+            fs_av_get_strcpy(&l, "reason", ln->reason, sizeof ln->reason, err))
+            return -1;
         ln->state = (line_state)line_parse(sym);
-        fs_av_read_str(&l, "reason", ln->reason, sizeof ln->reason, NULL);
     }
     return 0;
 }

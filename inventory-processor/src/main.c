@@ -8,7 +8,7 @@
  * events and the consumed offsets commit in one transaction. One instance per partition at
  * a time (consumer group), so no locks.
  *
- * Snapshots (inv_snapshot.h): a rebuild starts from the partition's latest snapshot in
+ * Snapshots (flashsale/inventory_snapshot.h): a rebuild starts from the partition's latest snapshot in
  * inventory.snapshots and replays only the changelog after it. A snapshot is written inside
  * the transaction once FLASHSALE_SNAPSHOT_EVENTS (100000) decisions were made since the last
  * one, or FLASHSALE_SNAPSHOT_INTERVAL_MS (300000) after it when anything was decided, and

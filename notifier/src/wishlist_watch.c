@@ -11,6 +11,7 @@
  * only, and the notification goes into the outbox in the same transaction. Only members with
  * a verified address are told. */
 #include "flashsale/inventory_codec.h"
+#include "flashsale/messages.h"
 #include "notifier.h"
 
 #include "fs/db.h"
@@ -66,11 +67,17 @@ static int announce(const wishlist_watch *w, PGconn **cp, const char *pid, const
     }
     int n = PQntuples(r), rc = 0;
     fs_err err = {0};
-    for (int i = 0; i < n && rc == 0; i++)
-        rc = fs_outbox_notify(w->codec, c, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), kind,
-                              (const char *const[]){"product_id", pid, "name", p->name, "quantity",
-                                                    quantity ? quantity : "", NULL},
-                              &err);
+    for (int i = 0; i < n && rc == 0; i++) {
+        void *buf = NULL;
+        size_t len = 0;
+        rc = fs_notification_new_bytes(w->codec, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), kind,
+                                       (const char *const[]){"product_id", pid, "name", p->name,
+                                                             "quantity", quantity ? quantity : "", NULL},
+                                       fs_now_ms(), &buf, &len, &err) ||
+             fs_outbox_add(c, FS_TOPIC_NOTIFICATIONS, PQgetvalue(r, i, 0), "NotificationRequested",
+                           buf, len, &err);
+        free(buf);
+    }
     PQclear(r);
     PGresult *e = PQexec(c, rc ? "ROLLBACK" : "COMMIT");
     bool ok = rc == 0 && PQresultStatus(e) == PGRES_COMMAND_OK;

@@ -1,4 +1,4 @@
-/* Inventory decisions (inventory-processor/src/inv_state.c) and their Avro glue. */
+/* Inventory decisions (domain/src/inventory.c) and their Avro glue. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,9 @@
 #include "flashsale/inventory.h"
 
 #include "fs/id.h"
+#include "fs/schemas.h"
+
+#include <jansson.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -440,6 +443,49 @@ static void test_bounded_by_time(void **state)
     inv_state_destroy(s);
 }
 
+/* The codec's field names against the inventory schemas, both ways: a misspelt name in the
+ * codec is in no schema, and the field it meant is then handled by no name. */
+static void test_codec_vocabulary(void **state)
+{
+    (void)state;
+    const char *const *vocab = inv_codec_fields();
+    size_t nv = 0;
+    while (vocab[nv])
+        nv++;
+    bool *used = calloc(nv, sizeof *used);
+    assert_non_null(used);
+    int schemas = 0;
+    for (size_t i = 0; i < fs_embedded_schemas_count; i++) {
+        const fs_embedded_schema *e = &fs_embedded_schemas[i];
+        if (strncmp(e->path, "inventory/", 10) || strstr(e->path, ".v")) /* readers only */
+            continue;
+        json_t *sc = json_loads(e->json, 0, NULL);
+        assert_non_null(sc);
+        size_t k;
+        json_t *f;
+        json_array_foreach(json_object_get(sc, "fields"), k, f)
+        {
+            const char *name = json_string_value(json_object_get(f, "name"));
+            size_t j = 0;
+            while (j < nv && strcmp(vocab[j], name))
+                j++;
+            if (j == nv)
+                print_error("%s: field %s is not handled by the codec\n", e->path, name);
+            assert_true(j < nv);
+            used[j] = true;
+        }
+        json_decref(sc);
+        schemas++;
+    }
+    assert_true(schemas >= INV_CMD_COUNT + INV_EV_COUNT);
+    for (size_t j = 0; j < nv; j++) {
+        if (!used[j])
+            print_error("codec field %s is in no inventory schema\n", vocab[j]);
+        assert_true(used[j]);
+    }
+    free(used);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -448,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_random_invariants_and_rebuild),
         cmocka_unit_test(test_bounded_by_time),
         cmocka_unit_test(test_command_codec_round_trip),
+        cmocka_unit_test(test_codec_vocabulary),
     };
     return cmocka_run_group_tests_name("inv_state", tests, NULL, NULL);
 }

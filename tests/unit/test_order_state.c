@@ -1,4 +1,4 @@
-/* The order lifecycle table and the snapshot codec (sagas/src/order_state.c). */
+/* The order lifecycle table and the snapshot codec (domain/src/order.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

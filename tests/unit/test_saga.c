@@ -612,6 +612,34 @@ static void test_message_codecs(void **state)
     assert_string_equal(nd.email, "");
     assert_string_equal(fs_notification_get(&nd, "order_id"), "o9");
     assert_null(fs_notification_get(&nd, "status"));
+    /* a notification for the outbox, with a fresh id */
+    const char *params[] = {"code", "123456", NULL};
+    assert_int_equal(fs_notification_new_bytes(codec, "m9", NULL, "VERIFY_EMAIL", params, 5, &buf, &len, &err), 0);
+    decode(buf, len, "NotificationRequested", &v);
+    assert_int_equal(fs_notification_decode(&v, &nd, &err), 0);
+    avro_value_decref(&v);
+    free(buf);
+    assert_int_equal(strlen(nd.notification_id), 36);
+    assert_string_equal(fs_notification_get(&nd, "code"), "123456");
+    /* member events */
+    mem_event me = {.type = MEM_EV_UPDATED, .member_id = "m9", .nfields = 2, .occurred_at = 8};
+    strcpy(me.fields[0], "name");
+    strcpy(me.fields[1], "email");
+    assert_int_equal(mem_event_encode(codec, &me, &buf, &len, &err), 0);
+    decode(buf, len, "MemberUpdated", &v);
+    mem_event md;
+    assert_int_equal(mem_event_decode(&v, "MemberUpdated", &md, &err), 0);
+    avro_value_decref(&v);
+    free(buf);
+    assert_int_equal(md.nfields, 2);
+    assert_string_equal(md.fields[1], "email");
+    me = (mem_event){.type = MEM_EV_REGISTERED, .member_id = "m9", .role = "member", .occurred_at = 9};
+    assert_int_equal(mem_event_encode(codec, &me, &buf, &len, &err), 0);
+    decode(buf, len, "MemberRegistered", &v);
+    assert_int_equal(mem_event_decode(&v, "MemberRegistered", &md, &err), 0);
+    avro_value_decref(&v);
+    free(buf);
+    assert_string_equal(md.role, "member");
     /* a record of another type is not taken for this one */
     assert_int_equal(ord_command_encode(codec, &(ord_command){.type = ORD_CMD_CANCEL,
                                                               .order_id = "o9",

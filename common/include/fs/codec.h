@@ -91,6 +91,11 @@ int fs_av_set_str(avro_value_t *rec, const char *field, const char *v, fs_err *e
 int fs_av_set_int(avro_value_t *rec, const char *field, int32_t v, fs_err *err);
 int fs_av_set_long(avro_value_t *rec, const char *field, int64_t v, fs_err *err);
 int fs_av_get_bool(avro_value_t *rec, const char *field, bool *out, fs_err *err);
+/* An optional field (["null", T]) set to null. */
+int fs_av_set_null(avro_value_t *rec, const char *field, fs_err *err);
+/* An enum field by symbol: an unknown symbol is an error. */
+int fs_av_set_enum(avro_value_t *rec, const char *field, const char *symbol, fs_err *err);
+int fs_av_get_enum(avro_value_t *rec, const char *field, char *out, size_t n, fs_err *err);
 int fs_av_set_bool(avro_value_t *rec, const char *field, bool v, fs_err *err);
 /* A string field copied into out[n]: an absent (null) optional field reads as "";
  * a value that does not fit is an error (FS_ERR_INVALID), never cut short. */

@@ -25,7 +25,7 @@
 #define FS_TOPIC_NOTIFICATIONS "notifications"
 #define FS_TOPIC_DEADLETTER "deadletter"
 #define FS_TOPIC_ORDERS_ANSWERS "orders.answers"
-/* Compacted: the latest snapshot of each inventory partition (inventory-processor/src/inv_snapshot.h). */
+/* Compacted: the latest snapshot of each inventory partition (domain/include/flashsale/inventory_snapshot.h). */
 #define FS_TOPIC_INVENTORY_SNAPSHOTS "inventory.snapshots"
 
 typedef struct {

@@ -21,4 +21,8 @@ int inv_event_decode_bytes(const fs_codec *codec, const void *buf, size_t len, i
 int inv_command_decode_bytes(const fs_codec *codec, const void *buf, size_t len, inv_command *c,
                              fs_err *err);
 
+/* Every field name the codec reads or writes, NULL-terminated (for the test that checks
+ * them against the schemas). */
+const char *const *inv_codec_fields(void);
+
 #endif

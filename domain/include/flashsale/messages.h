@@ -9,6 +9,8 @@
  *   payments.events    pay_event       PaymentSucceeded, PaymentFailed, RefundSucceeded,
  *                                      RefundFailed
  *   notifications      fs_notification NotificationRequested
+ *   members.events     mem_event       MemberRegistered, MemberVerified, MemberUpdated,
+ *                                      MemberDeleted
  *
  * Encoders write every field of the schema (a field the schema lacks is an error, not
  * skipped); decoders take a record decoded by fs_codec_decode (already resolved to the
@@ -164,5 +166,39 @@ const char *fs_notification_get(const fs_notification *n, const char *key); /* N
 int fs_notification_encode(const fs_codec *codec, const fs_notification *n, void **buf,
                            size_t *len, fs_err *err);
 int fs_notification_decode(avro_value_t *rec, fs_notification *n, fs_err *err);
+
+/* A new notification's bytes for the outbox: a fresh id, the member, the address ("" or
+ * NULL: the notifier looks it up), the kind, parameters as key/value pairs (NULL-terminated;
+ * may be NULL), the time. *buf malloc'd. */
+int fs_notification_new_bytes(const fs_codec *codec, const char *member_id, const char *email,
+                              const char *kind, const char *const *params, int64_t at,
+                              void **buf, size_t *len, fs_err *err);
+
+/* ---- members.events ------------------------------------------------------------------- */
+
+typedef enum {
+    MEM_EV_REGISTERED,
+    MEM_EV_VERIFIED,
+    MEM_EV_UPDATED,
+    MEM_EV_DELETED,
+    MEM_EV_COUNT
+} mem_event_type;
+const char *mem_event_name(mem_event_type t);
+int mem_event_parse(const char *schema_name);
+
+#define MEM_MAX_FIELDS 8
+
+typedef struct {
+    mem_event_type type;
+    char member_id[ORD_ID_MAX];
+    char role[16]; /* MemberRegistered */
+    int nfields;   /* MemberUpdated: the names of the fields changed */
+    char fields[MEM_MAX_FIELDS][32];
+    int64_t occurred_at;
+} mem_event;
+
+int mem_event_encode(const fs_codec *codec, const mem_event *e, void **buf, size_t *len,
+                     fs_err *err);
+int mem_event_decode(avro_value_t *rec, const char *type_name, mem_event *e, fs_err *err);
 
 #endif

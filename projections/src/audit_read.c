@@ -1,0 +1,99 @@
+/* flashsale-audit: reading the log into the context; see audit.h. */
+#include "audit.h"
+
+static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
+{
+    audit_ctx *a = ctx;
+    if (vec_grow(&a->cmds) || vec_grow(&a->evs) || vec_grow(&a->answers) || vec_grow(&a->orders))
+        return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory after %llu records",
+                          (unsigned long long)a->read);
+    rd_kafka_timestamp_type_t tt;
+    int64_t ts = rd_kafka_message_timestamp(m, &tt);
+    if (a->at && ts > a->at) {
+        a->skipped_time++;
+        return 0;
+    }
+    if (++a->read % 100000 == 0)
+        fprintf(stderr, "flashsale-audit: %s: %llu records read\n", a->topic,
+                (unsigned long long)a->read);
+    const fs_schema *s;
+    avro_value_t v;
+    fs_err e = {0};
+    bool ok = fs_codec_decode(a->codec, m->payload, m->len, &s, &v, &e) == 0;
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    if (m->partition >= 0 && m->partition < MAX_PARTITIONS) {
+        if (strstr(topic, "inventory.events"))
+            a->next_ev[m->partition] = m->offset + 1;
+        else if (strstr(topic, "orders.events"))
+            a->next_ord[m->partition] = m->offset + 1;
+    }
+    if (strstr(topic, "inventory.commands")) {
+        cmd_rec *c = vec_push(&a->cmds);
+        c->partition = m->partition;
+        c->offset = m->offset;
+        c->ts = ts;
+        c->ok = ok && inv_command_decode(&v, fs_schema_name(s), &c->cmd, &e) == 0;
+        if (c->ok)
+            c->cmd.offset = m->offset;
+    } else if (ok && strstr(topic, "inventory.events")) {
+        ev_rec *r = vec_push(&a->evs);
+        r->partition = m->partition;
+        r->offset = m->offset;
+        r->ts = ts;
+        if (inv_event_decode(&v, fs_schema_name(s), &r->ev, &e)) {
+            a->evs.n--;
+            a->undecodable++;
+        }
+    } else if (ok && strstr(topic, "orders.answers") && !strcmp(fs_schema_name(s), "OrderAnswered")) {
+        answer_rec *r = vec_push(&a->answers);
+        memset(r, 0, sizeof *r);
+        r->partition = m->partition;
+        r->offset = m->offset;
+        ord_answer ans;
+        if (ord_answer_decode(&v, &ans, &e)) {
+            a->answers.n--;
+            a->undecodable++;
+        } else {
+            snprintf(r->order_id, sizeof r->order_id, "%s", ans.order_id);
+            snprintf(r->member_id, sizeof r->member_id, "%s", ans.member_id);
+            snprintf(r->product_id, sizeof r->product_id, "%s", ans.product_id);
+            snprintf(r->status, sizeof r->status, "%s", ans.status);
+            snprintf(r->reason, sizeof r->reason, "%s", ans.reason);
+            snprintf(r->source, sizeof r->source, "%s", ans.source);
+            r->pay_by = ans.pay_by;
+            r->answered_at = ans.answered_at;
+            r->quantity = ans.quantity;
+        }
+    } else if (ok && strstr(topic, "orders.events") &&
+               !strcmp(fs_schema_name(s), "OrderStatusChanged")) {
+        ord_order *o = vec_push(&a->orders);
+        if (ord_decode(&v, o, &e))
+            a->orders.n--;
+    }
+    if (!ok)
+        a->undecodable++;
+    else
+        avro_value_decref(&v);
+    return 0;
+}
+
+int audit_read_topic(const fs_common_config *cfg, audit_ctx *a, const char *topic, fs_err *err)
+{
+    rd_kafka_t *admin = fs_kafka_new(cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "flashsale-audit"}, err);
+    int n = admin ? fs_kafka_partition_count(admin, topic, 10000, err) : -1;
+    if (admin)
+        rd_kafka_destroy(admin);
+    if (n < 1)
+        return -1;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    a->topic = topic;
+    uint64_t before = a->read;
+    int rc = fs_kafka_read_to_end(cfg, l, collect, a, 600000, err);
+    rd_kafka_topic_partition_list_destroy(l);
+    fprintf(stderr, "flashsale-audit: %s: %llu records\n", topic,
+            (unsigned long long)(a->read - before));
+    return rc;
+}
+
