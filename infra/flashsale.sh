@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start, stop and inspect a local flashsale: Kafka (KRaft, single node), PostgreSQL, Redis,
+# Start, stop and inspect a local flashsale: Kafka (KRaft: one node, or three), PostgreSQL, Redis,
 # every flashsale service that has been built, and the edge (nginx, infra/edge.sh) in front of
 # the API, all on loopback under one run directory.
 #
@@ -13,7 +13,9 @@
 # (15432), FLASHSALE_REDIS_PORT (16379), FLASHSALE_HTTP_PORT (8080: the public port, the
 # edge's), FLASHSALE_API_PORT (18080: the API itself, behind the edge; for benchmarks),
 # FLASHSALE_HTTP_THREADS (128: the API's worker threads, sized for the edge's connections),
-# FLASHSALE_PARTITIONS (6), FLASHSALE_KAFKA_HEAP (768m); the edge's own settings are
+# FLASHSALE_PARTITIONS (6), FLASHSALE_KAFKA_HEAP (768m, per node), FLASHSALE_KAFKA_NODES (1;
+# 3 or 5: a KRaft cluster on loopback, node i on FLASHSALE_KAFKA_PORT + 2(i-1), every topic
+# with three replicas and min.insync.replicas 2); the edge's own settings are
 # infra/edge.sh's. Defaults stay away from 9092/5432/6379 so that servers already
 # running on a machine are never touched.
 set -euo pipefail
@@ -34,6 +36,8 @@ API_PORT=${FLASHSALE_API_PORT:-18080}
 API_THREADS=${FLASHSALE_HTTP_THREADS:-128}
 PARTITIONS=${FLASHSALE_PARTITIONS:-6}
 KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-768m}
+NODES=${FLASHSALE_KAFKA_NODES:-1}
+case "$NODES" in 1|3|5) ;; *) fs_die "FLASHSALE_KAFKA_NODES: 1, 3 or 5 (a KRaft quorum needs an odd count), not '$NODES'" ;; esac
 # a service is an instance name; svc_exe/svc_args say what it runs
 SERVICES=(flashsale-api flashsale-inventory flashsale-orders flashsale-payments
           flashsale-projector-postgres flashsale-projector-redis flashsale-notifier)
@@ -167,48 +171,89 @@ redis_stop() {
 }
 
 # ---- Kafka ------------------------------------------------------------------------------
-kafka_start() {
-  if pid_alive "$RUN/pids/kafka.pid"; then return 0; fi
-  [ -f "$KAFKA_LIBS/.complete" ] || "$here/kafka/fetch.sh"
-  command -v java >/dev/null || fs_die "java is not installed (run infra/bootstrap.sh)"
-  local k="$RUN/kafka"
-  mkdir -p "$k/data"
-  sed -e "s|@PORT@|$KAFKA_PORT|g" -e "s|@CPORT@|$KAFKA_CPORT|g" -e "s|@DATA@|$k/data|g" \
-      -e "s|@PARTITIONS@|$PARTITIONS|g" "$here/kafka/server.properties.in" >"$k/server.properties"
-  cp "$here/kafka/log4j.properties" "$k/log4j.properties"
-  local cp="$KAFKA_LIBS/*"
-  if [ ! -f "$k/data/meta.properties" ]; then
+# One node (default), or FLASHSALE_KAFKA_NODES combined broker+controller nodes: node i
+# listens on KAFKA_PORT + 2(i-1) (clients) and KAFKA_CPORT + 2(i-1) (its controller), keeps
+# its data in $RUN/kafka-i and its pid in kafka-i.pid (one node: $RUN/kafka, kafka.pid).
+kafka_nodes() { seq 1 "$NODES"; }
+kafka_port() { echo $((KAFKA_PORT + 2 * ($1 - 1))); }
+kafka_cport() { echo $((KAFKA_CPORT + 2 * ($1 - 1))); }
+kafka_name() { if [ "$NODES" -eq 1 ]; then echo kafka; else echo "kafka-$1"; fi; }
+kafka_brokers() {
+  local out="" i
+  for i in $(kafka_nodes); do out="${out:+$out,}127.0.0.1:$(kafka_port "$i")"; done
+  echo "$out"
+}
+kafka_voters() {
+  local out="" i
+  for i in $(kafka_nodes); do out="${out:+$out,}$i@127.0.0.1:$(kafka_cport "$i")"; done
+  echo "$out"
+}
+kafka_cluster_id() { # shared by every node of the run directory, drawn on first use
+  local f="$RUN/kafka.cluster"
+  if [ ! -s "$f" ]; then
     # a KRaft cluster id is 16 random bytes, URL-safe base64; one starting with '-' would be
     # read as an option by the storage tool (1 in 32 runs failed so), so draw again
     local cluster=-
     while [ "${cluster#-}" != "$cluster" ]; do
       cluster=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
     done
-    fs_say "Kafka: formatting KRaft storage (cluster $cluster)"
+    echo "$cluster" >"$f"
+  fi
+  cat "$f"
+}
+kafka_node_start() {
+  local i=$1 name; name=$(kafka_name "$1")
+  if pid_alive "$RUN/pids/$name.pid"; then return 0; fi
+  local k="$RUN/$name" rf=1 minisr=1
+  if [ "$NODES" -ge 3 ]; then rf=3; minisr=2; fi
+  mkdir -p "$k/data"
+  sed -e "s|@PORT@|$(kafka_port "$i")|g" -e "s|@CPORT@|$(kafka_cport "$i")|g" -e "s|@DATA@|$k/data|g" \
+      -e "s|@PARTITIONS@|$PARTITIONS|g" -e "s|@NODE@|$i|g" -e "s|@VOTERS@|$(kafka_voters)|g" \
+      -e "s|@RF@|$rf|g" -e "s|@MINISR@|$minisr|g" "$here/kafka/server.properties.in" >"$k/server.properties"
+  cp "$here/kafka/log4j.properties" "$k/log4j.properties"
+  local cp="$KAFKA_LIBS/*"
+  if [ ! -f "$k/data/meta.properties" ]; then
+    local cluster; cluster=$(kafka_cluster_id)
+    fs_say "Kafka node $i: formatting KRaft storage (cluster $cluster)"
     java -cp "$cp" -Dlog4j.configuration="file:$k/log4j.properties" -Dkafka.logs.dir="$RUN/logs" \
       kafka.tools.StorageTool format -t "$cluster" -c "$k/server.properties" \
-      >"$RUN/logs/kafka-format.log" 2>&1 || { cat "$RUN/logs/kafka-format.log"; fs_die "Kafka storage format failed"; }
+      >"$RUN/logs/$name-format.log" 2>&1 || { cat "$RUN/logs/$name-format.log"; fs_die "Kafka storage format failed"; }
   fi
-  fs_say "Kafka $KAFKA_VERSION: starting on 127.0.0.1:$KAFKA_PORT (KRaft controller on $KAFKA_CPORT)"
+  fs_say "Kafka $KAFKA_VERSION node $i of $NODES: starting on 127.0.0.1:$(kafka_port "$i") (KRaft controller on $(kafka_cport "$i"))"
+  # each node logs to its own directory (log4j's files are named by kafka.logs.dir)
+  mkdir -p "$RUN/logs/$name"
   nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true -Dlog4j.configuration="file:$k/log4j.properties" \
-    -Dkafka.logs.dir="$RUN/logs" -cp "$cp" kafka.Kafka "$k/server.properties" \
-    >"$RUN/logs/kafka.out" 2>&1 &
-  echo $! >"$RUN/pids/kafka.pid"
-  wait_for 90 Kafka port_open "$KAFKA_PORT" || { tail -30 "$RUN/logs/kafka.out"; fs_die "Kafka did not start"; }
+    -Dkafka.logs.dir="$( [ "$NODES" -eq 1 ] && echo "$RUN/logs" || echo "$RUN/logs/$name")" -cp "$cp" kafka.Kafka "$k/server.properties" \
+    >"$RUN/logs/$name.out" 2>&1 &
+  echo $! >"$RUN/pids/$name.pid"
 }
-kafka_stop() {
-  if pid_alive "$RUN/pids/kafka.pid"; then
-    local pid; pid=$(cat "$RUN/pids/kafka.pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$RUN/pids/kafka.pid"
+kafka_start() { # kafka_start [node]: every node, or one
+  [ -f "$KAFKA_LIBS/.complete" ] || "$here/kafka/fetch.sh"
+  command -v java >/dev/null || fs_die "java is not installed (run infra/bootstrap.sh)"
+  local i nodes; nodes=${1:-$(kafka_nodes)}
+  for i in $nodes; do kafka_node_start "$i"; done
+  for i in $nodes; do
+    wait_for 90 "Kafka node $i" port_open "$(kafka_port "$i")" ||
+      { tail -30 "$RUN/logs/$(kafka_name "$i").out"; fs_die "Kafka node $i did not start"; }
+  done
+}
+kafka_stop() { # kafka_stop [node [signal]]: every node (SIGTERM, then SIGKILL after 30 s), or one
+  local i nodes sig=${2:-TERM}; nodes=${1:-$(kafka_nodes)}
+  for i in $nodes; do
+    local f; f="$RUN/pids/$(kafka_name "$i").pid"
+    if pid_alive "$f"; then
+      local pid; pid=$(cat "$f")
+      kill -s "$sig" "$pid" 2>/dev/null || true
+      for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$f"
+  done
 }
 kafka_ok() {
   if [ -x "$BUILD/tools/flashsale-topics" ]; then
-    FLASHSALE_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT "$BUILD/tools/flashsale-topics" check >/dev/null 2>&1
+    FLASHSALE_KAFKA_BROKERS=$(kafka_brokers) "$BUILD/tools/flashsale-topics" check >/dev/null 2>&1
   else
     port_open "$KAFKA_PORT"
   fi
@@ -222,7 +267,9 @@ write_env() {
   (umask 077; cat >"$RUN/env" <<ENV
 # flashsale environment for this run directory (generated by infra/flashsale.sh; mode 600)
 export FLASHSALE_RUN_DIR='$RUN'
-export FLASHSALE_KAFKA_BROKERS='127.0.0.1:$KAFKA_PORT'
+export FLASHSALE_KAFKA_BROKERS='$(kafka_brokers)'
+export FLASHSALE_KAFKA_NODES='$NODES'
+export FLASHSALE_REPLICATION='$( [ "$NODES" -ge 3 ] && echo 3 || echo 1)'
 export FLASHSALE_PARTITIONS='$PARTITIONS'
 export FLASHSALE_PG_URL='postgresql://flashsale:$(secret pg-password)@127.0.0.1:$PG_PORT/flashsale'
 export FLASHSALE_REDIS_HOST='127.0.0.1'
@@ -302,7 +349,7 @@ cmd_start() {
 flashsale is running (run directory $RUN)
   HTTP         http://127.0.0.1:$HTTP_PORT   (the edge, nginx; try: curl http://127.0.0.1:$HTTP_PORT/readyz)
   API direct   http://127.0.0.1:$API_PORT  (behind the edge; for benchmarks)
-  Kafka        127.0.0.1:$KAFKA_PORT          (kcat -b 127.0.0.1:$KAFKA_PORT -L)
+  Kafka        $(kafka_brokers)   ($NODES node(s); kcat -b 127.0.0.1:$KAFKA_PORT -L)
   PostgreSQL   127.0.0.1:$PG_PORT database flashsale, user flashsale
   Redis        127.0.0.1:$REDIS_PORT
   Environment  $RUN/env  (source it to use the tools; holds generated secrets, mode 600)
@@ -326,7 +373,13 @@ cmd_status() {
   local bad=0
   line() { printf '  %-30s %-5s %s\n' "$1" "$2" "$3"; }
   echo "flashsale status (run directory $RUN)"
-  if kafka_ok; then line kafka ok "127.0.0.1:$KAFKA_PORT"; else line kafka DOWN "127.0.0.1:$KAFKA_PORT"; bad=1; fi
+  if kafka_ok; then line kafka ok "$(kafka_brokers)"; else line kafka DOWN "$(kafka_brokers)"; bad=1; fi
+  if [ "$NODES" -gt 1 ]; then
+    for i in $(kafka_nodes); do
+      if pid_alive "$RUN/pids/kafka-$i.pid"; then line "  kafka node $i" ok "127.0.0.1:$(kafka_port "$i") pid $(cat "$RUN/pids/kafka-$i.pid")"
+      else line "  kafka node $i" DOWN "log $RUN/logs/kafka-$i.out"; bad=1; fi
+    done
+  fi
   if pg_ok; then line postgresql ok "127.0.0.1:$PG_PORT"; else line postgresql DOWN "127.0.0.1:$PG_PORT"; bad=1; fi
   if redis_ok; then line redis ok "127.0.0.1:$REDIS_PORT"; else line redis DOWN "127.0.0.1:$REDIS_PORT"; bad=1; fi
   for s in "${SERVICES[@]}"; do
@@ -346,9 +399,12 @@ case "${1:-}" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   env) echo "$RUN/env" ;;
-  kafka-stop) kafka_stop ;;     # (tests: a broker outage)
-  kafka-start) kafka_start ;;
+  kafka-stop) kafka_stop "${2:-}" ;;          # (tests: a broker outage; [node])
+  kafka-kill) kafka_stop "${2:?node}" KILL ;;  # (tests: SIGKILL one node)
+  kafka-pause) kill -STOP "$(cat "$RUN/pids/$(kafka_name "${2:-1}").pid")" ;;  # (tests: a frozen node)
+  kafka-resume) kill -CONT "$(cat "$RUN/pids/$(kafka_name "${2:-1}").pid")" ;;
+  kafka-start) kafka_start "${2:-}" ;;
   edge-stop) edge stop ;;        # (tests: the edge away)
   edge-start) edge start ;;
-  *) echo "usage: $0 start [--infra-only] | stop | status | env | kafka-stop | kafka-start | edge-stop | edge-start" >&2; exit 2 ;;
+  *) echo "usage: $0 start [--infra-only] | stop | status | env | kafka-stop [node] | kafka-kill node | kafka-pause [node] | kafka-resume [node] | kafka-start [node] | edge-stop | edge-start" >&2; exit 2 ;;
 esac

@@ -6,6 +6,15 @@ fs_die() { printf '[flashsale] error: %s\n' "$*" >&2; exit 1; }
 # ephemeral port), which a connect probe cannot see. free_port P: P or the next free one.
 port_taken() { ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .; }
 free_port() { local p=$1; while port_taken "$p"; do p=$((p + 1)); done; echo "$p"; }
+# free_range P N: the first port >= P such that it and the N-1 after it are all free.
+free_range() {
+  local p=$1 n=$2 k
+  while :; do
+    for ((k = 0; k < n; k++)); do port_taken $((p + k)) && break; done
+    [ "$k" -eq "$n" ] && { echo "$p"; return; }
+    p=$((p + k + 1))
+  done
+}
 
 # Root of the repository and the cache directory for downloaded broker jars.
 FS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

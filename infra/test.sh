@@ -7,6 +7,7 @@
 #   FLASHSALE_ASAN_BUILD_DIR  sanitizer build (build-asan); its unit tests run too
 #   FLASHSALE_KEEP_TEST_RUN=1 keep the run directory (logs, data) for inspection
 #   CTEST_ARGS                extra ctest arguments, e.g. "-R eos" or "-L unit"
+#   FLASHSALE_KAFKA_NODES=3   the whole suite on a three-node Kafka cluster
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -18,8 +19,10 @@ ASAN=${FLASHSALE_ASAN_BUILD_DIR:-build-asan}
 run=$(mktemp -d /tmp/flashsale-test.XXXXXX)
 chmod 755 "$run"
 export FLASHSALE_RUN_DIR=$run FLASHSALE_BUILD_DIR=$BUILD
-export FLASHSALE_KAFKA_PORT=$(free_port 29092)
-export FLASHSALE_KAFKA_CONTROLLER_PORT=$(free_port $((FLASHSALE_KAFKA_PORT + 1)))
+# FLASHSALE_KAFKA_NODES=3 runs the suite on a three-node cluster: node i on base + 2(i-1)
+export FLASHSALE_KAFKA_NODES=${FLASHSALE_KAFKA_NODES:-1}
+export FLASHSALE_KAFKA_PORT=$(free_range 29092 $((2 * FLASHSALE_KAFKA_NODES)))
+export FLASHSALE_KAFKA_CONTROLLER_PORT=$((FLASHSALE_KAFKA_PORT + 1))
 export FLASHSALE_PG_PORT=$(free_port 25432)
 export FLASHSALE_REDIS_PORT=$(free_port 26379)
 export FLASHSALE_HTTP_PORT=$(free_port 28080)
@@ -33,7 +36,7 @@ cleanup() {
   "$here/flashsale.sh" stop >/dev/null 2>&1 || true
   if [ "$status" -ne 0 ]; then
     fs_say "test run failed; last broker log lines:"
-    tail -n 15 "$run/logs/kafka.out" 2>/dev/null || true
+    tail -n 15 "$run"/logs/kafka*.out 2>/dev/null || true
   fi
   if [ "${FLASHSALE_KEEP_TEST_RUN:-0}" = 1 ]; then
     fs_say "kept $run"
@@ -45,7 +48,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fs_say "test instances in $run: Kafka $FLASHSALE_KAFKA_PORT, PostgreSQL $FLASHSALE_PG_PORT, Redis $FLASHSALE_REDIS_PORT"
+fs_say "test instances in $run: Kafka $FLASHSALE_KAFKA_PORT ($FLASHSALE_KAFKA_NODES node(s)), PostgreSQL $FLASHSALE_PG_PORT, Redis $FLASHSALE_REDIS_PORT"
 "$here/flashsale.sh" start --infra-only
 # shellcheck disable=SC1091
 . "$run/env"
