@@ -25,6 +25,7 @@
 #include <time.h>
 
 #define IDEM_TTL_S 86400
+#define IDEM_DOWN "the idempotency store is unavailable"
 
 static int reject_status(inv_reason r, const char **code)
 {
@@ -125,8 +126,7 @@ static int idem_claim(fs_http_req *req, api_ctx *a, const char *member, const ch
     fs_err err = {0};
     redisContext *c = api_redis(a, &err);
     if (!c) {
-        fs_http_error(req, 503, "UNAVAILABLE", "the idempotency store is unavailable",
-                      "Retry-After: 1\r\n");
+        fs_http_unavailable(req, IDEM_DOWN, err.msg);
         return -1;
     }
     char rkey[300], val[200];
@@ -134,11 +134,11 @@ static int idem_claim(fs_http_req *req, api_ctx *a, const char *member, const ch
     snprintf(val, sizeof val, "%s|%s|%lld", order_id, product_id, qty);
     redisReply *r = redisCommand(c, "SET %s %s NX EX %d", rkey, val, IDEM_TTL_S);
     if (!r || r->type == REDIS_REPLY_ERROR) {
+        fs_err_from_redis(&err, c, r, "idempotency claim");
         if (r)
             freeReplyObject(r);
         api_redis_drop();
-        fs_http_error(req, 503, "UNAVAILABLE", "the idempotency store is unavailable",
-                      "Retry-After: 1\r\n");
+        fs_http_unavailable(req, IDEM_DOWN, err.msg);
         return -1;
     }
     int claimed = r->type == REDIS_REPLY_STATUS;
@@ -147,10 +147,10 @@ static int idem_claim(fs_http_req *req, api_ctx *a, const char *member, const ch
         return 1;
     r = redisCommand(c, "GET %s", rkey);
     if (!r || r->type != REDIS_REPLY_STRING) {
+        fs_err_from_redis(&err, c, r, "idempotency read");
         if (r)
             freeReplyObject(r);
-        fs_http_error(req, 503, "UNAVAILABLE", "the idempotency store is unavailable",
-                      "Retry-After: 1\r\n");
+        fs_http_unavailable(req, IDEM_DOWN, err.msg);
         return -1;
     }
     char stored[200];
@@ -158,7 +158,7 @@ static int idem_claim(fs_http_req *req, api_ctx *a, const char *member, const ch
     freeReplyObject(r);
     char *p1 = strchr(stored, '|'), *p2 = p1 ? strchr(p1 + 1, '|') : NULL;
     if (!p1 || !p2) {
-        fs_http_error(req, 503, "UNAVAILABLE", "corrupt idempotency record", "Retry-After: 1\r\n");
+        fs_http_unavailable(req, "corrupt idempotency record", NULL);
         return -1;
     }
     *p1 = *p2 = '\0';
@@ -275,8 +275,10 @@ static int checkout(fs_http_req *req, api_ctx *a, const fs_principal *who, json_
     const fs_schema *sc = fs_codec_reader(a->codec, "PlaceCheckout");
     avro_value_t v, arr;
     fs_err err = {0};
+    if (!sc)
+        fs_err_set(&err, FS_ERR_FATAL, 0, "no schema PlaceCheckout");
     if (!sc || fs_schema_value_new(sc, &v, &err))
-        return fs_http_error(req, 500, "INTERNAL", "no checkout schema", NULL);
+        return fs_http_fail(req, &err, "no checkout schema", NULL);
     char order_id[FS_UUID_STR_LEN + 1], event_id[FS_UUID_STR_LEN + 1];
     fs_uuid7_str(order_id);
     fs_uuid7_str(event_id);
@@ -320,12 +322,12 @@ static int checkout(fs_http_req *req, api_ctx *a, const fs_principal *who, json_
     int rc = fs_codec_encode(sc, &v, &buf, &len, &err);
     avro_value_decref(&v);
     if (rc)
-        return fs_http_error(req, 500, "INTERNAL", err.msg, NULL);
+        return fs_http_fail(req, &err, err.msg, NULL); /* (our record: INVALID is ours too) */
     rc = api_bus_produce_order_command(a->bus, order_id, buf, len, "PlaceCheckout", event_id, now, &err);
     free(buf);
     if (rc) {
         fs_metrics_produce_error();
-        return fs_http_error(req, 503, "UNAVAILABLE", "the order could not be queued", "Retry-After: 1\r\n");
+        return fs_http_unavailable(req, "the order could not be queued", err.msg);
     }
     static const char *const done[] = {"RESERVED", "REJECTED", "PAYING", "PAID", NULL};
     api_order o;
@@ -433,7 +435,7 @@ static int orders_create(struct mg_connection *conn, void *cb)
             adopt_from_read_model(a, existing);
             api_waiter *w = api_bus_waiter_new(a->bus, existing);
             if (!w)
-                return fs_http_error(&req, 503, "UNAVAILABLE", "out of memory", "Retry-After: 1\r\n");
+                return fs_http_unavailable(&req, "out of memory", NULL);
             api_wait_result r;
             api_bus_wait(a->bus, w, fs_mono_ms() + (async ? 0 : a->decision_wait_ms), !async, &r);
             api_bus_waiter_release(a->bus, w);
@@ -473,11 +475,11 @@ static int orders_create(struct mg_connection *conn, void *cb)
     size_t len = 0;
     fs_err err = {0};
     if (inv_command_encode(a->codec, &cmd, &buf, &len, &err))
-        return fs_http_error(&req, 500, "INTERNAL", err.msg, NULL);
+        return fs_http_fail(&req, &err, err.msg, NULL); /* (our record: INVALID is ours too) */
     api_waiter *w = api_bus_waiter_new(a->bus, order_id);
     if (!w) {
         free(buf);
-        return fs_http_error(&req, 503, "UNAVAILABLE", "out of memory", "Retry-After: 1\r\n");
+        return fs_http_unavailable(&req, "out of memory", NULL);
     }
     api_order pending = {0};
     snprintf(pending.order_id, sizeof pending.order_id, "%s", order_id);
@@ -496,8 +498,7 @@ static int orders_create(struct mg_connection *conn, void *cb)
         fs_metrics_produce_error();
         if (idem)
             idem_release(a, who.sub, idem);
-        return fs_http_error(&req, 503, "UNAVAILABLE", "the order could not be queued",
-                             "Retry-After: 1\r\n");
+        return fs_http_unavailable(&req, "the order could not be queued", err.msg);
     }
     api_wait_result r;
     api_bus_wait(a->bus, w, t0 + (async ? 0 : a->decision_wait_ms), !async, &r);
@@ -506,8 +507,7 @@ static int orders_create(struct mg_connection *conn, void *cb)
         fs_metrics_produce_error();
         if (idem)
             idem_release(a, who.sub, idem);
-        return fs_http_error(&req, 503, "UNAVAILABLE", "the order was not accepted by Kafka",
-                             "Retry-After: 1\r\n");
+        return fs_http_unavailable(&req, "the order was not accepted by Kafka", NULL);
     }
     if (r.decided) {
         fs_metrics_decision_latency((double)(fs_mono_ms() - t0));
@@ -580,9 +580,11 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
     const fs_schema *sc = fs_codec_reader(a->codec, acts[k].command);
     avro_value_t v;
     fs_err err = {0};
+    if (!sc)
+        fs_err_set(&err, FS_ERR_FATAL, 0, "no schema %s", acts[k].command);
     if (!sc || fs_schema_value_new(sc, &v, &err)) {
         json_decref(body);
-        return fs_http_error(req, 500, "INTERNAL", "no schema", NULL);
+        return fs_http_fail(req, &err, "no schema", NULL);
     }
     char event_id[FS_UUID_STR_LEN + 1];
     fs_uuid7_str(event_id);
@@ -606,7 +608,7 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
     free(buf);
     if (rc) {
         fs_metrics_produce_error();
-        return fs_http_error(req, 503, "UNAVAILABLE", "the command could not be queued", "Retry-After: 1\r\n");
+        return fs_http_unavailable(req, "the command could not be queued", err.msg);
     }
     int r = wait_for_status(a, id, event_id, acts[k].targets, sent_at_version,
                             t0 + (a->decision_wait_ms > 5000 ? a->decision_wait_ms : 5000), &o);

@@ -74,7 +74,7 @@ json_t *api_read_json(fs_http_req *req, api_ctx *a)
     size_t cap = (size_t)a->max_body + 1, n = 0;
     char *buf = malloc(cap);
     if (!buf) {
-        fs_http_error(req, 503, "UNAVAILABLE", "out of memory", "Retry-After: 1\r\n");
+        fs_http_unavailable(req, "out of memory", NULL);
         return NULL;
     }
     int r;
@@ -261,6 +261,28 @@ void api_pg_release(void)
         fs_pg_pool_put(pg_pool, tl_pg);
         tl_pg = NULL;
     }
+}
+
+static bool state_in(const char *st, const char *const *prefixes)
+{
+    for (; *prefixes; prefixes++)
+        if (!strncmp(st, *prefixes, strlen(*prefixes)))
+            return true;
+    return false;
+}
+
+int api_pg_error(fs_err *err, const PGconn *c, const PGresult *r, const char *what)
+{
+    static const char *const retriable[] = {"53", "55", "57", "58", "25006", "42P01", "42703", NULL};
+    fs_err_from_pg(err, c, r, what);
+    if (!err || err->cls == FS_ERR_RETRIABLE)
+        return -1;
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (!st || !*st || state_in(st, retriable))
+        err->cls = FS_ERR_RETRIABLE;
+    else if (!strncmp(st, "42", 2))
+        err->cls = FS_ERR_FATAL;
+    return -1;
 }
 
 bool api_paging(fs_http_req *req, int *limit, char *cursor, size_t cursor_len)
