@@ -17,6 +17,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+typedef struct api_accounts api_accounts; /* accounts.h */
+
 typedef struct {
     fs_common_config cfg;
     const char *jwt_secret;
@@ -25,7 +27,9 @@ typedef struct {
     fs_health *health;
     long decision_wait_ms; /* FLASHSALE_DECISION_WAIT_MS */
     long max_body;         /* FLASHSALE_HTTP_MAX_BODY */
-    /* members and sessions (accounts.h) */
+    /* members and sessions (accounts.h): keys, password hashing, the member cache, rate
+     * limits and the outbox relay, made by api_accounts_new in main.c */
+    api_accounts *accounts;
     long access_ttl_s, refresh_ttl_s, code_ttl_s, code_max_attempts;
     /* rate limits: login failures per account and attempts per IP (per minute), sign-ups
      * and verification attempts per IP (per minute), orders per member and per IP (per

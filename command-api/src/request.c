@@ -36,14 +36,15 @@ bool api_auth(fs_http_req *req, api_ctx *a, const char *role, fs_principal *who)
     if (who->gen >= 0) { /* a login token: its session generation must still be current */
         int64_t gen;
         member_status st;
-        if (api_member_state(a, who->sub, &gen, &st)) {
-            fs_http_error(req, 503, "UNAVAILABLE", "the members store is unavailable", "Retry-After: 1\r\n");
+        fs_err err = {0};
+        if (api_member_state(a, who->sub, &gen, &st, &err)) {
+            fs_http_fail(req, &err, "the members store is unavailable", NULL);
             return false;
         }
         int revoked = st == MEMBER_NONE || st == MEMBER_DELETED || gen != who->gen ? 1
-                      : who->sid[0] ? api_session_revoked(a, who->sid) : 0;
+                      : who->sid[0] ? api_session_revoked(a, who->sid, &err) : 0;
         if (revoked < 0) {
-            fs_http_error(req, 503, "UNAVAILABLE", "the session store is unavailable", "Retry-After: 1\r\n");
+            fs_http_fail(req, &err, "the session store is unavailable", NULL);
             return false;
         }
         if (revoked) {
