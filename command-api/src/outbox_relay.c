@@ -104,13 +104,11 @@ static int relay_once(api_relay *relay, PGconn *c, rd_kafka_t *p, fs_err *err)
                                " (extract(epoch FROM created_at) * 1000)::bigint FROM outbox"
                                " WHERE sent_at IS NULL ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED",
                                0, NULL, NULL, NULL, NULL, 1 /* binary results */);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fs_err_from_pg(err, c, r, "outbox read");
-        PQclear(r);
-        PQclear(PQexec(c, "ROLLBACK"));
-        return -1;
-    }
-    int n = PQntuples(r), rc = 0;
+    int n = 0, rc = 0;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        rc = fs_err_from_pg(err, c, r, "outbox read");
+    else
+        n = PQntuples(r);
     for (int i = 0; i < n && rc == 0; i++)
         rc = produce_row(relay, p, r, i, err);
     /* every record acknowledged (acks=all), or none counts */
@@ -121,7 +119,7 @@ static int relay_once(api_relay *relay, PGconn *c, rd_kafka_t *p, fs_err *err)
     if (n && rc == 0)
         rc = delete_rows(c, r, err);
     PQclear(r);
-    PQclear(PQexec(c, rc ? "ROLLBACK" : "COMMIT"));
+    PQclear(PQexec(c, rc ? "ROLLBACK" : "COMMIT")); /* the batch's one end */
     return rc ? -1 : n;
 }
 
