@@ -17,6 +17,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+typedef struct api_accounts api_accounts; /* accounts.h */
+
 typedef struct {
     fs_common_config cfg;
     const char *jwt_secret;
@@ -25,7 +27,9 @@ typedef struct {
     fs_health *health;
     long decision_wait_ms; /* FLASHSALE_DECISION_WAIT_MS */
     long max_body;         /* FLASHSALE_HTTP_MAX_BODY */
-    /* members and sessions (accounts.h) */
+    /* members and sessions (accounts.h): keys, password hashing, the member cache, rate
+     * limits and the outbox relay, made by api_accounts_new in main.c */
+    api_accounts *accounts;
     long access_ttl_s, refresh_ttl_s, code_ttl_s, code_max_attempts;
     /* rate limits: login failures per account and attempts per IP (per minute), sign-ups
      * and verification attempts per IP (per minute), orders per member and per IP (per
@@ -54,6 +58,13 @@ PGconn *api_pg(api_ctx *a, fs_err *err);
  * connection (a password hash), and must not use the old handle afterwards. */
 void api_pg_release(void);
 void api_pg_pool_set(fs_pg_pool *pool, long wait_ms);
+/* Classes a failed statement of the API (fs_err_from_pg, widened): RETRIABLE also for errors
+ * libpq made itself (no SQLSTATE: the connection), lack of resources (53), locks, cancels,
+ * statement timeouts and shutdowns (55, 57), system errors (58), a read-only server (25006:
+ * a standby) and a table or column that does not exist yet (42P01, 42703: the read model's
+ * tables are the projector's); INVALID for a value or a constraint PostgreSQL refused (22,
+ * 23); FATAL for the rest (a wrong statement, a missing privilege). Returns -1. */
+int api_pg_error(fs_err *err, const PGconn *c, const PGresult *r, const char *what);
 
 /* Paging: ?limit=1..100 (default 20) and ?cursor=<id from next_cursor>. On a bad value the
  * 400 is sent and false returned. */

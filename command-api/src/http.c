@@ -114,17 +114,53 @@ int fs_http_json(fs_http_req *req, int status, json_t *body, const char *extra_h
     return rc;
 }
 
-int fs_http_error(fs_http_req *req, int status, const char *code, const char *message,
-                  const char *extra_headers)
+/* The design's error body; a 5xx is logged, with the error behind it when there is one. */
+static int send_error(fs_http_req *req, int status, const char *code, const char *message,
+                      const char *extra_headers, const fs_err *cause)
 {
-    if (status >= 500)
-        fs_log_warn("request failed", json_pack("{s:s,s:s,s:s,s:i,s:s}", "path", req->ri->local_uri,
-                                                "client", req->client, "code", code, "status",
-                                                status, "message", message));
+    if (status >= 500) {
+        json_t *f = json_pack("{s:s,s:s,s:s,s:i,s:s}", "path", req->ri->local_uri, "client", req->client,
+                              "code", code, "status", status, "message", message);
+        if (cause && f) {
+            json_object_set_new(f, "class", json_string(fs_err_class_name(cause->cls)));
+            json_object_set_new(f, "error", json_string(cause->msg));
+        }
+        fs_log_warn("request failed", f);
+    }
     return fs_http_json(req, status,
                         json_pack("{s:{s:s,s:s,s:s}}", "error", "code", code, "message", message,
                                   "request_id", req->request_id),
                         extra_headers);
+}
+
+int fs_http_error(fs_http_req *req, int status, const char *code, const char *message,
+                  const char *extra_headers)
+{
+    return send_error(req, status, code, message, extra_headers, NULL);
+}
+
+int fs_http_fail(fs_http_req *req, const fs_err *err, const char *what, const fs_http_problem *invalid)
+{
+    switch (err->cls) {
+    case FS_ERR_RETRIABLE:
+    case FS_ERR_ABORT:
+        return send_error(req, 503, "UNAVAILABLE", what, "Retry-After: 1\r\n", err);
+    case FS_ERR_INVALID:
+        if (invalid)
+            return send_error(req, invalid->status, invalid->code, invalid->message, NULL, err);
+        break;
+    case FS_OK:
+    case FS_ERR_FATAL:
+        break;
+    }
+    return send_error(req, 500, "INTERNAL", what, NULL, err);
+}
+
+int fs_http_unavailable(fs_http_req *req, const char *what, const char *detail)
+{
+    fs_err err;
+    fs_err_set(&err, FS_ERR_RETRIABLE, 0, "%s", detail ? detail : what);
+    return fs_http_fail(req, &err, what, NULL);
 }
 
 int fs_http_text(fs_http_req *req, int status, const char *content_type, const char *body,

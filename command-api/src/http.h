@@ -8,6 +8,7 @@
  * Called on civetweb worker threads; nothing here blocks on anything but the socket. */
 #ifndef FS_API_HTTP_H
 #define FS_API_HTTP_H
+#include "fs/err.h"
 #include "fs/netaddr.h"
 
 #include <civetweb.h>
@@ -36,6 +37,26 @@ int fs_http_json(fs_http_req *req, int status, json_t *body, const char *extra_h
  * e.g. "Retry-After: 1\r\n". */
 int fs_http_error(fs_http_req *req, int status, const char *code, const char *message,
                   const char *extra_headers);
+/* What an FS_ERR_INVALID means to the client where it happened: the status (4xx), the code
+ * and the message to send. */
+typedef struct {
+    int status;
+    const char *code, *message;
+} fs_http_problem;
+
+/* The one place where an error's class becomes the response:
+ *   FS_ERR_RETRIABLE, FS_ERR_ABORT  503 UNAVAILABLE with Retry-After: 1 and `what` (e.g. "the
+ *                                   members store is unavailable"): the same request may succeed
+ *                                   later;
+ *   FS_ERR_INVALID                  `invalid` when the caller names what the client sent wrong;
+ *                                   NULL: the bad data was the server's own, as FATAL;
+ *   FS_ERR_FATAL (and anything else) 500 INTERNAL with `what`.
+ * err->msg is logged with a 5xx, never sent (it may name tables, hosts or statements).
+ * Returns the status sent. */
+int fs_http_fail(fs_http_req *req, const fs_err *err, const char *what, const fs_http_problem *invalid);
+/* fs_http_fail of a RETRIABLE error: something the request needs cannot serve it now, whatever
+ * the cause (detail, may be NULL, is logged). */
+int fs_http_unavailable(fs_http_req *req, const char *what, const char *detail);
 /* Sends a text body (for /metrics). */
 int fs_http_text(fs_http_req *req, int status, const char *content_type, const char *body,
                  size_t len);

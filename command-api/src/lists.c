@@ -3,7 +3,8 @@
  *   GET /api/orders     member   the caller's own orders, newest first
  * Paging by ?limit and ?cursor (the last id of the previous page: ids are UUIDv7, so id
  * order is time order). The read model follows the log with a lag (not reported yet). If
- * PostgreSQL is unreachable: 503 + Retry-After (no Redis fallback yet). */
+ * PostgreSQL is unreachable or its tables are not there yet: 503 + Retry-After (no Redis
+ * fallback yet). */
 #include "api.h"
 #include "metrics.h"
 
@@ -14,23 +15,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The rows, or the error sent (fs_http_fail: a table the projector has not made yet is
+ * retriable, api_pg_error). Returns 0 or the status sent. */
 static int query(fs_http_req *req, api_ctx *a, const char *sql, int n, const char *const *vals,
                  PGresult **out)
 {
     fs_err err = {0};
     PGconn *c = api_pg(a, &err);
-    if (!c)
-        return fs_http_error(req, 503, "UNAVAILABLE", "the read model is unavailable",
-                             "Retry-After: 1\r\n");
-    *out = PQexecParams(c, sql, n, NULL, vals, NULL, NULL, 0);
-    if (PQresultStatus(*out) != PGRES_TUPLES_OK) {
-        fs_err_from_pg(&err, c, *out, "read model");
+    *out = c ? PQexecParams(c, sql, n, NULL, vals, NULL, NULL, 0) : NULL;
+    if (c && PQresultStatus(*out) != PGRES_TUPLES_OK) {
+        api_pg_error(&err, c, *out, "read model");
         PQclear(*out);
         *out = NULL;
-        return fs_http_error(req, 503, "UNAVAILABLE", "the read model is unavailable",
-                             "Retry-After: 1\r\n");
     }
-    return 0;
+    return *out ? 0 : fs_http_fail(req, &err, "the read model is unavailable", NULL);
 }
 
 static json_t *page(json_t *items, PGresult *r, int limit, int id_col)

@@ -202,7 +202,7 @@ int main(void)
     a.codec = fs_codec_new(&err);
     if (!a.codec)
         fs_config_die(&err);
-    if (api_accounts_start(&a, &err))
+    if (!(a.accounts = api_accounts_new(&a, &err)))
         fs_config_die(&err);
     a.bus = api_bus_start(&cfg, a.codec, &err);
     if (!a.bus)
@@ -235,6 +235,7 @@ int main(void)
         fs_log_error("http server did not start", json_pack("{s:s}", "listen", ports));
         fs_health_stop(a.health);
         api_bus_stop(a.bus);
+        api_accounts_destroy(a.accounts);
         fs_codec_destroy(a.codec);
         return 1;
     }
@@ -262,7 +263,8 @@ int main(void)
     mg_exit_library();
     fs_health_stop(a.health);
     api_bus_stop(a.bus);
-    api_accounts_stop();
+    api_accounts_destroy(a.accounts);
+    a.accounts = NULL;
     api_rm_stop();
     fs_pg_pool_destroy(pg_pool);
     fs_codec_destroy(a.codec);

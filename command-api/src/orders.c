@@ -26,6 +26,7 @@
 #include <time.h>
 
 #define IDEM_TTL_S 86400
+#define IDEM_DOWN "the idempotency store is unavailable"
 
 static int send_decision(fs_http_req *req, const inv_event *ev)
 {
@@ -97,8 +98,7 @@ static int idem_claim(fs_http_req *req, api_ctx *a, const char *member, const ch
     fs_err err = {0};
     redisContext *c = api_redis(a, &err);
     if (!c) {
-        fs_http_error(req, 503, "UNAVAILABLE", "the idempotency store is unavailable",
-                      "Retry-After: 1\r\n");
+        fs_http_unavailable(req, IDEM_DOWN, err.msg);
         return -1;
     }
     char rkey[300], val[200];
@@ -106,11 +106,11 @@ static int idem_claim(fs_http_req *req, api_ctx *a, const char *member, const ch
     snprintf(val, sizeof val, "%s|%s|%lld", order_id, product_id, qty);
     redisReply *r = redisCommand(c, "SET %s %s NX EX %d", rkey, val, IDEM_TTL_S);
     if (!r || r->type == REDIS_REPLY_ERROR) {
+        fs_err_from_redis(&err, c, r, "idempotency claim");
         if (r)
             freeReplyObject(r);
         api_redis_drop();
-        fs_http_error(req, 503, "UNAVAILABLE", "the idempotency store is unavailable",
-                      "Retry-After: 1\r\n");
+        fs_http_unavailable(req, IDEM_DOWN, err.msg);
         return -1;
     }
     int claimed = r->type == REDIS_REPLY_STATUS;
@@ -119,10 +119,10 @@ static int idem_claim(fs_http_req *req, api_ctx *a, const char *member, const ch
         return 1;
     r = redisCommand(c, "GET %s", rkey);
     if (!r || r->type != REDIS_REPLY_STRING) {
+        fs_err_from_redis(&err, c, r, "idempotency read");
         if (r)
             freeReplyObject(r);
-        fs_http_error(req, 503, "UNAVAILABLE", "the idempotency store is unavailable",
-                      "Retry-After: 1\r\n");
+        fs_http_unavailable(req, IDEM_DOWN, err.msg);
         return -1;
     }
     char stored[200];
@@ -130,7 +130,7 @@ static int idem_claim(fs_http_req *req, api_ctx *a, const char *member, const ch
     freeReplyObject(r);
     char *p1 = strchr(stored, '|'), *p2 = p1 ? strchr(p1 + 1, '|') : NULL;
     if (!p1 || !p2) {
-        fs_http_error(req, 503, "UNAVAILABLE", "corrupt idempotency record", "Retry-After: 1\r\n");
+        fs_http_unavailable(req, "corrupt idempotency record", NULL);
         return -1;
     }
     *p1 = *p2 = '\0';
@@ -277,12 +277,12 @@ static int checkout(fs_http_req *req, api_ctx *a, const fs_principal *who, json_
     size_t len = 0;
     int rc = ord_command_encode(a->codec, &cmd, &buf, &len, &err);
     if (rc)
-        return fs_http_error(req, 500, "INTERNAL", err.msg, NULL);
+        return fs_http_fail(req, &err, err.msg, NULL); /* (our record: INVALID is ours too) */
     rc = api_bus_produce_order_command(a->bus, order_id, buf, len, "PlaceCheckout", event_id, now, &err);
     free(buf);
     if (rc) {
         fs_metrics_produce_error();
-        return fs_http_error(req, 503, "UNAVAILABLE", "the order could not be queued", "Retry-After: 1\r\n");
+        return fs_http_unavailable(req, "the order could not be queued", err.msg);
     }
     static const ord_status done[] = {ORD_RESERVED, ORD_REJECTED, ORD_PAYING, ORD_PAID, ORD_STATUS_COUNT};
     api_order o;
@@ -390,7 +390,7 @@ static int orders_create(struct mg_connection *conn, void *cb)
             adopt_from_read_model(a, existing);
             api_waiter *w = api_bus_waiter_new(a->bus, existing);
             if (!w)
-                return fs_http_error(&req, 503, "UNAVAILABLE", "out of memory", "Retry-After: 1\r\n");
+                return fs_http_unavailable(&req, "out of memory", NULL);
             api_wait_result r;
             api_bus_wait(a->bus, w, fs_mono_ms() + (async ? 0 : a->decision_wait_ms), !async, &r);
             api_bus_waiter_release(a->bus, w);
@@ -430,11 +430,11 @@ static int orders_create(struct mg_connection *conn, void *cb)
     size_t len = 0;
     fs_err err = {0};
     if (inv_command_encode(a->codec, &cmd, &buf, &len, &err))
-        return fs_http_error(&req, 500, "INTERNAL", err.msg, NULL);
+        return fs_http_fail(&req, &err, err.msg, NULL); /* (our record: INVALID is ours too) */
     api_waiter *w = api_bus_waiter_new(a->bus, order_id);
     if (!w) {
         free(buf);
-        return fs_http_error(&req, 503, "UNAVAILABLE", "out of memory", "Retry-After: 1\r\n");
+        return fs_http_unavailable(&req, "out of memory", NULL);
     }
     api_order pending = {0};
     snprintf(pending.order_id, sizeof pending.order_id, "%s", order_id);
@@ -453,8 +453,7 @@ static int orders_create(struct mg_connection *conn, void *cb)
         fs_metrics_produce_error();
         if (idem)
             idem_release(a, who.sub, idem);
-        return fs_http_error(&req, 503, "UNAVAILABLE", "the order could not be queued",
-                             "Retry-After: 1\r\n");
+        return fs_http_unavailable(&req, "the order could not be queued", err.msg);
     }
     api_wait_result r;
     api_bus_wait(a->bus, w, t0 + (async ? 0 : a->decision_wait_ms), !async, &r);
@@ -463,8 +462,7 @@ static int orders_create(struct mg_connection *conn, void *cb)
         fs_metrics_produce_error();
         if (idem)
             idem_release(a, who.sub, idem);
-        return fs_http_error(&req, 503, "UNAVAILABLE", "the order was not accepted by Kafka",
-                             "Retry-After: 1\r\n");
+        return fs_http_unavailable(&req, "the order was not accepted by Kafka", NULL);
     }
     if (r.decided) {
         fs_metrics_decision_latency((double)(fs_mono_ms() - t0));
@@ -556,7 +554,7 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
     free(buf);
     if (rc) {
         fs_metrics_produce_error();
-        return fs_http_error(req, 503, "UNAVAILABLE", "the command could not be queued", "Retry-After: 1\r\n");
+        return fs_http_unavailable(req, "the command could not be queued", err.msg);
     }
     int r = wait_for_status(a, id, event_id, acts[k].targets, sent_at_version,
                             t0 + (a->decision_wait_ms > 5000 ? a->decision_wait_ms : 5000), &o);

@@ -65,11 +65,11 @@ static int run_admin_command(fs_http_req *req, api_ctx *a, inv_command *cmd, int
     size_t len = 0;
     fs_err err = {0};
     if (inv_command_encode(a->codec, cmd, &buf, &len, &err))
-        return fs_http_error(req, 500, "INTERNAL", err.msg, NULL);
+        return fs_http_fail(req, &err, err.msg, NULL); /* (our record: INVALID is ours too) */
     api_waiter *w = api_bus_waiter_new(a->bus, event_id);
     if (!w) {
         free(buf);
-        return fs_http_error(req, 503, "UNAVAILABLE", "out of memory", "Retry-After: 1\r\n");
+        return fs_http_unavailable(req, "out of memory", NULL);
     }
     int rc = api_bus_produce(a->bus, w, cmd->product_id, buf, len, inv_cmd_name(cmd->type),
                              event_id, cmd->product_id, cmd->requested_at, &err);
@@ -77,8 +77,7 @@ static int run_admin_command(fs_http_req *req, api_ctx *a, inv_command *cmd, int
     if (rc) {
         api_bus_waiter_release(a->bus, w);
         fs_metrics_produce_error();
-        return fs_http_error(req, 503, "UNAVAILABLE", "the command could not be queued",
-                             "Retry-After: 1\r\n");
+        return fs_http_unavailable(req, "the command could not be queued", err.msg);
     }
     api_wait_result r;
     api_bus_wait(a->bus, w, fs_mono_ms() + (a->decision_wait_ms > 5000 ? a->decision_wait_ms : 5000),
@@ -86,8 +85,7 @@ static int run_admin_command(fs_http_req *req, api_ctx *a, inv_command *cmd, int
     api_bus_waiter_release(a->bus, w);
     if (r.failed) {
         fs_metrics_produce_error();
-        return fs_http_error(req, 503, "UNAVAILABLE", "the command was not accepted by Kafka",
-                             "Retry-After: 1\r\n");
+        return fs_http_unavailable(req, "the command was not accepted by Kafka", NULL);
     }
     if (!r.decided)
         return fs_http_json(req, 202,

@@ -36,14 +36,15 @@ bool api_auth(fs_http_req *req, api_ctx *a, const char *role, fs_principal *who)
     if (who->gen >= 0) { /* a login token: its session generation must still be current */
         int64_t gen;
         member_status st;
-        if (api_member_state(a, who->sub, &gen, &st)) {
-            fs_http_error(req, 503, "UNAVAILABLE", "the members store is unavailable", "Retry-After: 1\r\n");
+        fs_err err = {0};
+        if (api_member_state(a, who->sub, &gen, &st, &err)) {
+            fs_http_fail(req, &err, "the members store is unavailable", NULL);
             return false;
         }
         int revoked = st == MEMBER_NONE || st == MEMBER_DELETED || gen != who->gen ? 1
-                      : who->sid[0] ? api_session_revoked(a, who->sid) : 0;
+                      : who->sid[0] ? api_session_revoked(a, who->sid, &err) : 0;
         if (revoked < 0) {
-            fs_http_error(req, 503, "UNAVAILABLE", "the session store is unavailable", "Retry-After: 1\r\n");
+            fs_http_fail(req, &err, "the session store is unavailable", NULL);
             return false;
         }
         if (revoked) {
@@ -74,7 +75,7 @@ json_t *api_read_json(fs_http_req *req, api_ctx *a)
     size_t cap = (size_t)a->max_body + 1, n = 0;
     char *buf = malloc(cap);
     if (!buf) {
-        fs_http_error(req, 503, "UNAVAILABLE", "out of memory", "Retry-After: 1\r\n");
+        fs_http_unavailable(req, "out of memory", NULL);
         return NULL;
     }
     int r;
@@ -261,6 +262,28 @@ void api_pg_release(void)
         fs_pg_pool_put(pg_pool, tl_pg);
         tl_pg = NULL;
     }
+}
+
+static bool state_in(const char *st, const char *const *prefixes)
+{
+    for (; *prefixes; prefixes++)
+        if (!strncmp(st, *prefixes, strlen(*prefixes)))
+            return true;
+    return false;
+}
+
+int api_pg_error(fs_err *err, const PGconn *c, const PGresult *r, const char *what)
+{
+    static const char *const retriable[] = {"53", "55", "57", "58", "25006", "42P01", "42703", NULL};
+    fs_err_from_pg(err, c, r, what);
+    if (!err || err->cls == FS_ERR_RETRIABLE)
+        return -1;
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (!st || !*st || state_in(st, retriable))
+        err->cls = FS_ERR_RETRIABLE;
+    else if (!strncmp(st, "42", 2))
+        err->cls = FS_ERR_FATAL;
+    return -1;
 }
 
 bool api_paging(fs_http_req *req, int *limit, char *cursor, size_t cursor_len)

@@ -4,7 +4,6 @@
  * consumers are idempotent by event id (header event-id) or by their own ids. */
 #ifndef FS_OUTBOX_H
 #define FS_OUTBOX_H
-#include "fs/codec.h"
 #include "fs/err.h"
 
 #include <libpq-fe.h>
@@ -12,12 +11,7 @@
 /* Adds an encoded record inside the caller's transaction on c. */
 int fs_outbox_add(PGconn *c, const char *topic, const char *key, const char *event_type,
                   const void *payload, size_t len, fs_err *err);
-/* Encodes value v of schema sc and adds it. */
-int fs_outbox_add_value(PGconn *c, const char *topic, const char *key, const fs_schema *sc,
-                        avro_value_t *v, fs_err *err);
-/* A NotificationRequested for `notifications` (key: the member); email may be NULL (the
- * notifier looks it up); params: name, value pairs, NULL-terminated (may be NULL). */
-int fs_outbox_notify(const fs_codec *codec, PGconn *c, const char *member_id, const char *email,
-                     const char *kind, const char *const *params, fs_err *err);
+/* (The records themselves are encoded by the domain's codecs, flashsale/messages.h:
+ * mem_event_encode, fs_notification_new_bytes.) */
 
 #endif
