@@ -67,6 +67,13 @@ void fs_http_req_init(fs_http_req *req, struct mg_connection *conn, int route)
     fs_log_set_cid(req->request_id);
 }
 
+static void (*on_respond)(void);
+
+void fs_http_on_respond(void (*before_send)(void))
+{
+    on_respond = before_send;
+}
+
 /* Headers and body in ONE write: two small writes on a keep-alive connection meet Nagle's
  * algorithm and the peer's delayed ACK (measured: every response 40 ms late). */
 static int send_raw(fs_http_req *req, int status, const char *ctype, const char *body, size_t len,
@@ -74,6 +81,8 @@ static int send_raw(fs_http_req *req, int status, const char *ctype, const char 
 {
     char head[1024];
     bool with_body = len && strcmp(req->ri->request_method, "HEAD");
+    if (on_respond)
+        on_respond();
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                       "X-Request-Id: %s\r\nCache-Control: no-store\r\n%s\r\n",

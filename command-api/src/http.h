@@ -29,6 +29,11 @@ typedef struct {
 /* Sets, once at start and before any request, which peers may tell the client's address in
  * X-Forwarded-For (FLASHSALE_TRUSTED_PROXIES; empty: none). */
 void fs_http_trust_proxies(const fs_addr_list *trusted);
+/* Called just before any response is written (NULL: nothing): the request's pooled
+ * resources go back first, so that the client's next request finds them free. (Handed back
+ * only when the request ended, a one-connection pool answered a client's next request 503
+ * while the previous one was still being wound up.) Set once at start. */
+void fs_http_on_respond(void (*before_send)(void));
 
 void fs_http_req_init(fs_http_req *req, struct mg_connection *conn, int route);
 /* Sends `body` (stolen) with the status; returns the status for civetweb. */

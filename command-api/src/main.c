@@ -192,6 +192,7 @@ int main(void)
         fs_config_die(&err);
     }
     fs_http_trust_proxies(&trusted);
+    fs_http_on_respond(api_pg_release); /* the pooled connection goes back before the answer */
     api_rm_init(stock_cache_ms);
     pg_pool = fs_pg_pool_new(&cfg, "flashsale-api", pool_size, stmt_timeout_ms);
     if (!pg_pool) {

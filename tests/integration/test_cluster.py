@@ -36,6 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fsharness import ROOT, System, derive, percentile  # noqa: E402
+from test_core import acknowledged_ids  # noqa: E402
 
 FLASH = os.path.join(ROOT, "infra", "flashsale.sh")
 
@@ -74,11 +75,12 @@ class Cluster:
         self.run = tempfile.mkdtemp(prefix="flashsale-cluster-")
         os.chmod(self.run, 0o755)
         kafka = free_range(41092, 6)
+        pg = free_range(kafka + 6, 1)
+        redis = free_range(pg + 1, 1)
         self.env = dict(os.environ, FLASHSALE_RUN_DIR=self.run, FLASHSALE_BUILD_DIR=bindir,
                         FLASHSALE_KAFKA_NODES="3", FLASHSALE_KAFKA_PORT=str(kafka),
                         FLASHSALE_KAFKA_CONTROLLER_PORT=str(kafka + 1),
-                        FLASHSALE_PG_PORT=str(free_range(kafka + 6, 1)),
-                        FLASHSALE_REDIS_PORT=str(free_range(kafka + 7, 1)),
+                        FLASHSALE_PG_PORT=str(pg), FLASHSALE_REDIS_PORT=str(redis),
                         FLASHSALE_KAFKA_HEAP="512m")
 
     def infra(self, *args, timeout=300):
@@ -142,10 +144,29 @@ def failover(kill_at, decided):
     return (min(after) - kill_at) if after else None
 
 
+def keep_logs(cluster):
+    """On failure: the cluster's logs copied where they outlive it, and the processor's last
+    lines and errors printed."""
+    src = os.path.join(cluster.run, "logs")
+    dst = "/tmp/flashsale-cluster-logs-%d" % int(time.time())
+    shutil.copytree(src, dst, ignore_dangling_symlinks=True, dirs_exist_ok=True)
+    print("cluster: logs kept in %s" % dst)
+    for name in ("test-inv-a.log", "test-orders.log", "test-api.log"):
+        path = os.path.join(src, name)
+        if os.path.exists(path):
+            lines = open(path, errors="replace").read().splitlines()
+            bad = [l for l in lines if '"level":"error"' in l or '"level":"warn"' in l]
+            print("--- %s: %d warnings/errors, last ones:" % (name, len(bad)))
+            print("\n".join(l[:400] for l in bad[-15:]))
+
+
 def main(bindir):
     cluster = Cluster(bindir).start()
     try:
         run_sale(cluster, bindir)
+    except BaseException:
+        keep_logs(cluster)
+        raise
     finally:
         cluster.stop()
 
@@ -163,33 +184,43 @@ def run_sale(cluster, bindir):
         kills = []
 
         def killer():
-            time.sleep(8)
-            for what, key in (("leader of the hot product's partition %d" % part, ("inventory.commands", part)),
-                              ("transaction coordinator of %s" % txn_id, ("__transaction_state", txn_part))):
+            # kill 1 at 8 s, back at 16 s; kill 2 at 40 s (or once node 1 is in sync), back 8 s later
+            plan = ((8, "leader of the hot product's partition %d" % part, ("inventory.commands", part)),
+                    (40, "transaction coordinator of %s" % txn_id, ("__transaction_state", txn_part)))
+            for when, what, key in plan:
+                time.sleep(max(0.0, t0 + when - time.monotonic()))
                 node = cluster.leaders(key[0])[key]["leader"]
                 assert node > 0, (what, key)
                 at = time.monotonic()
                 cluster.infra("kafka-kill", str(node))
                 kills.append((what, node, at))
-                print("  SIGKILL node %d, the %s" % (node, what))
-                time.sleep(10)
+                print("  %.1f s: SIGKILL node %d, the %s" % (at - t0, node, what))
+                time.sleep(8)
                 cluster.infra("kafka-start", str(node))
                 cluster.wait_in_sync(node)
-                print("  node %d started again and back in sync after %.1f s" % (node, time.monotonic() - at))
+                print("  %.1f s: node %d started again and back in sync, %.1f s after the kill"
+                      % (time.monotonic() - t0, node, time.monotonic() - at))
 
         rnd = random.Random(7)
-        n, spread = 6000, 40.0
+        n, spread = 6300, 70.0  # 90 orders/s
         reqs = [("/api/orders", {"product_id": hot if rnd.random() < 0.7 else rnd.choice(products[1:]),
                                  "quantity": 1}, s.member()[1]) for _ in range(n)]
+        t0 = time.monotonic() + 0.1
         t = threading.Thread(target=killer)
         t.start()
-        t0 = time.monotonic()
         results = s.burst(reqs, spread_s=spread)
         t.join()
         statuses = collections.Counter(st for st, _, _ in results)
         lat = [dt * 1000 for _, _, dt in results]
         print("cluster: %d orders over %.0f s; statuses %s; latency ms p50 %.1f p99 %.1f max %.1f"
               % (n, spread, dict(statuses), percentile(lat, 50), percentile(lat, 99), max(lat)))
+        # by phase: before the first kill, while a node is away, the rest
+        for lo, hi, phase in ((0, kills[0][2] - t0 if kills else spread, "before the first kill"),
+                              (kills[0][2] - t0 if kills else spread, spread, "from the first kill on")):
+            ph = collections.Counter(st for i, (st, _, _) in enumerate(results) if lo <= spread * i / n < hi)
+            lat_ph = [dt * 1000 for i, (_, _, dt) in enumerate(results) if lo <= spread * i / n < hi]
+            print("  %s: %s; latency ms p50 %.1f p99 %.1f" % (phase, dict(ph), percentile(lat_ph, 50),
+                                                             percentile(lat_ph, 99)))
         assert len(kills) == 2, kills
         assert statuses[500] == 0 and statuses[0] == 0, statuses
 
@@ -204,12 +235,7 @@ def run_sale(cluster, bindir):
                   % (node, what, f, max(gaps) if gaps else 0.0))
 
         # no acknowledged loss, nothing doubled, nothing beyond stock
-        acked = []
-        for st, b, _ in results:
-            if st in (201, 202):
-                acked.append(b["order_id"])
-            elif st in (404, 409) and isinstance(b, dict) and "order_id" in b.get("error", {}):
-                acked.append(b["error"]["order_id"])
+        acked = acknowledged_ids(results)
         n_cmds = s.wait_all_decided(timeout=180)
         events = s.dump("inventory.events")
         state, decisions, _, problems = derive(events)
