@@ -210,6 +210,13 @@ kafka_node_start() {
   sed -e "s|@PORT@|$(kafka_port "$i")|g" -e "s|@CPORT@|$(kafka_cport "$i")|g" -e "s|@DATA@|$k/data|g" \
       -e "s|@PARTITIONS@|$PARTITIONS|g" -e "s|@NODE@|$i|g" -e "s|@VOTERS@|$(kafka_voters)|g" \
       -e "s|@RF@|$rf|g" -e "s|@MINISR@|$minisr|g" "$here/kafka/server.properties.in" >"$k/server.properties"
+  if [ "$NODES" -gt 1 ]; then
+    # A node that stops answering is fenced (its partitions led elsewhere, its replicas out of
+    # the in-sync sets) after 4 s without a heartbeat, not Kafka's default 9 s: every acks=all
+    # write to a partition it held waits until then. (One node has nobody to fail over to.)
+    printf '%s\n' broker.heartbeat.interval.ms=1000 broker.session.timeout.ms=4000 \
+      replica.lag.time.max.ms=10000 >>"$k/server.properties"
+  fi
   cp "$here/kafka/log4j.properties" "$k/log4j.properties"
   local cp="$KAFKA_LIBS/*"
   if [ ! -f "$k/data/meta.properties" ]; then
