@@ -879,9 +879,10 @@ static int scan(avro_schema_t s, const uint8_t **p, const uint8_t *end, int dept
                     return -1;
                 n = -n;
             }
-            total += n;
-            if (total > SCAN_MAX_ITEMS || (map && n > end - *p))
+            /* (checked before adding: total + n could overflow) */
+            if (n > SCAN_MAX_ITEMS - total || (map && n > end - *p))
                 return -1;
+            total += n;
             for (int64_t i = 0; i < n; i++)
                 if ((map && scan_len(p, end)) || scan(item, p, end, depth + 1))
                     return -1;

@@ -346,6 +346,36 @@ static void test_canonical_form_rules(void **state)
     }
 }
 
+/* Array block counts that add up past INT64_MAX are refused at once (found by
+ * tests/fuzz/fuzz_avro.c: the count of items summed over blocks overflowed, and for items
+ * of no bytes, such as null, the validator would then walk 2^63 of them). */
+static void test_block_counts_cannot_overflow(void **state)
+{
+    (void)state;
+    fs_err err = {0};
+    fs_codec *c = fs_codec_new_empty();
+    const fs_schema *s = fs_codec_add(
+        c, "{\"type\":\"record\",\"name\":\"Nulls\",\"fields\":[{\"name\":\"a\","
+           "\"type\":{\"type\":\"array\",\"items\":\"null\"}}]}",
+        true, &err);
+    assert_non_null(s);
+    uint8_t b[32] = {FS_AVRO_MAGIC0, FS_AVRO_MAGIC1};
+    size_t n = 2;
+    for (int i = 0; i < 8; i++)
+        b[n++] = (uint8_t)(fs_schema_fingerprint(s) >> (8 * i));
+    b[n++] = 28; /* a block of 14 nulls (zig-zag) */
+    uint64_t z = (uint64_t)(INT64_MAX - 13) << 1; /* then one of INT64_MAX - 13 */
+    for (; z >= 0x80; z >>= 7)
+        b[n++] = (uint8_t)(z | 0x80);
+    b[n++] = (uint8_t)z;
+    b[n++] = 0; /* the end of the array */
+    const fs_schema *got;
+    avro_value_t out;
+    assert_int_equal(fs_codec_decode(c, b, n, &got, &out, &err), -1);
+    assert_int_equal(err.cls, FS_ERR_INVALID);
+    fs_codec_destroy(c);
+}
+
 static void test_hostile_input_gives_errors(void **state)
 {
     fs_codec *c = *state;
@@ -422,6 +452,7 @@ int main(void)
         cmocka_unit_test(test_missing_field_without_default_is_an_error),
         cmocka_unit_test(test_canonical_form_rules),
         cmocka_unit_test_setup_teardown(test_hostile_input_gives_errors, setup, teardown),
+        cmocka_unit_test(test_block_counts_cannot_overflow),
     };
     return cmocka_run_group_tests_name("codec", tests, NULL, NULL);
 }
