@@ -451,7 +451,7 @@ static int apply_event(inv_state *s, const inv_event *e)
             p->v.f.per_user_limit = e->f.per_user_limit;
         return 0;
     case INV_EV_RESTOCKED:
-        if (e->quantity < 1)
+        if (e->quantity < 1 || (int64_t)p->v.stock + e->quantity > INT32_MAX) /* as decide() */
             return -1;
         p->v.stock += e->quantity;
         p->v.available += e->quantity;

@@ -477,6 +477,29 @@ static void test_held_line_not_decided_twice(void **state)
     inv_state_destroy(s);
 }
 
+/* A restock in a corrupt log that would take the stock past INT32_MAX is refused and
+ * changes nothing, as decide() refuses the command (found by tests/fuzz/fuzz_inventory.c:
+ * the stock overflowed, undefined behaviour, while rebuilding from such a log). */
+static void test_forged_restock_cannot_overflow(void **state)
+{
+    (void)state;
+    inv_state *s = inv_state_new(WINDOW);
+    define(s, "p", 2, 0);
+    inv_event big = {.type = INV_EV_RESTOCKED, .product_id = "p", .quantity = INT32_MAX,
+                     .command_offset = 9, .occurred_at = T0 + 5};
+    assert_int_equal(inv_apply(s, &big), -1);
+    inv_product_view v;
+    assert_true(inv_state_product(s, "p", &v));
+    assert_int_equal(v.stock, 2);
+    assert_int_equal(v.available, 2);
+    assert_int_equal(inv_state_last_command_offset(s), -1);
+    big.quantity = INT32_MAX - 2;
+    assert_int_equal(inv_apply(s, &big), 0);
+    assert_true(inv_state_product(s, "p", &v));
+    assert_int_equal(v.stock, INT32_MAX);
+    inv_state_destroy(s);
+}
+
 /* The codec's field names against the inventory schemas, both ways: a misspelt name in the
  * codec is in no schema, and the field it meant is then handled by no name. */
 static void test_codec_vocabulary(void **state)
@@ -528,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_random_invariants_and_rebuild),
         cmocka_unit_test(test_bounded_by_time),
         cmocka_unit_test(test_held_line_not_decided_twice),
+        cmocka_unit_test(test_forged_restock_cannot_overflow),
         cmocka_unit_test(test_command_codec_round_trip),
         cmocka_unit_test(test_codec_vocabulary),
     };
