@@ -8,6 +8,10 @@
 #   FUZZ_SECONDS  seconds per harness (60)
 #   FUZZ_ARGS     extra libFuzzer flags, e.g. "-only_ascii=1"
 #
+# Per harness, tests/fuzz/<harness>.dict is passed as its dictionary and the flags on the
+# first line of tests/fuzz/<harness>.options are added (the sequence harnesses take long
+# inputs from the start: -len_control=0 finds more features per minute there).
+#
 # The checked-in seeds (tests/fuzz/corpus/<harness>) are read, never written: what a run
 # finds goes to a throw-away working corpus. A crash, a leak, a failed check, a timeout
 # (an input taking over 10 s) or running out of memory fails the run; the input is kept in
@@ -32,14 +36,15 @@ for h in "$@"; do
   bin=$build/tests/fuzz/fuzz_$h
   [ -x "$bin" ] || { echo "fuzz: no harness $bin (build with make build-fuzz)" >&2; exit 2; }
   mkdir -p "$work/$h"
-  dict=()
+  dict=() opts=()
   [ -f "$here/$h.dict" ] && dict=(-dict="$here/$h.dict")
+  [ -f "$here/$h.options" ] && read -r -a opts <"$here/$h.options"
   log=$logs/$h.log
   echo "== fuzz $h: ${seconds} s"
   rc=0
   # shellcheck disable=SC2086
   "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$artifacts/$h-" "${dict[@]}" ${FUZZ_ARGS:-} \
+    -artifact_prefix="$artifacts/$h-" "${dict[@]}" "${opts[@]}" ${FUZZ_ARGS:-} \
     "$work/$h" "$here/corpus/$h" >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
