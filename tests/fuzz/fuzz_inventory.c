@@ -14,7 +14,8 @@
  *   available, the per-user limit, the bounds), SOLD_OUT only when available was 0,
  *   INSUFFICIENT_STOCK only when some but too few were; event counters are the state's;
  * - rebuild equals apply: a state that applies every event read back from Avro equals the
- *   live one (views, held units, inv_state_save bytes);
+ *   live one (views, held units and counts after every step; inv_state_save bytes every 16
+ *   commands, after a forged event and at the end);
  * - a snapshot loads, saves to the same bytes, decides every later command as the live
  *   state does; a snapshot with a byte changed or cut short is refused;
  * - a forged event (a corrupt changelog: any type, extreme quantities) either is refused

@@ -248,7 +248,9 @@ static void jwt_seeds(void)
     } while (0)
 
 /* fuzz_inventory.c: per step a tick (1 = 1 s, 6 = 10 days, 7 = 30 days), then 0 for a
- * snapshot (3 more bytes) or a command: type, product, then the type's choices. */
+ * snapshot (3 more bytes), 15 for a forged event (type, product, [order], member, quantity,
+ * item, stock, reason, product fields) or anything else for a command: type, product, then
+ * the type's choices. */
 #define I_DEFINE(prod, stock, limit) 1, 1, 0, prod, stock, 1, 0, 1, 0, 0, 0, limit
 #define I_RESERVE(prod, order, member, qty) 1, 1, 5, prod, order, member, qty, 0, 0, 1
 #define I_COMMIT(prod, order) 1, 1, 6, prod, order, 0, 0
@@ -259,6 +261,8 @@ static void jwt_seeds(void)
 #define I_UPDATE(prod) 1, 1, 1, prod, 0x3f, 1, 1, 0, 2, 1, 2, 2
 #define I_SNAPSHOT 1, 0, 0x12, 0x34, 7
 #define I_WAIT_30_DAYS 7, 1, 3, 0
+#define I_FORGED(type, prod, order, qty, stock) 1, 15, type, prod, 1, order, 0, qty, 0, stock, 0, \
+    1, 0, 0, 0, 0, 0, 0
 
 static void inventory_seeds(void)
 {
@@ -274,6 +278,13 @@ static void inventory_seeds(void)
             I_RESERVE(0, 6, 0, 0), I_WAIT_30_DAYS, I_RESERVE(0, 4, 0, 0), I_RESTOCK_ORDER(0, 4),
             I_WAIT_30_DAYS, I_RESERVE(0, 7, 2, 0), I_COMMIT(0, 7), I_SNAPSHOT, I_WAIT_30_DAYS,
             I_RESTOCK_ORDER(0, 5), I_RESERVE(0, 5, 1, 0));
+    /* a corrupt changelog: a commit and a release of a line twice, a definition with a
+     * negative stock, a reservation of more than there is, a restock past INT32_MAX */
+    PROGRAM("inventory", "forged-events", I_DEFINE(0, 0, 0), I_RESERVE(0, 0, 0, 1),
+            I_FORGED(INV_EV_COMMITTED, 0, 0, 1, 0), I_FORGED(INV_EV_COMMITTED, 0, 0, 1, 0),
+            I_FORGED(INV_EV_RELEASED, 0, 0, 0, 0), I_FORGED(INV_EV_DEFINED, 1, 0, 0, 2),
+            I_FORGED(INV_EV_RESERVED, 0, 1, 4, 0), I_FORGED(INV_EV_RESTOCKED, 0, 1, 4, 0),
+            I_FORGED(INV_EV_RESTOCKED, 0, 0, 0, 0), I_RESERVE(0, 2, 1, 0));
 }
 
 /* fuzz_saga.c: auto-pay, attempts; per step the order (0-3), [the new order's line count],
