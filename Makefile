@@ -4,14 +4,18 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 RUN_DIR ?= .run
 
-.PHONY: all deps build build-asan run stop status test test-cluster test-unit clean format perf perf-short perf-edge
+.PHONY: all deps build build-asan build-fuzz run stop status test test-cluster test-unit fuzz fuzz-seeds clean \
+	format perf perf-short perf-edge
 
 all: build
 
+# (targets that build the fuzz harnesses also install clang: DEPS_ARGS=--fuzz)
 deps:
-	@infra/bootstrap.sh
+	@infra/bootstrap.sh $(DEPS_ARGS)
 
 build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -20,6 +24,12 @@ build:
 build-asan:
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFS_SANITIZE=ON >/dev/null
 	@MAKEFLAGS= cmake --build $(ASAN_BUILD) -j $(JOBS) -- --no-print-directory
+
+# The libFuzzer harnesses of tests/fuzz and the libraries they test, with clang, ASan+UBSan.
+build-fuzz:
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DFS_FUZZ=ON \
+		-DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@MAKEFLAGS= cmake --build $(FUZZ_BUILD) -j $(JOBS) -- --no-print-directory
 
 # Installs what is missing, builds, starts Kafka, PostgreSQL, Redis and the services under
 # $(RUN_DIR), waits until they are ready and prints where things are. Harmless to run twice.
@@ -32,10 +42,13 @@ stop:
 status:
 	@FLASHSALE_RUN_DIR=$(RUN_DIR) FLASHSALE_BUILD_DIR=$(BUILD) infra/flashsale.sh status
 
-# Installs what is missing, builds (plain and ASan+UBSan), starts throw-away instances on
-# their own ports and directory, runs the whole suite with ctest, tears everything down.
-test: deps build build-asan
-	@FLASHSALE_BUILD_DIR=$(BUILD) FLASHSALE_ASAN_BUILD_DIR=$(ASAN_BUILD) infra/test.sh
+# Installs what is missing, builds (plain, ASan+UBSan, the fuzz harnesses), starts throw-away
+# instances on their own ports and directory, runs the whole suite with ctest (each fuzz
+# harness for 30 s), tears everything down.
+test: DEPS_ARGS = --fuzz
+test: deps build build-asan build-fuzz
+	@FLASHSALE_BUILD_DIR=$(BUILD) FLASHSALE_ASAN_BUILD_DIR=$(ASAN_BUILD) \
+		FLASHSALE_FUZZ_BUILD_DIR=$(FUZZ_BUILD) infra/test.sh
 
 # Three brokers, one SIGKILLed mid-sale (tests/integration/test_cluster.py; a cluster of its
 # own, ~3 min). Not part of `make test`: see docs/architecture.md, "Three brokers".
@@ -50,8 +63,19 @@ test-unit: build build-asan
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
+# Every fuzz harness for FUZZ_SECONDS (60) on a copy of its seeds (tests/fuzz/corpus): prints
+# executions, executions per second and coverage; fails on a crash, leak, failed check or
+# timeout (the input is kept in $(FUZZ_BUILD)/fuzz-artifacts). One harness: FUZZ=jwt.
+fuzz: DEPS_ARGS = --fuzz
+fuzz: deps build-fuzz
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ)
+
+# Writes the seed corpora again (after a schema or encoder change; see tests/fuzz/make_seeds.c).
+fuzz-seeds: build-fuzz
+	@$(FUZZ_BUILD)/tests/fuzz/fuzz_make_seeds tests/fuzz/corpus
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
 # Every benchmark scenario, flashsale next to the baselines, on a dedicated system; writes
 # perf/RESULTS.md (between the perf/run markers) and perf/plots/*.png. perf-short: a few

@@ -4,6 +4,8 @@
 #
 # Safe to run repeatedly: it only installs what is missing and says what it installs.
 # Needs root or sudo for apt-get; fails with a clear message otherwise.
+#
+#   --fuzz  also clang and its libFuzzer runtime (make fuzz, make test: tests/fuzz)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,6 +19,9 @@ PACKAGES=(
   postgresql redis-server openjdk-17-jre-headless maven
   python3 python3-avro python3-yaml valgrind curl iproute2 nginx
 )
+if [ "${1:-}" = --fuzz ]; then
+  PACKAGES+=(clang libclang-rt-14-dev) # Debian 12: clang 14; libFuzzer is in the runtime package
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -5,6 +5,7 @@
 #
 #   FLASHSALE_BUILD_DIR       plain build (build)
 #   FLASHSALE_ASAN_BUILD_DIR  sanitizer build (build-asan); its unit tests run too
+#   FLASHSALE_FUZZ_BUILD_DIR  fuzz harnesses (build-fuzz); each runs for 30 s (ctest -L fuzz)
 #   FLASHSALE_KEEP_TEST_RUN=1 keep the run directory (logs, data) for inspection
 #   CTEST_ARGS                extra ctest arguments, e.g. "-R eos" or "-L unit"
 #   FLASHSALE_KAFKA_NODES=3   the whole suite on a three-node Kafka cluster
@@ -14,6 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cd "$FS_ROOT"
 BUILD=${FLASHSALE_BUILD_DIR:-build}
 ASAN=${FLASHSALE_ASAN_BUILD_DIR:-build-asan}
+FUZZ=${FLASHSALE_FUZZ_BUILD_DIR:-build-fuzz}
 
 
 run=$(mktemp -d /tmp/flashsale-test.XXXXXX)
@@ -61,6 +63,10 @@ ctest --test-dir "$BUILD" --output-on-failure -j 2 ${CTEST_ARGS:--LE cluster} ||
 if [ -d "$ASAN" ]; then
   echo "== ctest: unit tests under AddressSanitizer + UndefinedBehaviorSanitizer ($ASAN)"
   ctest --test-dir "$ASAN" -L unit --output-on-failure -j 2 || rc=1
+fi
+if [ -d "$FUZZ" ] && [ -z "${CTEST_ARGS:-}" ]; then  # (a filtered run is about other tests)
+  echo "== ctest: fuzz harnesses, one after another ($FUZZ)"
+  ctest --test-dir "$FUZZ" -L fuzz --output-on-failure -j 1 || rc=1
 fi
 status=$rc
 exit $rc

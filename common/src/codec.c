@@ -573,13 +573,13 @@ static int project(avro_value_t *src, avro_value_t *dst, const fs_schema *rs, fs
     }
     case AVRO_STRING:
     case AVRO_BYTES: {
-        const void *p;
-        size_t n;
+        const void *p = NULL;
+        size_t n = 0;
         if (st == AVRO_STRING) {
-            const char *s;
+            const char *s = NULL;
             rc = avro_value_get_string(src, &s, &n);
             p = s;
-            if (n)
+            if (!rc && n)
                 n--; /* size includes the NUL */
         } else {
             rc = avro_value_get_bytes(src, &p, &n);
@@ -589,7 +589,13 @@ static int project(avro_value_t *src, avro_value_t *dst, const fs_schema *rs, fs
         if (dt == AVRO_BYTES)
             rc = avro_value_set_bytes(dst, (void *)p, n);
         else if (dt == AVRO_STRING) {
-            char *tmp = strndup(p, n);
+            /* all n bytes, also past a NUL inside (strndup would stop there, and avro-c then
+             * copy n + 1 bytes out of a shorter buffer) */
+            char *tmp = malloc(n + 1);
+            if (tmp) {
+                memcpy(tmp, p, n);
+                tmp[n] = '\0';
+            }
             rc = !tmp || avro_value_set_string_len(dst, tmp, n + 1);
             free(tmp);
         } else
@@ -620,10 +626,11 @@ static int project(avro_value_t *src, avro_value_t *dst, const fs_schema *rs, fs
         break;
     }
     case AVRO_ARRAY: {
-        size_t n;
+        size_t n = 0;
         if (dt != AVRO_ARRAY)
             goto mismatch;
-        avro_value_get_size(src, &n);
+        if (avro_value_get_size(src, &n))
+            return fs_err_set(err, FS_ERR_INVALID, 0, "avro: %s", avro_strerror());
         for (size_t i = 0; i < n; i++) {
             avro_value_t se, de;
             if (avro_value_get_by_index(src, i, &se, NULL) || avro_value_append(dst, &de, NULL) ||
@@ -633,10 +640,11 @@ static int project(avro_value_t *src, avro_value_t *dst, const fs_schema *rs, fs
         break;
     }
     case AVRO_MAP: {
-        size_t n;
+        size_t n = 0;
         if (dt != AVRO_MAP)
             goto mismatch;
-        avro_value_get_size(src, &n);
+        if (avro_value_get_size(src, &n))
+            return fs_err_set(err, FS_ERR_INVALID, 0, "avro: %s", avro_strerror());
         for (size_t i = 0; i < n; i++) {
             avro_value_t se, de;
             const char *key;
@@ -871,9 +879,10 @@ static int scan(avro_schema_t s, const uint8_t **p, const uint8_t *end, int dept
                     return -1;
                 n = -n;
             }
-            total += n;
-            if (total > SCAN_MAX_ITEMS || (map && n > end - *p))
+            /* (checked before adding: total + n could overflow) */
+            if (n > SCAN_MAX_ITEMS - total || (map && n > end - *p))
                 return -1;
+            total += n;
             for (int64_t i = 0; i < n; i++)
                 if ((map && scan_len(p, end)) || scan(item, p, end, depth + 1))
                     return -1;

@@ -154,20 +154,23 @@ static fs_jwt_status jwt_decode_claims(const char *secret, const char *token, in
         goto done;
     if (strcmp(role, "member") && strcmp(role, "admin"))
         goto done;
+    const char *sid = jwt_get_grant(jwt, "sid");
+    long gen = -1;
+    if (sid) { /* a login token: sid and gen come together */
+        errno = 0;
+        gen = jwt_get_grant_int(jwt, "gen");
+        if (!*sid || strlen(sid) >= sizeof out->sid || errno || gen < 0)
+            goto done;
+    }
+    /* only a token whose claims are sound can be expired: a malformed one is invalid at any
+     * time (the verdict depends on the time only through exp) */
     if (exp <= now_seconds) {
         st = FS_JWT_EXPIRED;
         goto done;
     }
-    const char *sid = jwt_get_grant(jwt, "sid");
-    out->gen = -1;
-    if (sid) { /* a login token: sid and gen come together */
-        errno = 0;
-        long gen = jwt_get_grant_int(jwt, "gen");
-        if (!*sid || strlen(sid) >= sizeof out->sid || errno || gen < 0)
-            goto done;
+    if (sid)
         snprintf(out->sid, sizeof out->sid, "%s", sid);
-        out->gen = gen;
-    }
+    out->gen = gen;
     snprintf(out->sub, sizeof out->sub, "%s", sub);
     snprintf(out->role, sizeof out->role, "%s", role);
     out->exp = exp;

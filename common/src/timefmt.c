@@ -2,6 +2,7 @@
 #include "fs/timefmt.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -34,6 +35,13 @@ static int digits(const char *s, int n, int *out)
     return 0;
 }
 
+static int days_in_month(int y, int mo)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return days[mo - 1] + (mo == 2 && leap);
+}
+
 int fs_time_parse(const char *s, int64_t *ms)
 {
     int y, mo, d, h, mi, se, frac = 0;
@@ -42,7 +50,8 @@ int fs_time_parse(const char *s, int64_t *ms)
         digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
         digits(s + 17, 2, &se))
         return -1;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+    /* a day the month has (timegm would carry 2026-02-30 into March) */
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 60)
         return -1;
     const char *p = s + 19;
     if (*p == '.') {

@@ -268,7 +268,10 @@ inv_outcome inv_decide(const inv_state *s, const inv_command *c, inv_event *e)
         line_key(key, sizeof key, c->order_id, c->item_index);
         if (s->horizon && order_time(c->order_id, c->requested_at) < s->horizon - INV_DEDUP_WINDOW_MS)
             return reject_cmd(c, e, INV_R_INVALID, "order older than the deduplication window");
-        if (fs_map_get(s->decided, key))
+        /* decided: remembered for the window, and for as long as the line is held (an id
+         * whose time is the command's can come back after the window; deciding it again
+         * would put a second reservation under the line's key) */
+        if (fs_map_get(s->decided, key) || (p && fs_map_get(p->reservations, key)))
             return INV_DUPLICATE;
         if (!p)
             return reject_reserve(c, e, INV_R_UNKNOWN_PRODUCT, 0);
@@ -448,7 +451,7 @@ static int apply_event(inv_state *s, const inv_event *e)
             p->v.f.per_user_limit = e->f.per_user_limit;
         return 0;
     case INV_EV_RESTOCKED:
-        if (e->quantity < 1)
+        if (e->quantity < 1 || (int64_t)p->v.stock + e->quantity > INT32_MAX) /* as decide() */
             return -1;
         p->v.stock += e->quantity;
         p->v.available += e->quantity;
@@ -472,7 +475,8 @@ static int apply_event(inv_state *s, const inv_event *e)
         return 0;
     case INV_EV_RESERVED: {
         line_key(key, sizeof key, e->order_id, e->item_index);
-        if (e->quantity < 1 || e->quantity > p->v.available || fs_map_get(s->decided, key))
+        if (e->quantity < 1 || e->quantity > p->v.available || fs_map_get(s->decided, key) ||
+            fs_map_get(p->reservations, key))
             return -1;
         reservation *r = calloc(1, sizeof *r);
         if (!r)

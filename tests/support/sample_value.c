@@ -55,8 +55,9 @@ int fs_test_fill(avro_value_t *v, int seed)
         }
         return 0;
     case AVRO_RECORD: {
-        size_t n;
-        avro_value_get_size(v, &n);
+        size_t n = 0;
+        if (avro_value_get_size(v, &n))
+            return -1;
         for (size_t i = 0; i < n; i++) {
             avro_value_t f;
             if (avro_value_get_by_index(v, i, &f, NULL) || fs_test_fill(&f, seed + (int)i))

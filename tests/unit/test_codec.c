@@ -241,6 +241,42 @@ static void test_project_schema_older_version_decodes(void **state)
     fs_codec_destroy(c2);
 }
 
+/* A string with a NUL inside, written with an older schema, reaches the reader whole (found
+ * by tests/fuzz/fuzz_avro.c: the projection copied it with strndup, which stops at the NUL,
+ * and avro-c then read the full length out of the shorter copy). */
+static void test_projected_string_keeps_inner_nul(void **state)
+{
+    (void)state;
+    fs_err err = {0};
+    fs_codec *c = fs_codec_new_empty();
+    const fs_schema *v1 = fs_codec_add(c, V1, false, &err);
+    const fs_schema *v2 = fs_codec_add(c, V2, true, &err);
+    assert_non_null(v1);
+    assert_non_null(v2);
+    avro_value_t w, r, f;
+    assert_int_equal(fs_schema_value_new(v1, &w, &err), 0);
+    assert_int_equal(avro_value_get_by_name(&w, "id", &f, NULL), 0);
+    assert_int_equal(avro_value_set_string_len(&f, "ab\0cdefgh", 10), 0); /* 9 bytes + NUL */
+    assert_int_equal(fs_av_set_int(&w, "qty", 1, &err), 0);
+    assert_int_equal(fs_av_set_str(&w, "gone", "x", &err), 0);
+    void *buf;
+    size_t len;
+    assert_int_equal(fs_codec_encode(v1, &w, &buf, &len, &err), 0);
+    const fs_schema *got;
+    if (fs_codec_decode(c, buf, len, &got, &r, &err))
+        fail_msg("decode: %s", err.msg);
+    const char *id;
+    size_t n;
+    assert_int_equal(avro_value_get_by_name(&r, "id", &f, NULL), 0);
+    assert_int_equal(avro_value_get_string(&f, &id, &n), 0);
+    assert_int_equal(n, 10);
+    assert_memory_equal(id, "ab\0cdefgh", 10);
+    avro_value_decref(&r);
+    avro_value_decref(&w);
+    free(buf);
+    fs_codec_destroy(c);
+}
+
 static void test_missing_field_without_default_is_an_error(void **state)
 {
     (void)state;
@@ -308,6 +344,36 @@ static void test_canonical_form_rules(void **state)
         assert_true((int64_t)fs_crc64_avro(c, strlen(c)) == vec[i].fp);
         free(c);
     }
+}
+
+/* Array block counts that add up past INT64_MAX are refused at once (found by
+ * tests/fuzz/fuzz_avro.c: the count of items summed over blocks overflowed, and for items
+ * of no bytes, such as null, the validator would then walk 2^63 of them). */
+static void test_block_counts_cannot_overflow(void **state)
+{
+    (void)state;
+    fs_err err = {0};
+    fs_codec *c = fs_codec_new_empty();
+    const fs_schema *s = fs_codec_add(
+        c, "{\"type\":\"record\",\"name\":\"Nulls\",\"fields\":[{\"name\":\"a\","
+           "\"type\":{\"type\":\"array\",\"items\":\"null\"}}]}",
+        true, &err);
+    assert_non_null(s);
+    uint8_t b[32] = {FS_AVRO_MAGIC0, FS_AVRO_MAGIC1};
+    size_t n = 2;
+    for (int i = 0; i < 8; i++)
+        b[n++] = (uint8_t)(fs_schema_fingerprint(s) >> (8 * i));
+    b[n++] = 28; /* a block of 14 nulls (zig-zag) */
+    uint64_t z = (uint64_t)(INT64_MAX - 13) << 1; /* then one of INT64_MAX - 13 */
+    for (; z >= 0x80; z >>= 7)
+        b[n++] = (uint8_t)(z | 0x80);
+    b[n++] = (uint8_t)z;
+    b[n++] = 0; /* the end of the array */
+    const fs_schema *got;
+    avro_value_t out;
+    assert_int_equal(fs_codec_decode(c, b, n, &got, &out, &err), -1);
+    assert_int_equal(err.cls, FS_ERR_INVALID);
+    fs_codec_destroy(c);
 }
 
 static void test_hostile_input_gives_errors(void **state)
@@ -382,9 +448,11 @@ int main(void)
         cmocka_unit_test(test_new_writer_old_reader_drops_fields),
         cmocka_unit_test_setup_teardown(test_project_schema_older_version_decodes, setup,
                                         teardown),
+        cmocka_unit_test(test_projected_string_keeps_inner_nul),
         cmocka_unit_test(test_missing_field_without_default_is_an_error),
         cmocka_unit_test(test_canonical_form_rules),
         cmocka_unit_test_setup_teardown(test_hostile_input_gives_errors, setup, teardown),
+        cmocka_unit_test(test_block_counts_cannot_overflow),
     };
     return cmocka_run_group_tests_name("codec", tests, NULL, NULL);
 }

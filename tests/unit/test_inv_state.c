@@ -443,6 +443,63 @@ static void test_bounded_by_time(void **state)
     inv_state_destroy(s);
 }
 
+/* A line the product still holds is decided, also after the deduplication window has
+ * forgotten it (found by tests/fuzz/fuzz_inventory.c: an order id without a time in it,
+ * reserved again two days later, got a second reservation under the same key, and the
+ * first one's units could never be released). */
+static void test_held_line_not_decided_twice(void **state)
+{
+    (void)state;
+    inv_state *s = inv_state_new(WINDOW);
+    define(s, "p", 10, 0);
+    inv_command r = reserve("p", "plain-order", "m", 2);
+    r.requested_at = T0 + HOUR;
+    assert_int_equal(step(s, &r).type, INV_EV_RESERVED);
+    /* two days on: the window has swept the decided line */
+    step(s, &(inv_command){.type = INV_CMD_PAUSE, .product_id = "p", .requested_at = T0 + 2 * DAY});
+    step(s, &(inv_command){.type = INV_CMD_RESUME, .product_id = "p", .requested_at = T0 + 2 * DAY});
+    assert_int_equal(inv_state_decided_count(s), 0);
+    inv_event e;
+    r.requested_at = T0 + 2 * DAY + 1;
+    assert_int_equal(inv_decide(s, &r, &e), INV_DUPLICATE);
+    /* and an event that would reserve it again does not apply */
+    inv_event twice = {.type = INV_EV_RESERVED, .product_id = "p", .order_id = "plain-order",
+                       .member_id = "m", .quantity = 1, .occurred_at = T0 + 2 * DAY + 2};
+    assert_int_equal(inv_apply(s, &twice), -1);
+    /* released, the line can be decided anew */
+    e = step(s, &(inv_command){.type = INV_CMD_RELEASE, .product_id = "p", .order_id = "plain-order",
+                               .requested_at = T0 + 2 * DAY + 3});
+    assert_int_equal(e.type, INV_EV_RELEASED);
+    inv_product_view v;
+    assert_true(inv_state_product(s, "p", &v));
+    assert_int_equal(v.available, 10);
+    assert_int_equal(v.reserved, 0);
+    inv_state_destroy(s);
+}
+
+/* A restock in a corrupt log that would take the stock past INT32_MAX is refused and
+ * changes nothing, as decide() refuses the command (found by tests/fuzz/fuzz_inventory.c:
+ * the stock overflowed, undefined behaviour, while rebuilding from such a log). */
+static void test_forged_restock_cannot_overflow(void **state)
+{
+    (void)state;
+    inv_state *s = inv_state_new(WINDOW);
+    define(s, "p", 2, 0);
+    inv_event big = {.type = INV_EV_RESTOCKED, .product_id = "p", .quantity = INT32_MAX,
+                     .command_offset = 9, .occurred_at = T0 + 5};
+    assert_int_equal(inv_apply(s, &big), -1);
+    inv_product_view v;
+    assert_true(inv_state_product(s, "p", &v));
+    assert_int_equal(v.stock, 2);
+    assert_int_equal(v.available, 2);
+    assert_int_equal(inv_state_last_command_offset(s), -1);
+    big.quantity = INT32_MAX - 2;
+    assert_int_equal(inv_apply(s, &big), 0);
+    assert_true(inv_state_product(s, "p", &v));
+    assert_int_equal(v.stock, INT32_MAX);
+    inv_state_destroy(s);
+}
+
 /* The codec's field names against the inventory schemas, both ways: a misspelt name in the
  * codec is in no schema, and the field it meant is then handled by no name. */
 static void test_codec_vocabulary(void **state)
@@ -493,6 +550,8 @@ int main(void)
         cmocka_unit_test(test_commit_release_restock),
         cmocka_unit_test(test_random_invariants_and_rebuild),
         cmocka_unit_test(test_bounded_by_time),
+        cmocka_unit_test(test_held_line_not_decided_twice),
+        cmocka_unit_test(test_forged_restock_cannot_overflow),
         cmocka_unit_test(test_command_codec_round_trip),
         cmocka_unit_test(test_codec_vocabulary),
     };

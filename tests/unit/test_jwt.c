@@ -7,6 +7,7 @@
 
 #include "fs/jwt.h"
 
+#include <jwt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,34 @@ static void test_malformed(void **state)
     assert_int_equal(fs_jwt_verify(SECRET, none, now, &p), FS_JWT_INVALID);
 }
 
+/* A token signed with the secret whose claims are unsound is invalid at any time, also after
+ * its exp (found by tests/fuzz/fuzz_jwt.c: a login token without gen read as EXPIRED once
+ * its exp had passed). */
+static void test_unsound_claims_at_any_time(void **state)
+{
+    (void)state;
+    static const char *const claims[] = {
+        "{\"sub\":\"m-1\",\"role\":\"member\",\"exp\":2000000000,\"sid\":\"s-1\"}",
+        "{\"sub\":\"m-1\",\"role\":\"member\",\"exp\":2000000000,\"sid\":\"s-1\",\"gen\":-1}",
+        "{\"sub\":\"m-1\",\"role\":\"member\",\"exp\":2000000000,\"sid\":\"\",\"gen\":1}",
+        "{\"sub\":\"m-1\",\"role\":\"root\",\"exp\":2000000000}",
+    };
+    for (size_t i = 0; i < sizeof claims / sizeof claims[0]; i++) {
+        jwt_t *jwt = NULL;
+        assert_int_equal(jwt_new(&jwt), 0);
+        assert_int_equal(jwt_add_grants_json(jwt, claims[i]), 0);
+        assert_int_equal(jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)SECRET,
+                                     (int)strlen(SECRET)), 0);
+        char *tok = jwt_encode_str(jwt), *h = bearer(tok);
+        fs_principal p;
+        assert_int_equal(fs_jwt_verify(SECRET, h, 1900000000, &p), FS_JWT_INVALID);
+        assert_int_equal(fs_jwt_verify(SECRET, h, 2100000000, &p), FS_JWT_INVALID);
+        free(h);
+        free(tok);
+        jwt_free(jwt);
+    }
+}
+
 static void test_roles(void **state)
 {
     (void)state;
@@ -135,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_remembered),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_roles),
+        cmocka_unit_test(test_unsound_claims_at_any_time),
     };
     return cmocka_run_group_tests_name("jwt", tests, NULL, NULL);
 }

@@ -10,7 +10,8 @@
  * available + reserved + sold == stock (initial + restocked); a member's live units
  * (reserved + sold, minus restocked returns) never exceed per_user_limit when it is > 0;
  * SOLD_OUT only when available == 0. Each (order, item) gets at most one decision:
- * a repeated ReserveStock for an already decided line yields no event.
+ * a repeated ReserveStock for an already decided line, or for a line the product still
+ * holds (reserved or sold), yields no event.
  *
  * Bounded memory (docs/architecture.md, "Bounded state"): the state's clock is the log's,
  * H = the greatest occurred_at applied (commands carry the time they were made). An order's
