@@ -94,8 +94,8 @@ json_t *api_read_json(fs_http_req *req, api_ctx *a)
          * not be UTF-8, and a JSON error body could not carry them (the client got 500 "{}";
          * found by the http fuzz harness). Only printable ASCII is quoted back. */
         char msg[200];
-        int n = snprintf(msg, sizeof msg, "malformed JSON: %s", jerr.text);
-        for (int i = 0; i < n && i < (int)sizeof msg - 1; i++)
+        int len = snprintf(msg, sizeof msg, "malformed JSON: %s", jerr.text);
+        for (int i = 0; i < len && i < (int)sizeof msg - 1; i++)
             if ((unsigned char)msg[i] < 0x20 || (unsigned char)msg[i] > 0x7e)
                 msg[i] = '?';
         fs_http_error(req, 400, "BAD_JSON", msg, NULL);

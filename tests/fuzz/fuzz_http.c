@@ -108,19 +108,21 @@ void fs_metrics_request(int route, int status)
     conn.last_status = status;
 }
 
-int api_member_state(api_ctx *a, const char *member_id, int64_t *gen, member_status *st)
+int api_member_state(api_ctx *a, const char *member_id, int64_t *gen, member_status *st, fs_err *err)
 {
     (void)a;
     (void)member_id;
+    (void)err;
     *gen = 0;
     *st = MEMBER_NONE;
     return 0;
 }
 
-int api_session_revoked(api_ctx *a, const char *sid)
+int api_session_revoked(api_ctx *a, const char *sid, fs_err *err)
 {
     (void)a;
     (void)sid;
+    (void)err;
     return 0;
 }
 
