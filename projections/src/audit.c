@@ -179,7 +179,7 @@ int main(int argc, char **argv)
     else
         printf("  read models: not compared (%s)\n", read_models == 0 ? "--no-read-models"
                                                     : "the log was read up to --at or from a copy");
-    printf("%s: %zu audit_violation(s)\n", nviolations ? "FAILED" : "OK", nviolations);
+    printf("%s: %zu violation(s)\n", nviolations ? "FAILED" : "OK", nviolations);
     if (json_out) {
         json_t *rep = json_pack("{s:b,s:I,s:{s:I,s:I,s:I},s:I,s:o}", "ok", nviolations == 0,
                                 "violation_count", (json_int_t)nviolations, "read", "commands",
