@@ -1,6 +1,8 @@
 /* Support of the libFuzzer harnesses; see fuzz.h. */
 #include "fuzz.h"
 
+#include "fs/codec.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,4 +64,13 @@ void fz_same_str(const char *file, int line, const char *what, const char *a, co
 {
     if (strcmp(a, b))
         fz_fail(file, line, "%s: \"%s\" != \"%s\"", what, a, b);
+}
+
+struct fs_codec *fz_codec_new(void)
+{
+    fs_err err = {0};
+    fs_codec *codec = fs_codec_new(&err);
+    if (!codec)
+        fz_fail(__FILE__, __LINE__, "codec: %s", err.msg);
+    return codec;
 }

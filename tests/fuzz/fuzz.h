@@ -46,4 +46,9 @@ _Noreturn void fz_fail(const char *file, int line, const char *fmt, ...)
 #define FZ_SAME_STR(what, a, b) fz_same_str(__FILE__, __LINE__, what, a, b)
 void fz_same_str(const char *file, int line, const char *what, const char *a, const char *b);
 
+/* The codec every harness decodes with, made once (from LLVMFuzzerInitialize); a codec that
+ * cannot be made fails the run. */
+struct fs_codec;
+struct fs_codec *fz_codec_new(void);
+
 #endif
