@@ -257,6 +257,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     pthread_mutex_lock(&b->lock);
     if (m->err) {
         w->r.failed = true;
+        w->r.maybe_persisted = rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED;
         snprintf(w->r.delivery_error, sizeof w->r.delivery_error, "%s", rd_kafka_err2str(m->err));
     } else {
         if (w->t0_us > 0)
@@ -296,11 +297,16 @@ static void *dr_main(void *arg)
     return NULL;
 }
 
-/* An idempotent producer (acks=all) with the given linger. */
+/* An idempotent producer (acks=all) with the given linger and delivery timeout. */
 static rd_kafka_t *bus_producer_new(api_bus *b, const fs_common_config *cfg, const char *client_id,
-                                    const char *linger_ms, fs_kafka_dr_cb *dr, fs_err *err)
+                                    const char *linger_ms, const char *timeout_ms, fs_kafka_dr_cb *dr,
+                                    fs_err *err)
 {
-    const char *const extra[] = {"linger.ms", linger_ms, "message.timeout.ms", "10000",
+    /* reconnect.backoff.max.ms: a broker that is away is tried again at least every second
+     * (librdkafka's default backs off to 10 s), and queued commands' timeouts are noticed
+     * then: at 10 s a buyer heard 503 up to 10 s after a 2 s timeout. */
+    const char *const extra[] = {"linger.ms", linger_ms, "message.timeout.ms", timeout_ms,
+                                 "reconnect.backoff.max.ms", "1000",
                                  "queue.buffering.max.messages", "1000000", NULL};
     rd_kafka_t *p = fs_kafka_new(cfg,
                                  &(fs_kafka_client){.role = FS_KAFKA_PRODUCER,
@@ -700,10 +706,20 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
     /* Commands leave at once (linger 0: the buyer waits on them); answers are only recorded
      * for the audit, so they wait up to 20 ms to share one produce request with others: at
      * 1,000 orders/s that is ~50 requests a second to the broker instead of ~1,000. */
-    b->producer = bus_producer_new(b, cfg, "flashsale-api", "0", dr_cb, err);
+    /* A command that Kafka has not taken within FLASHSALE_COMMAND_TIMEOUT_MS fails, so that a
+     * buyer hears 503 within about the decision wait while Kafka is away, not after 10 s or
+     * more; see docs/architecture.md, "Honest answers while Kafka is away". */
+    {
+        long cmd_timeout = 2000;
+        if (fs_env_int("FLASHSALE_COMMAND_TIMEOUT_MS", 2000, 500, 300000, &cmd_timeout, err))
+            goto fail;
+        char tmo[24];
+        snprintf(tmo, sizeof tmo, "%ld", cmd_timeout);
+        b->producer = bus_producer_new(b, cfg, "flashsale-api", "0", tmo, dr_cb, err);
+    }
     if (!b->producer)
         goto fail;
-    b->answers = bus_producer_new(b, cfg, "flashsale-api-answers", "20", answer_dr_cb, err);
+    b->answers = bus_producer_new(b, cfg, "flashsale-api-answers", "20", "10000", answer_dr_cb, err);
     if (!b->answers)
         goto fail;
     b->reply_fd = -1;

@@ -126,6 +126,10 @@ int api_bus_produce(api_bus *b, api_waiter *w, const char *product_id, const voi
 
 typedef struct {
     bool delivered, failed, decided;
+    /* failed, but the command may have reached the log (it timed out in flight: librdkafka's
+     * RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED). Only a failure without it is definitive:
+     * the command is not in the log and never will be. */
+    bool maybe_persisted;
     bool via_reply; /* decided by the processor's reply (before its commit), not the stream */
     int32_t partition;
     int64_t offset;
