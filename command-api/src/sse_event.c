@@ -50,7 +50,7 @@ bool sse_id_parse(const char *id, uint64_t epoch, uint64_t *seq)
     if (strncmp(id, e, el) || id[el] != '-')
         return false;
     const char *p = id + el + 1;
-    if (!*p || strlen(p) > 19)
+    if (!*p || strlen(p) > 20)
         return false;
     uint64_t v = 0;
     for (; *p; p++) {
