@@ -262,6 +262,7 @@ def test_member_orders(s, pid):
 
 
 def test_resume(s, pid):
+    time.sleep(0.5)  # the previous payments' stock changes have all been fanned out
     st = Stream(s.port, "/api/events?product=" + pid, source="127.0.8.1")
     cur = st.wait(lambda evs: next((e for e in evs if e["event"] == "stock"), None), what="the stock")
     start_avail = cur["data"]["available"]
@@ -273,15 +274,17 @@ def test_resume(s, pid):
     # the header
     r = Stream(s.port, "/api/events?product=" + pid, last_event_id=last, source="127.0.8.1")
     r.wait(stock_of(pid, start_avail - 3), what="the replayed events")
-    got = [e["data"]["available"] for e in r.of("stock")]
+    # (a late change of another kind, e.g. a sale committed, keeps available as it was)
+    got = [e["data"]["available"] for e in r.of("stock") if e["data"]["available"] < start_avail]
     assert got[:3] == [start_avail - 1, start_avail - 2, start_avail - 3], got
     seqs = [int(e["id"].rsplit("-", 1)[1]) for e in r.of("stock")]
     assert seqs == sorted(seqs) and seqs[0] > int(last.rsplit("-", 1)[1]), (last, seqs)
     # the query parameter, from the middle
-    mid = r.of("stock")[0]["id"]
+    mid = next(e["id"] for e in r.of("stock") if e["data"]["available"] == start_avail - 1)
     q = Stream(s.port, "/api/events?product=%s&last_event_id=%s" % (pid, mid), source="127.0.8.2")
     q.wait(stock_of(pid, start_avail - 3), what="the replayed events (query)")
-    assert [e["data"]["available"] for e in q.of("stock")][:2] == [start_avail - 2, start_avail - 3], q.of("stock")
+    got = [e["data"]["available"] for e in q.of("stock")]
+    assert got[:2] == [start_avail - 2, start_avail - 3], got  # nothing before the id again
     # an id this server never gave: the current state
     u = Stream(s.port, "/api/events?product=" + pid, last_event_id="zzzz-5", source="127.0.8.3")
     cur = u.wait(lambda evs: next((e for e in evs if e["event"] == "stock"), None), what="the state")
