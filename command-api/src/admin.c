@@ -210,7 +210,7 @@ api_admin *api_admin_start(const fs_common_config *cfg, fs_err *err)
     ad->cfg = cfg;
     const char *bin;
     if (fs_env_str("FLASHSALE_AUDIT_BIN", "", false, &bin, err) ||
-        fs_env_int("FLASHSALE_AUDIT_TIMEOUT_MS", 25000, 1000, 3600000, &ad->audit_timeout_ms, err)) {
+        fs_env_int("FLASHSALE_AUDIT_TIMEOUT_MS", 300000, 1000, 3600000, &ad->audit_timeout_ms, err)) {
         free(ad);
         return NULL;
     }
@@ -492,7 +492,7 @@ static int audit_product(fs_http_req *req, api_admin *ad, const char *product_id
         return fs_http_unavailable(req, "the audit's report file cannot be made", strerror(errno));
     close(fd);
     char wait_ms[24];
-    snprintf(wait_ms, sizeof wait_ms, "%ld", ad->audit_timeout_ms / 2);
+    snprintf(wait_ms, sizeof wait_ms, "%ld", ad->audit_timeout_ms / 2 < 30000 ? ad->audit_timeout_ms / 2 : 30000);
     char *const argv[] = {ad->audit_bin, "--product", (char *)product_id, "--read-models", "--wait-ms",
                           wait_ms, "--json", path, NULL};
     audit_run *r = calloc(1, sizeof *r);
@@ -542,6 +542,9 @@ static int audit_product(fs_http_req *req, api_admin *ad, const char *product_id
                             r->exit_status == 0 ? "OK" : "VIOLATION", "violations", count,
                             "summary", summary, "duration_ms", (json_int_t)ms, "product",
                             product ? product : json_null());
+    json_t *rm = json_object_get(rep, "read_models");
+    if (out)
+        json_object_set(out, "read_models", rm ? rm : json_null());
     json_t *v = json_object_get(rep, "violations");
     if (json_is_array(v) && out)
         json_object_set(out, "violation_list", v);

@@ -14,7 +14,7 @@
  *
  * Settings: FLASHSALE_AUDIT_BIN (the flashsale-audit executable; default: next to
  * flashsale-api, or ../projections/ of it in the build tree), FLASHSALE_AUDIT_TIMEOUT_MS
- * (25000: below the edge's 30 s read timeout; the child is killed past it, 504). */
+ * (300000: the child is killed past it, 504 AUDIT_TIMEOUT; the edge gives this route 310 s). */
 #ifndef FS_API_ADMIN_H
 #define FS_API_ADMIN_H
 #include "api.h"
