@@ -126,6 +126,16 @@ static int handle_metrics(struct mg_connection *conn, void *cb)
     return rc;
 }
 
+/* Every request goes through the route table from civetweb's first callback on: no request
+ * can arrive before a handler is registered (between mg_start and mg_set_request_handler
+ * civetweb would answer a 404 of its own). Returns the status sent (never 0: civetweb must
+ * not handle the request itself). */
+static int begin_request(struct mg_connection *conn)
+{
+    int status = api_routes_dispatch(conn, mg_get_user_data(mg_get_context(conn)));
+    return status > 0 && status < 1000 ? status : 500;
+}
+
 /* After every request on a worker thread: the pooled PostgreSQL connection goes back. */
 static void end_request(const struct mg_connection *conn, int status)
 {
@@ -280,7 +290,9 @@ int main(int argc, char **argv)
     struct mg_callbacks cbs;
     memset(&cbs, 0, sizeof cbs);
     cbs.log_message = log_message;
+    cbs.begin_request = begin_request;
     cbs.end_request = end_request;
+    api_routes_set(route_table, NROUTES);
     mg_init_library(0);
     struct mg_context *ctx = mg_start(&cbs, &a, options);
     if (!ctx) {
@@ -292,8 +304,6 @@ int main(int argc, char **argv)
         fs_codec_destroy(a.codec);
         return 1;
     }
-    api_routes_set(route_table, NROUTES);
-    mg_set_request_handler(ctx, "/", api_routes_dispatch, &a);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);

@@ -24,7 +24,8 @@ typedef struct {
 /* Whether `path` (the request's decoded path) matches the template. */
 bool api_route_match(const char *tmpl, const char *path);
 void api_routes_set(const api_route *table, size_t n);
-/* The civetweb handler for "/": finds the row and calls its handler with cbdata. */
+/* Finds the row and calls its handler with cbdata (main.c calls it from civetweb's
+ * begin_request callback, for every request). Returns the handler's status. */
 int api_routes_dispatch(struct mg_connection *conn, void *cbdata);
 /* One JSON object per line: {"method","path","who"}. */
 void api_routes_print(FILE *f, const api_route *table, size_t n);

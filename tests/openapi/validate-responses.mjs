@@ -58,11 +58,13 @@ function responseFor(op, parts, status) {
 
 const files = readdirSync(dir).filter((f) => f.endsWith('.jsonl'));
 const failures = new Map(); // a failure's text -> how often
+const examples = new Map(); // a failure's text -> its first record's body (shortened)
 let checked = 0;
 const byOp = new Map();
 function fail(rec, why) {
   const k = `${rec.method} ${rec.path.split('?')[0]} -> ${rec.status}: ${why}`;
   failures.set(k, (failures.get(k) || 0) + 1);
+  if (!examples.has(k)) examples.set(k, JSON.stringify(rec.body).slice(0, 300));
 }
 function checkError(rec, want) {
   if (rec.status !== want) return fail(rec, `expected ${want}`);
@@ -116,7 +118,7 @@ if (checked === 0) {
 }
 if (failures.size) {
   console.error(`${failures.size} kind(s) of responses do not match ${docFile}:`);
-  for (const [k, n] of failures) console.error(`  ${n} x ${k}`);
+  for (const [k, n] of failures) console.error(`  ${n} x ${k}\n      e.g. body ${examples.get(k)}`);
   process.exit(1);
 }
 console.log('every recorded response matches the document');
