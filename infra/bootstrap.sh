@@ -23,6 +23,12 @@ if [ "${1:-}" = --fuzz ]; then
   PACKAGES+=(clang libclang-rt-14-dev) # Debian 12: clang 14; libFuzzer is in the runtime package
 fi
 
+# Node.js and npm (the OpenAPI checks of make test, tests/openapi): Debian's, unless the
+# machine already has a node and an npm of its own
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -51,3 +57,17 @@ else
 fi
 
 "$here/kafka/fetch.sh"
+
+# npm packages of the tests (versions pinned in package-lock.json), installed again only
+# when the lock file changed
+npm_dir="$FS_ROOT/tests/openapi"
+stamp="$npm_dir/node_modules/.flashsale-lock.sha256"
+want=$(sha256sum "$npm_dir/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  fs_say "installing npm packages of tests/openapi (npm ci)"
+  (cd "$npm_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+    fs_die "npm ci failed in tests/openapi (is the npm registry reachable?)"
+  echo "$want" >"$stamp"
+else
+  fs_say "npm packages: all present"
+fi

@@ -30,6 +30,9 @@ export FLASHSALE_REDIS_PORT=$(free_port 26379)
 export FLASHSALE_HTTP_PORT=$(free_port 28080)
 export FLASHSALE_API_PORT=$(free_port 28180)
 export FLASHSALE_KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-1g}
+# every response the Python integration tests get, checked against docs/openapi.json at the end
+# (tests/openapi/validate-responses.mjs, ctest openapi.responses)
+export FLASHSALE_OPENAPI_RECORD_DIR=$run/openapi-responses
 # the burst tests hold 10,000 connections open at once, on both sides
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 

@@ -29,6 +29,7 @@
 #include <time.h>
 
 #define MAX_PARTITIONS 1024
+#define DECISION_SLOTS 16 /* > the 10 s the overview's rate covers */
 
 struct api_waiter {
     char key[INV_ID_MAX];
@@ -68,6 +69,13 @@ struct api_bus {
     pthread_t reply_thread;
     atomic_ulong replies_used, replies_ignored, answer_errors;
     api_bus_listener listener; /* the live event stream's (sse.h); set once before requests */
+    /* decisions read by the stream (operator overview): the total, and per second of their
+     * record timestamps over the last DECISION_SLOTS seconds (under lock) */
+    uint64_t decisions_total;
+    struct {
+        int64_t second;
+        uint32_t count;
+    } decision_slots[DECISION_SLOTS];
 };
 
 
@@ -370,6 +378,39 @@ static void order_decided_locked(api_bus *b, int32_t partition, const inv_event 
     }
 }
 
+/* One more decision, in the slot of its record's second (decisions of a multi-item
+ * checkout count once per line: each line is decided on its own). */
+static void count_decision_locked(api_bus *b, const rd_kafka_message_t *m)
+{
+    b->decisions_total++;
+    rd_kafka_timestamp_type_t tst;
+    int64_t ts = rd_kafka_message_timestamp(m, &tst);
+    if (ts <= 0)
+        return;
+    int64_t sec = ts / 1000;
+    int i = (int)(sec % DECISION_SLOTS);
+    if (b->decision_slots[i].second != sec) {
+        b->decision_slots[i].second = sec;
+        b->decision_slots[i].count = 0;
+    }
+    b->decision_slots[i].count++;
+}
+
+void api_bus_decisions(api_bus *b, int window_s, uint64_t *total, uint64_t *recent)
+{
+    if (window_s > DECISION_SLOTS - 1)
+        window_s = DECISION_SLOTS - 1;
+    int64_t now = fs_now_ms() / 1000;
+    uint64_t n = 0;
+    pthread_mutex_lock(&b->lock);
+    *total = b->decisions_total;
+    for (int i = 0; i < DECISION_SLOTS; i++)
+        if (b->decision_slots[i].second > now - window_s && b->decision_slots[i].second <= now)
+            n += b->decision_slots[i].count;
+    pthread_mutex_unlock(&b->lock);
+    *recent = n;
+}
+
 static void apply_locked(api_bus *b, const rd_kafka_message_t *m, const inv_event *ev)
 {
     if (m->partition >= 0 && m->partition < MAX_PARTITIONS && ev->command_offset >= 0 &&
@@ -387,6 +428,7 @@ static void apply_locked(api_bus *b, const rd_kafka_message_t *m, const inv_even
     if ((ev->type == INV_EV_RESERVED || ev->type == INV_EV_REJECTED) && ev->item_count <= 1)
         order_decided_locked(b, m->partition, ev);
     if (ev->type == INV_EV_RESERVED || ev->type == INV_EV_REJECTED) {
+        count_decision_locked(b, m);
         if (m->partition >= 0 && m->partition < MAX_PARTITIONS &&
             ev->command_offset > b->decided_offset[m->partition])
             b->decided_offset[m->partition] = ev->command_offset;

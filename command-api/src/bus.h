@@ -135,6 +135,10 @@ bool api_bus_caught_up(api_bus *b);
 bool api_bus_product(api_bus *b, const char *product_id, inv_product_view *out);
 int32_t api_bus_held(api_bus *b, const char *product_id, const char *member_id);
 bool api_bus_order(api_bus *b, const char *order_id, api_order *out);
+/* Decisions (StockReserved / StockRejected) the decision stream has read since this instance
+ * started (*total; events inside the snapshot it started from are not read), and those whose
+ * record timestamp lies within the last window_s seconds (at most 15) (*recent). */
+void api_bus_decisions(api_bus *b, int window_s, uint64_t *total, uint64_t *recent);
 /* Highest command offset decided so far on a partition of inventory.commands (-1: none). */
 int64_t api_bus_decided_offset(api_bus *b, int32_t partition);
 

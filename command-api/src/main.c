@@ -1,9 +1,12 @@
 /* flashsale-api: the HTTP front of flashsale (civetweb).
  *
  * Commands become Kafka records; answers come from the decision stream (bus.c). Endpoints:
- * products (products.c), orders (orders.c), /healthz, /readyz (Kafka, PostgreSQL, Redis
- * reachable and the decision stream caught up), /metrics (Prometheus text). Anything else is
- * a JSON 404 in the design's error format.
+ * the route table below (routes.h: the server dispatches through it, `flashsale-api
+ * --routes` prints it, and docs/openapi.json must describe every row): products
+ * (products.c), orders (orders.c), members and sessions (members.c), the wishlist
+ * (wishlist.c), operator routes (admin.c), /healthz, /readyz (Kafka, PostgreSQL, Redis
+ * reachable and the decision stream caught up), /metrics (Prometheus text), the OpenAPI
+ * document. Anything else is a JSON 404 in the design's error format.
  *
  * Settings (environment, validated at start): FLASHSALE_HTTP_ADDR (127.0.0.1),
  * FLASHSALE_HTTP_PORT (8080), FLASHSALE_HTTP_THREADS (512), FLASHSALE_HTTP_QUEUE (4096),
@@ -17,7 +20,9 @@
  * rate-limit settings (README), the event streams' FLASHSALE_SSE_* (sse.h), plus the common
  * settings. */
 #include "accounts.h"
+#include "admin.h"
 #include "readmodel.h"
+#include "routes.h"
 #include "api.h"
 #include "health.h"
 #include "http.h"
@@ -125,6 +130,16 @@ static int handle_metrics(struct mg_connection *conn, void *cb)
     return rc;
 }
 
+/* Every request goes through the route table from civetweb's first callback on: no request
+ * can arrive before a handler is registered (between mg_start and mg_set_request_handler
+ * civetweb would answer a 404 of its own). Returns the status sent (never 0: civetweb must
+ * not handle the request itself). */
+static int begin_request(struct mg_connection *conn)
+{
+    int status = api_routes_dispatch(conn, mg_get_user_data(mg_get_context(conn)));
+    return status > 0 && status < 1000 ? status : 500;
+}
+
 /* After every request on a worker thread: the pooled PostgreSQL connection goes back. */
 static void end_request(const struct mg_connection *conn, int status)
 {
@@ -132,13 +147,48 @@ static void end_request(const struct mg_connection *conn, int status)
     api_pg_release();
 }
 
-static int handle_other(struct mg_connection *conn, void *cb)
-{
-    (void)cb;
-    fs_http_req req;
-    fs_http_req_init(&req, conn, FS_ROUTE_OTHER);
-    return fs_http_error(&req, 404, "NOT_FOUND", "no such resource", NULL);
-}
+/* Every route the API serves (routes.h). Handlers that serve several rows read the path
+ * again themselves. */
+static const api_route route_table[] = {
+    {"GET", "/healthz", handle_healthz, "ops"},
+    {"GET", "/readyz", handle_readyz, "ops"},
+    {"GET", "/metrics", handle_metrics, "ops"},
+    {"GET", "/api/openapi.json", api_openapi_serve, "anyone"},
+    {"GET", "/api/products", api_products_create, "anyone"},
+    {"POST", "/api/products", api_products_create, "admin"},
+    {"GET", "/api/products/{product_id}", api_products_item, "anyone"},
+    {"PATCH", "/api/products/{product_id}", api_products_item, "admin"},
+    {"GET", "/api/products/{product_id}/stock", api_products_item, "anyone"},
+    {"POST", "/api/products/{product_id}/restock", api_products_item, "admin"},
+    {"POST", "/api/products/{product_id}/pause", api_products_item, "admin"},
+    {"POST", "/api/products/{product_id}/resume", api_products_item, "admin"},
+    {"GET", "/api/orders", api_orders_create, "member"},
+    {"POST", "/api/orders", api_orders_create, "member"},
+    {"GET", "/api/orders/{order_id}", api_orders_item, "owner"},
+    {"POST", "/api/orders/{order_id}/payment", api_orders_item, "owner"},
+    {"POST", "/api/orders/{order_id}/cancel", api_orders_item, "owner"},
+    {"POST", "/api/orders/{order_id}/return", api_orders_item, "owner"},
+    {"POST", "/api/orders/{order_id}/return/complete", api_orders_item, "admin"},
+    {"POST", "/api/members", api_members_route, "anyone"},
+    {"POST", "/api/members/verify", api_members_route, "anyone"},
+    {"POST", "/api/members/verify/resend", api_members_route, "anyone"},
+    {"GET", "/api/members/me", api_members_route, "member"},
+    {"PATCH", "/api/members/me", api_members_route, "member"},
+    {"DELETE", "/api/members/me", api_members_route, "member"},
+    {"PUT", "/api/members/me/password", api_members_route, "member"},
+    {"POST", "/api/auth/login", api_auth_route, "anyone"},
+    {"POST", "/api/auth/refresh", api_auth_route, "anyone"},
+    {"POST", "/api/auth/logout", api_auth_route, "member"},
+    {"POST", "/api/auth/logout-all", api_auth_route, "member"},
+    {"GET", "/api/wishlist", api_wishlist_route, "member"},
+    {"POST", "/api/wishlist", api_wishlist_route, "member"},
+    {"DELETE", "/api/wishlist/{product_id}", api_wishlist_route, "member"},
+    {"GET", "/api/admin/overview", api_admin_overview, "admin"},
+    {"GET", "/api/admin/dead-letters", api_admin_dead_letters, "admin"},
+    {"POST", "/api/admin/audit", api_admin_audit, "admin"},
+    {"GET", "/api/events", api_sse_route, "anyone"},
+};
+#define NROUTES (sizeof route_table / sizeof route_table[0])
 
 static int log_message(const struct mg_connection *conn, const char *message)
 {
@@ -147,8 +197,16 @@ static int log_message(const struct mg_connection *conn, const char *message)
     return 1;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "--routes")) { /* the route table, for the tests */
+        api_routes_print(stdout, route_table, NROUTES);
+        return 0;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "usage: flashsale-api [--routes]   (settings come from the environment)\n");
+        return 2;
+    }
     static api_ctx a;
     fs_common_config *cfgp = &a.cfg;
 #define cfg (*cfgp)
@@ -216,6 +274,10 @@ int main(void)
     if (!(sse = api_sse_start(&a, addr, &trusted, &err)) && err.msg[0])
         fs_config_die(&err);
     api_sse_route_set(sse);
+    api_admin *admin = api_admin_start(&cfg, &err);
+    if (!admin)
+        fs_config_die(&err);
+    api_admin_set(admin);
     rd_kafka_t *producer = api_bus_producer(a.bus);
     a.health = fs_health_start(&cfg, producer);
 
@@ -236,30 +298,21 @@ int main(void)
     struct mg_callbacks cbs;
     memset(&cbs, 0, sizeof cbs);
     cbs.log_message = log_message;
+    cbs.begin_request = begin_request;
     cbs.end_request = end_request;
+    api_routes_set(route_table, NROUTES);
     mg_init_library(0);
     struct mg_context *ctx = mg_start(&cbs, &a, options);
     if (!ctx) {
         fs_log_error("http server did not start", json_pack("{s:s}", "listen", ports));
         fs_health_stop(a.health);
         api_sse_stop(sse);
+        api_admin_stop(admin);
         api_bus_stop(a.bus);
         api_accounts_destroy(a.accounts);
         fs_codec_destroy(a.codec);
         return 1;
     }
-    mg_set_request_handler(ctx, "/healthz$", handle_healthz, &a);
-    mg_set_request_handler(ctx, "/readyz$", handle_readyz, &a);
-    mg_set_request_handler(ctx, "/metrics$", handle_metrics, &a);
-    mg_set_request_handler(ctx, "/api/products$", api_products_create, &a);
-    mg_set_request_handler(ctx, "/api/products/", api_products_item, &a);
-    mg_set_request_handler(ctx, "/api/orders$", api_orders_create, &a);
-    mg_set_request_handler(ctx, "/api/orders/", api_orders_item, &a);
-    mg_set_request_handler(ctx, "/api/members", api_members_route, &a);
-    mg_set_request_handler(ctx, "/api/auth/", api_auth_route, &a);
-    mg_set_request_handler(ctx, "/api/wishlist", api_wishlist_route, &a);
-    mg_set_request_handler(ctx, "/api/events$", api_sse_route, &a);
-    mg_set_request_handler(ctx, "/", handle_other, &a);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
@@ -273,6 +326,8 @@ int main(void)
     mg_exit_library();
     fs_health_stop(a.health);
     api_sse_stop(sse);
+    api_admin_set(NULL);
+    api_admin_stop(admin);
     api_bus_stop(a.bus);
     api_accounts_destroy(a.accounts);
     a.accounts = NULL;

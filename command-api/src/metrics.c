@@ -9,7 +9,8 @@
 
 static const char *const route_names[FS_ROUTE_COUNT] = {
     "healthz",       "readyz",     "metrics",        "other", "products_create", "product",
-    "product_stock", "product_op", "orders_create", "order", "members", "auth", "wishlist"};
+    "product_stock", "product_op", "orders_create", "order", "members", "auth", "wishlist",
+    "admin",         "openapi"};
 static atomic_ulong counts[FS_ROUTE_COUNT][500]; /* status 100..599 */
 
 static const double buckets_ms[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000};

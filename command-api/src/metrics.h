@@ -18,6 +18,8 @@ enum {
     FS_ROUTE_MEMBERS,       /* /api/members... */
     FS_ROUTE_AUTH,          /* /api/auth/... */
     FS_ROUTE_WISHLIST,      /* /api/wishlist... */
+    FS_ROUTE_ADMIN,         /* /api/admin/... */
+    FS_ROUTE_OPENAPI,       /* GET /api/openapi.json */
     FS_ROUTE_COUNT
 };
 

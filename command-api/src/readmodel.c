@@ -24,6 +24,12 @@ bool api_rm_breaker_open(void)
     return atomic_load(&open_until) > fs_mono_ms();
 }
 
+const char *api_rm_breaker_state(void)
+{
+    int64_t ou = atomic_load(&open_until);
+    return ou == 0 ? "closed" : fs_mono_ms() < ou ? "open" : "half_open";
+}
+
 static bool breaker_allow(void)
 {
     int64_t ou = atomic_load(&open_until), now = fs_mono_ms();
@@ -475,4 +481,46 @@ json_t *api_fresh_json(const api_fresh *f)
     if (strcmp(f->source, "log"))
         json_object_set_new(o, "projection_lag_ms", f->lag_ms >= 0 ? json_integer(f->lag_ms) : json_null());
     return o;
+}
+
+/* ---- projection lag (operator overview) ------------------------------------------------ */
+
+void api_rm_projection_lag(api_ctx *a, int64_t *pg_lag, int64_t *redis_lag)
+{
+    *pg_lag = *redis_lag = -1;
+    fs_err err = {0};
+    PGconn *pgc = api_pg(a, &err);
+    if (pgc) {
+        PGresult *r = PQexecParams(pgc, "SELECT " PG_LAG, 0, NULL, NULL, NULL, NULL, 0);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+            *pg_lag = lag_of(pg_num(r, 0), pg_num(r, 1));
+        PQclear(r);
+    }
+    if (!breaker_allow())
+        return;
+    redisContext *c = api_redis(a, &err);
+    if (!c) {
+        breaker_failed(err.msg);
+        return;
+    }
+    bool failed = false;
+    long long g = served_gen(c, true, &failed);
+    if (failed) {
+        breaker_failed(c->errstr);
+        return;
+    }
+    if (!g) {
+        breaker_ok();
+        return;
+    }
+    char mkey[FS_RM_KEY_MAX];
+    redisReply *m = redisCommand(c, "HMGET %s heartbeat_ms lag_ms", fs_rm_key(mkey, sizeof mkey, g, FS_RM_META, NULL));
+    if (!m || m->type == REDIS_REPLY_ERROR) {
+        breaker_failed(m ? m->str : c->errstr);
+        freeReplyObject(m);
+        return;
+    }
+    breaker_ok();
+    *redis_lag = meta_lag(m);
+    freeReplyObject(m);
 }

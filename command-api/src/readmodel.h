@@ -26,5 +26,12 @@ void api_rm_init(long stock_cache_ms); /* FLASHSALE_STOCK_CACHE_MS, read at star
 void api_rm_stop(void);                 /* frees the product cache */
 /* Whether Redis is currently switched off by the breaker (for /metrics and tests). */
 bool api_rm_breaker_open(void);
+/* The breaker's state: "closed" (Redis is asked), "open" (skipped), "half_open" (the open
+ * time is over: the next query probes Redis). */
+const char *api_rm_breaker_state(void);
+/* How far each projection is behind the log, as the freshness of answers reports it
+ * (milliseconds; -1 when it cannot be told: the store unreachable, or no projector has
+ * reported yet). Worker threads; takes a pooled PostgreSQL connection for the request. */
+void api_rm_projection_lag(api_ctx *a, int64_t *pg_lag, int64_t *redis_lag);
 
 #endif

@@ -40,6 +40,41 @@ def mint(secret, sub, role, ttl=3600, now=None):
     return "%s.%s.%s" % (head, body, b64url(sig))
 
 
+# Every response the harness's requests get is recorded, when FLASHSALE_OPENAPI_RECORD_DIR is
+# set (infra/test.sh sets it), as one JSON object per line in a file of this process's own;
+# after the integration tests, tests/openapi/validate-responses.mjs checks them all against
+# docs/openapi.json. A burst's thousands of alike answers are kept up to RECORD_PER_KIND
+# per method, status and path shape.
+RECORD_PER_KIND = 200
+_record_file = None
+_record_counts = collections.Counter()
+
+
+def _path_kind(path):
+    segs = path.split("?")[0].split("/")
+    return "/".join(s if len(s) < 20 and not any(c.isdigit() for c in s) else "*" for s in segs)
+
+
+def record_response(method, path, status, content_type, body):
+    """Appends one response to this process's record file (no-op unless recording)."""
+    global _record_file
+    d = os.environ.get("FLASHSALE_OPENAPI_RECORD_DIR")
+    if not d or not status:
+        return
+    kind = (method, status, _path_kind(path))
+    _record_counts[kind] += 1
+    if _record_counts[kind] > RECORD_PER_KIND:
+        return
+    if _record_file is None:
+        os.makedirs(d, exist_ok=True)
+        _record_file = open(os.path.join(d, "%d-%s.jsonl" % (os.getpid(), uuid.uuid4().hex[:8])), "a")
+    if isinstance(body, bytes):
+        body = body.decode(errors="replace")
+    _record_file.write(json.dumps({"method": method, "path": path, "status": status,
+                                   "content_type": content_type or "", "body": body}) + "\n")
+    _record_file.flush()
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -227,10 +262,10 @@ class System:
 
     # --- HTTP ------------------------------------------------------------------------
     def request(self, method, path, body=None, token=None, headers=None, raw=None, source=None,
-                direct=False):
+                direct=False, timeout=30):
         """One request through the edge (direct: to the API itself), from the source address
         `source` (a loopback address; default 127.0.0.1)."""
-        c = http.client.HTTPConnection("127.0.0.1", self.api_port if direct else self.port, timeout=30,
+        c = http.client.HTTPConnection("127.0.0.1", self.api_port if direct else self.port, timeout=timeout,
                                        source_address=(source, 0) if source else None)
         h = dict(headers or {})
         data = raw
@@ -247,6 +282,7 @@ class System:
             parsed = json.loads(text) if text else None
         except ValueError:
             parsed = text.decode(errors="replace")
+        record_response(method, path, r.status, r.getheader("Content-Type"), parsed)
         return r.status, dict(r.getheaders()), parsed
 
     def member(self, name=None):
@@ -301,6 +337,14 @@ class System:
             parsed = json.loads(resp[head_end + 4:]) if head_end >= 0 else None
         except ValueError:
             parsed = None
+        if head_end >= 0 and status:
+            ctype = ""
+            for hl in resp[:head_end].split(b"\r\n")[1:]:
+                name, _, value = hl.partition(b":")
+                if name.strip().lower() == b"content-type":
+                    ctype = value.strip().decode(errors="replace")
+            body = parsed if parsed is not None else resp[head_end + 4:].decode(errors="replace")
+            record_response("POST", path, status, ctype, body)
         return status, parsed, dt
 
     async def _burst(self, reqs, spread_s):
