@@ -18,7 +18,14 @@ PACKAGES=(
   libcmocka-dev libsodium-dev libjwt-dev libssl-dev libcurl4-openssl-dev wrk gnuplot-nox
   postgresql redis-server openjdk-17-jre-headless maven
   python3 python3-avro python3-yaml valgrind curl iproute2 nginx
+  chromium fonts-nanum
 )
+# Node.js and npm run the browser tests (tests/browser: Playwright driving chromium). A
+# machine that already has a node and an npm (for instance NodeSource's nodejs, which carries
+# its own npm and conflicts with Debian's) keeps them; otherwise Debian's packages.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
 if [ "${1:-}" = --fuzz ]; then
   PACKAGES+=(clang libclang-rt-14-dev) # Debian 12: clang 14; libFuzzer is in the runtime package
 fi
@@ -51,3 +58,16 @@ else
 fi
 
 "$here/kafka/fetch.sh"
+
+# The browser tests' npm packages, exactly as locked in tests/browser/package-lock.json
+# (installed again only when the lock file changed since the last install).
+browser="$FS_ROOT/tests/browser"
+stamp="$browser/node_modules/.flashsale-lock"
+if ! cmp -s "$browser/package-lock.json" "$stamp" 2>/dev/null; then
+  fs_say "installing the browser tests' npm packages (tests/browser)"
+  (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+    fs_die "npm ci failed in tests/browser (the npm registry must be reachable)"
+  cp "$browser/package-lock.json" "$stamp"
+else
+  fs_say "browser test packages: present"
+fi

@@ -16,12 +16,17 @@ const POLL_MS = 3000;
 export function sseParser(emit, retry) {
   let buf = '';
   let ev = { event: '', data: [], id: null };
+  let afterCR = false; // the last chunk ended in CR: a LF starting the next one belongs to it
   return (chunk) => {
+    if (afterCR && chunk[0] === '\n') chunk = chunk.slice(1);
+    afterCR = false;
     buf += chunk;
     let nl;
     while ((nl = buf.search(/\r\n|\r|\n/)) >= 0) {
       const line = buf.slice(0, nl);
-      buf = buf.slice(nl + (buf[nl] === '\r' && buf[nl + 1] === '\n' ? 2 : 1));
+      const crlf = buf[nl] === '\r' && buf[nl + 1] === '\n';
+      if (buf[nl] === '\r' && nl === buf.length - 1) afterCR = true;
+      buf = buf.slice(nl + (crlf ? 2 : 1));
       if (line === '') {
         if (ev.data.length) emit({ event: ev.event || 'message', data: ev.data.join('\n'), id: ev.id });
         ev = { event: '', data: [], id: null };
