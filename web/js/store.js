@@ -326,11 +326,20 @@ async function productPage(id) {
     }
   });
 
+  // a refusal for want of stock no longer holds once units are back (a restock, a release)
+  const stockChanged = (ev) => {
+    showStock(mergeStock(p, ev));
+    if (!current && ['SOLD_OUT', 'INSUFFICIENT_STOCK'].includes(answer.dataset.outcome) && p.available > 0) {
+      delete answer.dataset.outcome;
+      mount(answer);
+    }
+  };
+
   follow({
     products: [p.product_id],
     withOrders: !!currentSession(),
     onEvent: (name, ev) => {
-      if (name === 'stock' && ev.product_id === p.product_id) showStock(mergeStock(p, ev));
+      if (name === 'stock' && ev.product_id === p.product_id) stockChanged(ev);
       if (name === 'order' && current && ev.order_id === current.order_id) {
         if (ev.status === 'REJECTED') return refused(ev.reason || 'REJECTED');
         current.status = ev.status;
@@ -339,7 +348,7 @@ async function productPage(id) {
     },
     poll: async () => {
       const s = (await call('GET', `/api/products/${encodeURIComponent(p.product_id)}/stock`, { auth: false })).body;
-      showStock(mergeStock(p, { ...s, sale_status: s.status }));
+      stockChanged({ ...s, sale_status: s.status });
       if (current && current.status !== 'PENDING') {
         const o = (await call('GET', `/api/orders/${encodeURIComponent(current.order_id)}`)).body;
         if (current && o.order_id === current.order_id && o.status !== current.status) {
