@@ -372,10 +372,11 @@ function productRow(p) {
         p.paused || status === 'PAUSED' ? act('act.resume', (e) => control(p, 'resume', undefined, e.target), { 'data-act': 'resume' }) : act('act.pause', (e) => control(p, 'pause', undefined, e.target), { 'data-act': 'pause' }),
       ),
     ),
-    h('td', {}, h('div', { class: 'mini' }, act('act.audit', (e) => audit(p, verdict, e.target), { 'data-act': 'audit' }), verdict)),
+    h('td', {}, h('div', { class: 'mini' }, act('act.audit', (e) => audit(p, e.target.closest('tr').querySelector('[data-role="verdict"]'), e.target), { 'data-act': 'audit' }), verdict)),
   );
 }
 
+/** Redraws a product's row, keeping its audit verdict element (an audit may be writing to it). */
 function updateRow(id) {
   const p = products.get(id);
   const old = document.querySelector(`#products tr[data-product-id="${CSS.escape(id)}"]`);

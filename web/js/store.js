@@ -14,6 +14,10 @@ import { apply, duration, has, language, money, setLanguage, t, when } from './i
 const view = document.getElementById('view');
 let feed = null; // the current view's live feed
 let cleanups = [];
+// Each route() is one generation; a view whose awaits end after the next route began must
+// not draw over it nor open a stream (stale(gen)).
+let routeGen = 0;
+const stale = (gen) => gen !== routeGen;
 
 // ---- small helpers ---------------------------------------------------------------------
 
@@ -110,7 +114,7 @@ function mergeStock(p, ev) {
 
 // ---- catalogue -------------------------------------------------------------------------
 
-async function catalogue() {
+async function catalogue(m, gen) {
   const list = h('ul', { class: 'cards', id: 'catalogue' });
   mount(view, h('h1', { 'data-i18n': 'cat.title' }, t('cat.title')), list);
   const products = new Map();
@@ -147,8 +151,9 @@ async function catalogue() {
   try {
     items = await load();
   } catch (e) {
-    return mount(view, notice('error', errText(e)));
+    return stale(gen) || mount(view, notice('error', errText(e)));
   }
+  if (stale(gen)) return;
   render(items);
   follow({
     products: items.map((p) => p.product_id),
@@ -169,13 +174,14 @@ async function catalogue() {
 
 // ---- product page: buy, pay, cancel ---------------------------------------------------
 
-async function productPage(id) {
+async function productPage(id, gen) {
   let p;
   try {
     p = (await call('GET', `/api/products/${encodeURIComponent(id)}`, { auth: false })).body;
   } catch (e) {
-    return mount(view, h('a', { href: '#/' }, t('product.back')), notice('error', e.status === 404 ? t('product.notfound') : errText(e)));
+    return stale(gen) || mount(view, h('a', { href: '#/' }, t('product.back')), notice('error', e.status === 404 ? t('product.notfound') : errText(e)));
   }
+  if (stale(gen)) return;
   const answer = h('div', { id: 'answer', class: 'answer', 'aria-live': 'assertive' });
   const buy = h('button', { type: 'button', id: 'buy', class: 'primary big' }, t('product.buy'));
   const wish = h('button', { type: 'button', id: 'wish', class: 'secondary', hidden: !currentSession() }, t('product.wish.add'));
@@ -362,7 +368,7 @@ async function productPage(id) {
 
 // ---- my orders ---------------------------------------------------------------------------
 
-async function ordersPage() {
+async function ordersPage(m, gen) {
   if (!requireLogin()) return;
   const list = h('ul', { class: 'orders', id: 'orders' });
   const more = h('button', { type: 'button', class: 'secondary', hidden: true }, t('order.more'));
@@ -459,8 +465,9 @@ async function ordersPage() {
   try {
     await page(true);
   } catch (e) {
-    return mount(view, notice('error', errText(e)));
+    return stale(gen) || mount(view, notice('error', errText(e)));
   }
+  if (stale(gen)) return;
   follow({
     products: [],
     withOrders: true,
@@ -492,7 +499,7 @@ async function ordersPage() {
 
 // ---- wishlist ------------------------------------------------------------------------------
 
-async function wishlistPage() {
+async function wishlistPage(m, gen) {
   if (!requireLogin()) return;
   const list = h('ul', { class: 'wishlist', id: 'wishlist' });
   mount(view, h('h1', {}, t('wish.title')), list);
@@ -613,14 +620,15 @@ function loginPage() {
   );
 }
 
-async function profilePage() {
+async function profilePage(m, gen) {
   if (!requireLogin()) return;
   let me;
   try {
     me = (await call('GET', '/api/members/me')).body;
   } catch (e) {
-    return mount(view, notice('error', errText(e)));
+    return stale(gen) || mount(view, notice('error', errText(e)));
   }
+  if (stale(gen)) return;
   const all = h('button', { type: 'button', class: 'secondary', id: 'logout-all' }, t('profile.logoutAll'));
   formView(
     'profile.title',
@@ -647,7 +655,7 @@ async function profilePage() {
 
 const routes = [
   [/^#?\/?$/, catalogue],
-  [/^#\/product\/(.+)$/, (m) => productPage(decodeURIComponent(m[1]))],
+  [/^#\/product\/(.+)$/, (m, gen) => productPage(decodeURIComponent(m[1]), gen)],
   [/^#\/orders$/, ordersPage],
   [/^#\/wishlist$/, wishlistPage],
   [/^#\/profile$/, profilePage],
@@ -663,6 +671,7 @@ function showNav() {
 }
 
 async function route() {
+  const gen = ++routeGen;
   if (feed) feed.stop();
   feed = null;
   setLive('off');
@@ -674,8 +683,8 @@ async function route() {
     const m = hash.match(re);
     if (m) {
       document.body.dataset.view = fn.name || 'product';
-      await fn(m);
-      document.body.dataset.ready = hash;
+      await fn(m, gen);
+      if (!stale(gen)) document.body.dataset.ready = hash;
       return;
     }
   }
