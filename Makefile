@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 60
 RUN_DIR ?= .run
 
 .PHONY: all deps build build-asan build-fuzz run stop status test test-cluster test-unit fuzz fuzz-seeds clean \
-	format perf perf-short perf-edge
+	format perf perf-short perf-edge perf-kfloor
 
 all: build
 
@@ -90,3 +90,8 @@ perf-short: deps build
 # through it; writes perf/RESULTS.md between the perf/edge markers.
 perf-edge: deps build
 	@perf/edge
+
+# The Kafka floor of the order path at sustained rates, nothing of flashsale running
+# (perf/kfloor.sh; RATES="1000 5000" to choose): prints a table for perf/RESULTS.md.
+perf-kfloor: deps build
+	@perf/kfloor.sh $(RATES)

@@ -33,6 +33,7 @@ PG_PORT=${FLASHSALE_PG_PORT:-15432}
 REDIS_PORT=${FLASHSALE_REDIS_PORT:-16379}
 HTTP_PORT=${FLASHSALE_HTTP_PORT:-8080}
 API_PORT=${FLASHSALE_API_PORT:-18080}
+SSE_PORT=${FLASHSALE_SSE_PORT:-18081}
 API_THREADS=${FLASHSALE_HTTP_THREADS:-128}
 PARTITIONS=${FLASHSALE_PARTITIONS:-6}
 KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-768m}
@@ -284,6 +285,7 @@ export FLASHSALE_REDIS_PORT='$REDIS_PORT'
 export FLASHSALE_REDIS_PASSWORD='$(secret redis-password)'
 export FLASHSALE_HTTP_PORT='$HTTP_PORT'
 export FLASHSALE_API_PORT='$API_PORT'
+export FLASHSALE_SSE_PORT='$SSE_PORT'
 export FLASHSALE_JWT_SECRET='$jwt'
 export FLASHSALE_PII_KEY='$pii'
 export FLASHSALE_SPOOL_DIR='$RUN/mail'
@@ -293,7 +295,7 @@ ENV
 
 # ---- the edge ---------------------------------------------------------------------------
 edge() { FLASHSALE_EDGE_DIR="$RUN/edge" FLASHSALE_EDGE_LOG_DIR="$RUN/logs" FLASHSALE_EDGE_PORT="$HTTP_PORT" FLASHSALE_HTTP_THREADS="$API_THREADS" \
-         FLASHSALE_API_PORT="$API_PORT" "$here/edge.sh" "$@"; }
+         FLASHSALE_API_PORT="$API_PORT" FLASHSALE_SSE_PORT="$SSE_PORT" "$here/edge.sh" "$@"; }
 
 # ---- services ---------------------------------------------------------------------------
 svc_path() { find "$BUILD" -maxdepth 2 -type f -name "$1" -perm -u+x 2>/dev/null | head -n 1; }
@@ -311,6 +313,7 @@ svc_start() {
       # kept-alive upstream connections that outlive the edge's idle timeout (50 s), so the
       # API never closes one the edge is about to reuse
       export FLASHSALE_HTTP_ADDR=127.0.0.1 FLASHSALE_HTTP_PORT="$API_PORT"
+      export FLASHSALE_SSE_PORT="$SSE_PORT" # GET /api/events, proxied by the edge
       export FLASHSALE_HTTP_THREADS="$API_THREADS"
       export FLASHSALE_TRUSTED_PROXIES="${FLASHSALE_TRUSTED_PROXIES:-127.0.0.1}"
       export FLASHSALE_HTTP_KEEPALIVE_MS="${FLASHSALE_HTTP_KEEPALIVE_MS:-60000}"

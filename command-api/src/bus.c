@@ -67,6 +67,7 @@ struct api_bus {
     char reply_to[64];
     pthread_t reply_thread;
     atomic_ulong replies_used, replies_ignored, answer_errors;
+    api_bus_listener listener; /* the live event stream's (sse.h); set once before requests */
 };
 
 
@@ -257,6 +258,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     pthread_mutex_lock(&b->lock);
     if (m->err) {
         w->r.failed = true;
+        w->r.maybe_persisted = rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED;
         snprintf(w->r.delivery_error, sizeof w->r.delivery_error, "%s", rd_kafka_err2str(m->err));
     } else {
         if (w->t0_us > 0)
@@ -296,11 +298,16 @@ static void *dr_main(void *arg)
     return NULL;
 }
 
-/* An idempotent producer (acks=all) with the given linger. */
+/* An idempotent producer (acks=all) with the given linger and delivery timeout. */
 static rd_kafka_t *bus_producer_new(api_bus *b, const fs_common_config *cfg, const char *client_id,
-                                    const char *linger_ms, fs_kafka_dr_cb *dr, fs_err *err)
+                                    const char *linger_ms, const char *timeout_ms, fs_kafka_dr_cb *dr,
+                                    fs_err *err)
 {
-    const char *const extra[] = {"linger.ms", linger_ms, "message.timeout.ms", "10000",
+    /* reconnect.backoff.max.ms: a broker that is away is tried again at least every second
+     * (librdkafka's default backs off to 10 s), and queued commands' timeouts are noticed
+     * then: at 10 s a buyer heard 503 up to 10 s after a 2 s timeout. */
+    const char *const extra[] = {"linger.ms", linger_ms, "message.timeout.ms", timeout_ms,
+                                 "reconnect.backoff.max.ms", "1000",
                                  "queue.buffering.max.messages", "1000000", NULL};
     rd_kafka_t *p = fs_kafka_new(cfg,
                                  &(fs_kafka_client){.role = FS_KAFKA_PRODUCER,
@@ -318,6 +325,20 @@ static rd_kafka_t *bus_producer_new(api_bus *b, const fs_common_config *cfg, con
     return p;
 }
 
+/* Tells the listener when the order's current status is not `before` any more. */
+static void order_notify_locked(api_bus *b, const api_order *o, const char *before, int64_t at)
+{
+    if (!b->listener.order_changed || !b->caught_up || !o->member_id[0])
+        return;
+    const char *now = api_order_current_status(o);
+    if (!strcmp(before, now))
+        return;
+    const char *reason = o->saga_status[0]                 ? o->saga_reason
+                         : o->status == API_ORDER_REJECTED ? inv_reason_name(o->reason)
+                                                           : "";
+    b->listener.order_changed(b->listener.ctx, o, reason, at);
+}
+
 /* A single-item order's decision, from the committed stream or from a reply. */
 static void order_decided_locked(api_bus *b, int32_t partition, const inv_event *ev)
 {
@@ -325,6 +346,8 @@ static void order_decided_locked(api_bus *b, int32_t partition, const inv_event 
         return;
     api_order *o = order_get_or_new_locked(b, ev->order_id);
     if (o) {
+        char before[24];
+        snprintf(before, sizeof before, "%s", o->version ? api_order_current_status(o) : "");
         snprintf(o->member_id, sizeof o->member_id, "%s", ev->member_id);
         snprintf(o->product_id, sizeof o->product_id, "%s", ev->product_id);
         o->quantity = ev->quantity;
@@ -343,6 +366,7 @@ static void order_decided_locked(api_bus *b, int32_t partition, const inv_event 
         o->partition = partition;
         o->command_offset = ev->command_offset;
         o->version++;
+        order_notify_locked(b, o, before, ev->occurred_at);
     }
 }
 
@@ -354,6 +378,12 @@ static void apply_locked(api_bus *b, const rd_kafka_message_t *m, const inv_even
     inv_state *view = view_of(b, m->partition);
     if (view)
         inv_apply(view, ev); /* a refusal only means the view already had it */
+    if (view && b->caught_up && b->listener.product_changed && ev->type != INV_EV_REJECTED &&
+        ev->type != INV_EV_CMD_REJECTED) {
+        inv_product_view v;
+        if (inv_state_product(view, ev->product_id, &v))
+            b->listener.product_changed(b->listener.ctx, &v, ev->occurred_at);
+    }
     if ((ev->type == INV_EV_RESERVED || ev->type == INV_EV_REJECTED) && ev->item_count <= 1)
         order_decided_locked(b, m->partition, ev);
     if (ev->type == INV_EV_RESERVED || ev->type == INV_EV_REJECTED) {
@@ -381,6 +411,8 @@ static void apply_order_locked(api_bus *b, const rd_kafka_message_t *m, const fs
     api_order *o = id[0] && order_recent(b, id, occurred) ? order_get_or_new_locked(b, id) : NULL;
     if (!o)
         return;
+    char before[24];
+    snprintf(before, sizeof before, "%s", o->version ? api_order_current_status(o) : "");
     if (!strcmp(fs_schema_name(sc), "OrderCommandRejected")) {
         ord_rejection r;
         fs_err err = {0};
@@ -420,6 +452,7 @@ static void apply_order_locked(api_bus *b, const rd_kafka_message_t *m, const fs
     } else
         return;
     o->version++;
+    order_notify_locked(b, o, before, occurred);
     inv_event none;
     memset(&none, 0, sizeof none);
     none.type = INV_EV_CMD_REJECTED;
@@ -700,10 +733,20 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
     /* Commands leave at once (linger 0: the buyer waits on them); answers are only recorded
      * for the audit, so they wait up to 20 ms to share one produce request with others: at
      * 1,000 orders/s that is ~50 requests a second to the broker instead of ~1,000. */
-    b->producer = bus_producer_new(b, cfg, "flashsale-api", "0", dr_cb, err);
+    /* A command that Kafka has not taken within FLASHSALE_COMMAND_TIMEOUT_MS fails, so that a
+     * buyer hears 503 within about the decision wait while Kafka is away, not after 10 s or
+     * more; see docs/architecture.md, "Honest answers while Kafka is away". */
+    {
+        long cmd_timeout = 2000;
+        if (fs_env_int("FLASHSALE_COMMAND_TIMEOUT_MS", 2000, 500, 300000, &cmd_timeout, err))
+            goto fail;
+        char tmo[24];
+        snprintf(tmo, sizeof tmo, "%ld", cmd_timeout);
+        b->producer = bus_producer_new(b, cfg, "flashsale-api", "0", tmo, dr_cb, err);
+    }
     if (!b->producer)
         goto fail;
-    b->answers = bus_producer_new(b, cfg, "flashsale-api-answers", "20", answer_dr_cb, err);
+    b->answers = bus_producer_new(b, cfg, "flashsale-api-answers", "20", "10000", answer_dr_cb, err);
     if (!b->answers)
         goto fail;
     b->reply_fd = -1;
@@ -1036,4 +1079,36 @@ void api_bus_waiter_release(api_bus *b, api_waiter *w)
     unlink_locked(b, w);
     waiter_unref_locked(b, w);
     pthread_mutex_unlock(&b->lock);
+}
+
+void api_bus_listen(api_bus *b, const api_bus_listener *l)
+{
+    pthread_mutex_lock(&b->lock);
+    b->listener = *l;
+    pthread_mutex_unlock(&b->lock);
+}
+
+void api_bus_locked(api_bus *b, void (*fn)(void *ctx), void *ctx)
+{
+    pthread_mutex_lock(&b->lock);
+    fn(ctx);
+    pthread_mutex_unlock(&b->lock);
+}
+
+bool api_bus_product_locked(api_bus *b, const char *product_id, inv_product_view *out)
+{
+    return product_view_locked(b, product_id, out) != NULL;
+}
+
+const api_order *api_bus_order_locked(api_bus *b, const char *order_id)
+{
+    return fs_map_get(b->orders, order_id);
+}
+
+void api_bus_member_orders_locked(api_bus *b, const char *member_id,
+                                  void (*fn)(void *ctx, const api_order *o), void *ctx)
+{
+    for (const api_order *o = b->lru_head; o; o = o->lru_next)
+        if (!strcmp(o->member_id, member_id))
+            fn(ctx, o);
 }

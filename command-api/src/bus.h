@@ -98,6 +98,33 @@ int api_bus_produce_order_command(api_bus *b, const char *order_id, const void *
 typedef struct api_bus api_bus;
 typedef struct api_waiter api_waiter;
 
+/* Who is told of the changes the live event stream (GET /api/events, sse.h) carries, once
+ * the decision stream has caught up (history read at start is not told):
+ *   product_changed  a product's stock or sale state changed by a committed event (defined,
+ *                    updated, restocked, paused, resumed, reserved, committed, released;
+ *                    not a rejection, which changes nothing); `at` is the event's time;
+ *   order_changed    an order's current status (api_order_current_status) changed, from the
+ *                    committed streams or from a decision reply (before the commit);
+ *                    `reason` the rejection or failure reason, "" else.
+ * Both run on the bus's threads with the bus's lock held, in the order the view applied the
+ * changes: they must be quick, must not block and must not call into the bus. */
+typedef struct {
+    void (*product_changed)(void *ctx, const inv_product_view *v, int64_t at);
+    void (*order_changed)(void *ctx, const api_order *o, const char *reason, int64_t at);
+    void *ctx;
+} api_bus_listener;
+/* Sets the listener (a copy is kept); once, before requests come. */
+void api_bus_listen(api_bus *b, const api_bus_listener *l);
+/* Calls fn with the bus's lock held (the same rules as the listener's calls): what fn reads
+ * of the views and what the listener is told are then one sequence. */
+void api_bus_locked(api_bus *b, void (*fn)(void *ctx), void *ctx);
+/* Under api_bus_locked only: a product's view, an order. */
+bool api_bus_product_locked(api_bus *b, const char *product_id, inv_product_view *out);
+const api_order *api_bus_order_locked(api_bus *b, const char *order_id);
+/* Under api_bus_locked only: calls fn for every order of the member the view holds. */
+void api_bus_member_orders_locked(api_bus *b, const char *member_id,
+                                  void (*fn)(void *ctx, const api_order *o), void *ctx);
+
 api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_err *err);
 void api_bus_stop(api_bus *b); /* NULL-safe */
 rd_kafka_t *api_bus_producer(api_bus *b);
@@ -126,6 +153,10 @@ int api_bus_produce(api_bus *b, api_waiter *w, const char *product_id, const voi
 
 typedef struct {
     bool delivered, failed, decided;
+    /* failed, but the command may have reached the log (it timed out in flight: librdkafka's
+     * RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED). Only a failure without it is definitive:
+     * the command is not in the log and never will be. */
+    bool maybe_persisted;
     bool via_reply; /* decided by the processor's reply (before its commit), not the stream */
     int32_t partition;
     int64_t offset;

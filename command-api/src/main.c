@@ -14,13 +14,15 @@
  * threads), FLASHSALE_PG_POOL_WAIT_MS (1000: a request waits this long for one, then 503),
  * FLASHSALE_PG_STATEMENT_TIMEOUT_MS (5000), FLASHSALE_TRUSTED_PROXIES (none: peers whose
  * X-Forwarded-For names the client, e.g. the edge's 127.0.0.1; fs/netaddr.h), session and
- * rate-limit settings (README), plus the common settings. */
+ * rate-limit settings (README), the event streams' FLASHSALE_SSE_* (sse.h), plus the common
+ * settings. */
 #include "accounts.h"
 #include "readmodel.h"
 #include "api.h"
 #include "health.h"
 #include "http.h"
 #include "metrics.h"
+#include "sse.h"
 
 #include "fs/jwt.h"
 
@@ -71,6 +73,7 @@ static int handle_readyz(struct mg_connection *conn, void *cb)
 }
 
 static fs_pg_pool *pg_pool;
+static api_sse *sse; /* GET /api/events (sse.h); NULL when FLASHSALE_SSE_PORT is 0 */
 
 static int handle_metrics(struct mg_connection *conn, void *cb)
 {
@@ -107,6 +110,7 @@ static int handle_metrics(struct mg_connection *conn, void *cb)
             "flashsale_pg_pool_total{event=\"connect_failure\"} %lld\n"
             "flashsale_pg_pool_total{event=\"discarded\"} %lld\n",
             st.size, st.open, st.in_use, st.waiting, st.acquired, st.timeouts, st.connect_failures, st.discarded);
+    api_sse_metrics(sse, f);
     fclose(f);
     char *all = realloc(text, len + plen + 1);
     if (!all) {
@@ -184,7 +188,7 @@ int main(void)
         fs_env_int("FLASHSALE_PG_STATEMENT_TIMEOUT_MS", 5000, 0, 3600000, &stmt_timeout_ms, &err) ||
         fs_env_str("FLASHSALE_TRUSTED_PROXIES", "", false, &trusted_text, &err))
         fs_config_die(&err);
-    fs_addr_list trusted;
+    static fs_addr_list trusted; /* read by the event server's thread until the end */
     if (fs_addr_list_parse(trusted_text, &trusted, &err)) {
         char why[sizeof err.msg];
         snprintf(why, sizeof why, "%s", err.msg);
@@ -209,6 +213,9 @@ int main(void)
     if (!a.bus)
         fs_config_die(&err);
     api_orders_metrics_init();
+    if (!(sse = api_sse_start(&a, addr, &trusted, &err)) && err.msg[0])
+        fs_config_die(&err);
+    api_sse_route_set(sse);
     rd_kafka_t *producer = api_bus_producer(a.bus);
     a.health = fs_health_start(&cfg, producer);
 
@@ -235,6 +242,7 @@ int main(void)
     if (!ctx) {
         fs_log_error("http server did not start", json_pack("{s:s}", "listen", ports));
         fs_health_stop(a.health);
+        api_sse_stop(sse);
         api_bus_stop(a.bus);
         api_accounts_destroy(a.accounts);
         fs_codec_destroy(a.codec);
@@ -250,6 +258,7 @@ int main(void)
     mg_set_request_handler(ctx, "/api/members", api_members_route, &a);
     mg_set_request_handler(ctx, "/api/auth/", api_auth_route, &a);
     mg_set_request_handler(ctx, "/api/wishlist", api_wishlist_route, &a);
+    mg_set_request_handler(ctx, "/api/events$", api_sse_route, &a);
     mg_set_request_handler(ctx, "/", handle_other, &a);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
@@ -263,6 +272,7 @@ int main(void)
     mg_stop(ctx);
     mg_exit_library();
     fs_health_stop(a.health);
+    api_sse_stop(sse);
     api_bus_stop(a.bus);
     api_accounts_destroy(a.accounts);
     a.accounts = NULL;

@@ -458,7 +458,19 @@ static int orders_create(struct mg_connection *conn, void *cb)
     api_wait_result r;
     api_bus_wait(a->bus, w, t0 + (async ? 0 : a->decision_wait_ms), !async, &r);
     api_bus_waiter_release(a->bus, w);
-    if (r.failed) {
+    if (r.failed && r.maybe_persisted) {
+        /* Timed out in flight: the command may yet be in the log, so neither "no" (503) nor
+         * "accepted" (202) would be honest. The Idempotency-Key stays claimed by this order,
+         * so sending the request again with it can never make a second one. */
+        fs_metrics_produce_error();
+        char loc[128], msg[192];
+        snprintf(loc, sizeof loc, "Location: /api/orders/%s\r\n", order_id);
+        snprintf(msg, sizeof msg,
+                 "Kafka did not confirm order %s in time: it may exist; look it up before ordering again",
+                 order_id);
+        return fs_http_error(&req, 504, "ORDER_OUTCOME_UNKNOWN", msg, loc);
+    }
+    if (r.failed) { /* definitively not in the log (never sent, or refused) */
         fs_metrics_produce_error();
         if (idem)
             idem_release(a, who.sub, idem);

@@ -113,6 +113,14 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     return 0;
 }
 
+/* message.timeout.ms of transactional producers: FLASHSALE_TXN_MESSAGE_TIMEOUT_MS or 5000
+ * (librdkafka lowers it to transaction.timeout.ms when that is shorter). */
+static const char *txn_msg_timeout_ms(void)
+{
+    const char *v = getenv("FLASHSALE_TXN_MESSAGE_TIMEOUT_MS");
+    return v && *v ? v : "5000";
+}
+
 /* The settings of each role; see fs/kafka.h. */
 static int role_settings(rd_kafka_conf_t *conf, const fs_common_config *cfg,
                          const fs_kafka_client *c, fs_err *err)
@@ -139,6 +147,12 @@ static int role_settings(rd_kafka_conf_t *conf, const fs_common_config *cfg,
                        (!txn && conf_set(conf, "message.timeout.ms", "30000", err)) ||
                        (txn && conf_set(conf, "transactional.id", c->transactional_id, err)) ||
                        (txn && conf_set(conf, "transaction.timeout.ms", tmo, err)) ||
+                       /* A record stuck in flight (its partition's leader died with the
+                        * request unanswered) fails after this, which makes the transaction
+                        * abortable: the loop aborts, rewinds and redoes the batch with the
+                        * new leader. Left at transaction.timeout.ms (30 s) the commit, which
+                        * first flushes, waited the full 30 s after a broker SIGKILL. */
+                       (txn && conf_set(conf, "message.timeout.ms", txn_msg_timeout_ms(), err)) ||
                        /* Back-to-back transactions (group commit) meet CONCURRENT_TRANSACTIONS
                         * while the coordinator still writes the previous one's markers;
                         * librdkafka retries after retry.backoff.ms, 100 ms by default (not

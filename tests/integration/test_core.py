@@ -4,7 +4,7 @@ inventory processor, order placement with an immediate answer).
 
     test_core.py BUILD_DIR SCENARIO
     SCENARIO: burst | rules | idempotency | bad_input | crash | rebalance | dead_letter |
-              answers_crash
+              answers_crash | outage
 
 Every scenario ends by re-deriving inventory from inventory.events (fsharness.derive, its
 own rules) and checking: no oversell, no undersell, conservation, event counters equal the
@@ -451,6 +451,63 @@ def scenario_answers_crash(bindir):
             st, _, paid = s.request("POST", "/api/orders/%s/payment" % body["order_id"], {}, tok)
             assert st == 200 and paid["status"] == "PAID", (st, paid)
         print("answers: read your writes (RESERVED at once) and payment accepted, 5 of 5")
+
+
+def scenario_outage(bindir):
+    """Kafka away: every order is answered 503 with Retry-After within about the decision
+    wait (FLASHSALE_COMMAND_TIMEOUT_MS, 2 s), not after tens of seconds, and an order answered
+    503 never becomes an order: with the broker back, the log holds exactly the orders that
+    were answered 201 or 202 (or 504 ORDER_OUTCOME_UNKNOWN, which may exist), and orders flow
+    again."""
+    with System(bindir) as s:
+        pid = s.create_product(stock=100, name="outage")
+        member, tok = s.member()
+        accepted, unknown = set(), set()
+
+        def place(headers=None):
+            st, h, body = s.order(tok, pid, headers=headers)
+            if st in (201, 202):
+                accepted.add(body["order_id"])
+            elif st == 504:
+                assert body["error"]["code"] == "ORDER_OUTCOME_UNKNOWN", body
+                unknown.add(h["Location"].rsplit("/", 1)[1])
+            return st, h, body
+
+        expect(place(), 201)  # the path works, the producer knows the topic's leaders
+        s.kafka("stop")
+        refused, took = 0, []
+        try:
+            for i in range(8):
+                t0 = time.monotonic()
+                st, h, body = place({"Idempotency-Key": "outage-%d" % i})
+                took.append(time.monotonic() - t0)
+                # a stopped broker has nothing in flight: each failure is definitive
+                assert st == 503, (st, body)
+                assert body["error"]["code"] == "UNAVAILABLE", body
+                assert h.get("Retry-After") == "1", h
+                refused += 1
+        finally:
+            s.kafka("start")
+        print("outage: %d orders answered 503 in %s s" % (refused, " ".join("%.1f" % t for t in took)))
+        # the broker back: orders flow again (once the API's producer has reconnected)
+        deadline = time.time() + 90
+        while place()[0] != 201:
+            assert time.time() < deadline, "no order was reserved within 90 s of the broker's return"
+            time.sleep(1)
+        # the same Idempotency-Keys again: each makes a new order (the 503 released them)
+        for i in range(refused):
+            expect(place({"Idempotency-Key": "outage-%d" % i}), 201)
+        time.sleep(3)  # anything that could have lingered in the producer has long been sent
+        ids = {r["value"]["order_id"] for r in s.dump("inventory.commands")
+               if r.get("type") == "ReserveStock" and r["value"]["member_id"] == member}
+        ghosts = ids - accepted - unknown
+        assert not ghosts, "orders in the log that were answered 503: %s" % sorted(ghosts)[:5]
+        assert accepted <= ids, "accepted orders missing from the log: %s" % sorted(accepted - ids)[:5]
+        s.wait_all_decided(timeout=60)
+        check_log(s, accepted)
+        print("outage: broker back; the log holds exactly the %d orders answered 201/202 (%d answered "
+              "504, %d of them in the log), none of the %d answered 503"
+              % (len(accepted), len(unknown), len(unknown & ids), refused))
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ int fs_kafka_header_get(const rd_kafka_message_t *msg, const char *name, char *b
  *   FS_KAFKA_PRODUCER  idempotent, acks=all, murmur2 partitioner (Java-compatible, so every
  *                      tool agrees where a key lives), linger 2 ms, message timeout 30 s
  *   FS_KAFKA_TXN       the same, transactional (transactional_id; transaction.timeout.ms
- *                      from the configuration); linger 20 ms, retry backoff 2 ms
+ *                      from the configuration); linger 20 ms, retry backoff 2 ms, message.timeout.ms 5 s
+ *                      (FLASHSALE_TXN_MESSAGE_TIMEOUT_MS)
  *   FS_KAFKA_CONSUMER  a group member (group_id; static with instance_id): eager range
  *                      assignor, read_committed, manual offsets, from the earliest offset
  *   FS_KAFKA_FOLLOWER  an assign-only read_committed reader (no group), partition EOF
