@@ -18,16 +18,19 @@ PACKAGES=(
   libcmocka-dev libsodium-dev libjwt-dev libssl-dev libcurl4-openssl-dev wrk gnuplot-nox
   postgresql redis-server openjdk-17-jre-headless maven
   python3 python3-avro python3-yaml valgrind curl iproute2 nginx
+  chromium fonts-nanum
 )
+# Node.js and npm run the OpenAPI checks (tests/openapi) and the browser tests (tests/browser:
+# Playwright driving chromium). A
+# machine that already has a node and an npm (for instance NodeSource's nodejs, which carries
+# its own npm and conflicts with Debian's) keeps them; otherwise Debian's packages.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
 if [ "${1:-}" = --fuzz ]; then
   PACKAGES+=(clang libclang-rt-14-dev) # Debian 12: clang 14; libFuzzer is in the runtime package
 fi
 
-# Node.js and npm (the OpenAPI checks of make test, tests/openapi): Debian's, unless the
-# machine already has a node and an npm of its own
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  PACKAGES+=(nodejs npm)
-fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -58,16 +61,17 @@ fi
 
 "$here/kafka/fetch.sh"
 
-# npm packages of the tests (versions pinned in package-lock.json), installed again only
-# when the lock file changed
-npm_dir="$FS_ROOT/tests/openapi"
-stamp="$npm_dir/node_modules/.flashsale-lock.sha256"
-want=$(sha256sum "$npm_dir/package-lock.json" | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  fs_say "installing npm packages of tests/openapi (npm ci)"
-  (cd "$npm_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
-    fs_die "npm ci failed in tests/openapi (is the npm registry reachable?)"
-  echo "$want" >"$stamp"
-else
-  fs_say "npm packages: all present"
-fi
+# npm packages of the tests (versions pinned in each package-lock.json): the OpenAPI checks
+# and the browser tests, installed again only when a lock file changed
+for npm_dir in "$FS_ROOT/tests/openapi" "$FS_ROOT/tests/browser"; do
+  stamp="$npm_dir/node_modules/.flashsale-lock.sha256"
+  want=$(sha256sum "$npm_dir/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    fs_say "installing npm packages of ${npm_dir#"$FS_ROOT"/} (npm ci)"
+    (cd "$npm_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+      fs_die "npm ci failed in ${npm_dir#"$FS_ROOT"/} (is the npm registry reachable?)"
+    echo "$want" >"$stamp"
+  else
+    fs_say "npm packages of ${npm_dir#"$FS_ROOT"/}: all present"
+  fi
+done
