@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 60
 RUN_DIR ?= .run
 
 .PHONY: all deps build build-asan build-fuzz run stop status test test-cluster test-unit fuzz fuzz-seeds clean \
-	format perf perf-short perf-edge perf-kfloor
+	format perf perf-short perf-edge perf-kfloor chaos
 
 all: build
 
@@ -90,6 +90,13 @@ perf-short: deps build
 # through it; writes perf/RESULTS.md between the perf/edge markers.
 perf-edge: deps build
 	@perf/edge
+
+# The fault matrix under a sustained sale (perf/chaos): every fault once, on a dedicated system
+# (.run-chaos), each checked (audit, one decision and a settled state per acknowledged order,
+# no refused order in the log); writes perf/RESULTS.md between the perf/chaos markers. Takes
+# ~25 minutes. FAULTS=kill-api,flush-redis runs some (then nothing is written).
+chaos: deps build
+	@perf/chaos $(if $(FAULTS),--faults $(FAULTS) --no-write)
 
 # The Kafka floor of the order path at sustained rates, nothing of flashsale running
 # (perf/kfloor.sh; RATES="1000 5000" to choose): prints a table for perf/RESULTS.md.

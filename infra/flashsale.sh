@@ -414,7 +414,9 @@ case "${1:-}" in
   kafka-pause) kill -STOP "$(cat "$RUN/pids/$(kafka_name "${2:-1}").pid")" ;;  # (tests: a frozen node)
   kafka-resume) kill -CONT "$(cat "$RUN/pids/$(kafka_name "${2:-1}").pid")" ;;
   kafka-start) kafka_start "${2:-}" ;;
+  pg-stop) pg_stop ;;            # (tests: PostgreSQL away; start brings it back)
+  redis-stop) redis_stop ;;      # (tests: Redis away; start brings it back)
   edge-stop) edge stop ;;        # (tests: the edge away)
   edge-start) edge start ;;
-  *) echo "usage: $0 start [--infra-only] | stop | status | env | kafka-stop [node] | kafka-kill node | kafka-pause [node] | kafka-resume [node] | kafka-start [node] | edge-stop | edge-start" >&2; exit 2 ;;
+  *) echo "usage: $0 start [--infra-only] | stop | status | env | kafka-stop [node] | kafka-kill node | kafka-pause [node] | kafka-resume [node] | kafka-start [node] | pg-stop | redis-stop | edge-stop | edge-start" >&2; exit 2 ;;
 esac

@@ -12,6 +12,7 @@
  *                  [--members N] [--connections C]
  *                  [--requests N | --duration SECONDS] [--rate PER_S]
  *                  [--json FILE] [--label NAME] [--quiet] [--close] [--sources N]
+ *                  [--log FILE]
  *
  * Closed loop (no --rate): C connections, each sending its next request when the previous
  * one is answered, until N requests (--requests) or the duration. The flash burst is
@@ -31,7 +32,15 @@
  * percentiles (p50, p90, p99, p99.9, max, from a log-linear histogram with ~1.6 % precision)
  * and completions per second. --sources N spreads the connections over N loopback client
  * addresses (127.1.0.1 onwards; loopback URLs only), as a crowd arrives from many addresses
- * at an edge that limits each one. */
+ * at an edge that limits each one.
+ * --log FILE writes one line per request, in the order they were answered, tab separated:
+ * due (wall clock, ms since the epoch), latency from due (ms), HTTP status (-1: no answer,
+ * the connection failed or closed), the member (token sub), the order_id the body named
+ * (in "order_id" at its top level or inside "error"; - when none), and how many times the
+ * request was sent again on a new connection after the old one closed unanswered (0 or 1).
+ * With --members at least the number of requests, every request has a member of its own,
+ * so an order found in the log can be traced back to the request that placed it (perf/chaos
+ * checks answers against the log so). */
 #include "fs/id.h"
 #include "fs/jwt.h"
 
@@ -107,6 +116,7 @@ typedef struct {
     size_t buf_len;
     double due; /* ms, monotonic: when the request was due (open loop) or sent */
     int resent;
+    long member; /* index into tokens/subs of the request in flight (--log) */
 } conn;
 
 static double now_ms(void)
@@ -119,7 +129,9 @@ static double now_ms(void)
 static int epfd;
 static conn *conns;
 static long nconns, free_top, *free_list;
-static char **tokens, **products;
+static char **tokens, **subs, **products;
+static FILE *log_file;      /* --log */
+static double wall_minus_mono; /* ms since the epoch minus now_ms(), read at the start */
 static long ntokens, nproducts, next_member, next_product, quantity = 1;
 static const char *method = "GET", *req_path;
 static char host_hdr[128];
@@ -178,7 +190,8 @@ static void close_conn(conn *c)
 static void build(conn *c)
 {
     if (products) {
-        const char *tok = tokens[next_member++ % ntokens];
+        c->member = next_member++ % ntokens;
+        const char *tok = tokens[c->member];
         const char *pid = products[next_product++ % nproducts];
         char body[256];
         int bl = snprintf(body, sizeof body, "{\"product_id\":\"%s\",\"quantity\":%ld}", pid, quantity);
@@ -197,8 +210,35 @@ static void build(conn *c)
     }
 }
 
+/* The order id the response body names: "order_id":"..." (a 201/202 body, or a refusal's
+ * error object); empty when none. buf is the whole response, NUL-terminated. */
+static void body_order_id(const char *buf, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *b = buf ? strstr(buf, "\r\n\r\n") : NULL;
+    const char *k = b ? strstr(b, "\"order_id\"") : NULL;
+    if (!k)
+        return;
+    k += strlen("\"order_id\"");
+    while (*k == ' ' || *k == ':')
+        k++;
+    if (*k++ != '"')
+        return;
+    size_t n = 0;
+    while (k[n] && k[n] != '"' && n + 1 < cap)
+        n++;
+    memcpy(out, k, n);
+    out[n] = '\0';
+}
+
 static void record(conn *c, long code, double t)
 {
+    if (log_file) {
+        char oid[80];
+        body_order_id(code > 0 ? c->buf : NULL, oid, sizeof oid);
+        fprintf(log_file, "%.1f\t%.2f\t%ld\t%s\t%s\t%d\n", wall_minus_mono + c->due, t - c->due, code > 0 ? code : -1L,
+                subs ? subs[c->member] : "-", oid[0] ? oid : "-", c->resent);
+    }
     double ms = t - c->due;
     uint64_t us = ms > 0 ? (uint64_t)(ms * 1000.0) : 0;
     hist_add(hist, us);
@@ -327,14 +367,14 @@ static void usage(void)
     fprintf(stderr, "usage: flashsale-load --url URL [--path P] [--method GET|POST] [--product ID | "
                     "--products FILE]\n       [--quantity Q] [--members N] [--connections C] "
                     "[--requests N | --duration S] [--rate R]\n       [--json FILE] [--label NAME] [--quiet] [--close] "
-                    "[--sources N]\n");
+                    "[--sources N] [--log FILE]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     const char *url = NULL, *path = "/healthz", *product = NULL, *pfile = NULL, *json_out = NULL,
-               *label = "load";
+               *label = "load", *log_path = NULL;
     long members = 1000, nconn = 100, requests = 0;
     double duration = 0, rate = 0;
     bool quiet = false;
@@ -365,6 +405,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--json")) json_out = v;
         else if (!strcmp(a, "--label")) label = v;
         else if (!strcmp(a, "--sources")) nsources = atol(v);
+        else if (!strcmp(a, "--log")) log_path = v;
         else usage();
     }
     if (!url || nconn < 1 || members < 1 || (requests <= 0 && duration <= 0) || rate < 0)
@@ -393,10 +434,12 @@ int main(int argc, char **argv)
         char run[FS_UUID_STR_LEN + 1];
         fs_uuid7_str(run);
         tokens = malloc(sizeof *tokens * (size_t)members);
+        subs = malloc(sizeof *subs * (size_t)members);
         for (long i = 0; i < members; i++) {
             char sub[64];
             fs_err err = {0};
             snprintf(sub, sizeof sub, "load-%.8s-%ld", run + 28, i);
+            subs[i] = strdup(sub);
             if (fs_jwt_issue(secret, sub, "member", 7200, &tokens[i], &err)) {
                 fprintf(stderr, "flashsale-load: %s\n", err.msg);
                 return 2;
@@ -429,7 +472,14 @@ int main(int argc, char **argv)
         conns[i].fd = -1;
         free_list[free_top++] = nconns - 1 - i;
     }
+    if (log_path && !(log_file = fopen(log_path, "w"))) {
+        fprintf(stderr, "flashsale-load: cannot write %s\n", log_path);
+        return 2;
+    }
     timeline = json_array();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    wall_minus_mono = (double)wall.tv_sec * 1000.0 + (double)wall.tv_nsec / 1e6 - now_ms();
     double t0 = now_ms(), last = t0, interval = rate > 0 ? 1000.0 / rate : 0;
     uint64_t due_n = 0;
     double end = duration > 0 ? t0 + duration * 1000.0 : 0;
@@ -506,6 +556,10 @@ int main(int argc, char **argv)
     }
     free(text);
     json_decref(out);
+    if (log_file && fclose(log_file)) {
+        fprintf(stderr, "flashsale-load: writing %s failed\n", log_path);
+        return 2;
+    }
     for (long i = 0; i < nconns; i++)
         close_conn(&conns[i]);
     close(epfd);

@@ -362,6 +362,10 @@ int main(int argc, char **argv)
             while (!stop_flag && assign(&d, &err)) {
                 fs_log_warn("reassign failed", json_pack("{s:s}", "error", err.msg));
                 sleep(1);
+                /* the rollback above reconnected once; a store still away then (PostgreSQL
+                 * or Redis restarting) is reconnected here, else every retry used the dead
+                 * connection and the projector never resumed */
+                d.p.sink->rollback(&d.p);
             }
             was_caught_up = false;
         }

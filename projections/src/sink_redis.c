@@ -49,6 +49,7 @@ typedef struct {
     redisContext *c;
     long long gen;
     bool building;
+    long long abandoned; /* a generation given up for a rebuild: unlinked at the switch */
     char sha_p[48], sha_o[48];
     int pending; /* commands appended, replies not read */
     long ended_ttl_ms; /* FS_RM_ENDED_TTL_ENV */
@@ -139,10 +140,19 @@ static int start_build(rsink *s, const char *why, fs_err *err)
     long long cur = get_ll(s, FS_RM_GEN, err, &ok);
     if (!ok)
         return -1;
-    if (g <= cur) { /* the counter was lost but a generation survived: stay above it */
-        freeReplyObject(cmd(s, err, "SET %s %lld", FS_RM_SEQ, cur + 1));
-        g = cur + 1;
+    /* Stay above the served generation and the one this projector was writing: after a
+     * FLUSHALL the counter starts again at 1, and the batches applied between the flush and
+     * the next tick have already written keys of the old generation again (its offsets
+     * too). Reusing its number would mix those keys into the rebuild, where the version
+     * guard of the Lua scripts keeps them (an order's history then misses its earlier
+     * transitions). */
+    long long above = cur > s->gen ? cur : s->gen;
+    if (g <= above) {
+        freeReplyObject(cmd(s, err, "SET %s %lld", FS_RM_SEQ, above + 1));
+        g = above + 1;
     }
+    if (s->gen && s->gen != cur)
+        s->abandoned = s->gen;
     char now[24];
     char okey[FS_RM_KEY_MAX];
     if (!(r = cmd(s, err, "HSET %s _created %s", fs_rm_key(okey, sizeof okey, g, FS_RM_OFFSETS, NULL),
@@ -478,6 +488,9 @@ static int r_tick(projector *p, bool caught_up, fs_err *err)
                     json_pack("{s:I,s:I}", "generation", (json_int_t)s->gen, "previous", (json_int_t)cur));
         if (cur && cur != s->gen)
             unlink_generation(s, cur);
+        if (s->abandoned && s->abandoned != cur && s->abandoned != s->gen)
+            unlink_generation(s, s->abandoned);
+        s->abandoned = 0;
     } else if (!s->building && cur != s->gen) {
         fs_log_info("another projector switched the generation; following it",
                     json_pack("{s:I,s:I}", "from", (json_int_t)s->gen, "to", (json_int_t)cur));
