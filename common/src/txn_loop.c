@@ -482,6 +482,59 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     }
 }
 
+/* The group consumer, subscribed to the input topics. Returns 0, or -1 with *err. */
+static int consumer_new(fs_txn_loop *l, fs_err *err)
+{
+    l->consumer = fs_kafka_new(l->conf.common,
+                               &(fs_kafka_client){.role = FS_KAFKA_CONSUMER,
+                                                  .client_id = l->txn_id,
+                                                  .group_id = l->conf.group_id,
+                                                  .instance_id = l->conf.instance_id,
+                                                  .rebalance = rebalance_cb,
+                                                  .opaque = l,
+                                                  /* served: rd_kafka_poll_set_consumer below */
+                                                  .stats = true},
+                               err);
+    if (!l->consumer)
+        return -1;
+    rd_kafka_poll_set_consumer(l->consumer);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(4);
+    for (const char *const *t = l->conf.topics; *t; t++)
+        rd_kafka_topic_partition_list_add(topics, *t, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t se = rd_kafka_subscribe(l->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    return se ? fs_err_from_kafka_code(err, se, "subscribe") : 0;
+}
+
+/* The consumer failed fatally: a static member fenced ("fenced by other consumer with the
+ * same group.instance.id") after its session timed out while a broker was away or frozen.
+ * The worker goes on as a restarted process would: the open transaction is aborted, the
+ * state of the whole assignment dropped (on_revoke), and a new consumer with the same
+ * group.instance.id joins; its assignment rebuilds state from what was committed
+ * (on_assign), exactly as at start. Counted with the producer's restarts. */
+static int consumer_restart(fs_txn_loop *l, fs_err *err)
+{
+    fs_err aerr = {0};
+    if (txn_abort(l, &aerr) && !l->producer) {
+        *err = aerr;
+        return -1;
+    }
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (!rd_kafka_assignment(l->consumer, &a) && a && a->cnt > 0 && l->conf.on_revoke)
+        l->conf.on_revoke(l->conf.app, l, a);
+    if (a)
+        rd_kafka_topic_partition_list_destroy(a);
+    int max = l->conf.max_producer_restarts ? l->conf.max_producer_restarts : 5;
+    if (++l->restarts_in_row > max)
+        return fs_err_set(err, FS_ERR_FATAL, 0, "consumer failed fatally %d times in a row", max);
+    fs_log_warn("recreating the consumer after a fatal consumer error",
+                json_pack("{s:s,s:s}", "group", l->conf.group_id, "instance", l->conf.instance_id));
+    rd_kafka_destroy_flags(l->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    l->consumer = NULL;
+    l->need_reset = 0;
+    return consumer_new(l, err);
+}
+
 fs_txn_loop *fs_txn_loop_new(const fs_txn_loop_conf *conf, fs_err *err)
 {
     fs_txn_loop *l = calloc(1, sizeof *l);
@@ -509,32 +562,9 @@ fs_txn_loop *fs_txn_loop_new(const fs_txn_loop_conf *conf, fs_err *err)
                                     "Input records per committed transaction (a count, not ms).");
     l->offsets = rd_kafka_topic_partition_list_new(16);
 
-    l->consumer = fs_kafka_new(conf->common,
-                               &(fs_kafka_client){.role = FS_KAFKA_CONSUMER,
-                                                  .client_id = l->txn_id,
-                                                  .group_id = conf->group_id,
-                                                  .instance_id = conf->instance_id,
-                                                  .rebalance = rebalance_cb,
-                                                  .opaque = l,
-                                                  /* served: rd_kafka_poll_set_consumer below */
-                                                  .stats = true},
-                               err);
-    if (!l->consumer)
-        goto fail;
-    rd_kafka_poll_set_consumer(l->consumer);
     l->producer = producer_new(l, err);
-    if (!l->producer)
+    if (!l->producer || consumer_new(l, err))
         goto fail;
-
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(4);
-    for (const char *const *t = conf->topics; *t; t++)
-        rd_kafka_topic_partition_list_add(topics, *t, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t se = rd_kafka_subscribe(l->consumer, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    if (se) {
-        fs_err_from_kafka_code(err, se, "subscribe");
-        goto fail;
-    }
     return l;
 fail:
     fs_txn_loop_destroy(l);
@@ -650,8 +680,9 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
                                                         rd_kafka_message_errstr(m)));
             if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
                 rd_kafka_message_destroy(m);
-                fs_err_set(err, FS_ERR_FATAL, 0, "consumer fatal error");
-                return -1;
+                if (consumer_restart(l, err))
+                    return -1;
+                continue;
             }
             rd_kafka_message_destroy(m);
             m = NULL;

@@ -38,7 +38,10 @@
  * Errors: abortable transaction errors -> abort, rebuild, rewind, go on. Fatal producer
  * errors (e.g. fenced) -> the producer is destroyed and recreated with the same
  * transactional.id (which fences any zombie with that id), then as for an abort; more than
- * max_producer_restarts in a row stops the loop with FS_ERR_FATAL. Revoke commits the open
+ * max_producer_restarts in a row stops the loop with FS_ERR_FATAL. A fatal consumer error (a
+ * static member fenced after its session timed out while a broker was away or frozen) ->
+ * the open transaction is aborted, the whole assignment revoked (on_revoke) and a new consumer
+ * with the same group.instance.id joins, as a restarted process would (same limit). Revoke commits the open
  * transaction first (abort if the partitions were lost). Stop (*stop set, e.g. by SIGTERM):
  * the open batch is committed and the consumer closed.
  *
