@@ -28,6 +28,7 @@ from fsharness import ROOT, System  # noqa: E402
 ADMIN_EMAIL = "operator@example.com"
 ADMIN_PASSWORD = "a long operator password 7"
 BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
+CATALOGUE_MIN = 60
 
 
 def main(bindir):
@@ -50,6 +51,11 @@ def main(bindir):
         while s.request("GET", "/api/products?limit=1")[0] != 200:  # the catalogue's read model
             assert time.time() < deadline, "the catalogue never answered"
             time.sleep(0.3)
+        # more products than one event stream follows (50), as in a real sale and as in a full
+        # test run's shared log: the console must still follow the products its operator works
+        # on (it once followed the first 50 of the catalogue and missed the new one)
+        for i in range(CATALOGUE_MIN):
+            s.create_product(10, name="filler %d" % i, starts="2030-01-01T00:00:00Z")
         env = dict(os.environ, FS_BASE_URL="http://127.0.0.1:%d" % s.port, FS_SPOOL=spool,
                    FS_ADMIN_EMAIL=ADMIN_EMAIL, FS_ADMIN_PASSWORD=ADMIN_PASSWORD, FS_SCREENSHOTS=shots,
                    FS_CHROMIUM=chromium)

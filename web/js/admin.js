@@ -139,6 +139,13 @@ const series = new Map(); // id -> [{t, available, reserved, sold}]
 const dpsSeries = [];
 let selected = null;
 let editing = null;
+// One stream follows at most FOLLOW_MAX products (the server's limit). With more products, the
+// stream follows the ones the operator touched last, then those on sale, then the upcoming ones;
+// the rest are refreshed from the catalogue every REFRESH_MS.
+const FOLLOW_MAX = 50;
+const REFRESH_MS = 5000;
+let followed = new Set();
+const touched = new Map(); // id -> when the operator last acted on it here
 
 function errText(e) {
   const code = e instanceof ApiError ? e.code : 'NETWORK';
@@ -243,7 +250,7 @@ async function dashboard() {
   follow();
   overview();
   deadLetters();
-  timers.push(setInterval(overview, 1000), setInterval(deadLetters, 5000), setInterval(drawChart, 1000));
+  timers.push(setInterval(overview, 1000), setInterval(deadLetters, 5000), setInterval(drawChart, 1000), setInterval(refreshUnfollowed, REFRESH_MS));
 }
 
 async function overview() {
@@ -294,19 +301,45 @@ async function deadLetters() {
 
 // ---- products --------------------------------------------------------------------------------
 
-async function loadProducts() {
+/** Reads the catalogue; `skip(id)` leaves a product as it is (one the stream follows). Returns
+ * the ids it changed or added. */
+async function loadProducts(skip = () => false) {
   let cursor = null;
   let n = 0;
+  const changed = [];
   do {
     const r = await call('GET', `/api/products?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
     for (const p of r.body.items) {
+      n += 1;
+      if (skip(p.product_id)) continue;
       const old = products.get(p.product_id);
+      if (!old || !sameCounts(old, p) || old.name !== p.name || old.paused !== p.paused) changed.push(p.product_id);
       products.set(p.product_id, old ? { ...old, ...p, status: old.status && sameCounts(old, p) ? old.status : undefined } : p);
       record(p.product_id);
-      n += 1;
     }
     cursor = r.body.next_cursor;
   } while (cursor && n < 500);
+  return changed;
+}
+
+/** The rows the stream does not follow, from the catalogue (only when there are such rows). */
+async function refreshUnfollowed() {
+  if (feed && feed.mode !== 'live') return; // polling already reads the whole catalogue
+  if (products.size <= followed.size) return;
+  try {
+    const known = new Set(products.keys());
+    const changed = await loadProducts((id) => followed.has(id));
+    if (changed.some((id) => !known.has(id))) return renderProducts();
+    for (const id of changed) updateRow(id);
+  } catch {
+    /* the next tick tries again; the overview shows when the API is away */
+  }
+}
+
+/** The operator acted on a product: the stream follows it from now on. */
+function touch(id) {
+  touched.set(id, Date.now());
+  if (!followed.has(id)) follow();
 }
 
 function sameCounts(a, b) {
@@ -391,6 +424,7 @@ async function control(p, what, body, button) {
   button.disabled = true;
   try {
     await call('POST', `/api/products/${encodeURIComponent(p.product_id)}/${what}`, { body });
+    touch(p.product_id);
     if (!feed || feed.mode !== 'live') await refreshProduct(p.product_id);
   } catch (e) {
     alert(errText(e));
@@ -430,6 +464,7 @@ async function audit(p, out, button) {
 
 function select(id) {
   selected = id;
+  touch(id);
   for (const tr of document.querySelectorAll('#products tr[data-product-id]')) tr.classList.toggle('selected', tr.dataset.productId === id);
   const p = products.get(id);
   document.getElementById('chart-title').textContent = `${t('console.chart')} — ${p ? p.name : id}`;
@@ -446,10 +481,22 @@ function drawChart() {
   drawLines(c, last ? [...s, { ...last, t: Date.now() }] : s, ['available', 'reserved', 'sold']);
 }
 
+/** The products the stream follows, most wanted first (see FOLLOW_MAX). */
+function followOrder(now = Date.now()) {
+  const weight = (p) => ({ ON_SALE: 2, UPCOMING: 1 })[saleStatus(p, now)] || 0;
+  const starts = (p) => Date.parse(p.sale_starts_at) || 0;
+  return [...products.values()]
+    .sort((a, b) => (touched.get(b.product_id) || 0) - (touched.get(a.product_id) || 0) || weight(b) - weight(a) || starts(b) - starts(a))
+    .slice(0, FOLLOW_MAX)
+    .map((p) => p.product_id);
+}
+
 function follow() {
   if (feed) feed.stop();
+  const ids = followOrder();
+  followed = new Set(ids);
   feed = new LiveFeed({
-    products: [...products.keys()],
+    products: ids,
     withOrders: false,
     onMode: setLive,
     onEvent: (name, ev) => {
@@ -531,7 +578,7 @@ function productForm(p = null) {
           }
         }
         renderProducts();
-        follow(); // the stream now follows the new product too
+        touch(id); // the stream now follows the new product too
         form.reset();
         mount(msg, h('p', { class: 'notice ok', id: 'created', dataset: { productId: id } }, t('console.created')));
       }
