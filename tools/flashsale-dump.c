@@ -30,6 +30,10 @@ static int print_record(void *ctx, const rd_kafka_message_t *m, fs_err *err)
     int64_t ts = rd_kafka_message_timestamp(m, &tst);
     json_t *o = json_pack("{s:i,s:I,s:I}", "partition", m->partition, "offset",
                           (json_int_t)m->offset, "timestamp", (json_int_t)ts);
+    json_object_set_new(o, "timestamp_type",
+                        json_string(tst == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME ? "LogAppendTime"
+                                    : tst == RD_KAFKA_TIMESTAMP_CREATE_TIME   ? "CreateTime"
+                                                                              : "none"));
     json_object_set_new(o, "key", m->key ? json_stringn(m->key, m->key_len) : json_null());
     json_t *h = json_object();
     rd_kafka_headers_t *hdrs = NULL;

@@ -58,6 +58,7 @@ struct api_bus {
     int64_t skip_upto[MAX_PARTITIONS]; /* events the partition's snapshot already holds */
     int64_t order_memory_ms;
     long max_orders;
+    long cmd_timeout_ms, clock_skew_ms; /* see api_bus_accept_by */
     fs_map *orders;  /* order id -> api_order* */
     fs_map *waiters; /* key -> api_waiter* (list) */
     int64_t decided_offset[MAX_PARTITIONS];
@@ -780,8 +781,10 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
      * more; see docs/architecture.md, "Honest answers while Kafka is away". */
     {
         long cmd_timeout = 2000;
-        if (fs_env_int("FLASHSALE_COMMAND_TIMEOUT_MS", 2000, 500, 300000, &cmd_timeout, err))
+        if (fs_env_int("FLASHSALE_COMMAND_TIMEOUT_MS", 2000, 500, 300000, &cmd_timeout, err) ||
+            fs_env_int("FLASHSALE_CLOCK_SKEW_MS", 100, 0, 10000, &b->clock_skew_ms, err))
             goto fail;
+        b->cmd_timeout_ms = cmd_timeout;
         char tmo[24];
         snprintf(tmo, sizeof tmo, "%ld", cmd_timeout);
         b->producer = bus_producer_new(b, cfg, "flashsale-api", "0", tmo, dr_cb, err);
@@ -862,6 +865,20 @@ void api_bus_stop(api_bus *b)
 rd_kafka_t *api_bus_producer(api_bus *b)
 {
     return b->producer;
+}
+
+int64_t api_bus_accept_by(const api_bus *b, int64_t requested_at)
+{
+    return requested_at + b->cmd_timeout_ms;
+}
+
+void api_bus_refuse_after(const api_bus *b, int64_t accept_by)
+{
+    for (int64_t now = fs_now_ms(); now <= accept_by + b->clock_skew_ms; now = fs_now_ms()) {
+        int64_t ms = accept_by + b->clock_skew_ms - now + 1;
+        struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 bool api_bus_caught_up(api_bus *b)

@@ -131,6 +131,15 @@ rd_kafka_t *api_bus_producer(api_bus *b);
 /* True once the decision stream has read up to the end offsets it saw at start. */
 bool api_bus_caught_up(api_bus *b);
 
+/* The fence of a refused command (docs/architecture.md, "Honest answers while Kafka is
+ * away"). A ReserveStock carries accept_by = requested_at + FLASHSALE_COMMAND_TIMEOUT_MS, and
+ * the processor refuses one that the broker appended later (TIMED_OUT). So a command whose
+ * delivery failed may be answered "not placed" (503) once the broker's clock is past
+ * accept_by: api_bus_refuse_after returns when this clock is past accept_by plus
+ * FLASHSALE_CLOCK_SKEW_MS (100 ms), the most the broker's clock may be behind this one. */
+int64_t api_bus_accept_by(const api_bus *b, int64_t requested_at);
+void api_bus_refuse_after(const api_bus *b, int64_t accept_by);
+
 /* Views (copies, taken under the lock). */
 bool api_bus_product(api_bus *b, const char *product_id, inv_product_view *out);
 int32_t api_bus_held(api_bus *b, const char *product_id, const char *member_id);

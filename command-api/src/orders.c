@@ -426,6 +426,7 @@ static int orders_create(struct mg_connection *conn, void *cb)
     cmd.quantity = (int32_t)qty;
     cmd.item_count = 1;
     cmd.requested_at = fs_now_ms();
+    cmd.accept_by = api_bus_accept_by(a->bus, cmd.requested_at);
     void *buf = NULL;
     size_t len = 0;
     fs_err err = {0};
@@ -470,7 +471,8 @@ static int orders_create(struct mg_connection *conn, void *cb)
                  order_id);
         return fs_http_error(&req, 504, "ORDER_OUTCOME_UNKNOWN", msg, loc);
     }
-    if (r.failed) { /* definitively not in the log (never sent, or refused) */
+    if (r.failed) { /* not in the log (never sent, or refused), and fenced: never will be */
+        api_bus_refuse_after(a->bus, cmd.accept_by);
         fs_metrics_produce_error();
         if (idem)
             idem_release(a, who.sub, idem);

@@ -17,8 +17,11 @@ static const char *const snapshot_config[] = {"cleanup.policy", "compact",
                                               "segment.ms", "3600000",
                                               "min.cleanable.dirty.ratio", "0.1",
                                               NULL};
+/* Commands carry the broker's append time: a ReserveStock appended after its accept_by is
+ * refused (domain/include/flashsale/inventory.h, inv_command). */
+static const char *const commands_config[] = {"message.timestamp.type", "LogAppendTime", NULL};
 const fs_topic_spec fs_topics[] = {
-    {FS_TOPIC_INVENTORY_COMMANDS, "604800000", NULL}, {FS_TOPIC_INVENTORY_EVENTS, "-1", NULL},
+    {FS_TOPIC_INVENTORY_COMMANDS, "604800000", commands_config}, {FS_TOPIC_INVENTORY_EVENTS, "-1", NULL},
     {FS_TOPIC_ORDERS_COMMANDS, "604800000", NULL},    {FS_TOPIC_ORDERS_EVENTS, "-1", NULL},
     {FS_TOPIC_PAYMENTS_COMMANDS, "604800000", NULL},  {FS_TOPIC_PAYMENTS_EVENTS, "-1", NULL},
     {FS_TOPIC_MEMBERS_EVENTS, "-1", NULL},            {FS_TOPIC_NOTIFICATIONS, "604800000", NULL},
@@ -272,6 +275,43 @@ int fs_kafka_create_topic_spec(rd_kafka_t *rk, const fs_topic_spec *spec, int pa
                         timeout_ms, err);
 }
 
+/* Sets a topic's configuration to exactly retention_ms + config (AlterConfigs replaces the
+ * topic's whole set): a topic made before an entry was added gets it too. */
+static int alter_topic(rd_kafka_t *rk, const char *name, const char *retention_ms,
+                       const char *const *config, int timeout_ms, fs_err *err)
+{
+    char e[256];
+    rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, name);
+    if (retention_ms)
+        rd_kafka_ConfigResource_set_config(res, "retention.ms", retention_ms);
+    for (size_t i = 0; config && config[i] && config[i + 1]; i += 2)
+        rd_kafka_ConfigResource_set_config(res, config[i], config[i + 1]);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ALTERCONFIGS);
+    rd_kafka_AdminOptions_set_request_timeout(opt, timeout_ms, e, sizeof e);
+    rd_kafka_AlterConfigs(rk, &res, 1, opt, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 5000);
+    int rc = 0;
+    if (!ev)
+        rc = fs_err_set(err, FS_ERR_RETRIABLE, 0, "configure topic %s: timed out", name);
+    else if (rd_kafka_event_error(ev))
+        rc = fs_err_from_kafka_code(err, rd_kafka_event_error(ev), "configure topic");
+    else {
+        size_t n = 0;
+        const rd_kafka_ConfigResource_t **r =
+            rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &n);
+        if (n && rd_kafka_ConfigResource_error(r[0]))
+            rc = fs_err_set(err, FS_ERR_FATAL, rd_kafka_ConfigResource_error(r[0]),
+                            "configure topic %s: %s", name, rd_kafka_ConfigResource_error_string(r[0]));
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_ConfigResource_destroy(res);
+    return rc;
+}
+
 static int create_topic(rd_kafka_t *rk, const char *name, int partitions, int replication,
                         const char *retention_ms, const char *const *config, int timeout_ms,
                         fs_err *err)
@@ -308,6 +348,8 @@ static int create_topic(rd_kafka_t *rk, const char *name, int partitions, int re
                                 "topic %s exists with %d partitions, configuration says %d "
                                 "(co-partitioned families need equal counts)",
                                 name, have, partitions);
+            else if (config)
+                rc = alter_topic(rk, name, retention_ms, config, timeout_ms, err);
         } else if (te)
             rc = fs_err_set(err, FS_ERR_FATAL, te, "create topic %s: %s", name,
                             rd_kafka_topic_result_error_string(res[0]));
@@ -318,6 +360,13 @@ static int create_topic(rd_kafka_t *rk, const char *name, int partitions, int re
     rd_kafka_queue_destroy(q);
     rd_kafka_NewTopic_destroy(nt);
     return rc;
+}
+
+int64_t fs_kafka_log_append_time(const rd_kafka_message_t *m)
+{
+    rd_kafka_timestamp_type_t tt = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+    int64_t ts = rd_kafka_message_timestamp(m, &tt);
+    return tt == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME && ts > 0 ? ts : 0;
 }
 
 rd_kafka_t *fs_kafka_probe_new(const fs_common_config *cfg, fs_err *err)

@@ -56,7 +56,7 @@ static void *time_value(int64_t t)
 
 static const char *const reason_names[INV_R_COUNT] = {
     "SOLD_OUT", "LIMIT_EXCEEDED",  "NOT_ON_SALE",         "UNKNOWN_PRODUCT",   "PAUSED",
-    "INVALID",  "ALREADY_EXISTS", "UNKNOWN_RESERVATION", "INSUFFICIENT_STOCK"};
+    "INVALID",  "ALREADY_EXISTS", "UNKNOWN_RESERVATION", "INSUFFICIENT_STOCK", "TIMED_OUT"};
 static const char *const cmd_names[INV_CMD_COUNT] = {
     "DefineProduct", "UpdateProduct", "RestockProduct",    "PauseSale",
     "ResumeSale",    "ReserveStock",  "CommitReservation", "ReleaseReservation"};
@@ -83,6 +83,9 @@ inv_reject_answer inv_reject_answer_of(inv_reason r)
     case INV_R_PAUSED: return (inv_reject_answer){"PAUSED", 409, "the sale is paused"};
     case INV_R_INSUFFICIENT_STOCK:
         return (inv_reject_answer){"INSUFFICIENT_STOCK", 409, "fewer units are available than asked for"};
+    case INV_R_TIMED_OUT:
+        return (inv_reject_answer){"ORDER_TIMED_OUT", 503,
+                                   "Kafka did not take the order in time; it was not placed"};
     default: return (inv_reject_answer){inv_reason_name(r), 409, "the order was refused"};
     }
 }
@@ -273,6 +276,10 @@ inv_outcome inv_decide(const inv_state *s, const inv_command *c, inv_event *e)
          * would put a second reservation under the line's key) */
         if (fs_map_get(s->decided, key) || (p && fs_map_get(p->reservations, key)))
             return INV_DUPLICATE;
+        /* appended after its deadline: the API may have answered 503 already (a fence that
+         * depends only on the record, so every replay decides the same) */
+        if (c->accept_by > 0 && c->logged_at > c->accept_by)
+            return reject_reserve(c, e, INV_R_TIMED_OUT, p ? p->v.available : 0);
         if (!p)
             return reject_reserve(c, e, INV_R_UNKNOWN_PRODUCT, 0);
         int32_t avail = p->v.available;

@@ -31,13 +31,14 @@
 #define F_QUANTITY "quantity"
 #define F_REASON "reason"
 #define F_REQUESTED_AT "requested_at"
+#define F_ACCEPT_BY "accept_by"
 #define F_RESERVED "reserved"
 #define F_SALE_ENDS_AT "sale_ends_at"
 #define F_SALE_STARTS_AT "sale_starts_at"
 #define F_SOLD "sold"
 #define F_STOCK "stock"
 #define F_UNIT_PRICE "unit_price"
-static const char *const vocabulary[] = {F_ACTOR_ID, F_AVAILABLE, F_COMMAND_OFFSET, F_COMMAND_TYPE, F_CURRENCY, F_DESCRIPTION, F_DETAIL, F_IDEMPOTENCY_KEY, F_ITEM_COUNT, F_ITEM_INDEX, F_MEMBER_ID, F_NAME, F_OCCURRED_AT, F_ORDER_ID, F_PAY_BY, F_PER_USER_LIMIT, F_PRICE, F_PRODUCT_ID, F_QUANTITY, F_REASON, F_REQUESTED_AT, F_RESERVED, F_SALE_ENDS_AT, F_SALE_STARTS_AT, F_SOLD, F_STOCK, F_UNIT_PRICE, NULL};
+static const char *const vocabulary[] = {F_ACCEPT_BY, F_ACTOR_ID, F_AVAILABLE, F_COMMAND_OFFSET, F_COMMAND_TYPE, F_CURRENCY, F_DESCRIPTION, F_DETAIL, F_IDEMPOTENCY_KEY, F_ITEM_COUNT, F_ITEM_INDEX, F_MEMBER_ID, F_NAME, F_OCCURRED_AT, F_ORDER_ID, F_PAY_BY, F_PER_USER_LIMIT, F_PRICE, F_PRODUCT_ID, F_QUANTITY, F_REASON, F_REQUESTED_AT, F_RESERVED, F_SALE_ENDS_AT, F_SALE_STARTS_AT, F_SOLD, F_STOCK, F_UNIT_PRICE, NULL};
 
 const char *const *inv_codec_fields(void)
 {
@@ -117,6 +118,7 @@ int inv_command_encode(const fs_codec *codec, const inv_command *c, void **buf, 
              fs_av_put_long(&v, F_ITEM_COUNT, c->item_count ? c->item_count : 1, true) ||
              fs_av_put_long(&v, F_STOCK, c->stock, true) ||
              fs_av_put_long(&v, F_REQUESTED_AT, c->requested_at, true) ||
+             fs_av_put_long(&v, F_ACCEPT_BY, c->accept_by, c->accept_by > 0) ||
              ((c->type == INV_CMD_DEFINE || update) && put_fields(&v, &c->f, update));
     if (rc)
         rc = fs_err_set(err, FS_ERR_INVALID, 0, "%s: %s", inv_cmd_name(c->type), avro_strerror());
@@ -184,6 +186,7 @@ int inv_command_decode(avro_value_t *rec, const char *type_name, inv_command *c,
     c->item_count = (int32_t)fs_av_read_long(rec, F_ITEM_COUNT, 1, NULL);
     c->stock = (int32_t)fs_av_read_long(rec, F_STOCK, 0, NULL);
     c->requested_at = fs_av_read_long(rec, F_REQUESTED_AT, 0, NULL);
+    c->accept_by = fs_av_read_long(rec, F_ACCEPT_BY, 0, NULL);
     c->offset = -1;
     if (c->type == INV_CMD_DEFINE || c->type == INV_CMD_UPDATE)
         get_fields(rec, &c->f);

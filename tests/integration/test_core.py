@@ -461,7 +461,13 @@ def scenario_outage(bindir):
     wait (FLASHSALE_COMMAND_TIMEOUT_MS, 2 s), not after tens of seconds, and an order answered
     503 never becomes an order: with the broker back, the log holds exactly the orders that
     were answered 201 or 202 (or 504 ORDER_OUTCOME_UNKNOWN, which may exist), and orders flow
-    again."""
+    again.
+
+    Then the broker frozen (SIGSTOP) for 8 s while orders arrive: their requests sit unread in
+    the broker's socket and are appended after it resumes, long after the API gave up on them
+    (503 or 504). The fence decides each such command TIMED_OUT (appended after its
+    accept_by), so no order answered 503 is reserved, whatever the producer reported; and
+    every command record carries the broker's append time (LogAppendTime)."""
     with System(bindir) as s:
         pid = s.create_product(stock=100, name="outage")
         member, tok = s.member()
@@ -511,6 +517,75 @@ def scenario_outage(bindir):
         print("outage: broker back; the log holds exactly the %d orders answered 201/202 (%d answered "
               "504, %d of them in the log), none of the %d answered 503"
               % (len(accepted), len(unknown), len(unknown & ids), refused))
+
+        # ---- the broker frozen mid-sale ----
+        frozen_member, ftok = s.member()
+        answers = {}
+        lock = threading.Lock()
+
+        def frozen_order(i):
+            t0 = time.monotonic()
+            st, h, body = s.order(ftok, pid)
+            oid = None
+            if st in (201, 202):
+                oid = body["order_id"]
+            elif st == 504:
+                oid = h["Location"].rsplit("/", 1)[1]
+            with lock:
+                answers[i] = (st, body, oid, time.monotonic() - t0)
+
+        s.kafka("pause")
+        try:
+            workers = []
+            for i in range(12):
+                w = threading.Thread(target=frozen_order, args=(i,))
+                w.start()
+                workers.append(w)
+                time.sleep(0.25)
+            time.sleep(max(0.0, 8 - 12 * 0.25))
+        finally:
+            s.kafka("resume")
+        for w in workers:
+            w.join(60)
+        statuses = collections.Counter(a[0] for a in answers.values())
+        assert set(statuses) <= {503, 504}, statuses  # nothing can be decided while frozen
+        for st, body, _, dt in answers.values():
+            assert dt < 2.0 + 1.5, "an answer took %.1f s while the broker was frozen" % dt
+            if st == 503:
+                assert body["error"]["code"] == "UNAVAILABLE", body
+        deadline = time.time() + 90
+        while place()[0] != 201:
+            assert time.time() < deadline, "no order was reserved within 90 s of the broker's resumption"
+            time.sleep(1)
+        time.sleep(3)
+        s.wait_all_decided(timeout=60)
+        cmds = [r for r in s.dump("inventory.commands") if r.get("type") == "ReserveStock"]
+        assert cmds and all(r["timestamp_type"] == "LogAppendTime" for r in cmds), \
+            "inventory.commands records without the broker's append time"
+        frozen = {r["value"]["order_id"]: r for r in cmds if r["value"]["member_id"] == frozen_member}
+        decision = {}
+        for r in s.dump("inventory.events"):
+            v = r.get("value") or {}
+            if r.get("type") in ("StockReserved", "StockRejected") and v.get("order_id") in frozen:
+                decision[v["order_id"]] = (r["type"], v.get("reason"))
+        # (the 503 answers name no order: the frozen member's orders in the log are traced by
+        # the ones that were answered 504 and named)
+        named = {a[2] for a in answers.values() if a[2]}
+        for oid, r in frozen.items():
+            assert oid in decision, "order %s appended after the freeze was never decided" % oid
+            accept_by = r["value"].get("accept_by")  # an Avro union in JSON: {"long": ms}
+            assert isinstance(accept_by, dict) and accept_by["long"] > 0, r["value"]
+            late = r["timestamp"] > accept_by["long"]
+            if late:
+                assert decision[oid] == ("StockRejected", "TIMED_OUT"), (oid, decision[oid])
+            elif oid not in named:
+                raise AssertionError("order %s was appended in time but its answer was a 503" % oid)
+        fenced = sum(1 for d in decision.values() if d == ("StockRejected", "TIMED_OUT"))
+        print("outage: broker frozen 8 s: %d orders answered %s; %d of them reached the log (%d of "
+              "those answered 503), %d appended after their deadline and refused TIMED_OUT, %d "
+              "reserved (each answered 504)"
+              % (len(answers), dict(statuses), len(frozen), sum(1 for o in frozen if o not in named),
+                 fenced, sum(1 for d in decision.values() if d[0] == "StockReserved")))
 
 
 if __name__ == "__main__":

@@ -314,6 +314,7 @@ static void test_command_codec_round_trip(void **state)
         c.f.per_user_limit = 2;
         c.f.has_limit = true;
         c.stock = 100;
+        c.accept_by = c.requested_at + 2000;
         void *buf;
         size_t len;
         if (inv_command_encode(codec, &c, &buf, &len, &err))
@@ -325,6 +326,7 @@ static void test_command_codec_round_trip(void **state)
         assert_string_equal(d.product_id, "prod-1");
         assert_int_equal(d.requested_at, c.requested_at);
         if (t == INV_CMD_RESERVE) {
+            assert_int_equal(d.accept_by, c.accept_by);
             assert_string_equal(d.order_id, "order-1");
             assert_string_equal(d.member_id, "member-1");
             assert_int_equal(d.quantity, 2);
@@ -500,6 +502,45 @@ static void test_forged_restock_cannot_overflow(void **state)
     inv_state_destroy(s);
 }
 
+/* The fence of a command the API gave up on: a reserve appended (logged_at, the record's
+ * LogAppendTime) after its accept_by is refused TIMED_OUT whatever the stock, and decides
+ * nothing else; at accept_by exactly, or without either time, it is an order as before. */
+static void test_accept_deadline(void **state)
+{
+    (void)state;
+    inv_state *s = inv_state_new(WINDOW);
+    define(s, "p1", 3, 0);
+    inv_command late = reserve("p1", "o1", "m1", 1);
+    late.accept_by = late.requested_at + 2000;
+    late.logged_at = late.accept_by + 1;
+    inv_event e = step(s, &late);
+    assert_int_equal(e.type, INV_EV_REJECTED);
+    assert_int_equal(e.reason, INV_R_TIMED_OUT);
+    assert_int_equal(e.available, 3);
+    inv_reject_answer a = inv_reject_answer_of(INV_R_TIMED_OUT);
+    assert_string_equal(a.code, "ORDER_TIMED_OUT");
+    assert_int_equal(a.http_status, 503);
+    /* decided: the same line again (a retry of the same record) is a duplicate */
+    inv_event dup;
+    assert_int_equal(inv_decide(s, &late, &dup), INV_DUPLICATE);
+
+    inv_command in_time = reserve("p1", "o2", "m1", 1);
+    in_time.accept_by = in_time.requested_at + 2000;
+    in_time.logged_at = in_time.accept_by;
+    assert_int_equal(step(s, &in_time).type, INV_EV_RESERVED);
+    inv_command no_deadline = reserve("p1", "o3", "m1", 1); /* a saga's line: accept_by 0 */
+    no_deadline.logged_at = no_deadline.requested_at + 3600000;
+    assert_int_equal(step(s, &no_deadline).type, INV_EV_RESERVED);
+    inv_command create_time = reserve("p1", "o4", "m1", 1); /* topic without LogAppendTime */
+    create_time.accept_by = create_time.requested_at + 2000;
+    assert_int_equal(step(s, &create_time).type, INV_EV_RESERVED);
+    inv_product_view v;
+    assert_true(inv_state_product(s, "p1", &v));
+    assert_int_equal(v.available, 0);
+    assert_int_equal(v.reserved, 3);
+    inv_state_destroy(s);
+}
+
 /* The codec's field names against the inventory schemas, both ways: a misspelt name in the
  * codec is in no schema, and the field it meant is then handled by no name. */
 static void test_codec_vocabulary(void **state)
@@ -554,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_forged_restock_cannot_overflow),
         cmocka_unit_test(test_command_codec_round_trip),
         cmocka_unit_test(test_codec_vocabulary),
+        cmocka_unit_test(test_accept_deadline),
     };
     return cmocka_run_group_tests_name("inv_state", tests, NULL, NULL);
 }

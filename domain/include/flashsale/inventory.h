@@ -62,6 +62,7 @@ typedef enum {
     INV_R_ALREADY_EXISTS,
     INV_R_UNKNOWN_RESERVATION,
     INV_R_INSUFFICIENT_STOCK,
+    INV_R_TIMED_OUT, /* appended after the command's accept_by: see inv_command.accept_by */
     INV_R_COUNT
 } inv_reason;
 const char *inv_reason_name(inv_reason r);
@@ -126,6 +127,13 @@ typedef struct {
     char reason[32]; /* release */
     int32_t quantity, item_index, item_count, stock;
     int64_t requested_at;
+    /* reserve: the command counts only if the broker appended its record by this time
+     * (0 = no deadline); logged_at: the record's LogAppendTime, set by whoever read it from
+     * the log (0 = unknown: the topic keeps CreateTime, or not read from the log). A
+     * reserve with logged_at > accept_by > 0 is refused TIMED_OUT: the API answers 503 for
+     * a command it could not get acknowledged only once accept_by has passed, so that no
+     * later append can make an order of it (docs/architecture.md, "Honest answers"). */
+    int64_t accept_by, logged_at;
     int64_t offset; /* of the command record in its partition (-1 if unknown) */
     inv_product_fields f;
 } inv_command;
