@@ -482,6 +482,16 @@ static int orders_create(struct mg_connection *conn, void *cb)
         fs_metrics_decision_latency((double)(fs_mono_ms() - t0));
         return answer_decision(&req, a, &r);
     }
+    if (r.delivered && r.logged_at > cmd.accept_by) {
+        /* Appended after its deadline (a broker that stalled with the request unread): the
+         * processor will refuse it TIMED_OUT, the fence of a refusal, so that is the answer
+         * now, not 202. The order id names a refusal only: the key is free again. */
+        fs_metrics_produce_error();
+        if (idem)
+            idem_release(a, who.sub, idem);
+        inv_reject_answer why = inv_reject_answer_of(INV_R_TIMED_OUT);
+        return fs_http_error(&req, why.http_status, why.code, why.message, "Retry-After: 1\r\n");
+    }
     int st = send_pending(&req, a, order_id, &r);
     api_bus_record_answer(a->bus, order_id, who.sub, pid, cmd.quantity, "PENDING", "", 0, "none", st);
     return st;
