@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 60
 RUN_DIR ?= .run
 
 .PHONY: all deps build build-asan build-fuzz run stop status test test-cluster test-unit fuzz fuzz-seeds clean \
-	format perf perf-short perf-edge perf-kfloor chaos
+	format perf perf-short perf-edge perf-kfloor chaos soak
 
 all: build
 
@@ -97,6 +97,15 @@ perf-edge: deps build
 # ~25 minutes. FAULTS=kill-api,flush-redis runs some (then nothing is written).
 chaos: deps build
 	@perf/chaos $(if $(FAULTS),--faults $(FAULTS) --no-write)
+
+# A soak (perf/soak): one sale of RATE (200) orders/s with auto-pay for DURATION (1800) seconds
+# on a dedicated system (.run-soak), sampling every process's resident memory, the projection
+# lag and the latency every 10 s; fails on an upward trend, a failed audit or errors; writes
+# perf/RESULTS.md between the perf/soak markers and perf/plots/soak-*.png. Not in CI.
+DURATION ?= 1800
+RATE ?= 200
+soak: deps build
+	@perf/soak --duration $(DURATION) --rate $(RATE)
 
 # The Kafka floor of the order path at sustained rates, nothing of flashsale running
 # (perf/kfloor.sh; RATES="1000 5000" to choose): prints a table for perf/RESULTS.md.
