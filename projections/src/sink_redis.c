@@ -350,11 +350,13 @@ static int r_order(projector *p, const ord_order *o, int32_t part, int64_t off, 
     char *items_s = json_dumps(items, JSON_COMPACT);
     json_decref(items);
     char *hist = NULL, *msg = NULL;
-    if (o->previous != o->status)
-        hist = json_dumps(json_pack("{s:s,s:s,s:s,s:I}", "status", ord_status_name(o->status), "previous",
-                                    ord_status_name(o->previous), "reason", o->reason, "at",
-                                    (json_int_t)o->occurred_at),
-                          JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (o->previous != o->status) {
+        json_t *h = json_pack("{s:s,s:s,s:s,s:I}", "status", ord_status_name(o->status), "previous",
+                              ord_status_name(o->previous), "reason", o->reason, "at",
+                              (json_int_t)o->occurred_at);
+        hist = json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(h);
+    }
     json_t *m = json_pack("{s:s,s:s}", "order_id", o->order_id, "status", ord_status_name(o->status));
     msg = json_dumps(m, JSON_COMPACT);
     json_decref(m);
