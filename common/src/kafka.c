@@ -362,11 +362,11 @@ static int create_topic(rd_kafka_t *rk, const char *name, int partitions, int re
     return rc;
 }
 
-int64_t fs_kafka_log_append_time(const rd_kafka_message_t *m)
+int64_t fs_kafka_record_time(const rd_kafka_message_t *m)
 {
     rd_kafka_timestamp_type_t tt = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
     int64_t ts = rd_kafka_message_timestamp(m, &tt);
-    return tt == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME && ts > 0 ? ts : 0;
+    return tt != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts > 0 ? ts : 0;
 }
 
 rd_kafka_t *fs_kafka_probe_new(const fs_common_config *cfg, fs_err *err)

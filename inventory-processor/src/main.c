@@ -252,7 +252,7 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
         return fs_txn_loop_dead_letter(loop, m, derr.msg, err);
     }
     cmd.offset = m->offset;
-    cmd.logged_at = fs_kafka_log_append_time(m);
+    cmd.logged_at = fs_kafka_record_time(m);
     if (m->offset <= inv_state_last_command_offset(st)) {
         /* Already answered in the changelog: the consumer offset was behind it (lost or
          * reset). Answering again could apply a restock twice. */

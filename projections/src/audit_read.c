@@ -35,7 +35,7 @@ static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
         c->ok = ok && inv_command_decode(&v, fs_schema_name(s), &c->cmd, &e) == 0;
         if (c->ok) {
             c->cmd.offset = m->offset;
-            c->cmd.logged_at = fs_kafka_log_append_time(m);
+            c->cmd.logged_at = fs_kafka_record_time(m);
         }
     } else if (ok && strstr(topic, "inventory.events")) {
         ev_rec *r = vec_push(&a->evs);

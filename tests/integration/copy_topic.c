@@ -16,10 +16,12 @@ static long copied, fillers;
 static int64_t next_offset[1024];
 
 static int put(const char *dst, int32_t part, const void *key, size_t klen, const void *val,
-               size_t vlen, rd_kafka_headers_t *h, fs_err *err)
+               size_t vlen, rd_kafka_headers_t *h, int64_t ts, fs_err *err)
 {
     rd_kafka_resp_err_t e;
+    /* each record keeps its time (a command's append time takes part in its decision) */
     while ((e = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(dst), RD_KAFKA_V_PARTITION(part),
+                                  RD_KAFKA_V_TIMESTAMP(ts > 0 ? ts : 0),
                                   RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
                                   RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                   RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -33,7 +35,7 @@ static int copy_cb(void *ctx, const rd_kafka_message_t *m, fs_err *err)
     if (m->partition < 0 || m->partition >= 1024)
         return fs_err_set(err, FS_ERR_INVALID, 0, "partition out of range");
     while (next_offset[m->partition] < m->offset) { /* keep offsets aligned */
-        if (put(dst, m->partition, NULL, 0, NULL, 0, NULL, err))
+        if (put(dst, m->partition, NULL, 0, NULL, 0, NULL, 0, err))
             return -1;
         next_offset[m->partition]++;
         fillers++;
@@ -41,7 +43,7 @@ static int copy_cb(void *ctx, const rd_kafka_message_t *m, fs_err *err)
     rd_kafka_headers_t *h = NULL, *copy = NULL;
     if (rd_kafka_message_headers(m, &h) == 0 && h)
         copy = rd_kafka_headers_copy(h);
-    if (put(dst, m->partition, m->key, m->key_len, m->payload, m->len, copy, err))
+    if (put(dst, m->partition, m->key, m->key_len, m->payload, m->len, copy, fs_kafka_record_time(m), err))
         return -1;
     next_offset[m->partition] = m->offset + 1;
     copied++;

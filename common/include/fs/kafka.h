@@ -113,9 +113,11 @@ int fs_kafka_create_topic_spec(rd_kafka_t *rk, const fs_topic_spec *spec, int pa
                                int replication, int timeout_ms, fs_err *err);
 /* Partition count of a topic, or -1 with *err. */
 int fs_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, fs_err *err);
-/* The record's LogAppendTime (ms since the epoch): the broker's clock when it appended the
- * record; 0 when the record carries CreateTime (its topic is not configured so). */
-int64_t fs_kafka_log_append_time(const rd_kafka_message_t *m);
+/* The record's time as the log holds it (ms since the epoch; 0 when it has none): on a
+ * LogAppendTime topic (inventory.commands) the broker's clock when it appended the record;
+ * on a CreateTime topic the producer's stamp (a copy of the log made with each record's
+ * original time thus replays the same). */
+int64_t fs_kafka_record_time(const rd_kafka_message_t *m);
 
 /* A client for offset lookups only (never fetches; FS_KAFKA_PROBE): read_uncommitted, so
  * that rd_kafka_query_watermark_offsets on it answers the high watermark. librdkafka's
