@@ -356,7 +356,7 @@ int main(void)
     const char *topics[] = {FS_TOPIC_INVENTORY_COMMANDS, NULL};
     fs_txn_loop_conf lc = {
         .common = &p.cfg,
-        .group_id = "flashsale-inventory",
+        .group_id = FS_GROUP_INVENTORY,
         .instance_id = instance,
         .topics = topics,
         .app = &p,

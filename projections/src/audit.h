@@ -81,6 +81,11 @@ typedef struct {
     uint64_t read, skipped_time, undecodable;
     const char *topic;
     int64_t next_ev[MAX_PARTITIONS], next_ord[MAX_PARTITIONS]; /* last offset read + 1 */
+    /* The processor's committed offset on each commands partition, read before the events:
+     * every command below it has its answer among the events read after (the offsets and
+     * the answers commit in one transaction). -1: not known (a copy, --at, or no group). */
+    int64_t decided_upto[MAX_PARTITIONS];
+    uint64_t pending; /* commands at or after it, not decided yet: not a violation */
 } audit_ctx;
 
 
@@ -122,6 +127,10 @@ size_t audit_violations(void);
 /* audit_read.c: every record of a topic from the beginning, read_committed (--at: up to a
  * time), into the context. */
 int audit_read_topic(const fs_common_config *cfg, audit_ctx *a, const char *topic, fs_err *err);
+
+/* The inventory processor's committed offsets on the commands topic into a->decided_upto
+ * (left -1 where it has none); -1 with err when they cannot be read. */
+int audit_read_progress(const fs_common_config *cfg, audit_ctx *a, const char *topic, fs_err *err);
 
 /* audit_checks.c */
 void audit_check_replay(audit_ctx *a, uint64_t *replayed);

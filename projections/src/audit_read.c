@@ -79,17 +79,32 @@ static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
     return 0;
 }
 
-int audit_read_topic(const fs_common_config *cfg, audit_ctx *a, const char *topic, fs_err *err)
+/* Every partition of the topic, each at the beginning; NULL with err. */
+static rd_kafka_topic_partition_list_t *all_partitions(const fs_common_config *cfg,
+                                                       const char *topic, fs_err *err)
 {
     rd_kafka_t *admin = fs_kafka_new(cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "flashsale-audit"}, err);
     int n = admin ? fs_kafka_partition_count(admin, topic, 10000, err) : -1;
     if (admin)
         rd_kafka_destroy(admin);
     if (n < 1)
-        return -1;
+        return NULL;
+    if (n > MAX_PARTITIONS) {
+        fs_err_set(err, FS_ERR_FATAL, 0, "%s has %d partitions, the audit reads at most %d",
+                   topic, n, MAX_PARTITIONS);
+        return NULL;
+    }
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
     for (int i = 0; i < n; i++)
         rd_kafka_topic_partition_list_add(l, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    return l;
+}
+
+int audit_read_topic(const fs_common_config *cfg, audit_ctx *a, const char *topic, fs_err *err)
+{
+    rd_kafka_topic_partition_list_t *l = all_partitions(cfg, topic, err);
+    if (!l)
+        return -1;
     a->topic = topic;
     uint64_t before = a->read;
     int rc = fs_kafka_read_to_end(cfg, l, collect, a, 600000, err);
@@ -99,3 +114,29 @@ int audit_read_topic(const fs_common_config *cfg, audit_ctx *a, const char *topi
     return rc;
 }
 
+int audit_read_progress(const fs_common_config *cfg, audit_ctx *a, const char *topic, fs_err *err)
+{
+    rd_kafka_topic_partition_list_t *l = all_partitions(cfg, topic, err);
+    if (!l)
+        return -1;
+    /* a consumer of the processor's group that never subscribes: it only asks for the
+     * group's offsets (read_committed, so a pending transactional commit is waited for) */
+    rd_kafka_t *c = fs_kafka_new(cfg, &(fs_kafka_client){.role = FS_KAFKA_CONSUMER, .client_id = "flashsale-audit",
+                                                         .group_id = FS_GROUP_INVENTORY},
+                                 err);
+    int rc = -1;
+    if (c) {
+        rd_kafka_resp_err_t e = rd_kafka_committed(c, l, 30000);
+        if (e)
+            fs_err_from_kafka_code(err, e, "the inventory processor's committed offsets");
+        else {
+            for (int i = 0; i < l->cnt; i++)
+                if (l->elems[i].err == 0 && l->elems[i].offset >= 0)
+                    a->decided_upto[l->elems[i].partition] = l->elems[i].offset;
+            rc = 0;
+        }
+        rd_kafka_destroy(c);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -76,6 +77,38 @@ def main(bindir):
         assert rep["read_models"]["postgres"]["compared"], rep["read_models"]
         print("audit of the real log: OK, %d commands replayed, %d inventory events"
               % (rep["replayed"], rep["read"]["inventory_events"]))
+
+        # on a live system: orders placed and paid while the audit reads the log (the
+        # decisions it reads last must not answer commands it has not read, and commands the
+        # processor has not decided yet are pending, not violations)
+        live = s.create_product(stock=10000, limit=0, name="audit-live")
+        stop = threading.Event()
+        placed = []
+
+        def buy():
+            while not stop.is_set():
+                _, t = s.member()
+                st, _, body = s.request("POST", "/api/orders", {"product_id": live, "quantity": 1}, t,
+                                        direct=True)
+                if st == 201:
+                    placed.append(body["order_id"])
+                    s.request("POST", "/api/orders/%s/payment" % body["order_id"], {}, t, direct=True)
+        buyers = [threading.Thread(target=buy) for _ in range(4)]
+        for b_ in buyers:
+            b_.start()
+        try:
+            for i in range(3):
+                time.sleep(0.5)
+                rc, out, rep = audit(bindir, "--no-read-models")
+                assert rc == 0 and rep["ok"], "audit of a live log failed:\n%s%s" % (
+                    out, json.dumps(rep["violations"][:5], indent=1))
+                print("audit while orders flow (%d placed so far): OK, %d replayed, %d not decided yet"
+                      % (len(placed), rep["replayed"], rep["pending_commands"]))
+        finally:
+            stop.set()
+            for b_ in buyers:
+                b_.join()
+        assert len(placed) >= 10, "the live phase placed only %d orders" % len(placed)
 
         rc, out, rep = audit(bindir, "--at", str(t_between), "--product", roomy)
         assert rep["product"]["reserved"] == 1 and rep["product"]["sold"] == 0, rep["product"]

@@ -27,6 +27,9 @@
 #define FS_TOPIC_ORDERS_ANSWERS "orders.answers"
 /* Compacted: the latest snapshot of each inventory partition (domain/include/flashsale/inventory_snapshot.h). */
 #define FS_TOPIC_INVENTORY_SNAPSHOTS "inventory.snapshots"
+/* The inventory processor's consumer group: its committed offsets on inventory.commands say
+ * which commands its committed transactions have decided (the audit reads them). */
+#define FS_GROUP_INVENTORY "flashsale-inventory"
 
 typedef struct {
     const char *name;
