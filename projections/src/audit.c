@@ -122,24 +122,32 @@ int main(int argc, char **argv)
     snprintf(t_cmd, sizeof t_cmd, "%s%s", prefix, FS_TOPIC_INVENTORY_COMMANDS);
     snprintf(t_ev, sizeof t_ev, "%s%s", prefix, FS_TOPIC_INVENTORY_EVENTS);
     snprintf(t_ord, sizeof t_ord, "%s%s", prefix, FS_TOPIC_ORDERS_EVENTS);
-    /* answers first: every decision they name was committed before them, so reading the
-     * decisions afterwards finds it */
+    /* answers first: every decision they name was made before them (answered at the
+     * decision, its transaction may commit just after), so reading the decisions afterwards
+     * finds it, or finds its command not decided yet (pending) */
     char t_ans[256];
     snprintf(t_ans, sizeof t_ans, "%s%s", prefix, FS_TOPIC_ORDERS_ANSWERS);
     bool have_answers = audit_read_topic(&cfg, &a, t_ans, &err) == 0;
     if (!have_answers)
         fprintf(stderr, "flashsale-audit: %s not read (%s): answers not compared\n", t_ans, err.msg);
-    /* Then how far the processor's committed transactions got, then the decisions, then the
-     * commands: every command a decision read answers was appended before that decision was
-     * visible, so reading the commands afterwards finds it (read the other way round, a
-     * live system's newest decisions answered commands the audit had not read). */
+    /* Then the orders (an order the saga ended wrote its release command in the same
+     * transaction, so reading the commands later finds it), then how far the processor's
+     * committed transactions got, then the decisions, then the commands: every command a
+     * decision read answers was appended before that decision was visible, so reading the
+     * commands afterwards finds it (read the other way round, a live system's newest
+     * decisions answered commands the audit had not read). A command read but not decided
+     * yet makes its order pending: its answer and its reservation's release are not judged. */
     for (int i = 0; i < MAX_PARTITIONS; i++)
         a.decided_upto[i] = -1;
+    a.pending_orders = fs_map_new(1024);
+    if (audit_read_topic(&cfg, &a, t_ord, &err)) {
+        fprintf(stderr, "flashsale-audit: %s\n", err.msg);
+        return 2;
+    }
     if (!at && !*prefix && audit_read_progress(&cfg, &a, t_cmd, &err))
         fprintf(stderr, "flashsale-audit: %s: the processor's progress not read (%s): commands "
                         "after its last decision count as pending\n", t_cmd, err.msg);
-    if (audit_read_topic(&cfg, &a, t_ev, &err) || audit_read_topic(&cfg, &a, t_cmd, &err) ||
-        audit_read_topic(&cfg, &a, t_ord, &err)) {
+    if (audit_read_topic(&cfg, &a, t_ev, &err) || audit_read_topic(&cfg, &a, t_cmd, &err)) {
         fprintf(stderr, "flashsale-audit: %s\n", err.msg);
         return 2;
     }
@@ -150,7 +158,7 @@ int main(int argc, char **argv)
     /* the invariants walk events in log order per partition (already sorted) */
     audit_check_invariants(&a, products, resv, decided);
     audit_check_orders(&a, orders);
-    leak_ctx lc = {orders, at ? at : fs_now_ms(), grace, 0};
+    leak_ctx lc = {orders, at ? at : fs_now_ms(), grace, 0, a.pending_orders};
     fs_map_foreach(resv, audit_check_leak, &lc);
     answers_stats ast = {0};
     audit_check_answers(&a, &ast);
@@ -224,6 +232,7 @@ int main(int argc, char **argv)
     fs_map_destroy_free(resv);
     fs_map_destroy(decided);
     fs_map_destroy_free(orders);
+    fs_map_destroy(a.pending_orders);
     free(a.cmds.v);
     free(a.evs.v);
     free(a.orders.v);

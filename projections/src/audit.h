@@ -86,6 +86,7 @@ typedef struct {
      * the answers commit in one transaction). -1: not known (a copy, --at, or no group). */
     int64_t decided_upto[MAX_PARTITIONS];
     uint64_t pending; /* commands at or after it, not decided yet: not a violation */
+    fs_map *pending_orders; /* the orders those commands name (order id -> 1) */
 } audit_ctx;
 
 
@@ -113,6 +114,7 @@ typedef struct {
     fs_map *orders;
     int64_t now, grace;
     uint64_t unsettled;
+    fs_map *pending_orders; /* orders with a command not decided yet: their release may be it */
 } leak_ctx;
 
 typedef struct {

@@ -68,15 +68,13 @@ void audit_check_replay(audit_ctx *a, uint64_t *replayed)
                 fs_map_put(by_cmd, k, &evs[ei]);
             ei++;
         }
-        /* commands from here on may be undecided yet: the processor's committed offset, or
-         * when not known, past the last command answered */
+        /* commands from here on may be undecided yet: past the processor's committed offset
+         * (when known) and past the last command answered (a later answer means the
+         * command was handled, in a transaction that committed) */
         int64_t upto = part >= 0 && part < MAX_PARTITIONS ? a->decided_upto[part] : -1;
-        if (upto < 0) {
-            upto = 0;
-            for (size_t i = e0; i < ei; i++)
-                if (evs[i].ev.command_offset >= upto)
-                    upto = evs[i].ev.command_offset + 1;
-        }
+        for (size_t i = e0; i < ei; i++)
+            if (evs[i].ev.command_offset >= upto)
+                upto = evs[i].ev.command_offset + 1;
         inv_state *st = inv_state_new(0);
         for (; ci < a->cmds.n && cmds[ci].partition == part; ci++) {
             cmd_rec *c = &cmds[ci];
@@ -99,9 +97,11 @@ void audit_check_replay(audit_ctx *a, uint64_t *replayed)
                 continue;
             }
             if (!got) {
-                if (a->at || c->offset >= upto) /* after the cut, or not decided yet */
+                if (a->at || c->offset >= upto) { /* after the cut, or not decided yet */
                     a->pending++;
-                else
+                    if (a->pending_orders && c->cmd.order_id[0])
+                        fs_map_put(a->pending_orders, c->cmd.order_id, (void *)1);
+                } else
                     audit_violation("replay", c->cmd.order_id, c->cmd.product_id, part, c->offset,
                               "%s got no answer (expected %s)", inv_cmd_name(c->cmd.type),
                               inv_event_name(want.type));
@@ -311,6 +311,8 @@ void audit_check_leak(void *ctx, const char *key, void *value)
     l->unsettled++;
     char order[INV_ID_MAX];
     snprintf(order, sizeof order, "%.*s", (int)(strrchr(key, '#') - key), key);
+    if (l->pending_orders && fs_map_get(l->pending_orders, order))
+        return; /* its release (or commit) is in the log, not decided yet: a live log */
     order_t *o = fs_map_get(l->orders, order);
     bool ended_without_sale = o && (o->last == ORD_EXPIRED || o->last == ORD_CANCELLED ||
                                     o->last == ORD_PAYMENT_FAILED || o->last == ORD_REJECTED);
@@ -331,8 +333,9 @@ void audit_check_leak(void *ctx, const char *key, void *value)
  * (from the processor's reply before its commit, or from the committed stream) must be the
  * committed decision of that order: same outcome, reason, payment deadline, product and
  * quantity. A sold-out answer from the API's view (no command sent) must name a product that
- * the committed log had already sold out when the answer was given. PENDING answers say
- * nothing to check. */
+ * the committed log had already sold out when the answer was given. A TIMED_OUT refusal
+ * answered from the command's delivery report (source "delivery": appended after its
+ * accept_by) must be the committed decision too. PENDING answers say nothing to check. */
 
 
 void audit_check_answers(audit_ctx *a, answers_stats *st)
@@ -380,10 +383,14 @@ void audit_check_answers(audit_ctx *a, answers_stats *st)
             }
             continue;
         }
+        ev_rec *d = fs_map_get(decision, r->order_id);
+        if (!d && a->pending_orders && fs_map_get(a->pending_orders, r->order_id)) {
+            st->pending++; /* answered at the decision; its transaction not committed yet */
+            continue;
+        }
         st->compared++;
         if (!strcmp(r->source, "reply"))
             st->via_reply++;
-        ev_rec *d = fs_map_get(decision, r->order_id);
         const char *got = !d ? "" : d->ev.type == INV_EV_RESERVED ? "RESERVED" : "REJECTED";
         const char *why = !d || d->ev.type == INV_EV_RESERVED ? "" : inv_reason_name(d->ev.reason);
         int64_t pay_by = d && d->ev.type == INV_EV_RESERVED ? d->ev.pay_by : 0;
