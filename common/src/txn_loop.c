@@ -586,6 +586,11 @@ int fs_txn_loop_begin(fs_txn_loop *l, fs_err *err)
     return 0;
 }
 
+bool fs_txn_loop_committing(const fs_txn_loop *l)
+{
+    return l->committing;
+}
+
 void fs_txn_loop_count(fs_txn_loop *l)
 {
     l->txn_records++;

@@ -13,10 +13,11 @@
  * the transaction once FLASHSALE_SNAPSHOT_EVENTS (100000) decisions were made since the last
  * one, or FLASHSALE_SNAPSHOT_INTERVAL_MS (300000) after it when anything was decided, and
  * right after a rebuild that replayed more than a tenth of that. One partition's snapshot at
- * a time: at most one per transaction, and the next one no sooner than the interval divided
- * by twice the partitions held (at most 30 s), so the partitions' snapshots, which come due
- * together after an assignment, are spread out instead of stalling the decisions of every
- * partition at once (make soak: six in one transaction stalled decisions up to 736 ms).
+ * a time: at most one per transaction, and (except right after a rebuild) the next one no
+ * sooner than the interval divided by twice the partitions held (at most 30 s), taking the
+ * partitions in turn, so their snapshots, which come due together after an assignment, are
+ * spread out instead of stalling the decisions of every partition at once (make soak: six
+ * in one transaction stalled decisions up to 736 ms).
  *
  * Settings: FLASHSALE_INSTANCE_ID (inventory-1; static membership and transactional id),
  * FLASHSALE_PAYMENT_WINDOW_MS (600000: pay_by = requested_at + window), the snapshot ones
@@ -61,7 +62,8 @@ typedef struct {
     rd_kafka_t *probe; /* changelog watermarks for snapshots (fs_kafka_probe_new) */
     fs_hist *h_snapshot_ms, *h_snapshot_bytes;
     int64_t last_snapshot_ms;  /* monotonic ms of the last snapshot of any partition */
-    uint64_t last_snapshot_txn; /* the transactions ended (committed + aborted) before it */
+    uint64_t last_snapshot_txn; /* transactions ended (committed + aborted) once its own has */
+    int snapshot_next;          /* the index in assigned[] to look at first */
 } processor;
 
 static volatile sig_atomic_t stop_flag;
@@ -196,15 +198,22 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
     int64_t gap = p->snapshot_interval_ms / (2 * p->nassigned);
     if (gap > 30000)
         gap = 30000;
-    if (p->snapshots > 0 && (txns == p->last_snapshot_txn || now - p->last_snapshot_ms < gap))
-        return 0; /* one snapshot per transaction, spread out */
-    for (int i = 0; i < p->nassigned; i++) {
+    /* One snapshot per transaction: the one the last snapshot went into has ended. */
+    if (p->snapshots > 0 && txns <= p->last_snapshot_txn)
+        return 0;
+    bool spaced = p->snapshots == 0 || now - p->last_snapshot_ms >= gap;
+    /* from where the last one left off: a busy partition does not starve the others */
+    for (int k = 0; k < p->nassigned; k++) {
+        int i = (p->snapshot_next + k) % p->nassigned;
         int32_t part = p->assigned[i];
         inv_state *st = p->parts[part];
         if (!st)
             continue;
-        bool due = p->snapshot_due[part] || p->since_snapshot[part] >= p->snapshot_events ||
-                   (p->since_snapshot[part] > 0 && now - p->snapshot_at[part] >= p->snapshot_interval_ms);
+        /* after a rebuild at once (spares the next owner the replay); the others spread out */
+        bool due = p->snapshot_due[part] ||
+                   (spaced && (p->since_snapshot[part] >= p->snapshot_events ||
+                               (p->since_snapshot[part] > 0 &&
+                                now - p->snapshot_at[part] >= p->snapshot_interval_ms)));
         if (!due)
             continue;
         /* the changelog's high watermark: every event this state does not hold yet is
@@ -234,7 +243,10 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
         p->snapshot_due[part] = false;
         p->snapshots++;
         p->last_snapshot_ms = now;
-        p->last_snapshot_txn = txns;
+        /* the transactions that will have ended with the one it went into (with a commit
+         * under way, that is the one after it) */
+        p->last_snapshot_txn = txns + (fs_txn_loop_committing(loop) ? 1 : 0);
+        p->snapshot_next = (i + 1) % p->nassigned;
         fs_log_info("snapshot", json_pack("{s:i,s:I,s:I,s:I,s:I,s:f}", "partition", part, "bytes",
                                           (json_int_t)bytes, "changelog_offset", (json_int_t)hw,
                                           "decided_lines", (json_int_t)inv_state_decided_count(st),

@@ -54,6 +54,7 @@
 #include "fs/err.h"
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct fs_txn_loop fs_txn_loop;
@@ -120,6 +121,9 @@ int fs_txn_loop_dead_letter(fs_txn_loop *loop, const rd_kafka_message_t *msg, co
                             fs_err *err);
 
 const fs_txn_loop_stats *fs_txn_loop_stats_get(const fs_txn_loop *loop);
+/* A commit is under way (pipelined): what is produced now goes into the transaction after
+ * it. (From the loop's thread: its callbacks.) */
+bool fs_txn_loop_committing(const fs_txn_loop *loop);
 rd_kafka_t *fs_txn_loop_consumer(fs_txn_loop *loop);
 
 #endif
