@@ -39,6 +39,7 @@ struct api_waiter {
     int refs;
     bool produced;
     bool wants_delivery; /* its request waits for the delivery report too (async, or late) */
+    bool order_command;  /* a ticket of an orders.commands record: only its delivery counts */
     api_wait_result r;
     api_waiter *next;
 };
@@ -276,7 +277,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         w->r.partition = m->partition;
         w->r.offset = m->offset;
         w->r.logged_at = fs_kafka_record_time(m);
-        api_order *o = fs_map_get(b->orders, w->key);
+        api_order *o = w->order_command ? NULL : fs_map_get(b->orders, w->key);
         if (o && o->status == API_ORDER_PENDING) {
             o->partition = m->partition;
             o->command_offset = m->offset;
@@ -1058,19 +1059,36 @@ bool api_bus_order_wait(api_bus *b, const char *order_id, int after, int64_t dea
 
 int api_bus_produce_order_command(api_bus *b, const char *order_id, const void *value, size_t len,
                                   const char *event_type, const char *event_id, int64_t at,
-                                  fs_err *err)
+                                  api_waiter **ticket, fs_err *err)
 {
+    *ticket = NULL;
+    api_waiter *w = calloc(1, sizeof *w); /* not linked among the waiters: no decision wakes it */
+    if (!w)
+        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "out of memory");
+    snprintf(w->key, sizeof w->key, "%s", order_id);
+    pthread_condattr_t ca; /* api_bus_wait's deadlines are monotonic */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    w->order_command = true;
+    w->produced = true;
+    w->refs = 2; /* the caller's and the delivery report's */
     fs_event_meta meta = {.event_type = event_type, .event_id = event_id,
                           .correlation_id = order_id, .occurred_at = at};
     rd_kafka_headers_t *h = fs_kafka_headers_new(&meta);
     rd_kafka_resp_err_t e = rd_kafka_producev(
         b->producer, RD_KAFKA_V_TOPIC(FS_TOPIC_ORDERS_COMMANDS),
         RD_KAFKA_V_KEY(order_id, strlen(order_id)), RD_KAFKA_V_VALUE((void *)value, len),
-        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_END);
     if (e) {
         rd_kafka_headers_destroy(h);
+        pthread_cond_destroy(&w->cond);
+        free(w);
         return fs_err_from_kafka_code(err, e, "produce");
     }
+    *ticket = w;
     return 0;
 }
 
@@ -1136,7 +1154,8 @@ void api_bus_waiter_release(api_bus *b, api_waiter *w)
     if (!w)
         return;
     pthread_mutex_lock(&b->lock);
-    unlink_locked(b, w);
+    if (!w->order_command)
+        unlink_locked(b, w);
     waiter_unref_locked(b, w);
     pthread_mutex_unlock(&b->lock);
 }

@@ -89,11 +89,14 @@ ord_status api_order_lifecycle(const api_order *o);
  * ms). Returns true and a copy if it changed; false (with the current copy if any) else. */
 bool api_bus_order_wait(api_bus *b, const char *order_id, int after, int64_t deadline_ms,
                         api_order *out, bool *exists);
-/* Produces a command to orders.commands (key = order id); fire and forget (the answer comes
- * through the order's versions). Returns 0 or -1 with *err. */
+/* Produces a command to orders.commands (key = order id); the answer comes through the
+ * order's versions. *ticket follows the command's delivery report (wait for it with
+ * api_bus_wait, need_decision false; release it with api_bus_waiter_release), so that a
+ * request that gives up waiting for the answer says "accepted" (202) only of a durable
+ * command. Returns 0 or -1 with *err (then *ticket is NULL). */
 int api_bus_produce_order_command(api_bus *b, const char *order_id, const void *value, size_t len,
                                   const char *event_type, const char *event_id, int64_t at,
-                                  fs_err *err);
+                                  api_waiter **ticket, fs_err *err);
 
 typedef struct api_bus api_bus;
 typedef struct api_waiter api_waiter;

@@ -238,6 +238,30 @@ static int wait_for_status(api_ctx *a, const char *order_id, const char *cause,
     }
 }
 
+/* Whether Kafka took an orders.commands record: waits for its delivery report (it comes
+ * within FLASHSALE_COMMAND_TIMEOUT_MS of the produce, and is almost always in already). */
+static bool command_durable(api_ctx *a, api_waiter *ticket)
+{
+    api_wait_result dr;
+    api_bus_wait(a->bus, ticket, fs_mono_ms(), false, &dr);
+    return dr.delivered;
+}
+
+/* A command to orders.commands that was neither answered within the wait nor confirmed by
+ * Kafka: it may still reach the log (librdkafka cannot tell a request lost in flight from
+ * one the broker took), so neither "accepted" (202) nor "refused" would be honest. */
+static int outcome_unknown(fs_http_req *req, const char *order_id, const char *what)
+{
+    fs_metrics_produce_error();
+    char loc[128], msg[192];
+    snprintf(loc, sizeof loc, "Location: /api/orders/%s\r\nRetry-After: 2\r\n", order_id);
+    snprintf(msg, sizeof msg,
+             "Kafka did not confirm %s for order %s in time: it may still take effect; look the "
+             "order up before trying again",
+             what, order_id);
+    return fs_http_error(req, 504, "ORDER_OUTCOME_UNKNOWN", msg, loc);
+}
+
 /* POST /api/orders {"items": [{"product_id", "quantity"}, ...]}: all or nothing. */
 static int checkout(fs_http_req *req, api_ctx *a, const fs_principal *who, json_t *body, int64_t t0)
 {
@@ -278,7 +302,9 @@ static int checkout(fs_http_req *req, api_ctx *a, const fs_principal *who, json_
     int rc = ord_command_encode(a->codec, &cmd, &buf, &len, &err);
     if (rc)
         return fs_http_fail(req, &err, err.msg, NULL); /* (our record: INVALID is ours too) */
-    rc = api_bus_produce_order_command(a->bus, order_id, buf, len, "PlaceCheckout", event_id, now, &err);
+    api_waiter *ticket = NULL;
+    rc = api_bus_produce_order_command(a->bus, order_id, buf, len, "PlaceCheckout", event_id, now,
+                                       &ticket, &err);
     free(buf);
     if (rc) {
         fs_metrics_produce_error();
@@ -287,6 +313,10 @@ static int checkout(fs_http_req *req, api_ctx *a, const fs_principal *who, json_
     static const ord_status done[] = {ORD_RESERVED, ORD_REJECTED, ORD_PAYING, ORD_PAID, ORD_STATUS_COUNT};
     api_order o;
     int r = wait_for_status(a, order_id, NULL, done, -1, t0 + a->decision_wait_ms, &o);
+    bool durable = r == 1 || command_durable(a, ticket);
+    api_bus_waiter_release(a->bus, ticket);
+    if (!durable)
+        return outcome_unknown(req, order_id, "the checkout");
     if (r == 1 && api_order_lifecycle(&o) != ORD_REJECTED)
         return fs_http_json(req, 201, order_json(&o), NULL);
     if (r == 1)
@@ -490,7 +520,11 @@ static int orders_create(struct mg_connection *conn, void *cb)
         if (idem)
             idem_release(a, who.sub, idem);
         inv_reject_answer why = inv_reject_answer_of(INV_R_TIMED_OUT);
-        return fs_http_error(&req, why.http_status, why.code, why.message, "Retry-After: 1\r\n");
+        int st = fs_http_error(&req, why.http_status, why.code, why.message, "Retry-After: 1\r\n");
+        /* a refusal said before the decision: the audit holds it to the committed one */
+        api_bus_record_answer(a->bus, order_id, who.sub, pid, cmd.quantity, "REJECTED", "TIMED_OUT", 0,
+                              "delivery", st);
+        return st;
     }
     int st = send_pending(&req, a, order_id, &r);
     api_bus_record_answer(a->bus, order_id, who.sub, pid, cmd.quantity, "PENDING", "", 0, "none", st);
@@ -572,9 +606,10 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
     void *buf = NULL;
     size_t len = 0;
     int rc = ord_command_encode(a->codec, &cmd, &buf, &len, &err);
+    api_waiter *ticket = NULL;
     if (!rc)
         rc = api_bus_produce_order_command(a->bus, id, buf, len, ord_cmd_name(cmd.type), event_id,
-                                           now, &err);
+                                           now, &ticket, &err);
     free(buf);
     if (rc) {
         fs_metrics_produce_error();
@@ -582,6 +617,10 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
     }
     int r = wait_for_status(a, id, event_id, acts[k].targets, sent_at_version,
                             t0 + (a->decision_wait_ms > 5000 ? a->decision_wait_ms : 5000), &o);
+    bool durable = r != -1 || command_durable(a, ticket);
+    api_bus_waiter_release(a->bus, ticket);
+    if (!durable)
+        return outcome_unknown(req, id, "the command");
     if (r == 0) {
         char msg[96];
         snprintf(msg, sizeof msg, "not allowed while the order is %s", api_order_current_status(&o));

@@ -495,6 +495,12 @@ def scenario_outage(bindir):
                 assert body["error"]["code"] == "UNAVAILABLE", body
                 assert h.get("Retry-After") == "1", h
                 refused += 1
+            # a checkout (items: a command to orders.commands, decided by the order saga, with
+            # no fence): never "accepted" (202) while Kafka has not confirmed its command
+            st, h, body = s.request("POST", "/api/orders", {"items": [{"product_id": pid, "quantity": 1}]}, tok)
+            assert st == 504 and body["error"]["code"] == "ORDER_OUTCOME_UNKNOWN", (st, body)
+            assert h.get("Location", "").startswith("/api/orders/") and h.get("Retry-After"), h
+            print("outage: a checkout answered 504 ORDER_OUTCOME_UNKNOWN (was 202 before its command was durable)")
         finally:
             s.kafka("start")
         print("outage: %d orders answered 503 in %s s" % (refused, " ".join("%.1f" % t for t in took)))
