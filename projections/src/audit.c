@@ -127,27 +127,31 @@ int main(int argc, char **argv)
      * finds it, or finds its command not decided yet (pending) */
     char t_ans[256];
     snprintf(t_ans, sizeof t_ans, "%s%s", prefix, FS_TOPIC_ORDERS_ANSWERS);
-    bool have_answers = audit_read_topic(&cfg, &a, t_ans, &err) == 0;
+    bool have_answers = audit_read_topic(&cfg, &a, t_ans, NULL, &err) == 0;
     if (!have_answers)
         fprintf(stderr, "flashsale-audit: %s not read (%s): answers not compared\n", t_ans, err.msg);
-    /* Then the orders (an order the saga ended wrote its release command in the same
-     * transaction, so reading the commands later finds it), then how far the processor's
-     * committed transactions got, then the decisions, then the commands: every command a
-     * decision read answers was appended before that decision was visible, so reading the
-     * commands afterwards finds it (read the other way round, a live system's newest
-     * decisions answered commands the audit had not read). A command read but not decided
-     * yet makes its order pending: its answer and its reservation's release are not judged. */
+    /* Then the commands, how far the processor's committed transactions got, the decisions
+     * and the orders (these two last, nearest the read models' diff, which needs the stores
+     * at the offsets read), and then the commands appended meanwhile. Every command a
+     * decision answers, or an ended order's release (the saga writes it in the transaction
+     * of the order's end), was appended before that decision or order was visible, so the
+     * second read of the commands finds it; read once, before the decisions, a live
+     * system's newest decisions answered commands the audit had not read. A command read
+     * but not decided yet makes its order pending: its answer and its reservation's release
+     * are not judged. */
     for (int i = 0; i < MAX_PARTITIONS; i++)
         a.decided_upto[i] = -1;
     a.pending_orders = fs_map_new(1024);
-    if (audit_read_topic(&cfg, &a, t_ord, &err)) {
+    bool live = !at && !*prefix; /* a copy, or the log up to a time, does not move */
+    if (audit_read_topic(&cfg, &a, t_cmd, NULL, &err)) {
         fprintf(stderr, "flashsale-audit: %s\n", err.msg);
         return 2;
     }
-    if (!at && !*prefix && audit_read_progress(&cfg, &a, t_cmd, &err))
+    if (live && audit_read_progress(&cfg, &a, t_cmd, &err))
         fprintf(stderr, "flashsale-audit: %s: the processor's progress not read (%s): commands "
                         "after its last decision count as pending\n", t_cmd, err.msg);
-    if (audit_read_topic(&cfg, &a, t_ev, &err) || audit_read_topic(&cfg, &a, t_cmd, &err)) {
+    if (audit_read_topic(&cfg, &a, t_ev, NULL, &err) || audit_read_topic(&cfg, &a, t_ord, NULL, &err) ||
+        (live && audit_read_topic(&cfg, &a, t_cmd, a.next_cmd, &err))) {
         fprintf(stderr, "flashsale-audit: %s\n", err.msg);
         return 2;
     }

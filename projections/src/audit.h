@@ -80,7 +80,7 @@ typedef struct {
     vec cmds, evs, orders, answers; /* cmd_rec, ev_rec, ord_order, answer_rec */
     uint64_t read, skipped_time, undecodable;
     const char *topic;
-    int64_t next_ev[MAX_PARTITIONS], next_ord[MAX_PARTITIONS]; /* last offset read + 1 */
+    int64_t next_ev[MAX_PARTITIONS], next_ord[MAX_PARTITIONS], next_cmd[MAX_PARTITIONS]; /* last offset read + 1 */
     /* The processor's committed offset on each commands partition, read before the events:
      * every command below it has its answer among the events read after (the offsets and
      * the answers commit in one transaction). -1: not known (a copy, --at, or no group). */
@@ -126,9 +126,10 @@ void audit_violation(const char *check, const char *order, const char *product, 
                      int64_t offset, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 size_t audit_violations(void);
 
-/* audit_read.c: every record of a topic from the beginning, read_committed (--at: up to a
- * time), into the context. */
-int audit_read_topic(const fs_common_config *cfg, audit_ctx *a, const char *topic, fs_err *err);
+/* audit_read.c: every record of a topic from the beginning (from: from these offsets, per
+ * partition, instead), read_committed (--at: up to a time), into the context. */
+int audit_read_topic(const fs_common_config *cfg, audit_ctx *a, const char *topic,
+                     const int64_t *from, fs_err *err);
 
 /* The inventory processor's committed offsets on the commands topic into a->decided_upto
  * (left -1 where it has none); -1 with err when they cannot be read. */

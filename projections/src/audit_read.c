@@ -26,6 +26,8 @@ static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
             a->next_ev[m->partition] = m->offset + 1;
         else if (strstr(topic, "orders.events"))
             a->next_ord[m->partition] = m->offset + 1;
+        else if (strstr(topic, "inventory.commands"))
+            a->next_cmd[m->partition] = m->offset + 1;
     }
     if (strstr(topic, "inventory.commands")) {
         cmd_rec *c = vec_push(&a->cmds);
@@ -100,11 +102,14 @@ static rd_kafka_topic_partition_list_t *all_partitions(const fs_common_config *c
     return l;
 }
 
-int audit_read_topic(const fs_common_config *cfg, audit_ctx *a, const char *topic, fs_err *err)
+int audit_read_topic(const fs_common_config *cfg, audit_ctx *a, const char *topic,
+                     const int64_t *from, fs_err *err)
 {
     rd_kafka_topic_partition_list_t *l = all_partitions(cfg, topic, err);
     if (!l)
         return -1;
+    for (int i = 0; from && i < l->cnt; i++)
+        l->elems[i].offset = from[l->elems[i].partition]; /* (0: nothing read there yet) */
     a->topic = topic;
     uint64_t before = a->read;
     int rc = fs_kafka_read_to_end(cfg, l, collect, a, 600000, err);
