@@ -247,14 +247,15 @@ static bool command_durable(api_ctx *a, api_waiter *ticket)
     return dr.delivered;
 }
 
-/* A command to orders.commands that was neither answered within the wait nor confirmed by
- * Kafka: it may still reach the log (librdkafka cannot tell a request lost in flight from
- * one the broker took), so neither "accepted" (202) nor "refused" would be honest. */
-static int outcome_unknown(fs_http_req *req, const char *order_id, const char *what)
+/* A command that was neither answered within the wait nor confirmed by Kafka: it may still
+ * reach the log (librdkafka cannot tell a request lost in flight from one the broker took),
+ * so neither "accepted" (202) nor "refused" would be honest. */
+static int outcome_unknown(fs_http_req *req, const char *order_id, const char *what, bool retry_after)
 {
     fs_metrics_produce_error();
     char loc[128], msg[192];
-    snprintf(loc, sizeof loc, "Location: /api/orders/%s\r\nRetry-After: 2\r\n", order_id);
+    snprintf(loc, sizeof loc, "Location: /api/orders/%s\r\n%s", order_id,
+             retry_after ? "Retry-After: 2\r\n" : "");
     snprintf(msg, sizeof msg,
              "Kafka did not confirm %s for order %s in time: it may still take effect; look the "
              "order up before trying again",
@@ -316,7 +317,7 @@ static int checkout(fs_http_req *req, api_ctx *a, const fs_principal *who, json_
     bool durable = r == 1 || command_durable(a, ticket);
     api_bus_waiter_release(a->bus, ticket);
     if (!durable)
-        return outcome_unknown(req, order_id, "the checkout");
+        return outcome_unknown(req, order_id, "the checkout", true);
     if (r == 1 && api_order_lifecycle(&o) != ORD_REJECTED)
         return fs_http_json(req, 201, order_json(&o), NULL);
     if (r == 1)
@@ -493,13 +494,7 @@ static int orders_create(struct mg_connection *conn, void *cb)
         /* Timed out in flight: the command may yet be in the log, so neither "no" (503) nor
          * "accepted" (202) would be honest. The Idempotency-Key stays claimed by this order,
          * so sending the request again with it can never make a second one. */
-        fs_metrics_produce_error();
-        char loc[128], msg[192];
-        snprintf(loc, sizeof loc, "Location: /api/orders/%s\r\n", order_id);
-        snprintf(msg, sizeof msg,
-                 "Kafka did not confirm order %s in time: it may exist; look it up before ordering again",
-                 order_id);
-        return fs_http_error(&req, 504, "ORDER_OUTCOME_UNKNOWN", msg, loc);
+        return outcome_unknown(&req, order_id, "the order", false);
     }
     if (r.failed) { /* not in the log (never sent, or refused), and fenced: never will be */
         api_bus_refuse_after(a->bus, cmd.accept_by);
@@ -620,7 +615,7 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
     bool durable = r != -1 || command_durable(a, ticket);
     api_bus_waiter_release(a->bus, ticket);
     if (!durable)
-        return outcome_unknown(req, id, "the command");
+        return outcome_unknown(req, id, "the command", true);
     if (r == 0) {
         char msg[96];
         snprintf(msg, sizeof msg, "not allowed while the order is %s", api_order_current_status(&o));

@@ -2,9 +2,10 @@
  *
  *   flashsale-audit [--at TIME] [--product ID] [--json FILE] [--topic-prefix P] [--grace-ms N]
  *
- * Reads inventory.commands, inventory.events and orders.events from the beginning
- * (read_committed; with --at only records whose Kafka timestamp is at or before TIME) and
- * checks:
+ * Reads orders.answers, inventory.commands, inventory.events and orders.events from the
+ * beginning, then inventory.commands again for what came meanwhile (read_committed; with --at
+ * only records whose Kafka timestamp is at or before TIME; the order is explained in main)
+ * and checks:
  *  replay       every command, re-decided in log order with the inventory processor's own
  *               decision code (inv_decide), gets exactly the event the processor wrote for it
  *               (same type, reason, quantity, counters) and no other: decisions followed the

@@ -99,7 +99,7 @@ void audit_check_replay(audit_ctx *a, uint64_t *replayed)
             if (!got) {
                 if (a->at || c->offset >= upto) { /* after the cut, or not decided yet */
                     a->pending++;
-                    if (a->pending_orders && c->cmd.order_id[0])
+                    if (c->cmd.order_id[0])
                         fs_map_put(a->pending_orders, c->cmd.order_id, (void *)1);
                 } else
                     audit_violation("replay", c->cmd.order_id, c->cmd.product_id, part, c->offset,
@@ -311,7 +311,7 @@ void audit_check_leak(void *ctx, const char *key, void *value)
     l->unsettled++;
     char order[INV_ID_MAX];
     snprintf(order, sizeof order, "%.*s", (int)(strrchr(key, '#') - key), key);
-    if (l->pending_orders && fs_map_get(l->pending_orders, order))
+    if (fs_map_get(l->pending_orders, order))
         return; /* its release (or commit) is in the log, not decided yet: a live log */
     order_t *o = fs_map_get(l->orders, order);
     bool ended_without_sale = o && (o->last == ORD_EXPIRED || o->last == ORD_CANCELLED ||
@@ -384,7 +384,7 @@ void audit_check_answers(audit_ctx *a, answers_stats *st)
             continue;
         }
         ev_rec *d = fs_map_get(decision, r->order_id);
-        if (!d && a->pending_orders && fs_map_get(a->pending_orders, r->order_id)) {
+        if (!d && fs_map_get(a->pending_orders, r->order_id)) {
             st->pending++; /* answered at the decision; its transaction not committed yet */
             continue;
         }
