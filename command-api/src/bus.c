@@ -776,8 +776,11 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
     b->orders = fs_map_new(4096);
     b->waiters = fs_map_new(1024);
     /* Commands leave at once (linger 0: the buyer waits on them); answers are only recorded
-     * for the audit, so they wait up to 20 ms to share one produce request with others: at
-     * 1,000 orders/s that is ~50 requests a second to the broker instead of ~1,000. */
+     * for the audit, so they wait up to 100 ms to share produce requests with others.
+     * librdkafka sends one produce request per partition, so the answers (keyed by order,
+     * over every partition) cost up to partitions x 1000 / linger requests a second: with 20 ms
+     * that was 108 a second at 250 orders/s and 161 at 1,000 (six partitions), each costing
+     * the broker as much as a command's. */
     /* A command that Kafka has not taken within FLASHSALE_COMMAND_TIMEOUT_MS fails, so that a
      * buyer hears 503 within about the decision wait while Kafka is away, not after 10 s or
      * more; see docs/architecture.md, "Honest answers while Kafka is away". */
@@ -793,7 +796,7 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
     }
     if (!b->producer)
         goto fail;
-    b->answers = bus_producer_new(b, cfg, "flashsale-api-answers", "20", "10000", answer_dr_cb, err);
+    b->answers = bus_producer_new(b, cfg, "flashsale-api-answers", "100", "10000", answer_dr_cb, err);
     if (!b->answers)
         goto fail;
     b->reply_fd = -1;
