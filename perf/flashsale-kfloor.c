@@ -11,6 +11,16 @@
  *     datagram, as the inventory processor answers the API before its commit;
  *   - "readers": --readers read_committed followers of the events (the API's decision
  *     stream, the order saga, the projectors and the notifier each read them in flashsale).
+ * With --saga, the rest of an order's records as flashsale writes them (decisions only):
+ *   - the API's recorded answer: one ~120-byte record per order on a producer of its own
+ *     (linger 100 ms, as orders.answers);
+ *   - "order saga": a second transactional loop reads the events and forwards each to the
+ *     order's partition (one ~300-byte record, keyed by order), reads that forward back and
+ *     writes the order's status and its notification (~300 and ~200 bytes), as the order
+ *     saga does with inventory.events -> orders.commands -> orders.events + notifications;
+ *   - the readers follow the statuses as well as the events, and one more reader (the
+ *     notifier) follows the notifications.
+ * That is six records and two transactional hops per order, as in flashsale.
  * Latency is due time -> answer received (coordinated omission corrected). The machine's CPU
  * (/proc/stat), this process's and the broker's (--broker-pid) are read over the measured
  * window. Prints one JSON object on stdout; progress on stderr.
@@ -41,6 +51,10 @@
 
 #define CMD_TOPIC "flashsale.floor.commands"
 #define EVT_TOPIC "flashsale.floor.events"
+#define ANS_TOPIC "flashsale.floor.answers"
+#define FWD_TOPIC "flashsale.floor.forwards"
+#define STATUS_TOPIC "flashsale.floor.statuses"
+#define NOTE_TOPIC "flashsale.floor.notifications"
 
 typedef struct {
     uint64_t seq;
@@ -50,12 +64,12 @@ typedef struct {
 
 typedef struct {
     fs_common_config cfg;
-    long rate, seconds, warmup, readers, products;
+    long rate, seconds, warmup, readers, products, saga;
     int broker_pid;
     int udp; /* the "API"'s answer socket */
     struct sockaddr_in udp_addr;
     int worker_udp;
-    volatile sig_atomic_t stop_worker;
+    volatile sig_atomic_t stop_worker, stop_saga;
     atomic_int assigned, gen_done, stop_readers;
     atomic_long sent, produce_errors, answered, events_read;
     double t0, measure_from, measure_to; /* first due time; due times counted */
@@ -87,6 +101,54 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
     return 0;
 }
 
+/* The order saga's hop: an event is forwarded to the order's partition; a forward becomes
+ * the order's status and its notification. */
+static int on_saga_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, fs_err *err)
+{
+    (void)app;
+    char rec[300], key[24];
+    memset(rec, 's', sizeof rec);
+    memcpy(rec, m->payload, m->len < sizeof rec ? m->len : sizeof rec);
+    uint64_t seq = 0;
+    if (m->len >= sizeof seq)
+        memcpy(&seq, m->payload, sizeof seq);
+    int kl = snprintf(key, sizeof key, "o%llu", (unsigned long long)seq);
+    if (!strcmp(rd_kafka_topic_name(m->rkt), EVT_TOPIC))
+        return fs_txn_loop_produce(loop, FWD_TOPIC, RD_KAFKA_PARTITION_UA, key, (size_t)kl, rec, sizeof rec, NULL,
+                                   err);
+    return fs_txn_loop_produce(loop, STATUS_TOPIC, m->partition, key, (size_t)kl, rec, sizeof rec, NULL, err) ||
+                   fs_txn_loop_produce(loop, NOTE_TOPIC, RD_KAFKA_PARTITION_UA, key, (size_t)kl, rec, 200, NULL,
+                                       err)
+               ? -1
+               : 0;
+}
+
+static int on_saga_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partition_list_t *parts, fs_err *err)
+{
+    (void)app, (void)loop, (void)parts, (void)err;
+    return 0;
+}
+
+static void *saga_main(void *arg)
+{
+    floor_run *r = arg;
+    const char *topics[] = {EVT_TOPIC, FWD_TOPIC, NULL};
+    fs_txn_loop_conf lc = {.common = &r->cfg, .group_id = "flashsale-floor-saga", .instance_id = "saga-1",
+                           .topics = topics, .app = r, .on_assign = on_saga_assign, .on_record = on_saga_record};
+    fs_err err = {0};
+    fs_txn_loop *loop = fs_txn_loop_new(&lc, &err);
+    if (!loop || fs_txn_loop_run(loop, &r->stop_saga, &err))
+        fprintf(stderr, "kfloor: saga: %s\n", err.msg);
+    if (loop) {
+        const fs_txn_loop_stats *st = fs_txn_loop_stats_get(loop);
+        fprintf(stderr, "kfloor: saga: %llu records in %llu transactions, %llu aborts\n",
+                (unsigned long long)st->records, (unsigned long long)st->commits,
+                (unsigned long long)st->aborts);
+    }
+    fs_txn_loop_destroy(loop);
+    return NULL;
+}
+
 static void *worker_main(void *arg)
 {
     floor_run *r = arg;
@@ -108,18 +170,25 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static void *reader_main(void *arg)
+/* A follower of the events (and, with --saga, the statuses), or of the notifications. */
+static void follow(floor_run *r, bool notes)
 {
-    floor_run *r = arg;
     fs_err err = {0};
-    rd_kafka_topic_partition_list_t *from = rd_kafka_topic_partition_list_new((int)r->cfg.partitions);
-    for (int p = 0; p < r->cfg.partitions; p++)
+    rd_kafka_topic_partition_list_t *from = rd_kafka_topic_partition_list_new(2 * (int)r->cfg.partitions);
+    for (int p = 0; p < r->cfg.partitions; p++) {
+        if (notes) {
+            rd_kafka_topic_partition_list_add(from, NOTE_TOPIC, p)->offset = RD_KAFKA_OFFSET_END;
+            continue;
+        }
         rd_kafka_topic_partition_list_add(from, EVT_TOPIC, p)->offset = RD_KAFKA_OFFSET_END;
+        if (r->saga)
+            rd_kafka_topic_partition_list_add(from, STATUS_TOPIC, p)->offset = RD_KAFKA_OFFSET_END;
+    }
     fs_follower *f = fs_follower_new(&r->cfg, "flashsale-floor-reader", from, NULL, 30000, &err);
     rd_kafka_topic_partition_list_destroy(from);
     if (!f) {
         fprintf(stderr, "kfloor: reader: %s\n", err.msg);
-        return NULL;
+        return;
     }
     while (!atomic_load(&r->stop_readers)) {
         rd_kafka_message_t *m = fs_follower_poll(f, 100);
@@ -130,6 +199,17 @@ static void *reader_main(void *arg)
         }
     }
     fs_follower_destroy(f);
+}
+
+static void *reader_main(void *arg)
+{
+    follow(arg, false);
+    return NULL;
+}
+
+static void *notes_main(void *arg)
+{
+    follow(arg, true);
     return NULL;
 }
 
@@ -184,6 +264,17 @@ static void *generate(void *arg)
         fprintf(stderr, "kfloor: producer: %s\n", err.msg);
         exit(1);
     }
+    const char *aextra[] = {"linger.ms", "100", NULL};
+    rd_kafka_t *ans = !r->saga ? NULL
+                               : fs_kafka_new(&r->cfg,
+                                              &(fs_kafka_client){.role = FS_KAFKA_PRODUCER,
+                                                                 .client_id = "flashsale-floor-answers",
+                                                                 .extra = aextra},
+                                              &err);
+    if (r->saga && !ans) {
+        fprintf(stderr, "kfloor: answers producer: %s\n", err.msg);
+        exit(1);
+    }
     double t0 = r->t0;
     long total = (r->warmup + r->seconds) * r->rate;
     unsigned seed = 12345;
@@ -212,6 +303,16 @@ static void *generate(void *arg)
             atomic_fetch_add(&r->produce_errors, 1);
         else
             atomic_fetch_add(&r->sent, 1);
+        if (ans) { /* the recorded answer (sent with the command: its timing does not matter) */
+            char a[120];
+            memset(a, 'a', sizeof a);
+            int ol = snprintf(key, sizeof key, "o%ld", i);
+            if (rd_kafka_producev(ans, RD_KAFKA_V_TOPIC(ANS_TOPIC), RD_KAFKA_V_KEY(key, (size_t)ol),
+                                  RD_KAFKA_V_VALUE(a, sizeof a), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_END))
+                atomic_fetch_add(&r->produce_errors, 1);
+            rd_kafka_poll(ans, 0);
+        }
         rd_kafka_poll(p, 0);
         long sec = (long)((fs_mono_us() - t0) / 1e6);
         if (sec >= last_report + 5) {
@@ -222,6 +323,10 @@ static void *generate(void *arg)
     }
     rd_kafka_flush(p, 10000);
     rd_kafka_destroy(p);
+    if (ans) {
+        rd_kafka_flush(ans, 10000);
+        rd_kafka_destroy(ans);
+    }
     atomic_store(&r->gen_done, 1);
     return NULL;
 }
@@ -293,13 +398,17 @@ int main(int argc, char **argv)
                      : !strcmp(argv[i], "--readers")  ? &r.readers
                      : !strcmp(argv[i], "--products") ? &r.products
                                                       : NULL;
+        if (!strcmp(argv[i], "--saga")) {
+            r.saga = 1;
+            continue;
+        }
         if (slot && i + 1 < argc)
             *slot = atol(argv[++i]);
         else if (!strcmp(argv[i], "--broker-pid") && i + 1 < argc)
             r.broker_pid = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: %s --rate N [--seconds 20] [--warmup 3] [--readers 5] [--products 1000] "
-                            "[--broker-pid PID]\n", argv[0]);
+                            "[--saga] [--broker-pid PID]\n", argv[0]);
             return 2;
         }
     }
@@ -318,7 +427,15 @@ int main(int argc, char **argv)
         fs_kafka_create_topic(admin, CMD_TOPIC, (int)r.cfg.partitions, (int)r.cfg.replication, "600000", 15000,
                               &err) ||
         fs_kafka_create_topic(admin, EVT_TOPIC, (int)r.cfg.partitions, (int)r.cfg.replication, "600000", 15000,
-                              &err)) {
+                              &err) ||
+        (r.saga && (fs_kafka_create_topic(admin, ANS_TOPIC, (int)r.cfg.partitions, (int)r.cfg.replication,
+                                          "600000", 15000, &err) ||
+                    fs_kafka_create_topic(admin, FWD_TOPIC, (int)r.cfg.partitions, (int)r.cfg.replication,
+                                          "600000", 15000, &err) ||
+                    fs_kafka_create_topic(admin, STATUS_TOPIC, (int)r.cfg.partitions, (int)r.cfg.replication,
+                                          "600000", 15000, &err) ||
+                    fs_kafka_create_topic(admin, NOTE_TOPIC, (int)r.cfg.partitions, (int)r.cfg.replication,
+                                          "600000", 15000, &err)))) {
         fprintf(stderr, "kfloor: topics: %s\n", err.msg);
         return 1;
     }
@@ -338,8 +455,12 @@ int main(int argc, char **argv)
     r.lat_cap = r.rate * r.seconds + 16;
     r.lat = calloc((size_t)r.lat_cap, sizeof *r.lat);
 
-    pthread_t worker, answers, readers[32];
+    pthread_t worker, saga, notes, answers, readers[32];
     pthread_create(&worker, NULL, worker_main, &r);
+    if (r.saga) {
+        pthread_create(&saga, NULL, saga_main, &r);
+        pthread_create(&notes, NULL, notes_main, &r);
+    }
     for (long i = 0; i < r.readers; i++)
         pthread_create(&readers[i], NULL, reader_main, &r);
     for (int i = 0; i < 300 && !atomic_load(&r.assigned); i++)
@@ -373,8 +494,15 @@ int main(int argc, char **argv)
     pthread_join(gen, NULL);
     pthread_join(answers, NULL);
     r.stop_worker = 1;
+    if (r.saga) {
+        sleep(2); /* the saga's last forwards */
+        r.stop_saga = 1;
+        pthread_join(saga, NULL);
+    }
     atomic_store(&r.stop_readers, 1);
     pthread_join(worker, NULL);
+    if (r.saga)
+        pthread_join(notes, NULL);
     for (long i = 0; i < r.readers; i++)
         pthread_join(readers[i], NULL);
 
@@ -389,11 +517,11 @@ int main(int argc, char **argv)
     double broker = r.broker_pid ? 100.0 * (double)(bk1 - bk0) / (double)hz / win : -1;
     double self = 100.0 * (s1 - s0) / win;
     long expected = r.rate * r.seconds;
-    printf("{\"rate\":%ld,\"seconds\":%ld,\"readers\":%ld,\"partitions\":%ld,\"expected\":%ld,\"answered\":%ld,"
+    printf("{\"rate\":%ld,\"saga\":%s,\"seconds\":%ld,\"readers\":%ld,\"partitions\":%ld,\"expected\":%ld,\"answered\":%ld,"
            "\"answered_per_s\":%.1f,\"p50_ms\":%.2f,\"p90_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,"
            "\"produce_errors\":%ld,\"events_read\":%ld,\"machine_cpu_pct\":%.1f,\"broker_cpu_pct\":%.1f,"
            "\"clients_cpu_pct\":%.1f}\n",
-           r.rate, r.seconds, r.readers, r.cfg.partitions, expected, n, (double)n / win, pct(r.lat, n, 0.5),
+           r.rate, r.saga ? "true" : "false", r.seconds, r.readers, r.cfg.partitions, expected, n, (double)n / win, pct(r.lat, n, 0.5),
            pct(r.lat, n, 0.9), pct(r.lat, n, 0.99), n ? r.lat[n - 1] : -1, (long)atomic_load(&r.produce_errors),
            (long)atomic_load(&r.events_read), machine, broker, self);
     free(r.lat);

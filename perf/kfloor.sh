@@ -5,7 +5,10 @@
 # each run's JSON and a table of medians (answered/s, p50/p99, machine / broker / clients CPU).
 #
 #   perf/kfloor.sh [RATE ...]        (default 1000 2000 4000 5000 8000)
-# Settings: KFLOOR_SECONDS (20), KFLOOR_REPEATS (3), KFLOOR_READERS (5), FLASHSALE_PARTITIONS (6),
+# Settings: KFLOOR_SECONDS (20), KFLOOR_REPEATS (3), KFLOOR_READERS (5), KFLOOR_SAGA (0; 1: the
+# whole decisions-only flow, six records and two transactional hops per order, see
+# flashsale-kfloor --saga), KFLOOR_WARMUP_S (60: one run at 2,000/s first, not counted: the
+# broker's JIT compiler takes a core for its first minutes), FLASHSALE_PARTITIONS (6),
 # FLASHSALE_BUILD_DIR (build). Run it alone on the machine, like every benchmark.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,6 +18,9 @@ RATES=${*:-1000 2000 4000 5000 8000}
 SECONDS_PER=${KFLOOR_SECONDS:-20}
 REPEATS=${KFLOOR_REPEATS:-3}
 READERS=${KFLOOR_READERS:-5}
+SAGA=()
+if [ "${KFLOOR_SAGA:-0}" = 1 ]; then SAGA=(--saga); fi
+WARMUP_S=${KFLOOR_WARMUP_S:-60}
 export FLASHSALE_RUN_DIR=$root/.run-kfloor FLASHSALE_KAFKA_PORT=${KFLOOR_KAFKA_PORT:-34092}
 export FLASHSALE_KAFKA_CONTROLLER_PORT=$((FLASHSALE_KAFKA_PORT + 1)) FLASHSALE_PG_PORT=34432
 export FLASHSALE_REDIS_PORT=34379 FLASHSALE_KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-1g}
@@ -26,12 +32,17 @@ mkdir -p "$root/perf/out"
 trap '"$root/infra/flashsale.sh" stop >/dev/null 2>&1 || true' EXIT
 . "$FLASHSALE_RUN_DIR/env"
 bpid=$(cat "$FLASHSALE_RUN_DIR"/pids/kafka*.pid | head -1)
-echo "kfloor: broker pid $bpid, rates: $RATES, $REPEATS x ${SECONDS_PER}s, $READERS readers; runs in $out" >&2
+echo "kfloor: broker pid $bpid, rates: $RATES, $REPEATS x ${SECONDS_PER}s, $READERS readers${SAGA:+, the saga's hop}; runs in $out" >&2
+if [ "$WARMUP_S" -gt 0 ]; then
+  echo "kfloor: warming the broker up (2000/s for ${WARMUP_S}s, not counted)" >&2
+  "$BUILD/perf/flashsale-kfloor" --rate 2000 --seconds "$WARMUP_S" --readers "$READERS" "${SAGA[@]}" >/dev/null ||
+    echo "kfloor: the warm-up run fell short" >&2
+fi
 for rate in $RATES; do
   for i in $(seq "$REPEATS"); do
     echo "kfloor: rate $rate, run $i/$REPEATS" >&2
     "$BUILD/perf/flashsale-kfloor" --rate "$rate" --seconds "$SECONDS_PER" --readers "$READERS" \
-      --broker-pid "$bpid" >>"$out" || echo "kfloor: run at $rate/s fell short (see its line)" >&2
+      "${SAGA[@]}" --broker-pid "$bpid" >>"$out" || echo "kfloor: run at $rate/s fell short (see its line)" >&2
     sleep 2
   done
 done
