@@ -75,6 +75,7 @@ struct api_sse {
     const fs_addr_list *trusted;
     long heartbeat_s, max_streams, per_member, per_addr, buffer_bytes, replay, nworkers;
     int lfd, efd, epfd;
+    atomic_int woken; /* efd written and not yet read by the hub: later wakes need not write */
     char listen[96];
     pthread_t hub;
     pthread_t workers[MAX_WORKERS];
@@ -107,8 +108,14 @@ static api_sse *route_sse; /* for the civetweb route; set once at start */
 
 /* ---- feed: the bus's listener (bus threads, the bus's lock held) ------------------------ */
 
+/* Wakes the hub (a write to its eventfd), unless a wake is already pending: the hub clears
+ * `woken` before it looks at what it was woken for, so what was handed over before a skipped
+ * write is seen by that look. (One write per order event cost the reply thread a system
+ * call under the bus lock.) */
 static void wake(api_sse *s)
 {
+    if (atomic_exchange(&s->woken, 1))
+        return;
     uint64_t one = 1;
     ssize_t r = write(s->efd, &one, sizeof one);
     (void)r; /* a full counter still wakes the hub */
@@ -745,6 +752,7 @@ static void *hub_main(void *arg)
                 uint64_t v;
                 ssize_t r = read(s->efd, &v, sizeof v);
                 (void)r;
+                atomic_store(&s->woken, 0); /* before looking: a later hand-over writes again */
                 take_done(s);
                 fan_out(s);
             } else {
