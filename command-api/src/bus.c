@@ -244,8 +244,15 @@ static void unlink_locked(api_bus *b, api_waiter *w)
     w->next = NULL;
 }
 
-/* Wakes every waiter of key with the event (caller holds the lock). */
-static void wake_locked(api_bus *b, const char *key, const inv_event *ev, bool reply)
+/* Gives every waiter of key the event (caller holds the lock) and wakes it: at once, or,
+ * with `later` and room in it, after the caller has let go of the lock (wake_later): a
+ * request thread woken while the lock is still held would only sleep again on the lock. */
+typedef struct {
+    api_waiter *w[64];
+    int n;
+} wake_list;
+
+static void wake_locked_to(api_bus *b, const char *key, const inv_event *ev, bool reply, wake_list *later)
 {
     for (api_waiter *w = fs_map_get(b->waiters, key); w; w = w->next) {
         if (!w->r.decided)
@@ -254,8 +261,31 @@ static void wake_locked(api_bus *b, const char *key, const inv_event *ev, bool r
             fs_hist_observe_ms(b->h_seen, (fs_mono_us() - w->t0_us) / 1000.0);
         w->r.decided = true;
         w->r.ev = *ev;
-        pthread_cond_broadcast(&w->cond);
+        if (later && later->n < (int)(sizeof later->w / sizeof later->w[0])) {
+            w->refs++; /* kept until wake_later has signalled it */
+            later->w[later->n++] = w;
+        } else
+            pthread_cond_broadcast(&w->cond);
     }
+}
+
+static void wake_locked(api_bus *b, const char *key, const inv_event *ev, bool reply)
+{
+    wake_locked_to(b, key, ev, reply, NULL);
+}
+
+/* Signals the waiters wake_locked_to kept, with the lock not held, then lets them go. */
+static void wake_later(api_bus *b, wake_list *l)
+{
+    if (!l->n)
+        return;
+    for (int i = 0; i < l->n; i++)
+        pthread_cond_broadcast(&l->w[i]->cond);
+    pthread_mutex_lock(&b->lock);
+    for (int i = 0; i < l->n; i++)
+        waiter_unref_locked(b, l->w[i]);
+    pthread_mutex_unlock(&b->lock);
+    l->n = 0;
 }
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -665,44 +695,75 @@ static void *stream_main(void *arg)
 /* Decision replies: a datagram is used only when a request with its token is still
  * waiting for that order; everything else is ignored (the committed stream brings it). The
  * product view is left to the stream, which applies events in log order. */
+/* The decision replies, taken in batches: every datagram already queued is read and decoded
+ * without the lock, applied under one hold of it, and the requests are woken after it. */
+#define REPLY_BATCH 32
+typedef struct {
+    char token[FS_REPLY_TOKEN_LEN + 1];
+    int32_t partition;
+    inv_event ev;
+} reply_item;
+
 static void *reply_main(void *arg)
 {
     api_bus *b = arg;
     fs_log_set_cid("decision-replies");
     unsigned char buf[FS_REPLY_MAX];
+    reply_item *items = malloc(REPLY_BATCH * sizeof *items);
+    wake_list *later = malloc(sizeof *later);
+    if (!items || !later) {
+        fs_log_error("decision replies: out of memory", NULL);
+        free(items);
+        free(later);
+        return NULL;
+    }
+    later->n = 0;
     while (!b->stop) {
         struct pollfd pfd = {.fd = b->reply_fd, .events = POLLIN};
         if (poll(&pfd, 1, 100) <= 0)
             continue;
-        ssize_t n = recv(b->reply_fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (n <= 0)
-            continue;
-        char token[FS_REPLY_TOKEN_LEN + 1];
-        int32_t partition;
-        const void *evb;
-        size_t evlen;
-        inv_event ev;
-        fs_err derr = {0};
-        if (fs_reply_parse(buf, (size_t)n, token, &partition, &evb, &evlen) ||
-            inv_event_decode_bytes(b->codec, evb, evlen, &ev, &derr) ||
-            (ev.type != INV_EV_RESERVED && ev.type != INV_EV_REJECTED) || ev.item_count > 1) {
-            atomic_fetch_add(&b->replies_ignored, 1);
-            continue;
+        int n = 0;
+        for (int tries = 0; n < REPLY_BATCH && tries < 2 * REPLY_BATCH; tries++) {
+            ssize_t len = recv(b->reply_fd, buf, sizeof buf, MSG_DONTWAIT);
+            if (len <= 0)
+                break;
+            reply_item *it = &items[n];
+            const void *evb;
+            size_t evlen;
+            fs_err derr = {0};
+            if (fs_reply_parse(buf, (size_t)len, it->token, &it->partition, &evb, &evlen) ||
+                inv_event_decode_bytes(b->codec, evb, evlen, &it->ev, &derr) ||
+                (it->ev.type != INV_EV_RESERVED && it->ev.type != INV_EV_REJECTED) || it->ev.item_count > 1) {
+                atomic_fetch_add(&b->replies_ignored, 1);
+                continue;
+            }
+            n++;
         }
+        if (!n)
+            continue;
+        unsigned long used = 0;
         pthread_mutex_lock(&b->lock);
-        bool wanted = false;
-        for (api_waiter *w = fs_map_get(b->waiters, ev.order_id); w; w = w->next)
-            if (w->token[0] && sodium_memcmp(w->token, token, FS_REPLY_TOKEN_LEN) == 0)
-                wanted = true;
-        if (wanted) {
-            api_order *o = fs_map_get(b->orders, ev.order_id);
+        for (int i = 0; i < n; i++) {
+            const inv_event *ev = &items[i].ev;
+            bool wanted = false;
+            for (api_waiter *w = fs_map_get(b->waiters, ev->order_id); w; w = w->next)
+                if (w->token[0] && sodium_memcmp(w->token, items[i].token, FS_REPLY_TOKEN_LEN) == 0)
+                    wanted = true;
+            if (!wanted)
+                continue;
+            used++;
+            api_order *o = fs_map_get(b->orders, ev->order_id);
             if (!o || o->status == API_ORDER_PENDING)
-                order_decided_locked(b, partition, &ev);
-            wake_locked(b, ev.order_id, &ev, true);
+                order_decided_locked(b, items[i].partition, ev);
+            wake_locked_to(b, ev->order_id, ev, true, later);
         }
         pthread_mutex_unlock(&b->lock);
-        atomic_fetch_add(wanted ? &b->replies_used : &b->replies_ignored, 1);
+        wake_later(b, later);
+        atomic_fetch_add(&b->replies_used, used);
+        atomic_fetch_add(&b->replies_ignored, (unsigned long)n - used);
     }
+    free(items);
+    free(later);
     return NULL;
 }
 
