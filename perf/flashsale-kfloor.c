@@ -129,23 +129,29 @@ static int on_saga_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_par
     return 0;
 }
 
+/* Runs one transactional loop until *stop, then prints its counts. */
+static void run_loop(const fs_txn_loop_conf *lc, volatile sig_atomic_t *stop, const char *name)
+{
+    fs_err err = {0};
+    fs_txn_loop *loop = fs_txn_loop_new(lc, &err);
+    if (!loop || fs_txn_loop_run(loop, stop, &err))
+        fprintf(stderr, "kfloor: %s: %s\n", name, err.msg);
+    if (loop) {
+        const fs_txn_loop_stats *st = fs_txn_loop_stats_get(loop);
+        fprintf(stderr, "kfloor: %s: %llu records in %llu transactions, %llu aborts\n", name,
+                (unsigned long long)st->records, (unsigned long long)st->commits,
+                (unsigned long long)st->aborts);
+    }
+    fs_txn_loop_destroy(loop);
+}
+
 static void *saga_main(void *arg)
 {
     floor_run *r = arg;
     const char *topics[] = {EVT_TOPIC, FWD_TOPIC, NULL};
     fs_txn_loop_conf lc = {.common = &r->cfg, .group_id = "flashsale-floor-saga", .instance_id = "saga-1",
                            .topics = topics, .app = r, .on_assign = on_saga_assign, .on_record = on_saga_record};
-    fs_err err = {0};
-    fs_txn_loop *loop = fs_txn_loop_new(&lc, &err);
-    if (!loop || fs_txn_loop_run(loop, &r->stop_saga, &err))
-        fprintf(stderr, "kfloor: saga: %s\n", err.msg);
-    if (loop) {
-        const fs_txn_loop_stats *st = fs_txn_loop_stats_get(loop);
-        fprintf(stderr, "kfloor: saga: %llu records in %llu transactions, %llu aborts\n",
-                (unsigned long long)st->records, (unsigned long long)st->commits,
-                (unsigned long long)st->aborts);
-    }
-    fs_txn_loop_destroy(loop);
+    run_loop(&lc, &r->stop_saga, "saga");
     return NULL;
 }
 
@@ -156,17 +162,7 @@ static void *worker_main(void *arg)
     const char *topics[] = {CMD_TOPIC, NULL};
     fs_txn_loop_conf lc = {.common = &r->cfg, .group_id = "flashsale-floor", .instance_id = "floor-1", .topics = topics,
                            .app = r, .on_assign = on_assign, .on_record = on_record};
-    fs_err err = {0};
-    fs_txn_loop *loop = fs_txn_loop_new(&lc, &err);
-    if (!loop || fs_txn_loop_run(loop, &r->stop_worker, &err))
-        fprintf(stderr, "kfloor: processor: %s\n", err.msg);
-    if (loop) {
-        const fs_txn_loop_stats *st = fs_txn_loop_stats_get(loop);
-        fprintf(stderr, "kfloor: processor: %llu records in %llu transactions, %llu aborts\n",
-                (unsigned long long)st->records, (unsigned long long)st->commits,
-                (unsigned long long)st->aborts);
-    }
-    fs_txn_loop_destroy(loop);
+    run_loop(&lc, &r->stop_worker, "processor");
     return NULL;
 }
 

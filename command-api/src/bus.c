@@ -694,9 +694,9 @@ static void *stream_main(void *arg)
 
 /* Decision replies: a datagram is used only when a request with its token is still
  * waiting for that order; everything else is ignored (the committed stream brings it). The
- * product view is left to the stream, which applies events in log order. */
-/* The decision replies, taken in batches: every datagram already queued is read and decoded
- * without the lock, applied under one hold of it, and the requests are woken after it. */
+ * product view is left to the stream, which applies events in log order. They are taken in
+ * batches: every datagram already queued (up to REPLY_BATCH) is read and decoded without the
+ * lock, applied under one hold of it, and the requests are woken after it. */
 #define REPLY_BATCH 32
 typedef struct {
     char token[FS_REPLY_TOKEN_LEN + 1];

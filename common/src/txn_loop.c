@@ -47,9 +47,6 @@ struct fs_txn_loop {
      * of the committing batch are in commit_offsets, the current batch's in `offsets`. */
     bool committing;
     pthread_t committer;
-    /* the consumer's queue: the committer yields it when done, so that the loop, waiting
-     * there for records, wakes at once for the commit's end too (no polling while it runs) */
-    rd_kafka_queue_t *wake_q;
     atomic_int commit_done;
     rd_kafka_error_t *commit_ke; /* the committer's result */
     rd_kafka_topic_partition_list_t *commit_offsets;
@@ -269,8 +266,6 @@ static void *committer_main(void *arg)
     }
     l->commit_ke = ke;
     atomic_store(&l->commit_done, 1);
-    if (l->wake_q)
-        rd_kafka_queue_yield(l->wake_q);
     return NULL;
 }
 
@@ -503,7 +498,6 @@ static int consumer_new(fs_txn_loop *l, fs_err *err)
     if (!l->consumer)
         return -1;
     rd_kafka_poll_set_consumer(l->consumer);
-    l->wake_q = rd_kafka_queue_get_consumer(l->consumer);
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(4);
     for (const char *const *t = l->conf.topics; *t; t++)
         rd_kafka_topic_partition_list_add(topics, *t, RD_KAFKA_PARTITION_UA);
@@ -535,9 +529,6 @@ static int consumer_restart(fs_txn_loop *l, fs_err *err)
         return fs_err_set(err, FS_ERR_FATAL, 0, "consumer failed fatally %d times in a row", max);
     fs_log_warn("recreating the consumer after a fatal consumer error",
                 json_pack("{s:s,s:s}", "group", l->conf.group_id, "instance", l->conf.instance_id));
-    if (l->wake_q) /* no committer runs now: txn_abort settled it */
-        rd_kafka_queue_destroy(l->wake_q);
-    l->wake_q = NULL;
     rd_kafka_destroy_flags(l->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     l->consumer = NULL;
     l->need_reset = 0;
@@ -672,8 +663,8 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
          * system commits each record at once, with no timer floor. */
         bool eager = c->commit_eager && (l->txn_open || l->committing) && l->txn_records > 0;
         int timeout = 100;
-        if (l->committing) /* a record, or the committer's yield at its end, wakes the poll */
-            timeout = 100;
+        if (l->committing) /* look at the committer every millisecond */
+            timeout = eager ? 0 : 1;
         else if (eager)
             timeout = 0;
         else if (l->txn_open) {
@@ -745,7 +736,8 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
                     return -1;
                 if (l->need_reset)
                     continue;
-            }
+            } else if (eager && drained)
+                usleep(200); /* nothing to handle: do not spin while the commit runs */
         }
         if (!l->committing) {
             rd_kafka_poll(l->producer, 0);
@@ -779,8 +771,6 @@ void fs_txn_loop_destroy(fs_txn_loop *l)
     free(l->pending);
     if (l->commit_offsets)
         rd_kafka_topic_partition_list_destroy(l->commit_offsets);
-    if (l->wake_q)
-        rd_kafka_queue_destroy(l->wake_q);
     if (l->consumer) {
         rd_kafka_consumer_close(l->consumer);
         rd_kafka_destroy(l->consumer);
