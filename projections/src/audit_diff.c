@@ -325,8 +325,11 @@ json_t *audit_diff_read_models(const fs_common_config *cfg, audit_ctx *a, fs_map
                                           (json_int_t)(audit_violations() - before)));
         } else {
             printf("  read model %-8s: not compared: %s\n", stores[i], why);
-            if (strict)
+            if (strict) {
                 audit_violation("readmodel", "", "", -1, -1, "%s not compared: %s", stores[i], why);
+                if (!strncmp(why, "ahead", 5))
+                    audit_note_ahead();
+            }
             json_object_set_new(out, stores[i], json_pack("{s:b,s:s}", "compared", 0, "why", why));
         }
     }
