@@ -32,7 +32,7 @@ mkdir -p "$root/perf/out"
 trap '"$root/infra/flashsale.sh" stop >/dev/null 2>&1 || true' EXIT
 . "$FLASHSALE_RUN_DIR/env"
 bpid=$(cat "$FLASHSALE_RUN_DIR"/pids/kafka*.pid | head -1)
-echo "kfloor: broker pid $bpid, rates: $RATES, $REPEATS x ${SECONDS_PER}s, $READERS readers${SAGA:+, the saga's hop}; runs in $out" >&2
+echo "kfloor: broker pid $bpid, rates: $RATES, $REPEATS x ${SECONDS_PER}s, $READERS readers${SAGA:+, with the order saga hop}; runs in $out" >&2
 if [ "$WARMUP_S" -gt 0 ]; then
   echo "kfloor: warming the broker up (2000/s for ${WARMUP_S}s, not counted)" >&2
   "$BUILD/perf/flashsale-kfloor" --rate 2000 --seconds "$WARMUP_S" --readers "$READERS" "${SAGA[@]}" >/dev/null ||
