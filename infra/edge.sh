@@ -18,6 +18,8 @@
 #   FLASHSALE_API_ADDR / _PORT      the API behind it (127.0.0.1 / 18080)
 #   FLASHSALE_SSE_ADDR / _PORT      the API's event-stream listener, where /api/events goes
 #                                   (FLASHSALE_API_ADDR / 18081)
+#   FLASHSALE_ORDER_ADDR / _PORT    the API's order front, where POST /api/orders goes
+#                                   (FLASHSALE_API_ADDR / 0: none, the API itself takes it)
 #   FLASHSALE_EDGE_CONN_PER_ADDR    open requests per client address (256)
 #   FLASHSALE_EDGE_RATE_PER_ADDR    requests per second per client address (200)
 #   FLASHSALE_EDGE_BURST_PER_ADDR   requests above that rate let through at once (400)
@@ -52,6 +54,9 @@ API_ADDR=${FLASHSALE_API_ADDR:-127.0.0.1}
 API_PORT=${FLASHSALE_API_PORT:-18080}
 SSE_ADDR=${FLASHSALE_SSE_ADDR:-$API_ADDR}
 SSE_PORT=${FLASHSALE_SSE_PORT:-18081}
+ORDER_ADDR=${FLASHSALE_ORDER_ADDR:-$API_ADDR}
+ORDER_PORT=${FLASHSALE_ORDER_PORT:-0}
+if [ "$ORDER_PORT" = 0 ]; then ORDER_ADDR=$API_ADDR ORDER_PORT=$API_PORT; fi
 WEB_ROOT=${FLASHSALE_WEB_ROOT:-$FS_ROOT/web}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || fs_die "nginx is not installed (run infra/bootstrap.sh)"
@@ -113,7 +118,7 @@ render() {
       -e "s|@WORKER_CONNECTIONS@|$wc|" -e "s|@DIR@|$DIR|g" -e "s|@LOGS@|$LOGS|g" \
       -e "s|@HEADER_TIMEOUT@|$ht|" -e "s|@BODY_TIMEOUT@|$bt|" -e "s|@SEND_TIMEOUT@|$st|" \
       -e "s|@KEEPALIVE_TIMEOUT@|$ka|" -e "s|@MAX_BODY@|$body|g" -e "s|@RATE_PER_ADDR@|$rate|" \
-      -e "s|@API@|$API_ADDR:$API_PORT|" -e "s|@SSE@|$SSE_ADDR:$SSE_PORT|" -e "s|@UPSTREAM_KEEPALIVE@|$upka|" -e "s|@UPSTREAM_IDLE@|50|" \
+      -e "s|@API@|$API_ADDR:$API_PORT|" -e "s|@SSE@|$SSE_ADDR:$SSE_PORT|" -e "s|@ORDERS@|$ORDER_ADDR:$ORDER_PORT|" -e "s|@UPSTREAM_KEEPALIVE@|$upka|" -e "s|@UPSTREAM_IDLE@|50|" \
       -e "s|@LISTEN@|$listen|" -e "s|@BACKLOG@|$somax|" -e "s|@CONN_PER_ADDR@|$conn|g" \
       -e "s|@BURST_PER_ADDR@|$burst|g" -e "s|@WEB_ROOT@|$WEB_ROOT|" \
       -e "s|@ACCESS_LOG@|$alog|" -e "s|@ACCESS_LOG_BUFFER@|$abuf|" -e "s|@ERROR_LOG@|$elog|" \

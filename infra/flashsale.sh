@@ -12,6 +12,8 @@
 # FLASHSALE_KAFKA_PORT (19092), FLASHSALE_KAFKA_CONTROLLER_PORT (19093), FLASHSALE_PG_PORT
 # (15432), FLASHSALE_REDIS_PORT (16379), FLASHSALE_HTTP_PORT (8080: the public port, the
 # edge's), FLASHSALE_API_PORT (18080: the API itself, behind the edge; for benchmarks),
+# FLASHSALE_SSE_PORT (18081: its event streams), FLASHSALE_ORDER_PORT (18082: its order front,
+# where the edge sends POST /api/orders; 0: none, civetweb takes them),
 # FLASHSALE_HTTP_THREADS (128: the API's worker threads, sized for the edge's connections),
 # FLASHSALE_PARTITIONS (6), FLASHSALE_KAFKA_HEAP (768m, per node), FLASHSALE_KAFKA_NODES (1;
 # 3 or 5: a KRaft cluster on loopback, node i on FLASHSALE_KAFKA_PORT + 2(i-1), every topic
@@ -34,6 +36,7 @@ REDIS_PORT=${FLASHSALE_REDIS_PORT:-16379}
 HTTP_PORT=${FLASHSALE_HTTP_PORT:-8080}
 API_PORT=${FLASHSALE_API_PORT:-18080}
 SSE_PORT=${FLASHSALE_SSE_PORT:-18081}
+ORDER_PORT=${FLASHSALE_ORDER_PORT:-18082}
 API_THREADS=${FLASHSALE_HTTP_THREADS:-128}
 PARTITIONS=${FLASHSALE_PARTITIONS:-6}
 KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-768m}
@@ -286,6 +289,7 @@ export FLASHSALE_REDIS_PASSWORD='$(secret redis-password)'
 export FLASHSALE_HTTP_PORT='$HTTP_PORT'
 export FLASHSALE_API_PORT='$API_PORT'
 export FLASHSALE_SSE_PORT='$SSE_PORT'
+export FLASHSALE_ORDER_PORT='$ORDER_PORT'
 export FLASHSALE_JWT_SECRET='$jwt'
 export FLASHSALE_PII_KEY='$pii'
 export FLASHSALE_SPOOL_DIR='$RUN/mail'
@@ -295,7 +299,7 @@ ENV
 
 # ---- the edge ---------------------------------------------------------------------------
 edge() { FLASHSALE_EDGE_DIR="$RUN/edge" FLASHSALE_EDGE_LOG_DIR="$RUN/logs" FLASHSALE_EDGE_PORT="$HTTP_PORT" FLASHSALE_HTTP_THREADS="$API_THREADS" \
-         FLASHSALE_API_PORT="$API_PORT" FLASHSALE_SSE_PORT="$SSE_PORT" "$here/edge.sh" "$@"; }
+         FLASHSALE_API_PORT="$API_PORT" FLASHSALE_SSE_PORT="$SSE_PORT" FLASHSALE_ORDER_PORT="$ORDER_PORT" "$here/edge.sh" "$@"; }
 
 # ---- services ---------------------------------------------------------------------------
 svc_path() { find "$BUILD" -maxdepth 2 -type f -name "$1" -perm -u+x 2>/dev/null | head -n 1; }
@@ -314,6 +318,7 @@ svc_start() {
       # API never closes one the edge is about to reuse
       export FLASHSALE_HTTP_ADDR=127.0.0.1 FLASHSALE_HTTP_PORT="$API_PORT"
       export FLASHSALE_SSE_PORT="$SSE_PORT" # GET /api/events, proxied by the edge
+      export FLASHSALE_ORDER_PORT="$ORDER_PORT" # POST /api/orders, proxied by the edge
       export FLASHSALE_HTTP_THREADS="$API_THREADS"
       export FLASHSALE_TRUSTED_PROXIES="${FLASHSALE_TRUSTED_PROXIES:-127.0.0.1}"
       export FLASHSALE_HTTP_KEEPALIVE_MS="${FLASHSALE_HTTP_KEEPALIVE_MS:-60000}"
@@ -359,6 +364,7 @@ cmd_start() {
 flashsale is running (run directory $RUN)
   HTTP         http://127.0.0.1:$HTTP_PORT   (the edge, nginx; try: curl http://127.0.0.1:$HTTP_PORT/readyz)
   API direct   http://127.0.0.1:$API_PORT  (behind the edge; for benchmarks)
+  order front  http://127.0.0.1:$ORDER_PORT  (POST /api/orders, behind the edge; 0: none)
   Kafka        $(kafka_brokers)   ($NODES node(s); kcat -b 127.0.0.1:$KAFKA_PORT -L)
   PostgreSQL   127.0.0.1:$PG_PORT database flashsale, user flashsale
   Redis        127.0.0.1:$REDIS_PORT

@@ -29,6 +29,7 @@ export FLASHSALE_PG_PORT=$(free_port 25432)
 export FLASHSALE_REDIS_PORT=$(free_port 26379)
 export FLASHSALE_HTTP_PORT=$(free_port 28080)
 export FLASHSALE_API_PORT=$(free_port 28180)
+export FLASHSALE_ORDER_PORT=$(free_port 28182)
 export FLASHSALE_KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-1g}
 # every response the Python integration tests get, checked against docs/openapi.json at the end
 # (tests/openapi/validate-responses.mjs, ctest openapi.responses)

@@ -90,6 +90,31 @@ int api_products_create(struct mg_connection *conn, void *cb);
 int api_products_item(struct mg_connection *conn, void *cb); /* /api/products/{id}[/...] */
 int api_orders_create(struct mg_connection *conn, void *cb);
 void api_orders_metrics_init(void); /* at start, before the server */
+
+/* POST /api/orders in steps, for a server that does not sleep through the decision wait (the
+ * order front, front.h); api_orders_create runs the same steps on one civetweb thread. */
+#define ORDER_WAITING 0
+#define ORDER_BLOCKS (-2)
+typedef struct {
+    api_ctx *a;
+    fs_http_req *req;         /* the caller's; lives until the answer is sent */
+    int64_t t0;               /* monotonic ms: the request taken up */
+    double t0_us;
+    fs_principal who;
+    json_t *body;             /* a checkout's body (ORDER_BLOCKS) */
+    api_waiter *w;            /* ORDER_WAITING: what to wait on, until when, and for what */
+    int64_t deadline;
+    bool need_decision, existing;
+    char order_id[INV_ID_MAX], pid[INV_ID_MAX], idem[129];
+    int32_t qty;
+    int64_t accept_by;
+} api_order_call;
+int api_order_begin(api_order_call *c, bool may_block);
+int api_order_end(api_order_call *c, const api_wait_result *r);
+int api_order_run_blocking(api_order_call *c);
+/* Records the answer's time (request taken up -> response written) when status is an
+ * order's answer (201, 202, 409); returns status. */
+int api_order_timed(const api_order_call *c, int status);
 int api_orders_item(struct mg_connection *conn, void *cb);
 int api_products_list(fs_http_req *req, api_ctx *a);  /* GET /api/products */
 int api_orders_list(fs_http_req *req, api_ctx *a);    /* GET /api/orders */

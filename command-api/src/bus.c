@@ -40,6 +40,10 @@ struct api_waiter {
     bool produced;
     bool wants_delivery; /* its request waits for the delivery report too (async, or late) */
     bool order_command;  /* a ticket of an orders.commands record: only its delivery counts */
+    /* a request that does not sleep on `cond` (the order front): told, with the bus's lock
+     * held, whenever r changes; cleared by api_bus_waiter_release */
+    void (*notify)(void *ctx);
+    void *notify_ctx;
     api_wait_result r;
     api_waiter *next;
 };
@@ -69,6 +73,9 @@ struct api_bus {
     int reply_fd;
     char reply_to[64];
     pthread_t reply_thread;
+    atomic_int replies_taken;          /* read by the order front's loop instead (front.h) */
+    struct reply_item *ext_items;      /* its batch buffers */
+    struct wake_list *ext_later;
     atomic_ulong replies_used, replies_ignored, answer_errors;
     api_bus_listener listener; /* the live event stream's (sse.h); set once before requests */
     /* decisions read by the stream (operator overview): the total, and per second of their
@@ -244,10 +251,18 @@ static void unlink_locked(api_bus *b, api_waiter *w)
     w->next = NULL;
 }
 
+/* Tells a waiter that r changed (caller holds the lock). */
+static void signal_locked(api_waiter *w)
+{
+    pthread_cond_broadcast(&w->cond);
+    if (w->notify)
+        w->notify(w->notify_ctx);
+}
+
 /* Gives every waiter of key the event (caller holds the lock) and wakes it: at once, or,
  * with `later` and room in it, after the caller has let go of the lock (wake_later): a
  * request thread woken while the lock is still held would only sleep again on the lock. */
-typedef struct {
+typedef struct wake_list {
     api_waiter *w[64];
     int n;
 } wake_list;
@@ -265,7 +280,7 @@ static void wake_locked_to(api_bus *b, const char *key, const inv_event *ev, boo
             w->refs++; /* kept until wake_later has signalled it */
             later->w[later->n++] = w;
         } else
-            pthread_cond_broadcast(&w->cond);
+            signal_locked(w);
     }
 }
 
@@ -282,8 +297,11 @@ static void wake_later(api_bus *b, wake_list *l)
     for (int i = 0; i < l->n; i++)
         pthread_cond_broadcast(&l->w[i]->cond);
     pthread_mutex_lock(&b->lock);
-    for (int i = 0; i < l->n; i++)
+    for (int i = 0; i < l->n; i++) {
+        if (l->w[i]->notify) /* under the lock: a released waiter has none any more */
+            l->w[i]->notify(l->w[i]->notify_ctx);
         waiter_unref_locked(b, l->w[i]);
+    }
     pthread_mutex_unlock(&b->lock);
     l->n = 0;
 }
@@ -314,7 +332,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         }
     }
     if (w->wants_delivery || m->err) /* a request waiting for its decision sleeps on */
-        pthread_cond_broadcast(&w->cond);
+        signal_locked(w);
     waiter_unref_locked(b, w);
     pthread_mutex_unlock(&b->lock);
 }
@@ -698,17 +716,63 @@ static void *stream_main(void *arg)
  * batches: every datagram already queued (up to REPLY_BATCH) is read and decoded without the
  * lock, applied under one hold of it, and the requests are woken after it. */
 #define REPLY_BATCH 32
-typedef struct {
+typedef struct reply_item {
     char token[FS_REPLY_TOKEN_LEN + 1];
     int32_t partition;
     inv_event ev;
 } reply_item;
 
+/* Reads and applies one batch of the datagrams queued (never waits); how many were read. */
+static int reply_drain(api_bus *b, reply_item *items, wake_list *later)
+{
+    unsigned char buf[FS_REPLY_MAX];
+    int n = 0, got = 0;
+    for (int tries = 0; n < REPLY_BATCH && tries < 2 * REPLY_BATCH; tries++) {
+        ssize_t len = recv(b->reply_fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (len <= 0)
+            break;
+        got++;
+        reply_item *it = &items[n];
+        const void *evb;
+        size_t evlen;
+        fs_err derr = {0};
+        if (fs_reply_parse(buf, (size_t)len, it->token, &it->partition, &evb, &evlen) ||
+            inv_event_decode_bytes(b->codec, evb, evlen, &it->ev, &derr) ||
+            (it->ev.type != INV_EV_RESERVED && it->ev.type != INV_EV_REJECTED) || it->ev.item_count > 1) {
+            atomic_fetch_add(&b->replies_ignored, 1);
+            continue;
+        }
+        n++;
+    }
+    if (!n)
+        return got;
+    unsigned long used = 0;
+    pthread_mutex_lock(&b->lock);
+    for (int i = 0; i < n; i++) {
+        const inv_event *ev = &items[i].ev;
+        bool wanted = false;
+        for (api_waiter *w = fs_map_get(b->waiters, ev->order_id); w; w = w->next)
+            if (w->token[0] && sodium_memcmp(w->token, items[i].token, FS_REPLY_TOKEN_LEN) == 0)
+                wanted = true;
+        if (!wanted)
+            continue;
+        used++;
+        api_order *o = fs_map_get(b->orders, ev->order_id);
+        if (!o || o->status == API_ORDER_PENDING)
+            order_decided_locked(b, items[i].partition, ev);
+        wake_locked_to(b, ev->order_id, ev, true, later);
+    }
+    pthread_mutex_unlock(&b->lock);
+    wake_later(b, later);
+    atomic_fetch_add(&b->replies_used, used);
+    atomic_fetch_add(&b->replies_ignored, (unsigned long)n - used);
+    return got;
+}
+
 static void *reply_main(void *arg)
 {
     api_bus *b = arg;
     fs_log_set_cid("decision-replies");
-    unsigned char buf[FS_REPLY_MAX];
     reply_item *items = malloc(REPLY_BATCH * sizeof *items);
     wake_list *later = malloc(sizeof *later);
     if (!items || !later) {
@@ -718,53 +782,33 @@ static void *reply_main(void *arg)
         return NULL;
     }
     later->n = 0;
-    while (!b->stop) {
+    while (!b->stop && !atomic_load(&b->replies_taken)) {
         struct pollfd pfd = {.fd = b->reply_fd, .events = POLLIN};
-        if (poll(&pfd, 1, 100) <= 0)
+        if (poll(&pfd, 1, 100) <= 0 || atomic_load(&b->replies_taken))
             continue;
-        int n = 0;
-        for (int tries = 0; n < REPLY_BATCH && tries < 2 * REPLY_BATCH; tries++) {
-            ssize_t len = recv(b->reply_fd, buf, sizeof buf, MSG_DONTWAIT);
-            if (len <= 0)
-                break;
-            reply_item *it = &items[n];
-            const void *evb;
-            size_t evlen;
-            fs_err derr = {0};
-            if (fs_reply_parse(buf, (size_t)len, it->token, &it->partition, &evb, &evlen) ||
-                inv_event_decode_bytes(b->codec, evb, evlen, &it->ev, &derr) ||
-                (it->ev.type != INV_EV_RESERVED && it->ev.type != INV_EV_REJECTED) || it->ev.item_count > 1) {
-                atomic_fetch_add(&b->replies_ignored, 1);
-                continue;
-            }
-            n++;
-        }
-        if (!n)
-            continue;
-        unsigned long used = 0;
-        pthread_mutex_lock(&b->lock);
-        for (int i = 0; i < n; i++) {
-            const inv_event *ev = &items[i].ev;
-            bool wanted = false;
-            for (api_waiter *w = fs_map_get(b->waiters, ev->order_id); w; w = w->next)
-                if (w->token[0] && sodium_memcmp(w->token, items[i].token, FS_REPLY_TOKEN_LEN) == 0)
-                    wanted = true;
-            if (!wanted)
-                continue;
-            used++;
-            api_order *o = fs_map_get(b->orders, ev->order_id);
-            if (!o || o->status == API_ORDER_PENDING)
-                order_decided_locked(b, items[i].partition, ev);
-            wake_locked_to(b, ev->order_id, ev, true, later);
-        }
-        pthread_mutex_unlock(&b->lock);
-        wake_later(b, later);
-        atomic_fetch_add(&b->replies_used, used);
-        atomic_fetch_add(&b->replies_ignored, (unsigned long)n - used);
+        reply_drain(b, items, later);
     }
     free(items);
     free(later);
     return NULL;
+}
+
+int api_bus_replies_take_over(api_bus *b)
+{
+    if (b->reply_fd < 0)
+        return -1;
+    if (!b->ext_items && !(b->ext_items = malloc(REPLY_BATCH * sizeof *b->ext_items)))
+        return -1;
+    if (!b->ext_later && !(b->ext_later = calloc(1, sizeof *b->ext_later)))
+        return -1;
+    atomic_store(&b->replies_taken, 1);
+    return b->reply_fd;
+}
+
+void api_bus_replies_drain(api_bus *b)
+{
+    while (reply_drain(b, b->ext_items, b->ext_later) == REPLY_BATCH)
+        ;
 }
 
 void api_bus_record_answer(api_bus *b, const char *order_id, const char *member_id,
@@ -917,6 +961,8 @@ void api_bus_stop(api_bus *b)
         pthread_join(b->reply_thread, NULL);
         close(b->reply_fd);
     }
+    free(b->ext_items);
+    free(b->ext_later);
     rd_kafka_destroy(b->producer);
     rd_kafka_destroy(b->answers);
     for (int i = 0; i < MAX_PARTITIONS; i++)
@@ -1189,20 +1235,26 @@ int api_bus_produce(api_bus *b, api_waiter *w, const char *product_id, const voi
     return 0;
 }
 
+/* Whether api_bus_wait may return now (lock held); if not, records what the waiter wants
+ * to be woken for. */
+static bool wait_over_locked(api_waiter *w, int64_t deadline_ms, bool need_decision, int64_t now)
+{
+    bool delivery_known = !w->produced || w->r.delivered || w->r.failed;
+    if (w->r.decided || w->r.failed || (!need_decision && delivery_known) ||
+        (now >= deadline_ms && delivery_known))
+        return true;
+    w->wants_delivery = !need_decision || now >= deadline_ms;
+    return false;
+}
+
 void api_bus_wait(api_bus *b, api_waiter *w, int64_t deadline_ms, bool need_decision,
                   api_wait_result *out)
 {
     pthread_mutex_lock(&b->lock);
     for (;;) {
-        bool delivery_known = !w->produced || w->r.delivered || w->r.failed;
-        if (w->r.decided || w->r.failed)
-            break;
-        if (!need_decision && delivery_known)
-            break;
         int64_t now = fs_mono_ms();
-        if (now >= deadline_ms && delivery_known)
+        if (wait_over_locked(w, deadline_ms, need_decision, now))
             break;
-        w->wants_delivery = !need_decision || now >= deadline_ms;
         /* Past the deadline we still wait for the delivery report (bounded by
          * message.timeout.ms), so that "accepted" is never said of a lost command. */
         int64_t until = now >= deadline_ms ? now + 50 : deadline_ms;
@@ -1213,11 +1265,31 @@ void api_bus_wait(api_bus *b, api_waiter *w, int64_t deadline_ms, bool need_deci
     pthread_mutex_unlock(&b->lock);
 }
 
+bool api_bus_wait_poll(api_bus *b, api_waiter *w, int64_t deadline_ms, bool need_decision,
+                       api_wait_result *out)
+{
+    pthread_mutex_lock(&b->lock);
+    bool over = wait_over_locked(w, deadline_ms, need_decision, fs_mono_ms());
+    if (over)
+        *out = w->r;
+    pthread_mutex_unlock(&b->lock);
+    return over;
+}
+
+void api_bus_waiter_notify(api_bus *b, api_waiter *w, void (*fn)(void *ctx), void *ctx)
+{
+    pthread_mutex_lock(&b->lock);
+    w->notify = fn;
+    w->notify_ctx = ctx;
+    pthread_mutex_unlock(&b->lock);
+}
+
 void api_bus_waiter_release(api_bus *b, api_waiter *w)
 {
     if (!w)
         return;
     pthread_mutex_lock(&b->lock);
+    w->notify = NULL;
     if (!w->order_command)
         unlink_locked(b, w);
     waiter_unref_locked(b, w);

@@ -186,6 +186,20 @@ typedef struct {
  * an order that was decided earlier returns at once. */
 void api_bus_wait(api_bus *b, api_waiter *w, int64_t deadline_ms, bool need_decision,
                   api_wait_result *out);
+/* api_bus_wait without the sleep, for a request that is told of changes (the order front):
+ * true, with *out, when api_bus_wait would return now. */
+bool api_bus_wait_poll(api_bus *b, api_waiter *w, int64_t deadline_ms, bool need_decision,
+                       api_wait_result *out);
+/* Has fn(ctx) called whenever the waiter's result changes, from the bus's threads with its
+ * lock held: fn must be quick, must not block and must not call into the bus. Poll after
+ * setting it (a change before it is not told); api_bus_waiter_release clears it. */
+void api_bus_waiter_notify(api_bus *b, api_waiter *w, void (*fn)(void *ctx), void *ctx);
+/* The decision replies' socket for a thread that reads them itself (the order front's loop:
+ * a reply then wakes no other thread): from now on the bus's reply thread leaves it, and the
+ * caller calls api_bus_replies_drain, from one thread only, whenever it is readable. -1: no
+ * replies (they are off, or out of memory): nothing changes. */
+int api_bus_replies_take_over(api_bus *b);
+void api_bus_replies_drain(api_bus *b);
 /* Decision replies used (woke a waiting request) and ignored (no such request waiting,
  * wrong token, not a reply), for /metrics. */
 void api_bus_reply_stats(api_bus *b, unsigned long *used, unsigned long *ignored);

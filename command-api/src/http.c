@@ -5,10 +5,16 @@
 #include "fs/id.h"
 #include "fs/log.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static const char *reason(int status)
 {
@@ -53,19 +59,65 @@ void fs_http_trust_proxies(const fs_addr_list *trusted)
     trusted_proxies = *trusted;
 }
 
-void fs_http_req_init(fs_http_req *req, struct mg_connection *conn, int route)
+static void req_init(fs_http_req *req, int route)
 {
-    req->conn = conn;
-    req->ri = mg_get_request_info(conn);
     req->route = route;
-    fs_client_addr(&trusted_proxies, req->ri->remote_addr, mg_get_header(conn, "X-Forwarded-For"),
+    fs_client_addr(&trusted_proxies, req->ri->remote_addr, fs_http_header(req, "X-Forwarded-For"),
                    req->client, sizeof req->client);
-    const char *rid = mg_get_header(conn, "X-Request-Id");
+    const char *rid = fs_http_header(req, "X-Request-Id");
     if (sane_id(rid))
         snprintf(req->request_id, sizeof req->request_id, "%s", rid);
     else
         fs_uuid7_str(req->request_id);
     fs_log_set_cid(req->request_id);
+}
+
+void fs_http_req_init(fs_http_req *req, struct mg_connection *conn, int route)
+{
+    req->conn = conn;
+    req->ri = mg_get_request_info(conn);
+    req->sink = NULL;
+    req_init(req, route);
+}
+
+void fs_http_req_init_sink(fs_http_req *req, const struct mg_request_info *ri, fs_http_sink *sink,
+                           int route)
+{
+    req->conn = NULL;
+    req->ri = ri;
+    req->sink = sink;
+    req_init(req, route);
+}
+
+const char *fs_http_header(const fs_http_req *req, const char *name)
+{
+    if (req->conn)
+        return mg_get_header(req->conn, name);
+    for (int i = 0; i < req->ri->num_headers; i++)
+        if (!strcasecmp(req->ri->http_headers[i].name, name))
+            return req->ri->http_headers[i].value;
+    return NULL;
+}
+
+int fs_http_read(fs_http_req *req, void *buf, size_t n)
+{
+    if (req->conn)
+        return mg_read(req->conn, buf, n);
+    fs_http_sink *s = req->sink;
+    size_t left = s->body_len - s->body_read;
+    if (n > left)
+        n = left;
+    memcpy(buf, s->body + s->body_read, n);
+    s->body_read += n;
+    return (int)n;
+}
+
+static void put(fs_http_req *req, const char *data, size_t len)
+{
+    if (req->conn)
+        mg_write(req->conn, data, len);
+    else
+        req->sink->write(req->sink->ctx, data, len);
 }
 
 static void (*on_respond)(void);
@@ -86,10 +138,12 @@ static int send_raw(fs_http_req *req, int status, const char *ctype, const char 
         on_respond();
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                      "X-Request-Id: %s\r\nCache-Control: no-store\r\n%s\r\n",
-                      status, reason(status), ctype, len, req->request_id, extra ? extra : "");
+                      "X-Request-Id: %s\r\nCache-Control: no-store\r\n%s%s\r\n",
+                      status, reason(status), ctype, len, req->request_id, extra ? extra : "",
+                      req->sink && req->sink->close ? "Connection: close\r\n" : "");
     if (hl < 0 || (size_t)hl >= sizeof head) { /* never with our headers; be safe anyway */
-        mg_printf(req->conn, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
+        static const char fail[] = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
+        put(req, fail, sizeof fail - 1);
         fs_metrics_request(req->route, 500);
         fs_log_set_cid(NULL);
         return 500;
@@ -100,13 +154,13 @@ static int send_raw(fs_http_req *req, int status, const char *ctype, const char 
         memcpy(buf, head, (size_t)hl);
         if (with_body)
             memcpy(buf + hl, body, len);
-        mg_write(req->conn, buf, total);
+        put(req, buf, total);
         if (buf != stackbuf)
             free(buf);
     } else { /* out of memory: two writes rather than none */
-        mg_write(req->conn, head, (size_t)hl);
+        put(req, head, (size_t)hl);
         if (with_body)
-            mg_write(req->conn, body, len);
+            put(req, body, len);
     }
     fs_metrics_request(req->route, status);
     fs_log_set_cid(NULL);
@@ -177,4 +231,22 @@ int fs_http_text(fs_http_req *req, int status, const char *content_type, const c
                  size_t len)
 {
     return send_raw(req, status, content_type, body, len, NULL);
+}
+
+int api_listen_tcp(const char *addr, long port, const char *what, fs_err *err)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, addr, &sin.sin_addr) != 1)
+        return fs_err_set(err, FS_ERR_FATAL, 0, "%s: not an IPv4 address: %s", what, addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        bind(fd, (struct sockaddr *)&sin, sizeof sin) || listen(fd, 4096)) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return fs_err_set(err, FS_ERR_FATAL, 0, "%s: cannot listen on %s:%ld: %s", what, addr, port,
+                          strerror(e));
+    }
+    return fd;
 }

@@ -13,12 +13,25 @@
 
 #include <civetweb.h>
 #include <jansson.h>
+#include <stdbool.h>
 
 #define FS_HTTP_REQUEST_ID_MAX 64
 
+/* Where a request that civetweb did not read (the order front, front.h) takes its body and
+ * puts its response: the body is whole in memory, and write() keeps the response for the
+ * front to send. */
 typedef struct {
-    struct mg_connection *conn;
+    const char *body;
+    size_t body_len, body_read;
+    void (*write)(void *ctx, const char *data, size_t len);
+    void *ctx;
+    bool close; /* the connection ends after this response: "Connection: close" is sent */
+} fs_http_sink;
+
+typedef struct {
+    struct mg_connection *conn; /* NULL for a request of the order front (`sink`) */
     const struct mg_request_info *ri;
+    fs_http_sink *sink;
     char request_id[FS_HTTP_REQUEST_ID_MAX + 1];
     int route; /* index into the metrics route table */
     /* the client's address: the TCP peer, or X-Forwarded-For when the peer is a trusted
@@ -36,6 +49,15 @@ void fs_http_trust_proxies(const fs_addr_list *trusted);
 void fs_http_on_respond(void (*before_send)(void));
 
 void fs_http_req_init(fs_http_req *req, struct mg_connection *conn, int route);
+/* The same for a request the order front read itself: ri's method, URI, address, headers and
+ * content length are the front's (the struct is civetweb's, filled by the front); the body
+ * and the response go through sink. */
+void fs_http_req_init_sink(fs_http_req *req, const struct mg_request_info *ri, fs_http_sink *sink,
+                           int route);
+/* A request header (case-insensitive name), or NULL. */
+const char *fs_http_header(const fs_http_req *req, const char *name);
+/* Reads up to n bytes of the body; 0 at its end. */
+int fs_http_read(fs_http_req *req, void *buf, size_t n);
 /* Sends `body` (stolen) with the status; returns the status for civetweb. */
 int fs_http_json(fs_http_req *req, int status, json_t *body, const char *extra_headers);
 /* Sends the design's error body. extra_headers (may be NULL) are complete header lines,
@@ -62,6 +84,9 @@ int fs_http_fail(fs_http_req *req, const fs_err *err, const char *what, const fs
 /* fs_http_fail of a RETRIABLE error: something the request needs cannot serve it now, whatever
  * the cause (detail, may be NULL, is logged). */
 int fs_http_unavailable(fs_http_req *req, const char *what, const char *detail);
+/* A non-blocking IPv4 listener on addr:port (backlog 4096); the descriptor, or -1 with *err
+ * naming `what`. */
+int api_listen_tcp(const char *addr, long port, const char *what, fs_err *err);
 /* Sends a text body (for /metrics). */
 int fs_http_text(fs_http_req *req, int status, const char *content_type, const char *body,
                  size_t len);

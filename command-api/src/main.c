@@ -17,7 +17,7 @@
  * threads), FLASHSALE_PG_POOL_WAIT_MS (1000: a request waits this long for one, then 503),
  * FLASHSALE_PG_STATEMENT_TIMEOUT_MS (5000), FLASHSALE_TRUSTED_PROXIES (none: peers whose
  * X-Forwarded-For names the client, e.g. the edge's 127.0.0.1; fs/netaddr.h), session and
- * rate-limit settings (README), the event streams' FLASHSALE_SSE_* (sse.h), plus the common
+ * rate-limit settings (README), the event streams' FLASHSALE_SSE_* (sse.h), the order front's FLASHSALE_ORDER_* (front.h), plus the common
  * settings. */
 #include "accounts.h"
 #include "admin.h"
@@ -27,6 +27,7 @@
 #include "health.h"
 #include "http.h"
 #include "metrics.h"
+#include "front.h"
 #include "sse.h"
 
 #include "fs/jwt.h"
@@ -79,6 +80,7 @@ static int handle_readyz(struct mg_connection *conn, void *cb)
 
 static fs_pg_pool *pg_pool;
 static api_sse *sse; /* GET /api/events (sse.h); NULL when FLASHSALE_SSE_PORT is 0 */
+static api_front *front; /* POST /api/orders (front.h); NULL when FLASHSALE_ORDER_PORT is 0 */
 
 static int handle_metrics(struct mg_connection *conn, void *cb)
 {
@@ -116,6 +118,7 @@ static int handle_metrics(struct mg_connection *conn, void *cb)
             "flashsale_pg_pool_total{event=\"discarded\"} %lld\n",
             st.size, st.open, st.in_use, st.waiting, st.acquired, st.timeouts, st.connect_failures, st.discarded);
     api_sse_metrics(sse, f);
+    api_front_metrics(front, f);
     fclose(f);
     char *all = realloc(text, len + plen + 1);
     if (!all) {
@@ -274,6 +277,8 @@ int main(int argc, char **argv)
     if (!(sse = api_sse_start(&a, addr, &trusted, &err)) && err.msg[0])
         fs_config_die(&err);
     api_sse_route_set(sse);
+    if (!(front = api_front_start(&a, addr, &err)) && err.msg[0])
+        fs_config_die(&err);
     api_admin *admin = api_admin_start(&cfg, &err);
     if (!admin)
         fs_config_die(&err);
@@ -306,6 +311,7 @@ int main(int argc, char **argv)
     if (!ctx) {
         fs_log_error("http server did not start", json_pack("{s:s}", "listen", ports));
         fs_health_stop(a.health);
+        api_front_stop(front);
         api_sse_stop(sse);
         api_admin_stop(admin);
         api_bus_stop(a.bus);
@@ -325,6 +331,7 @@ int main(int argc, char **argv)
     mg_stop(ctx);
     mg_exit_library();
     fs_health_stop(a.health);
+    api_front_stop(front);
     api_sse_stop(sse);
     api_admin_set(NULL);
     api_admin_stop(admin);

@@ -339,97 +339,92 @@ void api_orders_metrics_init(void)
     h_answered = fs_hist_register("flashsale_order_stage_ms", "stage=\"answered\"", "");
 }
 
-static int orders_create(struct mg_connection *conn, void *cb);
-
-/* POST /api/orders with its answer timed (request received -> response written). */
-int api_orders_create(struct mg_connection *conn, void *cb)
+int api_order_timed(const api_order_call *c, int status)
 {
-    double t0 = fs_mono_us();
-    int rc = orders_create(conn, cb);
-    if (rc == 201 || rc == 202 || rc == 409)
-        fs_hist_observe_ms(h_answered, (fs_mono_us() - t0) / 1000.0);
-    return rc;
+    if (status == 201 || status == 202 || status == 409)
+        fs_hist_observe_ms(h_answered, (fs_mono_us() - c->t0_us) / 1000.0);
+    return status;
 }
 
-static int orders_create(struct mg_connection *conn, void *cb)
+/* The purchase up to the wait for its decision: validation, the Idempotency-Key, the sold-out
+ * fast path, the command produced. Returns the status sent, ORDER_WAITING (c->w, deadline and
+ * need_decision set: api_order_end after the wait) or, without may_block, ORDER_BLOCKS for a
+ * checkout (its wait is the order's versions: api_order_run_blocking on a thread that may
+ * sleep). */
+int api_order_begin(api_order_call *c, bool may_block)
 {
-    api_ctx *a = cb;
-    fs_http_req req;
-    fs_http_req_init(&req, conn, FS_ROUTE_ORDERS_CREATE);
-    int64_t t0 = fs_mono_ms();
-    if (!strcmp(req.ri->request_method, "GET"))
-        return api_orders_list(&req, a);
-    if (strcmp(req.ri->request_method, "POST"))
-        return fs_http_error(&req, 405, "METHOD_NOT_ALLOWED", "use GET or POST",
-                             "Allow: GET, POST\r\n");
-    fs_principal who;
-    if (!api_auth(&req, a, NULL, &who))
+    fs_http_req *req = c->req;
+    api_ctx *a = c->a;
+    c->t0 = fs_mono_ms();
+    c->t0_us = fs_mono_us();
+    if (strcmp(req->ri->request_method, "POST"))
+        return fs_http_error(req, 405, "METHOD_NOT_ALLOWED", "use GET or POST", "Allow: GET, POST\r\n");
+    fs_principal *who = &c->who;
+    if (!api_auth(req, a, NULL, who))
         return 401;
-    if (strlen(who.sub) >= INV_ID_MAX)
-        return fs_http_error(&req, 401, "INVALID_TOKEN", "the access token is not valid", NULL);
-    int gate = api_order_gate(&req, a, &who); /* rate limits, verified e-mail */
+    if (strlen(who->sub) >= INV_ID_MAX)
+        return fs_http_error(req, 401, "INVALID_TOKEN", "the access token is not valid", NULL);
+    int gate = api_order_gate(req, a, who); /* rate limits, verified e-mail */
     if (gate)
         return gate;
-    json_t *body = api_read_json(&req, a);
+    json_t *body = api_read_json(req, a);
     if (!body)
         return 400;
     const char *product_id = NULL;
     long long qty = 0;
     if (json_object_get(body, "items")) {
-        int rc = checkout(&req, a, &who, body, t0);
-        json_decref(body);
-        return rc;
+        c->body = body;
+        return may_block ? api_order_run_blocking(c) : ORDER_BLOCKS;
     }
-    if (!api_field_string(&req, body, "product_id", true, INV_ID_MAX - 1, &product_id, NULL) ||
-        !api_field_int(&req, body, "quantity", true, -1000000000, 1000000000, &qty, NULL)) {
+    if (!api_field_string(req, body, "product_id", true, INV_ID_MAX - 1, &product_id, NULL) ||
+        !api_field_int(req, body, "quantity", true, -1000000000, 1000000000, &qty, NULL)) {
         json_decref(body);
         return 400;
     }
-    char pid[INV_ID_MAX];
-    snprintf(pid, sizeof pid, "%s", product_id);
+    char *pid = c->pid;
+    snprintf(pid, sizeof c->pid, "%s", product_id);
     json_decref(body);
     if (qty < 1)
-        return fs_http_error(&req, 422, "INVALID_QUANTITY", "quantity must be at least 1", NULL);
+        return fs_http_error(req, 422, "INVALID_QUANTITY", "quantity must be at least 1", NULL);
     if (qty > INV_MAX_QUANTITY)
-        return fs_http_error(&req, 422, "INVALID_QUANTITY", "quantity must be at most 1000000 per line", NULL);
+        return fs_http_error(req, 422, "INVALID_QUANTITY", "quantity must be at most 1000000 per line", NULL);
+    c->qty = (int32_t)qty;
 
     inv_product_view v;
     bool known = api_bus_product(a->bus, pid, &v);
     if (!known && api_bus_caught_up(a->bus))
-        return fs_http_error(&req, 404, "PRODUCT_NOT_FOUND", "no such product", NULL);
+        return fs_http_error(req, 404, "PRODUCT_NOT_FOUND", "no such product", NULL);
     if (known && v.f.per_user_limit > 0 && qty > v.f.per_user_limit) {
         char msg[96];
         snprintf(msg, sizeof msg, "quantity must be at most %d for this product", v.f.per_user_limit);
-        return fs_http_error(&req, 422, "INVALID_QUANTITY", msg, NULL);
+        return fs_http_error(req, 422, "INVALID_QUANTITY", msg, NULL);
     }
 
-    const char *idem = mg_get_header(conn, "Idempotency-Key");
+    const char *idem = fs_http_header(req, "Idempotency-Key");
     if (idem && !idem_key_ok(idem))
-        return fs_http_error(&req, 400, "INVALID_HEADER",
+        return fs_http_error(req, 400, "INVALID_HEADER",
                              "Idempotency-Key must be 1 to 128 visible characters", NULL);
-    char order_id[FS_UUID_STR_LEN + 1];
+    if (idem)
+        snprintf(c->idem, sizeof c->idem, "%s", idem);
+    char *order_id = c->order_id;
     fs_uuid7_str(order_id);
-    const char *prefer = mg_get_header(conn, "Prefer");
+    const char *prefer = fs_http_header(req, "Prefer");
     bool async = prefer && strstr(prefer, "respond-async");
+    c->need_decision = !async;
 
     if (idem) {
         char existing[INV_ID_MAX];
-        int c = idem_claim(&req, a, who.sub, idem, order_id, pid, qty, existing, sizeof existing);
-        if (c < 0)
+        int claim = idem_claim(req, a, who->sub, idem, order_id, pid, qty, existing, sizeof existing);
+        if (claim < 0)
             return 503;
-        if (c == 0) { /* the same request again: answer with that order, never a second one */
+        if (claim == 0) { /* the same request again: answer with that order, never a second one */
+            snprintf(order_id, sizeof c->order_id, "%s", existing);
+            c->existing = true;
             adopt_from_read_model(a, existing);
-            api_waiter *w = api_bus_waiter_new(a->bus, existing);
-            if (!w)
-                return fs_http_unavailable(&req, "out of memory", NULL);
-            api_wait_result r;
-            api_bus_wait(a->bus, w, fs_mono_ms() + (async ? 0 : a->decision_wait_ms), !async, &r);
-            api_bus_waiter_release(a->bus, w);
-            if (r.decided)
-                return answer_decision(&req, a, &r);
-            int st = send_pending(&req, a, existing, &r);
-            api_bus_record_answer(a->bus, existing, who.sub, pid, (int32_t)qty, "PENDING", "", 0, "none", st);
-            return st;
+            if (!(c->w = api_bus_waiter_new(a->bus, existing)))
+                return fs_http_unavailable(req, "out of memory", NULL);
+            c->deadline = fs_mono_ms() + (async ? 0 : a->decision_wait_ms);
+            return ORDER_WAITING;
         }
     }
 
@@ -439,13 +434,13 @@ static int orders_create(struct mg_connection *conn, void *cb)
     if (known && v.available == 0 && !v.paused) {
         fs_metrics_fast_sold_out();
         if (idem)
-            idem_release(a, who.sub, idem);
-        api_bus_record_answer(a->bus, order_id, who.sub, pid, (int32_t)qty, "REJECTED", "SOLD_OUT", 0,
+            idem_release(a, who->sub, idem);
+        api_bus_record_answer(a->bus, order_id, who->sub, pid, (int32_t)qty, "REJECTED", "SOLD_OUT", 0,
                               "view", 409);
-        return fs_http_json(&req, 409,
-                            json_pack("{s:{s:s,s:s,s:s}}", "error", "code", "SOLD_OUT", "message",
-                                      "sold out", "request_id", req.request_id),
-                            NULL);
+        return fs_http_json(req, 409,
+                                        json_pack("{s:{s:s,s:s,s:s}}", "error", "code", "SOLD_OUT", "message",
+                                                  "sold out", "request_id", req->request_id),
+                                        NULL);
     }
 
     inv_command cmd;
@@ -453,24 +448,25 @@ static int orders_create(struct mg_connection *conn, void *cb)
     cmd.type = INV_CMD_RESERVE;
     snprintf(cmd.order_id, sizeof cmd.order_id, "%s", order_id);
     snprintf(cmd.product_id, sizeof cmd.product_id, "%s", pid);
-    snprintf(cmd.member_id, sizeof cmd.member_id, "%s", who.sub);
+    snprintf(cmd.member_id, sizeof cmd.member_id, "%s", who->sub);
     cmd.quantity = (int32_t)qty;
     cmd.item_count = 1;
     cmd.requested_at = fs_now_ms();
     cmd.accept_by = api_bus_accept_by(a->bus, cmd.requested_at);
+    c->accept_by = cmd.accept_by;
     void *buf = NULL;
     size_t len = 0;
     fs_err err = {0};
     if (inv_command_encode(a->codec, &cmd, &buf, &len, &err))
-        return fs_http_fail(&req, &err, err.msg, NULL); /* (our record: INVALID is ours too) */
+        return fs_http_fail(req, &err, err.msg, NULL); /* (our record: INVALID is ours too) */
     api_waiter *w = api_bus_waiter_new(a->bus, order_id);
     if (!w) {
         free(buf);
-        return fs_http_unavailable(&req, "out of memory", NULL);
+        return fs_http_unavailable(req, "out of memory", NULL);
     }
     api_order pending = {0};
     snprintf(pending.order_id, sizeof pending.order_id, "%s", order_id);
-    snprintf(pending.member_id, sizeof pending.member_id, "%s", who.sub);
+    snprintf(pending.member_id, sizeof pending.member_id, "%s", who->sub);
     snprintf(pending.product_id, sizeof pending.product_id, "%s", pid);
     pending.quantity = cmd.quantity;
     pending.requested_at = cmd.requested_at;
@@ -484,46 +480,91 @@ static int orders_create(struct mg_connection *conn, void *cb)
         api_bus_waiter_release(a->bus, w);
         fs_metrics_produce_error();
         if (idem)
-            idem_release(a, who.sub, idem);
-        return fs_http_unavailable(&req, "the order could not be queued", err.msg);
+            idem_release(a, who->sub, idem);
+        return fs_http_unavailable(req, "the order could not be queued", err.msg);
     }
-    api_wait_result r;
-    api_bus_wait(a->bus, w, t0 + (async ? 0 : a->decision_wait_ms), !async, &r);
-    api_bus_waiter_release(a->bus, w);
+    c->w = w;
+    c->deadline = c->t0 + (async ? 0 : a->decision_wait_ms);
+    return ORDER_WAITING;
+}
+
+/* The answer once the wait is over (r: what it ended with); releases the waiter. */
+int api_order_end(api_order_call *c, const api_wait_result *res)
+{
+    fs_http_req *req = c->req;
+    api_ctx *a = c->a;
+    api_wait_result r = *res;
+    const char *idem = c->idem[0] ? c->idem : NULL, *member = c->who.sub;
+    api_bus_waiter_release(a->bus, c->w);
+    c->w = NULL;
+    if (c->existing) {
+        if (r.decided)
+            return answer_decision(req, a, &r);
+        int st = send_pending(req, a, c->order_id, &r);
+        api_bus_record_answer(a->bus, c->order_id, member, c->pid, c->qty, "PENDING", "", 0, "none", st);
+        return st;
+    }
     if (r.failed && r.maybe_persisted) {
         /* Timed out in flight: the command may yet be in the log, so neither "no" (503) nor
          * "accepted" (202) would be honest. The Idempotency-Key stays claimed by this order,
          * so sending the request again with it can never make a second one. */
-        return outcome_unknown(&req, order_id, "the order", false);
+        return outcome_unknown(req, c->order_id, "the order", false);
     }
     if (r.failed) { /* not in the log (never sent, or refused), and fenced: never will be */
-        api_bus_refuse_after(a->bus, cmd.accept_by);
+        api_bus_refuse_after(a->bus, c->accept_by);
         fs_metrics_produce_error();
         if (idem)
-            idem_release(a, who.sub, idem);
-        return fs_http_unavailable(&req, "the order was not accepted by Kafka", NULL);
+            idem_release(a, member, idem);
+        return fs_http_unavailable(req, "the order was not accepted by Kafka", NULL);
     }
     if (r.decided) {
-        fs_metrics_decision_latency((double)(fs_mono_ms() - t0));
-        return answer_decision(&req, a, &r);
+        fs_metrics_decision_latency((double)(fs_mono_ms() - c->t0));
+        return answer_decision(req, a, &r);
     }
-    if (r.delivered && r.logged_at > cmd.accept_by) {
+    if (r.delivered && r.logged_at > c->accept_by) {
         /* Appended after its deadline (a broker that stalled with the request unread): the
          * processor will refuse it TIMED_OUT, the fence of a refusal, so that is the answer
          * now, not 202. The order id names a refusal only: the key is free again. */
         fs_metrics_produce_error();
         if (idem)
-            idem_release(a, who.sub, idem);
+            idem_release(a, member, idem);
         inv_reject_answer why = inv_reject_answer_of(INV_R_TIMED_OUT);
-        int st = fs_http_error(&req, why.http_status, why.code, why.message, "Retry-After: 1\r\n");
+        int st = fs_http_error(req, why.http_status, why.code, why.message, "Retry-After: 1\r\n");
         /* a refusal said before the decision: the audit holds it to the committed one */
-        api_bus_record_answer(a->bus, order_id, who.sub, pid, cmd.quantity, "REJECTED", "TIMED_OUT", 0,
+        api_bus_record_answer(a->bus, c->order_id, member, c->pid, c->qty, "REJECTED", "TIMED_OUT", 0,
                               "delivery", st);
         return st;
     }
-    int st = send_pending(&req, a, order_id, &r);
-    api_bus_record_answer(a->bus, order_id, who.sub, pid, cmd.quantity, "PENDING", "", 0, "none", st);
+    int st = send_pending(req, a, c->order_id, &r);
+    api_bus_record_answer(a->bus, c->order_id, member, c->pid, c->qty, "PENDING", "", 0, "none", st);
     return st;
+}
+
+int api_order_run_blocking(api_order_call *c)
+{
+    int rc = checkout(c->req, c->a, &c->who, c->body, c->t0);
+    json_decref(c->body);
+    c->body = NULL;
+    return rc;
+}
+
+/* POST /api/orders (and GET: the member's orders) on a civetweb worker thread: the wait
+ * sleeps on it. */
+int api_orders_create(struct mg_connection *conn, void *cb)
+{
+    api_ctx *a = cb;
+    fs_http_req req;
+    fs_http_req_init(&req, conn, FS_ROUTE_ORDERS_CREATE);
+    if (!strcmp(req.ri->request_method, "GET"))
+        return api_orders_list(&req, a);
+    api_order_call c = {.a = a, .req = &req};
+    int rc = api_order_begin(&c, true);
+    if (rc == ORDER_WAITING) {
+        api_wait_result r;
+        api_bus_wait(a->bus, c.w, c.deadline, c.need_decision, &r);
+        rc = api_order_end(&c, &r);
+    }
+    return api_order_timed(&c, rc);
 }
 
 /* POST /api/orders/{id}/payment|cancel|return|return/complete */

@@ -16,7 +16,7 @@
 
 bool api_auth(fs_http_req *req, api_ctx *a, const char *role, fs_principal *who)
 {
-    switch (fs_jwt_verify(a->jwt_secret, mg_get_header(req->conn, "Authorization"),
+    switch (fs_jwt_verify(a->jwt_secret, fs_http_header(req, "Authorization"),
                           (int64_t)time(NULL), who)) {
     case FS_JWT_OK:
         break;
@@ -62,7 +62,7 @@ bool api_auth(fs_http_req *req, api_ctx *a, const char *role, fs_principal *who)
 
 json_t *api_read_json(fs_http_req *req, api_ctx *a)
 {
-    const char *ct = mg_get_header(req->conn, "Content-Type");
+    const char *ct = fs_http_header(req, "Content-Type");
     if (!ct || strncasecmp(ct, "application/json", 16) || (ct[16] && ct[16] != ';' && ct[16] != ' ')) {
         fs_http_error(req, 415, "UNSUPPORTED_MEDIA_TYPE", "the body must be application/json", NULL);
         return NULL;
@@ -79,7 +79,7 @@ json_t *api_read_json(fs_http_req *req, api_ctx *a)
         return NULL;
     }
     int r;
-    while (n < cap && (r = mg_read(req->conn, buf + n, cap - n)) > 0)
+    while (n < cap && (r = fs_http_read(req, buf + n, cap - n)) > 0)
         n += (size_t)r;
     if (n > (size_t)a->max_body) {
         free(buf);

@@ -833,24 +833,6 @@ static void *worker_main(void *arg)
 
 /* ---- start and stop --------------------------------------------------------------------- */
 
-static int listen_on(const char *addr, long port, fs_err *err)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, addr, &sin.sin_addr) != 1)
-        return fs_err_set(err, FS_ERR_FATAL, 0, "FLASHSALE_SSE_ADDR: not an IPv4 address: %s", addr);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-        bind(fd, (struct sockaddr *)&sin, sizeof sin) || listen(fd, 4096)) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return fs_err_set(err, FS_ERR_FATAL, 0, "event streams: cannot listen on %s:%ld: %s", addr, port,
-                          strerror(e));
-    }
-    return fd;
-}
-
 api_sse *api_sse_start(api_ctx *a, const char *default_addr, const fs_addr_list *trusted, fs_err *err)
 {
     long port;
@@ -906,7 +888,7 @@ api_sse *api_sse_start(api_ctx *a, const char *default_addr, const fs_addr_list 
         fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
         goto fail;
     }
-    if ((s->lfd = listen_on(addr, port, err)) < 0)
+    if ((s->lfd = api_listen_tcp(addr, port, "event streams", err)) < 0)
         goto fail;
     s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     s->epfd = epoll_create1(EPOLL_CLOEXEC);

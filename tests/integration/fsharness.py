@@ -184,7 +184,7 @@ class System:
         """Starts or stops this system's edge (infra/edge.sh: "start", "stop")."""
         env = dict(os.environ, FLASHSALE_EDGE_DIR=self.edge_dir, FLASHSALE_EDGE_PORT=str(self.port),
                    FLASHSALE_API_PORT=str(self.api_port), FLASHSALE_SSE_PORT=str(self.sse_port),
-                   FLASHSALE_EDGE_LOG_DIR=self.logdir,
+                   FLASHSALE_ORDER_PORT=str(self.order_port), FLASHSALE_EDGE_LOG_DIR=self.logdir,
                    **self.edge_env)
         r = subprocess.run([os.path.join(ROOT, "infra", "edge.sh"), action], env=env,
                            capture_output=True, timeout=60)
@@ -204,13 +204,19 @@ class System:
         self.sse_port = free_port()
         while self.sse_port in (self.port, self.api_port):
             self.sse_port = free_port()
+        self.order_port = free_port()
+        while self.order_port in (self.port, self.api_port, self.sse_port):
+            self.order_port = free_port()
+        if self.api_env.get("FLASHSALE_ORDER_PORT") == "0":  # no front: civetweb takes orders
+            self.order_port = 0
         self.edge_dir = os.path.join(os.environ.get("FLASHSALE_RUN_DIR", "/tmp"), "edge-%d" % self.port)
         self.edge("start")
         # the API as infra/flashsale.sh runs it: behind the edge, which it trusts for the
         # client's address, with kept-alive upstream connections outliving the edge's
         env = dict(os.environ, FLASHSALE_HTTP_PORT=str(self.api_port), FLASHSALE_HTTP_THREADS="1000",
                    FLASHSALE_HTTP_QUEUE="20000", FLASHSALE_TRUSTED_PROXIES="127.0.0.1",
-                   FLASHSALE_HTTP_KEEPALIVE_MS="60000", FLASHSALE_SSE_PORT=str(self.sse_port))
+                   FLASHSALE_HTTP_KEEPALIVE_MS="60000", FLASHSALE_SSE_PORT=str(self.sse_port),
+                   FLASHSALE_ORDER_PORT=str(self.order_port))
         env.update(self.api_env)
         self.api = self._spawn(os.path.join(self.bindir, "command-api", "flashsale-api"), env,
                                "test-api.log")

@@ -1,0 +1,258 @@
+#!/usr/bin/python3
+"""The API's order front (command-api/src/front.h): POST /api/orders on an event loop, over
+real sockets, against the test run's Kafka, PostgreSQL and Redis.
+
+- through the edge, POST /api/orders reaches the front (its request counter moves) and is
+  answered 201; GETs of orders still reach civetweb;
+- straight to the front: kept-alive connections, pipelined requests answered in order, an
+  Idempotency-Key answered with the same order, Prefer: respond-async, a checkout (run on a
+  worker thread), and every refusal in the API's JSON error format with its stable code:
+  401, 400 BAD_JSON, 415, 405 with Allow, 404, 411 (chunked), 413, 431, a malformed request
+  line; the refusals that leave the stream unreadable close the connection;
+- slow and idle clients: 200 connections that never finish their header are closed by the
+  request timeout while another client is answered meanwhile; an idle kept-alive
+  connection is closed; past the connection limit a client gets 503 and the others go on;
+- a client that goes away while its order waits leaves the front serving the next.
+Usage: test_front.py BUILD_DIR"""
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fsharness import System  # noqa: E402
+
+
+def raw_request(token, body, method="POST", path="/api/orders", extra=None, ctype="application/json"):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    head = "%s %s HTTP/1.1\r\nHost: t\r\n" % (method, path)
+    if token:
+        head += "Authorization: Bearer %s\r\n" % token
+    if ctype:
+        head += "Content-Type: %s\r\n" % ctype
+    head += "Content-Length: %d\r\n" % len(data)
+    for k, v in (extra or {}).items():
+        head += "%s: %s\r\n" % (k, v)
+    return head.encode() + b"\r\n" + data
+
+
+class Conn:
+    """A raw connection that reads whole responses (status, headers, parsed body)."""
+
+    def __init__(self, port, timeout=10):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def _fill(self):
+        chunk = self.s.recv(65536)
+        if not chunk:
+            raise EOFError("closed by the server")
+        self.buf += chunk
+
+    def response(self):
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers.get("content-length", "0"))
+        while len(self.buf) < n:
+            self._fill()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return status, headers, json.loads(body) if body else None
+
+    def closed_by_server(self, within):
+        """True when the server closes the connection within `within` seconds."""
+        self.s.settimeout(within)
+        try:
+            while True:
+                if not self.s.recv(65536):
+                    return True
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+
+    def close(self):
+        self.s.close()
+
+
+def front_requests(s):
+    st, _, text = s.request("GET", "/metrics", direct=True)
+    assert st == 200, st
+    for line in text.splitlines():
+        if line.startswith("flashsale_order_front_requests_total "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no flashsale_order_front_requests_total in /metrics")
+
+
+def expect_error(status, headers, body, want_status, code):
+    assert status == want_status, (status, body)
+    assert headers.get("content-type") == "application/json", headers
+    assert body["error"]["code"] == code, body
+    assert body["error"]["request_id"], body
+
+
+def main(bindir):
+    checks = 0
+    api_env = {"FLASHSALE_ORDER_REQUEST_TIMEOUT_MS": "1500", "FLASHSALE_ORDER_IDLE_S": "2",
+               "FLASHSALE_ORDER_MAX_CONNS": "400", "FLASHSALE_RATE_ORDER_MEMBER_PER_S": "0",
+               "FLASHSALE_RATE_ORDER_IP_PER_S": "0"}
+    with System(bindir, api_env=api_env, sagas=True) as s:
+        pid = s.create_product(stock=100000)
+        port = s.order_port
+        _, tok = s.member()
+
+        # --- through the edge -------------------------------------------------------------
+        before = front_requests(s)
+        for _ in range(5):
+            st, _, out = s.order(tok, pid)
+            assert st == 201 and out["status"] == "RESERVED", (st, out)
+        assert front_requests(s) - before == 5, "the edge did not send the orders to the front"
+        st, _, got = s.request("GET", "/api/orders/" + out["order_id"], token=tok)  # civetweb's
+        assert st == 200 and got["order_id"] == out["order_id"], (st, got)
+        assert front_requests(s) - before == 5, "a GET reached the front"
+        st, _, got = s.request("GET", "/api/orders", token=tok)  # civetweb's too (a read model)
+        assert st != 405, (st, got)
+        checks += 2
+
+        # --- kept alive, and pipelined ----------------------------------------------------
+        c = Conn(port)
+        ids = set()
+        for _ in range(20):
+            c.send(raw_request(tok, {"product_id": pid, "quantity": 1}))
+            st, h, out = c.response()
+            assert st == 201 and "connection" not in h, (st, h, out)
+            ids.add(out["order_id"])
+        assert len(ids) == 20
+        rids = ["pipe-%d-%s" % (i, uuid.uuid4().hex[:6]) for i in range(5)]
+        c.send(b"".join(raw_request(tok, {"product_id": pid, "quantity": 1}, extra={"X-Request-Id": r})
+                        for r in rids))
+        got = [c.response() for _ in rids]
+        assert [h["x-request-id"] for _, h, _ in got] == rids, "pipelined answers out of order"
+        assert all(st == 201 for st, _, _ in got), got
+        assert len({out["order_id"] for _, _, out in got}) == 5
+        checks += 2
+
+        # --- Idempotency-Key, respond-async, checkout ---------------------------------------
+        key = uuid.uuid4().hex
+        c.send(raw_request(tok, {"product_id": pid, "quantity": 2}, extra={"Idempotency-Key": key}))
+        st1, _, first = c.response()
+        c.send(raw_request(tok, {"product_id": pid, "quantity": 2}, extra={"Idempotency-Key": key}))
+        st2, _, again = c.response()
+        assert st1 == 201 and st2 == 201 and first["order_id"] == again["order_id"], (first, again)
+        c.send(raw_request(tok, {"product_id": pid, "quantity": 1}, extra={"Prefer": "respond-async"}))
+        st, h, out = c.response()
+        assert st in (201, 202), (st, out)
+        if st == 202:
+            assert out["status"] == "PENDING" and h["location"] == "/api/orders/" + out["order_id"], (h, out)
+        c.send(raw_request(tok, {"items": [{"product_id": pid, "quantity": 1}]}))
+        st, _, out = c.response()
+        assert st == 201 and out["status"] == "RESERVED" and len(out["items"]) == 1, (st, out)
+        checks += 3
+
+        # --- refusals on a connection that stays usable -------------------------------------
+        c.send(raw_request(None, {"product_id": pid, "quantity": 1}))
+        expect_error(*c.response(), 401, "UNAUTHENTICATED")
+        c.send(raw_request(tok, b"{not json"))
+        expect_error(*c.response(), 400, "BAD_JSON")
+        c.send(raw_request(tok, b"x=1", ctype="text/plain"))
+        expect_error(*c.response(), 415, "UNSUPPORTED_MEDIA_TYPE")
+        c.send(raw_request(tok, {"product_id": pid, "quantity": 0}))
+        expect_error(*c.response(), 422, "INVALID_QUANTITY")
+        c.send(raw_request(tok, b"", method="GET", ctype=None))
+        st, h, out = c.response()
+        expect_error(st, h, out, 405, "METHOD_NOT_ALLOWED")
+        assert h["allow"] == "POST", h
+        c.send(raw_request(tok, {}, path="/api/products"))
+        expect_error(*c.response(), 404, "NOT_FOUND")
+        c.send(raw_request(tok, {"product_id": pid, "quantity": 1}))  # still served
+        assert c.response()[0] == 201
+        c.close()
+        checks += 7
+
+        # --- refusals that close the connection ---------------------------------------------
+        closing = [
+            (b"POST /api/orders HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+             411, "LENGTH_REQUIRED"),
+            (b"POST /api/orders HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{",
+             413, "BODY_TOO_LARGE"),
+            (b"POST /api/orders HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431, "HEADERS_TOO_LARGE"),
+            (b"POST /api/orders HTTP/1.1\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(70)) + b"\r\n",
+             431, "HEADERS_TOO_LARGE"),
+            (b"HELLO\r\n\r\n", 400, "BAD_REQUEST"),
+            (b"POST /api/orders HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 400, "BAD_REQUEST"),
+        ]
+        for data, want, code in closing:
+            c = Conn(port)
+            try:
+                c.send(data)
+            except OSError:
+                pass  # the server may answer and close before it has read everything
+            st, h, out = c.response()
+            expect_error(st, h, out, want, code)
+            assert h.get("connection") == "close", h
+            assert c.closed_by_server(5), "connection left open after %d" % want
+            c.close()
+        checks += len(closing)
+
+        # --- a client that goes away while its order waits ----------------------------------
+        for _ in range(20):
+            c = Conn(port)
+            c.send(raw_request(tok, {"product_id": pid, "quantity": 1}))
+            c.close()
+        c = Conn(port)
+        c.send(raw_request(tok, {"product_id": pid, "quantity": 1}))
+        assert c.response()[0] == 201
+        c.close()
+        checks += 1
+
+        # --- slow, idle, and too many -------------------------------------------------------
+        slow = []
+        for _ in range(200):
+            k = Conn(port)
+            k.send(b"POST /api/orders HTTP/1.1\r\nHost: t\r\nContent-Le")
+            slow.append(k)
+        c = Conn(port)
+        c.send(raw_request(tok, {"product_id": pid, "quantity": 1}))
+        assert c.response()[0] == 201, "an order was not answered while 200 clients were slow"
+        assert all(k.closed_by_server(10) for k in slow), "a slow client was not closed by the timeout"
+        for k in slow:
+            k.close()
+        checks += 2
+        assert c.closed_by_server(6), "an idle kept-alive connection was not closed"
+        c.close()
+        checks += 1
+
+        held = [Conn(port) for _ in range(400)]
+        extra = Conn(port)
+        st, h, out = extra.response()
+        expect_error(st, h, out, 503, "UNAVAILABLE")
+        assert h.get("retry-after") == "1", h
+        extra.close()
+        held[0].send(raw_request(tok, {"product_id": pid, "quantity": 1}))
+        assert held[0].response()[0] == 201, "a held connection was not served past the limit"
+        for k in held:
+            k.close()
+        time.sleep(0.5)
+        c = Conn(port)
+        c.send(raw_request(tok, {"product_id": pid, "quantity": 1}))
+        assert c.response()[0] == 201
+        c.close()
+        checks += 2
+
+        s.wait_all_decided()
+    print("order front: %d checks passed" % checks)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
