@@ -25,6 +25,7 @@ export FLASHSALE_KAFKA_PORT=$(free_port 31092)
 export FLASHSALE_KAFKA_CONTROLLER_PORT=$(free_port $((FLASHSALE_KAFKA_PORT + 1)))
 export FLASHSALE_PG_PORT=$(free_port 31432) FLASHSALE_REDIS_PORT=$(free_port 31379)
 export FLASHSALE_HTTP_PORT=$(free_port 31080) FLASHSALE_API_PORT=$(free_port 31180)
+export FLASHSALE_ORDER_PORT=$(free_port 31182)
 export FLASHSALE_HTTP_THREADS=${FLASHSALE_HTTP_THREADS:-1000} FLASHSALE_HTTP_QUEUE=20000
 export FLASHSALE_KAFKA_HEAP=1g
 rm -rf "$FLASHSALE_RUN_DIR"
@@ -43,8 +44,8 @@ pid=$(curl -fsS -X POST "$url/api/products" -H "Authorization: Bearer $admin" \
   -H 'Content-Type: application/json' \
   -d "{\"name\":\"burst\",\"price\":1000,\"stock\":$STOCK,\"per_user_limit\":1,\"sale_starts_at\":\"2020-01-01T00:00:00Z\"}" |
   /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["product_id"])')
-fs_say "burst: $MEMBERS members x 1 unit of product $pid ($STOCK units), all at once"
-"$BUILD/perf/flashsale-burst" --url "$url" --members "$MEMBERS" --product "$pid" \
+fs_say "burst: $MEMBERS members x 1 unit of product $pid ($STOCK units), all at once, to the order front"
+"$BUILD/perf/flashsale-burst" --url "http://127.0.0.1:$FLASHSALE_ORDER_PORT" --members "$MEMBERS" --product "$pid" \
   --json "$here/out/burst-$stamp.json" 2>/dev/null >/dev/null
 sleep 1
 "$BUILD/tools/flashsale-dump" inventory.events >"$here/out/events-$stamp.jsonl" 2>/dev/null

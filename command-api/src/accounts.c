@@ -110,6 +110,16 @@ void api_code_new(api_ctx *a, const char *member_id, char code[8], char hash[65]
 
 /* ---- member state cache ------------------------------------------------------------------ */
 
+bool api_member_cached(api_ctx *a, const char *member_id)
+{
+    api_accounts *acc = a->accounts;
+    pthread_mutex_lock(&acc->cache_lock);
+    cached_member *m = fs_map_get(acc->cache, member_id);
+    bool fresh = m && fs_mono_ms() - m->fetched < acc->cache_ms;
+    pthread_mutex_unlock(&acc->cache_lock);
+    return fresh;
+}
+
 int api_member_state(api_ctx *a, const char *member_id, int64_t *gen, member_status *st, fs_err *err)
 {
     api_accounts *acc = a->accounts;

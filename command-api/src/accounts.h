@@ -28,6 +28,8 @@ void api_accounts_destroy(api_accounts *acc);
  * MEMBER_NONE: no such member (an operator token's subject). -1 with *err when PostgreSQL
  * failed. */
 int api_member_state(api_ctx *a, const char *member_id, int64_t *gen, member_status *st, fs_err *err);
+/* Whether api_member_state would answer from its cache now (without PostgreSQL). */
+bool api_member_cached(api_ctx *a, const char *member_id);
 void api_member_forget(api_ctx *a, const char *member_id); /* after this instance changed it */
 
 /* ---- crypto ---- */

@@ -111,6 +111,8 @@ typedef struct {
 } api_order_call;
 int api_order_begin(api_order_call *c, bool may_block);
 int api_order_end(api_order_call *c, const api_wait_result *r);
+/* After ORDER_BLOCKS, on a thread that may sleep: a checkout's answer (its status), or the
+ * order taken up again from the start (api_order_begin's result, ORDER_WAITING included). */
 int api_order_run_blocking(api_order_call *c);
 /* Records the answer's time (request taken up -> response written) when status is an
  * order's answer (201, 202, 409); returns status. */

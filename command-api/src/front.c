@@ -65,6 +65,7 @@ struct fconn {
     fconn *tprev, *tnext;
     /* under q_lock */
     bool queued, dead, in_worker, worker_done;
+    int worker_rc; /* what the worker's steps ended with (ORDER_WAITING: the loop waits) */
     fconn *qnext; /* on `ready` */
     fconn *wnext; /* on `todo` */
     fconn *prev, *next; /* every connection */
@@ -404,6 +405,15 @@ static void poll_wait(api_front *f, fconn *c)
     answered(f, c);
 }
 
+/* The order's command is produced: its answer comes when the bus tells of the wait's end. */
+static void start_wait(api_front *f, fconn *c)
+{
+    api_bus_waiter_notify(f->a->bus, c->call.w, on_notify, c);
+    if (c->call.need_decision)
+        timed_add(f, c);
+    poll_wait(f, c); /* a change before the notify was set is seen here */
+}
+
 /* A whole request is in: answer it, or start its wait. */
 static void dispatch(api_front *f, fconn *c, size_t hlen, long long clen)
 {
@@ -437,10 +447,7 @@ static void dispatch(api_front *f, fconn *c, size_t hlen, long long clen)
         answered(f, c);
         return;
     }
-    api_bus_waiter_notify(f->a->bus, c->call.w, on_notify, c);
-    if (c->call.need_decision)
-        timed_add(f, c);
-    poll_wait(f, c); /* a change before the notify was set is seen here */
+    start_wait(f, c);
 }
 
 /* Looks for a whole request at the front of `in`; answers it, or waits for more bytes. */
@@ -620,6 +627,8 @@ static void take_ready(api_front *f)
         pthread_mutex_unlock(&f->q_lock);
         if (dead)
             conn_free(c);
+        else if (done && c->worker_rc == ORDER_WAITING)
+            start_wait(f, c);
         else if (done)
             answered(f, c);
         else if (!in_worker && c->state == F_BUSY)
@@ -708,8 +717,11 @@ static void *worker_main(void *arg)
             f->todo_tail = NULL;
         pthread_mutex_unlock(&f->q_lock);
         fs_log_set_cid(c->req.request_id);
-        api_order_timed(&c->call, api_order_run_blocking(&c->call));
+        int rc = api_order_run_blocking(&c->call);
+        if (rc != ORDER_WAITING)
+            api_order_timed(&c->call, rc);
         pthread_mutex_lock(&f->q_lock);
+        c->worker_rc = rc;
         c->worker_done = true;
         ready_push_locked(f, c);
         pthread_mutex_unlock(&f->q_lock);
@@ -738,7 +750,7 @@ api_front *api_front_start(api_ctx *a, const char *default_addr, fs_err *err)
     if (fs_env_int("FLASHSALE_ORDER_REQUEST_TIMEOUT_MS", 10000, 100, 600000, &f->request_ms, err) ||
         fs_env_int("FLASHSALE_ORDER_IDLE_S", 60, 1, 86400, &f->idle_s, err) ||
         fs_env_int("FLASHSALE_ORDER_MAX_CONNS", 20000, 1, 1000000, &f->max_conns, err) ||
-        fs_env_int("FLASHSALE_ORDER_WORKERS", 4, 1, MAX_WORKERS, &f->nworkers, err)) {
+        fs_env_int("FLASHSALE_ORDER_WORKERS", 8, 1, MAX_WORKERS, &f->nworkers, err)) {
         free(f);
         return NULL;
     }

@@ -11,9 +11,12 @@
  * a thread of its own; the reply thread only queues the connection and wakes the loop once
  * for all that became ready together.
  *
- * What it serves: POST /api/orders, both forms. A checkout (several lines) waits for the
- * saga's answer in the order's versions, so it is run on one of FLASHSALE_ORDER_WORKERS (4)
- * threads, which may sleep. Every other method is 405, every other path 404: the edge routes
+ * What it serves: POST /api/orders, both forms. What may sleep is handed to one of
+ * FLASHSALE_ORDER_WORKERS (8) threads: a checkout (several lines: it waits for the saga's
+ * answer in the order's versions), and the first steps of an order whose login token's
+ * member is not in the members cache (PostgreSQL is asked); that order's wait then comes
+ * back to the loop. Redis (the Idempotency-Key, a session's revocation) is asked on the
+ * loop. Every other method is 405, every other path 404: the edge routes
  * POST /api/orders here (infra/edge), the rest to civetweb.
  *
  * Defences (a client, however slow, holds only its own connection): a request's header and

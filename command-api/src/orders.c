@@ -348,18 +348,25 @@ int api_order_timed(const api_order_call *c, int status)
 
 /* The purchase up to the wait for its decision: validation, the Idempotency-Key, the sold-out
  * fast path, the command produced. Returns the status sent, ORDER_WAITING (c->w, deadline and
- * need_decision set: api_order_end after the wait) or, without may_block, ORDER_BLOCKS for a
- * checkout (its wait is the order's versions: api_order_run_blocking on a thread that may
- * sleep). */
+ * need_decision set: api_order_end after the wait) or, without may_block, ORDER_BLOCKS when
+ * the rest may sleep: a checkout (its wait is the order's versions), or a login token whose
+ * member is not in the cache (PostgreSQL is asked); api_order_run_blocking then goes on with
+ * it on a thread that may sleep. */
 int api_order_begin(api_order_call *c, bool may_block)
 {
     fs_http_req *req = c->req;
     api_ctx *a = c->a;
-    c->t0 = fs_mono_ms();
-    c->t0_us = fs_mono_us();
+    if (!c->t0_us) { /* (taken up again on a worker: the request's own time stands) */
+        c->t0 = fs_mono_ms();
+        c->t0_us = fs_mono_us();
+    }
     if (strcmp(req->ri->request_method, "POST"))
         return fs_http_error(req, 405, "METHOD_NOT_ALLOWED", "use GET or POST", "Allow: GET, POST\r\n");
     fs_principal *who = &c->who;
+    if (!may_block && fs_jwt_verify(a->jwt_secret, fs_http_header(req, "Authorization"), (int64_t)time(NULL), who) ==
+                          FS_JWT_OK &&
+        who->gen >= 0 && !api_member_cached(a, who->sub))
+        return ORDER_BLOCKS; /* a login token whose member PostgreSQL must be asked about */
     if (!api_auth(req, a, NULL, who))
         return 401;
     if (strlen(who->sub) >= INV_ID_MAX)
@@ -542,6 +549,8 @@ int api_order_end(api_order_call *c, const api_wait_result *res)
 
 int api_order_run_blocking(api_order_call *c)
 {
+    if (!c->body) /* taken up again from the start, here where it may sleep */
+        return api_order_begin(c, true);
     int rc = checkout(c->req, c->a, &c->who, c->body, c->t0);
     json_decref(c->body);
     c->body = NULL;
