@@ -29,6 +29,9 @@ export FLASHSALE_PG_PORT=$(free_port 25432)
 export FLASHSALE_REDIS_PORT=$(free_port 26379)
 export FLASHSALE_HTTP_PORT=$(free_port 28080)
 export FLASHSALE_API_PORT=$(free_port 28180)
+# the API's event-stream and order-front listeners, for APIs a test starts by itself (the
+# harness's own System picks ports of its own): away from a `make run` on this machine
+export FLASHSALE_SSE_PORT=$(free_port 28181)
 export FLASHSALE_ORDER_PORT=$(free_port 28182)
 export FLASHSALE_KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-1g}
 # every response the Python integration tests get, checked against docs/openapi.json at the end

@@ -40,6 +40,9 @@ typedef enum {
     F_READING, /* part of a request read */
     F_BUSY,    /* a request being answered: nothing read meanwhile */
     F_WRITING, /* an answer partly written */
+    F_LINGER,  /* answered and shut for writing: what the client still sends is read and
+                * dropped until it closes (or the deadline), so that closing does not reset
+                * the connection before the client has read the answer */
 } fstate;
 
 typedef struct fconn fconn;
@@ -51,6 +54,12 @@ struct fconn {
     char *in;         /* bytes read: the current request first, then what was pipelined */
     size_t inlen, incap;
     size_t reqlen;    /* the current request's bytes (header and body) at the front of `in` */
+    size_t scanned;   /* bytes of `in` searched for the header's end so far */
+    size_t hlen;      /* the header's length once parsed (0: not yet) */
+    long long clen;   /* its Content-Length */
+    bool eof;         /* the client shut its side: answer what is in, then close */
+    bool fresh;       /* no request yet on this connection (its first deadline is from accept) */
+    bool continued;   /* "100 Continue" sent for the current request */
     char *out;        /* the answer: out[outoff..outlen) unsent */
     size_t outlen, outoff, outcap;
     bool close_after, out_failed;
@@ -64,7 +73,7 @@ struct fconn {
     bool timed;
     fconn *tprev, *tnext;
     /* under q_lock */
-    bool queued, dead, in_worker, worker_done;
+    bool queued, dead, in_worker, worker_done, again;
     int worker_rc; /* what the worker's steps ended with (ORDER_WAITING: the loop waits) */
     fconn *qnext; /* on `ready` */
     fconn *wnext; /* on `todo` */
@@ -87,6 +96,7 @@ struct api_front {
     fconn *todo, *todo_tail;   /* for the workers */
     /* metrics */
     atomic_long g_conns, c_requests, c_refused_full, c_timeouts, c_bad;
+    int64_t accept_paused_until; /* out of descriptors: the listener is left alone until then */
 };
 
 static char listen_tag, event_tag, reply_tag;
@@ -264,25 +274,47 @@ static void conn_flush(api_front *f, fconn *c)
     c->outoff = c->outlen = 0;
     free(c->hdr);
     c->hdr = NULL;
-    if (c->close_after) {
+    if (c->close_after || c->eof) {
         shutdown(c->fd, SHUT_WR);
-        conn_close(f, c);
+        if (c->eof) {
+            conn_close(f, c);
+            return;
+        }
+        c->state = F_LINGER;
+        c->deadline = fs_mono_ms() + 2000;
+        arm(f, c, EPOLLIN);
         return;
     }
     /* the answered request's bytes go; what was pipelined after it moves up */
     memmove(c->in, c->in + c->reqlen, c->inlen - c->reqlen);
     c->inlen -= c->reqlen;
-    c->reqlen = 0;
+    c->reqlen = c->scanned = c->hlen = 0;
+    c->clen = 0;
+    c->continued = false;
+    if (!c->inlen && c->incap > IN_START) { /* a large body's room goes back */
+        char *in = realloc(c->in, IN_START);
+        if (in) {
+            c->in = in;
+            c->incap = IN_START;
+        }
+    }
     c->state = c->inlen ? F_READING : F_IDLE;
     c->deadline = fs_mono_ms() + (c->inlen ? f->request_ms : f->idle_s * 1000);
-    serve_next(f, c);
+    if (!c->inlen) {
+        arm(f, c, EPOLLIN);
+        return;
+    }
+    /* pipelined: served from the ready list, after the connections already waiting */
+    pthread_mutex_lock(&f->q_lock);
+    c->again = true;
+    ready_push_locked(f, c);
+    pthread_mutex_unlock(&f->q_lock);
 }
 
 /* An error of the front itself (before any handler): the design's JSON, then close. */
 static void refuse(api_front *f, fconn *c, int status, const char *code, const char *message,
                    const char *extra)
 {
-    atomic_fetch_add(&f->c_bad, 1);
     memset(&c->ri, 0, sizeof c->ri);
     c->ri.request_method = "POST";
     c->ri.local_uri = "/api/orders";
@@ -295,10 +327,18 @@ static void refuse(api_front *f, fconn *c, int status, const char *code, const c
     conn_flush(f, c);
 }
 
-/* The request's answer is in `out`: send it. */
+/* The request's answer is in `out`: send it. A pooled PostgreSQL connection this thread
+ * took for it goes back first (civetweb's threads give theirs back as they answer). */
 static void answered(api_front *f, fconn *c)
 {
+    api_pg_release();
     conn_flush(f, c);
+}
+
+static void malformed(api_front *f, fconn *c, int status, const char *code, const char *message)
+{
+    atomic_fetch_add(&f->c_bad, 1);
+    refuse(f, c, status, code, message, NULL);
 }
 
 /* ---- requests (loop) -------------------------------------------------------------------- */
@@ -312,6 +352,11 @@ static int parse_header(fconn *c, size_t len)
         return 503;
     memcpy(c->hdr, c->in, len);
     c->hdr[len] = '\0';
+    if (memchr(c->hdr, '\0', len))
+        return 400;
+    for (size_t i = 0; i < len; i++) /* every line ends in CRLF: a bare LF is refused */
+        if (c->hdr[i] == '\n' && (i == 0 || c->hdr[i - 1] != '\r'))
+            return 400;
     struct mg_request_info *ri = &c->ri;
     char *save = NULL, *line = strtok_r(c->hdr, "\n", &save);
     if (!line)
@@ -339,8 +384,11 @@ static int parse_header(fconn *c, size_t len)
         if (!ll)
             break;
         char *colon = strchr(line, ':');
-        if (!colon || colon == line || line[0] == ' ' || line[0] == '\t')
-            return 400; /* no folded lines, no nameless ones */
+        if (!colon || colon == line)
+            return 400; /* no nameless lines */
+        for (const char *n = line; n < colon; n++) /* a name is a token: no folded lines either */
+            if (*n <= ' ' || *n >= 127 || strchr("\"(),/:;<=>?@[\\]{}", *n))
+                return 400;
         if (ri->num_headers >= MG_MAX_HEADERS)
             return 431;
         *colon = '\0';
@@ -357,12 +405,17 @@ static int parse_header(fconn *c, size_t len)
     return 0;
 }
 
-static const char *header(const fconn *c, const char *name)
+/* The header's value; *dup set when it is given more than once. */
+static const char *header(const fconn *c, const char *name, bool *dup)
 {
+    const char *v = NULL;
     for (int i = 0; i < c->ri.num_headers; i++)
-        if (!strcasecmp(c->ri.http_headers[i].name, name))
-            return c->ri.http_headers[i].value;
-    return NULL;
+        if (!strcasecmp(c->ri.http_headers[i].name, name)) {
+            if (v && dup)
+                *dup = true;
+            v = c->ri.http_headers[i].value;
+        }
+    return v;
 }
 
 static bool token_in(const char *list, const char *token)
@@ -421,7 +474,7 @@ static void dispatch(api_front *f, fconn *c, size_t hlen, long long clen)
     c->state = F_BUSY;
     c->reqlen = hlen + (size_t)clen;
     c->sink = (fs_http_sink){.body = c->in + hlen, .body_len = (size_t)clen, .write = sink_write, .ctx = c,
-                             .close = c->close_after};
+                             .close = c->close_after || c->eof};
     fs_http_req_init_sink(&c->req, &c->ri, &c->sink, FS_ROUTE_ORDERS_CREATE);
     if (strcmp(c->ri.local_uri, "/api/orders")) {
         fs_http_error(&c->req, 404, "NOT_FOUND", "this port serves POST /api/orders only", NULL);
@@ -450,85 +503,129 @@ static void dispatch(api_front *f, fconn *c, size_t hlen, long long clen)
     start_wait(f, c);
 }
 
-/* Looks for a whole request at the front of `in`; answers it, or waits for more bytes. */
-static void serve_next(api_front *f, fconn *c)
+/* Reads the header at the front of `in` once it is whole: 0, or 1 when the connection was
+ * answered (refused) or is waiting for more bytes. */
+static int take_header(api_front *f, fconn *c)
 {
-    size_t hlen = 0;
-    for (size_t i = 0; i + 3 < c->inlen && i < HEADER_MAX; i++)
+    /* empty lines before a request line are ignored (RFC 9112, 2.2): a client's stray CRLF */
+    size_t skip = 0;
+    while (skip + 1 < c->inlen && c->in[skip] == '\r' && c->in[skip + 1] == '\n')
+        skip += 2;
+    if (skip) {
+        memmove(c->in, c->in + skip, c->inlen - skip);
+        c->inlen -= skip;
+    }
+    size_t from = c->scanned > 3 ? c->scanned - 3 : 0, end = 0;
+    for (size_t i = from; i + 3 < c->inlen && i < HEADER_MAX; i++)
         if (c->in[i] == '\r' && !memcmp(c->in + i, "\r\n\r\n", 4)) {
-            hlen = i + 4;
+            end = i + 4;
             break;
         }
-    if (!hlen) {
-        if (c->inlen >= HEADER_MAX) {
-            refuse(f, c, 431, "HEADERS_TOO_LARGE", "the request line or headers are too large", NULL);
-            return;
-        }
-        arm(f, c, EPOLLIN);
-        return;
+    c->scanned = c->inlen;
+    if (!end) {
+        if (c->inlen >= HEADER_MAX)
+            malformed(f, c, 431, "HEADERS_TOO_LARGE", "the request line or headers are too large");
+        else if (c->eof)
+            conn_close(f, c); /* the client left before its request was whole */
+        else
+            arm(f, c, EPOLLIN);
+        return 1;
     }
     memset(&c->ri, 0, sizeof c->ri);
-    int bad = parse_header(c, hlen);
+    int bad = parse_header(c, end);
     if (bad == 431) {
-        refuse(f, c, 431, "HEADERS_TOO_LARGE", "too many header lines", NULL);
-        return;
+        malformed(f, c, 431, "HEADERS_TOO_LARGE", "too many header lines");
+        return 1;
     }
     if (bad == 503) {
         refuse(f, c, 503, "UNAVAILABLE", "out of memory", "Retry-After: 1\r\n");
-        return;
+        return 1;
     }
     if (bad) {
-        refuse(f, c, 400, "BAD_REQUEST", "the request line or a header is malformed", NULL);
-        return;
+        malformed(f, c, 400, "BAD_REQUEST", "the request line or a header is malformed");
+        return 1;
     }
     snprintf(c->ri.remote_addr, sizeof c->ri.remote_addr, "%s", c->peer);
-    const char *te = header(c, "Transfer-Encoding"), *cl = header(c, "Content-Length");
+    bool dup = false;
+    const char *te = header(c, "Transfer-Encoding", NULL), *cl = header(c, "Content-Length", &dup);
     if (te) {
-        refuse(f, c, 411, "LENGTH_REQUIRED", "send the body with a Content-Length, not chunked", NULL);
-        return;
+        malformed(f, c, 411, "LENGTH_REQUIRED", "send the body with a Content-Length, not chunked");
+        return 1;
     }
     long long clen = 0;
     if (cl) {
-        char *end;
-        errno = 0;
-        clen = strtoll(cl, &end, 10);
-        if (errno || end == cl || *end || clen < 0) {
-            refuse(f, c, 400, "BAD_REQUEST", "Content-Length is not a length", NULL);
-            return;
+        bool digits = *cl && strlen(cl) <= 15;
+        for (const char *d = cl; *d && digits; d++)
+            digits = *d >= '0' && *d <= '9';
+        if (!digits || dup) {
+            malformed(f, c, 400, "BAD_REQUEST", "Content-Length must be given once, as a length");
+            return 1;
         }
+        clen = atoll(cl);
     }
     c->ri.content_length = cl ? clen : -1;
     if (clen > f->a->max_body) {
         refuse(f, c, 413, "BODY_TOO_LARGE", "the request body is too large", NULL);
-        return;
+        return 1;
     }
-    const char *conn_h = header(c, "Connection");
-    bool http10 = !strcmp(c->ri.http_version, "1.0");
-    c->close_after = conn_h ? token_in(conn_h, "close") || (http10 && !token_in(conn_h, "keep-alive")) : http10;
-    if (c->inlen < hlen + (size_t)clen) { /* the body is still coming */
-        if (c->incap < hlen + (size_t)clen) {
-            char *in = realloc(c->in, hlen + (size_t)clen);
+    const char *conn_h = header(c, "Connection", NULL);
+    /* HTTP/1.0 is answered and closed: its keep-alive would need a header of its own */
+    c->close_after = !strcmp(c->ri.http_version, "1.0") || (conn_h && token_in(conn_h, "close"));
+    c->hlen = end;
+    c->clen = clen;
+    return 0;
+}
+
+/* Looks for a whole request at the front of `in`; answers it, or waits for more bytes. */
+static void serve_next(api_front *f, fconn *c)
+{
+    if (!c->hlen && take_header(f, c))
+        return;
+    size_t hlen = c->hlen, need = hlen + (size_t)c->clen;
+    if (c->inlen < need) { /* the body is still coming */
+        if (c->eof) {
+            conn_close(f, c);
+            return;
+        }
+        if (c->incap < need) {
+            char *in = realloc(c->in, need);
             if (!in) {
                 refuse(f, c, 503, "UNAVAILABLE", "out of memory", "Retry-After: 1\r\n");
                 return;
             }
             c->in = in;
-            c->incap = hlen + (size_t)clen;
+            c->incap = need;
         }
-        const char *expect = header(c, "Expect");
-        if (expect && !strcasecmp(expect, "100-continue") && c->inlen == hlen) {
+        const char *expect = header(c, "Expect", NULL);
+        if (expect && !c->continued && !c->close_after && !strcasecmp(expect, "100-continue")) {
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
             ssize_t w = send(c->fd, cont, sizeof cont - 1, MSG_NOSIGNAL);
-            (void)w; /* a client that cannot take 19 bytes sends its body anyway, or times out */
+            (void)w; /* a client that cannot take 25 bytes sends its body anyway, or times out */
+            c->continued = true;
         }
         arm(f, c, EPOLLIN);
         return;
     }
-    dispatch(f, c, hlen, clen);
+    dispatch(f, c, hlen, c->clen);
 }
 
 static void on_readable(api_front *f, fconn *c)
 {
+    if (c->state == F_LINGER) { /* read and drop until the client closes */
+        char junk[4096];
+        for (;;) {
+            ssize_t n = recv(c->fd, junk, sizeof junk, 0);
+            if (n > 0)
+                continue;
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                arm(f, c, EPOLLIN);
+            else
+                conn_close(f, c);
+            return;
+        }
+    }
     for (;;) {
         if (c->inlen == c->incap) {
             size_t cap = c->incap * 2;
@@ -548,7 +645,9 @@ static void on_readable(api_front *f, fconn *c)
         if (n > 0) {
             if (c->state == F_IDLE) {
                 c->state = F_READING;
-                c->deadline = fs_mono_ms() + f->request_ms;
+                if (!c->fresh) /* a new connection's first request is due from its accept */
+                    c->deadline = fs_mono_ms() + f->request_ms;
+                c->fresh = false;
             }
             c->inlen += (size_t)n;
             continue;
@@ -557,8 +656,12 @@ static void on_readable(api_front *f, fconn *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
-        conn_close(f, c); /* EOF or error: nothing is waiting for this connection */
-        return;
+        if (n < 0 || !c->inlen) {
+            conn_close(f, c); /* an error, or EOF with nothing asked */
+            return;
+        }
+        c->eof = true; /* the client shut its side after asking: answer, then close */
+        break;
     }
     serve_next(f, c);
 }
@@ -569,8 +672,15 @@ static void on_accept(api_front *f)
         struct sockaddr_in peer;
         socklen_t plen = sizeof peer;
         int fd = accept4(f->lfd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return; /* EAGAIN, or out of descriptors: the backlog waits */
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* out of descriptors: the backlog waits, and the listener is left alone a
+                 * while (it stays readable: taking it up again at once would spin) */
+                epoll_ctl(f->epfd, EPOLL_CTL_DEL, f->lfd, NULL);
+                f->accept_paused_until = fs_mono_ms() + 100;
+            }
+            return;
+        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         fconn *c = calloc(1, sizeof *c);
@@ -586,6 +696,7 @@ static void on_accept(api_front *f)
         c->in = in;
         c->incap = IN_START;
         c->state = F_IDLE;
+        c->fresh = true;
         c->deadline = fs_mono_ms() + f->request_ms; /* a first request is due soon */
         if (peer.sin_family == AF_INET)
             inet_ntop(AF_INET, &peer.sin_addr, c->peer, sizeof c->peer);
@@ -620,7 +731,8 @@ static void take_ready(api_front *f)
         pthread_mutex_lock(&f->q_lock);
         r = c->qnext;
         c->queued = false;
-        bool dead = c->dead, done = c->in_worker && c->worker_done;
+        bool dead = c->dead, done = c->in_worker && c->worker_done, again = c->again;
+        c->again = false;
         if (done)
             c->in_worker = false;
         bool in_worker = c->in_worker;
@@ -633,6 +745,8 @@ static void take_ready(api_front *f)
             answered(f, c);
         else if (!in_worker && c->state == F_BUSY)
             poll_wait(f, c);
+        else if (again && c->state == F_READING)
+            serve_next(f, c);
     }
 }
 
@@ -646,10 +760,16 @@ static void on_timer(api_front *f, int64_t now, bool expire)
     }
     if (!expire)
         return;
+    if (f->accept_paused_until && now >= f->accept_paused_until) {
+        struct epoll_event le = {.events = EPOLLIN, .data.ptr = &listen_tag};
+        epoll_ctl(f->epfd, EPOLL_CTL_ADD, f->lfd, &le);
+        f->accept_paused_until = 0;
+    }
     for (fconn *c = f->all, *next; c; c = next) {
         next = c->next;
         if (c->state != F_BUSY && now >= c->deadline) {
-            atomic_fetch_add(&f->c_timeouts, 1);
+            if (c->state != F_LINGER && c->state != F_IDLE)
+                atomic_fetch_add(&f->c_timeouts, 1);
             conn_close(f, c);
         }
     }
@@ -689,6 +809,7 @@ static void *loop_main(void *arg)
                     on_readable(f, c);
             }
         }
+        take_ready(f); /* pipelined requests queued this turn */
         int64_t now = fs_mono_ms();
         bool expire = now - last_expire >= EXPIRE_EVERY_MS;
         if (expire)
@@ -718,6 +839,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&f->q_lock);
         fs_log_set_cid(c->req.request_id);
         int rc = api_order_run_blocking(&c->call);
+        api_pg_release(); /* the pooled connection goes back, whatever comes next */
         if (rc != ORDER_WAITING)
             api_order_timed(&c->call, rc);
         pthread_mutex_lock(&f->q_lock);
@@ -767,13 +889,6 @@ api_front *api_front_start(api_ctx *a, const char *default_addr, fs_err *err)
         fs_err_set(err, FS_ERR_FATAL, errno, "the order front: epoll: %s", strerror(errno));
         goto fail;
     }
-    /* the decisions' replies are read here, so that a decision wakes no other thread */
-    int rfd = api_bus_replies_take_over(a->bus);
-    struct epoll_event re = {.events = EPOLLIN, .data.ptr = &reply_tag};
-    if (rfd >= 0 && epoll_ctl(f->epfd, EPOLL_CTL_ADD, rfd, &re)) {
-        fs_err_set(err, FS_ERR_FATAL, errno, "the order front: epoll: %s", strerror(errno));
-        goto fail;
-    }
     snprintf(f->listen, sizeof f->listen, "%s:%ld", addr, port);
     if (pthread_create(&f->loop, NULL, loop_main, f)) {
         fs_err_set(err, FS_ERR_FATAL, 0, "the order front: no thread");
@@ -784,6 +899,18 @@ api_front *api_front_start(api_ctx *a, const char *default_addr, fs_err *err)
         if (pthread_create(&f->workers[started], NULL, worker_main, f))
             break;
     f->nworkers = started;
+    if (!started) { /* (the process exits: fs_config_die) */
+        fs_err_set(err, FS_ERR_FATAL, 0, "the order front: no worker thread");
+        return NULL;
+    }
+    /* the decisions' replies are read on the loop, so that a decision wakes no other thread
+     * (last: until here the bus's reply thread reads them) */
+    int rfd = api_bus_replies_take_over(a->bus);
+    struct epoll_event re = {.events = EPOLLIN, .data.ptr = &reply_tag};
+    if (rfd >= 0 && epoll_ctl(f->epfd, EPOLL_CTL_ADD, rfd, &re)) {
+        fs_err_set(err, FS_ERR_FATAL, errno, "the order front: epoll: %s", strerror(errno));
+        return NULL; /* (the process exits: fs_config_die) */
+    }
     fs_log_info("order front", json_pack("{s:s,s:I,s:I,s:I,s:I}", "listen", f->listen, "request_timeout_ms",
                                          (json_int_t)f->request_ms, "idle_s", (json_int_t)f->idle_s,
                                          "max_conns", (json_int_t)f->max_conns, "workers",
@@ -816,15 +943,22 @@ void api_front_stop(api_front *f)
         pthread_join(f->workers[i], NULL);
     /* the workers are gone: what they held is on `ready` or `todo` */
     pthread_mutex_lock(&f->q_lock);
-    fconn *r = f->ready;
+    fconn *r = f->ready, *dead = NULL;
     f->ready = f->ready_tail = f->todo = f->todo_tail = NULL;
-    pthread_mutex_unlock(&f->q_lock);
     while (r) {
         fconn *c = r;
         r = c->qnext;
         c->queued = false;
-        if (c->dead)
-            conn_free(c);
+        if (c->dead) {
+            c->qnext = dead;
+            dead = c;
+        }
+    }
+    pthread_mutex_unlock(&f->q_lock);
+    while (dead) {
+        fconn *c = dead;
+        dead = c->qnext;
+        conn_free(c);
     }
     while (f->all)
         conn_close(f, f->all);

@@ -13,10 +13,10 @@
  *
  * What it serves: POST /api/orders, both forms. What may sleep is handed to one of
  * FLASHSALE_ORDER_WORKERS (8) threads: a checkout (several lines: it waits for the saga's
- * answer in the order's versions), and the first steps of an order whose login token's
- * member is not in the members cache (PostgreSQL is asked); that order's wait then comes
- * back to the loop. Redis (the Idempotency-Key, a session's revocation) is asked on the
- * loop. Every other method is 405, every other path 404: the edge routes
+ * answer in the order's versions), and the first steps of an order with an Idempotency-Key
+ * or whose login token's member is not in the members cache (PostgreSQL may be asked);
+ * that order's wait then comes back to the loop. Redis (a session's revocation) is asked on
+ * the loop. Every other method is 405, every other path 404: the edge routes
  * POST /api/orders here (infra/edge), the rest to civetweb.
  *
  * Defences (a client, however slow, holds only its own connection): a request's header and
@@ -27,7 +27,11 @@
  * FLASHSALE_ORDER_MAX_CONNS (20000) connections (the next one is answered 503 and closed).
  * Pipelined requests are answered in order, one at a time: the next is not read before the
  * answer to the one before is written. Chunked bodies are refused (411: the edge always
- * sends a Content-Length). */
+ * sends a Content-Length), and so are a Content-Length given twice or not as digits, a header
+ * name that is not a token, a bare LF (400): what a proxy in front might read otherwise.
+ * HTTP/1.0 requests are answered and the connection closed. A refusal that leaves unread
+ * input shuts the connection for writing and reads until the client closes (at most 2 s),
+ * so that the client sees the answer rather than a reset. */
 #ifndef FS_API_FRONT_H
 #define FS_API_FRONT_H
 #include "api.h"

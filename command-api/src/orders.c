@@ -349,9 +349,11 @@ int api_order_timed(const api_order_call *c, int status)
 /* The purchase up to the wait for its decision: validation, the Idempotency-Key, the sold-out
  * fast path, the command produced. Returns the status sent, ORDER_WAITING (c->w, deadline and
  * need_decision set: api_order_end after the wait) or, without may_block, ORDER_BLOCKS when
- * the rest may sleep: a checkout (its wait is the order's versions), or a login token whose
- * member is not in the cache (PostgreSQL is asked); api_order_run_blocking then goes on with
- * it on a thread that may sleep. */
+ * the rest may sleep: a checkout (its wait is the order's versions), an Idempotency-Key (a
+ * repeat may read its order from PostgreSQL), or a login token whose member is not in the
+ * cache (PostgreSQL is asked); api_order_run_blocking then goes on with it on a thread that
+ * may sleep. (The members cache may still expire between that look and the member's use:
+ * then the caller asks PostgreSQL itself, once in FLASHSALE_MEMBER_CACHE_MS per member.) */
 int api_order_begin(api_order_call *c, bool may_block)
 {
     fs_http_req *req = c->req;
@@ -363,6 +365,8 @@ int api_order_begin(api_order_call *c, bool may_block)
     if (strcmp(req->ri->request_method, "POST"))
         return fs_http_error(req, 405, "METHOD_NOT_ALLOWED", "use GET or POST", "Allow: GET, POST\r\n");
     fs_principal *who = &c->who;
+    if (!may_block && fs_http_header(req, "Idempotency-Key"))
+        return ORDER_BLOCKS; /* a repeat may read its order from PostgreSQL (adopt_from_read_model) */
     if (!may_block && fs_jwt_verify(a->jwt_secret, fs_http_header(req, "Authorization"), (int64_t)time(NULL), who) ==
                           FS_JWT_OK &&
         who->gen >= 0 && !api_member_cached(a, who->sub))

@@ -8,7 +8,10 @@ real sockets, against the test run's Kafka, PostgreSQL and Redis.
   Idempotency-Key answered with the same order, Prefer: respond-async, a checkout (run on a
   worker thread), and every refusal in the API's JSON error format with its stable code:
   401, 400 BAD_JSON, 415, 405 with Allow, 404, 411 (chunked), 413, 431, a malformed request
-  line; the refusals that leave the stream unreadable close the connection;
+  line, and what a proxy might read differently (a Content-Length twice or not as digits, a
+  header name with a space, a bare LF): 400; the refusals that leave the stream unreadable
+  close the connection; a request followed by the client's FIN is answered, HTTP/1.0 is
+  answered and closed;
 - slow and idle clients: 200 connections that never finish their header are closed by the
   request timeout while another client is answered meanwhile; an idle kept-alive
   connection is closed; past the connection limit a client gets 503 and the others go on;
@@ -191,6 +194,12 @@ def main(bindir):
              431, "HEADERS_TOO_LARGE"),
             (b"HELLO\r\n\r\n", 400, "BAD_REQUEST"),
             (b"POST /api/orders HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 400, "BAD_REQUEST"),
+            (b"POST /api/orders HTTP/1.1\r\nContent-Length: +2\r\n\r\n{}", 400, "BAD_REQUEST"),
+            # what a proxy in front might read differently (request smuggling): refused
+            (b"POST /api/orders HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}",
+             400, "BAD_REQUEST"),
+            (b"POST /api/orders HTTP/1.1\r\nContent-Length : 2\r\n\r\n{}", 400, "BAD_REQUEST"),
+            (b"POST /api/orders HTTP/1.1\nContent-Length: 2\r\n\r\n{}", 400, "BAD_REQUEST"),
         ]
         for data, want, code in closing:
             c = Conn(port)
@@ -204,6 +213,22 @@ def main(bindir):
             assert c.closed_by_server(5), "connection left open after %d" % want
             c.close()
         checks += len(closing)
+
+        # --- a request followed by the client's FIN is answered; HTTP/1.0 closes; stray CRLF -
+        c = Conn(port)
+        c.send(b"\r\n" + raw_request(tok, {"product_id": pid, "quantity": 1}))
+        c.s.shutdown(socket.SHUT_WR)
+        st, h, out = c.response()  # ("Connection: close" only if the FIN came before the answer)
+        assert st == 201, (st, h, out)
+        assert c.closed_by_server(5)
+        c.close()
+        c = Conn(port)
+        c.send(raw_request(tok, {"product_id": pid, "quantity": 1}).replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        st, h, out = c.response()
+        assert st == 201 and h.get("connection") == "close", (st, h, out)
+        assert c.closed_by_server(5)
+        c.close()
+        checks += 2
 
         # --- a client that goes away while its order waits ----------------------------------
         for _ in range(20):
