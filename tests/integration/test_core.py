@@ -243,13 +243,27 @@ def scenario_crash(bindir):
     with System(bindir, api_env={"FLASHSALE_DECISION_WAIT_MS": "1500"}) as s:
         products = [s.create_product(stock=500, name="crash-%d" % i) for i in range(10)]
 
+        def rebuilt():
+            try:
+                with open(os.path.join(s.logdir, "test-inv-a.log")) as f:
+                    return sum('"partitions rebuilt"' in l for l in f)
+            except OSError:
+                return 0
+
         def killer():
             for k in range(2):
                 time.sleep(3.0)
                 s.stop_processor("inv-a", signal.SIGKILL)
                 print("  SIGKILL %d of the inventory processor" % (k + 1))
                 time.sleep(0.5)
+                before = rebuilt()
                 s.start_processor("inv-a")
+                # the next kill only once this start has rebuilt (on a slow machine a rebuild
+                # took longer than the 3 s between kills, and a kill in the middle of it
+                # leaves no rebuild to check below)
+                deadline = time.time() + 30
+                while rebuilt() == before and time.time() < deadline:
+                    time.sleep(0.1)
         # over 20 s (1,000/s): at 2,500 connections/s the thread-per-connection front queued
         # requests ~20 s and sometimes closed 1,000 unanswered (the edge issue owns that)
         results, wall = run_orders_with(s, products, 20000, killer, spread_s=20.0)
