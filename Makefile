@@ -101,11 +101,13 @@ chaos: deps build
 # A soak (perf/soak): one sale of RATE (200) orders/s with auto-pay for DURATION (1800) seconds
 # on a dedicated system (.run-soak), sampling every process's resident memory, the projection
 # lag and the latency every 10 s; fails on an upward trend, a failed audit or errors; writes
-# perf/RESULTS.md between the perf/soak markers and perf/plots/soak-*.png. Not in CI.
+# perf/RESULTS.md between the perf/soak markers and perf/plots/soak-*.png. Not in CI. The shop's
+# day lasts DAY (60) seconds, so that orders end and are forgotten within the run (0: real days).
 DURATION ?= 1800
 RATE ?= 200
+DAY ?= 60
 soak: deps build
-	@perf/soak --duration $(DURATION) --rate $(RATE)
+	@perf/soak --duration $(DURATION) --rate $(RATE) --day $(DAY)
 
 # The Kafka floor of the order path at sustained rates, nothing of flashsale running
 # (perf/kfloor.sh; RATES="1000 5000" to choose): prints a table for perf/RESULTS.md.

@@ -285,6 +285,13 @@ static const char *cancel_refusal(ord_status st)
     return "ORDER_CLOSED";
 }
 
+static const char *pay_refusal(ord_status st)
+{
+    return st == ORD_PAYING ? "PAYMENT_IN_PROGRESS"
+           : st == ORD_PAID ? "ORDER_ALREADY_PAID"
+                            : "ORDER_NOT_RESERVED";
+}
+
 static void on_command(step *s, const ord_command *c, bool existed)
 {
     ord_order *o = s->o;
@@ -296,11 +303,7 @@ static void on_command(step *s, const ord_command *c, bool existed)
     switch (c->type) {
     case ORD_CMD_PAY:
         if (o->status != ORD_RESERVED)
-            return reject(s, c,
-                          o->status == ORD_PAYING ? "PAYMENT_IN_PROGRESS"
-                          : o->status == ORD_PAID ? "ORDER_ALREADY_PAID"
-                                                  : "ORDER_NOT_RESERVED",
-                          true);
+            return reject(s, c, pay_refusal(o->status), true);
         return pay(s, c->method[0] ? c->method : "CARD");
     case ORD_CMD_CANCEL:
         if (o->status == ORD_RESERVED) {
@@ -426,5 +429,34 @@ void ord_step(const ord_saga_config *cfg, const ord_order *order, const ord_inpu
         out->created = false;
         if (order)
             out->order = *order;
+    }
+}
+
+int64_t ord_forget_at(const ord_saga_config *cfg, const ord_order *o)
+{
+    if (cfg->ended_memory_ms <= 0)
+        return 0;
+    int64_t ended;
+    if (ord_status_is_terminal(o->status))
+        ended = o->occurred_at;
+    else if (o->status == ORD_DELIVERED)
+        ended = o->delivered_at + cfg->return_window_ms;
+    else
+        return 0;
+    for (int i = 0; i < o->nlines; i++)
+        if (o->lines[i].state == LINE_PENDING)
+            return 0;
+    return ended + cfg->ended_memory_ms;
+}
+
+const char *ord_ended_refusal(ord_cmd_type type, ord_status status)
+{
+    switch (type) {
+    case ORD_CMD_PAY: return pay_refusal(status);
+    case ORD_CMD_CANCEL: return cancel_refusal(status);
+    case ORD_CMD_REQUEST_RETURN:
+        return status == ORD_DELIVERED ? "RETURN_WINDOW_CLOSED" : "ORDER_NOT_DELIVERED";
+    case ORD_CMD_COMPLETE_RETURN: return "RETURN_NOT_REQUESTED";
+    default: return "ORDER_CLOSED";
     }
 }

@@ -14,17 +14,21 @@
  * orders.events (every change is a full snapshot, OrderStatusChanged). Timers (payment
  * deadline, shipping D+1, delivery D+2) are a min-heap re-armed from the snapshots; a timer
  * that came due while the saga was down fires at once. A firing is a snapshot in the same
- * transaction as its effects, so it happens exactly once.
+ * transaction as its effects, so it happens exactly once. An ended order leaves the state
+ * FLASHSALE_SAGA_ENDED_MEMORY_MS (one day) after its end (ord_forget_at; a second heap),
+ * and a rebuild does not take it back: memory follows the live orders, not the history.
  *
  * Settings: FLASHSALE_INSTANCE_ID (orders-1), FLASHSALE_DAY_SECONDS (86400),
  * FLASHSALE_RETURN_WINDOW_DAYS (7), FLASHSALE_AUTO_PAY (false: pay right after the
- * reservation), FLASHSALE_PAYMENT_MAX_ATTEMPTS (3). */
+ * reservation), FLASHSALE_PAYMENT_MAX_ATTEMPTS (3), FLASHSALE_SAGA_ENDED_MEMORY_MS (86400000;
+ * 0: keep every order). */
 #include "flashsale/inventory_codec.h"
 #include "flashsale/messages.h"
 #include "flashsale/order.h"
 #include "flashsale/saga.h"
 
 #include "fs/config.h"
+#include "fs/dueheap.h"
 #include "fs/id.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
@@ -40,18 +44,15 @@
 #define MAX_PARTITIONS 1024
 
 typedef struct {
-    int64_t due;
-    int32_t partition;
-    char order_id[ORD_ID_MAX];
-} timer_t_;
-
-typedef struct {
     fs_common_config cfg;
     fs_codec *codec;
     ord_saga_config rules;
     fs_map *orders[MAX_PARTITIONS]; /* per owned partition: order id -> ord_order* */
-    timer_t_ *heap;
-    size_t nheap, capheap;
+    fs_dueheap timers;  /* each order's deadline */
+    fs_dueheap forgets; /* each ended order's ord_forget_at */
+    int64_t clock;      /* the forgetting's clock: the latest time of an input read (below) */
+    uint64_t forgotten; /* since the last report */
+    int64_t reported_at;
     /* the record being handled */
     char cause[64];
     ord_input in;
@@ -65,47 +66,22 @@ static void on_signal(int sig)
     stop_flag = 1;
 }
 
-/* ---- timers ------------------------------------------------------------------------- */
+/* ---- timers and forgetting ---------------------------------------------------------- */
 
-static int heap_push(saga *s, int64_t due, int32_t partition, const char *id, fs_err *err)
+static int arm(fs_dueheap *h, int64_t due, int32_t partition, const char *id, fs_err *err)
 {
-    if (s->nheap == s->capheap) {
-        size_t cap = s->capheap ? s->capheap * 2 : 1024;
-        timer_t_ *h = realloc(s->heap, cap * sizeof *h);
-        if (!h) /* fatal: the loop stops, a restart re-arms every timer from the snapshots */
-            return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory arming %zu timers", cap);
-        s->heap = h;
-        s->capheap = cap;
-    }
-    size_t i = s->nheap++;
-    timer_t_ t = {due, partition, ""};
-    snprintf(t.order_id, sizeof t.order_id, "%s", id);
-    while (i > 0 && s->heap[(i - 1) / 2].due > due) {
-        s->heap[i] = s->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    s->heap[i] = t;
+    if (fs_dueheap_push(h, due, partition, id)) /* fatal: a restart re-arms from the log */
+        return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory arming %zu entries", h->n + 1);
     return 0;
 }
 
-static timer_t_ heap_pop(saga *s)
+/* Arms what the order held now needs: its deadline's timer, and its forgetting once ended. */
+static int arm_order(saga *s, int32_t part, const ord_order *o, fs_err *err)
 {
-    timer_t_ top = s->heap[0], last = s->heap[--s->nheap];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= s->nheap)
-            break;
-        if (c + 1 < s->nheap && s->heap[c + 1].due < s->heap[c].due)
-            c++;
-        if (s->heap[c].due >= last.due)
-            break;
-        s->heap[i] = s->heap[c];
-        i = c;
-    }
-    if (s->nheap)
-        s->heap[i] = last;
-    return top;
+    int64_t forget = ord_forget_at(&s->rules, o);
+    if (o->deadline > 0 && arm(&s->timers, o->deadline, part, o->order_id, err))
+        return -1;
+    return forget > 0 ? arm(&s->forgets, forget, part, o->order_id, err) : 0;
 }
 
 /* ---- the orders held ---------------------------------------------------------------- */
@@ -232,7 +208,7 @@ static int apply_step(saga *s, fs_txn_loop *loop, int32_t part, const ord_order 
         return 0;
     if (keep(s, part, &r->order, err))
         return -1;
-    return r->order.deadline > 0 ? heap_push(s, r->order.deadline, part, r->order.order_id, err) : 0;
+    return arm_order(s, part, &r->order, err);
 }
 
 static int step(saga *s, fs_txn_loop *loop, int32_t part, fs_err *err)
@@ -307,9 +283,43 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
     avro_value_decref(&v);
     if (bad)
         return fs_txn_loop_dead_letter(loop, m, why.msg, err);
-    if (rc == 0 && strcmp(topic, FS_TOPIC_INVENTORY_EVENTS))
+    if (rc == 0 && strcmp(topic, FS_TOPIC_INVENTORY_EVENTS)) {
+        if (s->in.at > s->clock) /* a forwarded decision, a command, a payment result */
+            s->clock = s->in.at;
         rc = step(s, loop, m->partition, err);
+    }
     return rc < 0 ? -1 : 0;
+}
+
+/* Forgets the ended orders whose time has come by the saga's clock (memory only: the log
+ * keeps them, and a rebuild leaves them out by the same rule), at most 10,000 a call. The
+ * clock is the latest time of the inputs read, not the wall clock: a saga that is behind
+ * its inputs (down for a while, catching up) forgets nothing before the inputs of that time
+ * have been read. Reports how many are held once a minute. */
+static void forget_ended(saga *s, int64_t now)
+{
+    const fs_due *top;
+    int n = 0;
+    while ((top = fs_dueheap_top(&s->forgets)) && top->due <= s->clock && n++ < 10000) {
+        fs_due t = fs_dueheap_pop(&s->forgets);
+        ord_order *o = find(s, t.partition, t.key);
+        if (!o || ord_forget_at(&s->rules, o) != t.due)
+            continue; /* stale: changed since (a newer entry stands), or already gone */
+        fs_log_debug("order forgotten", json_pack("{s:s,s:s}", "order_id", o->order_id,
+                                                  "status", ord_status_name(o->status)));
+        free(fs_map_del(s->orders[t.partition], t.key));
+        s->forgotten++;
+    }
+    if (now - s->reported_at >= 60000) {
+        size_t held = 0;
+        for (int p = 0; p < MAX_PARTITIONS; p++)
+            held += s->orders[p] ? fs_map_size(s->orders[p]) : 0;
+        fs_log_info("orders held", json_pack("{s:I,s:I,s:I}", "held", (json_int_t)held,
+                                             "forgotten", (json_int_t)s->forgotten, "timers",
+                                             (json_int_t)s->timers.n));
+        s->forgotten = 0;
+        s->reported_at = now;
+    }
 }
 
 /* Timers: fire what is due, each in the current transaction. */
@@ -318,9 +328,11 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
     saga *s = app;
     int64_t now = fs_now_ms();
     int fired = 0;
-    while (s->nheap && s->heap[0].due <= now && fired < 500) {
-        timer_t_ t = heap_pop(s);
-        ord_order *o = find(s, t.partition, t.order_id);
+    forget_ended(s, now);
+    const fs_due *top;
+    while ((top = fs_dueheap_top(&s->timers)) && top->due <= now && fired < 500) {
+        fs_due t = fs_dueheap_pop(&s->timers);
+        ord_order *o = find(s, t.partition, t.key);
         if (!o || o->deadline != t.due)
             continue; /* stale entry: the order moved on, or the partition left */
         if (fs_txn_loop_begin(loop, err))
@@ -332,7 +344,7 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
         s->in.kind = ORD_IN_TIMER;
         s->in.at = now;
         s->in.due = t.due;
-        snprintf(s->in.timer_order, sizeof s->in.timer_order, "%s", t.order_id);
+        snprintf(s->in.timer_order, sizeof s->in.timer_order, "%.*s", (int)sizeof s->in.timer_order - 1, t.key);
         ord_step(&s->rules, o, &s->in, &s->out);
         if (apply_step(s, loop, t.partition, o, err))
             return -1;
@@ -344,11 +356,15 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
 
 typedef struct {
     saga *s;
-    uint64_t n;
+    int64_t clock; /* the latest snapshot time read so far */
+    uint64_t n, left_out;
 } rebuild_ctx;
 
-/* Each order is its last snapshot. A record of another type, or one that is not readable
- * (dead-lettered when it was written, never by this writer), changes nothing. */
+/* Each order is its last snapshot. An order whose last snapshot says it may be forgotten by
+ * the rebuild's clock, the latest snapshot time read so far (each snapshot carries its
+ * step's input time: the same clock as forget_ended's, but for the timers' firings), is not
+ * held. A record of another type, or one that is not readable (dead-lettered when it was
+ * written, never by this writer), changes nothing. */
 static int rebuild_cb(void *ctx, const rd_kafka_message_t *m, fs_err *err)
 {
     rebuild_ctx *r = ctx;
@@ -361,7 +377,15 @@ static int rebuild_cb(void *ctx, const rd_kafka_message_t *m, fs_err *err)
     ord_order snap;
     if (!strcmp(fs_schema_name(sc), "OrderStatusChanged") && ord_decode(&v, &snap, &e) == 0 &&
         r->s->orders[m->partition]) {
-        rc = keep(r->s, m->partition, &snap, err);
+        if (snap.occurred_at > r->clock)
+            r->clock = snap.occurred_at;
+        int64_t forget = ord_forget_at(&r->s->rules, &snap);
+        if (forget > 0 && forget <= r->clock) {
+            free(fs_map_del(r->s->orders[m->partition], snap.order_id));
+            r->left_out++;
+        } else {
+            rc = keep(r->s, m->partition, &snap, err);
+        }
         r->n++;
     }
     avro_value_decref(&v);
@@ -375,13 +399,12 @@ typedef struct {
     fs_err *err;
 } arm_ctx;
 
-static void arm(void *ctx, const char *key, void *value)
+static void arm_held(void *ctx, const char *key, void *value)
 {
     arm_ctx *a = ctx;
-    const ord_order *o = value;
     (void)key;
-    if (a->rc == 0 && o->deadline > 0)
-        a->rc = heap_push(a->s, o->deadline, a->part, o->order_id, a->err);
+    if (a->rc == 0)
+        a->rc = arm_order(a->s, a->part, value, a->err);
 }
 
 static void free_order(void *ctx, const char *key, void *value)
@@ -416,21 +439,27 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
             fresh[p] = true;
         }
     }
-    rebuild_ctx r = {s, 0};
+    rebuild_ctx r = {s, s->clock, 0, 0};
     int64_t t0 = fs_mono_ms();
     if (fs_kafka_read_changelog(&s->cfg, parts, FS_TOPIC_ORDERS_EVENTS, rebuild_cb, &r, 30000, err))
         return -1;
-    s->nheap = 0; /* re-arm every owned order's timer from its snapshot */
+    s->clock = r.clock;
+    /* re-arm every held order's timer and forgetting from its snapshot */
+    fs_dueheap_clear(&s->timers);
+    fs_dueheap_clear(&s->forgets);
+    size_t held = 0;
     for (int p = 0; p < MAX_PARTITIONS; p++)
         if (s->orders[p]) {
             arm_ctx a = {s, p, 0, err};
-            fs_map_foreach(s->orders[p], arm, &a);
+            fs_map_foreach(s->orders[p], arm_held, &a);
             if (a.rc)
                 return -1;
+            held += fs_map_size(s->orders[p]);
         }
-    fs_log_info("orders rebuilt", json_pack("{s:I,s:I,s:I}", "snapshots", (json_int_t)r.n, "timers",
-                                            (json_int_t)s->nheap, "ms",
-                                            (json_int_t)(fs_mono_ms() - t0)));
+    fs_log_info("orders rebuilt",
+                json_pack("{s:I,s:I,s:I,s:I,s:I}", "snapshots", (json_int_t)r.n, "held",
+                          (json_int_t)held, "left_out", (json_int_t)r.left_out, "timers",
+                          (json_int_t)s->timers.n, "ms", (json_int_t)(fs_mono_ms() - t0)));
     return 0;
 }
 
@@ -453,14 +482,18 @@ int main(void)
     fs_log_level_parse(s.cfg.log_level, &lvl);
     fs_log_init("orders", lvl);
     const char *instance;
-    long day_s, window_days, max_attempts;
+    long day_s, window_days, max_attempts, ended_memory_ms;
     if (fs_env_str("FLASHSALE_INSTANCE_ID", "orders-1", false, &instance, &err) ||
         fs_env_int("FLASHSALE_DAY_SECONDS", 86400, 1, 864000, &day_s, &err) ||
         fs_env_int("FLASHSALE_RETURN_WINDOW_DAYS", 7, 0, 365, &window_days, &err) ||
         fs_env_bool("FLASHSALE_AUTO_PAY", false, &s.rules.auto_pay, &err) ||
-        fs_env_int("FLASHSALE_PAYMENT_MAX_ATTEMPTS", 3, 1, 10, &max_attempts, &err))
+        fs_env_int("FLASHSALE_PAYMENT_MAX_ATTEMPTS", 3, 1, 10, &max_attempts, &err) ||
+        fs_env_int("FLASHSALE_SAGA_ENDED_MEMORY_MS", 86400000, 0, 3650L * 86400000,
+                   &ended_memory_ms, &err))
         fs_config_die(&err);
     s.rules.max_attempts = (int32_t)max_attempts;
+    s.rules.ended_memory_ms = ended_memory_ms;
+    s.reported_at = fs_now_ms();
     s.rules.day_ms = day_s * 1000;
     s.rules.return_window_ms = window_days * s.rules.day_ms;
     /* the inventory remembers a sold line for INV_SOLD_MEMORY_MS: a return must come before */
@@ -490,8 +523,9 @@ int main(void)
         fs_log_error("start failed", json_pack("{s:s}", "error", err.msg));
         return 1;
     }
-    fs_log_info("started", json_pack("{s:s,s:I,s:b}", "instance", instance, "day_seconds",
-                                     (json_int_t)day_s, "auto_pay", s.rules.auto_pay));
+    fs_log_info("started", json_pack("{s:s,s:I,s:b,s:I}", "instance", instance, "day_seconds",
+                                     (json_int_t)day_s, "auto_pay", s.rules.auto_pay,
+                                     "ended_memory_ms", (json_int_t)ended_memory_ms));
     fs_metrics_server *metrics = fs_metrics_serve_from_env(); /* FLASHSALE_METRICS_ADDR */
     int rc = fs_txn_loop_run(loop, &stop_flag, &err);
     if (rc)
@@ -500,7 +534,8 @@ int main(void)
     fs_metrics_serve_stop(metrics);
     for (int p = 0; p < MAX_PARTITIONS; p++)
         drop_partition(&s, p);
-    free(s.heap);
+    fs_dueheap_clear(&s.timers);
+    fs_dueheap_clear(&s.forgets);
     fs_codec_destroy(s.codec);
     return rc ? 1 : 0;
 }

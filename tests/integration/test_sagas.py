@@ -4,10 +4,12 @@ flashsale-orders and flashsale-payments, with a "day" of one second.
 
     test_sagas.py BUILD_DIR SCENARIO
     SCENARIO: lifecycle | payment_failure | expiry | cancel | multi_item | timer_while_down | crash
+              | forget
 
 Each scenario ends by checking the log: inventory re-derived with the tests' own rules (no
 oversell, conservation), and every reservation committed or released at most once."""
 import collections
+import json
 import os
 import signal
 import sys
@@ -307,6 +309,102 @@ def scenario_crash(bindir):
         print("saga crash: %d orders (HTTP %s); orders and payments SIGKILLed and restarted; "
               "every reserved order terminal %s; every reservation settled exactly once"
               % (len(results), dict(statuses), dict(final)))
+
+
+def log_lines(path, offset, msg):
+    """The JSON log lines with message msg written to path after byte offset."""
+    out = []
+    with open(path, "rb") as f:
+        f.seek(offset)
+        for line in f:
+            try:
+                j = json.loads(line)
+            except ValueError:
+                continue
+            if j.get("msg") == msg:
+                out.append(j)
+    return out
+
+
+def scenario_forget(bindir):
+    """Ended orders leave the sagas' memory FLASHSALE_SAGA_ENDED_MEMORY_MS after their end (and
+    payment results FLASHSALE_PAYMENT_RESULT_MEMORY_MS after their request), by the clock of the
+    inputs read: a sale goes on in the background, as it would. Live orders stay; a restart's
+    rebuild leaves out what may be forgotten; a command on a forgotten order gets the answer
+    the saga gave while it held it."""
+    memory = {"FLASHSALE_LOG_LEVEL": "debug"}
+    with System(bindir, sagas=True,
+                saga_env=dict(DAY, FLASHSALE_RETURN_WINDOW_DAYS="1", FLASHSALE_SAGA_ENDED_MEMORY_MS="3000",
+                              **memory),
+                payments_env=dict(FLASHSALE_PAYMENT_RESULT_MEMORY_MS="3000", **memory)) as s:
+        orders_log = os.path.join(s.logdir, "test-orders.log")
+        payments_log = os.path.join(s.logdir, "test-payments.log")
+        o0, p0 = os.path.getsize(orders_log), os.path.getsize(payments_log)
+        pid = s.create_product(stock=10, price=1000, name="forget")
+        background = s.create_product(stock=100000, price=100, name="forget-background")
+        stop = threading.Event()
+
+        def sale():  # inputs keep coming: an order and its payment every 0.3 s
+            while not stop.is_set():
+                _, t = s.member()
+                st, _, b = s.order(t, background)
+                if st == 201:
+                    s.request("POST", "/api/orders/%s/payment" % b["order_id"], {}, t)
+                stop.wait(0.3)
+        bg = threading.Thread(target=sale, daemon=True)
+        bg.start()
+        try:
+            _, tok = s.member()
+            cancelled = expect(s.order(tok, pid), 201)["order_id"]
+            wait_status(s, tok, cancelled, "RESERVED")
+            st, _, o = s.request("POST", "/api/orders/%s/cancel" % cancelled, None, tok)
+            assert st == 200 and o["status"] == "CANCELLED", (st, o)
+            delivered = expect(s.order(tok, pid), 201)["order_id"]
+            expect(s.request("POST", "/api/orders/%s/payment" % delivered, {}, tok), 200)
+            wait_status(s, tok, delivered, "DELIVERED")  # D+2 with a day of one second
+            expect(s.request("POST", "/api/orders/%s/cancel" % delivered, None, tok), 409,
+                   "ORDER_ALREADY_SHIPPED")  # held: the saga's own answer
+            live = expect(s.order(tok, pid), 201)["order_id"]
+            wait_status(s, tok, live, "RESERVED")
+
+            def forgotten():
+                return {j["order_id"] for j in log_lines(orders_log, o0, "order forgotten")}
+            # CANCELLED: its end + 3 s; DELIVERED: delivery + a return window of 1 s + 3 s
+            wait_until(lambda: {cancelled, delivered} <= forgotten(),
+                       "ended orders never forgotten: %s" % (forgotten() & {cancelled, delivered}), timeout=30)
+            assert live not in forgotten(), "a live order was forgotten"
+            wait_until(lambda: any(j["key"] == delivered + "#1"
+                                   for j in log_lines(payments_log, p0, "payment result forgotten")),
+                       "the payment result was never forgotten", timeout=30)
+            # the saga no longer knows them; the API answers what the saga said while it did
+            expect(s.request("POST", "/api/orders/%s/cancel" % delivered, None, tok), 409,
+                   "ORDER_ALREADY_SHIPPED")
+            expect(s.request("POST", "/api/orders/%s/return" % delivered, None, tok), 409,
+                   "RETURN_WINDOW_CLOSED")
+            expect(s.request("POST", "/api/orders/%s/payment" % cancelled, {}, tok), 409,
+                   "ORDER_NOT_RESERVED")
+            # the live order is whole: it pays, ships and is delivered
+            expect(s.request("POST", "/api/orders/%s/payment" % live, {}, tok), 200)
+            # a restart reads the whole log again but does not hold what it may forget
+            o1, p1 = os.path.getsize(orders_log), os.path.getsize(payments_log)
+            for which in ("orders", "payments"):
+                s.stop_processor(which, signal.SIGTERM)
+                s.start_saga(which)
+            wait_until(lambda: log_lines(orders_log, o1, "orders rebuilt"), "orders never rebuilt", 30)
+            wait_until(lambda: log_lines(payments_log, p1, "results rebuilt"), "payments never rebuilt", 30)
+            rebuilt = log_lines(orders_log, o1, "orders rebuilt")[-1]
+            assert rebuilt["left_out"] >= 2 and rebuilt["held"] < rebuilt["snapshots"], rebuilt
+            prebuilt = log_lines(payments_log, p1, "results rebuilt")[-1]
+            assert prebuilt["left_out"] >= 1 and prebuilt["held"] < prebuilt["events"], prebuilt
+            wait_status(s, tok, live, "DELIVERED")  # its timers were re-armed from the rebuild
+            wait_until(lambda: live in forgotten(), "the delivered order was never forgotten", timeout=30)
+        finally:
+            stop.set()
+            bg.join(timeout=30)
+        check_reservations(s)
+        print("forget: a cancelled and a delivered order forgotten, commands on them answered as "
+              "before; the live one kept, paid, delivered after a restart, then forgotten; rebuilt: "
+              "orders %s, payments %s" % (rebuilt, prebuilt))
 
 
 if __name__ == "__main__":

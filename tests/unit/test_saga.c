@@ -376,6 +376,108 @@ static void test_checkout_and_compensation(void **state)
     assert_string_equal(res.inventory[0].reason, "CHECKOUT_FAILED");
 }
 
+/* When an order may be forgotten: never while live, its end + the memory once ended, a
+ * DELIVERED order's end being its return window's, a checkout with an undecided line kept
+ * for the inventory's deduplication window; never with no memory set. */
+static void test_forget_at(void **state)
+{
+    (void)state;
+    ord_saga_config cfg = rules;
+    cfg.ended_memory_ms = 60000;
+    ord_order o;
+    ord_input in = decision("f1", "m1", "p1", 0, 1, true, 1000);
+    run(NULL, &in, &o);
+    assert_int_equal(ord_forget_at(&cfg, &o), 0); /* RESERVED: live */
+    in = command(ORD_CMD_CANCEL, "f1", "m1", 5000);
+    run(&o, &in, &o);
+    assert_int_equal(o.status, ORD_CANCELLED);
+    assert_int_equal(ord_forget_at(&cfg, &o), 5000 + 60000);
+    /* the confirmation of the release is a snapshot with the release's time */
+    in = outcome("f1", INV_EV_RELEASED, 0, 5000);
+    run(&o, &in, &o);
+    assert_true(res.changed);
+    assert_int_equal(ord_forget_at(&cfg, &o), 5000 + 60000);
+    ord_saga_config never = cfg;
+    never.ended_memory_ms = 0;
+    assert_int_equal(ord_forget_at(&never, &o), 0);
+
+    /* paid, shipped, delivered: live until the return window has passed */
+    in = decision("f2", "m1", "p1", 0, 1, true, 1000);
+    run(NULL, &in, &o);
+    in = command(ORD_CMD_PAY, "f2", "m1", 2000);
+    run(&o, &in, &o);
+    assert_int_equal(ord_forget_at(&cfg, &o), 0);
+    in = payment("f2", PAY_EV_PAYMENT_SUCCEEDED, 1, false, 3000);
+    run(&o, &in, &o);
+    assert_int_equal(ord_forget_at(&cfg, &o), 0);
+    in = timer(&o, o.deadline);
+    run(&o, &in, &o);
+    assert_int_equal(o.status, ORD_SHIPPING);
+    assert_int_equal(ord_forget_at(&cfg, &o), 0);
+    in = timer(&o, o.deadline);
+    run(&o, &in, &o);
+    assert_int_equal(o.status, ORD_DELIVERED);
+    assert_int_equal(ord_forget_at(&cfg, &o), o.delivered_at + 7 * DAY + 60000);
+    in = command(ORD_CMD_REQUEST_RETURN, "f2", "m1", o.delivered_at + DAY);
+    run(&o, &in, &o);
+    assert_int_equal(o.status, ORD_RETURN_REQUESTED);
+    assert_int_equal(ord_forget_at(&cfg, &o), 0); /* a return under way is live */
+
+    /* a checkout that failed with a line still undecided: kept, so that a line reserved late
+     * still finds it and is given back (the decision carries the checkout's time) */
+    in = command(ORD_CMD_PLACE_CHECKOUT, "f3", "m1", 1000);
+    in.cmd.nitems = 2;
+    for (int i = 0; i < 2; i++) {
+        snprintf(in.cmd.items[i].product_id, sizeof in.cmd.items[i].product_id, "p%d", i);
+        in.cmd.items[i].quantity = 1;
+    }
+    run(NULL, &in, &o);
+    in = decision("f3", "m1", "p0", 0, 2, false, 1100);
+    run(&o, &in, &o);
+    assert_int_equal(o.status, ORD_REJECTED);
+    assert_int_equal(o.lines[1].state, LINE_PENDING);
+    assert_int_equal(ord_forget_at(&cfg, &o), 0);
+    in = decision("f3", "m1", "p1", 1, 2, true, 1000);
+    run(&o, &in, &o);
+    assert_int_equal(o.lines[1].state, LINE_RELEASED);
+    assert_int_equal(ord_forget_at(&cfg, &o), 1000 + 60000); /* every line settled */
+}
+
+/* What the API answers for an order the saga has forgotten is what the saga said while it
+ * held it: every command on an order in every ended status. */
+static void test_ended_refusal(void **state)
+{
+    (void)state;
+    ord_saga_config cfg = rules;
+    cfg.ended_memory_ms = 1;
+    const ord_cmd_type cmds[] = {ORD_CMD_PAY, ORD_CMD_CANCEL, ORD_CMD_REQUEST_RETURN,
+                                 ORD_CMD_COMPLETE_RETURN};
+    int checked = 0;
+    for (int st = 0; st < ORD_STATUS_COUNT; st++) {
+        ord_order o;
+        memset(&o, 0, sizeof o);
+        snprintf(o.order_id, sizeof o.order_id, "e1");
+        snprintf(o.member_id, sizeof o.member_id, "m1");
+        o.status = (ord_status)st;
+        o.nlines = 1;
+        o.lines[0].state = LINE_RELEASED;
+        o.delivered_at = 1000;
+        o.occurred_at = 1000;
+        if (ord_forget_at(&cfg, &o) == 0)
+            continue; /* live: never forgotten */
+        for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++) {
+            /* after the return window, when a DELIVERED order may be forgotten */
+            ord_input in = command(cmds[k], "e1", "m1", 1000 + rules.return_window_ms + 1);
+            ord_step(&cfg, &o, &in, &res);
+            assert_true(res.rejected);
+            assert_false(res.changed);
+            assert_string_equal(res.rejection.code, ord_ended_refusal(cmds[k], o.status));
+            checked++;
+        }
+    }
+    assert_int_equal(checked, 4 * 6); /* five terminal statuses and DELIVERED */
+}
+
 static void test_payment_retries(void **state)
 {
     (void)state;
@@ -661,6 +763,8 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_checkout_and_compensation),
         cmocka_unit_test(test_payment_retries),
+        cmocka_unit_test(test_forget_at),
+        cmocka_unit_test(test_ended_refusal),
         cmocka_unit_test(test_random_sequences),
         cmocka_unit_test(test_message_codecs),
     };

@@ -27,6 +27,7 @@ typedef struct {
     int64_t return_window_ms; /* after delivery */
     bool auto_pay;            /* pay right after the reservation (load tests, demos) */
     int32_t max_attempts;     /* payment attempts before compensation */
+    int64_t ended_memory_ms;  /* how long an ended order is kept after its end (0: forever) */
 } ord_saga_config;
 
 /* What can happen to an order: the input table. */
@@ -78,6 +79,25 @@ typedef struct {
  * first). Never fails: what cannot be done is refused or rejected in *out. */
 void ord_step(const ord_saga_config *cfg, const ord_order *order, const ord_input *in,
               ord_step_result *out);
+
+/* When the saga may forget the order: the time (ms, by the saga's clock: the latest input
+ * time it has read) from which nothing that can still arrive needs it, or 0 while it must
+ * be kept.
+ *  - An ended order (a terminal status) is kept for cfg->ended_memory_ms after its end (the
+ *    time of its last snapshot): the confirmations of what its end released or restocked,
+ *    the refund's result and a member's repeated command arrive within that.
+ *  - A DELIVERED order ends with its return window: delivered_at + return_window_ms, then as
+ *    above.
+ *  - An order with a line still PENDING (a checkout that failed before every line was
+ *    decided) is kept: the line's decision must find the order, to be given back if it was
+ *    a reservation.
+ *  - Every other status is live: 0. So is everything when ended_memory_ms is 0. */
+int64_t ord_forget_at(const ord_saga_config *cfg, const ord_order *o);
+
+/* The refusal a member's or an admin's command gets from the saga on an order that has
+ * ended (ord_forget_at > 0) with this status: what the API answers once the saga has
+ * forgotten the order and says ORDER_NOT_FOUND of it. */
+const char *ord_ended_refusal(ord_cmd_type type, ord_status status);
 
 /* The order id an input is about ("" when none). */
 const char *ord_input_order_id(const ord_input *in);
