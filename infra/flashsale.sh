@@ -16,7 +16,8 @@
 # where the edge sends POST /api/orders; 0: none, civetweb takes them),
 # FLASHSALE_HTTP_THREADS (128: the API's worker threads, sized for the edge's connections),
 # FLASHSALE_PARTITIONS (6), FLASHSALE_KAFKA_HEAP (768m, per node), FLASHSALE_KAFKA_JVM_OPTS
-# (more options for the broker's JVM, e.g. GC logging), FLASHSALE_KAFKA_NODES (1;
+# (more options for the broker's JVM, e.g. GC logging), FLASHSALE_KAFKA_GC (its collector:
+# "-XX:+UseG1GC -XX:MaxGCPauseMillis=20"), FLASHSALE_KAFKA_NODES (1;
 # 3 or 5: a KRaft cluster on loopback, node i on FLASHSALE_KAFKA_PORT + 2(i-1), every topic
 # with three replicas and min.insync.replicas 2); the edge's own settings are
 # infra/edge.sh's. Defaults stay away from 9092/5432/6379 so that servers already
@@ -234,8 +235,8 @@ kafka_node_start() {
   fs_say "Kafka $KAFKA_VERSION node $i of $NODES: starting on 127.0.0.1:$(kafka_port "$i") (KRaft controller on $(kafka_cport "$i"))"
   # each node logs to its own directory (log4j's files are named by kafka.logs.dir)
   mkdir -p "$RUN/logs/$name"
-  # shellcheck disable=SC2086 # FLASHSALE_KAFKA_JVM_OPTS: options, split on spaces
-  nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 ${FLASHSALE_KAFKA_JVM_OPTS:-} \
+  # shellcheck disable=SC2086 # FLASHSALE_KAFKA_GC, _JVM_OPTS: options, split on spaces
+  nohup java -Xms256m -Xmx"$KAFKA_HEAP" ${FLASHSALE_KAFKA_GC:--XX:+UseG1GC -XX:MaxGCPauseMillis=20} ${FLASHSALE_KAFKA_JVM_OPTS:-} \
     -Djava.awt.headless=true -Dlog4j.configuration="file:$k/log4j.properties" \
     -Dkafka.logs.dir="$( [ "$NODES" -eq 1 ] && echo "$RUN/logs" || echo "$RUN/logs/$name")" -cp "$cp" kafka.Kafka "$k/server.properties" \
     >"$RUN/logs/$name.out" 2>&1 &
