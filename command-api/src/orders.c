@@ -674,13 +674,13 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
     if (r == 0) {
         char msg[96];
         snprintf(msg, sizeof msg, "not allowed while the order is %s", api_order_current_status(&o));
-        const char *code = o.rejected_code;
-        ord_status life = api_order_lifecycle(&o);
         /* an order this caller may act on (checked above), ended long enough ago that the
          * saga has forgotten it (FLASHSALE_SAGA_ENDED_MEMORY_MS): what the saga said of it
          * while it held it */
-        if (!strcmp(code, "ORDER_NOT_FOUND") && (ord_status_is_terminal(life) || life == ORD_DELIVERED))
-            code = ord_ended_refusal(acts[k].command, life);
+        const char *code = o.rejected_code,
+                   *ended = ord_ended_refusal(acts[k].command, api_order_lifecycle(&o));
+        if (!strcmp(code, "ORDER_NOT_FOUND") && ended)
+            code = ended;
         return fs_http_json(req, !strcmp(code, "ORDER_NOT_FOUND") ? 404 : 409,
                             json_pack("{s:{s:s,s:s,s:s,s:s}}", "error", "code", code,
                                       "message", msg, "request_id", req->request_id, "status",

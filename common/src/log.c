@@ -13,6 +13,11 @@ static __thread char log_cid[64];
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
+int fs_log_enabled(fs_log_level level)
+{
+    return level >= log_min;
+}
+
 void fs_log_init(const char *svc, fs_log_level min_level)
 {
     snprintf(log_svc, sizeof log_svc, "%s", svc ? svc : "flashsale");

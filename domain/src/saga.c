@@ -451,6 +451,8 @@ int64_t ord_forget_at(const ord_saga_config *cfg, const ord_order *o)
 
 const char *ord_ended_refusal(ord_cmd_type type, ord_status status)
 {
+    if (!ord_status_is_terminal(status) && status != ORD_DELIVERED)
+        return NULL;
     switch (type) {
     case ORD_CMD_PAY: return pay_refusal(status);
     case ORD_CMD_CANCEL: return cancel_refusal(status);

@@ -305,8 +305,9 @@ static void forget_ended(saga *s, int64_t now)
         ord_order *o = find(s, t.partition, t.key);
         if (!o || ord_forget_at(&s->rules, o) != t.due)
             continue; /* stale: changed since (a newer entry stands), or already gone */
-        fs_log_debug("order forgotten", json_pack("{s:s,s:s}", "order_id", o->order_id,
-                                                  "status", ord_status_name(o->status)));
+        if (fs_log_enabled(FS_LOG_DEBUG))
+            fs_log_debug("order forgotten", json_pack("{s:s,s:s}", "order_id", o->order_id,
+                                                      "status", ord_status_name(o->status)));
         free(fs_map_del(s->orders[t.partition], t.key));
         s->forgotten++;
     }

@@ -146,7 +146,8 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
         result *r = m ? fs_map_get(m, t.key) : NULL;
         if (!r || forget_at(p, r) != t.due)
             continue; /* stale: the partition left, or the key was taken again */
-        fs_log_debug("payment result forgotten", json_pack("{s:s}", "key", t.key));
+        if (fs_log_enabled(FS_LOG_DEBUG))
+            fs_log_debug("payment result forgotten", json_pack("{s:s}", "key", t.key));
         free(fs_map_del(m, t.key));
         p->forgotten++;
     }

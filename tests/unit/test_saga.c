@@ -463,8 +463,10 @@ static void test_ended_refusal(void **state)
         o.lines[0].state = LINE_RELEASED;
         o.delivered_at = 1000;
         o.occurred_at = 1000;
-        if (ord_forget_at(&cfg, &o) == 0)
-            continue; /* live: never forgotten */
+        if (ord_forget_at(&cfg, &o) == 0) { /* live: never forgotten, no ended refusal */
+            assert_null(ord_ended_refusal(ORD_CMD_CANCEL, o.status));
+            continue;
+        }
         for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++) {
             /* after the return window, when a DELIVERED order may be forgotten */
             ord_input in = command(cmds[k], "e1", "m1", 1000 + rules.return_window_ms + 1);

@@ -23,6 +23,9 @@ void fs_log_set_cid(const char *cid);
  * stolen, so json_pack(...) can be passed directly. Returns nothing: logging never fails
  * the caller. */
 void fs_log(fs_log_level level, const char *msg, json_t *fields);
+/* Whether a line of this level would be written: a caller on a hot path checks it before
+ * building the fields of a debug line. */
+int fs_log_enabled(fs_log_level level);
 
 #define fs_log_debug(msg, fields) fs_log(FS_LOG_DEBUG, (msg), (fields))
 #define fs_log_info(msg, fields) fs_log(FS_LOG_INFO, (msg), (fields))
