@@ -62,6 +62,13 @@ bool ord_status_is_terminal(ord_status s)
            s == ORD_RETURNED;
 }
 
+int64_t ord_ended_at(const ord_order *o)
+{
+    if (ord_status_is_terminal(o->status))
+        return o->occurred_at;
+    return o->status == ORD_DELIVERED ? o->deadline : 0;
+}
+
 int ord_encode(const fs_codec *codec, const ord_order *o, void **buf, size_t *len, fs_err *err)
 {
     const fs_schema *s = fs_codec_reader(codec, "OrderStatusChanged");

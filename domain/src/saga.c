@@ -60,6 +60,13 @@ static void line_update(step *s)
     snapshot(s);
 }
 
+/* A DELIVERED order's return window closes at its deadline; a snapshot written before the
+ * deadline was recorded in it has none, and the setting gives the close. */
+static int64_t return_window_end(const ord_saga_config *cfg, const ord_order *o)
+{
+    return o->deadline > 0 ? o->deadline : o->delivered_at + cfg->return_window_ms;
+}
+
 /* Moves the order; the caller has checked the table (check_transition). */
 static void transition(step *s, ord_status to, const char *reason, int64_t deadline)
 {
@@ -323,7 +330,7 @@ static void on_command(step *s, const ord_command *c, bool existed)
     case ORD_CMD_REQUEST_RETURN:
         if (o->status != ORD_DELIVERED)
             return reject(s, c, "ORDER_NOT_DELIVERED", true);
-        if (s->at > o->delivered_at + s->cfg->return_window_ms)
+        if (s->at > return_window_end(s->cfg, o))
             return reject(s, c, "RETURN_WINDOW_CLOSED", true);
         if (!check_transition(s, ORD_RETURN_REQUESTED))
             return;
@@ -398,7 +405,9 @@ static void on_timer(step *s, int64_t due, bool existed)
         if (!check_transition(s, ORD_DELIVERED))
             return;
         o->delivered_at = s->at;
-        transition(s, ORD_DELIVERED, "", 0);
+        /* the window's close goes into the snapshot: the order's own, whatever the setting
+         * later, and the end the read models expire it by (ord_ended_at) */
+        transition(s, ORD_DELIVERED, "", s->at + s->cfg->return_window_ms);
         return note(s, "ORDER_DELIVERED");
     default: return;
     }
@@ -440,7 +449,7 @@ int64_t ord_forget_at(const ord_saga_config *cfg, const ord_order *o)
     if (ord_status_is_terminal(o->status))
         ended = o->occurred_at;
     else if (o->status == ORD_DELIVERED)
-        ended = o->delivered_at + cfg->return_window_ms;
+        ended = return_window_end(cfg, o);
     else
         return 0;
     for (int i = 0; i < o->nlines; i++)

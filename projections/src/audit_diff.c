@@ -41,8 +41,8 @@ static fs_map *expected_orders(audit_ctx *a)
             fs_map_put(m, snaps[i].order_id, w);
         }
         snprintf(w->status, sizeof w->status, "%s", ord_status_name(snaps[i].status));
-        w->ended = ord_status_is_terminal(snaps[i].status);
-        w->ended_at = snaps[i].occurred_at;
+        w->ended_at = ord_ended_at(&snaps[i]);
+        w->ended = w->ended_at > 0;
         if (snaps[i].previous != snaps[i].status)
             w->transitions++;
     }

@@ -335,7 +335,8 @@ static int r_order(projector *p, const ord_order *o, int32_t part, int64_t off, 
     (void)part;
     rsink *s = p->store;
     char key[160], hkey[160], chan[128], ver[24], t[24], a[24], b[24], exp[24];
-    NUM(exp, ord_status_is_terminal(o->status) ? o->occurred_at + s->ended_ttl_ms : 0);
+    int64_t ended = ord_ended_at(o);
+    NUM(exp, ended > 0 ? ended + s->ended_ttl_ms : 0);
     fs_rm_key(key, sizeof key, s->gen, FS_RM_ORDER, o->order_id);
     fs_rm_key(hkey, sizeof hkey, s->gen, FS_RM_HISTORY, o->order_id);
     snprintf(chan, sizeof chan, FS_RM_ORDER_CHANNEL "%s", o->order_id);

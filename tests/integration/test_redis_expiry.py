@@ -7,6 +7,10 @@ later, while a live (reserved) order has no deadline; PostgreSQL still holds the
 one, GET /api/orders/{id} still answers it (from PostgreSQL), and flashsale-audit
 --read-models passes, counting it among the expired.
 
+A delivered order (the sagas run with a day of 2 s and a return window of 2 days) ends when
+its return window closes: its keys get that close + the TTL as their deadline as soon as it
+is DELIVERED, and leave Redis then, while PostgreSQL and GET keep it DELIVERED.
+
     test_redis_expiry.py BUILD_DIR
 """
 import json
@@ -16,6 +20,8 @@ import sys
 import time
 
 TTL_MS = 4000
+DAY_MS = 2000     # the sagas' day: shipped after one, delivered after two
+WINDOW_MS = 4000  # the return window: two such days
 os.environ["FLASHSALE_REDIS_ENDED_TTL_MS"] = str(TTL_MS)  # projectors and audit inherit it
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fsharness import System  # noqa: E402
@@ -33,19 +39,27 @@ def wait_for(what, cond, timeout=30):
 
 
 def main(bindir):
-    with System(bindir) as s:
+    with System(bindir, sagas=True,
+                saga_env={"FLASHSALE_DAY_SECONDS": str(DAY_MS // 1000),
+                          "FLASHSALE_RETURN_WINDOW_DAYS": str(WINDOW_MS // DAY_MS)}) as s:
         s.start_projector("postgres")
         s.start_projector("redis")
-        pid = s.create_product(stock=2, name="expiry")
+        pid = s.create_product(stock=3, name="expiry")
         a, a_token = s.member()
         b, b_token = s.member()
         st, _, kept = s.order(a_token, pid, 1)
         assert st == 201 and kept["status"] == "RESERVED", (st, kept)
         # one unit left, whatever the view has seen yet: the processor refuses two (never the
         # view's sold-out fast path, which makes no order)
-        st, _, refused = s.order(b_token, pid, 2)
+        st, _, refused = s.order(b_token, pid, 3)
         assert st == 409 and refused["error"]["code"] == "INSUFFICIENT_STOCK", (st, refused)
         live, ended = kept["order_id"], refused["error"]["order_id"]
+        # a third order, paid: shipped after a day, delivered after two
+        st, _, paid = s.order(a_token, pid, 1)
+        assert st == 201, (st, paid)
+        delivered = paid["order_id"]
+        st, _, body = s.request("POST", "/api/orders/%s/payment" % delivered, {}, a_token)
+        assert st == 200 and body["status"] == "PAID", (st, body)
 
         wait_for("both orders in Redis",
                  lambda: s.redis("HGET", order_key(s, ended), "status") == ["REJECTED"] and
@@ -66,6 +80,28 @@ def main(bindir):
         assert st == 200 and body["status"] == "REJECTED", (st, body)
         assert body["freshness"]["source"] == "postgres", body["freshness"]
 
+        # the delivered order: its deadline is its return window's close + the TTL
+        wait_for("the paid order to be DELIVERED in Redis",
+                 lambda: s.redis("HGET", order_key(s, delivered), "status") == ["DELIVERED"],
+                 timeout=3 * DAY_MS / 1000 + 20)
+        pttl_delivered = int(s.redis("PTTL", order_key(s, delivered))[0])
+        # (more than the TTL alone unless Redis saw the snapshot more than the window late)
+        assert TTL_MS < pttl_delivered <= WINDOW_MS + TTL_MS, pttl_delivered
+        t0 = time.time()
+        wait_for("the delivered order to leave Redis",
+                 lambda: s.redis("EXISTS", order_key(s, delivered)) == ["0"],
+                 timeout=(WINDOW_MS + TTL_MS) / 1000 + 10)
+        print("redis expiry: delivered order %s left Redis after %.1f s (PTTL was %d ms: window "
+              "%d ms + TTL %d ms)" % (delivered, time.time() - t0, pttl_delivered, WINDOW_MS, TTL_MS))
+        assert s.redis("EXISTS", order_key(s, live)) == ["1"]
+        assert s.sql("SELECT status FROM orders WHERE order_id = '%s'" % delivered) == [["DELIVERED"]]
+        st, _, body = s.request("GET", "/api/orders/" + delivered, token=a_token)
+        assert st == 200 and body["status"] == "DELIVERED", (st, body)
+        assert body["freshness"]["source"] == "postgres", body["freshness"]
+        expect_window_closed = s.request("POST", "/api/orders/%s/return" % delivered, {}, a_token)
+        assert expect_window_closed[0] == 409 and \
+            expect_window_closed[2]["error"]["code"] == "RETURN_WINDOW_CLOSED", expect_window_closed
+
         report = os.path.join(s.logdir, "audit-redis-expiry.json")
         out = subprocess.run([os.path.join(bindir, "projections", "flashsale-audit"), "--read-models",
                               "--json", report], capture_output=True, timeout=300)
@@ -73,7 +109,7 @@ def main(bindir):
         assert out.returncode == 0, out.stdout.decode()[-3000:] + out.stderr.decode()[-2000:]
         rep = json.load(open(report))["read_models"]
         assert rep["redis"]["compared"] and rep["redis"]["differences"] == 0, rep
-        assert rep["redis"]["expired"] >= 1, rep
+        assert rep["redis"]["expired"] >= 2, rep  # the refused order and the delivered one
 
 
 if __name__ == "__main__":

@@ -417,7 +417,35 @@ static void test_forget_at(void **state)
     in = timer(&o, o.deadline);
     run(&o, &in, &o);
     assert_int_equal(o.status, ORD_DELIVERED);
+    /* the window's close is written into the order: its end for the read models too */
+    assert_int_equal(o.deadline, o.delivered_at + 7 * DAY);
+    assert_int_equal(ord_ended_at(&o), o.deadline);
     assert_int_equal(ord_forget_at(&cfg, &o), o.delivered_at + 7 * DAY + 60000);
+    /* a return is judged by the order's own close, whatever the setting says later */
+    ord_saga_config shorter = cfg;
+    shorter.return_window_ms = DAY;
+    ord_order delivered = o;
+    in = command(ORD_CMD_REQUEST_RETURN, "f2", "m1", o.delivered_at + 3 * DAY);
+    ord_step(&shorter, &delivered, &in, &res);
+    assert_int_equal(res.order.status, ORD_RETURN_REQUESTED);
+    in = command(ORD_CMD_REQUEST_RETURN, "f2", "m1", o.delivered_at + 7 * DAY + 1);
+    ord_step(&cfg, &delivered, &in, &res);
+    assert_true(res.rejected);
+    assert_string_equal(res.rejection.code, "RETURN_WINDOW_CLOSED");
+    assert_int_equal(ord_forget_at(&shorter, &delivered), o.delivered_at + 7 * DAY + 60000);
+    /* a DELIVERED snapshot from before the close was recorded: live for the read models (no
+     * end known to them), the setting's window for the saga */
+    delivered.deadline = 0;
+    assert_int_equal(ord_ended_at(&delivered), 0);
+    assert_int_equal(ord_forget_at(&shorter, &delivered), o.delivered_at + DAY + 60000);
+    in = command(ORD_CMD_REQUEST_RETURN, "f2", "m1", o.delivered_at + DAY + 1);
+    ord_step(&shorter, &delivered, &in, &res);
+    assert_true(res.rejected);
+    assert_string_equal(res.rejection.code, "RETURN_WINDOW_CLOSED");
+    /* the timer at the close changes nothing */
+    in = timer(&o, o.deadline);
+    ord_step(&cfg, &o, &in, &res);
+    assert_false(res.changed);
     in = command(ORD_CMD_REQUEST_RETURN, "f2", "m1", o.delivered_at + DAY);
     run(&o, &in, &o);
     assert_int_equal(o.status, ORD_RETURN_REQUESTED);

@@ -23,7 +23,8 @@
  * An ended order's o: and h: keys expire FLASHSALE_REDIS_ENDED_TTL_MS (one day) after it
  * ended (PEXPIREAT its end time + the TTL, so a rebuild does not bring old ended orders
  * back); PostgreSQL keeps every order, and the API reads it there on a Redis miss. "Ended":
- * the saga's terminal statuses, or the inventory's refusal of a single-item order. The audit
+ * the saga's terminal statuses, a DELIVERED order's return window's close (ord_ended_at), or
+ * the inventory's refusal of a single-item order. The audit
  * accepts an ended order missing from Redis once its time is up. */
 #ifndef FS_READMODEL_H
 #define FS_READMODEL_H

@@ -74,6 +74,13 @@ typedef struct {
     int64_t occurred_at;
 } ord_order;
 
+/* When the order ended (ms since the epoch), or 0 while it is live, the one rule of it for
+ * the saga's memory, the read models' expiry and the audit:
+ *  - a terminal status: the time of that snapshot;
+ *  - DELIVERED: the close of its return window, the snapshot's deadline (0, live, for a
+ *    DELIVERED snapshot written before the deadline was recorded in it). */
+int64_t ord_ended_at(const ord_order *o);
+
 /* Encodes a snapshot event; *buf malloc'd. */
 int ord_encode(const fs_codec *codec, const ord_order *o, void **buf, size_t *len, fs_err *err);
 /* Decodes an OrderStatusChanged record. */
