@@ -211,7 +211,7 @@ static inv_state *view_of(api_bus *b, int32_t partition)
     if (partition < 0 || partition >= MAX_PARTITIONS)
         return NULL;
     if (!b->views[partition])
-        b->views[partition] = inv_state_new(0);
+        b->views[partition] = inv_state_new_counters();
     if (partition >= b->nviews)
         b->nviews = partition + 1;
     return b->views[partition];
@@ -583,8 +583,17 @@ static rd_kafka_topic_partition_list_t *stream_start(api_bus *b, int nparts, int
     pthread_mutex_lock(&b->lock);
     for (int i = 0; i < nparts && i < MAX_PARTITIONS; i++)
         if (snaps[i].state) {
+            /* the view keeps the products and their counters, not the snapshot's lines */
+            inv_state *view = inv_state_counters_of(snaps[i].state);
+            inv_state_destroy(snaps[i].state);
+            if (!view) { /* replayed from the start instead, into an empty view */
+                fs_log_warn("snapshot not used: out of memory", json_pack("{s:i}", "partition", i));
+                inv_state_destroy(b->views[i]);
+                b->views[i] = NULL;
+                continue;
+            }
             inv_state_destroy(b->views[i]);
-            b->views[i] = snaps[i].state;
+            b->views[i] = view;
             if (i >= b->nviews)
                 b->nviews = i + 1;
             b->skip_upto[i] = snaps[i].last_command_offset;
@@ -1005,16 +1014,6 @@ bool api_bus_product(api_bus *b, const char *id, inv_product_view *out)
 {
     pthread_mutex_lock(&b->lock);
     bool r = product_view_locked(b, id, out) != NULL;
-    pthread_mutex_unlock(&b->lock);
-    return r;
-}
-
-int32_t api_bus_held(api_bus *b, const char *product_id, const char *member_id)
-{
-    pthread_mutex_lock(&b->lock);
-    inv_product_view v;
-    const inv_state *view = product_view_locked(b, product_id, &v);
-    int32_t r = view ? inv_state_held(view, product_id, member_id) : 0;
     pthread_mutex_unlock(&b->lock);
     return r;
 }

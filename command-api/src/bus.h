@@ -145,7 +145,6 @@ void api_bus_refuse_after(const api_bus *b, int64_t accept_by);
 
 /* Views (copies, taken under the lock). */
 bool api_bus_product(api_bus *b, const char *product_id, inv_product_view *out);
-int32_t api_bus_held(api_bus *b, const char *product_id, const char *member_id);
 bool api_bus_order(api_bus *b, const char *order_id, api_order *out);
 /* Decisions (StockReserved / StockRejected) the decision stream has read since this instance
  * started (*total; events inside the snapshot it started from are not read), and those whose

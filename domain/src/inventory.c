@@ -40,6 +40,7 @@ struct inv_state {
     int64_t horizon;  /* H: the greatest occurred_at applied */
     int64_t swept_at; /* H when the decided lines were last swept */
     reservation *sold_head, *sold_tail; /* committed lines, oldest sale first */
+    bool counters_only; /* a reader's view: products and the events' counters, no lines */
 };
 
 /* The order's time: from its UUIDv7 id, else the command's time. */
@@ -139,6 +140,76 @@ inv_state *inv_state_new(int64_t payment_window_ms)
         return NULL;
     }
     return s;
+}
+
+inv_state *inv_state_new_counters(void)
+{
+    inv_state *s = inv_state_new(0);
+    if (s)
+        s->counters_only = true;
+    return s;
+}
+
+typedef struct {
+    inv_state *to;
+    bool failed;
+} copy_ctx;
+
+static void copy_product(void *ctx, const char *key, void *value)
+{
+    copy_ctx *c = ctx;
+    const product *from = value;
+    product *p = calloc(1, sizeof *p);
+    if (p) {
+        p->v = from->v;
+        p->held = fs_map_new(4);
+        p->reservations = fs_map_new(4);
+    }
+    if (!p || !p->held || !p->reservations || fs_map_put(c->to->products, key, p) == (void *)-1) {
+        if (p) {
+            fs_map_destroy(p->held);
+            fs_map_destroy(p->reservations);
+            free(p);
+        }
+        c->failed = true;
+    }
+}
+
+inv_state *inv_state_counters_of(const inv_state *s)
+{
+    copy_ctx c = {inv_state_new_counters(), false};
+    if (!c.to)
+        return NULL;
+    fs_map_foreach(s->products, copy_product, &c);
+    if (c.failed) {
+        inv_state_destroy(c.to);
+        return NULL;
+    }
+    c.to->last_command_offset = s->last_command_offset;
+    c.to->horizon = c.to->swept_at = s->horizon;
+    return c.to;
+}
+
+/* A counters-only view takes each product's counters from the events that carry them (every
+ * event that moves units says what they are after it): no line is remembered. */
+static int apply_counters(product *p, const inv_event *e)
+{
+    switch (e->type) {
+    case INV_EV_RESERVED:
+    case INV_EV_COMMITTED:
+    case INV_EV_RELEASED:
+    case INV_EV_RESTOCKED:
+        if (!p || e->available < 0 || e->reserved < 0 || e->sold < 0 ||
+            (int64_t)e->available + e->reserved + e->sold > INT32_MAX)
+            return -1;
+        p->v.available = e->available;
+        p->v.reserved = e->reserved;
+        p->v.sold = e->sold;
+        p->v.stock = e->available + e->reserved + e->sold;
+        return 0;
+    default: /* a refusal: nothing moved */
+        return 0;
+    }
 }
 
 static void free_live(void *ctx, const char *key, void *value)
@@ -425,6 +496,9 @@ static int apply_event(inv_state *s, const inv_event *e)
     if (e->type != INV_EV_DEFINED && e->type != INV_EV_CMD_REJECTED && !p &&
         e->type != INV_EV_REJECTED)
         return -1;
+    if (s->counters_only && e->type != INV_EV_DEFINED && e->type != INV_EV_UPDATED &&
+        e->type != INV_EV_PAUSED && e->type != INV_EV_RESUMED)
+        return apply_counters(p, e);
     switch (e->type) {
     case INV_EV_DEFINED:
         if (p || e->stock < 0)

@@ -178,6 +178,8 @@ static void test_random_invariants_and_rebuild(void **state)
     fs_codec *codec = fs_codec_new(&err);
     assert_non_null(codec);
     inv_state *live = inv_state_new(WINDOW), *rebuilt = inv_state_new(WINDOW), *snap = NULL;
+    /* a reader's view from the start, and one made from live halfway: the same products */
+    inv_state *view = inv_state_new_counters(), *view_of_live = NULL;
     const char *products[] = {"pa", "pb", "pc"};
     for (int i = 0; i < 3; i++) {
         inv_command c = cmd(INV_CMD_DEFINE, products[i]);
@@ -194,6 +196,7 @@ static void test_random_invariants_and_rebuild(void **state)
         inv_event back;
         assert_int_equal(inv_event_decode_bytes(codec, buf, len, &back, &err), 0);
         assert_int_equal(inv_apply(rebuilt, &back), 0);
+        assert_int_equal(inv_apply(view, &back), 0);
         free(buf);
     }
     srand(11);
@@ -264,8 +267,31 @@ static void test_random_invariants_and_rebuild(void **state)
         assert_int_equal(inv_event_decode_bytes(codec, buf, len, &back, &err), 0);
         free(buf);
         assert_int_equal(inv_apply(rebuilt, &back), 0);
+        assert_int_equal(inv_apply(view, &back), 0);
+        if (view_of_live)
+            assert_int_equal(inv_apply(view_of_live, &back), 0);
+        if (step_no >= 10000 && !view_of_live) {
+            view_of_live = inv_state_counters_of(live);
+            assert_non_null(view_of_live);
+        }
         inv_product_view v;
         assert_true(inv_state_product(live, p, &v));
+        for (int k = 0; k < 2; k++) {
+            const inv_state *r = k ? view_of_live : view;
+            inv_product_view rv;
+            if (!r)
+                continue;
+            assert_true(inv_state_product(r, p, &rv));
+            assert_int_equal(rv.available, v.available);
+            assert_int_equal(rv.reserved, v.reserved);
+            assert_int_equal(rv.sold, v.sold);
+            assert_int_equal(rv.stock, v.stock);
+            assert_int_equal(rv.paused, v.paused);
+            assert_int_equal(rv.f.per_user_limit, v.f.per_user_limit);
+            assert_int_equal(rv.f.price, v.f.price);
+            assert_int_equal(inv_state_last_command_offset(r), inv_state_last_command_offset(live));
+            assert_int_equal(inv_state_horizon(r), inv_state_horizon(live));
+        }
         assert_true(v.available >= 0 && v.reserved >= 0 && v.sold >= 0);
         assert_int_equal(v.available + v.reserved + v.sold, v.stock); /* conservation */
         if (e.type == INV_EV_RESERVED || e.type == INV_EV_COMMITTED || e.type == INV_EV_RELEASED ||
@@ -288,6 +314,17 @@ static void test_random_invariants_and_rebuild(void **state)
     }
     assert_true(reserved_lines > 100);
     assert_true(sold_out_rejections > 10);
+    /* the views hold no line: their memory follows the products, not the orders */
+    assert_true(inv_state_decided_count(live) > 1000);
+    assert_true(inv_state_reservation_count(live) > 10);
+    for (int k = 0; k < 2; k++) {
+        const inv_state *r = k ? view_of_live : view;
+        assert_int_equal(inv_state_product_count(r), 3);
+        assert_int_equal(inv_state_decided_count(r), 0);
+        assert_int_equal(inv_state_reservation_count(r), 0);
+    }
+    inv_state_destroy(view);
+    inv_state_destroy(view_of_live);
     inv_state_destroy(snap);
     inv_state_destroy(live);
     inv_state_destroy(rebuilt);

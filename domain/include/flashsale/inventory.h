@@ -182,6 +182,13 @@ typedef struct inv_state inv_state;
 /* payment_window_ms: pay_by = requested_at + window, stamped into StockReserved. */
 inv_state *inv_state_new(int64_t payment_window_ms);
 void inv_state_destroy(inv_state *s); /* NULL-safe */
+/* A reader's view (the API's): the products, their fields and their counters, taken from the
+ * events that carry them, and no line at all: no deduplication window, no reservations, no
+ * sold lines, so its memory follows the products, not the orders. inv_apply() and the read
+ * functions work on it (inv_state_held() is 0); inv_decide() must not be called on it.
+ * inv_state_counters_of() makes one from a state (a snapshot read), or NULL (out of memory). */
+inv_state *inv_state_new_counters(void);
+inv_state *inv_state_counters_of(const inv_state *s);
 
 typedef enum { INV_DECIDED, INV_DUPLICATE } inv_outcome;
 /* Fills *ev with the answer to cmd. INV_DUPLICATE: the line was decided before; nothing to
