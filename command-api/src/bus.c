@@ -580,20 +580,21 @@ static rd_kafka_topic_partition_list_t *stream_start(api_bus *b, int nparts, int
     fs_err serr = {0};
     if (inv_snapshot_read(b->cfg, snaps, nparts, 0, 30000, &serr))
         fs_log_warn("snapshots not read, replaying inventory.events", json_pack("{s:s}", "error", serr.msg));
+    /* the views keep the products and their counters, not the snapshots' lines (made and
+     * freed before the lock is taken: a snapshot can be large) */
+    for (int i = 0; i < nparts; i++)
+        if (snaps[i].state) {
+            inv_state *full = snaps[i].state;
+            snaps[i].state = inv_state_counters_of(full);
+            inv_state_destroy(full);
+            if (!snaps[i].state) /* replayed from the start instead */
+                fs_log_warn("snapshot not used: out of memory", json_pack("{s:i}", "partition", i));
+        }
     pthread_mutex_lock(&b->lock);
     for (int i = 0; i < nparts && i < MAX_PARTITIONS; i++)
         if (snaps[i].state) {
-            /* the view keeps the products and their counters, not the snapshot's lines */
-            inv_state *view = inv_state_counters_of(snaps[i].state);
-            inv_state_destroy(snaps[i].state);
-            if (!view) { /* replayed from the start instead, into an empty view */
-                fs_log_warn("snapshot not used: out of memory", json_pack("{s:i}", "partition", i));
-                inv_state_destroy(b->views[i]);
-                b->views[i] = NULL;
-                continue;
-            }
             inv_state_destroy(b->views[i]);
-            b->views[i] = view;
+            b->views[i] = snaps[i].state;
             if (i >= b->nviews)
                 b->nviews = i + 1;
             b->skip_upto[i] = snaps[i].last_command_offset;
@@ -603,6 +604,8 @@ static rd_kafka_topic_partition_list_t *stream_start(api_bus *b, int nparts, int
             (*from_snapshot)++;
         }
     pthread_mutex_unlock(&b->lock);
+    for (int i = MAX_PARTITIONS; i < nparts; i++) /* (beyond what the views can hold) */
+        inv_state_destroy(snaps[i].state);
     free(snaps);
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(nparts);
     for (int i = 0; i < nparts; i++)

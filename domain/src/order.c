@@ -64,9 +64,10 @@ bool ord_status_is_terminal(ord_status s)
 
 int64_t ord_ended_at(const ord_order *o)
 {
-    if (ord_status_is_terminal(o->status))
+    if (ord_status_is_terminal(o->status) ||
+        (o->status == ORD_DELIVERED && !strcmp(o->reason, ORD_REASON_WINDOW_CLOSED)))
         return o->occurred_at;
-    return o->status == ORD_DELIVERED ? o->deadline : 0;
+    return 0;
 }
 
 int ord_encode(const fs_codec *codec, const ord_order *o, void **buf, size_t *len, fs_err *err)

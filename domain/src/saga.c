@@ -67,6 +67,12 @@ static int64_t return_window_end(const ord_saga_config *cfg, const ord_order *o)
     return o->deadline > 0 ? o->deadline : o->delivered_at + cfg->return_window_ms;
 }
 
+/* The closing snapshot (the timer at the close) has been written: nothing can follow it. */
+static bool window_closed(const ord_order *o)
+{
+    return o->status == ORD_DELIVERED && !strcmp(o->reason, ORD_REASON_WINDOW_CLOSED);
+}
+
 /* Moves the order; the caller has checked the table (check_transition). */
 static void transition(step *s, ord_status to, const char *reason, int64_t deadline)
 {
@@ -330,7 +336,9 @@ static void on_command(step *s, const ord_command *c, bool existed)
     case ORD_CMD_REQUEST_RETURN:
         if (o->status != ORD_DELIVERED)
             return reject(s, c, "ORDER_NOT_DELIVERED", true);
-        if (s->at > return_window_end(s->cfg, o))
+        /* (closed once the closing snapshot is written, even for a request stamped just
+         * before the close that the saga reads after it: that snapshot is the order's end) */
+        if (window_closed(o) || s->at > return_window_end(s->cfg, o))
             return reject(s, c, "RETURN_WINDOW_CLOSED", true);
         if (!check_transition(s, ORD_RETURN_REQUESTED))
             return;
@@ -387,8 +395,8 @@ static void on_payment(step *s, const pay_event *e, bool existed)
 static void on_timer(step *s, int64_t due, bool existed)
 {
     ord_order *o = s->o;
-    if (!existed || o->deadline != due)
-        return; /* stale: the order moved on */
+    if (!existed || o->deadline <= 0 || o->deadline != due)
+        return; /* stale: the order moved on (0: no timer) */
     switch (o->status) {
     case ORD_RESERVED:
         if (!check_transition(s, ORD_EXPIRED))
@@ -406,9 +414,14 @@ static void on_timer(step *s, int64_t due, bool existed)
             return;
         o->delivered_at = s->at;
         /* the window's close goes into the snapshot: the order's own, whatever the setting
-         * later, and the end the read models expire it by (ord_ended_at) */
+         * later; its timer writes the closing snapshot, the end the read models expire the
+         * order by (ord_ended_at) */
         transition(s, ORD_DELIVERED, "", s->at + s->cfg->return_window_ms);
         return note(s, "ORDER_DELIVERED");
+    case ORD_DELIVERED: /* the return window closes: the order's last snapshot */
+        snprintf(o->reason, sizeof o->reason, "%s", ORD_REASON_WINDOW_CLOSED);
+        o->deadline = 0;
+        return line_update(s);
     default: return;
     }
 }
@@ -447,6 +460,8 @@ int64_t ord_forget_at(const ord_saga_config *cfg, const ord_order *o)
         return 0;
     int64_t ended;
     if (ord_status_is_terminal(o->status))
+        ended = o->occurred_at;
+    else if (window_closed(o))
         ended = o->occurred_at;
     else if (o->status == ORD_DELIVERED)
         ended = return_window_end(cfg, o);

@@ -34,7 +34,8 @@ static const char lua_product[] =
     "redis.call('ZADD', KEYS[2], 0, ARGV[2]) return 1";
 /* KEYS[1] order hash, KEYS[2] history list; ARGV[1] version, ARGV[2] channel, ARGV[3]
  * history entry or '', ARGV[4] message, ARGV[5] created (ms), ARGV[6] expire-at (ms; '0':
- * the order has not ended), then field/value pairs. */
+ * the order has not ended, and an expiry an earlier end gave it is taken off: a refund that
+ * failed after a cancel makes it NEEDS_ATTENTION), then field/value pairs. */
 static const char lua_order[] =
     "local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '-1') "
     "if v >= tonumber(ARGV[1]) then return 0 end "
@@ -42,7 +43,8 @@ static const char lua_order[] =
     "redis.call('HSETNX', KEYS[1], 'created', ARGV[5]) "
     "if ARGV[3] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[3]) end "
     "if ARGV[6] ~= '0' then redis.call('PEXPIREAT', KEYS[1], ARGV[6]) "
-    "redis.call('PEXPIREAT', KEYS[2], ARGV[6]) end "
+    "redis.call('PEXPIREAT', KEYS[2], ARGV[6]) "
+    "else redis.call('PERSIST', KEYS[1]) redis.call('PERSIST', KEYS[2]) end "
     "redis.call('PUBLISH', ARGV[2], ARGV[4]) return 1";
 
 typedef struct {

@@ -20,7 +20,12 @@
  *   state does; a snapshot with a byte changed or cut short is refused;
  * - a forged event (a corrupt changelog: any type, extreme quantities) either is refused
  *   and leaves the state as it was, or applies and keeps the invariants, and the rebuilt
- *   and loaded states judge it alike. */
+ *   and loaded states judge it alike;
+ * - a reader's counters-only view (the API's), fed every event read back, shows the live
+ *   state's products (fields, pause, counters) and holds no line; one made from the live
+ *   state (inv_state_counters_of) at a snapshot step goes on the same way. (A forged event
+ *   the live state accepted ends the comparison until the next snapshot step: the view
+ *   trusts the counters an event carries, which only the processor's own events get right.) */
 #include "fuzz.h"
 
 #include "flashsale/inventory.h"
@@ -48,6 +53,8 @@ typedef struct {
     inv_state *rebuilt; /* every event applied, as read back from Avro */
     inv_state *snap;    /* loaded from a snapshot of live, then deciding alongside */
     int64_t clock, offset;
+    inv_state *view; /* counters-only: a reader's view, fed every event read back */
+    bool view_ok;    /* false after a forged event live accepted: not comparable */
 } world;
 
 /* ---- commands from bytes ---------------------------------------------------------------- */
@@ -298,6 +305,24 @@ static void same_state(const inv_state *a, const inv_state *b, bool bytes)
         same_save(a, b);
 }
 
+/* The counters-only view shows live's products and holds no line. */
+static void same_products(const inv_state *live, const inv_state *view)
+{
+    char id[INV_ID_MAX];
+    FZ_SAME_INT("view's products", inv_state_product_count(live), inv_state_product_count(view));
+    for (int p = 0; p < PRODUCTS; p++) {
+        inv_product_view a, b;
+        snprintf(id, sizeof id, "p%d", p);
+        bool ka = inv_state_product(live, id, &a), kb = inv_state_product(view, id, &b);
+        FZ_SAME_INT("known to the view", ka, kb);
+        if (ka)
+            same_view(&a, &b);
+    }
+    FZ_SAME_INT("view's decided lines", inv_state_decided_count(view), 0);
+    FZ_SAME_INT("view's reservations", inv_state_reservation_count(view), 0);
+    FZ_SAME_INT("view's clock", inv_state_horizon(live), inv_state_horizon(view));
+}
+
 /* ---- steps ------------------------------------------------------------------------------ */
 
 /* A snapshot of live: loads, saves the same; damaged at a chosen byte, or cut, refused. */
@@ -310,6 +335,13 @@ static void snapshot(fz_input *in, world *w)
     w->snap = inv_state_load(buf, len, WINDOW);
     FZ_CHECK(w->snap != NULL);
     same_state(w->live, w->snap, true);
+    if (!w->view_ok) { /* a view made from the state, from here on fed as the API feeds it */
+        inv_state_destroy(w->view);
+        w->view = inv_state_counters_of(w->live);
+        FZ_CHECK(w->view != NULL);
+        w->view_ok = true;
+        same_products(w->live, w->view);
+    }
     size_t at = fz_pick(in, 65536) % len;
     ((unsigned char *)buf)[at] ^= (unsigned char)(1 + fz_pick(in, 255));
     FZ_CHECK(inv_state_load(buf, len, WINDOW) == NULL);
@@ -343,6 +375,10 @@ static void command_step(fz_input *in, world *w)
         FZ_CHECK(inv_apply(w->snap, &e) == 0);
     event_as_read(&e, &back);
     FZ_CHECK(inv_apply(w->rebuilt, &back) == 0);
+    if (w->view_ok) {
+        FZ_CHECK(inv_apply(w->view, &back) == 0);
+        same_products(w->live, w->view);
+    }
     check_counters(w->live, &e);
     char id[INV_ID_MAX];
     for (int p = 0; p < PRODUCTS; p++) {
@@ -387,6 +423,8 @@ static void forged_step(fz_input *in, world *w)
     void *after = saved(w->live, &l1);
     if (rc)
         FZ_CHECK(l0 == l1 && !memcmp(before, after, l0)); /* refused: unchanged */
+    else
+        w->view_ok = false;
     free(before);
     free(after);
     FZ_SAME_INT("rebuilt's verdict on a forged event", inv_apply(w->rebuilt, &back), rc);
@@ -420,8 +458,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz_input in = fz_input_of(data, size);
-    world w = {inv_state_new(WINDOW), inv_state_new(WINDOW), NULL, T0, 0};
-    FZ_CHECK(w.live && w.rebuilt);
+    world w = {inv_state_new(WINDOW), inv_state_new(WINDOW), NULL, T0, 0, inv_state_new_counters(), true};
+    FZ_CHECK(w.live && w.rebuilt && w.view);
     for (int i = 0; i < MAX_STEPS && fz_more(&in); i++) {
         tick(&in, &w);
         switch (fz_pick(&in, 16)) {
@@ -436,5 +474,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     inv_state_destroy(w.live);
     inv_state_destroy(w.rebuilt);
     inv_state_destroy(w.snap);
+    inv_state_destroy(w.view);
     return 0;
 }

@@ -8,8 +8,10 @@ one, GET /api/orders/{id} still answers it (from PostgreSQL), and flashsale-audi
 --read-models passes, counting it among the expired.
 
 A delivered order (the sagas run with a day of 2 s and a return window of 2 days) ends when
-its return window closes: its keys get that close + the TTL as their deadline as soon as it
-is DELIVERED, and leave Redis then, while PostgreSQL and GET keep it DELIVERED.
+its return window closes: it has no deadline while DELIVERED, the saga's closing snapshot
+(reason RETURN_WINDOW_CLOSED) gives it one, and it leaves Redis then, while PostgreSQL and
+GET keep it DELIVERED. An order delivered at the same time whose return was requested in
+the window stays, with no deadline, past that time.
 
     test_redis_expiry.py BUILD_DIR
 """
@@ -44,22 +46,25 @@ def main(bindir):
                           "FLASHSALE_RETURN_WINDOW_DAYS": str(WINDOW_MS // DAY_MS)}) as s:
         s.start_projector("postgres")
         s.start_projector("redis")
-        pid = s.create_product(stock=3, name="expiry")
+        pid = s.create_product(stock=4, name="expiry")
         a, a_token = s.member()
         b, b_token = s.member()
         st, _, kept = s.order(a_token, pid, 1)
         assert st == 201 and kept["status"] == "RESERVED", (st, kept)
         # one unit left, whatever the view has seen yet: the processor refuses two (never the
         # view's sold-out fast path, which makes no order)
-        st, _, refused = s.order(b_token, pid, 3)
+        st, _, refused = s.order(b_token, pid, 4)
         assert st == 409 and refused["error"]["code"] == "INSUFFICIENT_STOCK", (st, refused)
         live, ended = kept["order_id"], refused["error"]["order_id"]
-        # a third order, paid: shipped after a day, delivered after two
-        st, _, paid = s.order(a_token, pid, 1)
-        assert st == 201, (st, paid)
-        delivered = paid["order_id"]
-        st, _, body = s.request("POST", "/api/orders/%s/payment" % delivered, {}, a_token)
-        assert st == 200 and body["status"] == "PAID", (st, body)
+        # two more orders, paid: shipped after a day, delivered after two
+        paid = []
+        for _ in range(2):
+            st, _, o = s.order(a_token, pid, 1)
+            assert st == 201, (st, o)
+            paid.append(o["order_id"])
+            st, _, body = s.request("POST", "/api/orders/%s/payment" % o["order_id"], {}, a_token)
+            assert st == 200 and body["status"] == "PAID", (st, body)
+        delivered, returning = paid
 
         wait_for("both orders in Redis",
                  lambda: s.redis("HGET", order_key(s, ended), "status") == ["REJECTED"] and
@@ -80,27 +85,45 @@ def main(bindir):
         assert st == 200 and body["status"] == "REJECTED", (st, body)
         assert body["freshness"]["source"] == "postgres", body["freshness"]
 
-        # the delivered order: its deadline is its return window's close + the TTL
-        wait_for("the paid order to be DELIVERED in Redis",
-                 lambda: s.redis("HGET", order_key(s, delivered), "status") == ["DELIVERED"],
+        # delivered: live (no deadline) until the window closes; a return requested in it
+        wait_for("the paid orders to be DELIVERED in Redis",
+                 lambda: all(s.redis("HGET", order_key(s, o), "status") == ["DELIVERED"] for o in paid),
                  timeout=3 * DAY_MS / 1000 + 20)
+        assert int(s.redis("PTTL", order_key(s, delivered))[0]) == -1
+        st, _, body = s.request("POST", "/api/orders/%s/return" % returning, {}, a_token)
+        assert st == 200 and body["status"] == "RETURN_REQUESTED", (st, body)
+        # the close: the saga's closing snapshot ends the delivered order
+        wait_for("the delivered order's closing snapshot in Redis",
+                 lambda: s.redis("HGET", order_key(s, delivered), "reason") == ["RETURN_WINDOW_CLOSED"],
+                 timeout=WINDOW_MS / 1000 + 20)
         pttl_delivered = int(s.redis("PTTL", order_key(s, delivered))[0])
-        # (more than the TTL alone unless Redis saw the snapshot more than the window late)
-        assert TTL_MS < pttl_delivered <= WINDOW_MS + TTL_MS, pttl_delivered
+        assert 0 < pttl_delivered <= TTL_MS, pttl_delivered
+        st, _, body = s.request("GET", "/api/orders/" + delivered, token=a_token)
+        assert st == 200 and body["status"] == "DELIVERED" and body["reason"] == "RETURN_WINDOW_CLOSED", (st, body)
         t0 = time.time()
         wait_for("the delivered order to leave Redis",
-                 lambda: s.redis("EXISTS", order_key(s, delivered)) == ["0"],
-                 timeout=(WINDOW_MS + TTL_MS) / 1000 + 10)
-        print("redis expiry: delivered order %s left Redis after %.1f s (PTTL was %d ms: window "
-              "%d ms + TTL %d ms)" % (delivered, time.time() - t0, pttl_delivered, WINDOW_MS, TTL_MS))
+                 lambda: s.redis("EXISTS", order_key(s, delivered)) == ["0"], timeout=TTL_MS / 1000 + 10)
+        print("redis expiry: delivered order %s left Redis %.1f s after its return window closed "
+              "(PTTL was %d ms)" % (delivered, time.time() - t0, pttl_delivered))
+        # the order whose return was requested is live: still there, with no deadline
+        assert s.redis("HGET", order_key(s, returning), "status") == ["RETURN_REQUESTED"]
+        assert int(s.redis("PTTL", order_key(s, returning))[0]) == -1
         assert s.redis("EXISTS", order_key(s, live)) == ["1"]
         assert s.sql("SELECT status FROM orders WHERE order_id = '%s'" % delivered) == [["DELIVERED"]]
         st, _, body = s.request("GET", "/api/orders/" + delivered, token=a_token)
         assert st == 200 and body["status"] == "DELIVERED", (st, body)
         assert body["freshness"]["source"] == "postgres", body["freshness"]
-        expect_window_closed = s.request("POST", "/api/orders/%s/return" % delivered, {}, a_token)
-        assert expect_window_closed[0] == 409 and \
-            expect_window_closed[2]["error"]["code"] == "RETURN_WINDOW_CLOSED", expect_window_closed
+        st, _, body = s.request("POST", "/api/orders/%s/return" % delivered, {}, a_token)
+        assert st == 409 and body["error"]["code"] == "RETURN_WINDOW_CLOSED", (st, body)
+        # the return completes: the order ends and gets its deadline, with its whole history
+        st, _, body = s.request("POST", "/api/orders/%s/return/complete" % returning, {"restock": True}, s.admin)
+        assert st == 200 and body["status"] == "RETURNED", (st, body)
+        wait_for("the returned order in Redis",
+                 lambda: s.redis("HGET", order_key(s, returning), "status") == ["RETURNED"])
+        assert 0 < int(s.redis("PTTL", order_key(s, returning))[0]) <= TTL_MS
+        hist = [json.loads(h)["status"] for h in
+                s.redis("LRANGE", "fs:rm:%s:h:%s" % (s.redis("GET", "fs:rm:gen")[0], returning), "0", "-1")]
+        assert hist[-3:] == ["DELIVERED", "RETURN_REQUESTED", "RETURNED"], hist
 
         report = os.path.join(s.logdir, "audit-redis-expiry.json")
         out = subprocess.run([os.path.join(bindir, "projections", "flashsale-audit"), "--read-models",

@@ -417,9 +417,10 @@ static void test_forget_at(void **state)
     in = timer(&o, o.deadline);
     run(&o, &in, &o);
     assert_int_equal(o.status, ORD_DELIVERED);
-    /* the window's close is written into the order: its end for the read models too */
+    /* the window's close is written into the order; live for the read models until the
+     * closing snapshot */
     assert_int_equal(o.deadline, o.delivered_at + 7 * DAY);
-    assert_int_equal(ord_ended_at(&o), o.deadline);
+    assert_int_equal(ord_ended_at(&o), 0);
     assert_int_equal(ord_forget_at(&cfg, &o), o.delivered_at + 7 * DAY + 60000);
     /* a return is judged by the order's own close, whatever the setting says later */
     ord_saga_config shorter = cfg;
@@ -442,10 +443,30 @@ static void test_forget_at(void **state)
     ord_step(&shorter, &delivered, &in, &res);
     assert_true(res.rejected);
     assert_string_equal(res.rejection.code, "RETURN_WINDOW_CLOSED");
-    /* the timer at the close changes nothing */
+    /* the timer at the close writes the closing snapshot: the order's end */
     in = timer(&o, o.deadline);
     ord_step(&cfg, &o, &in, &res);
+    assert_true(res.changed);
+    assert_int_equal(res.nsnapshots, 1);
+    ord_order closed = res.order;
+    assert_int_equal(closed.status, ORD_DELIVERED);
+    assert_int_equal(closed.previous, ORD_DELIVERED);
+    assert_string_equal(closed.reason, ORD_REASON_WINDOW_CLOSED);
+    assert_int_equal(closed.deadline, 0);
+    assert_int_equal(closed.occurred_at, o.deadline);
+    assert_int_equal(ord_ended_at(&closed), o.deadline);
+    assert_int_equal(ord_forget_at(&cfg, &closed), o.deadline + 60000);
+    in = timer(&o, o.deadline); /* stale: the deadline is gone */
+    ord_step(&cfg, &closed, &in, &res);
     assert_false(res.changed);
+    in = timer(&closed, o.deadline); /* (due 0: no timer) */
+    ord_step(&cfg, &closed, &in, &res);
+    assert_false(res.changed);
+    /* a request stamped before the close but read after the closing snapshot: refused */
+    in = command(ORD_CMD_REQUEST_RETURN, "f2", "m1", o.deadline - 1);
+    ord_step(&cfg, &closed, &in, &res);
+    assert_true(res.rejected);
+    assert_string_equal(res.rejection.code, "RETURN_WINDOW_CLOSED");
     in = command(ORD_CMD_REQUEST_RETURN, "f2", "m1", o.delivered_at + DAY);
     run(&o, &in, &o);
     assert_int_equal(o.status, ORD_RETURN_REQUESTED);

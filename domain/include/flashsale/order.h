@@ -74,11 +74,14 @@ typedef struct {
     int64_t occurred_at;
 } ord_order;
 
-/* When the order ended (ms since the epoch), or 0 while it is live, the one rule of it for
- * the saga's memory, the read models' expiry and the audit:
- *  - a terminal status: the time of that snapshot;
- *  - DELIVERED: the close of its return window, the snapshot's deadline (0, live, for a
- *    DELIVERED snapshot written before the deadline was recorded in it). */
+/* The reason of a DELIVERED order's closing snapshot, which the saga writes when its return
+ * window closes (the DELIVERED snapshot's deadline): nothing can happen to the order after
+ * it. */
+#define ORD_REASON_WINDOW_CLOSED "RETURN_WINDOW_CLOSED"
+
+/* When the order ended (ms since the epoch), or 0 while it is live or may still move, the one
+ * rule of it for the read models' expiry and the audit: the time of a snapshot after which
+ * no other can come, i.e. a terminal status's, or a DELIVERED order's closing snapshot's. */
 int64_t ord_ended_at(const ord_order *o);
 
 /* Encodes a snapshot event; *buf malloc'd. */
