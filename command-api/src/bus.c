@@ -384,13 +384,16 @@ static rd_kafka_t *bus_producer_new(api_bus *b, const fs_common_config *cfg, con
     return p;
 }
 
-/* Tells the listener when the order's current status is not `before` any more. */
-static void order_notify_locked(api_bus *b, const api_order *o, const char *before, int64_t at)
+/* Tells the listener when the order's current status is not `before` any more, or
+ * (new_reason) when a snapshot kept the status and changed the reason: the closing snapshot of a
+ * delivered order (RETURN_WINDOW_CLOSED). */
+static void order_notify_locked(api_bus *b, const api_order *o, const char *before,
+                                bool new_reason, int64_t at)
 {
     if (!b->listener.order_changed || !b->caught_up || !o->member_id[0])
         return;
     const char *now = api_order_current_status(o);
-    if (!strcmp(before, now))
+    if (!strcmp(before, now) && !new_reason)
         return;
     const char *reason = o->saga_status[0]                 ? o->saga_reason
                          : o->status == API_ORDER_REJECTED ? inv_reason_name(o->reason)
@@ -425,7 +428,7 @@ static void order_decided_locked(api_bus *b, int32_t partition, const inv_event 
         o->partition = partition;
         o->command_offset = ev->command_offset;
         o->version++;
-        order_notify_locked(b, o, before, ev->occurred_at);
+        order_notify_locked(b, o, before, false, ev->occurred_at);
     }
 }
 
@@ -506,6 +509,7 @@ static void apply_order_locked(api_bus *b, const rd_kafka_message_t *m, const fs
         return;
     char before[24];
     snprintf(before, sizeof before, "%s", o->version ? api_order_current_status(o) : "");
+    bool new_reason = false;
     if (!strcmp(fs_schema_name(sc), "OrderCommandRejected")) {
         ord_rejection r;
         fs_err err = {0};
@@ -522,6 +526,8 @@ static void apply_order_locked(api_bus *b, const rd_kafka_message_t *m, const fs
         o->ncauses++;
         snprintf(o->member_id, sizeof o->member_id, "%s", snap.member_id);
         snprintf(o->saga_status, sizeof o->saga_status, "%s", ord_status_name(snap.status));
+        new_reason = o->saga_status[0] && strcmp(o->saga_reason, snap.reason) &&
+                     !strcmp(snap.reason, ORD_REASON_WINDOW_CLOSED);
         snprintf(o->saga_reason, sizeof o->saga_reason, "%s", snap.reason);
         o->amount = snap.amount;
         if (snap.pay_by)
@@ -545,7 +551,7 @@ static void apply_order_locked(api_bus *b, const rd_kafka_message_t *m, const fs
     } else
         return;
     o->version++;
-    order_notify_locked(b, o, before, occurred);
+    order_notify_locked(b, o, before, new_reason, occurred);
     inv_event none;
     memset(&none, 0, sizeof none);
     none.type = INV_EV_CMD_REJECTED;

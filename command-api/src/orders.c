@@ -679,8 +679,8 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
          * while it held it */
         const char *code = o.rejected_code,
                    *ended = ord_ended_refusal(acts[k].command, api_order_lifecycle(&o));
-        if (!strcmp(code, "ORDER_NOT_FOUND") && ended)
-            code = ended;
+        if (!strcmp(code, "ORDER_NOT_FOUND") && ended && !strcmp(o.member_id, who->sub))
+            code = ended; /* (an admin's command is not the member's: the saga's own answer) */
         return fs_http_json(req, !strcmp(code, "ORDER_NOT_FOUND") ? 404 : 409,
                             json_pack("{s:{s:s,s:s,s:s,s:s}}", "error", "code", code,
                                       "message", msg, "request_id", req->request_id, "status",

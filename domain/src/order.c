@@ -62,12 +62,14 @@ bool ord_status_is_terminal(ord_status s)
            s == ORD_RETURNED;
 }
 
+bool ord_window_closed(const ord_order *o)
+{
+    return o->status == ORD_DELIVERED && !strcmp(o->reason, ORD_REASON_WINDOW_CLOSED);
+}
+
 int64_t ord_ended_at(const ord_order *o)
 {
-    if (ord_status_is_terminal(o->status) ||
-        (o->status == ORD_DELIVERED && !strcmp(o->reason, ORD_REASON_WINDOW_CLOSED)))
-        return o->occurred_at;
-    return 0;
+    return ord_status_is_terminal(o->status) || ord_window_closed(o) ? o->occurred_at : 0;
 }
 
 int ord_encode(const fs_codec *codec, const ord_order *o, void **buf, size_t *len, fs_err *err)

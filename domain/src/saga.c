@@ -52,7 +52,8 @@ static void snapshot(step *s)
         s->out->snapshots[ORD_STEP_MAX_SNAPSHOTS - 1] = *s->o;
 }
 
-/* A snapshot that changes no status (a line's progress): previous = status. */
+/* A snapshot that changes no status (a line's progress, or a delivered order's closing
+ * snapshot): previous = status. */
 static void line_update(step *s)
 {
     s->o->previous = s->o->status;
@@ -65,12 +66,6 @@ static void line_update(step *s)
 static int64_t return_window_end(const ord_saga_config *cfg, const ord_order *o)
 {
     return o->deadline > 0 ? o->deadline : o->delivered_at + cfg->return_window_ms;
-}
-
-/* The closing snapshot (the timer at the close) has been written: nothing can follow it. */
-static bool window_closed(const ord_order *o)
-{
-    return o->status == ORD_DELIVERED && !strcmp(o->reason, ORD_REASON_WINDOW_CLOSED);
 }
 
 /* Moves the order; the caller has checked the table (check_transition). */
@@ -338,7 +333,7 @@ static void on_command(step *s, const ord_command *c, bool existed)
             return reject(s, c, "ORDER_NOT_DELIVERED", true);
         /* (closed once the closing snapshot is written, even for a request stamped just
          * before the close that the saga reads after it: that snapshot is the order's end) */
-        if (window_closed(o) || s->at > return_window_end(s->cfg, o))
+        if (ord_window_closed(o) || s->at > return_window_end(s->cfg, o))
             return reject(s, c, "RETURN_WINDOW_CLOSED", true);
         if (!check_transition(s, ORD_RETURN_REQUESTED))
             return;
@@ -461,12 +456,13 @@ int64_t ord_forget_at(const ord_saga_config *cfg, const ord_order *o)
     int64_t ended;
     if (ord_status_is_terminal(o->status))
         ended = o->occurred_at;
-    else if (window_closed(o))
+    else if (ord_window_closed(o))
         ended = o->occurred_at;
-    else if (o->status == ORD_DELIVERED)
+    else if (o->status == ORD_DELIVERED && o->deadline <= 0) /* (from before the close was
+                                                               * recorded: never closed) */
         ended = return_window_end(cfg, o);
     else
-        return 0;
+        return 0; /* live, or DELIVERED until its closing snapshot */
     for (int i = 0; i < o->nlines; i++)
         if (o->lines[i].state == LINE_PENDING)
             return 0;

@@ -44,7 +44,7 @@ static const char lua_order[] =
     "if ARGV[3] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[3]) end "
     "if ARGV[6] ~= '0' then redis.call('PEXPIREAT', KEYS[1], ARGV[6]) "
     "redis.call('PEXPIREAT', KEYS[2], ARGV[6]) "
-    "else redis.call('PERSIST', KEYS[1]) redis.call('PERSIST', KEYS[2]) end "
+    "elseif redis.call('PERSIST', KEYS[1]) == 1 then redis.call('PERSIST', KEYS[2]) end "
     "redis.call('PUBLISH', ARGV[2], ARGV[4]) return 1";
 
 typedef struct {

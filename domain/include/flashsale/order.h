@@ -79,9 +79,12 @@ typedef struct {
  * it. */
 #define ORD_REASON_WINDOW_CLOSED "RETURN_WINDOW_CLOSED"
 
+/* Is this a DELIVERED order's closing snapshot? */
+bool ord_window_closed(const ord_order *o);
+
 /* When the order ended (ms since the epoch), or 0 while it is live or may still move, the one
  * rule of it for the read models' expiry and the audit: the time of a snapshot after which
- * no other can come, i.e. a terminal status's, or a DELIVERED order's closing snapshot's. */
+ * no status can follow, i.e. a terminal status's, or a DELIVERED order's closing snapshot's. */
 int64_t ord_ended_at(const ord_order *o);
 
 /* Encodes a snapshot event; *buf malloc'd. */

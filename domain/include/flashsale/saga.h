@@ -86,9 +86,11 @@ void ord_step(const ord_saga_config *cfg, const ord_order *order, const ord_inpu
  *  - An ended order (a terminal status) is kept for cfg->ended_memory_ms after its end (the
  *    time of its last snapshot): the confirmations of what its end released or restocked,
  *    the refund's result and a member's repeated command arrive within that.
- *  - A DELIVERED order ends with its return window: at its closing snapshot (ord_ended_at),
- *    else at the close its deadline records (for a snapshot written before the deadline was
- *    recorded: delivered_at + return_window_ms), then as above.
+ *  - A DELIVERED order ends with its closing snapshot, which its timer writes when its
+ *    return window closes (ord_ended_at), then as above; it is kept until then, even past
+ *    the close (a timer late after a rebuild still finds it). A DELIVERED snapshot written
+ *    before the close was recorded in it (deadline 0) ends at delivered_at +
+ *    return_window_ms.
  *  - An order with a line still PENDING (a checkout that failed before every line was
  *    decided) is kept: the line's decision must find the order, to be given back if it was
  *    a reservation.
