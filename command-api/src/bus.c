@@ -524,10 +524,9 @@ static void apply_order_locked(api_bus *b, const rd_kafka_message_t *m, const fs
             return;
         fs_kafka_header_get(m, "causation-id", o->causes[o->ncauses % 8], sizeof o->causes[0]);
         o->ncauses++;
+        new_reason = ord_window_closed(&snap) && strcmp(o->saga_reason, snap.reason);
         snprintf(o->member_id, sizeof o->member_id, "%s", snap.member_id);
         snprintf(o->saga_status, sizeof o->saga_status, "%s", ord_status_name(snap.status));
-        new_reason = o->saga_status[0] && strcmp(o->saga_reason, snap.reason) &&
-                     !strcmp(snap.reason, ORD_REASON_WINDOW_CLOSED);
         snprintf(o->saga_reason, sizeof o->saga_reason, "%s", snap.reason);
         o->amount = snap.amount;
         if (snap.pay_by)

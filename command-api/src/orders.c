@@ -679,8 +679,11 @@ static int order_action(fs_http_req *req, api_ctx *a, const fs_principal *who, c
          * while it held it */
         const char *code = o.rejected_code,
                    *ended = ord_ended_refusal(acts[k].command, api_order_lifecycle(&o));
-        if (!strcmp(code, "ORDER_NOT_FOUND") && ended && !strcmp(o.member_id, who->sub))
-            code = ended; /* (an admin's command is not the member's: the saga's own answer) */
+        /* (a member's command on another's order is refused ORDER_NOT_FOUND by the saga
+         * whether it holds the order or not; completing a return is the admin's own) */
+        if (!strcmp(code, "ORDER_NOT_FOUND") && ended &&
+            (acts[k].command == ORD_CMD_COMPLETE_RETURN || !strcmp(o.member_id, who->sub)))
+            code = ended;
         return fs_http_json(req, !strcmp(code, "ORDER_NOT_FOUND") ? 404 : 409,
                             json_pack("{s:{s:s,s:s,s:s,s:s}}", "error", "code", code,
                                       "message", msg, "request_id", req->request_id, "status",

@@ -97,10 +97,10 @@ void ord_step(const ord_saga_config *cfg, const ord_order *order, const ord_inpu
  *  - Every other status is live: 0. So is everything when ended_memory_ms is 0. */
 int64_t ord_forget_at(const ord_saga_config *cfg, const ord_order *o);
 
-/* The refusal a member's or an admin's command gets from the saga on an order that has
- * ended with this status (a terminal one, or DELIVERED: the only statuses ord_forget_at
- * forgets), or NULL for a live status: what the API answers once the saga has forgotten
- * the order and says ORDER_NOT_FOUND of it. */
+/* The refusal the owner's command (or an admin's completion of a return) gets from the saga
+ * on an order that has ended with this status (a terminal one, or DELIVERED: the only
+ * statuses ord_forget_at forgets), or NULL for a live status: what the API answers once the
+ * saga has forgotten the order and says ORDER_NOT_FOUND of it. */
 const char *ord_ended_refusal(ord_cmd_type type, ord_status status);
 
 /* The order id an input is about ("" when none). */
