@@ -132,6 +132,10 @@ int main(int argc, char **argv)
         fs_config_die(&err);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
+    sigset_t term; /* (the test starts it with SIGTERM blocked: a stop sent before now waits) */
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_UNBLOCK, &term, NULL);
     static worker w;
     w.out_topic = argv[2];
     w.fail_every = getenv("EOS_FAIL_EVERY") ? atol(getenv("EOS_FAIL_EVERY")) : 0;

@@ -95,6 +95,12 @@ static pid_t start_worker(const char *path, int generation)
                  getenv("FLASHSALE_RUN_DIR") ? getenv("FLASHSALE_RUN_DIR") : "/tmp");
         FILE *f = freopen(log, "a", stderr);
         (void)f;
+        /* SIGTERM stays pending until the worker has its handler (it unblocks it then): a
+         * stop sent to a generation that has only just started is a clean stop, not a kill */
+        sigset_t term;
+        sigemptyset(&term);
+        sigaddset(&term, SIGTERM);
+        sigprocmask(SIG_BLOCK, &term, NULL);
         execl(path, path, in_topic, out_topic, group, "worker-1", (char *)NULL);
         _exit(127);
     }
