@@ -4,7 +4,9 @@
  *
  * Reads orders.answers, inventory.commands, inventory.events and orders.events from the
  * beginning, then inventory.commands again for what came meanwhile (read_committed; with --at
- * only records whose Kafka timestamp is at or before TIME; the order is explained in main)
+ * the commands appended at or before TIME, the decisions of those commands whenever they were
+ * written, and the other records whose Kafka timestamp is at or before TIME; the order is
+ * explained in main)
  * and checks:
  *  replay       every command, re-decided in log order with the inventory processor's own
  *               decision code (inv_decide), gets exactly the event the processor wrote for it
@@ -120,6 +122,8 @@ static int audit_once(int argc, char **argv, bool may_retry)
         } else
             goto usage;
     }
+    if (at > fs_now_ms()) /* the log up to now: a command appended later is after it */
+        at = fs_now_ms();
     fs_log_init("audit", FS_LOG_WARN);
     fs_common_config cfg;
     fs_err err = {0};

@@ -81,6 +81,11 @@ typedef struct {
     uint64_t read, skipped_time, undecodable;
     const char *topic;
     int64_t next_ev[MAX_PARTITIONS], next_ord[MAX_PARTITIONS], next_cmd[MAX_PARTITIONS]; /* last offset read + 1 */
+    /* With --at, the first command on each partition appended after it (0: none read yet,
+     * else offset + 1): the log at that time holds the commands before it and, whenever
+     * they were written, their decisions (an aborted transaction's retry writes a decision
+     * again, later than its answer). */
+    int64_t at_cut[MAX_PARTITIONS];
     /* The processor's committed offset on each commands partition, read before the events:
      * every command below it has its answer among the events read after (the offsets and
      * the answers commit in one transaction). -1: not known (a copy, --at, or no group). */

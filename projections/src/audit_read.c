@@ -1,6 +1,18 @@
 /* flashsale-audit: reading the log into the context; see audit.h. */
 #include "audit.h"
 
+/* With --at: whether the log at that time held this decision. It did when its command
+ * was appended by then (commands are read first): below the partition's cut, or, with no
+ * cut, among the commands read (one appended since came after the time, which is clamped
+ * to the audit's start). An event naming no command is judged by its own timestamp. */
+static bool at_holds(const audit_ctx *a, int32_t partition, int64_t command_offset, int64_t ts)
+{
+    if (command_offset < 0 || partition < 0 || partition >= MAX_PARTITIONS)
+        return ts <= a->at;
+    int64_t cut = a->at_cut[partition] ? a->at_cut[partition] - 1 : a->next_cmd[partition];
+    return command_offset < cut;
+}
+
 static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
 {
     audit_ctx *a = ctx;
@@ -9,7 +21,17 @@ static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
                           (unsigned long long)a->read);
     rd_kafka_timestamp_type_t tt;
     int64_t ts = rd_kafka_message_timestamp(m, &tt);
-    if (a->at && ts > a->at) {
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    bool in_part = m->partition >= 0 && m->partition < MAX_PARTITIONS;
+    bool is_cmd = strstr(topic, "inventory.commands") != NULL,
+         is_ev = strstr(topic, "inventory.events") != NULL;
+    if (a->at && is_cmd && in_part && !a->at_cut[m->partition] && ts > a->at)
+        a->at_cut[m->partition] = m->offset + 1; /* (LogAppendTime: the rest is later too) */
+    if (a->at && is_cmd && in_part && a->at_cut[m->partition]) {
+        a->skipped_time++;
+        return 0;
+    }
+    if (a->at && !is_cmd && !is_ev && ts > a->at) { /* events: by their command, below */
         a->skipped_time++;
         return 0;
     }
@@ -20,16 +42,15 @@ static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
     avro_value_t v;
     fs_err e = {0};
     bool ok = fs_codec_decode(a->codec, m->payload, m->len, &s, &v, &e) == 0;
-    const char *topic = rd_kafka_topic_name(m->rkt);
-    if (m->partition >= 0 && m->partition < MAX_PARTITIONS) {
-        if (strstr(topic, "inventory.events"))
+    if (in_part) {
+        if (is_ev)
             a->next_ev[m->partition] = m->offset + 1;
         else if (strstr(topic, "orders.events"))
             a->next_ord[m->partition] = m->offset + 1;
-        else if (strstr(topic, "inventory.commands"))
+        else if (is_cmd)
             a->next_cmd[m->partition] = m->offset + 1;
     }
-    if (strstr(topic, "inventory.commands")) {
+    if (is_cmd) {
         cmd_rec *c = vec_push(&a->cmds);
         c->partition = m->partition;
         c->offset = m->offset;
@@ -39,7 +60,7 @@ static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
             c->cmd.offset = m->offset;
             c->cmd.logged_at = fs_kafka_record_time(m);
         }
-    } else if (ok && strstr(topic, "inventory.events")) {
+    } else if (ok && is_ev) {
         ev_rec *r = vec_push(&a->evs);
         r->partition = m->partition;
         r->offset = m->offset;
@@ -47,6 +68,9 @@ static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
         if (inv_event_decode(&v, fs_schema_name(s), &r->ev, &e)) {
             a->evs.n--;
             a->undecodable++;
+        } else if (a->at && !at_holds(a, m->partition, r->ev.command_offset, ts)) {
+            a->evs.n--;
+            a->skipped_time++;
         }
     } else if (ok && strstr(topic, "orders.answers") && !strcmp(fs_schema_name(s), "OrderAnswered")) {
         answer_rec *r = vec_push(&a->answers);

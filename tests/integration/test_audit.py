@@ -7,6 +7,7 @@ the project's codec). Usage: test_audit.py BUILD_DIR"""
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -77,6 +78,30 @@ def main(bindir):
         assert rep["read_models"]["postgres"]["compared"], rep["read_models"]
         print("audit of the real log: OK, %d commands replayed, %d inventory events"
               % (rep["replayed"], rep["read"]["inventory_events"]))
+
+        # --at on an answer given before its transaction aborted: the buyer is answered at the
+        # decision, the processor is killed before the commit, and its restart writes the same
+        # decision again, a second later; at a time between the two the stock already holds it
+        redo = s.create_product(stock=3, name="audit-redo")
+        s.stop_processor("inv-a")
+        s.proc_env["FLASHSALE_CRASH_BEFORE_COMMIT"] = "1"
+        s.start_processor("inv-a")
+        c = expect(s.order(s.member()[1], redo), 201)["order_id"]
+        t_answered = int(time.time() * 1000)
+        assert s.procs["inv-a"].wait(timeout=30) == -signal.SIGKILL, "the crash point did not fire"
+        del s.procs["inv-a"]
+        time.sleep(1.2)
+        s.proc_env["FLASHSALE_CRASH_BEFORE_COMMIT"] = "0"
+        s.start_processor("inv-a")
+        s.wait_all_decided()
+        written = [r["timestamp"] for r in s.dump("inventory.events")
+                   if r.get("type") == "StockReserved" and r["value"]["order_id"] == c]
+        assert len(written) == 1 and written[0] > t_answered + 1000, (written, t_answered)
+        rc, out, rep = audit(bindir, "--at", str(t_answered), "--product", redo)
+        assert rc == 0 and rep["ok"], "audit --at failed:\n%s%s" % (out, json.dumps(rep["violations"][:5], indent=1))
+        assert rep["product"]["reserved"] == 1 and rep["product"]["available"] == 2, rep["product"]
+        print("audit --at between an answer and its decision's late write (%d ms later): %s"
+              % (written[0] - t_answered, rep["product"]))
 
         # on a live system: orders placed and paid while the audit reads the log (the
         # decisions it reads last must not answer commands it has not read, and commands the
