@@ -242,8 +242,6 @@ static void sink_write(void *ctx, const char *data, size_t len)
     c->outlen += len;
 }
 
-static void serve_next(api_front *f, fconn *c);
-
 /* Writes what it can of the answer; when all is written, the connection goes on to its next
  * request (or is closed). */
 static void conn_flush(api_front *f, fconn *c)
