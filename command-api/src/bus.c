@@ -56,6 +56,7 @@ struct api_bus {
     api_order *lru_head, *lru_tail; /* b->orders, least recently changed first */
     pthread_t dr_thread, stream_thread;
     volatile int stop;
+    long late_answer_ms; /* FLASHSALE_TEST_LATE_ANSWER_MS (tests): a waiter's result read late */
 
     pthread_mutex_t lock;
     inv_state *views[MAX_PARTITIONS]; /* per partition of inventory.events */
@@ -270,12 +271,15 @@ typedef struct wake_list {
 static void wake_locked_to(api_bus *b, const char *key, const inv_event *ev, bool reply, wake_list *later)
 {
     for (api_waiter *w = fs_map_get(b->waiters, key); w; w = w->next) {
-        if (!w->r.decided)
+        /* the first decision is the waiter's: a command has one (its reply and its committed
+         * copy are the same), and nothing heard later may replace it */
+        if (!w->r.decided) {
             w->r.via_reply = reply;
-        if (!w->r.decided && w->t0_us > 0)
-            fs_hist_observe_ms(b->h_seen, (fs_mono_us() - w->t0_us) / 1000.0);
-        w->r.decided = true;
-        w->r.ev = *ev;
+            if (w->t0_us > 0)
+                fs_hist_observe_ms(b->h_seen, (fs_mono_us() - w->t0_us) / 1000.0);
+            w->r.decided = true;
+            w->r.ev = *ev;
+        }
         if (later && later->n < (int)(sizeof later->w / sizeof later->w[0])) {
             w->refs++; /* kept until wake_later has signalled it */
             later->w[later->n++] = w;
@@ -551,10 +555,12 @@ static void apply_order_locked(api_bus *b, const rd_kafka_message_t *m, const fs
         return;
     o->version++;
     order_notify_locked(b, o, before, new_reason, occurred);
-    inv_event none;
-    memset(&none, 0, sizeof none);
-    none.type = INV_EV_CMD_REJECTED;
-    wake_locked(b, id, &none, false);
+    /* the order's status waiters (api_bus_order_wait) read its version; a purchase's waiter
+     * is only woken: its answer is the inventory's decision, never a saga snapshot (a saga
+     * snapshot seen before the purchase's answer was written once answered a reserved
+     * buyer 409 SOLD_OUT, recorded with no order id) */
+    for (api_waiter *w = fs_map_get(b->waiters, id); w; w = w->next)
+        signal_locked(w);
 }
 
 /* The decision stream reads these topics, every partition, from the beginning. */
@@ -888,7 +894,8 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
                                     "A decision's record timestamp (the processor's produce) to the API reading it committed.");
     if (fs_env_int("FLASHSALE_API_ORDER_MEMORY_MS", 600000, 1000, 7L * 24 * 3600 * 1000,
                    &b->order_memory_ms, err) ||
-        fs_env_int("FLASHSALE_API_MAX_ORDERS", 50000, 100, 100000000, &b->max_orders, err)) {
+        fs_env_int("FLASHSALE_API_MAX_ORDERS", 50000, 100, 100000000, &b->max_orders, err) ||
+        fs_env_int("FLASHSALE_TEST_LATE_ANSWER_MS", 0, 0, 60000, &b->late_answer_ms, err)) {
         pthread_mutex_destroy(&b->lock);
         free(b);
         return NULL;
@@ -1254,6 +1261,17 @@ static bool wait_over_locked(api_waiter *w, int64_t deadline_ms, bool need_decis
     return false;
 }
 
+/* Fault injection for the tests: the waiter's result is read late, as by a thread that woke
+ * late, so that what the stream applies meanwhile (a saga's snapshot) is there first. */
+static void read_late_locked(api_bus *b)
+{
+    if (b->late_answer_ms <= 0)
+        return;
+    pthread_mutex_unlock(&b->lock);
+    usleep((useconds_t)b->late_answer_ms * 1000);
+    pthread_mutex_lock(&b->lock);
+}
+
 void api_bus_wait(api_bus *b, api_waiter *w, int64_t deadline_ms, bool need_decision,
                   api_wait_result *out)
 {
@@ -1268,6 +1286,7 @@ void api_bus_wait(api_bus *b, api_waiter *w, int64_t deadline_ms, bool need_deci
         struct timespec ts = {until / 1000, (until % 1000) * 1000000};
         pthread_cond_timedwait(&w->cond, &b->lock, &ts);
     }
+    read_late_locked(b);
     *out = w->r;
     pthread_mutex_unlock(&b->lock);
 }
@@ -1277,8 +1296,10 @@ bool api_bus_wait_poll(api_bus *b, api_waiter *w, int64_t deadline_ms, bool need
 {
     pthread_mutex_lock(&b->lock);
     bool over = wait_over_locked(w, deadline_ms, need_decision, fs_mono_ms());
-    if (over)
+    if (over) {
+        read_late_locked(b);
         *out = w->r;
+    }
     pthread_mutex_unlock(&b->lock);
     return over;
 }

@@ -529,6 +529,9 @@ int api_order_end(api_order_call *c, const api_wait_result *res)
             idem_release(a, member, idem);
         return fs_http_unavailable(req, "the order was not accepted by Kafka", NULL);
     }
+    if (r.decided && ((r.ev.type != INV_EV_RESERVED && r.ev.type != INV_EV_REJECTED) ||
+                      strcmp(r.ev.order_id, c->order_id)))
+        r.decided = false; /* not this order's decision: never answered as one */
     if (r.decided) {
         fs_metrics_decision_latency((double)(fs_mono_ms() - c->t0));
         return answer_decision(req, a, &r);

@@ -81,6 +81,9 @@ static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
         if (ord_answer_decode(&v, &ans, &e)) {
             a->answers.n--;
             a->undecodable++;
+            /* an answer a buyer was given that names no order cannot be held to a decision */
+            audit_violation("answers", "", "", m->partition, m->offset, "an answer that cannot be read: %s",
+                            e.msg);
         } else {
             snprintf(r->order_id, sizeof r->order_id, "%s", ans.order_id);
             snprintf(r->member_id, sizeof r->member_id, "%s", ans.member_id);

@@ -407,6 +407,36 @@ def scenario_forget(bindir):
               "orders %s, payments %s" % (rebuilt, prebuilt))
 
 
+def scenario_late_answer(bindir):
+    """A purchase whose answer is written after the saga's snapshot of its order was applied
+    (FLASHSALE_TEST_LATE_ANSWER_MS: the waiter's result is read 1.5 s late): the buyer still
+    gets the inventory's decision, 201, and orders.answers records it under the order's id.
+    (The snapshot once replaced the decision: a reserved buyer was answered 409 SOLD_OUT and
+    the answer recorded with no order id.)"""
+    with System(bindir, sagas=True, saga_env=DAY, api_env={"FLASHSALE_TEST_LATE_ANSWER_MS": "1500"}) as s:
+        pid = s.create_product(stock=1, name="late-answer")
+        buyer, tok = s.member()
+        st, _, body = s.order(tok, pid)
+        assert st == 201, (st, body)
+        oid = body["order_id"]
+        expect(s.order(s.member()[1], pid), 409, "SOLD_OUT")
+        def answers_of():
+            return [r for r in s.dump("orders.answers")
+                    if r.get("error") or (r.get("value") or {}).get("product_id") in (pid, "")]
+        wait_until(lambda: len(answers_of()) >= 2, "the two answers were never recorded")
+        answers = answers_of()
+        mine = [r["value"] for r in answers if r.get("value", {}).get("order_id") == oid]
+        assert len(mine) == 1 and mine[0]["status"] == "RESERVED" and mine[0]["http_status"] == 201, answers
+        snaps = [r for r in s.dump("orders.events")
+                 if r.get("type") == "OrderStatusChanged" and r["value"]["order_id"] == oid]
+        # the case under test happened: the saga's snapshot was in the log before the answer
+        assert snaps and snaps[0]["timestamp"] < mine[0]["answered_at"], (snaps[:1], mine)
+        assert all(r.get("value", {}).get("order_id") for r in answers), answers
+        check_reservations(s)
+        print("late answer: the saga's snapshot %d ms before the answer; the buyer got 201 RESERVED, "
+              "recorded under %s" % (mine[0]["answered_at"] - snaps[0]["timestamp"], oid))
+
+
 if __name__ == "__main__":
     bindir, name = sys.argv[1], sys.argv[2]
     globals()["scenario_" + name](bindir)
