@@ -46,7 +46,10 @@ def encode(schema_file, datum):
 
 
 def main(bindir):
-    with System(bindir, sagas=True, saga_env=DAY, proc_env={"FLASHSALE_PAYMENT_WINDOW_MS": "2000"}) as s:
+    # (a decision wait of 10 s: the processor restarted with a crash point below must have
+    # its partitions back and answer within it, or the order is 202 and nothing is tested)
+    with System(bindir, sagas=True, saga_env=DAY, proc_env={"FLASHSALE_PAYMENT_WINDOW_MS": "2000"},
+                api_env={"FLASHSALE_DECISION_WAIT_MS": "10000"}) as s:
         # the read models live too, so that the audit of the real log compares them (whatever
         # earlier tests left in them, the projectors catch up from their stored offsets)
         s.start_projector("postgres")
