@@ -39,6 +39,8 @@ struct inv_state {
     int64_t last_command_offset;
     int64_t horizon;  /* H: the greatest occurred_at applied */
     int64_t swept_at; /* H when the decided lines were last swept */
+    int64_t dedup_ms, sold_ms; /* the windows (RetentionSet, else the defaults) */
+    int64_t refuse_before; /* max over time of H - dedup_ms: never moves back */
     reservation *sold_head, *sold_tail; /* committed lines, oldest sale first */
     bool counters_only; /* a reader's view: products and the events' counters, no lines */
 };
@@ -60,11 +62,12 @@ static const char *const reason_names[INV_R_COUNT] = {
     "INVALID",  "ALREADY_EXISTS", "UNKNOWN_RESERVATION", "INSUFFICIENT_STOCK", "TIMED_OUT"};
 static const char *const cmd_names[INV_CMD_COUNT] = {
     "DefineProduct", "UpdateProduct", "RestockProduct",    "PauseSale",
-    "ResumeSale",    "ReserveStock",  "CommitReservation", "ReleaseReservation"};
+    "ResumeSale",    "ReserveStock",  "CommitReservation", "ReleaseReservation",
+    "SetRetention"};
 static const char *const event_names[INV_EV_COUNT] = {
     "ProductDefined", "ProductUpdated",       "ProductRestocked",    "SalePaused",
     "SaleResumed",    "StockReserved",        "StockRejected",       "ReservationCommitted",
-    "ReservationReleased", "CommandRejected"};
+    "ReservationReleased", "CommandRejected", "RetentionSet"};
 
 const char *inv_reason_name(inv_reason r)
 {
@@ -135,6 +138,9 @@ inv_state *inv_state_new(int64_t payment_window_ms)
     s->decided = fs_map_new(1024);
     s->window = payment_window_ms;
     s->last_command_offset = -1;
+    s->dedup_ms = INV_DEDUP_WINDOW_MS;
+    s->sold_ms = INV_SOLD_MEMORY_MS;
+    s->refuse_before = INT64_MIN;
     if (!s->products || !s->decided) {
         inv_state_destroy(s);
         return NULL;
@@ -187,6 +193,9 @@ inv_state *inv_state_counters_of(const inv_state *s)
     }
     c.to->last_command_offset = s->last_command_offset;
     c.to->horizon = c.to->swept_at = s->horizon;
+    c.to->dedup_ms = s->dedup_ms;
+    c.to->sold_ms = s->sold_ms;
+    c.to->refuse_before = s->refuse_before;
     return c.to;
 }
 
@@ -340,7 +349,7 @@ inv_outcome inv_decide(const inv_state *s, const inv_command *c, inv_event *e)
         return INV_DECIDED;
     case INV_CMD_RESERVE: {
         line_key(key, sizeof key, c->order_id, c->item_index);
-        if (s->horizon && order_time(c->order_id, c->requested_at) < s->horizon - INV_DEDUP_WINDOW_MS)
+        if (order_time(c->order_id, c->requested_at) < s->refuse_before)
             return reject_cmd(c, e, INV_R_INVALID, "order older than the deduplication window");
         /* decided: remembered for the window, and for as long as the line is held (an id
          * whose time is the command's can come back after the window; deciding it again
@@ -398,6 +407,14 @@ inv_outcome inv_decide(const inv_state *s, const inv_command *c, inv_event *e)
         snprintf(e->release_reason, sizeof e->release_reason, "%s", c->reason);
         return INV_DECIDED;
     }
+    case INV_CMD_SET_RETENTION:
+        if (c->dedup_window_ms < INV_RETENTION_MIN_MS || c->dedup_window_ms > INV_RETENTION_MAX_MS ||
+            c->sold_memory_ms < INV_RETENTION_MIN_MS || c->sold_memory_ms > INV_RETENTION_MAX_MS)
+            return reject_cmd(c, e, INV_R_INVALID, "retention windows out of range (1 min to 3650 days)");
+        base_event(c, e, INV_EV_RETENTION_SET);
+        e->dedup_window_ms = c->dedup_window_ms;
+        e->sold_memory_ms = c->sold_memory_ms;
+        return INV_DECIDED;
     default:
         return reject_cmd(c, e, INV_R_INVALID, "unknown command");
     }
@@ -437,12 +454,19 @@ static void sweep_collect(void *ctx, const char *key, void *value)
         snprintf(sw->keys[sw->k++], sizeof sw->keys[0], "%s", key);
 }
 
-/* Drops what the clock has passed: sold lines older than INV_SOLD_MEMORY_MS (their units
+/* Moves the refusal point to H - the deduplication window, if that is later. */
+static void advance_refusal(inv_state *s)
+{
+    if (s->horizon && s->horizon - s->dedup_ms > s->refuse_before)
+        s->refuse_before = s->horizon - s->dedup_ms;
+}
+
+/* Drops what the clock has passed: sold lines older than the sold-line memory (their units
  * stop counting against the member's limit), and, every 1/8 window, decided lines older
- * than the deduplication window (decide() refuses those orders before it looks). */
+ * than the refusal point (decide() refuses those orders before it looks). */
 static void expire(inv_state *s)
 {
-    int64_t sold_before = s->horizon - INV_SOLD_MEMORY_MS;
+    int64_t sold_before = s->horizon - s->sold_ms;
     while (s->sold_head && (s->sold_head->gone || s->sold_head->at < sold_before)) {
         reservation *r = s->sold_head;
         s->sold_head = r->next_sold;
@@ -457,13 +481,13 @@ static void expire(inv_state *s)
         }
         free(r);
     }
-    if (s->horizon - s->swept_at < INV_DEDUP_WINDOW_MS / 8)
+    if (s->horizon - s->swept_at < s->dedup_ms / 8)
         return;
     s->swept_at = s->horizon;
     size_t n = fs_map_size(s->decided);
     if (!n)
         return;
-    sweep sw = {malloc(n * sizeof *sw.keys), 0, n, s->horizon - INV_DEDUP_WINDOW_MS};
+    sweep sw = {malloc(n * sizeof *sw.keys), 0, n, s->refuse_before};
     if (!sw.keys)
         return; /* memory only: the next sweep tries again */
     fs_map_foreach(s->decided, sweep_collect, &sw);
@@ -479,6 +503,7 @@ int inv_apply(inv_state *s, const inv_event *e)
         s->last_command_offset = e->command_offset;
     if (rc == 0 && e->occurred_at > s->horizon) {
         s->horizon = e->occurred_at;
+        advance_refusal(s);
         expire(s);
     }
     return rc;
@@ -493,6 +518,15 @@ static int apply_event(inv_state *s, const inv_event *e)
 {
     product *p = fs_map_get(s->products, e->product_id);
     char key[INV_ID_MAX + 16];
+    if (e->type == INV_EV_RETENTION_SET) {
+        if (e->dedup_window_ms < INV_RETENTION_MIN_MS || e->dedup_window_ms > INV_RETENTION_MAX_MS ||
+            e->sold_memory_ms < INV_RETENTION_MIN_MS || e->sold_memory_ms > INV_RETENTION_MAX_MS)
+            return -1; /* as decide() */
+        s->dedup_ms = e->dedup_window_ms;
+        s->sold_ms = e->sold_memory_ms;
+        advance_refusal(s);
+        return 0;
+    }
     if (e->type != INV_EV_DEFINED && e->type != INV_EV_CMD_REJECTED && !p &&
         e->type != INV_EV_REJECTED)
         return -1;
@@ -654,9 +688,25 @@ int64_t inv_state_horizon(const inv_state *s)
     return s->horizon;
 }
 
+int64_t inv_state_dedup_window(const inv_state *s)
+{
+    return s->dedup_ms;
+}
+
+int64_t inv_state_sold_memory(const inv_state *s)
+{
+    return s->sold_ms;
+}
+
+int64_t inv_state_refuse_before(const inv_state *s)
+{
+    return s->refuse_before;
+}
+
 /* ---- snapshots -------------------------------------------------------------------------
  * Little-endian, strings as u16 length + bytes:
  *   "FSIS" u32 version | i64 horizon, swept_at, last_command_offset
+ *   (version 2:) i64 dedup window, sold-line memory, refusal point
  *   u32 products: id, name, description, currency, i64 price, starts, ends, i32 limit,
  *                 u8 paused, i32 stock, available, reserved, sold,
  *                 u32 held: (member, i32 units)*, u32 live: (key, member, i32 qty, i64 at)*
@@ -664,7 +714,7 @@ int64_t inv_state_horizon(const inv_state *s)
  *   u32 decided: (key, i64 time)*
  *   u64 FNV-1a of everything before it */
 #define SNAP_MAGIC "FSIS"
-#define SNAP_VERSION 1u
+#define SNAP_VERSION 2u /* version 1 (no windows: the defaults) is still read */
 
 typedef struct {
     unsigned char *b;
@@ -800,6 +850,9 @@ int inv_state_save(const inv_state *s, void **buf, size_t *len)
     w_u64(&w, (uint64_t)s->horizon);
     w_u64(&w, (uint64_t)s->swept_at);
     w_u64(&w, (uint64_t)s->last_command_offset);
+    w_u64(&w, (uint64_t)s->dedup_ms);
+    w_u64(&w, (uint64_t)s->sold_ms);
+    w_u64(&w, (uint64_t)s->refuse_before);
     w_u32(&w, (uint32_t)fs_map_size(s->products));
     fs_map_foreach(s->products, save_product, &w);
     w_u32(&w, (uint32_t)count_not_gone(s));
@@ -891,7 +944,8 @@ inv_state *inv_state_load(const void *buf, size_t len, int64_t payment_window_ms
     if (len < 20 || memcmp(buf, SNAP_MAGIC, 4) || fnv1a(buf, len - 8) != sum)
         return NULL;
     r = (rbuf){buf, len - 8, 4, false};
-    if (r_u32(&r) != SNAP_VERSION)
+    uint32_t version = r_u32(&r);
+    if (version != SNAP_VERSION && version != 1)
         return NULL;
     inv_state *s = inv_state_new(payment_window_ms);
     if (!s)
@@ -899,6 +953,16 @@ inv_state *inv_state_load(const void *buf, size_t len, int64_t payment_window_ms
     s->horizon = (int64_t)r_u64(&r);
     s->swept_at = (int64_t)r_u64(&r);
     s->last_command_offset = (int64_t)r_u64(&r);
+    if (version >= 2) {
+        s->dedup_ms = (int64_t)r_u64(&r);
+        s->sold_ms = (int64_t)r_u64(&r);
+        s->refuse_before = (int64_t)r_u64(&r);
+        if (s->dedup_ms < INV_RETENTION_MIN_MS || s->dedup_ms > INV_RETENTION_MAX_MS ||
+            s->sold_ms < INV_RETENTION_MIN_MS || s->sold_ms > INV_RETENTION_MAX_MS)
+            goto fail;
+    } else {
+        advance_refusal(s); /* version 1: the default window, as it was decided with */
+    }
     uint32_t np = r_u32(&r);
     char key[INV_ID_MAX + 16];
     for (uint32_t i = 0; i < np && !r.bad; i++) {

@@ -15,6 +15,7 @@
 #define F_COMMAND_OFFSET "command_offset"
 #define F_COMMAND_TYPE "command_type"
 #define F_CURRENCY "currency"
+#define F_DEDUP_WINDOW_MS "dedup_window_ms"
 #define F_DESCRIPTION "description"
 #define F_DETAIL "detail"
 #define F_IDEMPOTENCY_KEY "idempotency_key"
@@ -36,9 +37,10 @@
 #define F_SALE_ENDS_AT "sale_ends_at"
 #define F_SALE_STARTS_AT "sale_starts_at"
 #define F_SOLD "sold"
+#define F_SOLD_MEMORY_MS "sold_memory_ms"
 #define F_STOCK "stock"
 #define F_UNIT_PRICE "unit_price"
-static const char *const vocabulary[] = {F_ACCEPT_BY, F_ACTOR_ID, F_AVAILABLE, F_COMMAND_OFFSET, F_COMMAND_TYPE, F_CURRENCY, F_DESCRIPTION, F_DETAIL, F_IDEMPOTENCY_KEY, F_ITEM_COUNT, F_ITEM_INDEX, F_MEMBER_ID, F_NAME, F_OCCURRED_AT, F_ORDER_ID, F_PAY_BY, F_PER_USER_LIMIT, F_PRICE, F_PRODUCT_ID, F_QUANTITY, F_REASON, F_REQUESTED_AT, F_RESERVED, F_SALE_ENDS_AT, F_SALE_STARTS_AT, F_SOLD, F_STOCK, F_UNIT_PRICE, NULL};
+static const char *const vocabulary[] = {F_ACCEPT_BY, F_ACTOR_ID, F_AVAILABLE, F_COMMAND_OFFSET, F_COMMAND_TYPE, F_CURRENCY, F_DEDUP_WINDOW_MS, F_DESCRIPTION, F_DETAIL, F_IDEMPOTENCY_KEY, F_ITEM_COUNT, F_ITEM_INDEX, F_MEMBER_ID, F_NAME, F_OCCURRED_AT, F_ORDER_ID, F_PAY_BY, F_PER_USER_LIMIT, F_PRICE, F_PRODUCT_ID, F_QUANTITY, F_REASON, F_REQUESTED_AT, F_RESERVED, F_SALE_ENDS_AT, F_SALE_STARTS_AT, F_SOLD, F_SOLD_MEMORY_MS, F_STOCK, F_UNIT_PRICE, NULL};
 
 const char *const *inv_codec_fields(void)
 {
@@ -119,6 +121,8 @@ int inv_command_encode(const fs_codec *codec, const inv_command *c, void **buf, 
              fs_av_put_long(&v, F_STOCK, c->stock, true) ||
              fs_av_put_long(&v, F_REQUESTED_AT, c->requested_at, true) ||
              fs_av_put_long(&v, F_ACCEPT_BY, c->accept_by, c->accept_by > 0) ||
+             fs_av_put_long(&v, F_DEDUP_WINDOW_MS, c->dedup_window_ms, true) ||
+             fs_av_put_long(&v, F_SOLD_MEMORY_MS, c->sold_memory_ms, true) ||
              ((c->type == INV_CMD_DEFINE || update) && put_fields(&v, &c->f, update));
     if (rc)
         rc = fs_err_set(err, FS_ERR_INVALID, 0, "%s: %s", inv_cmd_name(c->type), avro_strerror());
@@ -156,6 +160,8 @@ int inv_event_encode(const fs_codec *codec, const inv_event *e, void **buf, size
              fs_av_put_long(&v, F_UNIT_PRICE, e->unit_price, true) ||
              fs_av_put_long(&v, F_COMMAND_OFFSET, e->command_offset, true) ||
              fs_av_put_long(&v, F_OCCURRED_AT, e->occurred_at, true) ||
+             fs_av_put_long(&v, F_DEDUP_WINDOW_MS, e->dedup_window_ms, true) ||
+             fs_av_put_long(&v, F_SOLD_MEMORY_MS, e->sold_memory_ms, true) ||
              ((e->type == INV_EV_DEFINED || update) && put_fields(&v, &e->f, update));
     if (rc)
         rc = fs_err_set(err, FS_ERR_INVALID, 0, "%s: %s", inv_event_name(e->type),
@@ -187,10 +193,13 @@ int inv_command_decode(avro_value_t *rec, const char *type_name, inv_command *c,
     c->stock = (int32_t)fs_av_read_long(rec, F_STOCK, 0, NULL);
     c->requested_at = fs_av_read_long(rec, F_REQUESTED_AT, 0, NULL);
     c->accept_by = fs_av_read_long(rec, F_ACCEPT_BY, 0, NULL);
+    c->dedup_window_ms = fs_av_read_long(rec, F_DEDUP_WINDOW_MS, 0, NULL);
+    c->sold_memory_ms = fs_av_read_long(rec, F_SOLD_MEMORY_MS, 0, NULL);
     c->offset = -1;
     if (c->type == INV_CMD_DEFINE || c->type == INV_CMD_UPDATE)
         get_fields(rec, &c->f);
-    if (!c->product_id[0])
+    /* every command names its product, but SetRetention, which is for its partition */
+    if (!c->product_id[0] && c->type != INV_CMD_SET_RETENTION)
         return fs_err_set(err, FS_ERR_INVALID, 0, "%s without product_id", type_name);
     return 0;
 }
@@ -223,9 +232,13 @@ int inv_event_decode(avro_value_t *rec, const char *type_name, inv_event *e, fs_
     e->unit_price = fs_av_read_long(rec, F_UNIT_PRICE, 0, NULL);
     e->command_offset = fs_av_read_long(rec, F_COMMAND_OFFSET, -1, NULL);
     e->occurred_at = fs_av_read_long(rec, F_OCCURRED_AT, 0, NULL);
+    e->dedup_window_ms = fs_av_read_long(rec, F_DEDUP_WINDOW_MS, 0, NULL);
+    e->sold_memory_ms = fs_av_read_long(rec, F_SOLD_MEMORY_MS, 0, NULL);
     if (e->type == INV_EV_DEFINED || e->type == INV_EV_UPDATED)
         get_fields(rec, &e->f);
-    if (!e->product_id[0])
+    /* every event names its product, but RetentionSet and the refusal of a SetRetention */
+    if (!e->product_id[0] && e->type != INV_EV_RETENTION_SET &&
+        !(e->type == INV_EV_CMD_REJECTED && !strcmp(e->command_type, "SetRetention")))
         return fs_err_set(err, FS_ERR_INVALID, 0, "%s without product_id", type_name);
     return 0;
 }

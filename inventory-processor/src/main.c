@@ -151,10 +151,17 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
     if (rc)
         return -1;
     size_t products = 0, decided_lines = 0;
+    json_t *retention = json_array(); /* partitions whose windows are not the defaults */
     p->nassigned = 0;
     for (int i = 0; i < parts->cnt; i++) {
         int32_t part = parts->elems[i].partition;
         p->assigned[p->nassigned++] = part;
+        const inv_state *st = p->parts[part];
+        if (inv_state_dedup_window(st) != INV_DEDUP_WINDOW_MS ||
+            inv_state_sold_memory(st) != INV_SOLD_MEMORY_MS)
+            json_array_append_new(retention, json_pack("{s:i,s:I,s:I}", "partition", part, "dedup_window_ms",
+                                                       (json_int_t)inv_state_dedup_window(st), "sold_memory_ms",
+                                                       (json_int_t)inv_state_sold_memory(st)));
         products += inv_state_product_count(p->parts[part]);
         decided_lines += inv_state_decided_count(p->parts[part]);
         p->since_snapshot[part] = 0;
@@ -163,11 +170,12 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
         p->snapshot_due[part] = r.applied > (uint64_t)(p->snapshot_events / 10);
     }
     fs_log_info("partitions rebuilt",
-                json_pack("{s:i,s:i,s:I,s:I,s:I,s:i,s:I,s:I,s:I}", "partitions", parts->cnt,
+                json_pack("{s:i,s:i,s:I,s:I,s:I,s:i,s:I,s:I,s:I,s:o}", "partitions", parts->cnt,
                           "from_snapshot", from_snapshot, "snapshot_bytes", (json_int_t)snap_bytes,
                           "snapshot_ms", (json_int_t)t_snap, "events", (json_int_t)r.applied,
                           "products", (int)products, "skipped", (json_int_t)r.bad, "ms",
-                          (json_int_t)(fs_mono_ms() - t0), "decided_lines", (json_int_t)decided_lines));
+                          (json_int_t)(fs_mono_ms() - t0), "decided_lines", (json_int_t)decided_lines,
+                          "retention", retention));
     return 0;
 }
 
@@ -312,7 +320,7 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
     fs_kafka_header_get(m, "event-id", cause, sizeof cause);
     fs_event_meta meta = {
         .event_type = inv_event_name(ev.type),
-        .correlation_id = ev.order_id[0] ? ev.order_id : ev.product_id,
+        .correlation_id = ev.order_id[0] ? ev.order_id : ev.product_id[0] ? ev.product_id : "retention",
         .causation_id = cause[0] ? cause : NULL,
         .occurred_at = ev.occurred_at,
     };
@@ -329,6 +337,11 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
         return fs_err_set(err, FS_ERR_FATAL, 0, "event %s does not apply to the state it was decided on",
                           inv_event_name(ev.type));
     }
+    if (ev.type == INV_EV_RETENTION_SET)
+        fs_log_info("retention set",
+                    json_pack("{s:i,s:I,s:I,s:I,s:s}", "partition", m->partition, "dedup_window_ms",
+                              (json_int_t)ev.dedup_window_ms, "sold_memory_ms", (json_int_t)ev.sold_memory_ms,
+                              "refuse_before", (json_int_t)inv_state_refuse_before(st), "actor", ev.actor_id));
     /* Answer at the decision: the waiting API gets the event now, before the commit. */
     char to[64], token[FS_REPLY_TOKEN_LEN + 1];
     if (ev.order_id[0] && fs_kafka_header_get(m, "reply-to", to, sizeof to) > 0 &&

@@ -108,6 +108,8 @@ typedef struct {
     int settled; /* commits + releases */
     int32_t partition;
     int64_t offset;
+    int64_t at;          /* the order's time (its id's, else the event's) */
+    bool committed, gone; /* sold; then restocked (returned) */
 } resv_t;
 
 typedef struct {

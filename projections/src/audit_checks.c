@@ -32,6 +32,9 @@ static bool same_decision(const inv_event *want, const inv_event *got)
         return want->reason == got->reason && want->quantity == got->quantity;
     case INV_EV_CMD_REJECTED:
         return want->reason == got->reason;
+    case INV_EV_RETENTION_SET:
+        return want->dedup_window_ms == got->dedup_window_ms &&
+               want->sold_memory_ms == got->sold_memory_ms;
     case INV_EV_RESERVED:
     case INV_EV_COMMITTED:
     case INV_EV_RELEASED:
@@ -140,9 +143,37 @@ void audit_check_replay(audit_ctx *a, uint64_t *replayed)
 
 
 
+/* Units of a member's sold lines of a product that the inventory may have forgotten: sold
+ * lines whose order is older than the partition's sold-line cut (its clock minus its
+ * sold-line memory, the latest of those so far). The inventory drops sold lines in the order
+ * they were sold, so it may still hold some of these: counting them all as forgotten makes
+ * the per-user limit check looser, never stricter, than the rule. */
+typedef struct {
+    const char *member, *product;
+    int64_t cut;
+    intptr_t units;
+} forgotten_ctx;
+
+static void count_forgotten(void *ctx, const char *key, void *value)
+{
+    (void)key;
+    forgotten_ctx *f = ctx;
+    const resv_t *r = value;
+    if (r->committed && !r->gone && r->at < f->cut && !strcmp(r->member, f->member) &&
+        !strcmp(r->product, f->product))
+        f->units += r->qty;
+}
+
 void audit_check_invariants(audit_ctx *a, fs_map *products, fs_map *resv, fs_map *decided)
 {
     fs_map *held = fs_map_new(4096); /* "product|member" -> units */
+    /* each partition's clock and sold-line memory, as the inventory's state has them */
+    int64_t clock[MAX_PARTITIONS], sold_ms[MAX_PARTITIONS], sold_cut[MAX_PARTITIONS];
+    for (int i = 0; i < MAX_PARTITIONS; i++) {
+        clock[i] = 0;
+        sold_ms[i] = INV_SOLD_MEMORY_MS;
+        sold_cut[i] = INT64_MIN;
+    }
     ev_rec *evs = a->evs.v;
     for (size_t i = 0; i < a->evs.n; i++) {
         const inv_event *e = &evs[i].ev;
@@ -150,6 +181,16 @@ void audit_check_invariants(audit_ctx *a, fs_map *products, fs_map *resv, fs_map
         int64_t off = evs[i].offset;
         prod_t *p = fs_map_get(products, e->product_id);
         char k[2 * INV_ID_MAX + 16];
+        if (part >= 0 && part < MAX_PARTITIONS) {
+            if (e->type == INV_EV_RETENTION_SET)
+                sold_ms[part] = e->sold_memory_ms;
+            if (e->occurred_at > clock[part])
+                clock[part] = e->occurred_at;
+            if (clock[part] - sold_ms[part] > sold_cut[part])
+                sold_cut[part] = clock[part] - sold_ms[part];
+        }
+        if (e->type == INV_EV_RETENTION_SET)
+            continue; /* names no product */
         if (e->type == INV_EV_DEFINED) {
             if (p) {
                 audit_violation("invariant", "", e->product_id, part, off, "product defined twice");
@@ -186,10 +227,11 @@ void audit_check_invariants(audit_ctx *a, fs_map *products, fs_map *resv, fs_map
             if (e->order_id[0]) { /* a returned or cancelled paid unit is no longer held */
                 snprintf(k, sizeof k, "%s#%d", e->order_id, e->item_index);
                 resv_t *r = fs_map_get(resv, k);
-                if (r) {
+                if (r && !r->gone) {
                     char hk[2 * INV_ID_MAX + 4];
                     snprintf(hk, sizeof hk, "%s|%s", r->product, r->member);
                     fs_map_put(held, hk, (void *)((intptr_t)fs_map_get(held, hk) - r->qty));
+                    r->gone = true;
                 }
             }
             break;
@@ -204,6 +246,11 @@ void audit_check_invariants(audit_ctx *a, fs_map *products, fs_map *resv, fs_map
             snprintf(hk, sizeof hk, "%s|%s", e->product_id, e->member_id);
             intptr_t h = (intptr_t)fs_map_get(held, hk) + e->quantity;
             fs_map_put(held, hk, (void *)h);
+            if (p->limit > 0 && h > p->limit && part >= 0 && part < MAX_PARTITIONS) {
+                forgotten_ctx f = {e->member_id, e->product_id, sold_cut[part], 0};
+                fs_map_foreach(resv, count_forgotten, &f);
+                h -= f.units;
+            }
             if (p->limit > 0 && h > p->limit)
                 audit_violation("limit", e->order_id, e->product_id, part, off,
                           "member %s holds %ld units, the limit is %d", e->member_id, (long)h,
@@ -216,6 +263,8 @@ void audit_check_invariants(audit_ctx *a, fs_map *products, fs_map *resv, fs_map
             r->pay_by = e->pay_by;
             r->partition = part;
             r->offset = off;
+            int64_t t = fs_uuid7_str_millis(e->order_id);
+            r->at = t >= 0 ? t : e->occurred_at;
             free(fs_map_put(resv, k, r));
             break;
         }
@@ -237,9 +286,10 @@ void audit_check_invariants(audit_ctx *a, fs_map *products, fs_map *resv, fs_map
                 audit_violation("invariant", e->order_id, e->product_id, part, off,
                           "reservation settled %d times", r->settled);
             p->reserved -= r->qty;
-            if (e->type == INV_EV_COMMITTED)
+            if (e->type == INV_EV_COMMITTED) {
                 p->sold += r->qty;
-            else {
+                r->committed = true;
+            } else {
                 p->available += r->qty;
                 char hk[2 * INV_ID_MAX + 4];
                 snprintf(hk, sizeof hk, "%s|%s", r->product, r->member);

@@ -352,6 +352,8 @@ static void test_command_codec_round_trip(void **state)
         c.f.has_limit = true;
         c.stock = 100;
         c.accept_by = c.requested_at + 2000;
+        c.dedup_window_ms = 120000;
+        c.sold_memory_ms = 600000;
         void *buf;
         size_t len;
         if (inv_command_encode(codec, &c, &buf, &len, &err))
@@ -360,8 +362,16 @@ static void test_command_codec_round_trip(void **state)
         assert_int_equal(inv_command_decode_bytes(codec, buf, len, &d, &err), 0);
         free(buf);
         assert_int_equal(d.type, c.type);
-        assert_string_equal(d.product_id, "prod-1");
+        /* every command names its product but SetRetention, addressed to a partition */
+        assert_string_equal(d.product_id, t == INV_CMD_SET_RETENTION ? "" : "prod-1");
         assert_int_equal(d.requested_at, c.requested_at);
+        if (t == INV_CMD_SET_RETENTION) {
+            assert_int_equal(d.dedup_window_ms, 120000);
+            assert_int_equal(d.sold_memory_ms, 600000);
+            assert_string_equal(d.actor_id, "admin");
+        } else {
+            assert_int_equal(d.dedup_window_ms, 0);
+        }
         if (t == INV_CMD_RESERVE) {
             assert_int_equal(d.accept_by, c.accept_by);
             assert_string_equal(d.order_id, "order-1");
@@ -480,6 +490,187 @@ static void test_bounded_by_time(void **state)
     free(sb);
     inv_state_destroy(s2);
     inv_state_destroy(s);
+}
+
+/* Through the codec, as a rebuild reads the changelog. */
+static inv_event round_trip(const fs_codec *codec, const inv_event *e)
+{
+    fs_err err = {0};
+    void *buf;
+    size_t len;
+    if (inv_event_encode(codec, e, &buf, &len, &err))
+        fail_msg("%s: %s", inv_event_name(e->type), err.msg);
+    inv_event back;
+    if (inv_event_decode_bytes(codec, buf, len, &back, &err))
+        fail_msg("%s: %s", inv_event_name(e->type), err.msg);
+    free(buf);
+    return back;
+}
+
+static uint64_t fnv1a_test(const unsigned char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* The windows are state set by the log (SetRetention -> RetentionSet): out of range is
+ * refused; a shorter window forgets sooner and refuses the orders it forgot; lengthening it
+ * again never moves the refusal point back (a forgotten line stays refused, never decided
+ * twice); a sold line dropped after the sold-line memory stops counting against the limit;
+ * a rebuild through the codec, a snapshot, and a version-1 snapshot (the defaults) agree. */
+typedef struct {
+    const fs_codec *codec;
+    inv_state *s, *rebuilt, *view;
+} replicas;
+
+/* decide + apply on s, and the event through the codec applied to the other two */
+static inv_event rstep(replicas *r, const inv_command *c)
+{
+    inv_event e = step(r->s, c);
+    inv_event b = round_trip(r->codec, &e);
+    assert_int_equal(inv_apply(r->rebuilt, &b), 0);
+    assert_int_equal(inv_apply(r->view, &b), 0);
+    return e;
+}
+
+static void test_retention_windows(void **state)
+{
+    (void)state;
+    fs_err err = {0};
+    fs_codec *codec = fs_codec_new(&err);
+    assert_non_null(codec);
+    inv_state *s = inv_state_new(WINDOW);
+    replicas r = {codec, s, inv_state_new(WINDOW), inv_state_new_counters()};
+    assert_int_equal(inv_state_dedup_window(s), INV_DEDUP_WINDOW_MS);
+    assert_int_equal(inv_state_sold_memory(s), INV_SOLD_MEMORY_MS);
+    assert_true(inv_state_refuse_before(s) == INT64_MIN);
+    inv_command def = cmd(INV_CMD_DEFINE, "p");
+    snprintf(def.f.name, sizeof def.f.name, "Product p");
+    def.f.price = 9900;
+    def.f.sale_starts_at = T0;
+    def.f.per_user_limit = 1;
+    def.stock = 1000;
+    assert_int_equal(rstep(&r, &def).type, INV_EV_DEFINED);
+    int64_t t = T0 + HOUR;
+    inv_command set = {.type = INV_CMD_SET_RETENTION, .actor_id = "ops", .requested_at = t,
+                       .dedup_window_ms = 1000, .sold_memory_ms = 10 * 60000, .offset = -1};
+    inv_event e = rstep(&r, &set); /* a second: shorter than a producer's retry */
+    assert_int_equal(e.type, INV_EV_CMD_REJECTED);
+    assert_int_equal(e.reason, INV_R_INVALID);
+    assert_string_equal(e.command_type, "SetRetention");
+    assert_int_equal(inv_state_dedup_window(s), INV_DEDUP_WINDOW_MS);
+    set.dedup_window_ms = 2 * 60000;
+    set.sold_memory_ms = INV_RETENTION_MAX_MS + 1;
+    assert_int_equal(rstep(&r, &set).type, INV_EV_CMD_REJECTED);
+    set.sold_memory_ms = 10 * 60000;
+    e = rstep(&r, &set);
+    assert_int_equal(e.type, INV_EV_RETENTION_SET);
+    assert_string_equal(e.product_id, "");
+    assert_int_equal(e.dedup_window_ms, 2 * 60000);
+    assert_int_equal(inv_state_dedup_window(s), 2 * 60000);
+    assert_int_equal(inv_state_sold_memory(s), 10 * 60000);
+    assert_int_equal(inv_state_refuse_before(s), T0 + HOUR - 2 * 60000);
+    /* an event that breaks the rule does not apply */
+    inv_event bad = e;
+    bad.dedup_window_ms = 5;
+    assert_int_equal(inv_apply(s, &bad), -1);
+
+    /* m buys one (the limit) and pays */
+    char a[FS_UUID_STR_LEN + 1], o[FS_UUID_STR_LEN + 1];
+    inv_command ra = reserve_at("p", a, "m", 1, t + 1000);
+    assert_int_equal(rstep(&r, &ra).type, INV_EV_RESERVED);
+    inv_command commit = {.type = INV_CMD_COMMIT, .product_id = "p", .requested_at = t + 2000};
+    snprintf(commit.order_id, sizeof commit.order_id, "%s", a);
+    assert_int_equal(rstep(&r, &commit).type, INV_EV_COMMITTED);
+    inv_event dup;
+    assert_int_equal(inv_decide(s, &ra, &dup), INV_DUPLICATE);
+    inv_command again = reserve_at("p", o, "m", 1, t + 3000);
+    e = rstep(&r, &again);
+    assert_int_equal(e.type, INV_EV_REJECTED);
+    assert_int_equal(e.reason, INV_R_LIMIT_EXCEEDED);
+    /* others buy, one every 30 s, for 11 minutes */
+    for (int i = 0; i < 22; i++) {
+        t += 30000;
+        char member[16];
+        snprintf(member, sizeof member, "b%d", i);
+        inv_command rb = reserve_at("p", o, member, 1, t);
+        assert_int_equal(step(s, &rb).type, INV_EV_RESERVED); /* (only s: the log is short) */
+        assert_true(inv_state_decided_count(s) <= 2 * 9 / 8 * 2 + 4);
+        if (i == 5) { /* 3 minutes on: a is older than the window and refused, not decided */
+            inv_event x;
+            assert_int_equal(inv_decide(s, &ra, &x), INV_DECIDED);
+            assert_int_equal(x.type, INV_EV_CMD_REJECTED);
+            assert_int_equal(x.reason, INV_R_INVALID);
+            assert_int_equal(inv_state_held(s, "p", "m"), 1); /* still sold: still counted */
+        }
+    }
+    /* 11 minutes on: m's sold line is forgotten, m may buy again */
+    assert_int_equal(inv_state_held(s, "p", "m"), 0);
+    /* lengthened again: the refusal point stays where it was */
+    int64_t refuse = inv_state_refuse_before(s);
+    assert_true(refuse >= t - 2 * 60000);
+    inv_command longer = {.type = INV_CMD_SET_RETENTION, .actor_id = "ops", .requested_at = t,
+                          .dedup_window_ms = INV_DEDUP_WINDOW_MS, .sold_memory_ms = INV_SOLD_MEMORY_MS,
+                          .offset = -1};
+    inv_event le;
+    assert_int_equal(inv_decide(s, &longer, &le), INV_DECIDED);
+    assert_int_equal(inv_apply(s, &le), 0);
+    assert_int_equal(inv_state_refuse_before(s), refuse);
+    inv_event x;
+    assert_int_equal(inv_decide(s, &ra, &x), INV_DECIDED);
+    assert_int_equal(x.type, INV_EV_CMD_REJECTED); /* still refused, not decided a second time */
+    inv_command mine = reserve_at("p", o, "m", 1, t + 1000);
+    assert_int_equal(step(s, &mine).type, INV_EV_RESERVED);
+
+    /* the rebuilt state (through the codec) took the same windows; the view ignores them */
+    assert_int_equal(inv_state_dedup_window(r.rebuilt), 2 * 60000);
+    assert_int_equal(inv_state_sold_memory(r.rebuilt), 10 * 60000);
+    assert_int_equal(inv_state_refuse_before(r.rebuilt), inv_state_horizon(r.rebuilt) - 2 * 60000);
+    assert_int_equal(inv_state_product_count(r.view), 1);
+
+    /* a snapshot keeps the windows and the refusal point */
+    void *sb;
+    size_t sl;
+    assert_int_equal(inv_state_save(s, &sb, &sl), 0);
+    inv_state *s2 = inv_state_load(sb, sl, WINDOW);
+    assert_non_null(s2);
+    assert_int_equal(inv_state_dedup_window(s2), INV_DEDUP_WINDOW_MS);
+    assert_int_equal(inv_state_sold_memory(s2), INV_SOLD_MEMORY_MS);
+    assert_int_equal(inv_state_refuse_before(s2), refuse);
+    assert_int_equal(inv_decide(s2, &ra, &x), INV_DECIDED);
+    assert_int_equal(x.type, INV_EV_CMD_REJECTED);
+    inv_state_destroy(s2);
+    /* a version-1 snapshot (before the windows: no such fields) loads with the defaults */
+    size_t at = 4 + 4 + 3 * 8; /* magic, version, horizon, swept_at, last offset */
+    unsigned char *v1 = malloc(sl);
+    memcpy(v1, sb, at);
+    memcpy(v1 + at, (unsigned char *)sb + at + 24, sl - 8 - at - 24);
+    size_t v1len = sl - 24;
+    v1[4] = 1;
+    uint64_t sum = fnv1a_test(v1, v1len - 8);
+    for (int i = 0; i < 8; i++)
+        v1[v1len - 8 + i] = (unsigned char)(sum >> (8 * i));
+    s2 = inv_state_load(v1, v1len, WINDOW);
+    assert_non_null(s2);
+    assert_int_equal(inv_state_dedup_window(s2), INV_DEDUP_WINDOW_MS);
+    assert_int_equal(inv_state_refuse_before(s2), inv_state_horizon(s2) - INV_DEDUP_WINDOW_MS);
+    assert_int_equal(inv_state_reservation_count(s2), inv_state_reservation_count(s));
+    inv_state_destroy(s2);
+    /* a version-2 snapshot whose windows break the rule is not loaded */
+    memset((unsigned char *)sb + at, 0, 8); /* a deduplication window of 1 ms */
+    ((unsigned char *)sb)[at] = 1;
+    sum = fnv1a_test(sb, sl - 8);
+    for (int i = 0; i < 8; i++)
+        ((unsigned char *)sb)[sl - 8 + i] = (unsigned char)(sum >> (8 * i));
+    assert_null(inv_state_load(sb, sl, WINDOW));
+    free(v1);
+    free(sb);
+    inv_state_destroy(s);
+    inv_state_destroy(r.rebuilt);
+    inv_state_destroy(r.view);
+    fs_codec_destroy(codec);
 }
 
 /* A line the product still holds is decided, also after the deduplication window has
@@ -628,6 +819,7 @@ int main(void)
         cmocka_unit_test(test_commit_release_restock),
         cmocka_unit_test(test_random_invariants_and_rebuild),
         cmocka_unit_test(test_bounded_by_time),
+        cmocka_unit_test(test_retention_windows),
         cmocka_unit_test(test_held_line_not_decided_twice),
         cmocka_unit_test(test_forged_restock_cannot_overflow),
         cmocka_unit_test(test_command_codec_round_trip),

@@ -15,11 +15,15 @@
  *
  * Bounded memory (docs/architecture.md, "Bounded state"): the state's clock is the log's,
  * H = the greatest occurred_at applied (commands carry the time they were made). An order's
- * time is the one in its id (UUIDv7), or its command's requested_at for other ids.
- * - Decided lines are remembered for INV_DEDUP_WINDOW_MS: a ReserveStock whose order is
- *   older than H - INV_DEDUP_WINDOW_MS is refused (CommandRejected, INVALID) without
- *   deciding the line, so a line forgotten can never be decided twice.
- * - A sold (committed) line is kept for INV_SOLD_MEMORY_MS after its order's time, for its
+ * time is the one in its id (UUIDv7), or its command's requested_at for other ids. Two
+ * windows, state of the partition set by its log (SetRetention -> RetentionSet; until then
+ * INV_DEDUP_WINDOW_MS and INV_SOLD_MEMORY_MS):
+ * - Decided lines are remembered for the deduplication window: a ReserveStock whose order is
+ *   older than the refusal point is refused (CommandRejected, INVALID) without deciding the
+ *   line, so a line forgotten can never be decided twice. The refusal point is
+ *   max(itself, H - window), kept as it moves: it never goes back, not even when the window
+ *   is lengthened.
+ * - A sold (committed) line is kept for the sold-line memory after its order's time, for its
  *   return (restock) and for the per-user limit; then it is dropped in the order it was
  *   sold, and its units stop counting against the member's limit. Live (unpaid)
  *   reservations are kept until they are committed or released.
@@ -46,10 +50,16 @@
  * producer, message.timeout.ms 10 s) or never (the API maps a repeated Idempotency-Key to
  * the same order for 24 h; the saga sends each line once, exactly once); a replayed
  * command log is caught by command offset. One day is far beyond all of them. */
-#define INV_DEDUP_WINDOW_MS (24LL * 3600 * 1000)
+#define INV_DEDUP_WINDOW_MS (24LL * 3600 * 1000) /* the default, until a RetentionSet */
 /* Longer than the payment window (<= 7 days), delivery and the longest return window the
  * order saga accepts (FLASHSALE_RETURN_WINDOW_DAYS <= 30). */
-#define INV_SOLD_MEMORY_MS (45LL * 24 * 3600 * 1000)
+#define INV_SOLD_MEMORY_MS (45LL * 24 * 3600 * 1000) /* the default, until a RetentionSet */
+/* The range SetRetention accepts for either window (else CommandRejected, INVALID): a
+ * minute is the shortest (a producer's retry of a ReserveStock comes within
+ * FLASHSALE_COMMAND_TIMEOUT_MS, 2 s by default; a shorter window would refuse orders
+ * still on their way), ten years the longest. */
+#define INV_RETENTION_MIN_MS 60000LL
+#define INV_RETENTION_MAX_MS (3650LL * 24 * 3600 * 1000)
 
 /* Same order as the symbols of flashsale.inventory.RejectReason. */
 typedef enum {
@@ -86,6 +96,7 @@ typedef enum {
     INV_CMD_RESERVE,
     INV_CMD_COMMIT,
     INV_CMD_RELEASE,
+    INV_CMD_SET_RETENTION, /* names no product: addressed to a partition */
     INV_CMD_COUNT
 } inv_cmd_type;
 /* Schema short name (= event-type header) of a command type. */
@@ -102,6 +113,7 @@ typedef enum {
     INV_EV_COMMITTED,
     INV_EV_RELEASED,
     INV_EV_CMD_REJECTED,
+    INV_EV_RETENTION_SET, /* names no product */
     INV_EV_COUNT
 } inv_event_type;
 const char *inv_event_name(inv_event_type t);
@@ -135,6 +147,7 @@ typedef struct {
      * later append can make an order of it (docs/architecture.md, "Honest answers"). */
     int64_t accept_by, logged_at;
     int64_t offset; /* of the command record in its partition (-1 if unknown) */
+    int64_t dedup_window_ms, sold_memory_ms; /* SetRetention */
     inv_product_fields f;
 } inv_command;
 
@@ -150,6 +163,7 @@ typedef struct {
     int32_t quantity, item_index, item_count, stock;
     int32_t available, reserved, sold; /* counters after the event */
     int64_t pay_by, unit_price, command_offset, occurred_at;
+    int64_t dedup_window_ms, sold_memory_ms; /* RetentionSet */
     inv_reason reason;
     inv_product_fields f;
 } inv_event;
@@ -207,6 +221,11 @@ size_t inv_state_decided_count(const inv_state *s);
 size_t inv_state_reservation_count(const inv_state *s);
 /* The state's clock: the greatest occurred_at applied (0 if none). */
 int64_t inv_state_horizon(const inv_state *s);
+/* The windows in force (RetentionSet, else the defaults), and the refusal point: a
+ * ReserveStock of an order older than it is refused (INT64_MIN while H is 0). */
+int64_t inv_state_dedup_window(const inv_state *s);
+int64_t inv_state_sold_memory(const inv_state *s);
+int64_t inv_state_refuse_before(const inv_state *s);
 
 /* Snapshot: the whole state as bytes (a versioned binary format private to this file), and
  * back. inv_state_load(save(s)) decides and applies every later command exactly as s would.
