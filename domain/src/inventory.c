@@ -37,7 +37,7 @@ struct inv_state {
     fs_map *decided; /* "order#item" -> (void *)(intptr_t) the order's time (>= 1) */
     int64_t window;
     int64_t last_command_offset;
-    int64_t horizon;  /* H: the greatest occurred_at applied */
+    int64_t horizon;  /* H: the greatest occurred_at applied of an event naming a product */
     int64_t swept_at; /* H when the decided lines were last swept */
     int64_t dedup_ms, sold_ms; /* the windows (RetentionSet, else the defaults) */
     int64_t refuse_before; /* max over time of H - dedup_ms: never moves back */
@@ -501,7 +501,9 @@ int inv_apply(inv_state *s, const inv_event *e)
     int rc = apply_event(s, e);
     if (rc == 0 && e->command_offset > s->last_command_offset)
         s->last_command_offset = e->command_offset;
-    if (rc == 0 && e->occurred_at > s->horizon) {
+    /* the clock is the shop's: an event that names no product (RetentionSet, or its
+     * refusal) carries the operator's time and does not move it */
+    if (rc == 0 && e->product_id[0] && e->occurred_at > s->horizon) {
         s->horizon = e->occurred_at;
         advance_refusal(s);
         expire(s);

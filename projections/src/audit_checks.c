@@ -143,30 +143,75 @@ void audit_check_replay(audit_ctx *a, uint64_t *replayed)
 
 
 
-/* Units of a member's sold lines of a product that the inventory may have forgotten: sold
- * lines whose order is older than the partition's sold-line cut (its clock minus its
- * sold-line memory, the latest of those so far). The inventory drops sold lines in the order
- * they were sold, so it may still hold some of these: counting them all as forgotten makes
- * the per-user limit check looser, never stricter, than the rule. */
+/* A member's lines of a product ("product|member" -> lines), for the sold-line cut below. */
 typedef struct {
-    const char *member, *product;
-    int64_t cut;
-    intptr_t units;
-} forgotten_ctx;
+    resv_t **v;
+    size_t n, cap;
+} member_lines;
 
-static void count_forgotten(void *ctx, const char *key, void *value)
+static int lines_push(fs_map *lines, const char *hk, resv_t *r)
 {
-    (void)key;
-    forgotten_ctx *f = ctx;
-    const resv_t *r = value;
-    if (r->committed && !r->gone && r->at < f->cut && !strcmp(r->member, f->member) &&
-        !strcmp(r->product, f->product))
-        f->units += r->qty;
+    member_lines *l = fs_map_get(lines, hk);
+    if (!l && (!(l = calloc(1, sizeof *l)) || fs_map_put(lines, hk, l) == (void *)-1)) {
+        free(l);
+        return -1;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 4;
+        resv_t **v = realloc(l->v, cap * sizeof *v);
+        if (!v)
+            return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = r;
+    return 0;
+}
+
+static void lines_remove(fs_map *lines, const resv_t *r)
+{
+    char hk[2 * INV_ID_MAX + 4];
+    snprintf(hk, sizeof hk, "%s|%s", r->product, r->member);
+    member_lines *l = fs_map_get(lines, hk);
+    for (size_t i = 0; l && i < l->n; i++)
+        if (l->v[i] == r) {
+            l->v[i] = l->v[--l->n];
+            return;
+        }
+}
+
+static void lines_free(void *ctx, const char *key, void *value)
+{
+    (void)ctx, (void)key;
+    member_lines *l = value;
+    free(l->v);
+    free(l);
+}
+
+/* Units of a member's sold lines of a product that the inventory may have dropped: those
+ * whose order is older than the partition's sold-line cut (its clock minus its sold-line
+ * memory, the latest of those so far), marked dropped here for good. The inventory drops
+ * sold lines in the order they were sold, so it may still hold some of these: counting them
+ * all as dropped makes the per-user limit check looser, never stricter, than the rule (the
+ * replay check holds each decision to the rule itself). */
+static intptr_t drop_forgotten(fs_map *lines, const char *hk, int64_t cut)
+{
+    member_lines *l = fs_map_get(lines, hk);
+    intptr_t units = 0;
+    for (size_t i = 0; l && i < l->n; i++) {
+        resv_t *r = l->v[i];
+        if (r->committed && !r->gone && r->at < cut) {
+            r->gone = true;
+            units += r->qty;
+        }
+    }
+    return units;
 }
 
 void audit_check_invariants(audit_ctx *a, fs_map *products, fs_map *resv, fs_map *decided)
 {
-    fs_map *held = fs_map_new(4096); /* "product|member" -> units */
+    fs_map *held = fs_map_new(4096);  /* "product|member" -> units */
+    fs_map *lines = fs_map_new(4096); /* "product|member" -> member_lines */
     /* each partition's clock and sold-line memory, as the inventory's state has them */
     int64_t clock[MAX_PARTITIONS], sold_ms[MAX_PARTITIONS], sold_cut[MAX_PARTITIONS];
     for (int i = 0; i < MAX_PARTITIONS; i++) {
@@ -184,7 +229,7 @@ void audit_check_invariants(audit_ctx *a, fs_map *products, fs_map *resv, fs_map
         if (part >= 0 && part < MAX_PARTITIONS) {
             if (e->type == INV_EV_RETENTION_SET)
                 sold_ms[part] = e->sold_memory_ms;
-            if (e->occurred_at > clock[part])
+            if (e->product_id[0] && e->occurred_at > clock[part]) /* as inv_apply's clock */
                 clock[part] = e->occurred_at;
             if (clock[part] - sold_ms[part] > sold_cut[part])
                 sold_cut[part] = clock[part] - sold_ms[part];
@@ -247,9 +292,8 @@ void audit_check_invariants(audit_ctx *a, fs_map *products, fs_map *resv, fs_map
             intptr_t h = (intptr_t)fs_map_get(held, hk) + e->quantity;
             fs_map_put(held, hk, (void *)h);
             if (p->limit > 0 && h > p->limit && part >= 0 && part < MAX_PARTITIONS) {
-                forgotten_ctx f = {e->member_id, e->product_id, sold_cut[part], 0};
-                fs_map_foreach(resv, count_forgotten, &f);
-                h -= f.units;
+                h -= drop_forgotten(lines, hk, sold_cut[part]);
+                fs_map_put(held, hk, (void *)h);
             }
             if (p->limit > 0 && h > p->limit)
                 audit_violation("limit", e->order_id, e->product_id, part, off,
@@ -265,7 +309,13 @@ void audit_check_invariants(audit_ctx *a, fs_map *products, fs_map *resv, fs_map
             r->offset = off;
             int64_t t = fs_uuid7_str_millis(e->order_id);
             r->at = t >= 0 ? t : e->occurred_at;
-            free(fs_map_put(resv, k, r));
+            resv_t *old = fs_map_put(resv, k, r);
+            if (old && old != (void *)-1) { /* a line reserved twice (flagged above) */
+                lines_remove(lines, old);
+                free(old);
+            }
+            if (lines_push(lines, hk, r))
+                audit_violation("invariant", e->order_id, e->product_id, part, off, "out of memory");
             break;
         }
         case INV_EV_REJECTED:
@@ -321,6 +371,8 @@ void audit_check_invariants(audit_ctx *a, fs_map *products, fs_map *resv, fs_map
                       (long long)p->sold);
     }
     fs_map_destroy(held);
+    fs_map_foreach(lines, lines_free, NULL);
+    fs_map_destroy(lines);
 }
 
 /* ---- orders and leaks --------------------------------------------------------------- */

@@ -155,6 +155,12 @@ static void command_of(fz_input *in, const world *w, inv_command *c)
         c->item_index = PICK_I32(in, 0, 1, 2, -1);
         snprintf(c->reason, sizeof c->reason, "%s", fz_bool(in) ? "EXPIRED" : "CANCELLED");
         break;
+    case INV_CMD_SET_RETENTION: /* windows shortened and lengthened again, some out of range */
+        c->dedup_window_ms = PICK_I64(in, INV_RETENTION_MIN_MS, HOUR, DAY, 2 * DAY, 0,
+                                      INV_RETENTION_MIN_MS - 1, INV_RETENTION_MAX_MS, INV_RETENTION_MAX_MS + 1);
+        c->sold_memory_ms = PICK_I64(in, INV_RETENTION_MIN_MS, HOUR, DAY, 45 * DAY, -1,
+                                     INV_RETENTION_MAX_MS + 1);
+        break;
     default: break;
     }
 }
@@ -299,6 +305,9 @@ static void same_state(const inv_state *a, const inv_state *b, bool bytes)
     FZ_SAME_INT("decided lines", inv_state_decided_count(a), inv_state_decided_count(b));
     FZ_SAME_INT("reservations", inv_state_reservation_count(a), inv_state_reservation_count(b));
     FZ_SAME_INT("horizon", inv_state_horizon(a), inv_state_horizon(b));
+    FZ_SAME_INT("deduplication window", inv_state_dedup_window(a), inv_state_dedup_window(b));
+    FZ_SAME_INT("sold-line memory", inv_state_sold_memory(a), inv_state_sold_memory(b));
+    FZ_SAME_INT("refusal point", inv_state_refuse_before(a), inv_state_refuse_before(b));
     FZ_SAME_INT("last command offset", inv_state_last_command_offset(a),
                 inv_state_last_command_offset(b));
     if (bytes)
@@ -416,6 +425,8 @@ static void forged_step(fz_input *in, world *w)
     product_fields(in, w, &e.f, e.type == INV_EV_UPDATED);
     e.occurred_at = w->clock;
     e.command_offset = -1;
+    e.dedup_window_ms = PICK_I64(in, HOUR, 0, INV_RETENTION_MIN_MS, INV_RETENTION_MAX_MS + 1);
+    e.sold_memory_ms = PICK_I64(in, DAY, -1, INV_RETENTION_MIN_MS, INV_RETENTION_MAX_MS);
     event_as_read(&e, &back);
     size_t l0, l1;
     void *before = saved(w->live, &l0);

@@ -107,7 +107,8 @@ static void typed_inventory(void)
         inv_command c = {.type = (inv_cmd_type)t, .product_id = "p1", .order_id = "o1",
                          .member_id = "m1", .actor_id = "admin", .reason = "EXPIRED",
                          .quantity = 2, .item_index = 1, .item_count = 3, .stock = 100,
-                         .requested_at = 1795000001000LL, .offset = -1};
+                         .requested_at = 1795000001000LL, .offset = -1,
+                         .dedup_window_ms = 3600000, .sold_memory_ms = 864000000};
         c.f = (inv_product_fields){.has_name = true, .has_price = true, .has_starts = true,
                                    .has_limit = true, .name = "Sneaker", .currency = "KRW",
                                    .price = 129000, .sale_starts_at = 1795000000000LL,
@@ -121,7 +122,8 @@ static void typed_inventory(void)
                        .quantity = 2, .item_index = 1, .item_count = 3, .stock = 100,
                        .available = 90, .reserved = 8, .sold = 2, .pay_by = 1795000601000LL,
                        .unit_price = 129000, .command_offset = 42,
-                       .occurred_at = 1795000001000LL, .reason = INV_R_SOLD_OUT};
+                       .occurred_at = 1795000001000LL, .reason = INV_R_SOLD_OUT,
+                       .dedup_window_ms = 3600000, .sold_memory_ms = 864000000};
         e.f = (inv_product_fields){.has_name = true, .has_ends = true, .name = "Sneaker",
                                    .currency = "KRW", .price = 129000,
                                    .sale_starts_at = 1795000000000LL,

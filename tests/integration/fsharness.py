@@ -399,6 +399,8 @@ def derive(events):
         if t == "ProductDefined":
             products[pid] = {"stock": v["stock"], "available": v["stock"], "reserved": 0, "sold": 0}
             continue
+        if t == "RetentionSet":
+            continue  # the partition's windows (flashsale-admin retention): no product, no unit
         if p is None:
             if t in ("StockRejected", "CommandRejected"):
                 decisions[(v.get("order_id"), v.get("item_index", 0))] += t == "StockRejected"

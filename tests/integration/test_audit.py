@@ -175,6 +175,15 @@ def main(bindir):
             subprocess.run([os.path.join(bindir, "tests", "produce_raw"), prefix + "orders.answers",
                             oid, "--file", path, "OrderAnswered"], check=True)
             os.unlink(path)
+        # and an answer that names no order (what the API once wrote when a saga snapshot
+        # overwrote a buyer's decision): it cannot be held to a decision, so it is a violation
+        datum = {"order_id": "", "member_id": "", "product_id": "", "quantity": 1, "status": "REJECTED",
+                 "reason": "SOLD_OUT", "pay_by": 0, "source": "reply", "http_status": 409, "answered_at": now}
+        path = "/tmp/forged-empty-%s.bin" % uuid.uuid4().hex[:6]
+        open(path, "wb").write(encode("orders/OrderAnswered.avsc", datum))
+        subprocess.run([os.path.join(bindir, "tests", "produce_raw"), prefix + "orders.answers",
+                        "", "--file", path, "OrderAnswered"], check=True)
+        os.unlink(path)
         rc, out, rep = audit(bindir, "--topic-prefix", prefix)
         assert rc == 1 and not rep["ok"], "the audit accepted a tampered log:\n" + out
         found = {(v["check"], v["order_id"]) for v in rep["violations"]}
@@ -182,8 +191,10 @@ def main(bindir):
         assert ("leak", forged["leak"][0]) in found, found
         assert ("replay", forged["oversell"][0]) in found, found  # answers no command
         assert ("answers", b) in found and ("answers", view_oid) in found, found
+        unreadable = [v for v in rep["violations"] if v["check"] == "answers" and v["order_id"] == ""]
+        assert len(unreadable) == 1 and "cannot be read" in unreadable[0]["detail"], unreadable
         assert rep["answers"]["differences"] == 2, rep["answers"]
-        forged_ids = {oid for oid, _ in forged.values()} | {b, view_oid}
+        forged_ids = {oid for oid, _ in forged.values()} | {b, view_oid, ""}
         others = [v for v in rep["violations"] if v["order_id"] not in forged_ids]
         assert not others, "violations on orders nobody forged: %s" % others[:3]
         print("audit of the tampered copy: exit %d, %d violations, naming %s and %s, and the forged "

@@ -14,7 +14,8 @@
  * holds (reserved or sold), yields no event.
  *
  * Bounded memory (docs/architecture.md, "Bounded state"): the state's clock is the log's,
- * H = the greatest occurred_at applied (commands carry the time they were made). An order's
+ * H = the greatest occurred_at applied (commands carry the time they were made) of the
+ * events that name a product (not RetentionSet: an operator's clock is not the shop's). An order's
  * time is the one in its id (UUIDv7), or its command's requested_at for other ids. Two
  * windows, state of the partition set by its log (SetRetention -> RetentionSet; until then
  * INV_DEDUP_WINDOW_MS and INV_SOLD_MEMORY_MS):
@@ -219,7 +220,8 @@ size_t inv_state_product_count(const inv_state *s);
 /* Lines remembered as decided, and reservations held (live and sold), for metrics/tests. */
 size_t inv_state_decided_count(const inv_state *s);
 size_t inv_state_reservation_count(const inv_state *s);
-/* The state's clock: the greatest occurred_at applied (0 if none). */
+/* The state's clock: the greatest occurred_at applied of an event naming a product (0 if
+ * none). */
 int64_t inv_state_horizon(const inv_state *s);
 /* The windows in force (RetentionSet, else the defaults), and the refusal point: a
  * ReserveStock of an order older than it is refused (INT64_MIN while H is 0). */
