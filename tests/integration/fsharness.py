@@ -374,9 +374,14 @@ class System:
         deadline = time.time() + timeout
         while True:
             cmds = [r for r in self.dump("inventory.commands") if r.get("type") == "ReserveStock"]
-            decided = {r["value"]["order_id"] for r in self.dump("inventory.events")
+            events = self.dump("inventory.events")
+            decided = {r["value"]["order_id"] for r in events
                        if r.get("type") in ("StockReserved", "StockRejected")}
-            missing = [c["value"]["order_id"] for c in cmds if c["value"]["order_id"] not in decided]
+            # (or refused unread: an order older than the deduplication window, CommandRejected)
+            answered = {(r["partition"], r["value"].get("command_offset")) for r in events
+                        if r.get("type") == "CommandRejected"}
+            missing = [c["value"]["order_id"] for c in cmds if c["value"]["order_id"] not in decided
+                       and (c["partition"], c["offset"]) not in answered]
             if not missing:
                 return len(cmds)
             if time.time() > deadline:
