@@ -140,8 +140,7 @@ static int retention(int argc, char **argv)
     }
     if (dedup < 0 || sold < 0)
         return usage();
-    if (dedup < INV_RETENTION_MIN_MS || dedup > INV_RETENTION_MAX_MS || sold < INV_RETENTION_MIN_MS ||
-        sold > INV_RETENTION_MAX_MS) {
+    if (!inv_retention_valid(dedup, sold)) {
         fprintf(stderr, "flashsale-admin: each window must be from 1 minute to 3650 days\n");
         return 2;
     }

@@ -124,6 +124,12 @@ const char *inv_event_name(inv_event_type t)
     return (unsigned)t < INV_EV_COUNT ? event_names[t] : "?";
 }
 
+bool inv_retention_valid(int64_t dedup_window_ms, int64_t sold_memory_ms)
+{
+    return dedup_window_ms >= INV_RETENTION_MIN_MS && dedup_window_ms <= INV_RETENTION_MAX_MS &&
+           sold_memory_ms >= INV_RETENTION_MIN_MS && sold_memory_ms <= INV_RETENTION_MAX_MS;
+}
+
 static void line_key(char *buf, size_t n, const char *order, int32_t item)
 {
     snprintf(buf, n, "%s#%d", order, (int)item);
@@ -408,8 +414,7 @@ inv_outcome inv_decide(const inv_state *s, const inv_command *c, inv_event *e)
         return INV_DECIDED;
     }
     case INV_CMD_SET_RETENTION:
-        if (c->dedup_window_ms < INV_RETENTION_MIN_MS || c->dedup_window_ms > INV_RETENTION_MAX_MS ||
-            c->sold_memory_ms < INV_RETENTION_MIN_MS || c->sold_memory_ms > INV_RETENTION_MAX_MS)
+        if (!inv_retention_valid(c->dedup_window_ms, c->sold_memory_ms))
             return reject_cmd(c, e, INV_R_INVALID, "retention windows out of range (1 min to 3650 days)");
         base_event(c, e, INV_EV_RETENTION_SET);
         e->dedup_window_ms = c->dedup_window_ms;
@@ -521,8 +526,7 @@ static int apply_event(inv_state *s, const inv_event *e)
     product *p = fs_map_get(s->products, e->product_id);
     char key[INV_ID_MAX + 16];
     if (e->type == INV_EV_RETENTION_SET) {
-        if (e->dedup_window_ms < INV_RETENTION_MIN_MS || e->dedup_window_ms > INV_RETENTION_MAX_MS ||
-            e->sold_memory_ms < INV_RETENTION_MIN_MS || e->sold_memory_ms > INV_RETENTION_MAX_MS)
+        if (!inv_retention_valid(e->dedup_window_ms, e->sold_memory_ms))
             return -1; /* as decide() */
         s->dedup_ms = e->dedup_window_ms;
         s->sold_ms = e->sold_memory_ms;
@@ -959,8 +963,7 @@ inv_state *inv_state_load(const void *buf, size_t len, int64_t payment_window_ms
         s->dedup_ms = (int64_t)r_u64(&r);
         s->sold_ms = (int64_t)r_u64(&r);
         s->refuse_before = (int64_t)r_u64(&r);
-        if (s->dedup_ms < INV_RETENTION_MIN_MS || s->dedup_ms > INV_RETENTION_MAX_MS ||
-            s->sold_ms < INV_RETENTION_MIN_MS || s->sold_ms > INV_RETENTION_MAX_MS)
+        if (!inv_retention_valid(s->dedup_ms, s->sold_ms))
             goto fail;
     } else {
         advance_refusal(s); /* version 1: the default window, as it was decided with */

@@ -61,6 +61,8 @@
  * still on their way), ten years the longest. */
 #define INV_RETENTION_MIN_MS 60000LL
 #define INV_RETENTION_MAX_MS (3650LL * 24 * 3600 * 1000)
+/* Both windows inside that range: the one rule of it (decide, apply, snapshot load, tools). */
+bool inv_retention_valid(int64_t dedup_window_ms, int64_t sold_memory_ms);
 
 /* Same order as the symbols of flashsale.inventory.RejectReason. */
 typedef enum {
