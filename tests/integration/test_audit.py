@@ -69,10 +69,19 @@ def main(bindir):
         wait_status(s, s.admin, expire, "EXPIRED", timeout=15)
         wait_status(s, tok, a, "DELIVERED", timeout=15)
         wait_status(s, tok_b, b, "DELIVERED", timeout=15)
-        # quiet: no inventory command or event may be in flight while the log is copied
+        # quiet: the delivered orders' return windows closed (3 shop days of 1 s: the saga's
+        # closing snapshot), and no inventory or order event in flight while the audit reads
+        # (a snapshot written during it puts the read models ahead of what it read)
+        def closed(oid):
+            return any(r.get("type") == "OrderStatusChanged" and r["value"]["order_id"] == oid
+                       and "RETURN_WINDOW_CLOSED" in json.dumps(r["value"]) for r in s.dump("orders.events"))
+        deadline = time.time() + 30
+        while not (closed(a) and closed(b)):
+            assert time.time() < deadline, "the return windows of the delivered orders never closed"
+            time.sleep(0.5)
         n = -1
-        while n != len(s.dump("inventory.events")):
-            n = len(s.dump("inventory.events"))
+        while n != len(s.dump("inventory.events")) + len(s.dump("orders.events")):
+            n = len(s.dump("inventory.events")) + len(s.dump("orders.events"))
             time.sleep(1)
 
         rc, out, rep = audit(bindir)
