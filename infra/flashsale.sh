@@ -158,10 +158,10 @@ appendonly yes
 appendfsync everysec
 # The read model is rewritten all the time while its AOF's base (an RDB image) compresses
 # about 10:1, so Redis's default trigger (the AOF doubled, at least 64 MB) forked a rewrite
-# every ~80 s in a 200 orders/s sale; each one took 5-11 s of a core on two cores and slowed
+# every ~80 s in a 200 orders/s sale; each one took 0.5-13 s on two cores and slowed
 # the Redis projector (make soak, perf/RESULTS.md). Rewrite when the AOF is 5 times its base
-# and at least 256 MB: every ~4.5 min at 200 orders/s, 1-3 s each from a small base (the
-# projector's lag +100-130 ms for a few seconds), the AOF on disk below ~300 MB.
+# and at least 256 MB: every ~4.5 min at 200 orders/s, 1-3 s each (the projector's lag up to
+# ~+130 ms for a few seconds), the AOF on disk below ~300 MB.
 auto-aof-rewrite-percentage 400
 auto-aof-rewrite-min-size 256mb
 save ""
