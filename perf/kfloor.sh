@@ -9,7 +9,11 @@
 # whole decisions-only flow, six records and two transactional hops per order, see
 # flashsale-kfloor --saga), KFLOOR_WARMUP_S (60: one run at 2,000/s first, not counted: the
 # broker's JIT compiler takes a core for its first minutes), FLASHSALE_PARTITIONS (6),
-# FLASHSALE_BUILD_DIR (build). Run it alone on the machine, like every benchmark.
+# FLASHSALE_BUILD_DIR (build), KFLOOR_HTTP (0; 1: an HTTP exchange per order besides: the
+# trivial server (flashsale-baseline --mode trivial) answers POST /api/orders from
+# flashsale-load, 2,000 connections, at the same rate and over the same window as each run,
+# so the table shows what the design's Kafka work and a bare HTTP exchange leave of the
+# machine; its p99 in the table). Run it alone on the machine, like every benchmark.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -33,6 +37,17 @@ trap '"$root/infra/flashsale.sh" stop >/dev/null 2>&1 || true' EXIT
 . "$FLASHSALE_RUN_DIR/env"
 bpid=$(cat "$FLASHSALE_RUN_DIR"/pids/kafka*.pid | head -1)
 echo "kfloor: broker pid $bpid, rates: $RATES, $REPEATS x ${SECONDS_PER}s, $READERS readers${SAGA:+, with the order saga hop}; runs in $out" >&2
+HTTP=${KFLOOR_HTTP:-0}
+if [ "$HTTP" = 1 ]; then
+  ulimit -n "$(ulimit -Hn)" # 2,000 connections on each side
+  hport=34190
+  while ss -Htan "( sport = :$hport )" | grep -q .; do hport=$((hport + 1)); done
+  "$BUILD/perf/flashsale-baseline" --mode trivial --port "$hport" >"$FLASHSALE_RUN_DIR/logs/trivial.log" 2>&1 &
+  tpid=$!
+  trap 'kill $tpid 2>/dev/null; "$root/infra/flashsale.sh" stop >/dev/null 2>&1 || true' EXIT
+  for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$hport/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  echo "kfloor: with an HTTP exchange per order (trivial server on port $hport)" >&2
+fi
 if [ "$WARMUP_S" -gt 0 ]; then
   echo "kfloor: warming the broker up (2000/s for ${WARMUP_S}s, not counted)" >&2
   "$BUILD/perf/flashsale-kfloor" --rate 2000 --seconds "$WARMUP_S" --readers "$READERS" "${SAGA[@]}" >/dev/null ||
@@ -41,20 +56,39 @@ fi
 for rate in $RATES; do
   for i in $(seq "$REPEATS"); do
     echo "kfloor: rate $rate, run $i/$REPEATS" >&2
-    "$BUILD/perf/flashsale-kfloor" --rate "$rate" --seconds "$SECONDS_PER" --readers "$READERS" \
-      "${SAGA[@]}" --broker-pid "$bpid" >>"$out" || echo "kfloor: run at $rate/s fell short (see its line)" >&2
+    hjson=
+    if [ "$HTTP" = 1 ]; then
+      # over kfloor's 3 s warm-up and its measured window
+      hjson=$FLASHSALE_RUN_DIR/http-$rate-$i.json
+      "$BUILD/perf/flashsale-load" --url "http://127.0.0.1:$hport" --product floor --members 10000 \
+        --connections 2000 --rate "$rate" --duration $((SECONDS_PER + 4)) --json "$hjson" --quiet >/dev/null 2>&1 &
+      lpid=$!
+    fi
+    line=$("$BUILD/perf/flashsale-kfloor" --rate "$rate" --seconds "$SECONDS_PER" --readers "$READERS" \
+      "${SAGA[@]}" --broker-pid "$bpid") || echo "kfloor: run at $rate/s fell short (see its line)" >&2
+    if [ -n "$hjson" ]; then
+      wait "$lpid" || true
+      line=$(python3 -c 'import json,sys; k=json.loads(sys.argv[1]); h=json.load(open(sys.argv[2]))
+k["http_p99_ms"]=h["latency_ms"]["p99"]; k["http_rps"]=h["rps"]; k["http_errors"]=h["errors"]; print(json.dumps(k))' \
+        "$line" "$hjson")
+    fi
+    echo "$line" >>"$out"
     sleep 2
   done
 done
 python3 - "$out" <<'PY'
 import json, sys, statistics as st
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("| offered/s | answered/s | p50 ms | p99 ms (runs) | machine CPU % | broker CPU % | clients CPU % |")
-print("|---|---|---|---|---|---|---|")
+http = any("http_p99_ms" in r for r in runs)
+print("| offered/s | answered/s | p50 ms | p99 ms (runs) | machine CPU % | broker CPU % | clients CPU % |"
+      + (" HTTP p99 ms (runs) | HTTP errors |" if http else ""))
+print("|---|---|---|---|---|---|---|" + ("---|---|" if http else ""))
 for rate in sorted({r["rate"] for r in runs}):
     rs = [r for r in runs if r["rate"] == rate]
     m = lambda k: st.median(r[k] for r in rs)
     print("| %d | %.0f | %.2f | %.1f (%s) | %.0f | %.0f | %.0f |" % (
         rate, m("answered_per_s"), m("p50_ms"), m("p99_ms"), " ".join("%.0f" % r["p99_ms"] for r in rs),
-        m("machine_cpu_pct"), m("broker_cpu_pct"), m("clients_cpu_pct")))
+        m("machine_cpu_pct"), m("broker_cpu_pct"), m("clients_cpu_pct"))
+        + (" %.1f (%s) | %d |" % (m("http_p99_ms"), " ".join("%.0f" % r["http_p99_ms"] for r in rs),
+                                 sum(r["http_errors"] for r in rs)) if http else ""))
 PY
