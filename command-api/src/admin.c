@@ -548,6 +548,13 @@ static int audit_product(fs_http_req *req, api_admin *ad, const char *product_id
     json_t *v = json_object_get(rep, "violations");
     if (json_is_array(v) && out)
         json_object_set(out, "violation_list", v);
+    if (r->exit_status == 1) { /* which ones (the first ten), for whoever reads the log afterwards */
+        json_t *first = json_array();
+        for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < 10; i++)
+            json_array_append(first, json_array_get(v, i));
+        fs_log_warn("audit found violations", json_pack("{s:s,s:O,s:o}", "product_id", product_id, "violations",
+                                                        count, "first", first));
+    }
     json_decref(rep);
     rc = out ? fs_http_json(req, 200, out, NULL) : fs_http_error(req, 500, "INTERNAL", "out of memory", NULL);
 out:

@@ -253,7 +253,8 @@ try {
   await op.waitForSelector(`${row} td[data-role=available]:text-is("5")`);
   await op.click(`${row} button[data-act=audit]`);
   const verdict = await op.waitForSelector(`${row} [data-role=verdict][data-verdict]:not([data-verdict="RUNNING"])`, { timeout: 120000 });
-  assert.equal(await verdict.getAttribute('data-verdict'), 'OK', await verdict.textContent());
+  assert.equal(await verdict.getAttribute('data-verdict'), 'OK',
+               `${await verdict.textContent()}\n${await verdict.getAttribute('title')}`); // title: the audit's report
   await op.waitForSelector('#breaker[data-state]');
   await shot(op, 'console');
   log(`console: audit ${await verdict.textContent()}`);

@@ -10,8 +10,11 @@ sagas and both projectors on the test broker:
   - POST /api/admin/audit runs flashsale-audit for a product and answers OK with the
     product's counters after a few orders (paid, expired), 404 for an unknown product, 400
     without one, and 409 AUDIT_RUNNING while another audit runs (held open by a wrapper of
-    the audit that waits for the test's signal).
+    the audit that waits for the test's signal); an audit that finds violations (the wrapper
+    stands in for flashsale-audit, writing a report with two) answers VIOLATION with the
+    list and the audit's own lines, and the API logs which ones it found.
 Usage: test_admin.py BUILD_DIR"""
+import json
 import os
 import re
 import subprocess
@@ -59,9 +62,13 @@ def main(bindir):
     tmp = tempfile.mkdtemp(prefix="fs-admin-")
     mark, go = os.path.join(tmp, "running"), os.path.join(tmp, "go")
     wrapper = os.path.join(tmp, "audit-wrapper")
+    violate = os.path.join(tmp, "violate")
     with open(wrapper, "w") as f:  # holds an audit open until the test says go (when asked to)
         f.write("#!/bin/sh\nif [ -e %s ]; then touch %s; while [ ! -e %s ]; do sleep 0.1; done; fi\n"
-                "exec %s \"$@\"\n" % (os.path.join(tmp, "hold"), mark, go, real_audit))
+                # asked to find violations: the report flashsale-audit writes when it does
+                "if [ -e %s ]; then while [ $# -gt 0 ]; do [ \"$1\" = --json ] && report=$2; shift; done\n"
+                "  cp %s \"$report\"; echo 'VIOLATION oversell order o-1'; echo 'VIOLATION: 2 violation(s)'; exit 1; fi\n"
+                "exec %s \"$@\"\n" % (os.path.join(tmp, "hold"), mark, go, violate, violate, real_audit))
     os.chmod(wrapper, 0o755)
     with System(bindir, sagas=True, saga_env=DAY, proc_env={"FLASHSALE_PAYMENT_WINDOW_MS": "2000"},
                 api_env={"FLASHSALE_AUDIT_BIN": wrapper}) as s:
@@ -150,6 +157,22 @@ def main(bindir):
         os.unlink(os.path.join(tmp, "hold"))
         expect(s.request("POST", "/api/admin/audit", {"product_id": pid}, s.admin, timeout=330), 200)
         print("audit: one at a time (409 AUDIT_RUNNING while another runs), then free again")
+
+        # an audit that finds violations: the verdict, the list and where they are logged
+        found = [{"check": "oversell", "order_id": "o-1", "product_id": pid, "partition": 0, "offset": 7,
+                  "detail": "sold %d of %d" % (i + 6, 5)} for i in range(2)]
+        with open(violate, "w") as f:
+            json.dump({"violation_count": 2, "violations": found, "product": None, "read_models": None}, f)
+        out = expect(s.request("POST", "/api/admin/audit", {"product_id": pid}, s.admin, timeout=330), 200)
+        os.unlink(violate)
+        assert out["verdict"] == "VIOLATION" and out["violations"] == 2, out
+        assert out["violation_list"] == found, out
+        assert "VIOLATION oversell order o-1" in out["summary"] and "VIOLATION: 2 violation(s)" in out["summary"], out
+        logged = [json.loads(l) for l in open(os.path.join(s.logdir, "test-api.log"), errors="replace")
+                  if '"audit found violations"' in l]
+        assert logged and logged[-1]["product_id"] == pid and logged[-1]["violations"] == 2, logged
+        assert logged[-1]["first"] == found and logged[-1]["level"] == "warn", logged[-1]
+        print("audit: a VIOLATION verdict carries the list and the audit's lines, and the API logs which")
     print("admin: all checks passed")
 
 
