@@ -63,28 +63,36 @@ void audit_note_ahead(void)
 
 static json_t *held; /* violations of a comparison that may yet turn out void */
 
+/* A violation counted: kept for the report (the first MAX_VIOLATIONS), printed (the first 20). */
+static void count_violation(json_t *v)
+{
+    nviolations++;
+    if (nviolations <= 20) {
+        const char *order = json_string_value(json_object_get(v, "order_id"));
+        const char *product = json_string_value(json_object_get(v, "product_id"));
+        printf("VIOLATION %-10s order %s product %s at %d/%lld: %s\n",
+               json_string_value(json_object_get(v, "check")), order && *order ? order : "-",
+               product && *product ? product : "-", (int)json_integer_value(json_object_get(v, "partition")),
+               (long long)json_integer_value(json_object_get(v, "offset")),
+               json_string_value(json_object_get(v, "detail")));
+    }
+    if (json_array_size(violations) < MAX_VIOLATIONS)
+        json_array_append(violations, v);
+}
+
 void audit_hold_violations(void)
 {
     json_decref(held);
     held = json_array();
 }
 
-size_t audit_release_violations(bool count)
+void audit_release_violations(bool count)
 {
     json_t *h = held;
     held = NULL;
-    size_t n = 0;
-    for (size_t i = 0; count && i < json_array_size(h); i++, n++) {
-        json_t *v = json_array_get(h, i);
-        audit_violation(json_string_value(json_object_get(v, "check")),
-                        json_string_value(json_object_get(v, "order_id")),
-                        json_string_value(json_object_get(v, "product_id")),
-                        (int32_t)json_integer_value(json_object_get(v, "partition")),
-                        json_integer_value(json_object_get(v, "offset")), "%s",
-                        json_string_value(json_object_get(v, "detail")));
-    }
+    for (size_t i = 0; count && i < json_array_size(h); i++)
+        count_violation(json_array_get(h, i));
     json_decref(h);
-    return n;
 }
 
 void audit_violation(const char *check, const char *order, const char *product, int32_t part,
@@ -95,24 +103,18 @@ void audit_violation(const char *check, const char *order, const char *product, 
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    if (held) { /* kept aside until the comparison is known to stand */
-        json_array_append_new(held, json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "check", check, "order_id",
-                                              order ? order : "", "product_id", product ? product : "",
-                                              "partition", part, "offset", (json_int_t)offset, "detail",
-                                              detail));
+    json_t *v = json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "check", check, "order_id", order ? order : "",
+                          "product_id", product ? product : "", "partition", part, "offset", (json_int_t)offset,
+                          "detail", detail);
+    if (!v) { /* out of memory: still counted */
+        nviolations++;
         return;
     }
-    nviolations++;
-    if (json_array_size(violations) < MAX_VIOLATIONS)
-        json_array_append_new(violations,
-                              json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "check", check, "order_id",
-                                        order ? order : "", "product_id", product ? product : "",
-                                        "partition", part, "offset", (json_int_t)offset, "detail",
-                                        detail));
-    if (nviolations <= 20)
-        printf("VIOLATION %-10s order %s product %s at %d/%lld: %s\n", check,
-               order && *order ? order : "-", product && *product ? product : "-", part,
-               (long long)offset, detail);
+    if (held) /* kept aside until the comparison is known to stand */
+        json_array_append(held, v);
+    else
+        count_violation(v);
+    json_decref(v);
 }
 
 size_t audit_violations(void)

@@ -132,10 +132,10 @@ typedef struct {
 void audit_violation(const char *check, const char *order, const char *product, int32_t part,
                      int64_t offset, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 size_t audit_violations(void);
-/* From hold on, violations are kept aside; release counts them (as audit_violation would,
- * returning how many) or drops them: for a comparison that may turn out void. */
+/* From hold on, violations are kept aside; release counts them (as audit_violation would)
+ * or drops them: for a comparison that may turn out void. */
 void audit_hold_violations(void);
-size_t audit_release_violations(bool count);
+void audit_release_violations(bool count);
 /* A read model could not be compared because its projector had already moved past what the
  * audit read (a live system): counted apart, since reading again can settle it (main). */
 void audit_note_ahead(void);
