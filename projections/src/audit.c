@@ -342,9 +342,16 @@ int main(int argc, char **argv)
             ;
         int rc = w == pid && WIFEXITED(st) ? WEXITSTATUS(st) : 2;
         if (rc == AUDIT_AHEAD) {
+            char line[1024], why[2048] = "";
+            rewind(out); /* the attempt's reasons ("read model redis: not compared: ...") */
+            while (fgets(line, sizeof line, out))
+                if (strstr(line, "not compared: ") && strlen(why) + strlen(line) + 3 < sizeof why) {
+                    line[strcspn(line, "\n")] = '\0';
+                    snprintf(why + strlen(why), sizeof why - strlen(why), "; %s", line + strspn(line, " "));
+                }
             fclose(out);
             fprintf(stderr, "flashsale-audit: attempt %ld of %ld: a read model moved past what was read "
-                            "(a live system); reading again\n", t, attempts);
+                            "(a live system)%s; reading again\n", t, attempts, why);
             sleep(1);
             continue;
         }

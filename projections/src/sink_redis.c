@@ -238,8 +238,19 @@ static int r_load_offsets(projector *p, int64_t *next, fs_err *err)
     return 0;
 }
 
+/* A batch's first command counts it begun (the offsets hash's _begun); its offsets, written
+ * after all its rows, say it is done (_done: the same number). A reader that finds _begun =
+ * _done, reads rows, then finds _begun unchanged read no row of a batch in progress (a
+ * sequence lock: flashsale-audit's comparison of Redis with the log). */
 static int append(rsink *s, int argc, const char **argv)
 {
+    if (!s->pending) {
+        char key[FS_RM_KEY_MAX];
+        const char *begin[] = {"HINCRBY", fs_rm_key(key, sizeof key, s->gen, FS_RM_OFFSETS, NULL), "_begun", "1"};
+        if (redisAppendCommandArgv(s->c, 4, begin, NULL) != REDIS_OK)
+            return -1;
+        s->pending++;
+    }
     if (redisAppendCommandArgv(s->c, argc, argv, NULL) != REDIS_OK)
         return -1;
     s->pending++;
@@ -399,6 +410,7 @@ static int r_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *e
     rsink *s = p->store;
     int rc = 0;
     int nreplies = s->pending;
+    long long begun = -1; /* the batch's number (append), when it had rows */
     s->pending = 0;
     for (int i = 0; i < nreplies; i++) {
         redisReply *r = NULL;
@@ -406,16 +418,23 @@ static int r_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *e
             return reply_err(err, s->c, NULL, "batch");
         if (r->type == REDIS_REPLY_ERROR && !rc)
             rc = reply_err(err, s->c, r, "batch");
-        else
+        else {
+            if (i == 0 && r->type == REDIS_REPLY_INTEGER)
+                begun = r->integer;
             freeReplyObject(r);
+        }
     }
     if (rc)
         return rc;
-    /* only now, after every change of the batch is in: the offsets */
-    char key[64], f[PROJ_NTOPICS * 64][96], o[PROJ_NTOPICS * 64][24];
-    const char *argv[2 + 2 * PROJ_NTOPICS * 64] = {"HSET", key};
+    /* only now, after every change of the batch is in: the offsets, and the batch done */
+    char key[64], f[PROJ_NTOPICS * 64][96], o[PROJ_NTOPICS * 64][24], done[24];
+    const char *argv[4 + 2 * PROJ_NTOPICS * 64] = {"HSET", key};
     int n = 2, k = 0;
     fs_rm_key(key, sizeof key, s->gen, FS_RM_OFFSETS, NULL);
+    if (begun >= 0) {
+        argv[n++] = "_done";
+        argv[n++] = NUM(done, begun);
+    }
     for (int t = 0; t < PROJ_NTOPICS; t++)
         for (int i = 0; i < p->nparts && k < PROJ_NTOPICS * 64; i++) {
             int64_t nx = next[t * p->nparts + i];

@@ -93,50 +93,70 @@ def main(bindir):
 
         # Redis moving on while the audit reads its rows (its projector writes a batch's rows,
         # then its offsets; Redis is no snapshot): held by the audit's test hook after it
-        # checked the offsets, the test changes a product's row and an offset as a projector
-        # would, and puts both back once the audit said it reads again. The changed row must
-        # void that attempt (the offsets moved), not count as a difference.
+        # checked the offsets, the test changes a product's row as a projector would, with
+        # (1) an offset moved (the batch done meanwhile), or (2) only the batch counter begun
+        # (its offsets not written yet at the audit's second read), and puts all back once the
+        # audit said it reads again. The changed row must void that attempt, not count as a
+        # difference.
         gen = s.redis("GET", "fs:rm:gen")[0]
         okey, pkey = "fs:rm:%s:offsets" % gen, "fs:rm:%s:p:%s" % (gen, scarce)
         flat = s.redis("HGETALL", okey)
         field, value = next((f, v) for f, v in zip(flat[::2], flat[1::2]) if not f.startswith("_"))
+        stored = dict(zip(flat[::2], flat[1::2]))
+        assert stored.get("_begun") and stored.get("_begun") == stored.get("_done"), stored
         avail = s.redis("HGET", pkey, "available")[0]
-        hold = "/tmp/audit-hold-%s" % uuid.uuid4().hex[:8]
-        open(hold, "w").close()
-        out_json = hold + ".json"
-        p = subprocess.Popen([os.path.join(bindir, "projections", "flashsale-audit"), "--read-models", "--json",
-                              out_json], env=dict(os.environ, FLASHSALE_TEST_AUDIT_HOLD=hold),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # put back only what is still the test's own value (a projector's write stays)
         cas = "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end"
-        try:
-            deadline = time.time() + 120
-            while not os.path.exists(hold + ".held"):
-                assert time.time() < deadline and p.poll() is None, "the audit never reached its hold"
-                time.sleep(0.05)
-            s.redis("HSET", pkey, "available", str(int(avail) + 7))
-            s.redis("HSET", okey, field, str(int(value) + 1))
-            open(hold + ".go", "w").close()
-            err = []
-            for line in p.stderr:  # until the first attempt is dropped
-                err.append(line)
-                if "reading again" in line:
-                    break
-            s.redis("EVAL", cas, 1, pkey, "available", str(int(avail) + 7), avail)
-            s.redis("EVAL", cas, 1, okey, field, str(int(value) + 1), value)
-            stdout, rest = p.communicate(timeout=300)
-            err.append(rest)
-        finally:
-            if p.poll() is None:
-                p.kill()
-        rep = json.load(open(out_json))
-        for f in (hold + ".held", out_json):
-            os.unlink(f)
-        err = "".join(err)
-        assert p.returncode == 0 and rep["ok"], "a moving Redis counted as violations:\n%s%s" % (stdout, err[-2000:])
-        assert "reading again" in err, err[-2000:]
-        assert rep["read_models"]["redis"]["compared"], rep["read_models"]
-        print("audit while Redis moved under its reads: the attempt was read again, then OK")
+
+        def audit_while_moved(changes, why, held=True):
+            hold = "/tmp/audit-hold-%s" % uuid.uuid4().hex[:8]
+            open(hold, "w").close()
+            out_json = hold + ".json"
+            if not held:  # changed before the audit starts
+                for key, f, old, new in changes:
+                    s.redis("HSET", key, f, new)
+            p = subprocess.Popen([os.path.join(bindir, "projections", "flashsale-audit"), "--read-models", "--json",
+                                  out_json], env=dict(os.environ, FLASHSALE_TEST_AUDIT_HOLD=hold if held else ""),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                deadline = time.time() + 120
+                while held and not os.path.exists(hold + ".held"):
+                    assert time.time() < deadline and p.poll() is None, "the audit never reached its hold"
+                    time.sleep(0.05)
+                for key, f, old, new in changes if held else ():
+                    s.redis("HSET", key, f, new)
+                open(hold + ".go", "w").close()
+                err = []
+                for line in p.stderr:  # until the first attempt is dropped
+                    err.append(line)
+                    if "reading again" in line:
+                        break
+                for key, f, old, new in changes:
+                    s.redis("EVAL", cas, 1, key, f, new, old)
+                stdout, rest = p.communicate(timeout=300)
+                err.append(rest)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+            rep = json.load(open(out_json))
+            for f in (hold, hold + ".held", hold + ".go", out_json):
+                if os.path.exists(f):
+                    os.unlink(f)
+            err = "".join(err)
+            assert p.returncode == 0 and rep["ok"], "a moving Redis counted as violations:\n%s%s" % (stdout, err[-2000:])
+            assert "reading again" in err and why in err, err[-2000:]
+            assert rep["read_models"]["redis"]["compared"], rep["read_models"]
+
+        row = (pkey, "available", avail, str(int(avail) + 7))
+        audit_while_moved([row, (okey, field, value, str(int(value) + 1))], "ahead at %s: the projector moved on" % field)
+        print("audit while Redis's rows and offsets moved under its reads: the attempt was read again, then OK")
+        begun = stored["_begun"]
+        audit_while_moved([row, (okey, "_begun", begun, str(int(begun) + 1))], "ahead at _begun: the projector moved on")
+        print("audit while a batch of Redis's began under its reads (rows, no offsets yet): read again, then OK")
+        audit_while_moved([row, (okey, "_begun", begun, str(int(begun) + 1))],
+                          "ahead: a batch of the projector was being written (batch %d begun, %s done)"
+                          % (int(begun) + 1, stored["_done"]), held=False)
+        print("audit of a Redis with a batch begun and not done: read again, then OK")
 
         # --at on an answer given before its transaction aborted: the buyer is answered at the
         # decision, the processor is killed before the commit, and its restart writes the same

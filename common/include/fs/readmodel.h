@@ -10,7 +10,8 @@
  *   fs:rm:<g>:o:<order>       hash: member status reason amount pay_by created updated
  *                             items (JSON array) v
  *   fs:rm:<g>:h:<order>       list of JSON transitions {status, previous, reason, at}
- *   fs:rm:<g>:offsets         hash "<topic>:<partition>" -> next offset (+ "_created")
+ *   fs:rm:<g>:offsets         hash "<topic>:<partition>" -> next offset (+ "_created";
+ *                             "_begun", "_done": batches begun and done, sink_redis.c)
  *   fs:rm:<g>:meta            hash heartbeat_ms lag_ms applied
  *   channel fs:order:<order>  a JSON {order_id, status} per applied order change
  *
