@@ -345,7 +345,8 @@ int main(int argc, char **argv)
             char line[1024], why[2048] = "";
             rewind(out); /* the attempt's reasons ("read model redis: not compared: ...") */
             while (fgets(line, sizeof line, out))
-                if (strstr(line, "not compared: ") && strlen(why) + strlen(line) + 3 < sizeof why) {
+                if (!strncmp(line + strspn(line, " "), "read model", 10) && strstr(line, "not compared: ") &&
+                    strlen(why) + strlen(line) + 3 < sizeof why) {
                     line[strcspn(line, "\n")] = '\0';
                     snprintf(why + strlen(why), sizeof why - strlen(why), "; %s", line + strspn(line, " "));
                 }

@@ -352,8 +352,11 @@ static int diff_redis(const fs_common_config *cfg, audit_ctx *a, diff_ctx *d, ch
          * were read (it writes a batch's rows, then its offsets). Offsets that moved meanwhile
          * make this comparison void, as a store found ahead is (the audit reads again). */
         if (rc == 1) {
+            r = redisCommand(c, "GET %s", FS_RM_GEN); /* a switch unlinks the old generation's keys */
+            long long now_gen = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+            freeReplyObject(r);
             r = redisCommand(c, "HGETALL %s", fs_rm_key(key, sizeof key, gen, FS_RM_OFFSETS, NULL));
-            const char *moved = offsets_moved(offsets_before, r);
+            const char *moved = now_gen != gen ? "fs:rm:gen" : offsets_moved(offsets_before, r);
             if (moved) {
                 snprintf(why, whylen, "ahead at %s: the projector moved on while the rows were read", moved);
                 rc = 0;

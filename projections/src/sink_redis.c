@@ -47,12 +47,21 @@ static const char lua_order[] =
     "elseif redis.call('PERSIST', KEYS[1]) == 1 then redis.call('PERSIST', KEYS[2]) end "
     "redis.call('PUBLISH', ARGV[2], ARGV[4]) return 1";
 
+/* KEYS[1] offsets hash; ARGV[1] the batch's number ('' when it wrote no rows), then the
+ * offsets' field/value pairs. The batch is done only if no other batch began since (another
+ * writer of the generation: a rebuild next to the service), so that _done catches up with
+ * _begun whenever the last batch begun is done. */
+static const char lua_done[] =
+    "if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], '_begun') == ARGV[1] then "
+    "redis.call('HSET', KEYS[1], '_done', ARGV[1]) end "
+    "if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end return 1";
+
 typedef struct {
     redisContext *c;
     long long gen;
     bool building;
     long long abandoned; /* a generation given up for a rebuild: unlinked at the switch */
-    char sha_p[48], sha_o[48];
+    char sha_p[48], sha_o[48], sha_d[48];
     int pending; /* commands appended, replies not read */
     long ended_ttl_ms; /* FS_RM_ENDED_TTL_ENV */
 } rsink;
@@ -117,9 +126,9 @@ static int connect_redis(projector *p, rsink *s, fs_err *err)
     }
     if (!s->c)
         return -1;
-    const char *scripts[] = {lua_product, lua_order};
-    char *shas[] = {s->sha_p, s->sha_o};
-    for (int i = 0; i < 2; i++) {
+    const char *scripts[] = {lua_product, lua_order, lua_done};
+    char *shas[] = {s->sha_p, s->sha_o, s->sha_d};
+    for (int i = 0; i < 3; i++) {
         redisReply *r = cmd(s, err, "SCRIPT LOAD %s", scripts[i]);
         if (!r)
             return -1;
@@ -238,10 +247,14 @@ static int r_load_offsets(projector *p, int64_t *next, fs_err *err)
     return 0;
 }
 
-/* A batch's first command counts it begun (the offsets hash's _begun); its offsets, written
- * after all its rows, say it is done (_done: the same number). A reader that finds _begun =
- * _done, reads rows, then finds _begun unchanged read no row of a batch in progress (a
- * sequence lock: flashsale-audit's comparison of Redis with the log). */
+/* A batch's first command numbers it (HINCRBY of the offsets hash's _begun); its offsets,
+ * written after all its rows, say it is done (_done: that number, lua_done). A reader that
+ * finds _begun = _done, reads rows, then finds _begun unchanged read no row of a batch in
+ * progress (a sequence lock: flashsale-audit's comparison of Redis with the log). A batch
+ * cut off after its first command leaves _begun ahead until the next batch with rows is
+ * done (the audit reads again, or reports Redis not compared). With two writers (a rebuild
+ * next to the service, after its switch) one's rows can land after the other's _done: the
+ * lock assumes one writer. */
 static int append(rsink *s, int argc, const char **argv)
 {
     if (!s->pending) {
@@ -427,14 +440,12 @@ static int r_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *e
     if (rc)
         return rc;
     /* only now, after every change of the batch is in: the offsets, and the batch done */
-    char key[64], f[PROJ_NTOPICS * 64][96], o[PROJ_NTOPICS * 64][24], done[24];
-    const char *argv[4 + 2 * PROJ_NTOPICS * 64] = {"HSET", key};
-    int n = 2, k = 0;
+    char key[64], f[PROJ_NTOPICS * 64][96], o[PROJ_NTOPICS * 64][24], done[24] = "";
+    if (begun >= 0)
+        NUM(done, begun);
+    const char *argv[5 + 2 * PROJ_NTOPICS * 64] = {"EVALSHA", s->sha_d, "1", key, done};
+    int n = 5, k = 0;
     fs_rm_key(key, sizeof key, s->gen, FS_RM_OFFSETS, NULL);
-    if (begun >= 0) {
-        argv[n++] = "_done";
-        argv[n++] = NUM(done, begun);
-    }
     for (int t = 0; t < PROJ_NTOPICS; t++)
         for (int i = 0; i < p->nparts && k < PROJ_NTOPICS * 64; i++) {
             int64_t nx = next[t * p->nparts + i];
@@ -446,8 +457,8 @@ static int r_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *e
             argv[n++] = o[k];
             k++;
         }
-    redisReply *r = n > 2 ? redisCommandArgv(s->c, n, argv, NULL) : NULL;
-    if (n > 2 && (!r || r->type == REDIS_REPLY_ERROR))
+    redisReply *r = n > 5 || begun >= 0 ? redisCommandArgv(s->c, n, argv, NULL) : NULL;
+    if ((n > 5 || begun >= 0) && (!r || r->type == REDIS_REPLY_ERROR))
         return reply_err(err, s->c, r, "offsets");
     freeReplyObject(r);
     return write_meta(s, lag_ms, err);

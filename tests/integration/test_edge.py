@@ -153,8 +153,12 @@ def flood(s, path, n):
     # (1: a request had no answer, a reset or a 5xx; its summary is on stdout. It once failed
     # so in the full suite, with nothing on stderr, and the test said no more: now it names
     # the statuses and what the edge logged as errors meanwhile)
-    res = json.load(open(out)) if os.path.exists(out) else {}
+    res = {}
     if os.path.exists(out):
+        try:
+            res = json.load(open(out))
+        except ValueError as e:
+            res = {"status": "its summary file is unreadable: %s" % e}
         os.unlink(out)
     if r.returncode != 0:
         elog = os.path.join(s.logdir, "edge-error.log")
@@ -162,6 +166,7 @@ def flood(s, path, n):
         raise AssertionError("flashsale-load exited %d: statuses %s; %s%s; the edge's error log ends:\n%s"
                              % (r.returncode, res.get("status"), r.stdout.decode(), r.stderr.decode(),
                                 "\n".join(tail)))
+    assert "status" in res and "errors" in res, "flashsale-load wrote no usable summary: %r" % (res,)
     return res
 
 

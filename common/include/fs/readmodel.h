@@ -11,7 +11,8 @@
  *                             items (JSON array) v
  *   fs:rm:<g>:h:<order>       list of JSON transitions {status, previous, reason, at}
  *   fs:rm:<g>:offsets         hash "<topic>:<partition>" -> next offset (+ "_created";
- *                             "_begun", "_done": batches begun and done, sink_redis.c)
+ *                             "_begun": batches begun, "_done": the number of the
+ *                             last batch done; sink_redis.c)
  *   fs:rm:<g>:meta            hash heartbeat_ms lag_ms applied
  *   channel fs:order:<order>  a JSON {order_id, status} per applied order change
  *
