@@ -25,9 +25,9 @@ READERS=${KFLOOR_READERS:-5}
 SAGA=()
 if [ "${KFLOOR_SAGA:-0}" = 1 ]; then SAGA=(--saga); fi
 WARMUP_S=${KFLOOR_WARMUP_S:-60}
-export FLASHSALE_RUN_DIR=$root/.run-kfloor FLASHSALE_KAFKA_PORT=${KFLOOR_KAFKA_PORT:-34092}
-export FLASHSALE_KAFKA_CONTROLLER_PORT=$((FLASHSALE_KAFKA_PORT + 1)) FLASHSALE_PG_PORT=34432
-export FLASHSALE_REDIS_PORT=34379 FLASHSALE_KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-1g}
+export FLASHSALE_RUN_DIR=$root/.run-kfloor FLASHSALE_KAFKA_PORT=${KFLOOR_KAFKA_PORT:-25092}
+export FLASHSALE_KAFKA_CONTROLLER_PORT=$((FLASHSALE_KAFKA_PORT + 1)) FLASHSALE_PG_PORT=25432
+export FLASHSALE_REDIS_PORT=25379 FLASHSALE_KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-1g}
 export FLASHSALE_BUILD_DIR=$BUILD
 rm -rf "$FLASHSALE_RUN_DIR"
 out=$root/perf/out/kfloor-$(date -u +%Y%m%dT%H%M%SZ).jsonl
@@ -40,7 +40,7 @@ echo "kfloor: broker pid $bpid, rates: $RATES, $REPEATS x ${SECONDS_PER}s, $READ
 HTTP=${KFLOOR_HTTP:-0}
 if [ "$HTTP" = 1 ]; then
   ulimit -n "$(ulimit -Hn)" # 2,000 connections on each side
-  hport=34190
+  hport=25190
   while ss -Htan "( sport = :$hport )" | grep -q .; do hport=$((hport + 1)); done
   "$BUILD/perf/flashsale-baseline" --mode trivial --port "$hport" >"$FLASHSALE_RUN_DIR/logs/trivial.log" 2>&1 &
   tpid=$!

@@ -25,10 +25,10 @@ cd "$root"
 make -s build >/dev/null
 
 export FLASHSALE_RUN_DIR="$root/.run-perf-state"
-export FLASHSALE_KAFKA_PORT=$(free_port 33092)
+export FLASHSALE_KAFKA_PORT=$(free_port 24092)
 export FLASHSALE_KAFKA_CONTROLLER_PORT=$(free_port $((FLASHSALE_KAFKA_PORT + 1)))
-export FLASHSALE_PG_PORT=$(free_port 33432) FLASHSALE_REDIS_PORT=$(free_port 33379)
-export FLASHSALE_HTTP_PORT=$(free_port 33080) FLASHSALE_API_PORT=$(free_port 33180) FLASHSALE_ORDER_PORT=$(free_port 33182) FLASHSALE_KAFKA_HEAP=1g
+export FLASHSALE_PG_PORT=$(free_port 24432) FLASHSALE_REDIS_PORT=$(free_port 24379)
+export FLASHSALE_HTTP_PORT=$(free_port 24080) FLASHSALE_API_PORT=$(free_port 24180) FLASHSALE_ORDER_PORT=$(free_port 24182) FLASHSALE_KAFKA_HEAP=1g
 rm -rf "$FLASHSALE_RUN_DIR"
 pid=
 cleanup() {
