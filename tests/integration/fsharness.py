@@ -75,12 +75,34 @@ def record_response(method, path, status, content_type, body):
     _record_file.flush()
 
 
+_ports_given = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A free port below Linux's ephemeral range (32768-60999), where no client's connection
+    can take it between now and a service's (re)start: bind(0) gave ports from that range,
+    and a restarted service could find its port taken by some connection's local end. Never
+    one given before in this process, nor one of the suite's own instances (infra/test.sh's
+    FLASHSALE_*_PORT, a Kafka node's next ports too)."""
+    import random
+    fixed = set()
+    for k, v in os.environ.items():
+        if k.startswith("FLASHSALE_") and k.endswith("_PORT") and v.isdigit():
+            fixed.update(range(int(v), int(v) + 8))
+    for _ in range(1000):
+        p = random.randint(20000, 32700)
+        if p in _ports_given or p in fixed:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _ports_given.add(p)
+        return p
+    raise RuntimeError("no free port in 20000-32700")
 
 
 def percentile(values, p):
