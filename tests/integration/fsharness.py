@@ -85,12 +85,13 @@ def free_port():
     one given before in this process, nor one of the suite's own instances (infra/test.sh's
     FLASHSALE_*_PORT, a Kafka node's next ports too)."""
     import random
+    rnd = random.SystemRandom()  # (a test's random.seed() must not fix the sequence)
     fixed = set()
     for k, v in os.environ.items():
         if k.startswith("FLASHSALE_") and k.endswith("_PORT") and v.isdigit():
             fixed.update(range(int(v), int(v) + 8))
     for _ in range(1000):
-        p = random.randint(20000, 32700)
+        p = rnd.randint(20000, 32700)
         if p in _ports_given or p in fixed:
             continue
         s = socket.socket()

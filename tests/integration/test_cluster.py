@@ -74,7 +74,7 @@ class Cluster:
         self.bindir = bindir
         self.run = tempfile.mkdtemp(prefix="flashsale-cluster-")
         os.chmod(self.run, 0o755)
-        kafka = free_range(41092, 6)
+        kafka = free_range(21092, 6)  # below the ephemeral range (32768-60999): see fsharness.free_port
         pg = free_range(kafka + 6, 1)
         redis = free_range(pg + 1, 1)
         self.env = dict(os.environ, FLASHSALE_RUN_DIR=self.run, FLASHSALE_BUILD_DIR=bindir,
