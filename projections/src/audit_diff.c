@@ -243,10 +243,7 @@ static const char *offsets_moved(const redisReply *a, const redisReply *b)
             const char *f = x[k]->element[i]->str;
             if (!f || (*f == '_' && strcmp(f, "_begun")))
                 continue;
-            const char *other = NULL;
-            for (size_t j = 0; j + 1 < x[1 - k]->elements; j += 2)
-                if (x[1 - k]->element[j]->str && !strcmp(x[1 - k]->element[j]->str, f))
-                    other = x[1 - k]->element[j + 1]->str;
+            const char *other = hfield(x[1 - k], f);
             if (!other || !x[k]->element[i + 1]->str || strcmp(other, x[k]->element[i + 1]->str))
                 return f;
         }

@@ -457,8 +457,9 @@ static int r_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *e
             argv[n++] = o[k];
             k++;
         }
-    redisReply *r = n > 5 || begun >= 0 ? redisCommandArgv(s->c, n, argv, NULL) : NULL;
-    if ((n > 5 || begun >= 0) && (!r || r->type == REDIS_REPLY_ERROR))
+    bool any = n > 5 || begun >= 0; /* offsets to store, or a batch to mark done */
+    redisReply *r = any ? redisCommandArgv(s->c, n, argv, NULL) : NULL;
+    if (any && (!r || r->type == REDIS_REPLY_ERROR))
         return reply_err(err, s->c, r, "offsets");
     freeReplyObject(r);
     return write_meta(s, lag_ms, err);

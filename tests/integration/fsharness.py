@@ -220,16 +220,8 @@ class System:
         if self.sagas:
             self.start_saga("orders")
             self.start_saga("payments")
-        self.port = free_port()
-        self.api_port = free_port()
-        while self.api_port == self.port:
-            self.api_port = free_port()
-        self.sse_port = free_port()
-        while self.sse_port in (self.port, self.api_port):
-            self.sse_port = free_port()
-        self.order_port = free_port()
-        while self.order_port in (self.port, self.api_port, self.sse_port):
-            self.order_port = free_port()
+        # (free_port never gives a port twice)
+        self.port, self.api_port, self.sse_port, self.order_port = (free_port() for _ in range(4))
         if self.api_env.get("FLASHSALE_ORDER_PORT") == "0":  # no front: civetweb takes orders
             self.order_port = 0
         self.edge_dir = os.path.join(os.environ.get("FLASHSALE_RUN_DIR", "/tmp"), "edge-%d" % self.port)
