@@ -3,9 +3,13 @@
  * returns and arms timers.
  *
  * Inputs, all through the transactional loop (outputs + offsets commit together):
- *  - inventory.events (key = product): decisions and outcomes that name an order are
+ *  - inventory.events (key = product): decisions and outcomes that name an order. One whose
+ *    order lives in the same partition number (the API gives an order an id co-partitioned
+ *    with its product, or its first line's: fs_kafka_copartitioned_id) is handled here at
+ *    once, since this instance owns that partition of every input topic; any other is
  *    forwarded, unchanged, to orders.commands keyed by the order id, so that the owner of
- *    the order's partition handles them (stateless; exactly once like everything else);
+ *    the order's partition handles it (exactly once like everything else).
+ *    FLASHSALE_ORDER_COPARTITION=false forwards every one, as before 2026-12-04;
  *  - orders.commands (key = order): forwarded inventory outcomes, PlaceCheckout, and the
  *    members' PayOrder, CancelOrder, RequestReturn, CompleteReturn;
  *  - payments.events (key = order): payment and refund results.
@@ -53,6 +57,9 @@ typedef struct {
     int64_t clock;      /* the forgetting's clock: the latest time of an input read (below) */
     uint64_t forgotten; /* since the last report */
     int64_t reported_at;
+    bool direct;          /* FLASHSALE_ORDER_COPARTITION: take an order's outcome at once when it can */
+    int32_t order_parts;  /* the order topics' partitions, as read at the last assignment (0: forward all) */
+    uint64_t taken_direct, forwarded; /* inventory outcomes, since the last report */
     /* the record being handled */
     char cause[64];
     ord_input in;
@@ -220,19 +227,26 @@ static int step(saga *s, fs_txn_loop *loop, int32_t part, fs_err *err)
 
 /* ---- reading ------------------------------------------------------------------------ */
 
+/* An inventory outcome into s->in. Returns 0, or -1 with *why (the record is dead-lettered). */
+static int read_inventory_input(saga *s, const fs_schema *sc, avro_value_t *v, fs_err *why)
+{
+    const char *type = fs_schema_name(sc);
+    memset(&s->in, 0, sizeof s->in);
+    s->in.kind = ORD_IN_INVENTORY;
+    if (inv_event_decode(v, type, &s->in.inv, why))
+        return -1;
+    s->in.at = s->in.inv.occurred_at;
+    return s->in.inv.order_id[0] ? 0 : fs_err_set(why, FS_ERR_INVALID, 0, "%s names no order", type);
+}
+
 /* An orders.commands record into s->in: a forwarded inventory outcome or an order command.
  * Returns 0, or -1 with *why (the record is dead-lettered). */
 static int read_order_input(saga *s, const fs_schema *sc, avro_value_t *v, fs_err *why)
 {
     const char *type = fs_schema_name(sc);
+    if (!strncmp(fs_schema_fullname(sc), "flashsale.inventory.", 20))
+        return read_inventory_input(s, sc, v, why);
     memset(&s->in, 0, sizeof s->in);
-    if (!strncmp(fs_schema_fullname(sc), "flashsale.inventory.", 20)) {
-        s->in.kind = ORD_IN_INVENTORY;
-        if (inv_event_decode(v, type, &s->in.inv, why))
-            return -1;
-        s->in.at = s->in.inv.occurred_at;
-        return s->in.inv.order_id[0] ? 0 : fs_err_set(why, FS_ERR_INVALID, 0, "%s names no order", type);
-    }
     if (ord_cmd_parse(type) < 0)
         return fs_err_set(why, FS_ERR_INVALID, 0, "not an order command");
     s->in.kind = ORD_IN_COMMAND;
@@ -242,15 +256,32 @@ static int read_order_input(saga *s, const fs_schema *sc, avro_value_t *v, fs_er
     return 0;
 }
 
-static int forward(fs_txn_loop *loop, const rd_kafka_message_t *m, const fs_schema *sc,
-                   avro_value_t *v, fs_err *err)
+/* The order an inventory.events record names into order ("" when none: product events, and
+ * ProductDefined, whose order_id is not an order's). */
+static void named_order(const fs_schema *sc, avro_value_t *v, char order[ORD_ID_MAX])
 {
-    /* forward what names an order to the order's partition */
-    char order[ORD_ID_MAX];
     fs_err ignored = {0};
-    if (fs_av_get_strcpy(v, "order_id", order, sizeof order, &ignored) || !order[0] ||
+    if (fs_av_get_strcpy(v, "order_id", order, ORD_ID_MAX, &ignored) ||
         !strcmp(fs_schema_name(sc), "ProductDefined"))
-        return 0;
+        order[0] = '\0';
+}
+
+/* Whether the order's outcome read from inventory.events partition `part` is this
+ * instance's to take at once: the order's own partition (where its commands and snapshots
+ * go, by the producers' partitioner) has the same number, and this instance owns it. Taking
+ * it here or forwarding it to that partition's owner (this instance) decides the same: the
+ * step is the same pure function of the same order and the same outcome. Only the order of
+ * inputs from two topics differs, and no order command can come before the outcome it
+ * follows (the API waits for the saga's snapshot of a new order before it sends one). */
+static bool takes_here(const saga *s, int32_t part, const char *order)
+{
+    return s->direct && s->order_parts > 0 && part >= 0 && part < MAX_PARTITIONS && s->orders[part] &&
+           fs_kafka_key_partition(order, strlen(order), s->order_parts) == part;
+}
+
+/* Forwards the record unchanged (headers too) to the order's partition of orders.commands. */
+static int forward(fs_txn_loop *loop, const rd_kafka_message_t *m, const char *order, fs_err *err)
+{
     rd_kafka_headers_t *h = NULL, *copy = NULL;
     if (rd_kafka_message_headers(m, &h) == 0 && h)
         copy = rd_kafka_headers_copy(h);
@@ -270,8 +301,18 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
     if (fs_codec_decode(s->codec, m->payload, m->len, &sc, &v, &why))
         return fs_txn_loop_dead_letter(loop, m, why.msg, err);
     int rc = 0, bad = 0;
+    bool take = true; /* whether the record is an input of the step */
     if (!strcmp(topic, FS_TOPIC_INVENTORY_EVENTS)) {
-        rc = forward(loop, m, sc, &v, err);
+        char order[ORD_ID_MAX];
+        named_order(sc, &v, order);
+        take = order[0] && takes_here(s, m->partition, order);
+        if (take) {
+            bad = read_inventory_input(s, sc, &v, &why);
+            s->taken_direct++;
+        } else if (order[0]) {
+            rc = forward(loop, m, order, err);
+            s->forwarded++;
+        }
     } else if (!strcmp(topic, FS_TOPIC_ORDERS_COMMANDS)) {
         bad = read_order_input(s, sc, &v, &why);
     } else if (!strcmp(topic, FS_TOPIC_PAYMENTS_EVENTS)) {
@@ -283,8 +324,8 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
     avro_value_decref(&v);
     if (bad)
         return fs_txn_loop_dead_letter(loop, m, why.msg, err);
-    if (rc == 0 && strcmp(topic, FS_TOPIC_INVENTORY_EVENTS)) {
-        if (s->in.at > s->clock) /* a forwarded decision, a command, a payment result */
+    if (rc == 0 && take) {
+        if (s->in.at > s->clock) /* an inventory outcome, a command, a payment result */
             s->clock = s->in.at;
         rc = step(s, loop, m->partition, err);
     }
@@ -315,10 +356,13 @@ static void forget_ended(saga *s, int64_t now)
         size_t held = 0;
         for (int p = 0; p < MAX_PARTITIONS; p++)
             held += s->orders[p] ? fs_map_size(s->orders[p]) : 0;
-        fs_log_info("orders held", json_pack("{s:I,s:I,s:I}", "held", (json_int_t)held,
+        fs_log_info("orders held", json_pack("{s:I,s:I,s:I,s:I,s:I}", "held", (json_int_t)held,
                                              "forgotten", (json_int_t)s->forgotten, "timers",
-                                             (json_int_t)s->timers.n));
+                                             (json_int_t)s->timers.n, "outcomes_taken_direct",
+                                             (json_int_t)s->taken_direct, "outcomes_forwarded",
+                                             (json_int_t)s->forwarded));
         s->forgotten = 0;
+        s->taken_direct = s->forwarded = 0;
         s->reported_at = now;
     }
 }
@@ -428,8 +472,23 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
                      fs_err *err)
 {
     saga *s = app;
-    (void)loop;
     bool fresh[MAX_PARTITIONS] = {false}; /* each number appears once per input topic */
+    /* an outcome is taken at once only while both families have one partition count: then
+     * the range assignor gives this instance the same numbers of each */
+    s->order_parts = 0;
+    if (s->direct) {
+        fs_err e = {0};
+        rd_kafka_t *rk = fs_txn_loop_consumer(loop);
+        int inv = fs_kafka_partition_count(rk, FS_TOPIC_INVENTORY_EVENTS, 5000, &e);
+        int oc = inv > 0 ? fs_kafka_partition_count(rk, FS_TOPIC_ORDERS_COMMANDS, 5000, &e) : -1;
+        int oe = oc == inv ? fs_kafka_partition_count(rk, FS_TOPIC_ORDERS_EVENTS, 5000, &e) : -1;
+        if (inv > 0 && oc == inv && oe == inv)
+            s->order_parts = inv;
+        else
+            fs_log_warn("every inventory outcome is forwarded",
+                        json_pack("{s:i,s:i,s:i,s:s}", "inventory_events", inv, "orders_commands", oc,
+                                  "orders_events", oe, "error", e.msg));
+    }
     for (int i = 0; i < parts->cnt; i++) {
         int32_t p = parts->elems[i].partition;
         if (p < 0 || p >= MAX_PARTITIONS)
@@ -458,9 +517,10 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
             held += fs_map_size(s->orders[p]);
         }
     fs_log_info("orders rebuilt",
-                json_pack("{s:I,s:I,s:I,s:I,s:I}", "snapshots", (json_int_t)r.n, "held",
+                json_pack("{s:I,s:I,s:I,s:I,s:I,s:i}", "snapshots", (json_int_t)r.n, "held",
                           (json_int_t)held, "left_out", (json_int_t)r.left_out, "timers",
-                          (json_int_t)s->timers.n, "ms", (json_int_t)(fs_mono_ms() - t0)));
+                          (json_int_t)s->timers.n, "ms", (json_int_t)(fs_mono_ms() - t0),
+                          "order_partitions", (int)s->order_parts));
     return 0;
 }
 
@@ -490,7 +550,8 @@ int main(void)
         fs_env_bool("FLASHSALE_AUTO_PAY", false, &s.rules.auto_pay, &err) ||
         fs_env_int("FLASHSALE_PAYMENT_MAX_ATTEMPTS", 3, 1, 10, &max_attempts, &err) ||
         fs_env_int("FLASHSALE_SAGA_ENDED_MEMORY_MS", 86400000, 0, 3650L * 86400000,
-                   &ended_memory_ms, &err))
+                   &ended_memory_ms, &err) ||
+        fs_env_bool("FLASHSALE_ORDER_COPARTITION", true, &s.direct, &err))
         fs_config_die(&err);
     s.rules.max_attempts = (int32_t)max_attempts;
     s.rules.ended_memory_ms = ended_memory_ms;
@@ -524,9 +585,10 @@ int main(void)
         fs_log_error("start failed", json_pack("{s:s}", "error", err.msg));
         return 1;
     }
-    fs_log_info("started", json_pack("{s:s,s:I,s:b,s:I}", "instance", instance, "day_seconds",
+    fs_log_info("started", json_pack("{s:s,s:I,s:b,s:I,s:b}", "instance", instance, "day_seconds",
                                      (json_int_t)day_s, "auto_pay", s.rules.auto_pay,
-                                     "ended_memory_ms", (json_int_t)ended_memory_ms));
+                                     "ended_memory_ms", (json_int_t)ended_memory_ms,
+                                     "outcomes_direct", s.direct));
     fs_metrics_server *metrics = fs_metrics_serve_from_env(); /* FLASHSALE_METRICS_ADDR */
     int rc = fs_txn_loop_run(loop, &stop_flag, &err);
     if (rc)

@@ -68,6 +68,37 @@ def check_reservations(s):
     return reserved, outcomes
 
 
+ORDER_COMMANDS = {"PlaceCheckout", "PayOrder", "CancelOrder", "RequestReturn", "CompleteReturn"}
+
+
+def check_outcome_paths(s, oid, lines):
+    """Where the order's inventory outcomes went. The API gives an order an id in its (first)
+    line's product's partition, so the order saga owning that partition takes an outcome of
+    a line whose product lives there as it reads it from inventory.events; any other line's
+    outcome it forwards to the order's partition of orders.commands. Checks that, and that
+    every outcome was handled (the order's snapshots show the line moved on). Returns the
+    (direct, forwarded) line indexes."""
+    part = {r["value"]["product_id"]: r["partition"] for r in s.dump("inventory.events")
+            if r.get("type") == "ProductDefined"}
+    snaps = [r for r in s.dump("orders.events") if (r.get("value") or {}).get("order_id") == oid]
+    assert snaps, "no snapshot of %s" % oid
+    home = {r["partition"] for r in snaps}
+    assert len(home) == 1, home
+    home = home.pop()
+    assert home == part[lines[0]], ("order %s in partition %d, its first line's product in %d"
+                                    % (oid, home, part[lines[0]]))
+    forwarded = [r for r in s.dump("orders.commands")
+                 if (r.get("value") or {}).get("order_id") == oid and r.get("type") not in ORDER_COMMANDS]
+    fwd_lines = {r["value"].get("item_index", 0) for r in forwarded}
+    for r in forwarded:
+        assert r["partition"] == home and r["key"] == oid, r
+        assert part[r["value"]["product_id"]] != home, "outcome forwarded though its product shares the order's partition: %s" % r
+    direct = [i for i, p in enumerate(lines) if part[p] == home]
+    assert not set(direct) & fwd_lines, (direct, fwd_lines)
+    assert set(range(len(lines))) - set(direct) == fwd_lines, (lines, direct, fwd_lines)
+    return direct, sorted(fwd_lines)
+
+
 def scenario_lifecycle(bindir):
     with System(bindir, sagas=True, saga_env=DAY) as s:
         pid = s.create_product(stock=5, price=2500, name="lifecycle")
@@ -109,8 +140,12 @@ def scenario_lifecycle(bindir):
         time.sleep(3.5)
         expect(s.request("POST", "/api/orders/%s/return" % o2, {}, tok), 409, "RETURN_WINDOW_CLOSED")
         check_reservations(s)
+        # the order lives in its product's partition: reserve, commit and restock were each
+        # taken by the saga from inventory.events, none forwarded
+        assert check_outcome_paths(s, oid, [pid]) == ([0], [])
         print("lifecycle: RESERVED -> PAYING -> PAID -> SHIPPING (D+1) -> DELIVERED (D+2) -> "
-              "RETURN_REQUESTED -> RETURNED with refund and restock; notifications %s" % sorted(set(kinds)))
+              "RETURN_REQUESTED -> RETURNED with refund and restock; notifications %s; every "
+              "inventory outcome taken without a forward" % sorted(set(kinds)))
 
 
 def scenario_payment_failure(bindir):
@@ -176,10 +211,19 @@ def scenario_cancel(bindir):
         print("cancel: reserved -> released; paid -> restocked and refunded; cancelled twice -> 409")
 
 
+def product_partition(s, pid):
+    return next(r["partition"] for r in s.dump("inventory.events")
+                if r.get("type") == "ProductDefined" and r["value"]["product_id"] == pid)
+
+
 def scenario_multi_item(bindir):
     with System(bindir, sagas=True, saga_env=DAY) as s:
         p1 = s.create_product(stock=3, price=100, name="m1")
-        p2 = s.create_product(stock=3, price=200, name="m2")
+        for _ in range(20):  # the second line in another partition: its outcomes are forwarded
+            p2 = s.create_product(stock=3, price=200, name="m2")
+            if product_partition(s, p2) != product_partition(s, p1):
+                break
+        assert product_partition(s, p2) != product_partition(s, p1)
         gone = s.create_product(stock=1, price=300, name="m3")
         expect(s.order(s.member()[1], gone), 201)  # sold out now
         _, tok = s.member()
@@ -200,8 +244,11 @@ def scenario_multi_item(bindir):
         reserved, outcomes = check_reservations(s)
         for key in [k for k in reserved if k[0] == failed]:
             assert outcomes[key] == 1, "line %s of the rejected checkout not released" % (key,)
+        # line 0 shares the order's partition (taken at once), line 1 does not (forwarded)
+        assert check_outcome_paths(s, o["order_id"], [p1, p2]) == ([0], [1])
         print("multi-item: one sold-out line rejects the checkout and releases the others; "
-              "a full checkout reserves and pays all lines")
+              "a full checkout reserves and pays all lines; the first line's outcomes taken "
+              "at once, the second's forwarded")
 
 
 def scenario_multi_return(bindir):
