@@ -688,7 +688,11 @@ static void *stream_main(void *arg)
             fs_err ignored = {0};
             int ic = fs_kafka_partition_count(admin, FS_TOPIC_INVENTORY_COMMANDS, 5000, &ignored);
             int oc = ic == nparts ? fs_kafka_partition_count(admin, FS_TOPIC_ORDERS_COMMANDS, 5000, &ignored) : -1;
-            atomic_store(&b->copart_n, oc == nparts ? nparts : 0);
+            int n = oc == nparts ? nparts : 0;
+            if (atomic_exchange(&b->copart_n, n) != n || n == 0)
+                fs_log_info("order ids", json_pack("{s:b,s:i,s:b}", "in_product_partition",
+                                                   b->copartition && n > 0, "partitions", nparts,
+                                                   "families_match", n > 0));
         }
         if (admin)
             rd_kafka_destroy(admin);

@@ -58,7 +58,12 @@ typedef struct {
     uint64_t forgotten; /* since the last report */
     int64_t reported_at;
     bool direct;          /* FLASHSALE_ORDER_COPARTITION: take an order's outcome at once when it can */
-    int32_t order_parts;  /* the order topics' partitions, as read at the last assignment (0: forward all) */
+    int32_t order_parts;  /* both families' partitions, as last read (0: not known, forward all) */
+    /* per partition: outcomes that could have been taken at once (product and order in this
+     * partition) but were forwarded to orders.commands and are not read back yet; while any
+     * is, the partition's outcomes are forwarded behind them, so that none overtakes an
+     * earlier one of the same line. -1: not counted (forward all until the next assignment) */
+    int64_t pending[MAX_PARTITIONS];
     uint64_t taken_direct, forwarded; /* inventory outcomes, since the last report */
     /* the record being handled */
     char cause[64];
@@ -266,17 +271,41 @@ static void named_order(const fs_schema *sc, avro_value_t *v, char order[ORD_ID_
         order[0] = '\0';
 }
 
-/* Whether the order's outcome read from inventory.events partition `part` is this
- * instance's to take at once: the order's own partition (where its commands and snapshots
- * go, by the producers' partitioner) has the same number, and this instance owns it. Taking
- * it here or forwarding it to that partition's owner (this instance) decides the same: the
- * step is the same pure function of the same order and the same outcome. Only the order of
- * inputs from two topics differs, and no order command can come before the outcome it
- * follows (the API waits for the saga's snapshot of a new order before it sends one). */
-static bool takes_here(const saga *s, int32_t part, const char *order)
+/* Whether an outcome of the order read from inventory.events partition `part` may be taken
+ * at once: the order's own partition (where its commands and snapshots go, by the producers'
+ * partitioner) has the same number, and this instance owns it. Taking it here or forwarding
+ * it to that partition's owner (this instance) is the same step on the same order and the
+ * same outcome; only the interleaving with the other topics' inputs differs, as it already
+ * did between a forward and the commands beside it in orders.commands. The saga sends its
+ * next inventory command for a line only after it has taken the line's outcome, and the API
+ * waits for the saga's snapshot of a new order before it sends an order command (one that
+ * comes first, e.g. for a rejected order, is refused as the order's end). What must not
+ * happen is an outcome overtaking an earlier one of the same line still waiting in
+ * orders.commands (a commit, then a cancel's restock): see takes_here. */
+static bool could_take(const saga *s, int32_t part, const char *order)
 {
     return s->direct && s->order_parts > 0 && part >= 0 && part < MAX_PARTITIONS && s->orders[part] &&
            fs_kafka_key_partition(order, strlen(order), s->order_parts) == part;
+}
+
+/* could_take, and no outcome that could have been taken is still waiting in the partition of
+ * orders.commands: every earlier outcome of the order's lines has been taken. Forwards wait
+ * there after the setting changed, after an upgrade from a saga that forwarded every
+ * outcome, or after an assignment that could not count them. */
+static bool takes_here(const saga *s, int32_t part, const char *order)
+{
+    return could_take(s, part, order) && s->pending[part] == 0;
+}
+
+/* Whether an inventory outcome read back from orders.commands partition `part` is one that
+ * could have been taken at once (its product, like its order, in `part`). */
+static bool was_takeable(const saga *s, int32_t part, const fs_schema *sc, avro_value_t *v)
+{
+    char product[INV_ID_MAX];
+    fs_err ignored = {0};
+    return s->order_parts > 0 && !strncmp(fs_schema_fullname(sc), "flashsale.inventory.", 20) &&
+           !fs_av_get_strcpy(v, "product_id", product, sizeof product, &ignored) && product[0] &&
+           fs_kafka_key_partition(product, strlen(product), s->order_parts) == part;
 }
 
 /* Forwards the record unchanged (headers too) to the order's partition of orders.commands. */
@@ -310,10 +339,17 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
             bad = read_inventory_input(s, sc, &v, &why);
             s->taken_direct++;
         } else if (order[0]) {
+            if (could_take(s, m->partition, order) && s->pending[m->partition] > 0)
+                s->pending[m->partition]++; /* behind the others: counted until read back */
             rc = forward(loop, m, order, err);
             s->forwarded++;
         }
     } else if (!strcmp(topic, FS_TOPIC_ORDERS_COMMANDS)) {
+        if (m->partition >= 0 && m->partition < MAX_PARTITIONS && s->pending[m->partition] > 0 &&
+            was_takeable(s, m->partition, sc, &v) && --s->pending[m->partition] == 0)
+            /* read back (taken below, or dead-lettered): the last of them */
+            fs_log_info("forwards read back: outcomes taken at once again",
+                        json_pack("{s:i,s:I}", "partition", (int)m->partition, "offset", (json_int_t)m->offset));
         bad = read_order_input(s, sc, &v, &why);
     } else if (!strcmp(topic, FS_TOPIC_PAYMENTS_EVENTS)) {
         memset(&s->in, 0, sizeof s->in);
@@ -468,6 +504,63 @@ static void drop_partition(saga *s, int32_t p)
     s->orders[p] = NULL;
 }
 
+static int count_cb(void *ctx, const rd_kafka_message_t *m, fs_err *err)
+{
+    saga *s = ctx;
+    (void)err;
+    const fs_schema *sc;
+    avro_value_t v;
+    fs_err e = {0};
+    if (m->partition < 0 || m->partition >= MAX_PARTITIONS ||
+        fs_codec_decode(s->codec, m->payload, m->len, &sc, &v, &e))
+        return 0;
+    if (s->pending[m->partition] >= 0 && was_takeable(s, m->partition, sc, &v))
+        s->pending[m->partition]++;
+    avro_value_decref(&v);
+    return 0;
+}
+
+/* At an assignment: the partition counts (kept from before when they cannot be read now),
+ * and per assigned partition the forwarded outcomes that could have been taken at once and
+ * wait in orders.commands after its committed offset (takes_here). Whatever cannot be
+ * known leaves the partition forwarding every outcome until the next assignment. */
+static void count_pending(saga *s, fs_txn_loop *loop, const rd_kafka_topic_partition_list_t *parts)
+{
+    fs_err e = {0};
+    rd_kafka_t *rk = fs_txn_loop_consumer(loop);
+    int inv = fs_kafka_partition_count(rk, FS_TOPIC_INVENTORY_EVENTS, 5000, &e);
+    int oc = inv > 0 ? fs_kafka_partition_count(rk, FS_TOPIC_ORDERS_COMMANDS, 5000, &e) : -1;
+    int oe = inv > 0 && oc == inv ? fs_kafka_partition_count(rk, FS_TOPIC_ORDERS_EVENTS, 5000, &e) : -1;
+    if (inv > 0 && oc == inv && oe == inv) {
+        s->order_parts = inv;
+    } else if (inv > 0 && oc > 0 && (oc != inv || (oe > 0 && oe != inv))) {
+        s->order_parts = 0;
+        fs_log_warn("every inventory outcome is forwarded: the families' partition counts differ",
+                    json_pack("{s:i,s:i,s:i}", "inventory_events", inv, "orders_commands", oc,
+                              "orders_events", oe));
+    } else {
+        fs_log_warn("partition counts not read; kept from before",
+                    json_pack("{s:i,s:s}", "order_partitions", (int)s->order_parts, "error", e.msg));
+    }
+    if (s->order_parts <= 0)
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++)
+        if (!strcmp(parts->elems[i].topic, FS_TOPIC_ORDERS_COMMANDS)) {
+            int32_t p = parts->elems[i].partition;
+            rd_kafka_topic_partition_list_add(l, FS_TOPIC_ORDERS_COMMANDS, p)->offset = parts->elems[i].offset;
+            if (p >= 0 && p < MAX_PARTITIONS)
+                s->pending[p] = 0;
+        }
+    if (fs_kafka_read_to_end(&s->cfg, l, count_cb, s, 30000, &e)) {
+        for (int p = 0; p < MAX_PARTITIONS; p++)
+            s->pending[p] = -1;
+        fs_log_warn("waiting forwards not counted; every inventory outcome is forwarded until the next assignment",
+                    json_pack("{s:s}", "error", e.msg));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partition_list_t *parts,
                      fs_err *err)
 {
@@ -475,20 +568,10 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
     bool fresh[MAX_PARTITIONS] = {false}; /* each number appears once per input topic */
     /* an outcome is taken at once only while both families have one partition count: then
      * the range assignor gives this instance the same numbers of each */
-    s->order_parts = 0;
-    if (s->direct) {
-        fs_err e = {0};
-        rd_kafka_t *rk = fs_txn_loop_consumer(loop);
-        int inv = fs_kafka_partition_count(rk, FS_TOPIC_INVENTORY_EVENTS, 5000, &e);
-        int oc = inv > 0 ? fs_kafka_partition_count(rk, FS_TOPIC_ORDERS_COMMANDS, 5000, &e) : -1;
-        int oe = oc == inv ? fs_kafka_partition_count(rk, FS_TOPIC_ORDERS_EVENTS, 5000, &e) : -1;
-        if (inv > 0 && oc == inv && oe == inv)
-            s->order_parts = inv;
-        else
-            fs_log_warn("every inventory outcome is forwarded",
-                        json_pack("{s:i,s:i,s:i,s:s}", "inventory_events", inv, "orders_commands", oc,
-                                  "orders_events", oe, "error", e.msg));
-    }
+    for (int p = 0; p < MAX_PARTITIONS; p++)
+        s->pending[p] = -1;
+    if (s->direct)
+        count_pending(s, loop, parts);
     for (int i = 0; i < parts->cnt; i++) {
         int32_t p = parts->elems[i].partition;
         if (p < 0 || p >= MAX_PARTITIONS)
@@ -516,11 +599,18 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
                 return -1;
             held += fs_map_size(s->orders[p]);
         }
+    int64_t waiting = 0, uncounted = 0;
+    for (int p = 0; p < MAX_PARTITIONS; p++)
+        if (s->orders[p]) {
+            waiting += s->pending[p] > 0 ? s->pending[p] : 0;
+            uncounted += s->pending[p] < 0;
+        }
     fs_log_info("orders rebuilt",
-                json_pack("{s:I,s:I,s:I,s:I,s:I,s:i}", "snapshots", (json_int_t)r.n, "held",
+                json_pack("{s:I,s:I,s:I,s:I,s:I,s:i,s:I,s:I}", "snapshots", (json_int_t)r.n, "held",
                           (json_int_t)held, "left_out", (json_int_t)r.left_out, "timers",
                           (json_int_t)s->timers.n, "ms", (json_int_t)(fs_mono_ms() - t0),
-                          "order_partitions", (int)s->order_parts));
+                          "order_partitions", (int)s->order_parts, "forwards_waiting",
+                          (json_int_t)waiting, "partitions_forwarding_all", (json_int_t)uncounted));
     return 0;
 }
 
