@@ -20,8 +20,7 @@
  *     saga does with inventory.events -> orders.commands -> orders.events + notifications;
  *   - the readers follow the statuses as well as the events, and one more reader (the
  *     notifier) follows the notifications.
- * That is six records and two transactional hops per order, as in flashsale before 2026-12-04
- * (its saga now takes a single-line order's decision without the forward: one record fewer).
+ * That is six records and two transactional hops per order, as in flashsale.
  * Latency is due time -> answer received (coordinated omission corrected). The machine's CPU
  * (/proc/stat), this process's and the broker's (--broker-pid) are read over the measured
  * window. Prints one JSON object on stdout; progress on stderr.

@@ -57,8 +57,6 @@ struct api_bus {
     pthread_t dr_thread, stream_thread;
     volatile int stop;
     long late_answer_ms; /* FLASHSALE_TEST_LATE_ANSWER_MS (tests): a waiter's result read late */
-    bool copartition;    /* FLASHSALE_ORDER_COPARTITION: order ids in their product's partition */
-    atomic_int copart_n; /* the partitions of both families, once the stream knows (0: not yet) */
 
     pthread_mutex_t lock;
     inv_state *views[MAX_PARTITIONS]; /* per partition of inventory.events */
@@ -682,18 +680,6 @@ static void *stream_main(void *arg)
             b->cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "flashsale-api-meta"}, &err);
         int nparts = admin ? fs_kafka_partition_count(admin, FS_TOPIC_INVENTORY_EVENTS, 5000, &err) : -1;
         int other = admin && nparts > 0 ? fs_kafka_partition_count(admin, FS_TOPIC_ORDERS_EVENTS, 5000, &err) : -1;
-        /* order ids go to their product's partition number only if every topic the order
-         * passes through (commands of both families) has the same count */
-        if (nparts > 0 && other == nparts) {
-            fs_err ignored = {0};
-            int ic = fs_kafka_partition_count(admin, FS_TOPIC_INVENTORY_COMMANDS, 5000, &ignored);
-            int oc = ic == nparts ? fs_kafka_partition_count(admin, FS_TOPIC_ORDERS_COMMANDS, 5000, &ignored) : -1;
-            int n = oc == nparts ? nparts : 0;
-            if (atomic_exchange(&b->copart_n, n) != n || n == 0)
-                fs_log_info("order ids", json_pack("{s:b,s:i,s:b}", "in_product_partition",
-                                                   b->copartition && n > 0, "partitions", nparts,
-                                                   "families_match", n > 0));
-        }
         if (admin)
             rd_kafka_destroy(admin);
         if (nparts > 0 && other != nparts)
@@ -909,8 +895,7 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
     if (fs_env_int("FLASHSALE_API_ORDER_MEMORY_MS", 600000, 1000, 7L * 24 * 3600 * 1000,
                    &b->order_memory_ms, err) ||
         fs_env_int("FLASHSALE_API_MAX_ORDERS", 50000, 100, 100000000, &b->max_orders, err) ||
-        fs_env_int("FLASHSALE_TEST_LATE_ANSWER_MS", 0, 0, 60000, &b->late_answer_ms, err) ||
-        fs_env_bool("FLASHSALE_ORDER_COPARTITION", true, &b->copartition, err)) {
+        fs_env_int("FLASHSALE_TEST_LATE_ANSWER_MS", 0, 0, 60000, &b->late_answer_ms, err)) {
         pthread_mutex_destroy(&b->lock);
         free(b);
         return NULL;
@@ -1369,10 +1354,4 @@ void api_bus_member_orders_locked(api_bus *b, const char *member_id,
     for (const api_order *o = b->lru_head; o; o = o->lru_next)
         if (!strcmp(o->member_id, member_id))
             fn(ctx, o);
-}
-
-int api_bus_order_id(api_bus *b, const char *product_id, char out[FS_UUID_STR_LEN + 1])
-{
-    int n = b->copartition ? atomic_load(&b->copart_n) : 0;
-    return fs_kafka_copartitioned_id(out, product_id, n) < 0 ? -1 : 0;
 }

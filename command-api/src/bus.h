@@ -24,7 +24,6 @@
 
 #include "fs/codec.h"
 #include "fs/config.h"
-#include "fs/id.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdbool.h>
@@ -153,14 +152,6 @@ bool api_bus_order(api_bus *b, const char *order_id, api_order *out);
 void api_bus_decisions(api_bus *b, int window_s, uint64_t *total, uint64_t *recent);
 /* Highest command offset decided so far on a partition of inventory.commands (-1: none). */
 int64_t api_bus_decided_offset(api_bus *b, int32_t partition);
-
-/* A new order id (UUIDv7) for an order whose (first) line is product_id: by default one in
- * the product's partition number (fs_kafka_copartitioned_id), so the order saga that owns
- * the partition takes the inventory decision as it reads it, with no forward to
- * orders.commands (docs/architecture.md, "The order saga as built").
- * FLASHSALE_ORDER_COPARTITION=false, a family with another partition count, or a stream that
- * has not yet read the counts: any new id. Returns 0, or -1 with no randomness. */
-int api_bus_order_id(api_bus *b, const char *product_id, char out[FS_UUID_STR_LEN + 1]);
 
 /* A waiter for one order (key = order id) or one admin command (key = its event id). */
 api_waiter *api_bus_waiter_new(api_bus *b, const char *key);

@@ -80,23 +80,6 @@ int fs_uuid7_new(fs_uuid *out)
     return 0;
 }
 
-int fs_uuid7_str_such_that(char out[FS_UUID_STR_LEN + 1], int (*accept)(const char *id, void *ctx),
-                           void *ctx, int tries)
-{
-    fs_uuid id;
-    if (fs_uuid7_new(&id))
-        return -1;
-    for (int i = 0;; i++) {
-        fs_uuid_format(&id, out);
-        if (accept(out, ctx))
-            return 1;
-        if (i + 1 >= tries)
-            return 0;
-        if (random_bytes(id.b + 10, 6)) /* the text's last 12 digits */
-            return -1;
-    }
-}
-
 void fs_uuid_format(const fs_uuid *id, char *out)
 {
     static const char hex[] = "0123456789abcdef";

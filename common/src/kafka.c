@@ -258,31 +258,6 @@ int fs_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, 
     return n;
 }
 
-int32_t fs_kafka_key_partition(const void *key, size_t len, int32_t partitions)
-{
-    /* librdkafka's own partitioner, the one FS_KAFKA_PRODUCER configures; it reads no topic
-     * for a non-empty key */
-    return rd_kafka_msg_partitioner_murmur2_random(NULL, key, len, partitions, NULL, NULL);
-}
-
-typedef struct {
-    int32_t want, partitions;
-} copart_ctx;
-
-static int copart_accept(const char *id, void *ctx)
-{
-    const copart_ctx *c = ctx;
-    return fs_kafka_key_partition(id, strlen(id), c->partitions) == c->want;
-}
-
-int fs_kafka_copartitioned_id(char out[FS_UUID_STR_LEN + 1], const char *key, int32_t partitions)
-{
-    if (partitions < 1 || !key || !key[0])
-        return fs_uuid7_str(out) ? -1 : 0;
-    copart_ctx c = {fs_kafka_key_partition(key, strlen(key), partitions), partitions};
-    return fs_uuid7_str_such_that(out, copart_accept, &c, 64 * partitions);
-}
-
 static int create_topic(rd_kafka_t *rk, const char *name, int partitions, int replication,
                         const char *retention_ms, const char *const *config, int timeout_ms,
                         fs_err *err);

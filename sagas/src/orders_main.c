@@ -3,13 +3,9 @@
  * returns and arms timers.
  *
  * Inputs, all through the transactional loop (outputs + offsets commit together):
- *  - inventory.events (key = product): decisions and outcomes that name an order. One whose
- *    order lives in the same partition number (the API gives an order an id co-partitioned
- *    with its product, or its first line's: fs_kafka_copartitioned_id) is handled here at
- *    once, since this instance owns that partition of every input topic; any other is
+ *  - inventory.events (key = product): decisions and outcomes that name an order are
  *    forwarded, unchanged, to orders.commands keyed by the order id, so that the owner of
- *    the order's partition handles it (exactly once like everything else).
- *    FLASHSALE_ORDER_COPARTITION=false forwards every one, as before 2026-12-04;
+ *    the order's partition handles them (stateless; exactly once like everything else);
  *  - orders.commands (key = order): forwarded inventory outcomes, PlaceCheckout, and the
  *    members' PayOrder, CancelOrder, RequestReturn, CompleteReturn;
  *  - payments.events (key = order): payment and refund results.
@@ -57,14 +53,6 @@ typedef struct {
     int64_t clock;      /* the forgetting's clock: the latest time of an input read (below) */
     uint64_t forgotten; /* since the last report */
     int64_t reported_at;
-    bool direct;          /* FLASHSALE_ORDER_COPARTITION: take an order's outcome at once when it can */
-    int32_t order_parts;  /* both families' partitions, as last read (0: not known, forward all) */
-    /* per partition: outcomes that could have been taken at once (product and order in this
-     * partition) but were forwarded to orders.commands and are not read back yet; while any
-     * is, the partition's outcomes are forwarded behind them, so that none overtakes an
-     * earlier one of the same line. -1: not counted (forward all until the next assignment) */
-    int64_t pending[MAX_PARTITIONS];
-    uint64_t taken_direct, forwarded; /* inventory outcomes, since the last report */
     /* the record being handled */
     char cause[64];
     ord_input in;
@@ -232,26 +220,19 @@ static int step(saga *s, fs_txn_loop *loop, int32_t part, fs_err *err)
 
 /* ---- reading ------------------------------------------------------------------------ */
 
-/* An inventory outcome into s->in. Returns 0, or -1 with *why (the record is dead-lettered). */
-static int read_inventory_input(saga *s, const fs_schema *sc, avro_value_t *v, fs_err *why)
-{
-    const char *type = fs_schema_name(sc);
-    memset(&s->in, 0, sizeof s->in);
-    s->in.kind = ORD_IN_INVENTORY;
-    if (inv_event_decode(v, type, &s->in.inv, why))
-        return -1;
-    s->in.at = s->in.inv.occurred_at;
-    return s->in.inv.order_id[0] ? 0 : fs_err_set(why, FS_ERR_INVALID, 0, "%s names no order", type);
-}
-
 /* An orders.commands record into s->in: a forwarded inventory outcome or an order command.
  * Returns 0, or -1 with *why (the record is dead-lettered). */
 static int read_order_input(saga *s, const fs_schema *sc, avro_value_t *v, fs_err *why)
 {
     const char *type = fs_schema_name(sc);
-    if (!strncmp(fs_schema_fullname(sc), "flashsale.inventory.", 20))
-        return read_inventory_input(s, sc, v, why);
     memset(&s->in, 0, sizeof s->in);
+    if (!strncmp(fs_schema_fullname(sc), "flashsale.inventory.", 20)) {
+        s->in.kind = ORD_IN_INVENTORY;
+        if (inv_event_decode(v, type, &s->in.inv, why))
+            return -1;
+        s->in.at = s->in.inv.occurred_at;
+        return s->in.inv.order_id[0] ? 0 : fs_err_set(why, FS_ERR_INVALID, 0, "%s names no order", type);
+    }
     if (ord_cmd_parse(type) < 0)
         return fs_err_set(why, FS_ERR_INVALID, 0, "not an order command");
     s->in.kind = ORD_IN_COMMAND;
@@ -261,56 +242,15 @@ static int read_order_input(saga *s, const fs_schema *sc, avro_value_t *v, fs_er
     return 0;
 }
 
-/* The order an inventory.events record names into order ("" when none: product events, and
- * ProductDefined, whose order_id is not an order's). */
-static void named_order(const fs_schema *sc, avro_value_t *v, char order[ORD_ID_MAX])
+static int forward(fs_txn_loop *loop, const rd_kafka_message_t *m, const fs_schema *sc,
+                   avro_value_t *v, fs_err *err)
 {
+    /* forward what names an order to the order's partition */
+    char order[ORD_ID_MAX];
     fs_err ignored = {0};
-    if (fs_av_get_strcpy(v, "order_id", order, ORD_ID_MAX, &ignored) ||
+    if (fs_av_get_strcpy(v, "order_id", order, sizeof order, &ignored) || !order[0] ||
         !strcmp(fs_schema_name(sc), "ProductDefined"))
-        order[0] = '\0';
-}
-
-/* Whether an outcome of the order read from inventory.events partition `part` may be taken
- * at once: the order's own partition (where its commands and snapshots go, by the producers'
- * partitioner) has the same number, and this instance owns it. Taking it here or forwarding
- * it to that partition's owner (this instance) is the same step on the same order and the
- * same outcome; only the interleaving with the other topics' inputs differs, as it already
- * did between a forward and the commands beside it in orders.commands. The saga sends its
- * next inventory command for a line only after it has taken the line's outcome, and the API
- * waits for the saga's snapshot of a new order before it sends an order command (one that
- * comes first, e.g. for a rejected order, is refused as the order's end). What must not
- * happen is an outcome overtaking an earlier one of the same line still waiting in
- * orders.commands (a commit, then a cancel's restock): see takes_here. */
-static bool could_take(const saga *s, int32_t part, const char *order)
-{
-    return s->direct && s->order_parts > 0 && part >= 0 && part < MAX_PARTITIONS && s->orders[part] &&
-           fs_kafka_key_partition(order, strlen(order), s->order_parts) == part;
-}
-
-/* could_take, and no outcome that could have been taken is still waiting in the partition of
- * orders.commands: every earlier outcome of the order's lines has been taken. Forwards wait
- * there after the setting changed, after an upgrade from a saga that forwarded every
- * outcome, or after an assignment that could not count them. */
-static bool takes_here(const saga *s, int32_t part, const char *order)
-{
-    return could_take(s, part, order) && s->pending[part] == 0;
-}
-
-/* Whether an inventory outcome read back from orders.commands partition `part` is one that
- * could have been taken at once (its product, like its order, in `part`). */
-static bool was_takeable(const saga *s, int32_t part, const fs_schema *sc, avro_value_t *v)
-{
-    char product[INV_ID_MAX];
-    fs_err ignored = {0};
-    return s->order_parts > 0 && !strncmp(fs_schema_fullname(sc), "flashsale.inventory.", 20) &&
-           !fs_av_get_strcpy(v, "product_id", product, sizeof product, &ignored) && product[0] &&
-           fs_kafka_key_partition(product, strlen(product), s->order_parts) == part;
-}
-
-/* Forwards the record unchanged (headers too) to the order's partition of orders.commands. */
-static int forward(fs_txn_loop *loop, const rd_kafka_message_t *m, const char *order, fs_err *err)
-{
+        return 0;
     rd_kafka_headers_t *h = NULL, *copy = NULL;
     if (rd_kafka_message_headers(m, &h) == 0 && h)
         copy = rd_kafka_headers_copy(h);
@@ -330,26 +270,9 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
     if (fs_codec_decode(s->codec, m->payload, m->len, &sc, &v, &why))
         return fs_txn_loop_dead_letter(loop, m, why.msg, err);
     int rc = 0, bad = 0;
-    bool take = true; /* whether the record is an input of the step */
     if (!strcmp(topic, FS_TOPIC_INVENTORY_EVENTS)) {
-        char order[ORD_ID_MAX];
-        named_order(sc, &v, order);
-        take = order[0] && takes_here(s, m->partition, order);
-        if (take) {
-            bad = read_inventory_input(s, sc, &v, &why);
-            s->taken_direct++;
-        } else if (order[0]) {
-            if (could_take(s, m->partition, order) && s->pending[m->partition] > 0)
-                s->pending[m->partition]++; /* behind the others: counted until read back */
-            rc = forward(loop, m, order, err);
-            s->forwarded++;
-        }
+        rc = forward(loop, m, sc, &v, err);
     } else if (!strcmp(topic, FS_TOPIC_ORDERS_COMMANDS)) {
-        if (m->partition >= 0 && m->partition < MAX_PARTITIONS && s->pending[m->partition] > 0 &&
-            was_takeable(s, m->partition, sc, &v) && --s->pending[m->partition] == 0)
-            /* read back (taken below, or dead-lettered): the last of them */
-            fs_log_info("forwards read back: outcomes taken at once again",
-                        json_pack("{s:i,s:I}", "partition", (int)m->partition, "offset", (json_int_t)m->offset));
         bad = read_order_input(s, sc, &v, &why);
     } else if (!strcmp(topic, FS_TOPIC_PAYMENTS_EVENTS)) {
         memset(&s->in, 0, sizeof s->in);
@@ -360,8 +283,8 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
     avro_value_decref(&v);
     if (bad)
         return fs_txn_loop_dead_letter(loop, m, why.msg, err);
-    if (rc == 0 && take) {
-        if (s->in.at > s->clock) /* an inventory outcome, a command, a payment result */
+    if (rc == 0 && strcmp(topic, FS_TOPIC_INVENTORY_EVENTS)) {
+        if (s->in.at > s->clock) /* a forwarded decision, a command, a payment result */
             s->clock = s->in.at;
         rc = step(s, loop, m->partition, err);
     }
@@ -392,13 +315,10 @@ static void forget_ended(saga *s, int64_t now)
         size_t held = 0;
         for (int p = 0; p < MAX_PARTITIONS; p++)
             held += s->orders[p] ? fs_map_size(s->orders[p]) : 0;
-        fs_log_info("orders held", json_pack("{s:I,s:I,s:I,s:I,s:I}", "held", (json_int_t)held,
+        fs_log_info("orders held", json_pack("{s:I,s:I,s:I}", "held", (json_int_t)held,
                                              "forgotten", (json_int_t)s->forgotten, "timers",
-                                             (json_int_t)s->timers.n, "outcomes_taken_direct",
-                                             (json_int_t)s->taken_direct, "outcomes_forwarded",
-                                             (json_int_t)s->forwarded));
+                                             (json_int_t)s->timers.n));
         s->forgotten = 0;
-        s->taken_direct = s->forwarded = 0;
         s->reported_at = now;
     }
 }
@@ -504,74 +424,12 @@ static void drop_partition(saga *s, int32_t p)
     s->orders[p] = NULL;
 }
 
-static int count_cb(void *ctx, const rd_kafka_message_t *m, fs_err *err)
-{
-    saga *s = ctx;
-    (void)err;
-    const fs_schema *sc;
-    avro_value_t v;
-    fs_err e = {0};
-    if (m->partition < 0 || m->partition >= MAX_PARTITIONS ||
-        fs_codec_decode(s->codec, m->payload, m->len, &sc, &v, &e))
-        return 0;
-    if (s->pending[m->partition] >= 0 && was_takeable(s, m->partition, sc, &v))
-        s->pending[m->partition]++;
-    avro_value_decref(&v);
-    return 0;
-}
-
-/* At an assignment: the partition counts (kept from before when they cannot be read now),
- * and per assigned partition the forwarded outcomes that could have been taken at once and
- * wait in orders.commands after its committed offset (takes_here). Whatever cannot be
- * known leaves the partition forwarding every outcome until the next assignment. */
-static void count_pending(saga *s, fs_txn_loop *loop, const rd_kafka_topic_partition_list_t *parts)
-{
-    fs_err e = {0};
-    rd_kafka_t *rk = fs_txn_loop_consumer(loop);
-    int inv = fs_kafka_partition_count(rk, FS_TOPIC_INVENTORY_EVENTS, 5000, &e);
-    int oc = inv > 0 ? fs_kafka_partition_count(rk, FS_TOPIC_ORDERS_COMMANDS, 5000, &e) : -1;
-    int oe = inv > 0 && oc == inv ? fs_kafka_partition_count(rk, FS_TOPIC_ORDERS_EVENTS, 5000, &e) : -1;
-    if (inv > 0 && oc == inv && oe == inv) {
-        s->order_parts = inv;
-    } else if (inv > 0 && oc > 0 && (oc != inv || (oe > 0 && oe != inv))) {
-        s->order_parts = 0;
-        fs_log_warn("every inventory outcome is forwarded: the families' partition counts differ",
-                    json_pack("{s:i,s:i,s:i}", "inventory_events", inv, "orders_commands", oc,
-                              "orders_events", oe));
-    } else {
-        fs_log_warn("partition counts not read; kept from before",
-                    json_pack("{s:i,s:s}", "order_partitions", (int)s->order_parts, "error", e.msg));
-    }
-    if (s->order_parts <= 0)
-        return;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts->cnt);
-    for (int i = 0; i < parts->cnt; i++)
-        if (!strcmp(parts->elems[i].topic, FS_TOPIC_ORDERS_COMMANDS)) {
-            int32_t p = parts->elems[i].partition;
-            rd_kafka_topic_partition_list_add(l, FS_TOPIC_ORDERS_COMMANDS, p)->offset = parts->elems[i].offset;
-            if (p >= 0 && p < MAX_PARTITIONS)
-                s->pending[p] = 0;
-        }
-    if (fs_kafka_read_to_end(&s->cfg, l, count_cb, s, 30000, &e)) {
-        for (int p = 0; p < MAX_PARTITIONS; p++)
-            s->pending[p] = -1;
-        fs_log_warn("waiting forwards not counted; every inventory outcome is forwarded until the next assignment",
-                    json_pack("{s:s}", "error", e.msg));
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
 static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partition_list_t *parts,
                      fs_err *err)
 {
     saga *s = app;
+    (void)loop;
     bool fresh[MAX_PARTITIONS] = {false}; /* each number appears once per input topic */
-    /* an outcome is taken at once only while both families have one partition count: then
-     * the range assignor gives this instance the same numbers of each */
-    for (int p = 0; p < MAX_PARTITIONS; p++)
-        s->pending[p] = -1;
-    if (s->direct)
-        count_pending(s, loop, parts);
     for (int i = 0; i < parts->cnt; i++) {
         int32_t p = parts->elems[i].partition;
         if (p < 0 || p >= MAX_PARTITIONS)
@@ -599,18 +457,10 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
                 return -1;
             held += fs_map_size(s->orders[p]);
         }
-    int64_t waiting = 0, uncounted = 0;
-    for (int p = 0; p < MAX_PARTITIONS; p++)
-        if (s->orders[p]) {
-            waiting += s->pending[p] > 0 ? s->pending[p] : 0;
-            uncounted += s->pending[p] < 0;
-        }
     fs_log_info("orders rebuilt",
-                json_pack("{s:I,s:I,s:I,s:I,s:I,s:i,s:I,s:I}", "snapshots", (json_int_t)r.n, "held",
+                json_pack("{s:I,s:I,s:I,s:I,s:I}", "snapshots", (json_int_t)r.n, "held",
                           (json_int_t)held, "left_out", (json_int_t)r.left_out, "timers",
-                          (json_int_t)s->timers.n, "ms", (json_int_t)(fs_mono_ms() - t0),
-                          "order_partitions", (int)s->order_parts, "forwards_waiting",
-                          (json_int_t)waiting, "partitions_forwarding_all", (json_int_t)uncounted));
+                          (json_int_t)s->timers.n, "ms", (json_int_t)(fs_mono_ms() - t0)));
     return 0;
 }
 
@@ -640,8 +490,7 @@ int main(void)
         fs_env_bool("FLASHSALE_AUTO_PAY", false, &s.rules.auto_pay, &err) ||
         fs_env_int("FLASHSALE_PAYMENT_MAX_ATTEMPTS", 3, 1, 10, &max_attempts, &err) ||
         fs_env_int("FLASHSALE_SAGA_ENDED_MEMORY_MS", 86400000, 0, 3650L * 86400000,
-                   &ended_memory_ms, &err) ||
-        fs_env_bool("FLASHSALE_ORDER_COPARTITION", true, &s.direct, &err))
+                   &ended_memory_ms, &err))
         fs_config_die(&err);
     s.rules.max_attempts = (int32_t)max_attempts;
     s.rules.ended_memory_ms = ended_memory_ms;
@@ -675,10 +524,9 @@ int main(void)
         fs_log_error("start failed", json_pack("{s:s}", "error", err.msg));
         return 1;
     }
-    fs_log_info("started", json_pack("{s:s,s:I,s:b,s:I,s:b}", "instance", instance, "day_seconds",
+    fs_log_info("started", json_pack("{s:s,s:I,s:b,s:I}", "instance", instance, "day_seconds",
                                      (json_int_t)day_s, "auto_pay", s.rules.auto_pay,
-                                     "ended_memory_ms", (json_int_t)ended_memory_ms,
-                                     "outcomes_direct", s.direct));
+                                     "ended_memory_ms", (json_int_t)ended_memory_ms));
     fs_metrics_server *metrics = fs_metrics_serve_from_env(); /* FLASHSALE_METRICS_ADDR */
     int rc = fs_txn_loop_run(loop, &stop_flag, &err);
     if (rc)

@@ -4,7 +4,7 @@ flashsale-orders and flashsale-payments, with a "day" of one second.
 
     test_sagas.py BUILD_DIR SCENARIO
     SCENARIO: lifecycle | payment_failure | expiry | cancel | multi_item | timer_while_down | crash
-              | forget | late_answer | copartition_switch
+              | forget
 
 Each scenario ends by checking the log: inventory re-derived with the tests' own rules (no
 oversell, conservation), and every reservation committed or released at most once."""
@@ -68,37 +68,6 @@ def check_reservations(s):
     return reserved, outcomes
 
 
-ORDER_COMMANDS = {"PlaceCheckout", "PayOrder", "CancelOrder", "RequestReturn", "CompleteReturn"}
-
-
-def check_outcome_paths(s, oid, lines):
-    """Where the order's inventory outcomes went. The API gives an order an id in its (first)
-    line's product's partition, so the order saga owning that partition takes an outcome of
-    a line whose product lives there as it reads it from inventory.events; any other line's
-    outcome it forwards to the order's partition of orders.commands. Checks that, and that
-    every outcome was handled (the order's snapshots show the line moved on). Returns the
-    (direct, forwarded) line indexes."""
-    part = {r["value"]["product_id"]: r["partition"] for r in s.dump("inventory.events")
-            if r.get("type") == "ProductDefined"}
-    snaps = [r for r in s.dump("orders.events") if (r.get("value") or {}).get("order_id") == oid]
-    assert snaps, "no snapshot of %s" % oid
-    home = {r["partition"] for r in snaps}
-    assert len(home) == 1, home
-    home = home.pop()
-    assert home == part[lines[0]], ("order %s in partition %d, its first line's product in %d"
-                                    % (oid, home, part[lines[0]]))
-    forwarded = [r for r in s.dump("orders.commands")
-                 if (r.get("value") or {}).get("order_id") == oid and r.get("type") not in ORDER_COMMANDS]
-    fwd_lines = {r["value"].get("item_index", 0) for r in forwarded}
-    for r in forwarded:
-        assert r["partition"] == home and r["key"] == oid, r
-        assert part[r["value"]["product_id"]] != home, "outcome forwarded though its product shares the order's partition: %s" % r
-    direct = [i for i, p in enumerate(lines) if part[p] == home]
-    assert not set(direct) & fwd_lines, (direct, fwd_lines)
-    assert set(range(len(lines))) - set(direct) == fwd_lines, (lines, direct, fwd_lines)
-    return direct, sorted(fwd_lines)
-
-
 def scenario_lifecycle(bindir):
     with System(bindir, sagas=True, saga_env=DAY) as s:
         pid = s.create_product(stock=5, price=2500, name="lifecycle")
@@ -140,12 +109,8 @@ def scenario_lifecycle(bindir):
         time.sleep(3.5)
         expect(s.request("POST", "/api/orders/%s/return" % o2, {}, tok), 409, "RETURN_WINDOW_CLOSED")
         check_reservations(s)
-        # the order lives in its product's partition: reserve, commit and restock were each
-        # taken by the saga from inventory.events, none forwarded
-        assert check_outcome_paths(s, oid, [pid]) == ([0], [])
         print("lifecycle: RESERVED -> PAYING -> PAID -> SHIPPING (D+1) -> DELIVERED (D+2) -> "
-              "RETURN_REQUESTED -> RETURNED with refund and restock; notifications %s; every "
-              "inventory outcome taken without a forward" % sorted(set(kinds)))
+              "RETURN_REQUESTED -> RETURNED with refund and restock; notifications %s" % sorted(set(kinds)))
 
 
 def scenario_payment_failure(bindir):
@@ -211,19 +176,10 @@ def scenario_cancel(bindir):
         print("cancel: reserved -> released; paid -> restocked and refunded; cancelled twice -> 409")
 
 
-def product_partition(s, pid):
-    return next(r["partition"] for r in s.dump("inventory.events")
-                if r.get("type") == "ProductDefined" and r["value"]["product_id"] == pid)
-
-
 def scenario_multi_item(bindir):
     with System(bindir, sagas=True, saga_env=DAY) as s:
         p1 = s.create_product(stock=3, price=100, name="m1")
-        for _ in range(20):  # the second line in another partition: its outcomes are forwarded
-            p2 = s.create_product(stock=3, price=200, name="m2")
-            if product_partition(s, p2) != product_partition(s, p1):
-                break
-        assert product_partition(s, p2) != product_partition(s, p1)
+        p2 = s.create_product(stock=3, price=200, name="m2")
         gone = s.create_product(stock=1, price=300, name="m3")
         expect(s.order(s.member()[1], gone), 201)  # sold out now
         _, tok = s.member()
@@ -244,11 +200,8 @@ def scenario_multi_item(bindir):
         reserved, outcomes = check_reservations(s)
         for key in [k for k in reserved if k[0] == failed]:
             assert outcomes[key] == 1, "line %s of the rejected checkout not released" % (key,)
-        # line 0 shares the order's partition (taken at once), line 1 does not (forwarded)
-        assert check_outcome_paths(s, o["order_id"], [p1, p2]) == ([0], [1])
         print("multi-item: one sold-out line rejects the checkout and releases the others; "
-              "a full checkout reserves and pays all lines; the first line's outcomes taken "
-              "at once, the second's forwarded")
+              "a full checkout reserves and pays all lines")
 
 
 def scenario_multi_return(bindir):
@@ -452,94 +405,6 @@ def scenario_forget(bindir):
         print("forget: a cancelled and a delivered order forgotten, commands on them answered as "
               "before; the live one kept, paid, delivered after a restart, then forgotten; rebuilt: "
               "orders %s, payments %s" % (rebuilt, prebuilt))
-
-
-def scenario_copartition_switch(bindir):
-    """A saga that forwards every inventory outcome (FLASHSALE_ORDER_COPARTITION=false, as
-    every saga did before orders lived in their product's partition) is SIGKILLed in the
-    middle of a backlog, with forwards of outcomes it could have taken at once committed to
-    orders.commands and not read back, and one that takes them at once starts instead. It
-    must count those forwards and forward its partitions' outcomes behind them until it has
-    read them back (or an outcome could overtake an earlier one of its line), then take
-    outcomes at once again. Every order ends RESERVED, each line settled at most once."""
-    fwd_env = dict(DAY, FLASHSALE_ORDER_COPARTITION="false")
-    with System(bindir, sagas=True, saga_env=fwd_env) as s:
-        products = [s.create_product(stock=100000, price=10, name="switch-%d" % i) for i in range(12)]
-        log = os.path.join(s.logdir, "test-orders.log")
-        mine = set()
-        waiting = 0
-        for attempt in range(3):
-            s.stop_processor("orders")  # a backlog builds while no saga runs
-            reqs = [("/api/orders", {"product_id": products[i % 12], "quantity": 1}, s.member()[1])
-                    for i in range(4000)]
-            results = s.burst(reqs)
-            assert all(st == 201 for st, _, _ in results), collections.Counter(st for st, _, _ in results)
-            batch = {b["order_id"] for _, b, _ in results}
-            mine |= batch
-            s.saga_env = fwd_env
-            offset = os.path.getsize(log)
-            s.start_saga("orders")
-            # it takes the backlog in about a second once it has rebuilt: killed a moment in
-            deadline = time.time() + 60
-            while not log_lines(log, offset, "orders rebuilt"):
-                assert time.time() < deadline, "the forwarding saga never rebuilt"
-                time.sleep(0.02)
-            time.sleep((0.15, 0.4, 0.08)[attempt])
-            s.stop_processor("orders", signal.SIGKILL)
-            offset = os.path.getsize(log)
-            s.saga_env = DAY
-            s.start_saga("orders")
-            # more orders while it reads the waiting forwards back: their outcomes must queue
-            # behind them, not overtake them
-            results = s.burst(reqs[:2000])
-            assert all(st == 201 for st, _, _ in results), collections.Counter(st for st, _, _ in results)
-            mine |= {b["order_id"] for _, b, _ in results}
-            wait_until(lambda: log_lines(log, offset, "orders rebuilt"), "the saga never rebuilt", timeout=60)
-            waiting = log_lines(log, offset, "orders rebuilt")[0]["forwards_waiting"]
-            print("  attempt %d: %d forwards waiting when the saga that takes outcomes at once started"
-                  % (attempt + 1, waiting))
-            if waiting > 0:
-                break
-        assert waiting > 0, "no attempt left forwards waiting: the case was not made"
-
-        def unreserved():
-            last = {}
-            for r in s.dump("orders.events"):
-                v = r.get("value") or {}
-                if r.get("type") == "OrderStatusChanged" and v.get("order_id") in mine:
-                    last[v["order_id"]] = v["status"]
-            return [o for o in mine if last.get(o) != "RESERVED"]
-        wait_until(lambda: not unreserved(), "orders never reserved by the saga", timeout=90)
-        check_reservations(s)
-        # per partition, the saga took the orders' decisions in the inventory's order, by
-        # either path: each order's first snapshot comes in the order of its StockReserved
-        reserved_at = {}
-        for r in s.dump("inventory.events"):
-            v = r.get("value") or {}
-            if r.get("type") == "StockReserved" and v.get("order_id") in mine:
-                reserved_at[v["order_id"]] = (r["partition"], r["offset"])
-        firsts = collections.defaultdict(list)
-        seen = set()
-        for r in sorted(s.dump("orders.events"), key=lambda r: (r["partition"], r["offset"])):
-            o = (r.get("value") or {}).get("order_id")
-            if r.get("type") == "OrderStatusChanged" and o in mine and o not in seen:
-                seen.add(o)
-                assert reserved_at[o][0] == r["partition"], (o, reserved_at[o], r["partition"])
-                firsts[r["partition"]].append(reserved_at[o][1])
-        for p, offs in firsts.items():
-            bad = [(a, b) for a, b in zip(offs, offs[1:]) if b < a]
-            assert not bad, ("partition %d: %d decisions taken out of the inventory's order, e.g. "
-                             "offset %d after %d" % (p, len(bad), bad[0][1], bad[0][0]))
-        drained = log_lines(log, offset, "forwards read back: outcomes taken at once again")
-        assert drained, "the saga never took outcomes at once again"
-        # drained: a new order's outcome is taken at once again
-        _, tok = s.member()
-        oid = expect(s.order(tok, products[0]), 201)["order_id"]
-        wait_status(s, tok, oid, "RESERVED")
-        assert check_outcome_paths(s, oid, [products[0]]) == ([0], [])
-        print("copartition switch: %d orders; %d forwards waiting at the switch; every order RESERVED, "
-              "in the inventory's order in each of %d partitions; %d partitions drained, then a new "
-              "order taken at once" % (len(mine), waiting, len(firsts), len(drained)))
 
 
 def scenario_late_answer(bindir):

@@ -29,13 +29,6 @@ int fs_uuid7_at(uint64_t ms, char out[FS_UUID_STR_LEN + 1]);
 int64_t fs_uuid7_str_millis(const char *s);
 /* New id straight to text; returns 0 or -1. */
 int fs_uuid7_str(char out[FS_UUID_STR_LEN + 1]);
-/* A new id in text form that `accept` takes (e.g. one that a Kafka partitioner puts in a
- * given partition): made as fs_uuid7_str makes one, then its last 48 random bits drawn again
- * until accept(out, ctx) is true, at most `tries` draws in all. Time and counter stay, so the
- * ids of one process stay strictly increasing. Returns 1 if accepted, 0 if not (out is still
- * a new id, the last one drawn), -1 if no randomness could be read. */
-int fs_uuid7_str_such_that(char out[FS_UUID_STR_LEN + 1], int (*accept)(const char *id, void *ctx),
-                           void *ctx, int tries);
 
 /* Wall clock in Unix milliseconds, and a monotonic clock in milliseconds. */
 int64_t fs_now_ms(void);

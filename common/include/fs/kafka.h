@@ -11,7 +11,6 @@
 #define FS_KAFKA_H
 #include "fs/config.h"
 #include "fs/err.h"
-#include "fs/id.h"
 #include <librdkafka/rdkafka.h>
 #include <stdint.h>
 
@@ -117,16 +116,6 @@ int fs_kafka_create_topic_spec(rd_kafka_t *rk, const fs_topic_spec *spec, int pa
                                int replication, int timeout_ms, fs_err *err);
 /* Partition count of a topic, or -1 with *err. */
 int fs_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, fs_err *err);
-/* The partition our producers' partitioner (murmur2, as Java's default) gives a non-empty
- * key among `partitions` (> 0). */
-int32_t fs_kafka_key_partition(const void *key, size_t len, int32_t partitions);
-/* A new UUIDv7 (fs/id.h) that lands in the same partition as `key` among `partitions`, so
- * that records keyed by either meet in one partition number of co-partitioned topics (an
- * order and its product: docs/architecture.md, "The order saga as built"). About
- * `partitions` draws on average; after 64 * partitions draws it gives up. Returns 1 when
- * co-partitioned, 0 when not (partitions < 1, or it gave up: out is still a new id), -1 when
- * no randomness could be read. */
-int fs_kafka_copartitioned_id(char out[FS_UUID_STR_LEN + 1], const char *key, int32_t partitions);
 /* The record's time as the log holds it (ms since the epoch; 0 when it has none): on a
  * LogAppendTime topic (inventory.commands) the broker's clock when it appended the record;
  * on a CreateTime topic the producer's stamp (a copy of the log made with each record's

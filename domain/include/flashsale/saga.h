@@ -33,7 +33,7 @@ typedef struct {
 /* What can happen to an order: the input table. */
 typedef enum {
     ORD_IN_COMMAND,   /* a member's or an admin's command (orders.commands) */
-    ORD_IN_INVENTORY, /* an inventory outcome naming the order (inventory.events, or forwarded) */
+    ORD_IN_INVENTORY, /* an inventory outcome naming the order (forwarded inventory.events) */
     ORD_IN_PAYMENT,   /* a payment or refund result (payments.events) */
     ORD_IN_TIMER,     /* the order's deadline came due */
     ORD_IN_KIND_COUNT
