@@ -90,6 +90,15 @@ const char *fs_fetch_wait_ms(void)
     return v && *v ? v : "500";
 }
 
+/* How much a fetch waits for (up to fetch.wait.max.ms) before the broker answers it: 1 byte,
+ * at once, by default. FLASHSALE_FETCH_MIN_BYTES overrides, for measurement: with records
+ * arriving all the time every reader's fetch otherwise returns a record or two each. */
+static const char *fetch_min_bytes(void)
+{
+    const char *v = getenv("FLASHSALE_FETCH_MIN_BYTES");
+    return v && *v ? v : "1";
+}
+
 /* FLASHSALE_RDKAFKA_STATS_MS (diagnosis): the clients of the order path (the API's
  * producers, every transactional loop's producer and consumer) log, that often, how many
  * requests they sent to the brokers and how many records they produced or consumed since
@@ -187,6 +196,7 @@ static int role_settings(rd_kafka_conf_t *conf, const fs_common_config *cfg,
                        conf_set(conf, "heartbeat.interval.ms", "1500", err) ||
                        conf_set(conf, "max.poll.interval.ms", "300000", err) ||
                        conf_set(conf, "fetch.wait.max.ms", fs_fetch_wait_ms(), err) ||
+                       conf_set(conf, "fetch.min.bytes", fetch_min_bytes(), err) ||
                        conf_set(conf, "enable.partition.eof", eof ? "true" : "false", err)
                    ? -1
                    : 0;
