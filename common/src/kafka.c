@@ -84,19 +84,15 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
  * polling. Measured: at 10 ms the idle broker spent 120 % CPU answering empty fetches of
  * the system's ~10 consumers, and order decisions at 250/s took p50 138 ms; at 500 ms the
  * idle broker used 7 % and the same load p50 74 ms. FLASHSALE_FETCH_WAIT_MS overrides. */
-const char *fs_fetch_wait_ms(void)
+static const char *env_or(const char *name, const char *def)
 {
-    const char *v = getenv("FLASHSALE_FETCH_WAIT_MS");
-    return v && *v ? v : "500";
+    const char *v = getenv(name);
+    return v && *v ? v : def;
 }
 
-/* How much a fetch waits for (up to fetch.wait.max.ms) before the broker answers it: 1 byte,
- * at once, by default. FLASHSALE_FETCH_MIN_BYTES overrides, for measurement: with records
- * arriving all the time every reader's fetch otherwise returns a record or two each. */
-static const char *fetch_min_bytes(void)
+const char *fs_fetch_wait_ms(void)
 {
-    const char *v = getenv("FLASHSALE_FETCH_MIN_BYTES");
-    return v && *v ? v : "1";
+    return env_or("FLASHSALE_FETCH_WAIT_MS", "500");
 }
 
 /* FLASHSALE_RDKAFKA_STATS_MS (diagnosis): the clients of the order path (the API's
@@ -196,7 +192,10 @@ static int role_settings(rd_kafka_conf_t *conf, const fs_common_config *cfg,
                        conf_set(conf, "heartbeat.interval.ms", "1500", err) ||
                        conf_set(conf, "max.poll.interval.ms", "300000", err) ||
                        conf_set(conf, "fetch.wait.max.ms", fs_fetch_wait_ms(), err) ||
-                       conf_set(conf, "fetch.min.bytes", fetch_min_bytes(), err) ||
+                       /* 1 byte (answered at once) unless FLASHSALE_FETCH_MIN_BYTES, a
+                        * knob for measurement: 64 KiB within a 10 ms wait did not lower the
+                        * broker's CPU at 300 orders/s (perf/RESULTS.md, 2026-12-04) */
+                       conf_set(conf, "fetch.min.bytes", env_or("FLASHSALE_FETCH_MIN_BYTES", "1"), err) ||
                        conf_set(conf, "enable.partition.eof", eof ? "true" : "false", err)
                    ? -1
                    : 0;
