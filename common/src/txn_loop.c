@@ -22,10 +22,12 @@ struct fs_txn_loop {
     fs_txn_loop_conf conf;
     char txn_id[256];
     rd_kafka_t *consumer;
+    rd_kafka_queue_t *consumer_q; /* the consumer's queue: the committer wakes its poll */
     rd_kafka_t *producer;
 
     int txn_open;
     int64_t txn_started;
+    int64_t last_commit_ms; /* when the last commit started (fs_mono_ms), for the gap */
     size_t txn_records;
     rd_kafka_topic_partition_list_t *offsets; /* next offsets of the open transaction */
 
@@ -266,6 +268,8 @@ static void *committer_main(void *arg)
     }
     l->commit_ke = ke;
     atomic_store(&l->commit_done, 1);
+    if (l->consumer_q) /* wake the loop's poll: the next transaction can go */
+        rd_kafka_queue_yield(l->consumer_q);
     return NULL;
 }
 
@@ -285,6 +289,7 @@ static void commit_start(fs_txn_loop *l)
         raise(SIGKILL);
     }
     l->commit_t_start = fs_mono_us();
+    l->last_commit_ms = fs_mono_ms();
     if (l->txn_records > 0)
         fs_hist_observe_ms(l->h_age, (l->commit_t_start - l->txn_first_us) / 1000.0);
     l->commit_cgmd = rd_kafka_consumer_group_metadata(l->consumer);
@@ -498,6 +503,7 @@ static int consumer_new(fs_txn_loop *l, fs_err *err)
     if (!l->consumer)
         return -1;
     rd_kafka_poll_set_consumer(l->consumer);
+    l->consumer_q = rd_kafka_queue_get_consumer(l->consumer);
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(4);
     for (const char *const *t = l->conf.topics; *t; t++)
         rd_kafka_topic_partition_list_add(topics, *t, RD_KAFKA_PARTITION_UA);
@@ -529,6 +535,9 @@ static int consumer_restart(fs_txn_loop *l, fs_err *err)
         return fs_err_set(err, FS_ERR_FATAL, 0, "consumer failed fatally %d times in a row", max);
     fs_log_warn("recreating the consumer after a fatal consumer error",
                 json_pack("{s:s,s:s}", "group", l->conf.group_id, "instance", l->conf.instance_id));
+    if (l->consumer_q) /* no commit runs: txn_abort waited for it */
+        rd_kafka_queue_destroy(l->consumer_q);
+    l->consumer_q = NULL;
     rd_kafka_destroy_flags(l->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     l->consumer = NULL;
     l->need_reset = 0;
@@ -660,15 +669,20 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
         /* Group commit: with records in the open transaction, only look whether more are
          * queued (timeout 0); nothing more -> commit now. Under load the records that arrive
          * while a commit runs make the next batch, so batches grow with the load and an idle
-         * system commits each record at once, with no timer floor. */
+         * system commits each record at once, with no timer floor.
+         * A gap (commit_min_gap_ms) makes a busy loop wait until that long after its last
+         * commit started, gathering what arrives meanwhile: fewer, larger transactions for
+         * the same records. A record after a quiet spell still commits at once. */
         bool eager = c->commit_eager && (l->txn_open || l->committing) && l->txn_records > 0;
+        int64_t now = fs_mono_ms();
+        int64_t gap_left = l->last_commit_ms + c->commit_min_gap_ms - now;
         int timeout = 100;
-        if (l->committing) /* look at the committer every millisecond */
-            timeout = eager ? 0 : 1;
-        else if (eager)
-            timeout = 0;
+        if (l->committing) /* wait for a record, or for the committer's wake-up */
+            timeout = atomic_load(&l->commit_done) || !l->consumer_q ? 0 : 100;
         else if (l->txn_open) {
-            int64_t left = l->txn_started + c->commit_interval_ms - fs_mono_ms();
+            int64_t left = l->txn_started + c->commit_interval_ms - now;
+            if (eager && gap_left < left)
+                left = gap_left;
             timeout = left < 0 ? 0 : left < 100 ? (int)left : 100;
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(l->consumer, timeout);
@@ -736,14 +750,15 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
                     return -1;
                 if (l->need_reset)
                     continue;
-            } else if (eager && drained)
-                usleep(200); /* nothing to handle: do not spin while the commit runs */
+            } else if (drained && !l->consumer_q)
+                usleep(200); /* no wake-up to wait for: do not spin while the commit runs */
         }
         if (!l->committing) {
             rd_kafka_poll(l->producer, 0);
             if (l->txn_open && ((long)l->txn_records >= c->commit_max_records ||
                                 fs_mono_ms() - l->txn_started >= c->commit_interval_ms ||
-                                (c->commit_eager && drained && l->txn_records > 0)))
+                                (c->commit_eager && drained && l->txn_records > 0 &&
+                                 fs_mono_ms() - l->last_commit_ms >= c->commit_min_gap_ms)))
                 commit_start(l);
         }
     }
@@ -771,6 +786,8 @@ void fs_txn_loop_destroy(fs_txn_loop *l)
     free(l->pending);
     if (l->commit_offsets)
         rd_kafka_topic_partition_list_destroy(l->commit_offsets);
+    if (l->consumer_q)
+        rd_kafka_queue_destroy(l->consumer_q);
     if (l->consumer) {
         rd_kafka_consumer_close(l->consumer);
         rd_kafka_destroy(l->consumer);

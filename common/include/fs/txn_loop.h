@@ -12,13 +12,17 @@
  * commit_interval_ms or commit_max_records, whichever comes first. An idle loop therefore
  * commits a lone record at once, and a loaded one commits what queued up during the last
  * commit in one transaction. With commit_eager off only the interval and size count.
+ * commit_min_gap_ms (0 by default) makes a busy loop wait that long after its last commit
+ * started before it commits again.
  *
  * Pipelining: the commit (send_offsets_to_transaction + commit_transaction, tens of ms on a
  * busy broker) runs on a committer thread while this thread goes on polling and calling
  * on_record; what on_record produces meanwhile is copied and produced into the next
  * transaction as soon as the commit is done (with its offsets). One commit at a time, so
- * offsets commit in order. A failed commit aborts, drops what waited and rewinds as below
- * (on_revoke + on_assign, seek to the committed offsets), so the worker's state never holds
+ * offsets commit in order. While a commit runs the loop blocks in the consumer's poll: a
+ * record, or the committer's wake-up when it is done (rd_kafka_queue_yield), ends the wait.
+ * A failed commit aborts, drops what waited and rewinds as below (on_revoke + on_assign,
+ * seek to the committed offsets), so the worker's state never holds
  * effects that neither committed nor will be redone. A worker that answers callers before
  * the commit (the inventory processor's decision replies) must decide deterministically:
  * docs/architecture.md, "Answer at the decision".
