@@ -17,7 +17,8 @@
 # FLASHSALE_HTTP_THREADS (128: the API's worker threads, sized for the edge's connections),
 # FLASHSALE_PARTITIONS (6), FLASHSALE_KAFKA_HEAP (768m, per node), FLASHSALE_KAFKA_JVM_OPTS
 # (more options for the broker's JVM, e.g. GC logging), FLASHSALE_KAFKA_GC (its collector:
-# "-XX:+UseG1GC -XX:MaxGCPauseMillis=20"), FLASHSALE_KAFKA_NODES (1;
+# "-XX:+UseG1GC -XX:MaxGCPauseMillis=20"), FLASHSALE_KAFKA_PROPERTIES (more broker settings,
+# key=value separated by spaces, after ours: for measuring one), FLASHSALE_KAFKA_NODES (1;
 # 3 or 5: a KRaft cluster on loopback, node i on FLASHSALE_KAFKA_PORT + 2(i-1), every topic
 # with three replicas and min.insync.replicas 2); the edge's own settings are
 # infra/edge.sh's. Defaults stay away from 9092/5432/6379 so that servers already
@@ -224,6 +225,14 @@ kafka_node_start() {
   sed -e "s|@PORT@|$(kafka_port "$i")|g" -e "s|@CPORT@|$(kafka_cport "$i")|g" -e "s|@DATA@|$k/data|g" \
       -e "s|@PARTITIONS@|$PARTITIONS|g" -e "s|@NODE@|$i|g" -e "s|@VOTERS@|$(kafka_voters)|g" \
       -e "s|@RF@|$rf|g" -e "s|@MINISR@|$minisr|g" "$here/kafka/server.properties.in" >"$k/server.properties"
+  local prop props=()
+  read -ra props <<<"${FLASHSALE_KAFKA_PROPERTIES:-}"
+  for prop in "${props[@]}"; do
+    case "$prop" in
+      [a-z]*=*) printf '%s\n' "$prop" >>"$k/server.properties" ;;
+      *) fs_die "FLASHSALE_KAFKA_PROPERTIES: \"$prop\" is not key=value" ;;
+    esac
+  done
   if [ "$NODES" -gt 1 ]; then
     # A node that stops answering is fenced (its partitions led elsewhere, its replicas out of
     # the in-sync sets) after 4 s without a heartbeat, not Kafka's default 9 s: every acks=all

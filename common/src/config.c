@@ -118,7 +118,7 @@ int fs_common_config_load(fs_common_config *cfg, fs_err *err)
         fs_env_int("FLASHSALE_COMMIT_MAX_RECORDS", 2000, 1, 1000000, &cfg->commit_max_records,
                    err) ||
         fs_env_bool("FLASHSALE_COMMIT_EAGER", true, &cfg->commit_eager, err) ||
-        fs_env_int("FLASHSALE_COMMIT_MIN_GAP_MS", 0, 0, 60000, &cfg->commit_min_gap_ms, err) ||
+        fs_env_int("FLASHSALE_COMMIT_MIN_GAP_MS", 50, 0, 60000, &cfg->commit_min_gap_ms, err) ||
         fs_env_int("FLASHSALE_TXN_TIMEOUT_MS", 30000, 1000, 900000, &cfg->txn_timeout_ms, err))
         return -1;
     if (fs_log_level_parse(cfg->log_level, &lvl))

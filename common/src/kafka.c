@@ -162,9 +162,11 @@ static int role_settings(rd_kafka_conf_t *conf, const fs_common_config *cfg,
                         * first flushes, waited the full 30 s after a broker SIGKILL. */
                        (txn && conf_set(conf, "message.timeout.ms", txn_msg_timeout_ms(), err)) ||
                        /* Back-to-back transactions (group commit) meet CONCURRENT_TRANSACTIONS
-                        * while the coordinator still writes the previous one's markers;
-                        * librdkafka retries after retry.backoff.ms, 100 ms by default (not
-                        * isolated by measurement here). */
+                        * while the coordinator still writes the previous one's markers.
+                        * librdkafka 2.0.2 retries AddOffsetsToTxn and EndTxn after
+                        * retry.backoff.ms (100 ms by default); AddPartitionsToTxn retries
+                        * after a fixed 20 ms that no setting changes (rdkafka_txnmgr.c).
+                        * The effect was not isolated by measurement here. */
                        (txn && conf_set(conf, "retry.backoff.ms", "2", err))
                    ? -1
                    : 0;

@@ -671,8 +671,9 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
          * while a commit runs make the next batch, so batches grow with the load and an idle
          * system commits each record at once, with no timer floor.
          * A gap (commit_min_gap_ms) makes a busy loop wait until that long after its last
-         * commit started, gathering what arrives meanwhile: fewer, larger transactions for
-         * the same records. A record after a quiet spell still commits at once. */
+         * commit started, or until the batch is commit_interval_ms old (the interval test
+         * below does not look at the gap), gathering what arrives meanwhile: fewer, larger
+         * transactions for the same records. A record after a quiet spell commits at once. */
         bool eager = c->commit_eager && (l->txn_open || l->committing) && l->txn_records > 0;
         int64_t now = fs_mono_ms();
         int64_t gap_left = l->last_commit_ms + c->commit_min_gap_ms - now;

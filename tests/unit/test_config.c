@@ -16,7 +16,7 @@ static const char *const vars[] = {
     "FLASHSALE_PG_URL", "FLASHSALE_REDIS_HOST", "FLASHSALE_REDIS_PORT",
     "FLASHSALE_REDIS_PASSWORD", "FLASHSALE_LOG_LEVEL", "FLASHSALE_INSTANCE_ID",
     "FLASHSALE_COMMIT_INTERVAL_MS", "FLASHSALE_COMMIT_MAX_RECORDS", "FLASHSALE_TXN_TIMEOUT_MS",
-    NULL};
+    "FLASHSALE_COMMIT_MIN_GAP_MS", NULL};
 
 static int clean_env(void **state)
 {
@@ -37,6 +37,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.redis_port, 16379);
     assert_null(c.redis_password);
     assert_int_equal(c.commit_interval_ms, 20);
+    assert_int_equal(c.commit_min_gap_ms, 50);
 }
 
 static void test_values_are_read(void **state)
@@ -45,12 +46,14 @@ static void test_values_are_read(void **state)
     setenv("FLASHSALE_KAFKA_BROKERS", "10.0.0.1:9092,kafka-2:19092", 1);
     setenv("FLASHSALE_PARTITIONS", "12", 1);
     setenv("FLASHSALE_LOG_LEVEL", "debug", 1);
+    setenv("FLASHSALE_COMMIT_MIN_GAP_MS", "0", 1);
     fs_common_config c;
     fs_err err = {0};
     assert_int_equal(fs_common_config_load(&c, &err), 0);
     assert_string_equal(c.brokers, "10.0.0.1:9092,kafka-2:19092");
     assert_int_equal(c.partitions, 12);
     assert_string_equal(c.log_level, "debug");
+    assert_int_equal(c.commit_min_gap_ms, 0);
 }
 
 static void expect_error(const char *var, const char *value, const char *needle)
@@ -77,6 +80,7 @@ static void test_bad_values_name_variable_value_and_rule(void **state)
     expect_error("FLASHSALE_KAFKA_BROKERS", "a:0", "host:port");
     expect_error("FLASHSALE_LOG_LEVEL", "loud", "debug, info, warn, error");
     expect_error("FLASHSALE_TXN_TIMEOUT_MS", "10", "from 1000 to 900000");
+    expect_error("FLASHSALE_COMMIT_MIN_GAP_MS", "-1", "from 0 to 60000");
 }
 
 static void test_secrets_are_not_echoed(void **state)
