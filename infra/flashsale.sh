@@ -218,7 +218,12 @@ kafka_cluster_id() { # shared by every node of the run directory, drawn on first
 }
 kafka_node_start() {
   local i=$1 name; name=$(kafka_name "$1")
-  if pid_alive "$RUN/pids/$name.pid"; then return 0; fi
+  if pid_alive "$RUN/pids/$name.pid"; then
+    if [ -n "${FLASHSALE_KAFKA_PROPERTIES:-}" ]; then
+      fs_say "Kafka node $i already runs: FLASHSALE_KAFKA_PROPERTIES takes effect at its next start"
+    fi
+    return 0
+  fi
   local k="$RUN/$name" rf=1 minisr=1
   if [ "$NODES" -ge 3 ]; then rf=3; minisr=2; fi
   mkdir -p "$k/data"

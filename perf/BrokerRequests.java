@@ -1,8 +1,8 @@
 // java perf/BrokerRequests.java PID SECONDS: the Kafka broker's own request counts by type
-// (kafka.network RequestsPerSec) and its topic and purgatory counters, read over JMX from the
+// (kafka.network RequestsPerSec) and its all-topics counters, read over JMX from the
 // broker's process (attach, local management agent) before and after SECONDS of whatever
 // runs meanwhile; prints the per-second rates, highest first. For perf/RESULTS.md
-// (2026-12-04 22:00: where a transaction's requests go). Java 17's source launcher runs it
+// (2026-12-04 21:48: where a transaction's requests go). Java 17's source launcher runs it
 // as it is; the broker's pid is in RUN_DIR/pids/kafka.pid.
 import com.sun.tools.attach.VirtualMachine;
 import java.util.ArrayList;

@@ -667,9 +667,9 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
             l->need_reset = 0;
         }
         /* Group commit: with records in the open transaction, only look whether more are
-         * queued (timeout 0); nothing more -> commit now. Under load the records that arrive
-         * while a commit runs make the next batch, so batches grow with the load and an idle
-         * system commits each record at once, with no timer floor.
+         * queued (timeout 0); nothing more -> commit now, unless the gap below holds it.
+         * Under load the records that arrive while a commit runs make the next batch, so
+         * batches grow with the load and an idle system commits each record at once.
          * A gap (commit_min_gap_ms) makes a busy loop wait until that long after its last
          * commit started, or until the batch is commit_interval_ms old (the interval test
          * below does not look at the gap), gathering what arrives meanwhile: fewer, larger

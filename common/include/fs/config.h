@@ -34,7 +34,8 @@ typedef struct {
     long commit_interval_ms;   /* FLASHSALE_COMMIT_INTERVAL_MS: transactional batch age */
     long commit_max_records;   /* FLASHSALE_COMMIT_MAX_RECORDS: transactional batch size */
     bool commit_eager;         /* FLASHSALE_COMMIT_EAGER (true): commit as soon as nothing more
-                                * is queued (group commit); the interval is then only a bound */
+                                * is queued and the gap below allows (group commit); the
+                                * interval is then only a bound */
     long commit_min_gap_ms;    /* FLASHSALE_COMMIT_MIN_GAP_MS (50): group commit's floor, up
                                 * to the interval (fs/txn_loop.h); 0: none */
     long txn_timeout_ms;       /* FLASHSALE_TXN_TIMEOUT_MS: transaction.timeout.ms */

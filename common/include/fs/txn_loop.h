@@ -8,17 +8,19 @@
  * record's effects appear exactly once downstream.
  *
  * Batching (group commit): a transaction is opened at the first record and committed as
- * soon as the consumer has nothing more queued (commit_eager, the default), or after
- * commit_interval_ms or commit_max_records, whichever comes first. An idle loop therefore
- * commits a lone record at once, and a loaded one commits what queued up during the last
- * commit in one transaction. With commit_eager off only the interval and size count.
- * commit_min_gap_ms (50 ms by default) is a floor for group commit: a loop that started a
- * commit less than that long ago commits again only when the gap has passed or the batch is
- * commit_interval_ms old, whichever comes first; a record after a quiet spell commits at
- * once. Fewer transactions cost the broker and librdkafka less (each one is several requests
- * and its markers; librdkafka 2.0.2's main thread also spins up to 1 ms on each of its
- * partition-registration timers, fixed in 2.4.0), at the price of a later commit, which
- * only what reads the outputs downstream waits for (the buyer's answer does not).
+ * soon as the consumer has nothing more queued (commit_eager, the default) and the floor
+ * below allows, or after commit_interval_ms or commit_max_records, whichever comes first.
+ * commit_min_gap_ms (50 ms by default) is that floor: a loop that started a commit less
+ * than that long ago commits again only when the gap has passed or the batch is
+ * commit_interval_ms old (counted from the transaction's opening), whichever comes first.
+ * An idle loop therefore commits a lone record at once, and a loaded one commits what
+ * queued up during the last commit and the floor in one transaction. With commit_eager off
+ * only the interval and size count. Fewer transactions cost the broker less (each one is
+ * several requests and its markers; perf/RESULTS.md, 2026-12-04 21:48), at the price of a
+ * later commit, which only what reads the outputs downstream waits for (the buyer's answer
+ * does not). (Read from librdkafka 2.0.2's source, not measured apart: its main thread
+ * spins for up to 1 ms on each partition-registration timer a transaction arms; fixed
+ * upstream in 2.4.0.)
  *
  * Pipelining: the commit (send_offsets_to_transaction + commit_transaction, tens of ms on a
  * busy broker) runs on a committer thread while this thread goes on polling and calling
