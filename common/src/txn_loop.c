@@ -268,8 +268,7 @@ static void *committer_main(void *arg)
     }
     l->commit_ke = ke;
     atomic_store(&l->commit_done, 1);
-    if (l->consumer_q) /* wake the loop's poll: the next transaction can go */
-        rd_kafka_queue_yield(l->consumer_q);
+    rd_kafka_queue_yield(l->consumer_q); /* wake the loop's poll: the next transaction can go */
     return NULL;
 }
 
@@ -503,7 +502,7 @@ static int consumer_new(fs_txn_loop *l, fs_err *err)
     if (!l->consumer)
         return -1;
     rd_kafka_poll_set_consumer(l->consumer);
-    l->consumer_q = rd_kafka_queue_get_consumer(l->consumer);
+    l->consumer_q = rd_kafka_queue_get_consumer(l->consumer); /* a group consumer's: never NULL */
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(4);
     for (const char *const *t = l->conf.topics; *t; t++)
         rd_kafka_topic_partition_list_add(topics, *t, RD_KAFKA_PARTITION_UA);
@@ -535,8 +534,7 @@ static int consumer_restart(fs_txn_loop *l, fs_err *err)
         return fs_err_set(err, FS_ERR_FATAL, 0, "consumer failed fatally %d times in a row", max);
     fs_log_warn("recreating the consumer after a fatal consumer error",
                 json_pack("{s:s,s:s}", "group", l->conf.group_id, "instance", l->conf.instance_id));
-    if (l->consumer_q) /* no commit runs: txn_abort waited for it */
-        rd_kafka_queue_destroy(l->consumer_q);
+    rd_kafka_queue_destroy(l->consumer_q); /* no commit runs: txn_abort waited for it */
     l->consumer_q = NULL;
     rd_kafka_destroy_flags(l->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     l->consumer = NULL;
@@ -679,7 +677,7 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
         int64_t gap_left = l->last_commit_ms + c->commit_min_gap_ms - now;
         int timeout = 100;
         if (l->committing) /* wait for a record, or for the committer's wake-up */
-            timeout = atomic_load(&l->commit_done) || !l->consumer_q ? 0 : 100;
+            timeout = atomic_load(&l->commit_done) ? 0 : 100;
         else if (l->txn_open) {
             int64_t left = l->txn_started + c->commit_interval_ms - now;
             if (eager && gap_left < left)
@@ -751,8 +749,7 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
                     return -1;
                 if (l->need_reset)
                     continue;
-            } else if (drained && !l->consumer_q)
-                usleep(200); /* no wake-up to wait for: do not spin while the commit runs */
+            }
         }
         if (!l->committing) {
             rd_kafka_poll(l->producer, 0);
