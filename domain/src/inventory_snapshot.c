@@ -44,6 +44,18 @@ int inv_snapshot_write(const inv_state *st, int64_t changelog_offset, inv_snapsh
     size_t len = 0;
     if (inv_state_save(st, &buf, &len))
         return fs_err_set(err, FS_ERR_RETRIABLE, 0, "snapshot: out of memory");
+    int rc = inv_snapshot_write_bytes(buf, len, changelog_offset, inv_state_last_command_offset(st),
+                                      inv_state_horizon(st), produce, ctx, err);
+    free(buf);
+    if (rc == 0 && bytes)
+        *bytes = len;
+    return rc;
+}
+
+int inv_snapshot_write_bytes(const void *buf, size_t len, int64_t changelog_offset,
+                             int64_t last_command_offset, int64_t horizon, inv_snapshot_produce_fn produce,
+                             void *ctx, fs_err *err)
+{
     uint64_t id = (uint64_t)fs_now_ms() << 16 | (uint64_t)(rand() & 0xffff);
     uint32_t count = (uint32_t)((len + INV_SNAPSHOT_CHUNK - 1) / INV_SNAPSHOT_CHUNK);
     unsigned char *rec = malloc(CHUNK_HEADER + INV_SNAPSHOT_CHUNK);
@@ -61,7 +73,6 @@ int inv_snapshot_write(const inv_state *st, int64_t changelog_offset, inv_snapsh
         rc = produce(ctx, key, rec, CHUNK_HEADER + n, err);
     }
     free(rec);
-    free(buf);
     if (rc)
         return -1;
     char man[256];
@@ -69,12 +80,8 @@ int inv_snapshot_write(const inv_state *st, int64_t changelog_offset, inv_snapsh
                      "{\"format\":1,\"id\":%llu,\"chunks\":%u,\"bytes\":%zu,\"changelog_offset\":%lld,"
                      "\"last_command_offset\":%lld,\"horizon\":%lld}",
                      (unsigned long long)id, count, len, (long long)changelog_offset,
-                     (long long)inv_state_last_command_offset(st), (long long)inv_state_horizon(st));
-    if (produce(ctx, "manifest", man, (size_t)n, err))
-        return -1;
-    if (bytes)
-        *bytes = len;
-    return 0;
+                     (long long)last_command_offset, (long long)horizon);
+    return produce(ctx, "manifest", man, (size_t)n, err) ? -1 : 0;
 }
 
 typedef struct {

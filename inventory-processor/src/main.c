@@ -17,7 +17,9 @@
  * sooner than the interval divided by twice the partitions held (at most 30 s), taking the
  * partitions in turn, so their snapshots, which come due together after an assignment, are
  * spread out instead of stalling the decisions of every partition at once (make soak: six
- * in one transaction stalled decisions up to 736 ms).
+ * in one transaction stalled decisions up to 736 ms). A child process serialises each one
+ * (FLASHSALE_SNAPSHOT_CHILD, on by default; snapshot_fork below), so that the decisions of
+ * every partition do not wait for it either.
  *
  * Settings: FLASHSALE_INSTANCE_ID (inventory-1; static membership and transactional id),
  * FLASHSALE_PAYMENT_WINDOW_MS (600000: pay_by = requested_at + window), the snapshot ones
@@ -36,10 +38,17 @@
 #include "fs/reply.h"
 #include "fs/txn_loop.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define MAX_PARTITIONS 1024
 
@@ -64,6 +73,16 @@ typedef struct {
     int64_t last_snapshot_ms;  /* monotonic ms of the last snapshot of any partition */
     uint64_t last_snapshot_txn; /* transactions ended (committed + aborted) once its own has */
     int snapshot_next;          /* the index in assigned[] to look at first */
+    bool snapshot_child_on;     /* FLASHSALE_SNAPSHOT_CHILD: cut snapshots in a child process */
+    uint64_t generation;        /* assignments revoked so far (an abort revokes too) */
+    struct {                    /* the snapshot a child is cutting (pid 0: none) */
+        pid_t pid;
+        int fd; /* memfd the child writes the state's bytes into */
+        int32_t partition;
+        uint64_t generation; /* p->generation at the fork: a revoke since voids it */
+        int64_t changelog_offset, last_command_offset, horizon, decided_lines, reservations;
+        double forked_us, fork_ms;
+    } child;
 } processor;
 
 static volatile sig_atomic_t stop_flag;
@@ -194,11 +213,169 @@ static int snap_produce(void *ctx, const char *key, const void *value, size_t le
     return 0;
 }
 
-/* Writes the snapshots that are due, into the open transaction. */
+/* Cuts a snapshot in a child process: fork() gives the child a copy-on-write image of the
+ * state as it is now, and the child serialises it (inv_state_save) into a memfd and exits,
+ * while this thread goes on deciding. snapshot_collect() hands the bytes to the producer
+ * once the child is done. The decision thread pays only the fork (page tables) and the
+ * chunks' copy into the producer, not the serialisation, which at perf/run's history
+ * (hundreds of thousands of decided lines per partition) stalled every partition's
+ * decisions for hundreds of milliseconds (docs/architecture.md, "Snapshots").
+ *
+ * The snapshot reflects the state at the fork: every event in it was produced before, in
+ * the transaction open then or an earlier one, and it goes into the transaction open when
+ * the child is done, which is that one or a later one: so it still commits only with every
+ * event it reflects. An abort or a rebalance in between revokes the assignment (the state
+ * is rebuilt from what committed), and a snapshot of the state before it is void. The
+ * child touches nothing but the state's memory, malloc and its memfd (no locks another
+ * thread may have held at the fork: glibc makes malloc safe in a child), and dies with this
+ * process (PR_SET_PDEATHSIG). Returns 0 (forked), -1 (not forked: the caller cuts it here). */
+static _Noreturn void snapshot_child_main(const inv_state *st, int fd, pid_t parent)
+{
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+        _exit(4);
+    /* behind the decisions: it only has to finish before the next one is due */
+    if (setpriority(PRIO_PROCESS, 0, 10)) {
+        /* best effort */
+    }
+    void *buf = NULL;
+    size_t len = 0;
+    if (inv_state_save(st, &buf, &len))
+        _exit(2);
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(fd, (const char *)buf + off, len - off);
+        if (n < 0 && errno != EINTR)
+            _exit(3);
+        off += n > 0 ? (size_t)n : 0;
+    }
+    _exit(0); /* no atexit handlers, no stdio: they belong to the parent's threads */
+}
+
+static int snapshot_fork(processor *p, int32_t part, const inv_state *st, int64_t hw)
+{
+    int fd = memfd_create("flashsale-snapshot", MFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    pid_t parent = getpid();
+    double t0 = fs_mono_us();
+    pid_t pid = fork();
+    if (pid == 0)
+        snapshot_child_main(st, fd, parent);
+    if (pid < 0) {
+        fs_log_warn("snapshot child not forked; cutting it on the decision thread",
+                    json_pack("{s:i,s:s}", "partition", part, "error", strerror(errno)));
+        close(fd);
+        return -1;
+    }
+    double now = fs_mono_us();
+    p->child.pid = pid;
+    p->child.fd = fd;
+    p->child.partition = part;
+    p->child.generation = p->generation;
+    p->child.changelog_offset = hw;
+    p->child.last_command_offset = inv_state_last_command_offset(st);
+    p->child.horizon = inv_state_horizon(st);
+    p->child.decided_lines = (int64_t)inv_state_decided_count(st);
+    p->child.reservations = (int64_t)inv_state_reservation_count(st);
+    p->child.forked_us = now;
+    p->child.fork_ms = (now - t0) / 1000.0;
+    return 0;
+}
+
+/* Ends the child's snapshot: kills it if it is still cutting, closes its memfd. */
+static void snapshot_child_drop(processor *p)
+{
+    if (p->child.pid > 0) {
+        kill(p->child.pid, SIGKILL);
+        while (waitpid(p->child.pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+    }
+    if (p->child.pid)
+        close(p->child.fd);
+    p->child.pid = 0;
+}
+
+static void snapshot_done(processor *p, fs_txn_loop *loop, int32_t part, size_t bytes, int64_t hw,
+                          int64_t decided_lines, int64_t reservations, double write_ms, double cut_ms,
+                          double fork_ms)
+{
+    const fs_txn_loop_stats *ls = fs_txn_loop_stats_get(loop);
+    fs_hist_observe_ms(p->h_snapshot_ms, write_ms);
+    fs_hist_observe_ms(p->h_snapshot_bytes, (double)bytes / 1024.0);
+    p->snapshots++;
+    /* the transactions that will have ended with the one it went into (with a commit
+     * under way, that is the one after it) */
+    p->last_snapshot_txn = ls->commits + ls->aborts + (fs_txn_loop_committing(loop) ? 1 : 0);
+    fs_log_info("snapshot", json_pack("{s:i,s:I,s:I,s:I,s:I,s:f,s:f,s:f}", "partition", part, "bytes",
+                                      (json_int_t)bytes, "changelog_offset", (json_int_t)hw,
+                                      "decided_lines", (json_int_t)decided_lines, "reservations",
+                                      (json_int_t)reservations, "write_ms", write_ms, "cut_ms", cut_ms,
+                                      "fork_ms", fork_ms));
+}
+
+/* The child's snapshot, if it is done: into the open transaction. 0, or -1 with *err. */
+static int snapshot_collect(processor *p, fs_txn_loop *loop, fs_err *err)
+{
+    int status = 0;
+    pid_t r = waitpid(p->child.pid, &status, WNOHANG);
+    if (r == 0 || (r < 0 && errno == EINTR))
+        return 0; /* still cutting */
+    double cut_ms = (fs_mono_us() - p->child.forked_us) / 1000.0; /* (seen at this turn) */
+    int32_t part = p->child.partition;
+    p->child.pid = -1; /* reaped: snapshot_child_drop only closes the memfd */
+    if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fs_log_warn("snapshot child failed; the next one after the interval",
+                    json_pack("{s:i,s:i,s:i}", "partition", part, "exit",
+                              r > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1, "signal",
+                              r > 0 && WIFSIGNALED(status) ? WTERMSIG(status) : 0));
+        snapshot_child_drop(p);
+        return 0;
+    }
+    if (p->child.generation != p->generation || !p->parts[part]) {
+        snapshot_child_drop(p); /* the state it copied was rebuilt since: void */
+        return 0;
+    }
+    struct stat sb;
+    void *m = MAP_FAILED;
+    if (fstat(p->child.fd, &sb) == 0 && sb.st_size > 0)
+        m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, p->child.fd, 0);
+    if (m == MAP_FAILED) {
+        fs_log_warn("snapshot child's bytes unreadable; the next one after the interval",
+                    json_pack("{s:i,s:s}", "partition", part, "error", strerror(errno)));
+        snapshot_child_drop(p);
+        return 0;
+    }
+    int rc = fs_txn_loop_begin(loop, err);
+    double t0 = fs_mono_us();
+    snap_out o = {loop, part};
+    if (rc == 0)
+        rc = inv_snapshot_write_bytes(m, (size_t)sb.st_size, p->child.changelog_offset,
+                                      p->child.last_command_offset, p->child.horizon, snap_produce, &o,
+                                      err);
+    double write_ms = p->child.fork_ms + (fs_mono_us() - t0) / 1000.0;
+    munmap(m, (size_t)sb.st_size);
+    int64_t hw = p->child.changelog_offset, lines = p->child.decided_lines, res = p->child.reservations;
+    double fork_ms = p->child.fork_ms;
+    snapshot_child_drop(p);
+    if (rc)
+        return -1;
+    snapshot_done(p, loop, part, (size_t)sb.st_size, hw, lines, res, write_ms, cut_ms, fork_ms);
+    return 0;
+}
+
+/* Writes the snapshots that are due, into the open transaction (or forks the child that cuts
+ * one; see snapshot_fork). */
 static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
 {
     processor *p = app;
     int64_t now = fs_mono_ms();
+    if (p->child.pid > 0) {
+        if (snapshot_collect(p, loop, err))
+            return -1;
+        if (p->child.pid > 0)
+            return 0; /* one at a time */
+    }
     if (p->nassigned == 0)
         return 0;
     const fs_txn_loop_stats *ls = fs_txn_loop_stats_get(loop);
@@ -236,6 +413,13 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
             p->snapshot_due[part] = false;
             continue;
         }
+        p->since_snapshot[part] = 0;
+        p->snapshot_at[part] = now;
+        p->snapshot_due[part] = false;
+        p->last_snapshot_ms = now;
+        p->snapshot_next = (i + 1) % p->nassigned;
+        if (p->snapshot_child_on && snapshot_fork(p, part, st, hw) == 0)
+            break; /* collected on a later turn */
         if (fs_txn_loop_begin(loop, err))
             return -1;
         double t0 = fs_mono_us();
@@ -244,22 +428,8 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
         if (inv_snapshot_write(st, hw, snap_produce, &o, &bytes, err))
             return -1;
         double ms = (fs_mono_us() - t0) / 1000.0;
-        fs_hist_observe_ms(p->h_snapshot_ms, ms);
-        fs_hist_observe_ms(p->h_snapshot_bytes, (double)bytes / 1024.0);
-        p->since_snapshot[part] = 0;
-        p->snapshot_at[part] = now;
-        p->snapshot_due[part] = false;
-        p->snapshots++;
-        p->last_snapshot_ms = now;
-        /* the transactions that will have ended with the one it went into (with a commit
-         * under way, that is the one after it) */
-        p->last_snapshot_txn = txns + (fs_txn_loop_committing(loop) ? 1 : 0);
-        p->snapshot_next = (i + 1) % p->nassigned;
-        fs_log_info("snapshot", json_pack("{s:i,s:I,s:I,s:I,s:I,s:f}", "partition", part, "bytes",
-                                          (json_int_t)bytes, "changelog_offset", (json_int_t)hw,
-                                          "decided_lines", (json_int_t)inv_state_decided_count(st),
-                                          "reservations", (json_int_t)inv_state_reservation_count(st),
-                                          "write_ms", ms));
+        snapshot_done(p, loop, part, bytes, hw, (int64_t)inv_state_decided_count(st),
+                      (int64_t)inv_state_reservation_count(st), ms, ms, 0.0);
         break; /* the next one in a later transaction */
     }
     return 0;
@@ -269,6 +439,8 @@ static void on_revoke(void *app, fs_txn_loop *loop, const rd_kafka_topic_partiti
 {
     processor *p = app;
     (void)loop;
+    p->generation++;
+    snapshot_child_drop(p); /* it copied a state that is being dropped */
     for (int i = 0; i < parts->cnt; i++) {
         int32_t part = parts->elems[i].partition;
         if (part >= 0 && part < MAX_PARTITIONS) {
@@ -387,7 +559,8 @@ int main(void)
         fs_env_str("FLASHSALE_INSTANCE_ID", "inventory-1", false, &instance, &err) ||
         fs_env_int("FLASHSALE_SNAPSHOT_EVENTS", 100000, 100, 100000000, &p.snapshot_events, &err) ||
         fs_env_int("FLASHSALE_SNAPSHOT_INTERVAL_MS", 300000, 1000, 86400000, &p.snapshot_interval_ms,
-                   &err))
+                   &err) ||
+        fs_env_bool("FLASHSALE_SNAPSHOT_CHILD", true, &p.snapshot_child_on, &err))
         fs_config_die(&err);
     p.h_snapshot_ms = fs_hist_register("flashsale_inventory_snapshot_ms", "",
                                        "Time to cut one partition's snapshot and hand it to the producer.");
@@ -429,6 +602,7 @@ int main(void)
     int rc = fs_txn_loop_run(loop, &stop_flag, &err);
     if (rc)
         fs_log_error("stopped on error", json_pack("{s:s}", "error", err.msg));
+    snapshot_child_drop(&p);
     fs_txn_loop_destroy(loop);
     rd_kafka_destroy(p.probe);
     fs_metrics_serve_stop(metrics);

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "flashsale/inventory_codec.h"
+#include "flashsale/inventory_snapshot.h"
 #include "flashsale/inventory.h"
 
 #include "fs/id.h"
@@ -815,6 +816,106 @@ static void test_codec_vocabulary(void **state)
     free(used);
 }
 
+/* The records of a snapshot (inventory_snapshot.h), captured instead of produced. */
+typedef struct {
+    char key[16][32];
+    unsigned char *val[16];
+    size_t len[16];
+    int n;
+} captured;
+
+static int capture(void *ctx, const char *key, const void *value, size_t len, fs_err *err)
+{
+    (void)err;
+    captured *c = ctx;
+    assert_true(c->n < 16);
+    snprintf(c->key[c->n], sizeof c->key[c->n], "%s", key);
+    c->val[c->n] = malloc(len);
+    assert_non_null(c->val[c->n]);
+    memcpy(c->val[c->n], value, len);
+    c->len[c->n++] = len;
+    return 0;
+}
+
+static void captured_free(captured *c)
+{
+    for (int i = 0; i < c->n; i++)
+        free(c->val[i]);
+    c->n = 0;
+}
+
+/* What the processor's child hands over (inv_snapshot_write_bytes from inv_state_save's bytes
+ * and the offsets read at the fork) is the snapshot inv_snapshot_write cuts in place: the
+ * same chunks, and a manifest with the same fields but its id; and it loads. */
+static void test_snapshot_records(void **state)
+{
+    (void)state;
+    inv_state *s = inv_state_new(WINDOW);
+    define(s, "p", 100000, 0);
+    for (int i = 0; i < 5000; i++) { /* > one 512 KiB chunk */
+        char order[FS_UUID_STR_LEN + 1];
+        assert_int_equal(fs_uuid7_at((uint64_t)(T0 + 1000 + i), order), 0);
+        inv_command c = reserve("p", order, "member-1", 1);
+        c.offset = 10 + i;
+        step(s, &c);
+    }
+    captured a = {0}, b = {0};
+    fs_err err = {0};
+    size_t bytes = 0;
+    assert_int_equal(inv_snapshot_write(s, 1234, capture, &a, &bytes, &err), 0);
+    void *sb;
+    size_t sl;
+    assert_int_equal(inv_state_save(s, &sb, &sl), 0);
+    assert_int_equal(sl, bytes);
+    assert_int_equal(inv_snapshot_write_bytes(sb, sl, 1234, inv_state_last_command_offset(s),
+                                              inv_state_horizon(s), capture, &b, &err),
+                     0);
+    assert_true(a.n >= 3); /* two chunks or more, then the manifest */
+    assert_int_equal(a.n, b.n);
+    assert_string_equal(a.key[a.n - 1], "manifest");
+    unsigned char *whole = malloc(sl);
+    assert_non_null(whole);
+    size_t at = 0;
+    for (int i = 0; i < a.n - 1; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "chunk-%d", i);
+        assert_string_equal(a.key[i], want);
+        assert_string_equal(b.key[i], want);
+        assert_int_equal(a.len[i], b.len[i]);
+        /* "FSSC", the id (differs), index and count, then the bytes */
+        assert_memory_equal(a.val[i], "FSSC", 4);
+        assert_memory_equal(a.val[i] + 12, b.val[i] + 12, a.len[i] - 12);
+        assert_true(at + a.len[i] - 20 <= sl);
+        memcpy(whole + at, a.val[i] + 20, a.len[i] - 20);
+        at += a.len[i] - 20;
+    }
+    assert_int_equal(at, sl);
+    assert_memory_equal(whole, sb, sl);
+    json_t *ma = json_loadb((const char *)a.val[a.n - 1], a.len[a.n - 1], 0, NULL);
+    json_t *mb = json_loadb((const char *)b.val[b.n - 1], b.len[b.n - 1], 0, NULL);
+    assert_non_null(ma);
+    assert_non_null(mb);
+    assert_int_equal(json_integer_value(json_object_get(ma, "last_command_offset")), 10 + 4999);
+    assert_int_equal(json_integer_value(json_object_get(ma, "changelog_offset")), 1234);
+    assert_int_equal(json_integer_value(json_object_get(ma, "chunks")), a.n - 1);
+    assert_int_equal(json_integer_value(json_object_get(ma, "bytes")), (json_int_t)sl);
+    json_object_del(ma, "id");
+    json_object_del(mb, "id");
+    assert_true(json_equal(ma, mb));
+    inv_state *back = inv_state_load(whole, sl, WINDOW);
+    assert_non_null(back);
+    assert_int_equal(inv_state_decided_count(back), 5000);
+    assert_int_equal(inv_state_last_command_offset(back), 10 + 4999);
+    inv_state_destroy(back);
+    json_decref(ma);
+    json_decref(mb);
+    free(whole);
+    free(sb);
+    captured_free(&a);
+    captured_free(&b);
+    inv_state_destroy(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -828,6 +929,7 @@ int main(void)
         cmocka_unit_test(test_command_codec_round_trip),
         cmocka_unit_test(test_codec_vocabulary),
         cmocka_unit_test(test_accept_deadline),
+        cmocka_unit_test(test_snapshot_records),
     };
     return cmocka_run_group_tests_name("inv_state", tests, NULL, NULL);
 }
