@@ -37,21 +37,6 @@ static uint32_t get_u32(const unsigned char *b)
     return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
 }
 
-int inv_snapshot_write(const inv_state *st, int64_t changelog_offset, inv_snapshot_produce_fn produce,
-                       void *ctx, size_t *bytes, fs_err *err)
-{
-    void *buf = NULL;
-    size_t len = 0;
-    if (inv_state_save(st, &buf, &len))
-        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "snapshot: out of memory");
-    int rc = inv_snapshot_write_bytes(buf, len, changelog_offset, inv_state_last_command_offset(st),
-                                      inv_state_horizon(st), produce, ctx, err);
-    free(buf);
-    if (rc == 0 && bytes)
-        *bytes = len;
-    return rc;
-}
-
 int inv_snapshot_write_bytes(const void *buf, size_t len, int64_t changelog_offset,
                              int64_t last_command_offset, int64_t horizon, inv_snapshot_produce_fn produce,
                              void *ctx, fs_err *err)

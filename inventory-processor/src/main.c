@@ -39,6 +39,7 @@
 #include "fs/txn_loop.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,12 +75,14 @@ typedef struct {
     uint64_t last_snapshot_txn; /* transactions ended (committed + aborted) once its own has */
     int snapshot_next;          /* the index in assigned[] to look at first */
     bool snapshot_child_on;     /* FLASHSALE_SNAPSHOT_CHILD: cut snapshots in a child process */
-    uint64_t generation;        /* assignments revoked so far (an abort revokes too) */
-    struct {                    /* the snapshot a child is cutting (pid 0: none) */
+    bool child_failed;          /* the last child failed: cut the next snapshot here */
+    struct {                    /* the snapshot a child is cutting (snapshot_fork) */
+        bool cutting;           /* a child runs (pid) or was just reaped; fd is open */
         pid_t pid;
         int fd; /* memfd the child writes the state's bytes into */
         int32_t partition;
-        uint64_t generation; /* p->generation at the fork: a revoke since voids it */
+        bool was_due;     /* the partition's bookkeeping before the fork, */
+        int64_t since;    /* given back if the child fails */
         int64_t changelog_offset, last_command_offset, horizon, decided_lines, reservations;
         double forked_us, fork_ms;
     } child;
@@ -91,6 +94,8 @@ static void on_signal(int sig)
     (void)sig;
     stop_flag = 1;
 }
+
+static void snapshot_child_end(processor *p, bool kill_it);
 
 typedef struct {
     processor *p;
@@ -127,6 +132,7 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
 {
     processor *p = app;
     (void)loop;
+    snapshot_child_end(p, true); /* (a consumer restart may assign without revoking first) */
     inv_snapshot_loaded *snaps = calloc((size_t)(parts->cnt ? parts->cnt : 1), sizeof *snaps);
     if (!snaps)
         return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
@@ -213,87 +219,15 @@ static int snap_produce(void *ctx, const char *key, const void *value, size_t le
     return 0;
 }
 
-/* Cuts a snapshot in a child process: fork() gives the child a copy-on-write image of the
- * state as it is now, and the child serialises it (inv_state_save) into a memfd and exits,
- * while this thread goes on deciding. snapshot_collect() hands the bytes to the producer
- * once the child is done. The decision thread pays only the fork (page tables) and the
- * chunks' copy into the producer, not the serialisation, which at perf/run's history
- * (hundreds of thousands of decided lines per partition) stalled every partition's
- * decisions for hundreds of milliseconds (docs/architecture.md, "Snapshots").
- *
- * The snapshot reflects the state at the fork: every event in it was produced before, in
- * the transaction open then or an earlier one, and it goes into the transaction open when
- * the child is done, which is that one or a later one: so it still commits only with every
- * event it reflects. An abort or a rebalance in between revokes the assignment (the state
- * is rebuilt from what committed), and a snapshot of the state before it is void. The
- * child touches nothing but the state's memory, malloc and its memfd (no locks another
- * thread may have held at the fork: glibc makes malloc safe in a child), and dies with this
- * process (PR_SET_PDEATHSIG). Returns 0 (forked), -1 (not forked: the caller cuts it here). */
-static _Noreturn void snapshot_child_main(const inv_state *st, int fd, pid_t parent)
+/* Hands a cut snapshot (inv_state_save's bytes of a state whose last command offset and
+ * horizon were lco and horizon) to the producer, in the open transaction. */
+static int snapshot_put(fs_txn_loop *loop, int32_t part, const void *buf, size_t len, int64_t hw,
+                        int64_t lco, int64_t horizon, fs_err *err)
 {
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
-        _exit(4);
-    /* behind the decisions: it only has to finish before the next one is due */
-    if (setpriority(PRIO_PROCESS, 0, 10)) {
-        /* best effort */
-    }
-    void *buf = NULL;
-    size_t len = 0;
-    if (inv_state_save(st, &buf, &len))
-        _exit(2);
-    for (size_t off = 0; off < len;) {
-        ssize_t n = write(fd, (const char *)buf + off, len - off);
-        if (n < 0 && errno != EINTR)
-            _exit(3);
-        off += n > 0 ? (size_t)n : 0;
-    }
-    _exit(0); /* no atexit handlers, no stdio: they belong to the parent's threads */
-}
-
-static int snapshot_fork(processor *p, int32_t part, const inv_state *st, int64_t hw)
-{
-    int fd = memfd_create("flashsale-snapshot", MFD_CLOEXEC);
-    if (fd < 0)
+    if (fs_txn_loop_begin(loop, err))
         return -1;
-    pid_t parent = getpid();
-    double t0 = fs_mono_us();
-    pid_t pid = fork();
-    if (pid == 0)
-        snapshot_child_main(st, fd, parent);
-    if (pid < 0) {
-        fs_log_warn("snapshot child not forked; cutting it on the decision thread",
-                    json_pack("{s:i,s:s}", "partition", part, "error", strerror(errno)));
-        close(fd);
-        return -1;
-    }
-    double now = fs_mono_us();
-    p->child.pid = pid;
-    p->child.fd = fd;
-    p->child.partition = part;
-    p->child.generation = p->generation;
-    p->child.changelog_offset = hw;
-    p->child.last_command_offset = inv_state_last_command_offset(st);
-    p->child.horizon = inv_state_horizon(st);
-    p->child.decided_lines = (int64_t)inv_state_decided_count(st);
-    p->child.reservations = (int64_t)inv_state_reservation_count(st);
-    p->child.forked_us = now;
-    p->child.fork_ms = (now - t0) / 1000.0;
-    return 0;
-}
-
-/* Ends the child's snapshot: kills it if it is still cutting, closes its memfd. */
-static void snapshot_child_drop(processor *p)
-{
-    if (p->child.pid > 0) {
-        kill(p->child.pid, SIGKILL);
-        while (waitpid(p->child.pid, NULL, 0) < 0 && errno == EINTR) {
-        }
-    }
-    if (p->child.pid)
-        close(p->child.fd);
-    p->child.pid = 0;
+    snap_out o = {loop, part};
+    return inv_snapshot_write_bytes(buf, len, hw, lco, horizon, snap_produce, &o, err);
 }
 
 static void snapshot_done(processor *p, fs_txn_loop *loop, int32_t part, size_t bytes, int64_t hw,
@@ -314,52 +248,182 @@ static void snapshot_done(processor *p, fs_txn_loop *loop, int32_t part, size_t 
                                       "fork_ms", fork_ms));
 }
 
+/* Cuts partition part's snapshot on the decision thread (every partition's decisions wait). */
+static int snapshot_in_place(processor *p, fs_txn_loop *loop, int32_t part, const inv_state *st,
+                             int64_t hw, fs_err *err)
+{
+    double t0 = fs_mono_us();
+    void *buf = NULL;
+    size_t len = 0;
+    if (inv_state_save(st, &buf, &len))
+        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "snapshot: out of memory");
+    int rc = snapshot_put(loop, part, buf, len, hw, inv_state_last_command_offset(st),
+                          inv_state_horizon(st), err);
+    free(buf);
+    if (rc)
+        return -1;
+    double ms = (fs_mono_us() - t0) / 1000.0;
+    snapshot_done(p, loop, part, len, hw, (int64_t)inv_state_decided_count(st),
+                  (int64_t)inv_state_reservation_count(st), ms, ms, 0.0);
+    return 0;
+}
+
+/* A child process cuts the snapshot: fork() gives it a copy-on-write image of the state as
+ * it is now; it serialises the partition's state (inv_state_save) into a memfd and exits,
+ * while this thread goes on deciding. snapshot_collect() hands the bytes to the producer
+ * once it is done. The decision thread pays the fork (copying the page tables, during which
+ * no thread of the process can fault a page in), the hand-over, and a copy-on-write fault
+ * for each page any thread first writes while the child lives; not the serialisation, which
+ * at perf/run's history (~100,000 decided lines per partition) stalled every partition's
+ * decisions for 50-80 ms on an idle machine (perf/RESULTS.md, 2026-12-05).
+ *
+ * Consistency: the snapshot reflects the state at the fork. Every event in it was produced
+ * before, in the transaction open then or an earlier one; it goes into the transaction open
+ * when the child is done, that one or a later one. The loop commits one transaction at a
+ * time and, when one fails, drops every later one and revokes the assignment (fs/txn_loop.h),
+ * and on_revoke and on_assign kill the child: so the snapshot commits only with every event
+ * it reflects, and never reflects one that aborted.
+ *
+ * The child touches only the state's memory, malloc (safe in a child of a threaded process
+ * with glibc, which takes its locks around fork(); not promised by POSIX) and its memfd; it
+ * ignores SIGTERM (the processor's stop kills it) and dies with the thread that forked it
+ * (PR_SET_PDEATHSIG): the main thread, which runs the loop for the process's life, so forks
+ * must stay on it. It inherits the process's other descriptors until it exits. The OOM
+ * killer takes it first. Exit codes: 2 out of memory, 3 the memfd write failed, 4 the
+ * processor was gone. */
+static _Noreturn void snapshot_child_main(const inv_state *st, int fd, pid_t parent)
+{
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+        _exit(4);
+    (void)setpriority(PRIO_PROCESS, 0, 10); /* behind the decisions (best effort) */
+    int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (adj >= 0) {
+        ssize_t w = write(adj, "1000", 4);
+        (void)w;
+        close(adj);
+    }
+    void *buf = NULL;
+    size_t len = 0;
+    if (inv_state_save(st, &buf, &len))
+        _exit(2);
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(fd, (const char *)buf + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            _exit(3);
+        off += (size_t)n;
+    }
+    _exit(0); /* no atexit handlers, no stdio: they belong to the parent's threads */
+}
+
+/* Forks the child that cuts part's snapshot. 0, or -1 (not forked: cut it in place). */
+static int snapshot_fork(processor *p, int32_t part, const inv_state *st, int64_t hw, bool was_due,
+                         int64_t since)
+{
+    int fd = memfd_create("flashsale-snapshot", MFD_CLOEXEC);
+    pid_t pid = -1;
+    double t0 = fs_mono_us();
+    if (fd >= 0) {
+        pid_t parent = getpid();
+        pid = fork();
+        if (pid == 0)
+            snapshot_child_main(st, fd, parent);
+    }
+    if (pid < 0) {
+        fs_log_warn("snapshot child not forked; cutting it on the decision thread",
+                    json_pack("{s:i,s:s}", "partition", part, "error", strerror(errno)));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    double now = fs_mono_us();
+    p->child.cutting = true;
+    p->child.pid = pid;
+    p->child.fd = fd;
+    p->child.partition = part;
+    p->child.was_due = was_due;
+    p->child.since = since;
+    p->child.changelog_offset = hw;
+    p->child.last_command_offset = inv_state_last_command_offset(st);
+    p->child.horizon = inv_state_horizon(st);
+    p->child.decided_lines = (int64_t)inv_state_decided_count(st);
+    p->child.reservations = (int64_t)inv_state_reservation_count(st);
+    p->child.forked_us = now;
+    p->child.fork_ms = (now - t0) / 1000.0;
+    return 0;
+}
+
+/* Kills the child (if it still runs: kill = true), reaps it and closes its memfd. */
+static void snapshot_child_end(processor *p, bool kill_it)
+{
+    if (!p->child.cutting)
+        return;
+    if (kill_it) {
+        kill(p->child.pid, SIGKILL);
+        while (waitpid(p->child.pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+    }
+    close(p->child.fd);
+    p->child.fd = -1;
+    p->child.cutting = false;
+}
+
+/* The child failed: the partition's snapshot is due again, and cut in place. */
+static void snapshot_child_failed(processor *p, const char *why, int code)
+{
+    int32_t part = p->child.partition;
+    fs_log_warn("snapshot child failed; cutting it on the decision thread",
+                json_pack("{s:i,s:s,s:i}", "partition", part, "reason", why, "code", code));
+    p->since_snapshot[part] += p->child.since;
+    p->snapshot_due[part] = true;
+    p->child_failed = true;
+}
+
+#define SNAPSHOT_CHILD_MAX_MS 60000.0 /* a child still cutting after this is killed */
+
 /* The child's snapshot, if it is done: into the open transaction. 0, or -1 with *err. */
 static int snapshot_collect(processor *p, fs_txn_loop *loop, fs_err *err)
 {
     int status = 0;
     pid_t r = waitpid(p->child.pid, &status, WNOHANG);
-    if (r == 0 || (r < 0 && errno == EINTR))
-        return 0; /* still cutting */
     double cut_ms = (fs_mono_us() - p->child.forked_us) / 1000.0; /* (seen at this turn) */
-    int32_t part = p->child.partition;
-    p->child.pid = -1; /* reaped: snapshot_child_drop only closes the memfd */
+    if (r == 0 || (r < 0 && errno == EINTR)) {
+        if (cut_ms < SNAPSHOT_CHILD_MAX_MS)
+            return 0; /* still cutting */
+        snapshot_child_end(p, true);
+        snapshot_child_failed(p, "still cutting after 60 s; killed", 0);
+        return 0;
+    }
     if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fs_log_warn("snapshot child failed; the next one after the interval",
-                    json_pack("{s:i,s:i,s:i}", "partition", part, "exit",
-                              r > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1, "signal",
-                              r > 0 && WIFSIGNALED(status) ? WTERMSIG(status) : 0));
-        snapshot_child_drop(p);
+        snapshot_child_end(p, false);
+        snapshot_child_failed(p, r < 0 ? "not reaped" : WIFEXITED(status) ? "exited" : "killed by a signal",
+                              r < 0 ? errno : WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
         return 0;
     }
-    if (p->child.generation != p->generation || !p->parts[part]) {
-        snapshot_child_drop(p); /* the state it copied was rebuilt since: void */
-        return 0;
-    }
+    int32_t part = p->child.partition;
+    double t0 = fs_mono_us();
     struct stat sb;
     void *m = MAP_FAILED;
     if (fstat(p->child.fd, &sb) == 0 && sb.st_size > 0)
         m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, p->child.fd, 0);
     if (m == MAP_FAILED) {
-        fs_log_warn("snapshot child's bytes unreadable; the next one after the interval",
-                    json_pack("{s:i,s:s}", "partition", part, "error", strerror(errno)));
-        snapshot_child_drop(p);
+        int e = sb.st_size > 0 ? errno : 0;
+        snapshot_child_end(p, false);
+        snapshot_child_failed(p, "its bytes could not be mapped", e);
         return 0;
     }
-    int rc = fs_txn_loop_begin(loop, err);
-    double t0 = fs_mono_us();
-    snap_out o = {loop, part};
-    if (rc == 0)
-        rc = inv_snapshot_write_bytes(m, (size_t)sb.st_size, p->child.changelog_offset,
-                                      p->child.last_command_offset, p->child.horizon, snap_produce, &o,
-                                      err);
-    double write_ms = p->child.fork_ms + (fs_mono_us() - t0) / 1000.0;
+    int rc = snapshot_put(loop, part, m, (size_t)sb.st_size, p->child.changelog_offset,
+                          p->child.last_command_offset, p->child.horizon, err);
     munmap(m, (size_t)sb.st_size);
     int64_t hw = p->child.changelog_offset, lines = p->child.decided_lines, res = p->child.reservations;
     double fork_ms = p->child.fork_ms;
-    snapshot_child_drop(p);
+    snapshot_child_end(p, false);
     if (rc)
         return -1;
+    double write_ms = fork_ms + (fs_mono_us() - t0) / 1000.0;
     snapshot_done(p, loop, part, (size_t)sb.st_size, hw, lines, res, write_ms, cut_ms, fork_ms);
     return 0;
 }
@@ -370,10 +434,10 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
 {
     processor *p = app;
     int64_t now = fs_mono_ms();
-    if (p->child.pid > 0) {
+    if (p->child.cutting) {
         if (snapshot_collect(p, loop, err))
             return -1;
-        if (p->child.pid > 0)
+        if (p->child.cutting)
             return 0; /* one at a time */
     }
     if (p->nassigned == 0)
@@ -413,23 +477,18 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
             p->snapshot_due[part] = false;
             continue;
         }
+        bool was_due = p->snapshot_due[part];
+        int64_t since = p->since_snapshot[part];
         p->since_snapshot[part] = 0;
         p->snapshot_at[part] = now;
         p->snapshot_due[part] = false;
         p->last_snapshot_ms = now;
         p->snapshot_next = (i + 1) % p->nassigned;
-        if (p->snapshot_child_on && snapshot_fork(p, part, st, hw) == 0)
+        if (p->snapshot_child_on && !p->child_failed && snapshot_fork(p, part, st, hw, was_due, since) == 0)
             break; /* collected on a later turn */
-        if (fs_txn_loop_begin(loop, err))
+        p->child_failed = false; /* the next one tries a child again */
+        if (snapshot_in_place(p, loop, part, st, hw, err))
             return -1;
-        double t0 = fs_mono_us();
-        snap_out o = {loop, part};
-        size_t bytes = 0;
-        if (inv_snapshot_write(st, hw, snap_produce, &o, &bytes, err))
-            return -1;
-        double ms = (fs_mono_us() - t0) / 1000.0;
-        snapshot_done(p, loop, part, bytes, hw, (int64_t)inv_state_decided_count(st),
-                      (int64_t)inv_state_reservation_count(st), ms, ms, 0.0);
         break; /* the next one in a later transaction */
     }
     return 0;
@@ -439,8 +498,7 @@ static void on_revoke(void *app, fs_txn_loop *loop, const rd_kafka_topic_partiti
 {
     processor *p = app;
     (void)loop;
-    p->generation++;
-    snapshot_child_drop(p); /* it copied a state that is being dropped */
+    snapshot_child_end(p, true); /* it copied a state that is being dropped */
     for (int i = 0; i < parts->cnt; i++) {
         int32_t part = parts->elems[i].partition;
         if (part >= 0 && part < MAX_PARTITIONS) {
@@ -563,7 +621,9 @@ int main(void)
         fs_env_bool("FLASHSALE_SNAPSHOT_CHILD", true, &p.snapshot_child_on, &err))
         fs_config_die(&err);
     p.h_snapshot_ms = fs_hist_register("flashsale_inventory_snapshot_ms", "",
-                                       "Time to cut one partition's snapshot and hand it to the producer.");
+                                       "Time the decision thread spent on one partition's snapshot: cutting it"
+                                       " and handing it to the producer, or with a child process (the default)"
+                                       " the fork and the hand-over.");
     p.h_snapshot_bytes = fs_hist_register("flashsale_inventory_snapshot_kib", "",
                                           "Size of one partition's snapshot, KiB.");
     p.codec = fs_codec_new(&err);
@@ -571,6 +631,8 @@ int main(void)
         fs_config_die(&err);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
+    signal(SIGCHLD, SIG_DFL); /* not an ignored disposition inherited from the parent: the
+                               * snapshot children are reaped here (waitpid) */
     const char *topics[] = {FS_TOPIC_INVENTORY_COMMANDS, NULL};
     fs_txn_loop_conf lc = {
         .common = &p.cfg,
@@ -602,7 +664,7 @@ int main(void)
     int rc = fs_txn_loop_run(loop, &stop_flag, &err);
     if (rc)
         fs_log_error("stopped on error", json_pack("{s:s}", "error", err.msg));
-    snapshot_child_drop(&p);
+    snapshot_child_end(&p, true);
     fs_txn_loop_destroy(loop);
     rd_kafka_destroy(p.probe);
     fs_metrics_serve_stop(metrics);

@@ -32,12 +32,10 @@
 typedef int (*inv_snapshot_produce_fn)(void *ctx, const char *key, const void *value, size_t len,
                                        fs_err *err);
 
-/* Writes the snapshot of st through produce. *bytes: the state's size. Returns 0 or -1. */
-int inv_snapshot_write(const inv_state *st, int64_t changelog_offset, inv_snapshot_produce_fn produce,
-                       void *ctx, size_t *bytes, fs_err *err);
-/* The same from bytes inv_state_save() made of a state whose inv_state_last_command_offset()
- * and inv_state_horizon() were last_command_offset and horizon (e.g. cut by a child process
- * from a copy of the state; see inventory-processor/src/main.c). Returns 0 or -1. */
+/* Writes a snapshot through produce: the bytes inv_state_save() made of a state whose
+ * inv_state_last_command_offset() and inv_state_horizon() were last_command_offset and
+ * horizon (cut in place, or by a child process from its copy of the state:
+ * inventory-processor/src/main.c). Returns 0 or -1. */
 int inv_snapshot_write_bytes(const void *buf, size_t len, int64_t changelog_offset,
                              int64_t last_command_offset, int64_t horizon, inv_snapshot_produce_fn produce,
                              void *ctx, fs_err *err);
