@@ -75,14 +75,17 @@ typedef struct {
     uint64_t last_snapshot_txn; /* transactions ended (committed + aborted) once its own has */
     int snapshot_next;          /* the index in assigned[] to look at first */
     bool snapshot_child_on;     /* FLASHSALE_SNAPSHOT_CHILD: cut snapshots in a child process */
-    bool child_failed;          /* the last child failed: cut the next snapshot here */
+    int32_t child_failed_part;  /* its last child failed: cut this partition's next one here
+                                 * (-1: none) */
     struct {                    /* the snapshot a child is cutting (snapshot_fork) */
         bool cutting;           /* a child runs (pid) or was just reaped; fd is open */
         pid_t pid;
         int fd; /* memfd the child writes the state's bytes into */
         int32_t partition;
-        bool was_due;     /* the partition's bookkeeping before the fork, */
-        int64_t since;    /* given back if the child fails */
+        int index;      /* its index in assigned[] */
+        int64_t since;  /* its decisions since the last snapshot before the fork, given
+                         * back if the child fails */
+        uint64_t epoch; /* the loop's aborts + rebalances + producer restarts at the fork */
         int64_t changelog_offset, last_command_offset, horizon, decided_lines, reservations;
         double forked_us, fork_ms;
     } child;
@@ -133,6 +136,7 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
     processor *p = app;
     (void)loop;
     snapshot_child_end(p, true); /* (a consumer restart may assign without revoking first) */
+    p->child_failed_part = -1;
     inv_snapshot_loaded *snaps = calloc((size_t)(parts->cnt ? parts->cnt : 1), sizeof *snaps);
     if (!snaps)
         return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
@@ -280,9 +284,11 @@ static int snapshot_in_place(processor *p, fs_txn_loop *loop, int32_t part, cons
  * Consistency: the snapshot reflects the state at the fork. Every event in it was produced
  * before, in the transaction open then or an earlier one; it goes into the transaction open
  * when the child is done, that one or a later one. The loop commits one transaction at a
- * time and, when one fails, drops every later one and revokes the assignment (fs/txn_loop.h),
- * and on_revoke and on_assign kill the child: so the snapshot commits only with every event
- * it reflects, and never reflects one that aborted.
+ * time and, when one fails, drops every later one and revokes the assignment (fs/txn_loop.h);
+ * on_revoke and on_assign kill the child, and snapshot_collect drops a snapshot when the
+ * loop aborted, rebalanced or restarted its producer since the fork (a consumer restart
+ * aborts without a revoke when it finds no assignment). So the snapshot commits only with
+ * every event it reflects, and never reflects one that aborted.
  *
  * The child touches only the state's memory, malloc (safe in a child of a threaded process
  * with glibc, which takes its locks around fork(); not promised by POSIX) and its memfd; it
@@ -290,7 +296,7 @@ static int snapshot_in_place(processor *p, fs_txn_loop *loop, int32_t part, cons
  * (PR_SET_PDEATHSIG): the main thread, which runs the loop for the process's life, so forks
  * must stay on it. It inherits the process's other descriptors until it exits. The OOM
  * killer takes it first. Exit codes: 2 out of memory, 3 the memfd write failed, 4 the
- * processor was gone. */
+ * processor was gone (or PR_SET_PDEATHSIG could not be set). */
 static _Noreturn void snapshot_child_main(const inv_state *st, int fd, pid_t parent)
 {
     signal(SIGTERM, SIG_IGN);
@@ -320,8 +326,8 @@ static _Noreturn void snapshot_child_main(const inv_state *st, int fd, pid_t par
 }
 
 /* Forks the child that cuts part's snapshot. 0, or -1 (not forked: cut it in place). */
-static int snapshot_fork(processor *p, int32_t part, const inv_state *st, int64_t hw, bool was_due,
-                         int64_t since)
+static int snapshot_fork(processor *p, int32_t part, int index, const inv_state *st, int64_t hw,
+                         int64_t since, uint64_t epoch)
 {
     int fd = memfd_create("flashsale-snapshot", MFD_CLOEXEC);
     pid_t pid = -1;
@@ -344,8 +350,9 @@ static int snapshot_fork(processor *p, int32_t part, const inv_state *st, int64_
     p->child.pid = pid;
     p->child.fd = fd;
     p->child.partition = part;
-    p->child.was_due = was_due;
+    p->child.index = index;
     p->child.since = since;
+    p->child.epoch = epoch;
     p->child.changelog_offset = hw;
     p->child.last_command_offset = inv_state_last_command_offset(st);
     p->child.horizon = inv_state_horizon(st);
@@ -371,7 +378,8 @@ static void snapshot_child_end(processor *p, bool kill_it)
     p->child.cutting = false;
 }
 
-/* The child failed: the partition's snapshot is due again, and cut in place. */
+/* The child failed: the partition's snapshot is due again, at once (the spacing between
+ * snapshots aside), and cut in place. */
 static void snapshot_child_failed(processor *p, const char *why, int code)
 {
     int32_t part = p->child.partition;
@@ -379,7 +387,8 @@ static void snapshot_child_failed(processor *p, const char *why, int code)
                 json_pack("{s:i,s:s,s:i}", "partition", part, "reason", why, "code", code));
     p->since_snapshot[part] += p->child.since;
     p->snapshot_due[part] = true;
-    p->child_failed = true;
+    p->child_failed_part = part;
+    p->snapshot_next = p->child.index; /* (a revoke or an assignment would have ended the child) */
 }
 
 #define SNAPSHOT_CHILD_MAX_MS 60000.0 /* a child still cutting after this is killed */
@@ -398,19 +407,33 @@ static int snapshot_collect(processor *p, fs_txn_loop *loop, fs_err *err)
         return 0;
     }
     if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        int code = r < 0 ? errno : WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status);
         snapshot_child_end(p, false);
         snapshot_child_failed(p, r < 0 ? "not reaped" : WIFEXITED(status) ? "exited" : "killed by a signal",
-                              r < 0 ? errno : WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+                              code);
+        return 0;
+    }
+    const fs_txn_loop_stats *ls = fs_txn_loop_stats_get(loop);
+    if (ls->aborts + ls->rebalances + ls->producer_restarts != p->child.epoch) {
+        /* a transaction aborted since the fork (a consumer restart may do so without a
+         * revoke): the state it copied may hold events that never committed */
+        fs_log_info("snapshot dropped: a transaction aborted while it was cut",
+                    json_pack("{s:i}", "partition", p->child.partition));
+        snapshot_child_end(p, false);
         return 0;
     }
     int32_t part = p->child.partition;
     double t0 = fs_mono_us();
-    struct stat sb;
+    struct stat sb = {0};
     void *m = MAP_FAILED;
-    if (fstat(p->child.fd, &sb) == 0 && sb.st_size > 0)
+    int e = 0;
+    if (fstat(p->child.fd, &sb) == 0 && sb.st_size > 0) {
         m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, p->child.fd, 0);
+        e = m == MAP_FAILED ? errno : 0;
+    } else {
+        e = errno;
+    }
     if (m == MAP_FAILED) {
-        int e = sb.st_size > 0 ? errno : 0;
         snapshot_child_end(p, false);
         snapshot_child_failed(p, "its bytes could not be mapped", e);
         return 0;
@@ -477,16 +500,17 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
             p->snapshot_due[part] = false;
             continue;
         }
-        bool was_due = p->snapshot_due[part];
         int64_t since = p->since_snapshot[part];
         p->since_snapshot[part] = 0;
         p->snapshot_at[part] = now;
         p->snapshot_due[part] = false;
         p->last_snapshot_ms = now;
         p->snapshot_next = (i + 1) % p->nassigned;
-        if (p->snapshot_child_on && !p->child_failed && snapshot_fork(p, part, st, hw, was_due, since) == 0)
+        if (p->snapshot_child_on && part != p->child_failed_part &&
+            snapshot_fork(p, part, i, st, hw, since, ls->aborts + ls->rebalances + ls->producer_restarts) == 0)
             break; /* collected on a later turn */
-        p->child_failed = false; /* the next one tries a child again */
+        if (part == p->child_failed_part)
+            p->child_failed_part = -1; /* its next one tries a child again */
         if (snapshot_in_place(p, loop, part, st, hw, err))
             return -1;
         break; /* the next one in a later transaction */
@@ -626,6 +650,7 @@ int main(void)
                                        " the fork and the hand-over.");
     p.h_snapshot_bytes = fs_hist_register("flashsale_inventory_snapshot_kib", "",
                                           "Size of one partition's snapshot, KiB.");
+    p.child_failed_part = -1;
     p.codec = fs_codec_new(&err);
     if (!p.codec)
         fs_config_die(&err);

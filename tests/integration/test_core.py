@@ -278,10 +278,14 @@ def scenario_crash(bindir):
         rebuilds = [json.loads(l) for l in open(os.path.join(s.logdir, "test-inv-a.log"))
                     if '"partitions rebuilt"' in l]
         assert len(rebuilds) >= 3 and all(r["from_snapshot"] >= 1 for r in rebuilds[-2:]), rebuilds
-        # ... cut by a child process while the decisions went on (FLASHSALE_SNAPSHOT_CHILD)
-        cut = [json.loads(l) for l in open(os.path.join(s.logdir, "test-inv-a.log")) if '"snapshot"' in l]
-        cut = [r for r in cut if r.get("msg") == "snapshot"]
-        assert cut and all(r["fork_ms"] > 0 for r in cut), cut[:3]
+        # ... cut by a child process while the decisions went on (FLASHSALE_SNAPSHOT_CHILD);
+        # one cut in place only after a child that failed or was not forked, which the log says
+        log = [json.loads(l) for l in open(os.path.join(s.logdir, "test-inv-a.log"))
+               if '"snapshot' in l]
+        cut = [r for r in log if r.get("msg") == "snapshot"]
+        failed = sum(r.get("msg", "").startswith("snapshot child") for r in log)
+        in_place = sum(r["fork_ms"] == 0 for r in cut)
+        assert cut and in_place < len(cut) and in_place <= failed, (in_place, failed, cut[:3])
         print("crash: restarts rebuilt from snapshots: %s" % [(r["from_snapshot"], r["events"], r["ms"])
                                                               for r in rebuilds[-2:]])
         print("crash: %d acknowledged orders (%d answered 202 during the kills), %d commands, "
