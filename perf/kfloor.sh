@@ -5,7 +5,7 @@
 # each run's JSON and a table of medians (answered/s, p50/p99, machine / broker / clients CPU).
 #
 #   perf/kfloor.sh [RATE ...]        (default 1000 2000 4000 5000 8000)
-# Settings: KFLOOR_SECONDS (20), KFLOOR_REPEATS (3), KFLOOR_READERS (5), KFLOOR_SAGA (0; 1: the
+# Settings: KFLOOR_SECONDS (20), KFLOOR_REPEATS (3), KFLOOR_READERS (5; 4 with the saga), KFLOOR_SAGA (0; 1: the
 # whole decisions-only flow, six records and two transactional hops per order, see
 # flashsale-kfloor --saga), KFLOOR_WARMUP_S (60: one run at 2,000/s first, not counted: the
 # broker's JIT compiler takes a core for its first minutes), FLASHSALE_PARTITIONS (6),
@@ -13,7 +13,13 @@
 # trivial server (flashsale-baseline --mode trivial) answers POST /api/orders from
 # flashsale-load, 2,000 connections, at the same rate and over the same window as each run,
 # so the table shows what the design's Kafka work and a bare HTTP exchange leave of the
-# machine; its p99 in the table). Run it alone on the machine, like every benchmark.
+# machine; its p99 in the table), KFLOOR_SINKS (0; 1: the read models' least work besides:
+# two of the readers write each order to PostgreSQL and to Redis, the stores this script
+# starts, see flashsale-kfloor --sinks; their servers' CPU and the p99 lag of each in the
+# table), KFLOOR_LIFECYCLE (0; 1: the whole lifecycle with auto-pay, fifteen records and three
+# transactional loops per order, see flashsale-kfloor --lifecycle), KFLOOR_PRODUCTS (1000; 1:
+# every command in one partition, as the hot-product step). Run it alone on the machine, like
+# every benchmark.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -21,9 +27,14 @@ BUILD=${FLASHSALE_BUILD_DIR:-$root/build}
 RATES=${*:-1000 2000 4000 5000 8000}
 SECONDS_PER=${KFLOOR_SECONDS:-20}
 REPEATS=${KFLOOR_REPEATS:-3}
-READERS=${KFLOOR_READERS:-5}
-SAGA=()
-if [ "${KFLOOR_SAGA:-0}" = 1 ]; then SAGA=(--saga); fi
+# five readers of the events alone; with the order saga's hop four (the API's stream, the two
+# projectors, the notifier's watch of the products) and the notifier's own
+if [ "${KFLOOR_SAGA:-0}" = 1 ] || [ "${KFLOOR_LIFECYCLE:-0}" = 1 ]; then READERS=${KFLOOR_READERS:-4}; else READERS=${KFLOOR_READERS:-5}; fi
+OPTS=()
+if [ "${KFLOOR_SAGA:-0}" = 1 ]; then OPTS=(--saga); fi
+if [ "${KFLOOR_LIFECYCLE:-0}" = 1 ]; then OPTS+=(--lifecycle); fi
+OPTS+=(--products "${KFLOOR_PRODUCTS:-1000}")
+if [ "${KFLOOR_SINKS:-0}" = 1 ]; then OPTS+=(--sinks); fi
 WARMUP_S=${KFLOOR_WARMUP_S:-60}
 export FLASHSALE_RUN_DIR=$root/.run-kfloor FLASHSALE_KAFKA_PORT=${KFLOOR_KAFKA_PORT:-25092}
 export FLASHSALE_KAFKA_CONTROLLER_PORT=$((FLASHSALE_KAFKA_PORT + 1)) FLASHSALE_PG_PORT=25532
@@ -36,7 +47,7 @@ mkdir -p "$root/perf/out"
 trap '"$root/infra/flashsale.sh" stop >/dev/null 2>&1 || true' EXIT
 . "$FLASHSALE_RUN_DIR/env"
 bpid=$(cat "$FLASHSALE_RUN_DIR"/pids/kafka*.pid | head -1)
-echo "kfloor: broker pid $bpid, rates: $RATES, $REPEATS x ${SECONDS_PER}s, $READERS readers${SAGA:+, with the order saga hop}; runs in $out" >&2
+echo "kfloor: broker pid $bpid, rates: $RATES, $REPEATS x ${SECONDS_PER}s, $READERS readers, options: ${OPTS[*]:-none}; runs in $out" >&2
 HTTP=${KFLOOR_HTTP:-0}
 if [ "$HTTP" = 1 ]; then
   ulimit -n "$(ulimit -Hn)" # 2,000 connections on each side
@@ -50,7 +61,7 @@ if [ "$HTTP" = 1 ]; then
 fi
 if [ "$WARMUP_S" -gt 0 ]; then
   echo "kfloor: warming the broker up (2000/s for ${WARMUP_S}s, not counted)" >&2
-  "$BUILD/perf/flashsale-kfloor" --rate 2000 --seconds "$WARMUP_S" --readers "$READERS" "${SAGA[@]}" >/dev/null ||
+  "$BUILD/perf/flashsale-kfloor" --rate 2000 --seconds "$WARMUP_S" --readers "$READERS" "${OPTS[@]}" >/dev/null ||
     echo "kfloor: the warm-up run fell short" >&2
 fi
 for rate in $RATES; do
@@ -65,7 +76,7 @@ for rate in $RATES; do
       lpid=$!
     fi
     line=$("$BUILD/perf/flashsale-kfloor" --rate "$rate" --seconds "$SECONDS_PER" --readers "$READERS" \
-      "${SAGA[@]}" --broker-pid "$bpid") || echo "kfloor: run at $rate/s fell short (see its line)" >&2
+      "${OPTS[@]}" --broker-pid "$bpid") || echo "kfloor: run at $rate/s fell short (see its line)" >&2
     if [ -n "$hjson" ]; then
       wait "$lpid" || true
       line=$(python3 -c 'import json,sys; k=json.loads(sys.argv[1]); h=json.load(open(sys.argv[2]))
@@ -80,15 +91,19 @@ python3 - "$out" <<'PY'
 import json, sys, statistics as st
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 http = any("http_p99_ms" in r for r in runs)
+sinks = any(r.get("sinks") for r in runs)
 print("| offered/s | answered/s | p50 ms | p99 ms (runs) | machine CPU % | broker CPU % | clients CPU % |"
+      + (" stores CPU % | lag p99 ms PostgreSQL / Redis (runs) |" if sinks else "")
       + (" HTTP p99 ms (runs) | HTTP errors |" if http else ""))
-print("|---|---|---|---|---|---|---|" + ("---|---|" if http else ""))
+print("|---|---|---|---|---|---|---|" + ("---|---|" if sinks else "") + ("---|---|" if http else ""))
 for rate in sorted({r["rate"] for r in runs}):
     rs = [r for r in runs if r["rate"] == rate]
     m = lambda k: st.median(r[k] for r in rs)
     print("| %d | %.0f | %.2f | %.1f (%s) | %.0f | %.0f | %.0f |" % (
         rate, m("answered_per_s"), m("p50_ms"), m("p99_ms"), " ".join("%.0f" % r["p99_ms"] for r in rs),
         m("machine_cpu_pct"), m("broker_cpu_pct"), m("clients_cpu_pct"))
+        + (" %.0f | %.0f / %.0f (%s) |" % (m("stores_cpu_pct"), m("pg_lag_p99_ms"), m("redis_lag_p99_ms"),
+           " ".join("%.0f/%.0f" % (r["pg_lag_p99_ms"], r["redis_lag_p99_ms"]) for r in rs)) if sinks else "")
         + (" %.1f (%s) | %d |" % (m("http_p99_ms"), " ".join("%.0f" % r["http_p99_ms"] for r in rs),
                                  sum(r["http_errors"] for r in rs)) if http else ""))
 PY
