@@ -75,8 +75,15 @@ for rate in $RATES; do
         --connections 2000 --rate "$rate" --duration $((SECONDS_PER + 4)) --json "$hjson" --quiet >/dev/null 2>&1 &
       lpid=$!
     fi
+    short=false
     line=$("$BUILD/perf/flashsale-kfloor" --rate "$rate" --seconds "$SECONDS_PER" --readers "$READERS" \
-      "${OPTS[@]}" --broker-pid "$bpid") || echo "kfloor: run at $rate/s fell short (see its line)" >&2
+      "${OPTS[@]}" --broker-pid "$bpid") || { short=true; echo "kfloor: run at $rate/s fell short (see its line)" >&2; }
+    if [ -z "$line" ]; then # it stopped before measuring: nothing to count
+      [ -z "$hjson" ] || wait "$lpid" || true
+      continue
+    fi
+    line=$(python3 -c 'import json,sys; k=json.loads(sys.argv[1]); k["short"]=sys.argv[2]=="true"; print(json.dumps(k))' \
+      "$line" "$short")
     if [ -n "$hjson" ]; then
       wait "$lpid" || true
       line=$(python3 -c 'import json,sys; k=json.loads(sys.argv[1]); h=json.load(open(sys.argv[2]))
@@ -99,8 +106,9 @@ print("|---|---|---|---|---|---|---|" + ("---|---|" if sinks else "") + ("---|--
 for rate in sorted({r["rate"] for r in runs}):
     rs = [r for r in runs if r["rate"] == rate]
     m = lambda k: st.median(r[k] for r in rs)
-    print("| %d | %.0f | %.2f | %.1f (%s) | %.0f | %.0f | %.0f |" % (
-        rate, m("answered_per_s"), m("p50_ms"), m("p99_ms"), " ".join("%.0f" % r["p99_ms"] for r in rs),
+    short = sum(1 for r in rs if r.get("short"))
+    print("| %d%s | %.0f | %.2f | %.1f (%s) | %.0f | %.0f | %.0f |" % (
+        rate, " (%d run(s) short)" % short if short else "", m("answered_per_s"), m("p50_ms"), m("p99_ms"), " ".join("%.0f" % r["p99_ms"] for r in rs),
         m("machine_cpu_pct"), m("broker_cpu_pct"), m("clients_cpu_pct"))
         + (" %.0f | %.0f / %.0f (%s) |" % (m("stores_cpu_pct"), m("pg_lag_p99_ms"), m("redis_lag_p99_ms"),
            " ".join("%.0f/%.0f" % (r["pg_lag_p99_ms"], r["redis_lag_p99_ms"]) for r in rs)) if sinks else "")
