@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 60
 RUN_DIR ?= .run
 
 .PHONY: all deps build build-asan build-fuzz run stop status test test-cluster test-unit fuzz fuzz-seeds clean \
-	format perf perf-short perf-edge perf-kfloor chaos soak
+	format perf perf-short perf-edge perf-kfloor perf-tail chaos soak
 
 all: build
 
@@ -113,3 +113,10 @@ soak: deps build
 # (perf/kfloor.sh; RATES="1000 5000" to choose): prints a table for perf/RESULTS.md.
 perf-kfloor: deps build
 	@perf/kfloor.sh $(RATES)
+
+# Where the slowest orders spent their time, order by order (perf/tail): a dedicated system,
+# TAIL_RATE (20, perf/run's idle step) orders/s, each order's time split at the log's own
+# stamps, against the broker's collector pauses; prints tables for perf/RESULTS.md.
+TAIL_RATE ?= 20
+perf-tail: deps build
+	@perf/tail --rate $(TAIL_RATE)
