@@ -563,7 +563,7 @@ static void *generate(void *arg)
     long last_report = 0;
     for (long i = 0; i < total; i++) {
         command c = {.seq = (uint64_t)i, .due_us = t0 + (double)i * 1e6 / (double)r->rate};
-        memset(c.pad, 'c', sizeof c.pad);
+        memset(c.pad, KIND_RESERVE, sizeof c.pad); /* its kind byte (16) among them */
         for (;;) {
             double wait = c.due_us - fs_mono_us();
             if (wait <= 0)

@@ -427,15 +427,18 @@ static int snapshot_collect(processor *p, fs_txn_loop *loop, fs_err *err)
     struct stat sb = {0};
     void *m = MAP_FAILED;
     int e = 0;
-    if (fstat(p->child.fd, &sb) == 0 && sb.st_size > 0) {
+    const char *why = "its bytes could not be mapped";
+    if (fstat(p->child.fd, &sb) != 0) {
+        e = errno;
+    } else if (sb.st_size <= 0) {
+        why = "it wrote nothing"; /* (no errno to tell) */
+    } else {
         m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, p->child.fd, 0);
         e = m == MAP_FAILED ? errno : 0;
-    } else {
-        e = errno;
     }
     if (m == MAP_FAILED) {
         snapshot_child_end(p, false);
-        snapshot_child_failed(p, "its bytes could not be mapped", e);
+        snapshot_child_failed(p, why, e);
         return 0;
     }
     int rc = snapshot_put(loop, part, m, (size_t)sb.st_size, p->child.changelog_offset,
