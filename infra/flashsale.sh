@@ -20,11 +20,11 @@
 # "-XX:+UseG1GC -XX:MaxGCPauseMillis=20"), FLASHSALE_KAFKA_PROPERTIES (more broker settings,
 # key=value separated by spaces, after ours: for measuring one), FLASHSALE_KAFKA_NODES (1;
 # 3 or 5: a KRaft cluster on loopback, node i on FLASHSALE_KAFKA_PORT + 2(i-1), every topic
-# with three replicas and min.insync.replicas 2), FLASHSALE_BACKGROUND_NICE (0: the nice level
-# of the services that follow a decision, the sagas, projectors and notifier, so that a full
-# machine schedules the API and the inventory processor first; 10 cut the answers' p50 by a
-# third to a half at 1,000-1,500 orders/s and doubled or tripled the read models' lag,
-# perf/RESULTS.md); the edge's own settings are infra/edge.sh's. Defaults stay away from
+# with three replicas and min.insync.replicas 2), FLASHSALE_BACKGROUND_NICE (0: the niceness
+# added to the services that follow a decision, the sagas, projectors and notifier, so that a
+# full machine schedules the API and the inventory processor first; 10 cut the answers' p50
+# by a third to more than a half at 1,000-1,500 orders/s and about doubled or tripled the
+# read models' lag, medians of three, perf/RESULTS.md); the edge's own settings are infra/edge.sh's. Defaults stay away from
 # 9092/5432/6379 so that servers already running on a machine are never touched.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -51,8 +51,7 @@ case "$NODES" in 1|3|5) ;; *) fs_die "FLASHSALE_KAFKA_NODES: 1, 3 or 5 (a KRaft 
 # a service is an instance name; svc_exe/svc_args say what it runs
 SERVICES=(flashsale-api flashsale-inventory flashsale-orders flashsale-payments
           flashsale-projector-postgres flashsale-projector-redis flashsale-notifier)
-BACKGROUND_NICE=${FLASHSALE_BACKGROUND_NICE:-0}
-case "$BACKGROUND_NICE" in [0-9] | 1[0-9]) ;; *) fs_die "FLASHSALE_BACKGROUND_NICE must be 0-19, got '$BACKGROUND_NICE'" ;; esac
+BACKGROUND_NICE=${FLASHSALE_BACKGROUND_NICE:-0} # checked when services start (cmd_start)
 svc_exe() { case "$1" in flashsale-projector-*) echo flashsale-projector ;; *) echo "$1" ;; esac; }
 # services without an HTTP server of their own serve /metrics (per-stage timing) here
 METRICS_BASE=${FLASHSALE_METRICS_BASE_PORT:-18100}
@@ -340,8 +339,9 @@ svc_start() {
   fs_say "$name: starting (log $RUN/logs/$name.log)"
   # the API holds one descriptor per open connection: allow as many as the system does
   local mport; mport=$(svc_metrics_port "$name")
-  # the order path (API, processor) at the normal priority; what follows a decision at
-  # FLASHSALE_BACKGROUND_NICE, so that under a full machine the answers are scheduled first
+  # the order path (API, processor) at this script's priority; what follows a decision
+  # FLASHSALE_BACKGROUND_NICE lower (nice adds it to the niceness this script runs at), so
+  # that under a full machine the answers are scheduled first
   local prio=0
   case "$name" in flashsale-api | flashsale-inventory) ;; *) prio=$BACKGROUND_NICE ;; esac
   ( ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; . "$RUN/env"
@@ -382,6 +382,7 @@ cmd_start() {
     ( . "$RUN/env"; "$BUILD/tools/flashsale-topics" create ) || fs_die "topic creation failed"
   fi
   [ "$infra_only" = "--infra-only" ] && return 0
+  case "$BACKGROUND_NICE" in [0-9] | 1[0-9]) ;; *) fs_die "FLASHSALE_BACKGROUND_NICE must be 0-19, got '$BACKGROUND_NICE'" ;; esac
   for s in "${SERVICES[@]}"; do svc_start "$s"; done
   if [ -n "$(svc_path flashsale-api)" ]; then
     wait_for 30 flashsale-api curl -fsS "http://127.0.0.1:$API_PORT/healthz" ||

@@ -430,6 +430,7 @@ static int snapshot_collect(processor *p, fs_txn_loop *loop, fs_err *err)
     const char *why = "its bytes could not be mapped";
     if (fstat(p->child.fd, &sb) != 0) {
         e = errno;
+        why = "its bytes could not be examined";
     } else if (sb.st_size <= 0) {
         why = "it wrote nothing"; /* (no errno to tell) */
     } else {
