@@ -373,6 +373,9 @@ svc_stop() {
 
 cmd_start() {
   local infra_only=${1:-}
+  if [ "$infra_only" != "--infra-only" ]; then # checked before anything starts
+    case "$BACKGROUND_NICE" in [0-9] | 1[0-9]) ;; *) fs_die "FLASHSALE_BACKGROUND_NICE must be 0-19, got '$BACKGROUND_NICE'" ;; esac
+  fi
   redis_start
   pg_start
   wait_for 30 PostgreSQL pg_ok
@@ -382,7 +385,6 @@ cmd_start() {
     ( . "$RUN/env"; "$BUILD/tools/flashsale-topics" create ) || fs_die "topic creation failed"
   fi
   [ "$infra_only" = "--infra-only" ] && return 0
-  case "$BACKGROUND_NICE" in [0-9] | 1[0-9]) ;; *) fs_die "FLASHSALE_BACKGROUND_NICE must be 0-19, got '$BACKGROUND_NICE'" ;; esac
   for s in "${SERVICES[@]}"; do svc_start "$s"; done
   if [ -n "$(svc_path flashsale-api)" ]; then
     wait_for 30 flashsale-api curl -fsS "http://127.0.0.1:$API_PORT/healthz" ||
