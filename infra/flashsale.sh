@@ -24,8 +24,9 @@
 # added to the services that follow a decision, the sagas, projectors and notifier, so that a
 # full machine schedules the API and the inventory processor first; 10 cut the answers' p50
 # by a third to more than a half at 1,000-1,500 orders/s and about doubled or tripled the
-# read models' lag, medians of three, perf/RESULTS.md); the edge's own settings are infra/edge.sh's. Defaults stay away from
-# 9092/5432/6379 so that servers already running on a machine are never touched.
+# read models' lag, medians of three, perf/RESULTS.md); the edge's own settings are
+# infra/edge.sh's. Defaults stay away from 9092/5432/6379 so that servers already running on
+# a machine are never touched.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
