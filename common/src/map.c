@@ -1,5 +1,7 @@
 /* Open-addressing hash map; see fs/map.h. FNV-1a hashes; the table doubles at 70 % load
- * (live + tombstones) so probes stay short. */
+ * (live + tombstones) so probes stay short. Each slot keeps its key's hash beside the key
+ * pointer, so a probe compares hashes in one array and follows a key pointer (a cache miss
+ * in a large map) only when the hashes are equal. */
 #include "fs/map.h"
 
 #include <stdint.h>
@@ -11,6 +13,7 @@
 struct fs_map {
     char **keys;
     void **vals;
+    uint64_t *hashes; /* hashes[i]: hash(keys[i]) for a live slot */
     size_t cap, live, used; /* used = live + tombstones */
 };
 
@@ -34,9 +37,11 @@ fs_map *fs_map_new(size_t expected)
         cap *= 2;
     m->keys = calloc(cap, sizeof *m->keys);
     m->vals = calloc(cap, sizeof *m->vals);
-    if (!m->keys || !m->vals) {
+    m->hashes = calloc(cap, sizeof *m->hashes);
+    if (!m->keys || !m->vals || !m->hashes) {
         free(m->keys);
         free(m->vals);
+        free(m->hashes);
         free(m);
         return NULL;
     }
@@ -53,6 +58,7 @@ void fs_map_destroy(fs_map *m)
             free(m->keys[i]);
     free(m->keys);
     free(m->vals);
+    free(m->hashes);
     free(m);
 }
 
@@ -66,17 +72,22 @@ void fs_map_destroy_free(fs_map *m)
     fs_map_destroy(m);
 }
 
-static size_t find(const fs_map *m, const char *key)
+static size_t find_h(const fs_map *m, const char *key, uint64_t h)
 {
-    size_t mask = m->cap - 1, i = (size_t)hash(key) & mask;
+    size_t mask = m->cap - 1, i = (size_t)h & mask;
     for (;;) {
         char *k = m->keys[i];
         if (!k)
             return (size_t)-1;
-        if (k != TOMBSTONE && !strcmp(k, key))
+        if (k != TOMBSTONE && m->hashes[i] == h && !strcmp(k, key))
             return i;
         i = (i + 1) & mask;
     }
+}
+
+static size_t find(const fs_map *m, const char *key)
+{
+    return find_h(m, key, hash(key));
 }
 
 void *fs_map_get(const fs_map *m, const char *key)
@@ -90,25 +101,30 @@ static int grow(fs_map *m)
     size_t cap = m->live * 4 > m->cap ? m->cap * 2 : m->cap; /* rehash drops tombstones */
     char **keys = calloc(cap, sizeof *keys);
     void **vals = calloc(cap, sizeof *vals);
-    if (!keys || !vals) {
+    uint64_t *hashes = calloc(cap, sizeof *hashes);
+    if (!keys || !vals || !hashes) {
         free(keys);
         free(vals);
+        free(hashes);
         return -1;
     }
     for (size_t i = 0; i < m->cap; i++) {
         char *k = m->keys[i];
         if (!k || k == TOMBSTONE)
             continue;
-        size_t j = (size_t)hash(k) & (cap - 1);
+        size_t j = (size_t)m->hashes[i] & (cap - 1);
         while (keys[j])
             j = (j + 1) & (cap - 1);
         keys[j] = k;
         vals[j] = m->vals[i];
+        hashes[j] = m->hashes[i];
     }
     free(m->keys);
     free(m->vals);
+    free(m->hashes);
     m->keys = keys;
     m->vals = vals;
+    m->hashes = hashes;
     m->cap = cap;
     m->used = m->live;
     return 0;
@@ -116,7 +132,8 @@ static int grow(fs_map *m)
 
 void *fs_map_put(fs_map *m, const char *key, void *value)
 {
-    size_t i = find(m, key);
+    uint64_t h = hash(key);
+    size_t i = find_h(m, key, h);
     if (i != (size_t)-1) {
         void *old = m->vals[i];
         m->vals[i] = value;
@@ -128,13 +145,14 @@ void *fs_map_put(fs_map *m, const char *key, void *value)
     if (!k)
         return (void *)-1;
     size_t mask = m->cap - 1;
-    i = (size_t)hash(key) & mask;
+    i = (size_t)h & mask;
     while (m->keys[i] && m->keys[i] != TOMBSTONE)
         i = (i + 1) & mask;
     if (!m->keys[i])
         m->used++;
     m->keys[i] = k;
     m->vals[i] = value;
+    m->hashes[i] = h;
     m->live++;
     return NULL;
 }
