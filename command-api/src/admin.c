@@ -148,6 +148,7 @@ static fs_follower *dead_letter_follower(api_admin *ad, fs_err *err)
 
 static void *dead_letter_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "api-deadletter"); /* for per-thread CPU (perf/profile) */
     api_admin *ad = arg;
     fs_log_set_cid("dead-letters");
     fs_follower *f = NULL;

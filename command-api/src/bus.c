@@ -353,6 +353,7 @@ static void answer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaq
 
 static void *dr_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "api-delivery"); /* for per-thread CPU (perf/profile) */
     api_bus *b = arg;
     while (!b->stop) {
         rd_kafka_poll(b->producer, 100);
@@ -668,6 +669,7 @@ static void stream_apply(api_bus *b, const rd_kafka_message_t *m, bool live)
 /* The decision stream: follows inventory.events and orders.events, every partition. */
 static void *stream_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "api-stream"); /* for per-thread CPU (perf/profile) */
     api_bus *b = arg;
     fs_err err = {0};
     fs_log_set_cid("decision-stream");
@@ -794,6 +796,7 @@ static int reply_drain(api_bus *b, reply_item *items, wake_list *later)
 
 static void *reply_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "api-replies"); /* for per-thread CPU (perf/profile) */
     api_bus *b = arg;
     fs_log_set_cid("decision-replies");
     reply_item *items = malloc(REPLY_BATCH * sizeof *items);

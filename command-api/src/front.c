@@ -775,6 +775,7 @@ static void on_timer(api_front *f, int64_t now, bool expire)
 
 static void *loop_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "api-front"); /* for per-thread CPU (perf/profile) */
     api_front *f = arg;
     struct epoll_event evs[256];
     int64_t last_expire = 0;
@@ -821,6 +822,7 @@ static void *loop_main(void *arg)
 
 static void *worker_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "api-checkout"); /* for per-thread CPU (perf/profile) */
     api_front *f = arg;
     for (;;) {
         pthread_mutex_lock(&f->q_lock);

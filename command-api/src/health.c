@@ -90,6 +90,7 @@ static void check_redis(fs_health *h, dep_state *s)
 
 static void *monitor(void *arg)
 {
+    pthread_setname_np(pthread_self(), "api-health"); /* for per-thread CPU (perf/profile) */
     fs_health *h = arg;
     fs_log_set_cid("health");
     for (;;) {

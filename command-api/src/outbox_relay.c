@@ -138,6 +138,7 @@ static void relay_wait(api_relay *r)
 
 static void *relay_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "api-outbox"); /* for per-thread CPU (perf/profile) */
     api_relay *r = arg;
     fs_log_set_cid("outbox-relay");
     PGconn *c = NULL;

@@ -737,6 +737,7 @@ static char listen_tag, event_tag;
 
 static void *hub_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "api-sse-hub"); /* for per-thread CPU (perf/profile) */
     api_sse *s = arg;
     fs_log_set_cid("event-streams");
     struct epoll_event evs[256];
@@ -806,6 +807,7 @@ static sse_problem session_check(api_ctx *a, const fs_principal *who)
 
 static void *worker_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "api-sse"); /* for per-thread CPU (perf/profile) */
     api_sse *s = arg;
     fs_log_set_cid("event-streams");
     for (;;) {

@@ -245,6 +245,7 @@ static int txn_abort(fs_txn_loop *l, fs_err *err)
 
 static void *committer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "txn-commit"); /* for per-thread CPU (perf/profile) */
     fs_txn_loop *l = arg;
     rd_kafka_error_t *ke = NULL;
     for (int attempt = 0; attempt < 5 && l->commit_offsets->cnt > 0; attempt++) {
