@@ -18,6 +18,7 @@
 
 #include <poll.h>
 #include <sodium.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -75,6 +76,11 @@ struct api_bus {
     char reply_to[64];
     pthread_t reply_thread;
     atomic_int replies_taken;          /* read by the order front's loop instead (front.h) */
+    /* delivery reports served by the order front's loop instead of dr_main (front.h): the
+     * producers' queues write dr_fd (an eventfd) when a report waits */
+    atomic_int dr_taken;
+    int dr_fd;
+    rd_kafka_queue_t *dr_q[2];
     struct reply_item *ext_items;      /* its batch buffers */
     struct wake_list *ext_later;
     atomic_ulong replies_used, replies_ignored, answer_errors;
@@ -355,7 +361,7 @@ static void *dr_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "api-delivery"); /* for per-thread CPU (perf/profile) */
     api_bus *b = arg;
-    while (!b->stop) {
+    while (!b->stop && !atomic_load(&b->dr_taken)) {
         rd_kafka_poll(b->producer, 100);
         rd_kafka_poll(b->answers, 0);
     }
@@ -837,6 +843,33 @@ void api_bus_replies_drain(api_bus *b)
         ;
 }
 
+int api_bus_delivery_take_over(api_bus *b)
+{
+    const char *on = getenv("FLASHSALE_API_DELIVERY_ON_FRONT");
+    if (on && (!strcmp(on, "0") || !strcmp(on, "false"))) /* measured 2026-12-05: perf/RESULTS.md */
+        return -1;
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    static const uint64_t one = 1; /* an eventfd takes 8 bytes */
+    b->dr_q[0] = rd_kafka_queue_get_main(b->producer);
+    b->dr_q[1] = rd_kafka_queue_get_main(b->answers);
+    rd_kafka_queue_io_event_enable(b->dr_q[0], fd, &one, sizeof one);
+    rd_kafka_queue_io_event_enable(b->dr_q[1], fd, &one, sizeof one);
+    b->dr_fd = fd;
+    atomic_store(&b->dr_taken, 1); /* dr_main leaves after its current poll */
+    return fd;
+}
+
+void api_bus_delivery_serve(api_bus *b)
+{
+    uint64_t v;
+    ssize_t r = read(b->dr_fd, &v, sizeof v); /* first: a report queued after the polls writes again */
+    (void)r;
+    rd_kafka_poll(b->producer, 0);
+    rd_kafka_poll(b->answers, 0);
+}
+
 void api_bus_record_answer(api_bus *b, const char *order_id, const char *member_id,
                            const char *product_id, int32_t quantity, const char *status,
                            const char *reason, int64_t pay_by, const char *source, int http_status)
@@ -932,6 +965,7 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
     if (!b->answers)
         goto fail;
     b->reply_fd = -1;
+    b->dr_fd = -1;
     {
         const char *raddr = getenv("FLASHSALE_REPLY_ADDR");
         fs_err rerr = {0};
@@ -990,6 +1024,13 @@ void api_bus_stop(api_bus *b)
     }
     free(b->ext_items);
     free(b->ext_later);
+    for (int i = 0; i < 2; i++)
+        if (b->dr_q[i]) {
+            rd_kafka_queue_io_event_enable(b->dr_q[i], -1, NULL, 0);
+            rd_kafka_queue_destroy(b->dr_q[i]);
+        }
+    if (b->dr_fd >= 0)
+        close(b->dr_fd);
     rd_kafka_destroy(b->producer);
     rd_kafka_destroy(b->answers);
     for (int i = 0; i < MAX_PARTITIONS; i++)

@@ -199,6 +199,14 @@ void api_bus_waiter_notify(api_bus *b, api_waiter *w, void (*fn)(void *ctx), voi
  * replies (they are off, or out of memory): nothing changes. */
 int api_bus_replies_take_over(api_bus *b);
 void api_bus_replies_drain(api_bus *b);
+/* The same for the producers' delivery reports (the command's and the answers'): an eventfd
+ * the caller watches, calling api_bus_delivery_serve, from one thread only, whenever it is
+ * readable; the reports' callbacks then run on that thread, which also frees the messages it
+ * allocated (no other thread wakes, no allocator arena is shared). From now on the bus's
+ * delivery thread leaves them. -1: not taken (no eventfd, or FLASHSALE_API_DELIVERY_ON_FRONT=0):
+ * nothing changes. Once taken, until api_bus_stop. */
+int api_bus_delivery_take_over(api_bus *b);
+void api_bus_delivery_serve(api_bus *b);
 /* Decision replies used (woke a waiting request) and ignored (no such request waiting,
  * wrong token, not a reply), for /metrics. */
 void api_bus_reply_stats(api_bus *b, unsigned long *used, unsigned long *ignored);

@@ -99,7 +99,7 @@ struct api_front {
     int64_t accept_paused_until; /* out of descriptors: the listener is left alone until then */
 };
 
-static char listen_tag, event_tag, reply_tag;
+static char listen_tag, event_tag, reply_tag, delivery_tag;
 static __thread bool on_loop; /* the loop's own thread: it looks at `ready` before it sleeps */
 
 /* ---- queues --------------------------------------------------------------------------- */
@@ -800,6 +800,9 @@ static void *loop_main(void *arg)
             } else if (p == &reply_tag) {
                 api_bus_replies_drain(f->a->bus); /* its decisions queue connections on `ready` */
                 take_ready(f);
+            } else if (p == &delivery_tag) {
+                api_bus_delivery_serve(f->a->bus);
+                take_ready(f);
             } else {
                 fconn *c = p;
                 if (c->state == F_WRITING)
@@ -908,6 +911,13 @@ api_front *api_front_start(api_ctx *a, const char *default_addr, fs_err *err)
     int rfd = api_bus_replies_take_over(a->bus);
     struct epoll_event re = {.events = EPOLLIN, .data.ptr = &reply_tag};
     if (rfd >= 0 && epoll_ctl(f->epfd, EPOLL_CTL_ADD, rfd, &re)) {
+        fs_err_set(err, FS_ERR_FATAL, errno, "the order front: epoll: %s", strerror(errno));
+        return NULL; /* (the process exits: fs_config_die) */
+    }
+    /* the producers' delivery reports too: the messages are freed where they were made */
+    int dfd = api_bus_delivery_take_over(a->bus);
+    struct epoll_event de = {.events = EPOLLIN, .data.ptr = &delivery_tag};
+    if (dfd >= 0 && epoll_ctl(f->epfd, EPOLL_CTL_ADD, dfd, &de)) {
         fs_err_set(err, FS_ERR_FATAL, errno, "the order front: epoll: %s", strerror(errno));
         return NULL; /* (the process exits: fs_config_die) */
     }
