@@ -20,11 +20,12 @@
 # "-XX:+UseG1GC -XX:MaxGCPauseMillis=20"), FLASHSALE_KAFKA_PROPERTIES (more broker settings,
 # key=value separated by spaces, after ours: for measuring one), FLASHSALE_KAFKA_NODES (1;
 # 3 or 5: a KRaft cluster on loopback, node i on FLASHSALE_KAFKA_PORT + 2(i-1), every topic
-# with three replicas and min.insync.replicas 2), FLASHSALE_BACKGROUND_NICE (0: the niceness
+# with three replicas and min.insync.replicas 2), FLASHSALE_BACKGROUND_NICE (5: the niceness
 # added to the services that follow a decision, the sagas, projectors and notifier, so that a
-# full machine schedules the API and the inventory processor first; 10 cut the answers' p50
-# by a third to more than a half at 1,000-1,500 orders/s and about doubled or tripled the
-# read models' lag, medians of three, perf/RESULTS.md); the edge's own settings are
+# full machine schedules the API and the inventory processor first; 5 cut the whole
+# lifecycle's answers' p50 at 700 orders/s by 37 % and raised the read models' lag p99 by
+# 14-22 %, to ~0.3 s; 10 about doubled or tripled the lag; 0 schedules all alike;
+# perf/RESULTS.md, 2026-12-05); the edge's own settings are
 # infra/edge.sh's. Defaults stay away from 9092/5432/6379 so that servers already running on
 # a machine are never touched.
 set -euo pipefail
@@ -52,7 +53,7 @@ case "$NODES" in 1|3|5) ;; *) fs_die "FLASHSALE_KAFKA_NODES: 1, 3 or 5 (a KRaft 
 # a service is an instance name; svc_exe/svc_args say what it runs
 SERVICES=(flashsale-api flashsale-inventory flashsale-orders flashsale-payments
           flashsale-projector-postgres flashsale-projector-redis flashsale-notifier)
-BACKGROUND_NICE=${FLASHSALE_BACKGROUND_NICE:-0} # checked when services start (cmd_start)
+BACKGROUND_NICE=${FLASHSALE_BACKGROUND_NICE:-5} # checked when services start (cmd_start)
 svc_exe() { case "$1" in flashsale-projector-*) echo flashsale-projector ;; *) echo "$1" ;; esac; }
 # services without an HTTP server of their own serve /metrics (per-stage timing) here
 METRICS_BASE=${FLASHSALE_METRICS_BASE_PORT:-18100}
