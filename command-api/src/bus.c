@@ -843,22 +843,21 @@ void api_bus_replies_drain(api_bus *b)
         ;
 }
 
-int api_bus_delivery_take_over(api_bus *b)
+void api_bus_delivery_take_over(api_bus *b, int fd)
 {
-    const char *on = getenv("FLASHSALE_API_DELIVERY_ON_FRONT");
-    if (on && (!strcmp(on, "0") || !strcmp(on, "false"))) /* measured 2026-12-05: perf/RESULTS.md */
-        return -1;
-    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (fd < 0)
-        return -1;
     static const uint64_t one = 1; /* an eventfd takes 8 bytes */
+    b->dr_fd = fd;
     b->dr_q[0] = rd_kafka_queue_get_main(b->producer);
     b->dr_q[1] = rd_kafka_queue_get_main(b->answers);
     rd_kafka_queue_io_event_enable(b->dr_q[0], fd, &one, sizeof one);
     rd_kafka_queue_io_event_enable(b->dr_q[1], fd, &one, sizeof one);
-    b->dr_fd = fd;
     atomic_store(&b->dr_taken, 1); /* dr_main leaves after its current poll */
-    return fd;
+    /* librdkafka writes the fd only when a queue goes from empty to not empty: a report
+     * queued after dr_main's last poll and before the enables would write nothing, and the
+     * queue would never be empty again. One write now makes the caller's first serve drain
+     * whatever is there. */
+    ssize_t w = write(fd, &one, sizeof one);
+    (void)w;
 }
 
 void api_bus_delivery_serve(api_bus *b)

@@ -199,13 +199,15 @@ void api_bus_waiter_notify(api_bus *b, api_waiter *w, void (*fn)(void *ctx), voi
  * replies (they are off, or out of memory): nothing changes. */
 int api_bus_replies_take_over(api_bus *b);
 void api_bus_replies_drain(api_bus *b);
-/* The same for the producers' delivery reports (the command's and the answers'): an eventfd
- * the caller watches, calling api_bus_delivery_serve, from one thread only, whenever it is
- * readable; the reports' callbacks then run on that thread, which also frees the messages it
- * allocated (no other thread wakes, no allocator arena is shared). From now on the bus's
- * delivery thread leaves them. -1: not taken (no eventfd, or FLASHSALE_API_DELIVERY_ON_FRONT=0):
- * nothing changes. Once taken, until api_bus_stop. */
-int api_bus_delivery_take_over(api_bus *b);
+/* The same for the producers' delivery reports (the command's and the answers'): fd is an
+ * eventfd the caller already watches, and the bus owns it from now on (closed by
+ * api_bus_stop). librdkafka writes it when a report is queued; the caller calls
+ * api_bus_delivery_serve, from one thread only, whenever it is readable. The reports'
+ * callbacks then run on that thread: no other thread is woken, and a message made on that
+ * thread is freed there too. The bus's delivery thread leaves them from now on, until
+ * api_bus_stop: a caller that stops serving before then must go on serving while anything
+ * it waits for may need a report (api_front_stop does, while its workers end). */
+void api_bus_delivery_take_over(api_bus *b, int fd);
 void api_bus_delivery_serve(api_bus *b);
 /* Decision replies used (woke a waiting request) and ignored (no such request waiting,
  * wrong token, not a reply), for /metrics. */

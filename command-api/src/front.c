@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -83,6 +84,8 @@ struct fconn {
 struct api_front {
     api_ctx *a;
     int lfd, efd, epfd;
+    bool delivery_on; /* FLASHSALE_API_DELIVERY_ON_FRONT: the loop serves the delivery reports */
+    int dfd;          /* their eventfd (the bus's once taken over), or -1 */
     char listen[64];
     long request_ms, idle_s, max_conns, nworkers;
     fconn *all;
@@ -871,11 +874,12 @@ api_front *api_front_start(api_ctx *a, const char *default_addr, fs_err *err)
         return NULL;
     }
     f->a = a;
-    f->lfd = f->efd = f->epfd = -1;
+    f->lfd = f->efd = f->epfd = f->dfd = -1;
     if (fs_env_int("FLASHSALE_ORDER_REQUEST_TIMEOUT_MS", 10000, 100, 600000, &f->request_ms, err) ||
         fs_env_int("FLASHSALE_ORDER_IDLE_S", 60, 1, 86400, &f->idle_s, err) ||
         fs_env_int("FLASHSALE_ORDER_MAX_CONNS", 20000, 1, 1000000, &f->max_conns, err) ||
-        fs_env_int("FLASHSALE_ORDER_WORKERS", 8, 1, MAX_WORKERS, &f->nworkers, err)) {
+        fs_env_int("FLASHSALE_ORDER_WORKERS", 8, 1, MAX_WORKERS, &f->nworkers, err) ||
+        fs_env_bool("FLASHSALE_API_DELIVERY_ON_FRONT", true, &f->delivery_on, err)) {
         free(f);
         return NULL;
     }
@@ -914,12 +918,19 @@ api_front *api_front_start(api_ctx *a, const char *default_addr, fs_err *err)
         fs_err_set(err, FS_ERR_FATAL, errno, "the order front: epoll: %s", strerror(errno));
         return NULL; /* (the process exits: fs_config_die) */
     }
-    /* the producers' delivery reports too: the messages are freed where they were made */
-    int dfd = api_bus_delivery_take_over(a->bus);
-    struct epoll_event de = {.events = EPOLLIN, .data.ptr = &delivery_tag};
-    if (dfd >= 0 && epoll_ctl(f->epfd, EPOLL_CTL_ADD, dfd, &de)) {
-        fs_err_set(err, FS_ERR_FATAL, errno, "the order front: epoll: %s", strerror(errno));
-        return NULL; /* (the process exits: fs_config_die) */
+    /* the producers' delivery reports too: the messages are freed where they were made
+     * (registered before the bus hands them over, so that a failure leaves them to its thread) */
+    if (f->delivery_on) {
+        int dfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        struct epoll_event de = {.events = EPOLLIN, .data.ptr = &delivery_tag};
+        if (dfd < 0 || epoll_ctl(f->epfd, EPOLL_CTL_ADD, dfd, &de)) {
+            fs_err_set(err, FS_ERR_FATAL, errno, "the order front: delivery reports: %s", strerror(errno));
+            if (dfd >= 0)
+                close(dfd);
+            return NULL; /* (the process exits: fs_config_die) */
+        }
+        api_bus_delivery_take_over(a->bus, dfd);
+        f->dfd = dfd;
     }
     fs_log_info("order front", json_pack("{s:s,s:I,s:I,s:I,s:I}", "listen", f->listen, "request_timeout_ms",
                                          (json_int_t)f->request_ms, "idle_s", (json_int_t)f->idle_s,
@@ -949,8 +960,17 @@ void api_front_stop(api_front *f)
     pthread_cond_broadcast(&f->q_cond);
     pthread_mutex_unlock(&f->q_lock);
     pthread_join(f->loop, NULL);
-    for (long i = 0; i < f->nworkers; i++)
-        pthread_join(f->workers[i], NULL);
+    for (long i = 0; i < f->nworkers; i++) {
+        /* a worker may be waiting for a command's delivery report (a checkout past its
+         * decision wait), which only the loop served: serve them here until it has ended */
+        while (f->dfd >= 0 && pthread_tryjoin_np(f->workers[i], NULL) == EBUSY) {
+            struct pollfd p = {.fd = f->dfd, .events = POLLIN};
+            if (poll(&p, 1, 50) > 0)
+                api_bus_delivery_serve(f->a->bus);
+        }
+        if (f->dfd < 0)
+            pthread_join(f->workers[i], NULL);
+    }
     /* the workers are gone: what they held is on `ready` or `todo` */
     pthread_mutex_lock(&f->q_lock);
     fconn *r = f->ready, *dead = NULL;
