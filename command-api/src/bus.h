@@ -204,9 +204,10 @@ void api_bus_replies_drain(api_bus *b);
  * api_bus_stop). librdkafka writes it when a report is queued; the caller calls
  * api_bus_delivery_serve, from one thread only, whenever it is readable. The reports'
  * callbacks then run on that thread: no other thread is woken, and a message made on that
- * thread is freed there too. The bus's delivery thread leaves them from now on, until
- * api_bus_stop: a caller that stops serving before then must go on serving while anything
- * it waits for may need a report (api_front_stop does, while its workers end). */
+ * thread is freed there too. The bus's delivery thread ends; until api_bus_stop (whose
+ * flush serves what is left) only the caller serves them, so a caller that stops serving
+ * before then must go on serving while anything it waits for may need a report
+ * (api_front_stop does, while its workers end). */
 void api_bus_delivery_take_over(api_bus *b, int fd);
 void api_bus_delivery_serve(api_bus *b);
 /* Decision replies used (woke a waiting request) and ignored (no such request waiting,

@@ -42,8 +42,9 @@
 
 typedef struct api_front api_front;
 
-/* Reads the FLASHSALE_ORDER_* settings; with FLASHSALE_ORDER_PORT 0 (the default) nothing
- * is started and NULL returned with err->msg empty. `a` must outlive it. */
+/* Reads the FLASHSALE_ORDER_* settings and FLASHSALE_API_DELIVERY_ON_FRONT; with
+ * FLASHSALE_ORDER_PORT 0 (the default) nothing is started and NULL returned with err->msg
+ * empty. `a` must outlive it. */
 api_front *api_front_start(api_ctx *a, const char *default_addr, fs_err *err);
 void api_front_stop(api_front *f); /* NULL-safe; answers nothing more, closes every connection */
 /* Prometheus lines of its gauges and counters (nothing for NULL). */
