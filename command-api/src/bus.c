@@ -18,7 +18,6 @@
 
 #include <poll.h>
 #include <sodium.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 

@@ -84,7 +84,6 @@ struct fconn {
 struct api_front {
     api_ctx *a;
     int lfd, efd, epfd;
-    bool delivery_on; /* FLASHSALE_API_DELIVERY_ON_FRONT: the loop serves the delivery reports */
     int dfd;          /* their eventfd (the bus's once taken over), or -1 */
     char listen[64];
     long request_ms, idle_s, max_conns, nworkers;
@@ -875,11 +874,12 @@ api_front *api_front_start(api_ctx *a, const char *default_addr, fs_err *err)
     }
     f->a = a;
     f->lfd = f->efd = f->epfd = f->dfd = -1;
+    bool delivery_on; /* FLASHSALE_API_DELIVERY_ON_FRONT: the loop serves the delivery reports */
     if (fs_env_int("FLASHSALE_ORDER_REQUEST_TIMEOUT_MS", 10000, 100, 600000, &f->request_ms, err) ||
         fs_env_int("FLASHSALE_ORDER_IDLE_S", 60, 1, 86400, &f->idle_s, err) ||
         fs_env_int("FLASHSALE_ORDER_MAX_CONNS", 20000, 1, 1000000, &f->max_conns, err) ||
         fs_env_int("FLASHSALE_ORDER_WORKERS", 8, 1, MAX_WORKERS, &f->nworkers, err) ||
-        fs_env_bool("FLASHSALE_API_DELIVERY_ON_FRONT", true, &f->delivery_on, err)) {
+        fs_env_bool("FLASHSALE_API_DELIVERY_ON_FRONT", true, &delivery_on, err)) {
         free(f);
         return NULL;
     }
@@ -920,7 +920,7 @@ api_front *api_front_start(api_ctx *a, const char *default_addr, fs_err *err)
     }
     /* the producers' delivery reports too: the messages are freed where they were made
      * (registered before the bus hands them over, so that a failure leaves them to its thread) */
-    if (f->delivery_on) {
+    if (delivery_on) {
         int dfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         struct epoll_event de = {.events = EPOLLIN, .data.ptr = &delivery_tag};
         if (dfd < 0 || epoll_ctl(f->epfd, EPOLL_CTL_ADD, dfd, &de)) {
