@@ -92,6 +92,10 @@ struct api_front {
     fconn *thead, *ttail; /* waiting for their deadline, in deadline order */
     pthread_t loop, workers[MAX_WORKERS];
     atomic_int stop, woken;
+    atomic_int drain;  /* api_front_drain: answer what was begun, refuse the rest, then end */
+    bool draining;     /* (loop) the drain has begun */
+    int64_t drain_end; /* (loop) monotonic ms: the drain ends then at the latest */
+    long drain_ms;
     pthread_mutex_t q_lock;
     pthread_cond_t q_cond;
     fconn *ready, *ready_tail; /* for the loop */
@@ -467,15 +471,31 @@ static void start_wait(api_front *f, fconn *c)
     poll_wait(f, c); /* a change before the notify was set is seen here */
 }
 
+/* A request this server will not take up because it is stopping: nothing of it was done, so
+ * the client may send it again (to another instance, or to this one once it is back). */
+static void stopping(api_front *f, fconn *c)
+{
+    c->close_after = c->sink.close = true;
+    fs_http_error(&c->req, 503, "UNAVAILABLE", "this server is stopping; nothing was placed: send the order again",
+                  "Retry-After: 1\r\n");
+    answered(f, c);
+}
+
 /* A whole request is in: answer it, or start its wait. */
 static void dispatch(api_front *f, fconn *c, size_t hlen, long long clen)
 {
     atomic_fetch_add(&f->c_requests, 1);
     c->state = F_BUSY;
     c->reqlen = hlen + (size_t)clen;
+    if (f->draining)
+        c->close_after = true; /* a stopping server keeps no connection for later */
     c->sink = (fs_http_sink){.body = c->in + hlen, .body_len = (size_t)clen, .write = sink_write, .ctx = c,
                              .close = c->close_after || c->eof};
     fs_http_req_init_sink(&c->req, &c->ri, &c->sink, FS_ROUTE_ORDERS_CREATE);
+    if (f->draining) {
+        stopping(f, c);
+        return;
+    }
     if (strcmp(c->ri.local_uri, "/api/orders")) {
         fs_http_error(&c->req, 404, "NOT_FOUND", "this port serves POST /api/orders only", NULL);
         answered(f, c);
@@ -760,7 +780,7 @@ static void on_timer(api_front *f, int64_t now, bool expire)
     }
     if (!expire)
         return;
-    if (f->accept_paused_until && now >= f->accept_paused_until) {
+    if (f->accept_paused_until && now >= f->accept_paused_until && !f->draining) {
         struct epoll_event le = {.events = EPOLLIN, .data.ptr = &listen_tag};
         epoll_ctl(f->epfd, EPOLL_CTL_ADD, f->lfd, &le);
         f->accept_paused_until = 0;
@@ -773,6 +793,44 @@ static void on_timer(api_front *f, int64_t now, bool expire)
             conn_close(f, c);
         }
     }
+}
+
+/* The drain's first step (on the loop): no new connection; the checkouts and first steps
+ * no worker has taken up yet are refused (nothing of them was done); orders whose command
+ * is produced keep waiting for their decision, and answers being written are written. */
+static void drain_begin(api_front *f, int64_t now)
+{
+    f->draining = true;
+    f->drain_end = now + f->drain_ms;
+    epoll_ctl(f->epfd, EPOLL_CTL_DEL, f->lfd, NULL);
+    close(f->lfd); /* connections still in the backlog are reset: they asked nothing yet */
+    f->lfd = -1;
+    pthread_mutex_lock(&f->q_lock);
+    fconn *t = f->todo;
+    f->todo = f->todo_tail = NULL;
+    for (fconn *c = t; c; c = c->wnext)
+        c->in_worker = false;
+    pthread_mutex_unlock(&f->q_lock);
+    long refused = 0;
+    while (t) {
+        fconn *c = t;
+        t = c->wnext;
+        stopping(f, c);
+        refused++;
+    }
+    fs_log_info("order front draining", json_pack("{s:I,s:I,s:I}", "connections", (json_int_t)f->nconns,
+                                                  "refused_queued", (json_int_t)refused, "drain_ms",
+                                                  (json_int_t)f->drain_ms));
+}
+
+/* Whether no begun request is left: none waiting for its decision or a worker, none being
+ * written. */
+static bool drained(api_front *f)
+{
+    for (fconn *c = f->all; c; c = c->next)
+        if (c->state == F_BUSY || c->state == F_WRITING)
+            return false;
+    return true;
 }
 
 static void *loop_main(void *arg)
@@ -819,6 +877,18 @@ static void *loop_main(void *arg)
         if (expire)
             last_expire = now;
         on_timer(f, now, expire);
+        if (atomic_load(&f->drain)) {
+            if (!f->draining)
+                drain_begin(f, now);
+            if (drained(f) || now >= f->drain_end)
+                break;
+        }
+    }
+    if (f->draining) {
+        long left = 0;
+        for (fconn *c = f->all; c; c = c->next)
+            left += c->state == F_BUSY || c->state == F_WRITING;
+        fs_log_info("order front drained", json_pack("{s:I}", "unanswered", (json_int_t)left));
     }
     return NULL;
 }
@@ -879,6 +949,7 @@ api_front *api_front_start(api_ctx *a, const char *default_addr, fs_err *err)
         fs_env_int("FLASHSALE_ORDER_IDLE_S", 60, 1, 86400, &f->idle_s, err) ||
         fs_env_int("FLASHSALE_ORDER_MAX_CONNS", 20000, 1, 1000000, &f->max_conns, err) ||
         fs_env_int("FLASHSALE_ORDER_WORKERS", 8, 1, MAX_WORKERS, &f->nworkers, err) ||
+        fs_env_int("FLASHSALE_ORDER_DRAIN_MS", 7000, 0, 600000, &f->drain_ms, err) ||
         fs_env_bool("FLASHSALE_API_DELIVERY_ON_FRONT", true, &delivery_on, err)) {
         free(f);
         return NULL;
@@ -950,16 +1021,25 @@ fail:
     return NULL;
 }
 
+void api_front_drain(api_front *f)
+{
+    if (!f || atomic_exchange(&f->drain, 1))
+        return;
+    uint64_t one = 1; /* (not wake(): its flag may be set by a wake the loop has not read yet) */
+    ssize_t w = write(f->efd, &one, sizeof one);
+    (void)w;
+}
+
 void api_front_stop(api_front *f)
 {
     if (!f)
         return;
+    api_front_drain(f);
+    pthread_join(f->loop, NULL); /* it ends once drained */
     atomic_store(&f->stop, 1);
-    wake(f);
     pthread_mutex_lock(&f->q_lock);
     pthread_cond_broadcast(&f->q_cond);
     pthread_mutex_unlock(&f->q_lock);
-    pthread_join(f->loop, NULL);
     for (long i = 0; i < f->nworkers; i++) {
         /* a worker may be waiting for a command's delivery report (a checkout past its
          * decision wait), which only the loop served: serve them here until it has ended */
@@ -992,7 +1072,8 @@ void api_front_stop(api_front *f)
     }
     while (f->all)
         conn_close(f, f->all);
-    close(f->lfd);
+    if (f->lfd >= 0)
+        close(f->lfd);
     close(f->efd);
     close(f->epfd);
     pthread_mutex_destroy(&f->q_lock);

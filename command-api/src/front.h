@@ -46,7 +46,16 @@ typedef struct api_front api_front;
  * FLASHSALE_ORDER_PORT 0 (the default) nothing is started and NULL returned with err->msg
  * empty. `a` must outlive it. */
 api_front *api_front_start(api_ctx *a, const char *default_addr, fs_err *err);
-void api_front_stop(api_front *f); /* NULL-safe; answers nothing more, closes every connection */
+/* The stop's drain (NULL-safe; returns at once): the listener is closed (what waits in its
+ * backlog is reset), requests not taken up yet (a checkout or first steps queued for a
+ * worker, a request read from now on) are answered 503 UNAVAILABLE with Connection: close
+ * (nothing of them was done: send them again), and every order whose command is produced
+ * still gets its answer (its decision, or 202 at its wait's deadline), for at most
+ * FLASHSALE_ORDER_DRAIN_MS (7000). */
+void api_front_drain(api_front *f);
+/* Drains (api_front_drain) and waits for the drain's end, then closes every connection.
+ * NULL-safe. */
+void api_front_stop(api_front *f);
 /* Prometheus lines of its gauges and counters (nothing for NULL). */
 void api_front_metrics(api_front *f, FILE *out);
 

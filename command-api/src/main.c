@@ -328,6 +328,7 @@ int main(int argc, char **argv)
     while (!stop_flag)
         usleep(100 * 1000);
     fs_log_info("stopping", NULL);
+    api_front_drain(front); /* both fronts finish what they began at once */
     mg_stop(ctx);
     mg_exit_library();
     fs_health_stop(a.health);

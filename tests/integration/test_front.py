@@ -15,10 +15,15 @@ real sockets, against the test run's Kafka, PostgreSQL and Redis.
 - slow and idle clients: 200 connections that never finish their header are closed by the
   request timeout while another client is answered meanwhile; an idle kept-alive
   connection is closed; past the connection limit a client gets 503 and the others go on;
-- a client that goes away while its order waits leaves the front serving the next.
+- a client that goes away while its order waits leaves the front serving the next;
+- a stop (SIGTERM) drains: no new connection, a request read during the drain and a checkout
+  no worker has taken up yet are answered 503 UNAVAILABLE with Connection: close, and every
+  order whose command was produced still gets its answer (here its decision, which comes
+  after the stop began); the log holds no order of the drain's buyer that was not answered.
 Usage: test_front.py BUILD_DIR"""
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -107,9 +112,12 @@ def expect_error(status, headers, body, want_status, code):
 
 def main(bindir):
     checks = 0
-    api_env = {"FLASHSALE_ORDER_REQUEST_TIMEOUT_MS": "1500", "FLASHSALE_ORDER_IDLE_S": "2",
+    api_env = {"FLASHSALE_ORDER_REQUEST_TIMEOUT_MS": "1500", "FLASHSALE_ORDER_IDLE_S": "4",
                "FLASHSALE_ORDER_MAX_CONNS": "400", "FLASHSALE_RATE_ORDER_MEMBER_PER_S": "0",
-               "FLASHSALE_RATE_ORDER_IP_PER_S": "0"}
+               "FLASHSALE_RATE_ORDER_IP_PER_S": "0",
+               # the drain below: one worker, so that a second checkout waits for it; waits
+               # long enough to outlast the processor's pause
+               "FLASHSALE_ORDER_WORKERS": "1", "FLASHSALE_DECISION_WAIT_MS": "5000"}
     with System(bindir, api_env=api_env, sagas=True) as s:
         pid = s.create_product(stock=100000)
         port = s.order_port
@@ -276,7 +284,68 @@ def main(bindir):
         checks += 2
 
         s.wait_all_decided()
+        checks += drain(s, port, pid)
     print("order front: %d checks passed" % checks)
+
+
+def drain(s, port, pid):
+    """The stop's drain (last: the API does not come back). The processor is paused, so that
+    orders wait for their decisions when SIGTERM comes; it goes on after the drain began."""
+    buyer, tok = s.member()
+    idle, answered = [], set()
+    for _ in range(5):  # kept alive, answered before the stop
+        k = Conn(port)
+        k.send(raw_request(tok, {"product_id": pid, "quantity": 1}))
+        st, _, out = k.response()
+        assert st == 201, (st, out)
+        answered.add(out["order_id"])
+        idle.append(k)
+    proc = s.procs["inv-a"]
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        waiting = [Conn(port) for _ in range(30)]
+        for k in waiting:
+            k.send(raw_request(tok, {"product_id": pid, "quantity": 1}))
+        running = Conn(port)  # the one worker takes it up and waits in it
+        running.send(raw_request(tok, {"items": [{"product_id": pid, "quantity": 1}]}))
+        time.sleep(0.3)
+        queued = Conn(port)  # behind it: no worker for it
+        queued.send(raw_request(tok, {"items": [{"product_id": pid, "quantity": 1}]}))
+        time.sleep(0.3)
+        s.api.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # (the API looks for the signal every 100 ms)
+        st, h, out = queued.response()
+        expect_error(st, h, out, 503, "UNAVAILABLE")
+        assert h.get("connection") == "close" and h.get("retry-after") == "1", h
+        for k in idle:
+            k.send(raw_request(tok, {"product_id": pid, "quantity": 1}))
+            st, h, out = k.response()
+            expect_error(st, h, out, 503, "UNAVAILABLE")
+            assert h.get("connection") == "close", h
+            assert k.closed_by_server(5), "a connection answered 503 in the drain stayed open"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            raise AssertionError("the order front took a new connection while stopping")
+        except ConnectionRefusedError:
+            pass
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    for k in waiting:
+        st, _, out = k.response()
+        assert st == 201 and out["status"] == "RESERVED", (st, out)
+        answered.add(out["order_id"])
+    st, _, out = running.response()
+    assert st == 201 and out["status"] == "RESERVED", (st, out)
+    answered.add(out["order_id"])
+    assert s.api.wait(timeout=30) == 0, "the API did not exit cleanly after its drain"
+    # every order of the buyer in the log was answered: the five before the stop, the 30
+    # that waited through it, the running checkout (its line); not the refused checkout
+    placed = {r["value"]["order_id"] for r in s.dump("inventory.commands")
+              if r.get("type") == "ReserveStock" and r["value"].get("member_id") == buyer}
+    assert placed == answered and len(answered) == 36, (len(placed), len(answered), placed ^ answered)
+    for k in waiting + idle + [running, queued]:
+        k.close()
+    return 5
 
 
 if __name__ == "__main__":
