@@ -26,6 +26,7 @@ typedef struct {
     api_bus *bus;
     fs_health *health;
     long decision_wait_ms; /* FLASHSALE_DECISION_WAIT_MS */
+    long drain_ms;         /* FLASHSALE_DRAIN_MS: a stop finishes what was begun within this */
     long max_body;         /* FLASHSALE_HTTP_MAX_BODY */
     /* members and sessions (accounts.h): keys, password hashing, the member cache, rate
      * limits and the outbox relay, made by api_accounts_new in main.c */

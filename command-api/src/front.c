@@ -9,7 +9,14 @@
  *     connection's output, which nobody else touches meanwhile) and queue the connection on
  *     `ready` with `worker_done` set.
  * A connection on `ready` is never freed by the loop while it is queued: a closing one is
- * marked `dead` and freed when taken off the queue. */
+ * marked `dead` and freed when taken off the queue.
+ *
+ * Stopping (api_front_drain, then api_front_stop): the loop closes the listener, refuses the
+ * checkouts still on `todo` and every request read from then on (503), answers what was
+ * begun, and sets `drain_done` when nothing begun is left (or at the drain's deadline). It
+ * goes on serving the bus's replies and delivery reports (civetweb's requests, finished by
+ * mg_stop meanwhile, need them) until api_front_stop sets `stop`; then the workers are
+ * joined, every wait let go, and the connections closed. */
 #include "front.h"
 #include "metrics.h"
 
@@ -35,6 +42,7 @@
 #define IN_START 4096
 #define MAX_WORKERS 32
 #define EXPIRE_EVERY_MS 200
+#define STOPPING_MESSAGE "this server is stopping; nothing was placed: send the order again"
 
 typedef enum {
     F_IDLE,    /* kept alive, no byte of the next request yet */
@@ -92,9 +100,11 @@ struct api_front {
     fconn *thead, *ttail; /* waiting for their deadline, in deadline order */
     pthread_t loop, workers[MAX_WORKERS];
     atomic_int stop, woken;
-    atomic_int drain;  /* api_front_drain: answer what was begun, refuse the rest, then end */
-    bool draining;     /* (loop) the drain has begun */
-    int64_t drain_end; /* (loop) monotonic ms: the drain ends then at the latest */
+    atomic_int drain;      /* api_front_drain: answer what was begun, refuse the rest */
+    atomic_int drain_done; /* (set by the loop) nothing begun is left, or the drain's time is up */
+    bool draining;         /* (loop) the drain has begun */
+    int64_t drain_end;     /* (loop) monotonic ms: the drain ends then at the latest */
+    int64_t drain_looked;  /* (loop) when drained() last looked */
     long drain_ms;
     pthread_mutex_t q_lock;
     pthread_cond_t q_cond;
@@ -457,6 +467,8 @@ static void poll_wait(api_front *f, fconn *c)
     if (!c->call.w || !api_bus_wait_poll(f->a->bus, c->call.w, c->call.deadline, c->call.need_decision, &r))
         return;
     timed_remove(f, c);
+    if (f->draining) /* a stopping server keeps no connection for a next request */
+        c->close_after = c->sink.close = true;
     fs_log_set_cid(c->req.request_id);
     api_order_timed(&c->call, api_order_end(&c->call, &r));
     answered(f, c);
@@ -471,13 +483,13 @@ static void start_wait(api_front *f, fconn *c)
     poll_wait(f, c); /* a change before the notify was set is seen here */
 }
 
-/* A request this server will not take up because it is stopping: nothing of it was done, so
- * the client may send it again (to another instance, or to this one once it is back). */
+/* A request queued for a worker that this server will not take up because it is stopping:
+ * nothing of it was done, so the client may send it again (to another instance, or to this
+ * one once it is back). */
 static void stopping(api_front *f, fconn *c)
 {
     c->close_after = c->sink.close = true;
-    fs_http_error(&c->req, 503, "UNAVAILABLE", "this server is stopping; nothing was placed: send the order again",
-                  "Retry-After: 1\r\n");
+    fs_http_error(&c->req, 503, "UNAVAILABLE", STOPPING_MESSAGE, "Retry-After: 1\r\n");
     answered(f, c);
 }
 
@@ -487,15 +499,9 @@ static void dispatch(api_front *f, fconn *c, size_t hlen, long long clen)
     atomic_fetch_add(&f->c_requests, 1);
     c->state = F_BUSY;
     c->reqlen = hlen + (size_t)clen;
-    if (f->draining)
-        c->close_after = true; /* a stopping server keeps no connection for later */
     c->sink = (fs_http_sink){.body = c->in + hlen, .body_len = (size_t)clen, .write = sink_write, .ctx = c,
                              .close = c->close_after || c->eof};
     fs_http_req_init_sink(&c->req, &c->ri, &c->sink, FS_ROUTE_ORDERS_CREATE);
-    if (f->draining) {
-        stopping(f, c);
-        return;
-    }
     if (strcmp(c->ri.local_uri, "/api/orders")) {
         fs_http_error(&c->req, 404, "NOT_FOUND", "this port serves POST /api/orders only", NULL);
         answered(f, c);
@@ -601,6 +607,11 @@ static void serve_next(api_front *f, fconn *c)
 {
     if (!c->hlen && take_header(f, c))
         return;
+    if (f->draining) { /* not taken up: answered at once, the body (if any) left unread */
+        atomic_fetch_add(&f->c_requests, 1);
+        refuse(f, c, 503, "UNAVAILABLE", STOPPING_MESSAGE, "Retry-After: 1\r\n");
+        return;
+    }
     size_t hlen = c->hlen, need = hlen + (size_t)c->clen;
     if (c->inlen < need) { /* the body is still coming */
         if (c->eof) {
@@ -824,11 +835,16 @@ static void drain_begin(api_front *f, int64_t now)
 }
 
 /* Whether no begun request is left: none waiting for its decision or a worker, none being
- * written. */
+ * written or lingering after a refusal, none queued for the loop. */
 static bool drained(api_front *f)
 {
+    pthread_mutex_lock(&f->q_lock);
+    bool queued = f->ready != NULL;
+    pthread_mutex_unlock(&f->q_lock);
+    if (queued)
+        return false;
     for (fconn *c = f->all; c; c = c->next)
-        if (c->state == F_BUSY || c->state == F_WRITING)
+        if (c->state == F_BUSY || c->state == F_WRITING || c->state == F_LINGER)
             return false;
     return true;
 }
@@ -877,18 +893,21 @@ static void *loop_main(void *arg)
         if (expire)
             last_expire = now;
         on_timer(f, now, expire);
-        if (atomic_load(&f->drain)) {
+        if (atomic_load(&f->drain) && !atomic_load(&f->drain_done)) {
             if (!f->draining)
                 drain_begin(f, now);
-            if (drained(f) || now >= f->drain_end)
-                break;
+            /* (a look walks every connection: at most every 20 ms) */
+            if ((now - f->drain_looked >= 20 && (f->drain_looked = now, drained(f))) || now >= f->drain_end) {
+                long left = 0;
+                for (fconn *c = f->all; c; c = c->next)
+                    left += c->state == F_BUSY || c->state == F_WRITING;
+                fs_log_info("order front drained", json_pack("{s:I}", "unanswered", (json_int_t)left));
+                /* the loop goes on until api_front_stop: civetweb's requests, still being
+                 * finished, need the decisions' replies and the delivery reports it serves;
+                 * what is read meanwhile is refused */
+                atomic_store(&f->drain_done, 1);
+            }
         }
-    }
-    if (f->draining) {
-        long left = 0;
-        for (fconn *c = f->all; c; c = c->next)
-            left += c->state == F_BUSY || c->state == F_WRITING;
-        fs_log_info("order front drained", json_pack("{s:I}", "unanswered", (json_int_t)left));
     }
     return NULL;
 }
@@ -943,13 +962,13 @@ api_front *api_front_start(api_ctx *a, const char *default_addr, fs_err *err)
         return NULL;
     }
     f->a = a;
+    f->drain_ms = a->drain_ms;
     f->lfd = f->efd = f->epfd = f->dfd = -1;
     bool delivery_on; /* FLASHSALE_API_DELIVERY_ON_FRONT: the loop serves the delivery reports */
     if (fs_env_int("FLASHSALE_ORDER_REQUEST_TIMEOUT_MS", 10000, 100, 600000, &f->request_ms, err) ||
         fs_env_int("FLASHSALE_ORDER_IDLE_S", 60, 1, 86400, &f->idle_s, err) ||
         fs_env_int("FLASHSALE_ORDER_MAX_CONNS", 20000, 1, 1000000, &f->max_conns, err) ||
         fs_env_int("FLASHSALE_ORDER_WORKERS", 8, 1, MAX_WORKERS, &f->nworkers, err) ||
-        fs_env_int("FLASHSALE_ORDER_DRAIN_MS", 7000, 0, 600000, &f->drain_ms, err) ||
         fs_env_bool("FLASHSALE_API_DELIVERY_ON_FRONT", true, &delivery_on, err)) {
         free(f);
         return NULL;
@@ -1035,8 +1054,13 @@ void api_front_stop(api_front *f)
     if (!f)
         return;
     api_front_drain(f);
-    pthread_join(f->loop, NULL); /* it ends once drained */
+    while (!atomic_load(&f->drain_done)) /* (bounded by FLASHSALE_DRAIN_MS) */
+        usleep(10 * 1000);
     atomic_store(&f->stop, 1);
+    uint64_t one = 1;
+    ssize_t w = write(f->efd, &one, sizeof one);
+    (void)w;
+    pthread_join(f->loop, NULL);
     pthread_mutex_lock(&f->q_lock);
     pthread_cond_broadcast(&f->q_cond);
     pthread_mutex_unlock(&f->q_lock);
@@ -1051,6 +1075,12 @@ void api_front_stop(api_front *f)
         if (f->dfd < 0)
             pthread_join(f->workers[i], NULL);
     }
+    /* no bus thread may queue a connection from here on: every wait is let go first */
+    for (fconn *c = f->all; c; c = c->next)
+        if (c->call.w) { /* (no worker runs any more) */
+            api_bus_waiter_release(f->a->bus, c->call.w);
+            c->call.w = NULL;
+        }
     /* the workers are gone: what they held is on `ready` or `todo` */
     pthread_mutex_lock(&f->q_lock);
     fconn *r = f->ready, *dead = NULL;

@@ -50,11 +50,12 @@ api_front *api_front_start(api_ctx *a, const char *default_addr, fs_err *err);
  * backlog is reset), requests not taken up yet (a checkout or first steps queued for a
  * worker, a request read from now on) are answered 503 UNAVAILABLE with Connection: close
  * (nothing of them was done: send them again), and every order whose command is produced
- * still gets its answer (its decision, or 202 at its wait's deadline), for at most
- * FLASHSALE_ORDER_DRAIN_MS (7000). */
+ * still gets its answer, as it would without the stop, for at most FLASHSALE_DRAIN_MS
+ * (FLASHSALE_DECISION_WAIT_MS + 5000). The loop keeps serving the decisions' replies and the
+ * delivery reports (civetweb's requests need them) until api_front_stop. */
 void api_front_drain(api_front *f);
-/* Drains (api_front_drain) and waits for the drain's end, then closes every connection.
- * NULL-safe. */
+/* Drains (api_front_drain) and waits for the drain's end, then stops the loop and the
+ * workers and closes every connection. NULL-safe. */
 void api_front_stop(api_front *f);
 /* Prometheus lines of its gauges and counters (nothing for NULL). */
 void api_front_metrics(api_front *f, FILE *out);

@@ -11,7 +11,9 @@
  * Settings (environment, validated at start): FLASHSALE_HTTP_ADDR (127.0.0.1),
  * FLASHSALE_HTTP_PORT (8080), FLASHSALE_HTTP_THREADS (512), FLASHSALE_HTTP_QUEUE (4096),
  * FLASHSALE_HTTP_KEEPALIVE_MS (2000), FLASHSALE_DECISION_WAIT_MS (2000: how long POST
- * /api/orders waits for the decision before answering 202), FLASHSALE_HTTP_MAX_BODY (16384),
+ * /api/orders waits for the decision before answering 202), FLASHSALE_DRAIN_MS (that + 5000: how
+ * long a stop, SIGTERM, keeps answering what was begun while it refuses new requests with 503;
+ * front.h), FLASHSALE_HTTP_MAX_BODY (16384),
  * FLASHSALE_JWT_SECRET (required, at least 32 characters), FLASHSALE_PII_KEY (required, 64
  * hex characters), FLASHSALE_PG_POOL_SIZE (16: PostgreSQL connections shared by all worker
  * threads), FLASHSALE_PG_POOL_WAIT_MS (1000: a request waits this long for one, then 503),
@@ -30,6 +32,7 @@
 #include "front.h"
 #include "sse.h"
 
+#include "fs/id.h"
 #include "fs/jwt.h"
 
 #include "fs/config.h"
@@ -39,6 +42,7 @@
 #include "fs/metrics.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,10 +141,34 @@ static int handle_metrics(struct mg_connection *conn, void *cb)
  * can arrive before a handler is registered (between mg_start and mg_set_request_handler
  * civetweb would answer a 404 of its own). Returns the status sent (never 0: civetweb must
  * not handle the request itself). */
+/* The stop's drain on civetweb's side (its mg_stop drops what a handler writes once it has
+ * begun): new requests are refused while those under way finish. */
+static atomic_int http_draining;
+static atomic_long http_in_flight;
+
 static int begin_request(struct mg_connection *conn)
 {
+    if (atomic_load(&http_draining)) {
+        fs_http_req req;
+        fs_http_req_init(&req, conn, FS_ROUTE_OTHER);
+        return fs_http_error(&req, 503, "UNAVAILABLE", "this server is stopping; nothing was done: send it again",
+                             "Connection: close\r\nRetry-After: 1\r\n");
+    }
+    atomic_fetch_add(&http_in_flight, 1);
     int status = api_routes_dispatch(conn, mg_get_user_data(mg_get_context(conn)));
+    atomic_fetch_sub(&http_in_flight, 1);
     return status > 0 && status < 1000 ? status : 500;
+}
+
+/* Refuses new requests and waits (at most drain_ms) until those under way have answered. */
+static void http_drain(long drain_ms)
+{
+    atomic_store(&http_draining, 1);
+    int64_t until = fs_mono_ms() + drain_ms;
+    while (atomic_load(&http_in_flight) > 0 && fs_mono_ms() < until)
+        usleep(10 * 1000);
+    long left = atomic_load(&http_in_flight);
+    fs_log_info("http drained", json_pack("{s:I}", "unanswered", (json_int_t)left));
 }
 
 /* After every request on a worker thread: the pooled PostgreSQL connection goes back. */
@@ -228,6 +256,7 @@ int main(int argc, char **argv)
         fs_env_int("FLASHSALE_HTTP_QUEUE", 4096, 16, 1000000, &queue, &err) ||
         fs_env_int("FLASHSALE_HTTP_KEEPALIVE_MS", 2000, 0, 600000, &keepalive, &err) ||
         fs_env_int("FLASHSALE_DECISION_WAIT_MS", 2000, 0, 60000, &a.decision_wait_ms, &err) ||
+        fs_env_int("FLASHSALE_DRAIN_MS", a.decision_wait_ms + 5000, 0, 600000, &a.drain_ms, &err) ||
         fs_env_int("FLASHSALE_HTTP_MAX_BODY", 16384, 256, 1048576, &a.max_body, &err) ||
         fs_env_secret("FLASHSALE_JWT_SECRET", FS_JWT_SECRET_MIN, true, &a.jwt_secret, &err) ||
         fs_env_int("FLASHSALE_ACCESS_TTL_S", 900, 10, 86400, &a.access_ttl_s, &err) ||
@@ -329,6 +358,7 @@ int main(int argc, char **argv)
         usleep(100 * 1000);
     fs_log_info("stopping", NULL);
     api_front_drain(front); /* both fronts finish what they began at once */
+    http_drain(a.drain_ms);
     mg_stop(ctx);
     mg_exit_library();
     fs_health_stop(a.health);

@@ -23,9 +23,11 @@ real sockets, against the test run's Kafka, PostgreSQL and Redis.
 Usage: test_front.py BUILD_DIR"""
 import json
 import os
+import select
 import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 
@@ -112,12 +114,9 @@ def expect_error(status, headers, body, want_status, code):
 
 def main(bindir):
     checks = 0
-    api_env = {"FLASHSALE_ORDER_REQUEST_TIMEOUT_MS": "1500", "FLASHSALE_ORDER_IDLE_S": "4",
+    api_env = {"FLASHSALE_ORDER_REQUEST_TIMEOUT_MS": "1500", "FLASHSALE_ORDER_IDLE_S": "2",
                "FLASHSALE_ORDER_MAX_CONNS": "400", "FLASHSALE_RATE_ORDER_MEMBER_PER_S": "0",
-               "FLASHSALE_RATE_ORDER_IP_PER_S": "0",
-               # the drain below: one worker, so that a second checkout waits for it; waits
-               # long enough to outlast the processor's pause
-               "FLASHSALE_ORDER_WORKERS": "1", "FLASHSALE_DECISION_WAIT_MS": "5000"}
+               "FLASHSALE_RATE_ORDER_IP_PER_S": "0"}
     with System(bindir, api_env=api_env, sagas=True) as s:
         pid = s.create_product(stock=100000)
         port = s.order_port
@@ -284,13 +283,17 @@ def main(bindir):
         checks += 2
 
         s.wait_all_decided()
-        checks += drain(s, port, pid)
+    # the stop's drain, on a system of its own: one worker, so that a second checkout waits
+    # for it; decisions waited for long enough to outlast the processor's pause
+    with System(bindir, sagas=True, api_env=dict(api_env, FLASHSALE_ORDER_IDLE_S="6", FLASHSALE_ORDER_WORKERS="1",
+                                                 FLASHSALE_DECISION_WAIT_MS="10000")) as s:
+        checks += drain(s, s.order_port, s.create_product(stock=100000))
     print("order front: %d checks passed" % checks)
 
 
 def drain(s, port, pid):
-    """The stop's drain (last: the API does not come back). The processor is paused, so that
-    orders wait for their decisions when SIGTERM comes; it goes on after the drain began."""
+    """The stop's drain (the API does not come back). The processor is paused, so that orders
+    wait for their decisions when SIGTERM comes; it goes on after the drain began."""
     buyer, tok = s.member()
     idle, answered = [], set()
     for _ in range(5):  # kept alive, answered before the stop
@@ -302,10 +305,15 @@ def drain(s, port, pid):
         idle.append(k)
     proc = s.procs["inv-a"]
     proc.send_signal(signal.SIGSTOP)
+    civet = {}
     try:
         waiting = [Conn(port) for _ in range(30)]
         for k in waiting:
             k.send(raw_request(tok, {"product_id": pid, "quantity": 1}))
+        # one through civetweb (the API's own port), whose wait needs the front's loop too
+        t = threading.Thread(target=lambda: civet.update(r=s.request(
+            "POST", "/api/orders", {"product_id": pid, "quantity": 1}, tok, direct=True, timeout=60)))
+        t.start()
         running = Conn(port)  # the one worker takes it up and waits in it
         running.send(raw_request(tok, {"items": [{"product_id": pid, "quantity": 1}]}))
         time.sleep(0.3)
@@ -313,8 +321,8 @@ def drain(s, port, pid):
         queued.send(raw_request(tok, {"items": [{"product_id": pid, "quantity": 1}]}))
         time.sleep(0.3)
         s.api.send_signal(signal.SIGTERM)
-        time.sleep(0.5)  # (the API looks for the signal every 100 ms)
-        st, h, out = queued.response()
+        stopped_at = time.monotonic()
+        st, h, out = queued.response()  # (refused as the drain begins)
         expect_error(st, h, out, 503, "UNAVAILABLE")
         assert h.get("connection") == "close" and h.get("retry-after") == "1", h
         for k in idle:
@@ -328,25 +336,34 @@ def drain(s, port, pid):
             raise AssertionError("the order front took a new connection while stopping")
         except ConnectionRefusedError:
             pass
+        # still waiting: their decisions cannot have come
+        ready, _, _ = select.select([k.s for k in waiting + [running]], [], [], 0)
+        assert not ready, "an order was answered before its decision could be taken"
     finally:
         proc.send_signal(signal.SIGCONT)
     for k in waiting:
-        st, _, out = k.response()
+        st, h, out = k.response()
         assert st == 201 and out["status"] == "RESERVED", (st, out)
+        assert h.get("connection") == "close", h  # a stopping server keeps no connection
         answered.add(out["order_id"])
     st, _, out = running.response()
     assert st == 201 and out["status"] == "RESERVED", (st, out)
     answered.add(out["order_id"])
+    t.join(60)
+    st, _, out = civet["r"]
+    assert st == 201 and out["status"] == "RESERVED", (st, out)
+    answered.add(out["order_id"])
     assert s.api.wait(timeout=30) == 0, "the API did not exit cleanly after its drain"
+    # ended by itself once everything was answered, well before FLASHSALE_DRAIN_MS (15 s)
+    assert time.monotonic() - stopped_at < 12, "the drain ran to its deadline"
     # every order of the buyer in the log was answered: the five before the stop, the 30
-    # that waited through it, the running checkout (its line); not the refused checkout
+    # that waited through it, civetweb's, the running checkout (its line); not the refused one
     placed = {r["value"]["order_id"] for r in s.dump("inventory.commands")
               if r.get("type") == "ReserveStock" and r["value"].get("member_id") == buyer}
-    assert placed == answered and len(answered) == 36, (len(placed), len(answered), placed ^ answered)
+    assert placed == answered and len(answered) == 37, (len(placed), len(answered), placed ^ answered)
     for k in waiting + idle + [running, queued]:
         k.close()
-    return 5
-
+    return 7
 
 if __name__ == "__main__":
     main(sys.argv[1])
