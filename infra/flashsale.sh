@@ -366,8 +366,11 @@ svc_start() {
 svc_stop() {
   local name=$1 f="$RUN/pids/$1.pid"
   if pid_alive "$f"; then
-    local pid; pid=$(cat "$f"); kill "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    local pid waits=100; pid=$(cat "$f"); kill "$pid" 2>/dev/null || true
+    # the API first answers what it has begun (FLASHSALE_DRAIN_MS, 7 s by default), then flushes
+    # its producers: that and 13 s more (20 s by default) before it is killed
+    [ "$name" = flashsale-api ] && waits=$(( (${FLASHSALE_DRAIN_MS:-7000} + 13000) / 100 ))
+    for _ in $(seq "$waits"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$f"

@@ -772,8 +772,11 @@ static void take_ready(api_front *f)
             conn_free(c);
         else if (done && c->worker_rc == ORDER_WAITING)
             start_wait(f, c);
-        else if (done)
+        else if (done) {
+            if (f->draining) /* (its header may say keep-alive: the drain began meanwhile) */
+                c->close_after = true;
             answered(f, c);
+        }
         else if (!in_worker && c->state == F_BUSY)
             poll_wait(f, c);
         else if (again && c->state == F_READING)
@@ -931,6 +934,8 @@ static void *worker_main(void *arg)
         if (!f->todo)
             f->todo_tail = NULL;
         pthread_mutex_unlock(&f->q_lock);
+        if (atomic_load(&f->drain)) /* (the worker owns the connection until it is done) */
+            c->close_after = c->sink.close = true;
         fs_log_set_cid(c->req.request_id);
         int rc = api_order_run_blocking(&c->call);
         api_pg_release(); /* the pooled connection goes back, whatever comes next */
@@ -1054,7 +1059,8 @@ void api_front_stop(api_front *f)
     if (!f)
         return;
     api_front_drain(f);
-    while (!atomic_load(&f->drain_done)) /* (bounded by FLASHSALE_DRAIN_MS) */
+    /* the loop says when (FLASHSALE_DRAIN_MS at most); bounded here too, should it be held up */
+    for (int64_t until = fs_mono_ms() + f->drain_ms + 1000; !atomic_load(&f->drain_done) && fs_mono_ms() < until;)
         usleep(10 * 1000);
     atomic_store(&f->stop, 1);
     uint64_t one = 1;

@@ -148,13 +148,14 @@ static atomic_long http_in_flight;
 
 static int begin_request(struct mg_connection *conn)
 {
+    atomic_fetch_add(&http_in_flight, 1); /* (counted first: http_drain then waits for it) */
     if (atomic_load(&http_draining)) {
+        atomic_fetch_sub(&http_in_flight, 1);
         fs_http_req req;
         fs_http_req_init(&req, conn, FS_ROUTE_OTHER);
         return fs_http_error(&req, 503, "UNAVAILABLE", "this server is stopping; nothing was done: send it again",
                              "Connection: close\r\nRetry-After: 1\r\n");
     }
-    atomic_fetch_add(&http_in_flight, 1);
     int status = api_routes_dispatch(conn, mg_get_user_data(mg_get_context(conn)));
     atomic_fetch_sub(&http_in_flight, 1);
     return status > 0 && status < 1000 ? status : 500;

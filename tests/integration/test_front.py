@@ -291,6 +291,12 @@ def main(bindir):
     print("order front: %d checks passed" % checks)
 
 
+def commands_of(s, member):
+    """The order ids of the member's ReserveStock commands in the log."""
+    return {r["value"]["order_id"] for r in s.dump("inventory.commands")
+            if r.get("type") == "ReserveStock" and r["value"].get("member_id") == member}
+
+
 def drain(s, port, pid):
     """The stop's drain (the API does not come back). The processor is paused, so that orders
     wait for their decisions when SIGTERM comes; it goes on after the drain began."""
@@ -316,10 +322,15 @@ def drain(s, port, pid):
         t.start()
         running = Conn(port)  # the one worker takes it up and waits in it
         running.send(raw_request(tok, {"items": [{"product_id": pid, "quantity": 1}]}))
-        time.sleep(0.3)
-        queued = Conn(port)  # behind it: no worker for it
+        # all of them under way (their commands in the log: the checkout's line is the
+        # saga's) before the stop: 5 + 30 + civetweb's + the line
+        deadline = time.time() + 60
+        while len(commands_of(s, buyer)) < 37:
+            assert time.time() < deadline, "the orders did not reach the log"
+            time.sleep(0.2)
+        queued = Conn(port)  # behind the running checkout: no worker for it
         queued.send(raw_request(tok, {"items": [{"product_id": pid, "quantity": 1}]}))
-        time.sleep(0.3)
+        time.sleep(0.3)  # (read and queued, or refused by the drain: 503 either way)
         s.api.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
         st, h, out = queued.response()  # (refused as the drain begins)
@@ -358,8 +369,7 @@ def drain(s, port, pid):
     assert time.monotonic() - stopped_at < 12, "the drain ran to its deadline"
     # every order of the buyer in the log was answered: the five before the stop, the 30
     # that waited through it, civetweb's, the running checkout (its line); not the refused one
-    placed = {r["value"]["order_id"] for r in s.dump("inventory.commands")
-              if r.get("type") == "ReserveStock" and r["value"].get("member_id") == buyer}
+    placed = commands_of(s, buyer)
     assert placed == answered and len(answered) == 37, (len(placed), len(answered), placed ^ answered)
     for k in waiting + idle + [running, queued]:
         k.close()
