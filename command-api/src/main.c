@@ -137,15 +137,15 @@ static int handle_metrics(struct mg_connection *conn, void *cb)
     return rc;
 }
 
-/* Every request goes through the route table from civetweb's first callback on: no request
- * can arrive before a handler is registered (between mg_start and mg_set_request_handler
- * civetweb would answer a 404 of its own). Returns the status sent (never 0: civetweb must
- * not handle the request itself). */
 /* The stop's drain on civetweb's side (its mg_stop drops what a handler writes once it has
  * begun): new requests are refused while those under way finish. */
 static atomic_int http_draining;
 static atomic_long http_in_flight;
 
+/* Every request goes through the route table from civetweb's first callback on: no request
+ * can arrive before a handler is registered (between mg_start and mg_set_request_handler
+ * civetweb would answer a 404 of its own). While the API stops (http_drain) it is refused
+ * instead. Returns the status sent (never 0: civetweb must not handle the request itself). */
 static int begin_request(struct mg_connection *conn)
 {
     atomic_fetch_add(&http_in_flight, 1); /* (counted first: http_drain then waits for it) */

@@ -375,5 +375,6 @@ def drain(s, port, pid):
         k.close()
     return 7
 
+
 if __name__ == "__main__":
     main(sys.argv[1])
