@@ -367,9 +367,11 @@ svc_stop() {
   local name=$1 f="$RUN/pids/$1.pid"
   if pid_alive "$f"; then
     local pid waits=100; pid=$(cat "$f"); kill "$pid" 2>/dev/null || true
-    # the API first answers what it has begun (FLASHSALE_DRAIN_MS, 7 s by default), then flushes
-    # its producers: that and 13 s more (20 s by default) before it is killed
-    [ "$name" = flashsale-api ] && waits=$(( (${FLASHSALE_DRAIN_MS:-7000} + 13000) / 100 ))
+    # the API first answers what it has begun (FLASHSALE_DRAIN_MS, by default the decision wait
+    # + 5 s, as the API reads it), then flushes its producers: that and 13 s more before it is
+    # killed (20 s by default)
+    [ "$name" = flashsale-api ] &&
+      waits=$(( (${FLASHSALE_DRAIN_MS:-$(( ${FLASHSALE_DECISION_WAIT_MS:-2000} + 5000 ))} + 13000) / 100 ))
     for _ in $(seq "$waits"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   fi

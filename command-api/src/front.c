@@ -105,7 +105,6 @@ struct api_front {
     bool draining;         /* (loop) the drain has begun */
     int64_t drain_end;     /* (loop) monotonic ms: the drain ends then at the latest */
     int64_t drain_looked;  /* (loop) when drained() last looked */
-    long drain_ms;
     pthread_mutex_t q_lock;
     pthread_cond_t q_cond;
     fconn *ready, *ready_tail; /* for the loop */
@@ -120,13 +119,19 @@ static __thread bool on_loop; /* the loop's own thread: it looks at `ready` befo
 
 /* ---- queues --------------------------------------------------------------------------- */
 
+/* Makes the loop's epoll_wait return. */
+static void poke(api_front *f)
+{
+    uint64_t one = 1;
+    ssize_t w = write(f->efd, &one, sizeof one);
+    (void)w;
+}
+
 static void wake(api_front *f)
 {
     if (atomic_exchange(&f->woken, 1))
         return;
-    uint64_t one = 1;
-    ssize_t w = write(f->efd, &one, sizeof one);
-    (void)w;
+    poke(f);
 }
 
 /* q_lock held */
@@ -815,7 +820,7 @@ static void on_timer(api_front *f, int64_t now, bool expire)
 static void drain_begin(api_front *f, int64_t now)
 {
     f->draining = true;
-    f->drain_end = now + f->drain_ms;
+    f->drain_end = now + f->a->drain_ms;
     epoll_ctl(f->epfd, EPOLL_CTL_DEL, f->lfd, NULL);
     close(f->lfd); /* connections still in the backlog are reset: they asked nothing yet */
     f->lfd = -1;
@@ -834,7 +839,7 @@ static void drain_begin(api_front *f, int64_t now)
     }
     fs_log_info("order front draining", json_pack("{s:I,s:I,s:I}", "connections", (json_int_t)f->nconns,
                                                   "refused_queued", (json_int_t)refused, "drain_ms",
-                                                  (json_int_t)f->drain_ms));
+                                                  (json_int_t)f->a->drain_ms));
 }
 
 /* Whether no begun request is left: none waiting for its decision or a worker, none being
@@ -899,8 +904,12 @@ static void *loop_main(void *arg)
         if (atomic_load(&f->drain) && !atomic_load(&f->drain_done)) {
             if (!f->draining)
                 drain_begin(f, now);
-            /* (a look walks every connection: at most every 20 ms) */
-            if ((now - f->drain_looked >= 20 && (f->drain_looked = now, drained(f))) || now >= f->drain_end) {
+            bool over = now >= f->drain_end;
+            if (!over && now - f->drain_looked >= 20) { /* (a look walks every connection) */
+                f->drain_looked = now;
+                over = drained(f);
+            }
+            if (over) {
                 long left = 0;
                 for (fconn *c = f->all; c; c = c->next)
                     left += c->state == F_BUSY || c->state == F_WRITING;
@@ -967,7 +976,6 @@ api_front *api_front_start(api_ctx *a, const char *default_addr, fs_err *err)
         return NULL;
     }
     f->a = a;
-    f->drain_ms = a->drain_ms;
     f->lfd = f->efd = f->epfd = f->dfd = -1;
     bool delivery_on; /* FLASHSALE_API_DELIVERY_ON_FRONT: the loop serves the delivery reports */
     if (fs_env_int("FLASHSALE_ORDER_REQUEST_TIMEOUT_MS", 10000, 100, 600000, &f->request_ms, err) ||
@@ -1049,9 +1057,7 @@ void api_front_drain(api_front *f)
 {
     if (!f || atomic_exchange(&f->drain, 1))
         return;
-    uint64_t one = 1; /* (not wake(): its flag may be set by a wake the loop has not read yet) */
-    ssize_t w = write(f->efd, &one, sizeof one);
-    (void)w;
+    poke(f); /* (not wake(): its flag may be set by a wake the loop has not read yet) */
 }
 
 void api_front_stop(api_front *f)
@@ -1060,12 +1066,10 @@ void api_front_stop(api_front *f)
         return;
     api_front_drain(f);
     /* the loop says when (FLASHSALE_DRAIN_MS at most); bounded here too, should it be held up */
-    for (int64_t until = fs_mono_ms() + f->drain_ms + 1000; !atomic_load(&f->drain_done) && fs_mono_ms() < until;)
+    for (int64_t until = fs_mono_ms() + f->a->drain_ms + 1000; !atomic_load(&f->drain_done) && fs_mono_ms() < until;)
         usleep(10 * 1000);
     atomic_store(&f->stop, 1);
-    uint64_t one = 1;
-    ssize_t w = write(f->efd, &one, sizeof one);
-    (void)w;
+    poke(f);
     pthread_join(f->loop, NULL);
     pthread_mutex_lock(&f->q_lock);
     pthread_cond_broadcast(&f->q_cond);
