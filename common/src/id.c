@@ -1,5 +1,6 @@
 /* UUIDv7 generation; see fs/id.h. One mutex guards the (last_ms, counter) pair: an id costs
- * a lock, a clock read and 8 random bytes from a per-thread buffer refilled by getrandom(2). */
+ * a lock, a clock read and 8 random bytes from a per-thread buffer refilled by getrandom(2)
+ * (fs_random_bytes draws from the same buffer). */
 #include "fs/id.h"
 
 #include <pthread.h>
@@ -16,6 +17,15 @@ static __thread size_t rnd_pos = sizeof rnd_buf;
 
 static int random_bytes(uint8_t *out, size_t n)
 {
+    if (n > sizeof rnd_buf / 4) { /* large requests straight from the kernel */
+        for (size_t got = 0; got < n;) {
+            ssize_t r = getrandom(out + got, n - got, 0);
+            if (r < 0)
+                return -1;
+            got += (size_t)r;
+        }
+        return 0;
+    }
     if (rnd_pos + n > sizeof rnd_buf) {
         size_t got = 0;
         while (got < sizeof rnd_buf) {
@@ -29,6 +39,11 @@ static int random_bytes(uint8_t *out, size_t n)
     memcpy(out, rnd_buf + rnd_pos, n);
     rnd_pos += n;
     return 0;
+}
+
+int fs_random_bytes(void *out, size_t n)
+{
+    return random_bytes(out, n);
 }
 
 int64_t fs_now_ms(void)

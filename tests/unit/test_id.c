@@ -1,5 +1,6 @@
 /* UUIDv7: layout (version, variant, timestamp), text round trip, strict ordering within a
- * thread, uniqueness across threads. */
+ * thread, uniqueness across threads; fs_random_bytes across its buffer's refills and for
+ * requests larger than the buffer serves. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -80,12 +81,42 @@ static void test_unique_across_threads(void **state)
         assert_true(memcmp(all[k - 1].b, all[k].b, 16) != 0);
 }
 
+/* 16-byte draws (a reply token's size) over several refills of the per-thread buffer, and
+ * 1 KiB draws (straight from the kernel): no two equal, and every byte value turns up in
+ * the 64 KiB drawn (a buffer handed out twice, or never filled, would fail one or both). */
+static void test_random_bytes(void **state)
+{
+    (void)state;
+    enum { N = 2048 };
+    static uint8_t small[N][16];
+    for (int i = 0; i < N; i++)
+        assert_int_equal(fs_random_bytes(small[i], sizeof small[i]), 0);
+    qsort(small, N, sizeof small[0], cmp);
+    for (int i = 1; i < N; i++)
+        assert_true(memcmp(small[i - 1], small[i], 16) != 0);
+    static uint8_t big[32][1024];
+    for (int i = 0; i < 32; i++)
+        assert_int_equal(fs_random_bytes(big[i], sizeof big[i]), 0);
+    for (int i = 1; i < 32; i++)
+        assert_true(memcmp(big[i - 1], big[i], sizeof big[i]) != 0);
+    int seen[256] = {0};
+    for (int i = 0; i < 32; i++)
+        for (size_t k = 0; k < sizeof big[i]; k++)
+            seen[big[i][k]] = 1;
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < 16; k++)
+            seen[small[i][k]] = 1;
+    for (int v = 0; v < 256; v++)
+        assert_true(seen[v]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout_and_round_trip),
         cmocka_unit_test(test_strictly_increasing),
         cmocka_unit_test(test_unique_across_threads),
+        cmocka_unit_test(test_random_bytes),
     };
     return cmocka_run_group_tests_name("id", tests, NULL, NULL);
 }

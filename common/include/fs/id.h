@@ -6,6 +6,7 @@
  * timestamp is kept). The text form is the canonical 36-character lowercase hex. */
 #ifndef FS_ID_H
 #define FS_ID_H
+#include <stddef.h>
 #include <stdint.h>
 
 #define FS_UUID_STR_LEN 36
@@ -29,6 +30,11 @@ int fs_uuid7_at(uint64_t ms, char out[FS_UUID_STR_LEN + 1]);
 int64_t fs_uuid7_str_millis(const char *s);
 /* New id straight to text; returns 0 or -1. */
 int fs_uuid7_str(char out[FS_UUID_STR_LEN + 1]);
+
+/* n bytes from the kernel's CSPRNG (getrandom(2)), small requests (up to 64 bytes) served
+ * from a per-thread buffer so that one system call covers many of them. Not for a process
+ * that forks and draws in both parent and child. Returns 0, or -1 if the kernel refused. */
+int fs_random_bytes(void *out, size_t n);
 
 /* Wall clock in Unix milliseconds, and a monotonic clock in milliseconds. */
 int64_t fs_now_ms(void);
