@@ -1103,7 +1103,7 @@ api_waiter *api_bus_waiter_new(api_bus *b, const char *key)
     snprintf(w->key, sizeof w->key, "%s", key);
     w->t0_us = fs_mono_us();
     unsigned char rnd[FS_REPLY_TOKEN_LEN / 2];
-    if (fs_random_bytes(rnd, sizeof rnd)) /* one getrandom(2) per ~10 orders, not one each */
+    if (fs_random_bytes(rnd, sizeof rnd)) /* one getrandom(2) per ~6 orders, not one each */
         randombytes_buf(rnd, sizeof rnd);
     sodium_bin2hex(w->token, sizeof w->token, rnd, sizeof rnd);
     pthread_condattr_t ca;

@@ -3,6 +3,7 @@
  * (fs_random_bytes draws from the same buffer). */
 #include "fs/id.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/random.h>
@@ -14,26 +15,41 @@ static uint32_t id_counter; /* 12 bits used */
 
 static __thread uint8_t rnd_buf[256];
 static __thread size_t rnd_pos = sizeof rnd_buf;
+static pthread_once_t rnd_once = PTHREAD_ONCE_INIT;
+
+/* A forked child starts with an empty buffer: bytes its parent had drawn but not handed out
+ * are never handed out by both (the forking thread's buffer is the only one a child keeps). */
+static void rnd_forget_in_child(void)
+{
+    rnd_pos = sizeof rnd_buf;
+}
+
+static void rnd_register(void)
+{
+    pthread_atfork(NULL, NULL, rnd_forget_in_child);
+}
+
+static int fill(uint8_t *out, size_t n)
+{
+    for (size_t got = 0; got < n;) {
+        ssize_t r = getrandom(out + got, n - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
 
 static int random_bytes(uint8_t *out, size_t n)
 {
-    if (n > sizeof rnd_buf / 4) { /* large requests straight from the kernel */
-        for (size_t got = 0; got < n;) {
-            ssize_t r = getrandom(out + got, n - got, 0);
-            if (r < 0)
-                return -1;
-            got += (size_t)r;
-        }
-        return 0;
-    }
+    if (n > sizeof rnd_buf / 4) /* large requests straight from the kernel */
+        return fill(out, n);
     if (rnd_pos + n > sizeof rnd_buf) {
-        size_t got = 0;
-        while (got < sizeof rnd_buf) {
-            ssize_t r = getrandom(rnd_buf + got, sizeof rnd_buf - got, 0);
-            if (r < 0)
-                return -1;
-            got += (size_t)r;
-        }
+        pthread_once(&rnd_once, rnd_register);
+        if (fill(rnd_buf, sizeof rnd_buf))
+            return -1; /* rnd_pos unchanged: nothing is handed out twice */
         rnd_pos = 0;
     }
     memcpy(out, rnd_buf + rnd_pos, n);

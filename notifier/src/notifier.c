@@ -401,7 +401,8 @@ static int handle(notifier *nf, rd_kafka_t *dlq, const rd_kafka_message_t *m)
              * be a line per order of a sale whose buyers have no address on file */
             if (fs_log_enabled(FS_LOG_DEBUG))
                 fs_log_debug("no address for this member; not sent",
-                             json_pack("{s:s,s:s,s:s}", "notification_id", n.id, "member_id", n.member, "kind", n.kind));
+                             json_pack("{s:s,s:s,s:s}", "notification_id", n.id, "member_id",
+                                       n.member, "kind", n.kind));
             break;
         }
         if (found < 0)

@@ -32,8 +32,9 @@ int64_t fs_uuid7_str_millis(const char *s);
 int fs_uuid7_str(char out[FS_UUID_STR_LEN + 1]);
 
 /* n bytes from the kernel's CSPRNG (getrandom(2)), small requests (up to 64 bytes) served
- * from a per-thread buffer so that one system call covers many of them. Not for a process
- * that forks and draws in both parent and child. Returns 0, or -1 if the kernel refused. */
+ * from a per-thread buffer so that one system call covers many of them; a forked child
+ * starts with an empty buffer (pthread_atfork). Returns 0, or -1 if the kernel refused (out
+ * may then hold some bytes of a large request). */
 int fs_random_bytes(void *out, size_t n);
 
 /* Wall clock in Unix milliseconds, and a monotonic clock in milliseconds. */
