@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -16,6 +17,7 @@ static uint32_t id_counter; /* 12 bits used */
 static __thread uint8_t rnd_buf[256];
 static __thread size_t rnd_pos = sizeof rnd_buf;
 static pthread_once_t rnd_once = PTHREAD_ONCE_INIT;
+static bool rnd_fork_safe; /* the fork handler is registered: the buffer may be used */
 
 /* A forked child starts with an empty buffer: bytes its parent had drawn but not handed out
  * are never handed out by both (the forking thread's buffer is the only one a child keeps). */
@@ -26,7 +28,7 @@ static void rnd_forget_in_child(void)
 
 static void rnd_register(void)
 {
-    pthread_atfork(NULL, NULL, rnd_forget_in_child);
+    rnd_fork_safe = pthread_atfork(NULL, NULL, rnd_forget_in_child) == 0;
 }
 
 static int fill(uint8_t *out, size_t n)
@@ -48,6 +50,8 @@ static int random_bytes(uint8_t *out, size_t n)
         return fill(out, n);
     if (rnd_pos + n > sizeof rnd_buf) {
         pthread_once(&rnd_once, rnd_register);
+        if (!rnd_fork_safe) /* no handler (out of memory): no buffer either */
+            return fill(out, n);
         if (fill(rnd_buf, sizeof rnd_buf))
             return -1; /* rnd_pos unchanged: nothing is handed out twice */
         rnd_pos = 0;
