@@ -1,6 +1,6 @@
 /* UUIDv7 generation; see fs/id.h. One mutex guards the (last_ms, counter) pair: an id costs
- * a lock, a clock read and 8 random bytes from a per-thread buffer refilled by getrandom(2)
- * (fs_random_bytes draws from the same buffer). */
+ * a lock, a clock read and 8 random bytes from fs_random_bytes' per-thread buffer, refilled
+ * by getrandom(2). */
 #include "fs/id.h"
 
 #include <errno.h>
@@ -31,8 +31,9 @@ static void rnd_register(void)
     rnd_fork_safe = pthread_atfork(NULL, NULL, rnd_forget_in_child) == 0;
 }
 
-static int fill(uint8_t *out, size_t n)
+static int fill(void *buf, size_t n)
 {
+    uint8_t *out = buf;
     for (size_t got = 0; got < n;) {
         ssize_t r = getrandom(out + got, n - got, 0);
         if (r < 0 && errno == EINTR)
@@ -44,7 +45,7 @@ static int fill(uint8_t *out, size_t n)
     return 0;
 }
 
-static int random_bytes(uint8_t *out, size_t n)
+int fs_random_bytes(void *out, size_t n)
 {
     if (n > sizeof rnd_buf / 4) /* large requests straight from the kernel */
         return fill(out, n);
@@ -59,11 +60,6 @@ static int random_bytes(uint8_t *out, size_t n)
     memcpy(out, rnd_buf + rnd_pos, n);
     rnd_pos += n;
     return 0;
-}
-
-int fs_random_bytes(void *out, size_t n)
-{
-    return random_bytes(out, n);
 }
 
 int64_t fs_now_ms(void)
@@ -90,7 +86,7 @@ int64_t fs_mono_ms(void)
 int fs_uuid7_new(fs_uuid *out)
 {
     uint8_t rnd[8];
-    if (random_bytes(rnd, sizeof rnd))
+    if (fs_random_bytes(rnd, sizeof rnd))
         return -1;
     uint64_t now = (uint64_t)fs_now_ms();
     pthread_mutex_lock(&id_lock);
@@ -180,7 +176,7 @@ int fs_uuid7_str(char out[FS_UUID_STR_LEN + 1])
 int fs_uuid7_at(uint64_t ms, char out[FS_UUID_STR_LEN + 1])
 {
     fs_uuid id;
-    if (random_bytes(id.b + 6, 10))
+    if (fs_random_bytes(id.b + 6, 10))
         return -1;
     for (int i = 0; i < 6; i++)
         id.b[i] = (uint8_t)(ms >> (40 - 8 * i));
