@@ -86,6 +86,11 @@ def main(bindir):
         buyers = [s.member() for _ in range(3)]
         orders = [expect(s.order(tok, pid), 201)["order_id"] for _, tok in buyers]
         expect(s.order(s.member()[1], pid, quantity=3), 409, "INSUFFICIENT_STOCK")  # a decision too
+        # the audit's history (below): one paid, one cancelled, one left to expire. Paid and
+        # cancelled at once, within the 2 s payment window, not after the sections between
+        (_, tok_a), (_, tok_b), (_, tok_c) = buyers
+        expect(s.request("POST", "/api/orders/%s/payment" % orders[0], {}, tok_a), 200)
+        expect(s.request("POST", "/api/orders/%s/cancel" % orders[1], None, tok_b), 200)
         after = poll("the overview counting 4 decisions",
                      lambda: (lambda o: o if o["decisions_total"] >= before["decisions_total"] + 4 else None)(overview(s)))
         if time.time() - t0 < 8:  # all four are within the last 10 s
@@ -120,9 +125,6 @@ def main(bindir):
         print("dead letters: %s dead-lettered (%s), listed newest first; limit bounded" % (key, d["reason"]))
 
         # --- audit ----------------------------------------------------------------------------
-        (_, tok_a), (_, tok_b), (_, tok_c) = buyers
-        expect(s.request("POST", "/api/orders/%s/payment" % orders[0], {}, tok_a), 200)
-        expect(s.request("POST", "/api/orders/%s/cancel" % orders[1], None, tok_b), 200)
         wait_status(s, tok_c, orders[2], "EXPIRED", timeout=15)
         wait_status(s, tok_a, orders[0], "DELIVERED", timeout=15)
         n = -1
