@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# State after history: how long the API and the inventory processor take to start, and how
-# much memory the API holds, after a long history of orders (a dedicated system: own run
-# directory and ports; infrastructure only, the events come from perf/flashsale-synth).
+# State after history: how long the API, the inventory processor and the order saga take to
+# start, and how much memory they hold, after a long history of orders (a dedicated system:
+# own run directory and ports; infrastructure only, the events come from perf/flashsale-synth).
 #
-#   perf/state.sh [ORDERS] [SPAN_DAYS]      (1000000 orders spread over 365 days)
+#   perf/state.sh [ORDERS] [SPAN_DAYS] [OTHER_ORDERS_BIN]   (1000000 orders over 365 days)
 #
 # 1. flashsale-synth writes ORDERS paid orders (6 events each) whose ids and times are
 #    spread evenly over the last SPAN_DAYS days, as a shop that has sold that long would
@@ -12,7 +12,14 @@
 #    line), then it is stopped and started again (the second rebuild can use the snapshot the
 #    first one left, where the build has snapshots);
 # 3. the API starts twice in the same way: time from exec to /readyz answering 200, and its
-#    resident memory (VmRSS, and the peak VmHWM) once ready.
+#    resident memory (VmRSS, and the peak VmHWM) once ready;
+# 4. the order saga starts twice in the same way: time to its "orders rebuilt" line, the
+#    orders it holds then (synth's orders are PAID, so all of those within its day), and its
+#    resident memory then (the line's rss_kb: read before it handles any input; after it, it
+#    starts forwarding synth's StockReserved events, which would move the figure). Its memory with no orders is read once before synth writes,
+#    so bytes per held order = (resident - empty) / held. With OTHER_ORDERS_BIN (another
+#    build's flashsale-orders, e.g. the commit before a change), that binary is started the
+#    same way, alternating with this build's, on the same log: a side-by-side comparison.
 # Prints one JSON object; progress on stderr.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +28,8 @@ root=$(cd "$here/.." && pwd)
 ORDERS=${1:-1000000}
 SPAN_DAYS=${2:-365}
 BUILD="$root/build"
+OTHER_ORDERS=${3:-}
+[ -z "$OTHER_ORDERS" ] || [ -x "$OTHER_ORDERS" ] || { echo "not an executable: $OTHER_ORDERS" >&2; exit 2; }
 cd "$root"
 make -s build >/dev/null
 
@@ -41,10 +50,37 @@ trap cleanup EXIT
 . "$FLASHSALE_RUN_DIR/env"
 logs="$FLASHSALE_RUN_DIR/logs"
 
+rss() { awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} END {printf "%d %d", r/1024, h/1024}' "/proc/$1/status"; }
+
+saga_once() { # saga_once LABEL BINARY -> "rebuild_ms held rss_kb"
+  local log="$logs/orders-$1.log"
+  FLASHSALE_INSTANCE_ID=orders-state "$2" >"$log" 2>&1 & # one static member: rejoins at once
+  pid=$!
+  until grep -q '"orders rebuilt"' "$log"; do
+    kill -0 "$pid" 2>/dev/null || { tail -5 "$log" >&2; fs_die "the order saga died"; }
+    sleep 0.1
+  done
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  /usr/bin/python3 - "$log" <<'PY'
+import json, sys
+ms = held = None
+for line in open(sys.argv[1]):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    if r.get("msg") == "orders rebuilt" and held is None:
+        ms, held, kb = r["ms"], r["held"], r.get("rss_kb", -1)
+print(ms, held, kb)
+PY
+}
+
+fs_say "order saga: start on an empty log"
+read -r _ _ empty_kb < <(saga_once empty "$BUILD/sagas/flashsale-orders")
+fs_say "  ${empty_kb} kB resident"
+
 fs_say "writing $ORDERS orders over $SPAN_DAYS days ($((ORDERS * 6)) events)"
 "$BUILD/perf/flashsale-synth" --orders "$ORDERS" --span-days "$SPAN_DAYS" >"$logs/synth.json"
-
-rss() { awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} END {printf "%d %d", r/1024, h/1024}' "/proc/$1/status"; }
 
 inventory_once() { # -> "rebuild_ms events rss_mb"
   local log="$logs/inventory-$1.log"
@@ -100,6 +136,27 @@ for n in 1 2; do
   fs_say "  ready in $ms ms, $mb MB resident (peak $hwm MB)"
   api+=("{\"ready_ms\": $ms, \"rss_mb\": $mb, \"peak_mb\": $hwm}")
 done
+saga=() other=()
+saga_json() { # saga_json MS HELD KB -> a JSON object
+  local per=null
+  [ "$2" -gt 0 ] && per=$((($3 - empty_kb) * 1024 / $2))
+  echo "{\"rebuild_ms\": $1, \"held\": $2, \"rss_mb\": $(($3 / 1024)), \"bytes_per_held_order\": $per}"
+}
+for n in 1 2; do
+  fs_say "order saga: start $n"
+  read -r ms held kb < <(saga_once "$n" "$BUILD/sagas/flashsale-orders")
+  saga+=("$(saga_json "$ms" "$held" "$kb")")
+  fs_say "  rebuilt in $ms ms, $held orders held, ${saga[-1]}"
+  if [ -n "$OTHER_ORDERS" ]; then
+    fs_say "other order saga ($OTHER_ORDERS): start $n"
+    read -r ms held kb < <(saga_once "other-$n" "$OTHER_ORDERS")
+    other+=("$(saga_json "$ms" "$held" "$kb")")
+    fs_say "  rebuilt in $ms ms, $held orders held, ${other[-1]}"
+  fi
+done
 echo "{\"orders\": $ORDERS, \"span_days\": $SPAN_DAYS, \"commit\": \"$(git rev-parse --short HEAD)\","
 echo " \"inventory\": [${inv[0]}, ${inv[1]}],"
-echo " \"api\": [${api[0]}, ${api[1]}]}"
+echo " \"api\": [${api[0]}, ${api[1]}],"
+echo " \"orders_saga_empty_rss_kb\": $empty_kb,"
+[ -z "$OTHER_ORDERS" ] || echo " \"other_orders_saga\": {\"binary\": \"$OTHER_ORDERS\", \"runs\": [${other[0]}, ${other[1]}]},"
+echo " \"orders_saga\": [${saga[0]}, ${saga[1]}]}"

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const double bounds_ms[] = {0.05, 0.1, 0.25, 0.5, 1,   2,   3,   5,    7.5,  10,  15, 20,
                                    30,   50,  75,   100, 150, 200, 300, 500, 1000, 2000, 5000};
@@ -179,4 +180,16 @@ fs_metrics_server *fs_metrics_serve_from_env(void)
     else
         fs_log_warn("metrics listener not started", json_pack("{s:s}", "error", err.msg));
     return s;
+}
+
+long fs_resident_kb(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return -1;
+    long size, resident;
+    int n = fscanf(f, "%ld %ld", &size, &resident);
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    return n == 2 && page > 0 ? resident * (page / 1024) : -1;
 }

@@ -1,6 +1,7 @@
 /* Order lifecycle table and snapshot codec; see flashsale/order.h. */
 #include "flashsale/order.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -65,6 +66,12 @@ bool ord_status_is_terminal(ord_status s)
 bool ord_window_closed(const ord_order *o)
 {
     return o->status == ORD_DELIVERED && !strcmp(o->reason, ORD_REASON_WINDOW_CLOSED);
+}
+
+size_t ord_order_used_size(const ord_order *o)
+{
+    int n = o->nlines < 0 ? 0 : o->nlines > ORD_MAX_LINES ? ORD_MAX_LINES : o->nlines;
+    return offsetof(ord_order, lines) + (size_t)n * sizeof(ord_line);
 }
 
 int64_t ord_ended_at(const ord_order *o)

@@ -47,7 +47,9 @@ typedef struct {
     fs_common_config cfg;
     fs_codec *codec;
     ord_saga_config rules;
-    fs_map *orders[MAX_PARTITIONS]; /* per owned partition: order id -> ord_order* */
+    /* per owned partition: order id -> ord_order*, malloc'd at ord_order_used_size: only its
+     * nlines lines exist, so it is never copied or handed on whole (load) */
+    fs_map *orders[MAX_PARTITIONS];
     fs_dueheap timers;  /* each order's deadline */
     fs_dueheap forgets; /* each ended order's ord_forget_at */
     int64_t clock;      /* the forgetting's clock: the latest time of an input read (below) */
@@ -55,6 +57,7 @@ typedef struct {
     int64_t reported_at;
     /* the record being handled */
     char cause[64];
+    ord_order before; /* the held order it steps, whole (load) */
     ord_input in;
     ord_step_result out;
 } saga;
@@ -92,21 +95,42 @@ static ord_order *find(saga *s, int32_t part, const char *id)
                                                                   : NULL;
 }
 
-/* Keeps the step's order: a copy into the map (new) or over the one held. */
+/* The held order `held` (or none), whole in s->before, for ord_step: a held order has only
+ * the bytes its lines need. */
+static const ord_order *load(saga *s, const ord_order *held)
+{
+    if (!held)
+        return NULL;
+    size_t n = ord_order_used_size(held);
+    memcpy(&s->before, held, n);
+    memset((char *)&s->before + n, 0, sizeof s->before - n); /* the lines it does not have */
+    return &s->before;
+}
+
+/* Keeps the step's order, only the bytes its lines need (~360 of ~2,200 for one line): a copy
+ * over the one held when that has room for its lines, or else into a new allocation that
+ * replaces it in the map. */
 static int keep(saga *s, int32_t part, const ord_order *o, fs_err *err)
 {
+    size_t size = ord_order_used_size(o);
     ord_order *held = find(s, part, o->order_id);
-    if (!held) {
-        if (part < 0 || part >= MAX_PARTITIONS || !s->orders[part])
-            return fs_err_set(err, FS_ERR_FATAL, 0, "order %s on partition %d not owned",
-                              o->order_id, part);
-        held = malloc(sizeof *held);
-        if (!held || fs_map_put(s->orders[part], o->order_id, held) == (void *)-1) {
-            free(held);
-            return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
-        }
+    if (held && ord_order_used_size(held) >= size) {
+        memcpy(held, o, size);
+        return 0;
     }
-    *held = *o;
+    if (part < 0 || part >= MAX_PARTITIONS || !s->orders[part])
+        return fs_err_set(err, FS_ERR_FATAL, 0, "order %s on partition %d not owned",
+                          o->order_id, part);
+    ord_order *copy = malloc(size);
+    if (!copy)
+        return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
+    memcpy(copy, o, size);
+    void *old = fs_map_put(s->orders[part], o->order_id, copy);
+    if (old == (void *)-1) {
+        free(copy);
+        return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
+    }
+    free(old); /* the one held before, too small for the lines now (or none) */
     return 0;
 }
 
@@ -213,7 +237,7 @@ static int apply_step(saga *s, fs_txn_loop *loop, int32_t part, const ord_order 
 
 static int step(saga *s, fs_txn_loop *loop, int32_t part, fs_err *err)
 {
-    const ord_order *before = find(s, part, ord_input_order_id(&s->in));
+    const ord_order *before = load(s, find(s, part, ord_input_order_id(&s->in)));
     ord_step(&s->rules, before, &s->in, &s->out);
     return apply_step(s, loop, part, before, err);
 }
@@ -315,9 +339,10 @@ static void forget_ended(saga *s, int64_t now)
         size_t held = 0;
         for (int p = 0; p < MAX_PARTITIONS; p++)
             held += s->orders[p] ? fs_map_size(s->orders[p]) : 0;
-        fs_log_info("orders held", json_pack("{s:I,s:I,s:I}", "held", (json_int_t)held,
-                                             "forgotten", (json_int_t)s->forgotten, "timers",
-                                             (json_int_t)s->timers.n));
+        fs_log_info("orders held",
+                    json_pack("{s:I,s:I,s:I,s:I}", "held", (json_int_t)held, "forgotten",
+                              (json_int_t)s->forgotten, "timers", (json_int_t)s->timers.n,
+                              "rss_kb", (json_int_t)fs_resident_kb()));
         s->forgotten = 0;
         s->reported_at = now;
     }
@@ -346,8 +371,9 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
         s->in.at = now;
         s->in.due = t.due;
         snprintf(s->in.timer_order, sizeof s->in.timer_order, "%.*s", (int)sizeof s->in.timer_order - 1, t.key);
-        ord_step(&s->rules, o, &s->in, &s->out);
-        if (apply_step(s, loop, t.partition, o, err))
+        const ord_order *before = load(s, o);
+        ord_step(&s->rules, before, &s->in, &s->out);
+        if (apply_step(s, loop, t.partition, before, err))
             return -1;
     }
     return 0;
@@ -458,9 +484,10 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
             held += fs_map_size(s->orders[p]);
         }
     fs_log_info("orders rebuilt",
-                json_pack("{s:I,s:I,s:I,s:I,s:I}", "snapshots", (json_int_t)r.n, "held",
+                json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "snapshots", (json_int_t)r.n, "held",
                           (json_int_t)held, "left_out", (json_int_t)r.left_out, "timers",
-                          (json_int_t)s->timers.n, "ms", (json_int_t)(fs_mono_ms() - t0)));
+                          (json_int_t)s->timers.n, "ms", (json_int_t)(fs_mono_ms() - t0),
+                          "rss_kb", (json_int_t)fs_resident_kb()));
     return 0;
 }
 

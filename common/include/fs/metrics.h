@@ -35,4 +35,8 @@ void fs_metrics_serve_stop(fs_metrics_server *s);
  * without their own HTTP server: starts it, or logs why not and goes on without it. */
 fs_metrics_server *fs_metrics_serve_from_env(void);
 
+/* This process's resident memory in kB (/proc/self/statm), or -1 when it cannot be read. For
+ * the progress lines of services whose memory follows what they hold. */
+long fs_resident_kb(void);
+
 #endif

@@ -69,10 +69,16 @@ typedef struct {
     int64_t delivered_at;
     int32_t payment_attempts;
     bool restock_on_return;
-    int nlines;
-    ord_line lines[ORD_MAX_LINES];
     int64_t occurred_at;
+    int nlines;
+    ord_line lines[ORD_MAX_LINES]; /* last: see ord_order_used_size */
 } ord_order;
+
+/* The bytes of o that hold something: everything before its lines, and its nlines lines
+ * (nlines read as 0 to ORD_MAX_LINES). Most orders have one line, so this is about a sixth of
+ * sizeof(ord_order): a holder of many orders (the order saga) keeps only these bytes and
+ * copies them back into a whole ord_order before handing one to code that takes a whole one. */
+size_t ord_order_used_size(const ord_order *o);
 
 /* The reason of a DELIVERED order's closing snapshot, which the saga writes when its return
  * window closes (the DELIVERED snapshot's deadline): nothing can happen to the order after
