@@ -9,6 +9,7 @@
 #include "fs/id.h"
 #include "fs/map.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +120,18 @@ const char *inv_cmd_name(inv_cmd_type t)
 {
     return (unsigned)t < INV_CMD_COUNT ? cmd_names[t] : "?";
 }
+size_t inv_command_used_size(const inv_command *c)
+{
+    return c->type == INV_CMD_DEFINE || c->type == INV_CMD_UPDATE ? sizeof *c
+                                                                  : offsetof(inv_command, f);
+}
+
+size_t inv_event_used_size(const inv_event *e)
+{
+    return e->type == INV_EV_DEFINED || e->type == INV_EV_UPDATED ? sizeof *e
+                                                                  : offsetof(inv_event, f);
+}
+
 const char *inv_event_name(inv_event_type t)
 {
     return (unsigned)t < INV_EV_COUNT ? event_names[t] : "?";

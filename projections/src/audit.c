@@ -173,7 +173,7 @@ static int audit_once(int argc, char **argv, bool may_retry)
     a.at = at;
     a.cmds.size = sizeof(cmd_rec);
     a.evs.size = sizeof(ev_rec);
-    a.orders.size = sizeof(ord_order);
+    a.orders.size = sizeof(snap_rec);
     a.answers.size = sizeof(answer_rec);
     violations = json_array();
     char t_cmd[256], t_ev[256], t_ord[256];
@@ -295,6 +295,10 @@ static int audit_once(int argc, char **argv, bool may_retry)
     fs_map_destroy(decided);
     fs_map_destroy_free(orders);
     fs_map_destroy(a.pending_orders);
+    for (size_t i = 0; i < a.cmds.n; i++)
+        free(((cmd_rec *)a.cmds.v)[i].cmd);
+    for (size_t i = 0; i < a.evs.n; i++)
+        free(((ev_rec *)a.evs.v)[i].ev);
     free(a.cmds.v);
     free(a.evs.v);
     free(a.orders.v);

@@ -62,11 +62,11 @@ void audit_check_replay(audit_ctx *a, uint64_t *replayed)
         size_t e0 = ei;
         while (ei < a->evs.n && evs[ei].partition == part) {
             char k[32];
-            snprintf(k, sizeof k, "%lld", (long long)evs[ei].ev.command_offset);
+            snprintf(k, sizeof k, "%lld", (long long)evs[ei].ev->command_offset);
             if (fs_map_get(by_cmd, k))
-                audit_violation("replay", evs[ei].ev.order_id, evs[ei].ev.product_id, part,
+                audit_violation("replay", evs[ei].ev->order_id, evs[ei].ev->product_id, part,
                           evs[ei].offset, "a second event answers command %lld",
-                          (long long)evs[ei].ev.command_offset);
+                          (long long)evs[ei].ev->command_offset);
             else
                 fs_map_put(by_cmd, k, &evs[ei]);
             ei++;
@@ -76,8 +76,8 @@ void audit_check_replay(audit_ctx *a, uint64_t *replayed)
          * command was handled, in a transaction that committed) */
         int64_t upto = part >= 0 && part < MAX_PARTITIONS ? a->decided_upto[part] : -1;
         for (size_t i = e0; i < ei; i++)
-            if (evs[i].ev.command_offset >= upto)
-                upto = evs[i].ev.command_offset + 1;
+            if (evs[i].ev->command_offset >= upto)
+                upto = evs[i].ev->command_offset + 1;
         inv_state *st = inv_state_new(0);
         for (; ci < a->cmds.n && cmds[ci].partition == part; ci++) {
             cmd_rec *c = &cmds[ci];
@@ -86,51 +86,51 @@ void audit_check_replay(audit_ctx *a, uint64_t *replayed)
             ev_rec *got = fs_map_del(by_cmd, k);
             if (!c->ok) {
                 if (got)
-                    audit_violation("replay", got->ev.order_id, got->ev.product_id, part, c->offset,
+                    audit_violation("replay", got->ev->order_id, got->ev->product_id, part, c->offset,
                               "an undecodable command was answered");
                 continue;
             }
             inv_event want;
             if (c->offset <= inv_state_last_command_offset(st) ||
-                inv_decide(st, &c->cmd, &want) == INV_DUPLICATE) {
+                inv_decide(st, c->cmd, &want) == INV_DUPLICATE) {
                 if (got)
-                    audit_violation("replay", c->cmd.order_id, c->cmd.product_id, part, c->offset,
+                    audit_violation("replay", c->cmd->order_id, c->cmd->product_id, part, c->offset,
                               "a repeated command was answered again (%s)",
-                              inv_event_name(got->ev.type));
+                              inv_event_name(got->ev->type));
                 continue;
             }
             if (!got) {
                 if (a->at || c->offset >= upto) { /* after the cut, or not decided yet */
                     a->pending++;
-                    if (c->cmd.order_id[0])
-                        fs_map_put(a->pending_orders, c->cmd.order_id, (void *)1);
+                    if (c->cmd->order_id[0])
+                        fs_map_put(a->pending_orders, c->cmd->order_id, (void *)1);
                 } else
-                    audit_violation("replay", c->cmd.order_id, c->cmd.product_id, part, c->offset,
-                              "%s got no answer (expected %s)", inv_cmd_name(c->cmd.type),
+                    audit_violation("replay", c->cmd->order_id, c->cmd->product_id, part, c->offset,
+                              "%s got no answer (expected %s)", inv_cmd_name(c->cmd->type),
                               inv_event_name(want.type));
                 continue;
             }
-            if (!same_decision(&want, &got->ev))
-                audit_violation("replay", c->cmd.order_id, c->cmd.product_id, part, got->offset,
+            if (!same_decision(&want, got->ev))
+                audit_violation("replay", c->cmd->order_id, c->cmd->product_id, part, got->offset,
                           "%s answered %s %s (%d/%d/%d), the rules give %s %s (%d/%d/%d)",
-                          inv_cmd_name(c->cmd.type), inv_event_name(got->ev.type),
-                          got->ev.type == INV_EV_REJECTED ? inv_reason_name(got->ev.reason) : "",
-                          got->ev.available, got->ev.reserved, got->ev.sold,
+                          inv_cmd_name(c->cmd->type), inv_event_name(got->ev->type),
+                          got->ev->type == INV_EV_REJECTED ? inv_reason_name(got->ev->reason) : "",
+                          got->ev->available, got->ev->reserved, got->ev->sold,
                           inv_event_name(want.type),
                           want.type == INV_EV_REJECTED ? inv_reason_name(want.reason) : "",
                           want.available, want.reserved, want.sold);
-            if (inv_apply(st, &got->ev)) /* continue from what really happened */
-                audit_violation("replay", got->ev.order_id, got->ev.product_id, part, got->offset,
-                          "%s does not apply to the state before it", inv_event_name(got->ev.type));
+            if (inv_apply(st, got->ev)) /* continue from what really happened */
+                audit_violation("replay", got->ev->order_id, got->ev->product_id, part, got->offset,
+                          "%s does not apply to the state before it", inv_event_name(got->ev->type));
             (*replayed)++;
         }
         for (size_t i = e0; i < ei; i++) {
             char k[32];
-            snprintf(k, sizeof k, "%lld", (long long)evs[i].ev.command_offset);
+            snprintf(k, sizeof k, "%lld", (long long)evs[i].ev->command_offset);
             if (fs_map_get(by_cmd, k) == &evs[i])
-                audit_violation("replay", evs[i].ev.order_id, evs[i].ev.product_id, part, evs[i].offset,
+                audit_violation("replay", evs[i].ev->order_id, evs[i].ev->product_id, part, evs[i].offset,
                           "%s answers no command (command offset %lld)",
-                          inv_event_name(evs[i].ev.type), (long long)evs[i].ev.command_offset);
+                          inv_event_name(evs[i].ev->type), (long long)evs[i].ev->command_offset);
         }
         inv_state_destroy(st);
         fs_map_destroy(by_cmd);
@@ -221,7 +221,7 @@ void audit_check_invariants(audit_ctx *a, fs_map *products, fs_map *resv, fs_map
     }
     ev_rec *evs = a->evs.v;
     for (size_t i = 0; i < a->evs.n; i++) {
-        const inv_event *e = &evs[i].ev;
+        const inv_event *e = evs[i].ev;
         int32_t part = evs[i].partition;
         int64_t off = evs[i].offset;
         prod_t *p = fs_map_get(products, e->product_id);
@@ -381,9 +381,9 @@ void audit_check_invariants(audit_ctx *a, fs_map *products, fs_map *resv, fs_map
 
 void audit_check_orders(audit_ctx *a, fs_map *orders)
 {
-    ord_order *snaps = a->orders.v;
+    snap_rec *snaps = a->orders.v;
     for (size_t i = 0; i < a->orders.n; i++) {
-        ord_order *s = &snaps[i];
+        snap_rec *s = &snaps[i];
         order_t *o = fs_map_get(orders, s->order_id);
         if (!o) {
             o = calloc(1, sizeof *o);
@@ -445,7 +445,7 @@ void audit_check_answers(audit_ctx *a, answers_stats *st)
     fs_map *decision = fs_map_new(4096), *commanded = fs_map_new(4096), *sold_out_at = fs_map_new(256);
     ev_rec *evs = a->evs.v;
     for (size_t i = 0; i < a->evs.n; i++) {
-        inv_event *e = &evs[i].ev;
+        inv_event *e = evs[i].ev;
         if ((e->type == INV_EV_RESERVED || e->type == INV_EV_REJECTED) && e->item_count <= 1 &&
             !fs_map_get(decision, e->order_id))
             fs_map_put(decision, e->order_id, &evs[i]);
@@ -461,8 +461,8 @@ void audit_check_answers(audit_ctx *a, answers_stats *st)
     }
     cmd_rec *cmds = a->cmds.v;
     for (size_t i = 0; i < a->cmds.n; i++)
-        if (cmds[i].ok && cmds[i].cmd.type == INV_CMD_RESERVE)
-            fs_map_put(commanded, cmds[i].cmd.order_id, (void *)1);
+        if (cmds[i].ok && cmds[i].cmd->type == INV_CMD_RESERVE)
+            fs_map_put(commanded, cmds[i].cmd->order_id, (void *)1);
     answer_rec *ans = a->answers.v;
     for (size_t i = 0; i < a->answers.n; i++) {
         answer_rec *r = &ans[i];
@@ -493,15 +493,15 @@ void audit_check_answers(audit_ctx *a, answers_stats *st)
         st->compared++;
         if (!strcmp(r->source, "reply"))
             st->via_reply++;
-        const char *got = !d ? "" : d->ev.type == INV_EV_RESERVED ? "RESERVED" : "REJECTED";
-        const char *why = !d || d->ev.type == INV_EV_RESERVED ? "" : inv_reason_name(d->ev.reason);
-        int64_t pay_by = d && d->ev.type == INV_EV_RESERVED ? d->ev.pay_by : 0;
+        const char *got = !d ? "" : d->ev->type == INV_EV_RESERVED ? "RESERVED" : "REJECTED";
+        const char *why = !d || d->ev->type == INV_EV_RESERVED ? "" : inv_reason_name(d->ev->reason);
+        int64_t pay_by = d && d->ev->type == INV_EV_RESERVED ? d->ev->pay_by : 0;
         if (!d)
             audit_violation("answers", r->order_id, r->product_id, r->partition, r->offset,
                       "answered %s %s (%s) but no decision of the order was committed", r->status,
                       r->reason, r->source);
         else if (strcmp(got, r->status) || strcmp(why, r->reason) || pay_by != r->pay_by ||
-                 strcmp(d->ev.product_id, r->product_id) || d->ev.quantity != r->quantity)
+                 strcmp(d->ev->product_id, r->product_id) || d->ev->quantity != r->quantity)
             audit_violation("answers", r->order_id, r->product_id, r->partition, r->offset,
                       "answered %s %s pay_by %lld (%s), committed %s %s pay_by %lld at %d/%lld",
                       r->status, r->reason, (long long)r->pay_by, r->source, got, why,

@@ -24,7 +24,7 @@ static fs_map *expected_orders(audit_ctx *a)
     fs_map *m = fs_map_new(4096);
     ev_rec *evs = a->evs.v;
     for (size_t i = 0; i < a->evs.n; i++) {
-        const inv_event *e = &evs[i].ev;
+        const inv_event *e = evs[i].ev;
         if ((e->type != INV_EV_RESERVED && e->type != INV_EV_REJECTED) || e->item_count > 1 ||
             fs_map_get(m, e->order_id))
             continue;
@@ -34,7 +34,7 @@ static fs_map *expected_orders(audit_ctx *a)
         w->ended_at = e->occurred_at;
         fs_map_put(m, e->order_id, w);
     }
-    ord_order *snaps = a->orders.v;
+    snap_rec *snaps = a->orders.v;
     for (size_t i = 0; i < a->orders.n; i++) {
         want_order *w = fs_map_get(m, snaps[i].order_id);
         if (!w) {
@@ -42,7 +42,7 @@ static fs_map *expected_orders(audit_ctx *a)
             fs_map_put(m, snaps[i].order_id, w);
         }
         snprintf(w->status, sizeof w->status, "%s", ord_status_name(snaps[i].status));
-        w->ended_at = ord_ended_at(&snaps[i]);
+        w->ended_at = snaps[i].ended_at;
         w->ended = w->ended_at > 0;
         if (snaps[i].previous != snaps[i].status)
             w->transitions++;

@@ -13,12 +13,26 @@ static bool at_holds(const audit_ctx *a, int32_t partition, int64_t command_offs
     return command_offset < cut;
 }
 
+/* A malloc'd copy of the first `size` bytes of p, or NULL. */
+static void *keep(const void *p, size_t size)
+{
+    void *c = malloc(size);
+    if (c)
+        memcpy(c, p, size);
+    return c;
+}
+
+static int out_of_memory(const audit_ctx *a, fs_err *err)
+{
+    return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory after %llu records",
+                      (unsigned long long)a->read);
+}
+
 static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
 {
     audit_ctx *a = ctx;
     if (vec_grow(&a->cmds) || vec_grow(&a->evs) || vec_grow(&a->answers) || vec_grow(&a->orders))
-        return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory after %llu records",
-                          (unsigned long long)a->read);
+        return out_of_memory(a, err);
     rd_kafka_timestamp_type_t tt;
     int64_t ts = rd_kafka_message_timestamp(m, &tt);
     const char *topic = rd_kafka_topic_name(m->rkt);
@@ -50,27 +64,38 @@ static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
         else if (is_cmd)
             a->next_cmd[m->partition] = m->offset + 1;
     }
+    int rc = 0;
     if (is_cmd) {
         cmd_rec *c = vec_push(&a->cmds);
         c->partition = m->partition;
         c->offset = m->offset;
         c->ts = ts;
-        c->ok = ok && inv_command_decode(&v, fs_schema_name(s), &c->cmd, &e) == 0;
+        c->cmd = NULL;
+        inv_command cmd;
+        c->ok = ok && inv_command_decode(&v, fs_schema_name(s), &cmd, &e) == 0;
         if (c->ok) {
-            c->cmd.offset = m->offset;
-            c->cmd.logged_at = fs_kafka_record_time(m);
+            cmd.offset = m->offset;
+            cmd.logged_at = fs_kafka_record_time(m);
+            if (!(c->cmd = keep(&cmd, inv_command_used_size(&cmd)))) {
+                a->cmds.n--;
+                rc = out_of_memory(a, err);
+            }
         }
     } else if (ok && is_ev) {
-        ev_rec *r = vec_push(&a->evs);
-        r->partition = m->partition;
-        r->offset = m->offset;
-        r->ts = ts;
-        if (inv_event_decode(&v, fs_schema_name(s), &r->ev, &e)) {
-            a->evs.n--;
+        inv_event ev;
+        if (inv_event_decode(&v, fs_schema_name(s), &ev, &e)) {
             a->undecodable++;
-        } else if (a->at && !at_holds(a, m->partition, r->ev.command_offset, ts)) {
-            a->evs.n--;
+        } else if (a->at && !at_holds(a, m->partition, ev.command_offset, ts)) {
             a->skipped_time++;
+        } else {
+            ev_rec *r = vec_push(&a->evs);
+            r->partition = m->partition;
+            r->offset = m->offset;
+            r->ts = ts;
+            if (!(r->ev = keep(&ev, inv_event_used_size(&ev)))) {
+                a->evs.n--;
+                rc = out_of_memory(a, err);
+            }
         }
     } else if (ok && strstr(topic, "orders.answers") && !strcmp(fs_schema_name(s), "OrderAnswered")) {
         answer_rec *r = vec_push(&a->answers);
@@ -97,15 +122,20 @@ static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
         }
     } else if (ok && strstr(topic, "orders.events") &&
                !strcmp(fs_schema_name(s), "OrderStatusChanged")) {
-        ord_order *o = vec_push(&a->orders);
-        if (ord_decode(&v, o, &e))
-            a->orders.n--;
+        ord_order o;
+        if (ord_decode(&v, &o, &e) == 0) {
+            snap_rec *r = vec_push(&a->orders);
+            snprintf(r->order_id, sizeof r->order_id, "%s", o.order_id);
+            r->status = o.status;
+            r->previous = o.previous;
+            r->ended_at = ord_ended_at(&o);
+        }
     }
     if (!ok)
         a->undecodable++;
     else
         avro_value_decref(&v);
-    return 0;
+    return rc;
 }
 
 /* Every partition of the topic, each at the beginning; NULL with err. */

@@ -170,6 +170,90 @@ static void test_commit_release_restock(void **state)
     inv_state_destroy(s);
 }
 
+/* A copy of the first `size` bytes of p, in an allocation of exactly that size (ASan: a read
+ * past it fails the test). */
+static void *short_copy(const void *p, size_t size)
+{
+    void *c = malloc(size);
+    assert_non_null(c);
+    memcpy(c, p, size);
+    return c;
+}
+
+/* The audit keeps each command and event in inv_*_used_size bytes and hands those to
+ * inv_decide and inv_apply: commands of every type decided from such short copies, and their
+ * events applied from short copies, give the same events and the same state as whole ones. */
+static void test_short_copies(void **state)
+{
+    (void)state;
+    inv_state *whole = inv_state_new(WINDOW), *part = inv_state_new(WINDOW);
+    inv_command def = cmd(INV_CMD_DEFINE, "p");
+    snprintf(def.f.name, sizeof def.f.name, "Product p");
+    snprintf(def.f.description, sizeof def.f.description, "a description");
+    def.f.price = 9900;
+    def.f.sale_starts_at = T0;
+    def.stock = 3;
+    inv_command upd = cmd(INV_CMD_UPDATE, "p");
+    upd.f.has_price = true;
+    upd.f.price = 9000;
+    upd.f.has_limit = true;
+    upd.f.per_user_limit = 2;
+    inv_command restock = cmd(INV_CMD_RESTOCK, "p");
+    restock.quantity = 1;
+    inv_command release = cmd(INV_CMD_RELEASE, "p");
+    snprintf(release.order_id, sizeof release.order_id, "b");
+    snprintf(release.reason, sizeof release.reason, "EXPIRED");
+    inv_command commit = cmd(INV_CMD_COMMIT, "p");
+    snprintf(commit.order_id, sizeof commit.order_id, "a");
+    inv_command retention = cmd(INV_CMD_SET_RETENTION, "");
+    retention.dedup_window_ms = 3600000;
+    retention.sold_memory_ms = 7200000;
+    const inv_command cmds[] = {
+        def, upd, reserve("p", "a", "m1", 1), reserve("p", "b", "m2", 2),
+        reserve("p", "c", "m3", 1) /* sold out */, commit, release, restock,
+        cmd(INV_CMD_PAUSE, "p"), reserve("p", "d", "m4", 1) /* paused */,
+        cmd(INV_CMD_RESUME, "p"), retention, reserve("nope", "e", "m5", 1) /* unknown */,
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        size_t csize = inv_command_used_size(&cmds[i]);
+        bool fields = cmds[i].type == INV_CMD_DEFINE || cmds[i].type == INV_CMD_UPDATE;
+        assert_int_equal(csize, fields ? sizeof(inv_command) : offsetof(inv_command, f));
+        if (!fields)
+            assert_true(csize < sizeof(inv_command) / 4);
+        inv_command *c = short_copy(&cmds[i], csize);
+        inv_event want, got;
+        memset(&want, 0, sizeof want);
+        memset(&got, 0, sizeof got);
+        assert_int_equal(inv_decide(whole, &cmds[i], &want), INV_DECIDED);
+        assert_int_equal(inv_decide(part, c, &got), INV_DECIDED);
+        size_t esize = inv_event_used_size(&want);
+        assert_int_equal(inv_event_used_size(&got), esize);
+        assert_memory_equal(&got, &want, esize);
+        inv_event *e = short_copy(&got, esize);
+        assert_int_equal(inv_apply(whole, &want), 0);
+        assert_int_equal(inv_apply(part, e), 0);
+        free(e);
+        free(c);
+    }
+    inv_product_view a, b;
+    assert_true(inv_state_product(whole, "p", &a));
+    assert_true(inv_state_product(part, "p", &b));
+    assert_int_equal(a.stock, b.stock);
+    assert_int_equal(a.available, b.available);
+    assert_int_equal(a.reserved, b.reserved);
+    assert_int_equal(a.sold, b.sold);
+    assert_int_equal(a.paused, b.paused);
+    assert_int_equal(a.f.per_user_limit, b.f.per_user_limit);
+    assert_string_equal(a.f.name, b.f.name);
+    assert_int_equal(b.f.price, 9000);
+    assert_string_equal(b.f.description, "a description");
+    assert_int_equal(b.sold, 1);
+    assert_int_equal(inv_state_dedup_window(part), inv_state_dedup_window(whole));
+    assert_int_equal(inv_state_sold_memory(part), 7200000);
+    inv_state_destroy(whole);
+    inv_state_destroy(part);
+}
+
 /* Random commands: invariants after every step, and a state rebuilt from the events
  * (through Avro) equals the live one. */
 static void test_random_invariants_and_rebuild(void **state)
@@ -932,6 +1016,7 @@ int main(void)
         cmocka_unit_test(test_codec_vocabulary),
         cmocka_unit_test(test_accept_deadline),
         cmocka_unit_test(test_snapshot_records),
+        cmocka_unit_test(test_short_copies),
     };
     return cmocka_run_group_tests_name("inv_state", tests, NULL, NULL);
 }

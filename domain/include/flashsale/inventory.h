@@ -151,7 +151,7 @@ typedef struct {
     int64_t accept_by, logged_at;
     int64_t offset; /* of the command record in its partition (-1 if unknown) */
     int64_t dedup_window_ms, sold_memory_ms; /* SetRetention */
-    inv_product_fields f;
+    inv_product_fields f; /* DefineProduct, UpdateProduct; last: see inv_command_used_size */
 } inv_command;
 
 typedef struct {
@@ -168,8 +168,16 @@ typedef struct {
     int64_t pay_by, unit_price, command_offset, occurred_at;
     int64_t dedup_window_ms, sold_memory_ms; /* RetentionSet */
     inv_reason reason;
-    inv_product_fields f;
+    inv_product_fields f; /* ProductDefined, ProductUpdated; last: see inv_event_used_size */
 } inv_event;
+
+/* The bytes that hold something: the whole struct for the types that carry product fields
+ * (DefineProduct, UpdateProduct; ProductDefined, ProductUpdated), else everything before `f`
+ * (~2.3 KB of name and description): ~13 % of the struct for an order's command or event.
+ * Nothing reads `f` of another type, so a holder of many (the audit) keeps only these bytes
+ * and may hand them on as a command or an event. */
+size_t inv_command_used_size(const inv_command *c);
+size_t inv_event_used_size(const inv_event *e);
 
 typedef struct {
     char id[INV_ID_MAX];
