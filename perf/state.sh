@@ -15,11 +15,13 @@
 #    resident memory (VmRSS, and the peak VmHWM) once ready;
 # 4. the order saga starts twice in the same way: time to its "orders rebuilt" line, the
 #    orders it holds then (synth's orders are PAID, so all of those within its day), and its
-#    resident memory then (the line's rss_kb: read before it handles any input; after it, it
-#    starts forwarding synth's StockReserved events, which would move the figure). Its memory with no orders is read once before synth writes,
-#    so bytes per held order = (resident - empty) / held. With OTHER_ORDERS_BIN (another
-#    build's flashsale-orders, e.g. the commit before a change), that binary is started the
-#    same way, alternating with this build's, on the same log: a side-by-side comparison.
+#    resident memory then (the line's rss_kb, read before it handles any input: after it, it
+#    forwards synth's StockReserved events, which would move the figure). Its memory with no
+#    orders is read once before synth writes, so bytes per held order = (resident - empty) /
+#    held. With OTHER_ORDERS_BIN (another build's flashsale-orders, e.g. the commit before a
+#    change), that binary is started the same way, alternating with this build's, on the same
+#    log: a side-by-side comparison. It must log rss_kb too (builds from 2026-12-05 on; for an
+#    older one, add that field to its two log lines in a worktree), or the script stops.
 # Prints one JSON object; progress on stderr.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -71,12 +73,15 @@ for line in open(sys.argv[1]):
         continue
     if r.get("msg") == "orders rebuilt" and held is None:
         ms, held, kb = r["ms"], r["held"], r.get("rss_kb", -1)
+if held is None or kb < 0:
+    sys.exit("%s: no \"orders rebuilt\" line with rss_kb (a build that does not log it?)" % sys.argv[1])
 print(ms, held, kb)
 PY
 }
 
 fs_say "order saga: start on an empty log"
-read -r _ _ empty_kb < <(saga_once empty "$BUILD/sagas/flashsale-orders")
+r=$(saga_once empty "$BUILD/sagas/flashsale-orders") # (a failure stops the script)
+read -r _ _ empty_kb <<<"$r"
 fs_say "  ${empty_kb} kB resident"
 
 fs_say "writing $ORDERS orders over $SPAN_DAYS days ($((ORDERS * 6)) events)"
@@ -144,17 +149,19 @@ saga_json() { # saga_json MS HELD KB -> a JSON object
 }
 for n in 1 2; do
   fs_say "order saga: start $n"
-  read -r ms held kb < <(saga_once "$n" "$BUILD/sagas/flashsale-orders")
+  r=$(saga_once "$n" "$BUILD/sagas/flashsale-orders")
+  read -r ms held kb <<<"$r"
   saga+=("$(saga_json "$ms" "$held" "$kb")")
   fs_say "  rebuilt in $ms ms, $held orders held, ${saga[-1]}"
   if [ -n "$OTHER_ORDERS" ]; then
     fs_say "other order saga ($OTHER_ORDERS): start $n"
-    read -r ms held kb < <(saga_once "other-$n" "$OTHER_ORDERS")
+    r=$(saga_once "other-$n" "$OTHER_ORDERS")
+    read -r ms held kb <<<"$r"
     other+=("$(saga_json "$ms" "$held" "$kb")")
     fs_say "  rebuilt in $ms ms, $held orders held, ${other[-1]}"
   fi
 done
-echo "{\"orders\": $ORDERS, \"span_days\": $SPAN_DAYS, \"commit\": \"$(git rev-parse --short HEAD)\","
+echo "{\"orders\": $ORDERS, \"span_days\": $SPAN_DAYS, \"commit\": \"$(git describe --always --dirty)\","
 echo " \"inventory\": [${inv[0]}, ${inv[1]}],"
 echo " \"api\": [${api[0]}, ${api[1]}],"
 echo " \"orders_saga_empty_rss_kb\": $empty_kb,"

@@ -120,16 +120,30 @@ const char *inv_cmd_name(inv_cmd_type t)
 {
     return (unsigned)t < INV_CMD_COUNT ? cmd_names[t] : "?";
 }
+/* `f` is last: the used size of the types without product fields is everything before it */
+_Static_assert(offsetof(inv_command, f) + sizeof(inv_product_fields) == sizeof(inv_command),
+               "inv_command's product fields must be its last member");
+_Static_assert(offsetof(inv_event, f) + sizeof(inv_product_fields) == sizeof(inv_event),
+               "inv_event's product fields must be its last member");
+
+bool inv_cmd_has_fields(inv_cmd_type t)
+{
+    return t == INV_CMD_DEFINE || t == INV_CMD_UPDATE;
+}
+
+bool inv_event_has_fields(inv_event_type t)
+{
+    return t == INV_EV_DEFINED || t == INV_EV_UPDATED;
+}
+
 size_t inv_command_used_size(const inv_command *c)
 {
-    return c->type == INV_CMD_DEFINE || c->type == INV_CMD_UPDATE ? sizeof *c
-                                                                  : offsetof(inv_command, f);
+    return inv_cmd_has_fields(c->type) ? sizeof *c : offsetof(inv_command, f);
 }
 
 size_t inv_event_used_size(const inv_event *e)
 {
-    return e->type == INV_EV_DEFINED || e->type == INV_EV_UPDATED ? sizeof *e
-                                                                  : offsetof(inv_event, f);
+    return inv_event_has_fields(e->type) ? sizeof *e : offsetof(inv_event, f);
 }
 
 const char *inv_event_name(inv_event_type t)

@@ -196,7 +196,7 @@ int inv_command_decode(avro_value_t *rec, const char *type_name, inv_command *c,
     c->dedup_window_ms = fs_av_read_long(rec, F_DEDUP_WINDOW_MS, 0, NULL);
     c->sold_memory_ms = fs_av_read_long(rec, F_SOLD_MEMORY_MS, 0, NULL);
     c->offset = -1;
-    if (c->type == INV_CMD_DEFINE || c->type == INV_CMD_UPDATE)
+    if (inv_cmd_has_fields(c->type))
         get_fields(rec, &c->f);
     /* every command names its product, but SetRetention, which is for its partition */
     if (!c->product_id[0] && c->type != INV_CMD_SET_RETENTION)
@@ -234,7 +234,7 @@ int inv_event_decode(avro_value_t *rec, const char *type_name, inv_event *e, fs_
     e->occurred_at = fs_av_read_long(rec, F_OCCURRED_AT, 0, NULL);
     e->dedup_window_ms = fs_av_read_long(rec, F_DEDUP_WINDOW_MS, 0, NULL);
     e->sold_memory_ms = fs_av_read_long(rec, F_SOLD_MEMORY_MS, 0, NULL);
-    if (e->type == INV_EV_DEFINED || e->type == INV_EV_UPDATED)
+    if (inv_event_has_fields(e->type))
         get_fields(rec, &e->f);
     /* every event names its product, but RetentionSet and the refusal of a SetRetention */
     if (!e->product_id[0] && e->type != INV_EV_RETENTION_SET &&

@@ -68,6 +68,9 @@ bool ord_window_closed(const ord_order *o)
     return o->status == ORD_DELIVERED && !strcmp(o->reason, ORD_REASON_WINDOW_CLOSED);
 }
 
+_Static_assert(offsetof(ord_order, lines) + sizeof(((ord_order *)0)->lines) == sizeof(ord_order),
+               "ord_order's lines must be its last member (ord_order_used_size)");
+
 size_t ord_order_used_size(const ord_order *o)
 {
     int n = o->nlines < 0 ? 0 : o->nlines > ORD_MAX_LINES ? ORD_MAX_LINES : o->nlines;

@@ -29,7 +29,7 @@
 
 /* The command and the event are malloc'd in inv_*_used_size bytes (without the product
  * fields of the types that do not carry them: ~360 and ~570 of ~2,700 and ~2,900 bytes), so
- * that the audit's memory follows the log's orders at ~2.5 KB each, not ~22 KB. */
+ * that the records kept for an order with its lifecycle take ~2.7 KB, not ~21 KB. */
 typedef struct {
     int32_t partition;
     int64_t offset, ts;

@@ -86,8 +86,8 @@ void audit_check_replay(audit_ctx *a, uint64_t *replayed)
             ev_rec *got = fs_map_del(by_cmd, k);
             if (!c->ok) {
                 if (got)
-                    audit_violation("replay", got->ev->order_id, got->ev->product_id, part, c->offset,
-                              "an undecodable command was answered");
+                    audit_violation("replay", got->ev->order_id, got->ev->product_id, part,
+                                    c->offset, "an undecodable command was answered");
                 continue;
             }
             inv_event want;
@@ -120,17 +120,19 @@ void audit_check_replay(audit_ctx *a, uint64_t *replayed)
                           want.type == INV_EV_REJECTED ? inv_reason_name(want.reason) : "",
                           want.available, want.reserved, want.sold);
             if (inv_apply(st, got->ev)) /* continue from what really happened */
-                audit_violation("replay", got->ev->order_id, got->ev->product_id, part, got->offset,
-                          "%s does not apply to the state before it", inv_event_name(got->ev->type));
+                audit_violation("replay", got->ev->order_id, got->ev->product_id, part,
+                                got->offset, "%s does not apply to the state before it",
+                                inv_event_name(got->ev->type));
             (*replayed)++;
         }
         for (size_t i = e0; i < ei; i++) {
             char k[32];
             snprintf(k, sizeof k, "%lld", (long long)evs[i].ev->command_offset);
             if (fs_map_get(by_cmd, k) == &evs[i])
-                audit_violation("replay", evs[i].ev->order_id, evs[i].ev->product_id, part, evs[i].offset,
-                          "%s answers no command (command offset %lld)",
-                          inv_event_name(evs[i].ev->type), (long long)evs[i].ev->command_offset);
+                audit_violation("replay", evs[i].ev->order_id, evs[i].ev->product_id, part,
+                                evs[i].offset, "%s answers no command (command offset %lld)",
+                                inv_event_name(evs[i].ev->type),
+                                (long long)evs[i].ev->command_offset);
         }
         inv_state_destroy(st);
         fs_map_destroy(by_cmd);
@@ -494,7 +496,8 @@ void audit_check_answers(audit_ctx *a, answers_stats *st)
         if (!strcmp(r->source, "reply"))
             st->via_reply++;
         const char *got = !d ? "" : d->ev->type == INV_EV_RESERVED ? "RESERVED" : "REJECTED";
-        const char *why = !d || d->ev->type == INV_EV_RESERVED ? "" : inv_reason_name(d->ev->reason);
+        const char *why =
+            !d || d->ev->type == INV_EV_RESERVED ? "" : inv_reason_name(d->ev->reason);
         int64_t pay_by = d && d->ev->type == INV_EV_RESERVED ? d->ev->pay_by : 0;
         if (!d)
             audit_violation("answers", r->order_id, r->product_id, r->partition, r->offset,

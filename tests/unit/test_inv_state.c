@@ -187,6 +187,7 @@ static void test_short_copies(void **state)
 {
     (void)state;
     inv_state *whole = inv_state_new(WINDOW), *part = inv_state_new(WINDOW);
+    bool seen[INV_EV_COUNT] = {false};
     inv_command def = cmd(INV_CMD_DEFINE, "p");
     snprintf(def.f.name, sizeof def.f.name, "Product p");
     snprintf(def.f.description, sizeof def.f.description, "a description");
@@ -205,6 +206,8 @@ static void test_short_copies(void **state)
     snprintf(release.reason, sizeof release.reason, "EXPIRED");
     inv_command commit = cmd(INV_CMD_COMMIT, "p");
     snprintf(commit.order_id, sizeof commit.order_id, "a");
+    inv_command unknown_commit = cmd(INV_CMD_COMMIT, "p");
+    snprintf(unknown_commit.order_id, sizeof unknown_commit.order_id, "zz");
     inv_command retention = cmd(INV_CMD_SET_RETENTION, "");
     retention.dedup_window_ms = 3600000;
     retention.sold_memory_ms = 7200000;
@@ -213,10 +216,12 @@ static void test_short_copies(void **state)
         reserve("p", "c", "m3", 1) /* sold out */, commit, release, restock,
         cmd(INV_CMD_PAUSE, "p"), reserve("p", "d", "m4", 1) /* paused */,
         cmd(INV_CMD_RESUME, "p"), retention, reserve("nope", "e", "m5", 1) /* unknown */,
+        unknown_commit /* CommandRejected */,
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         size_t csize = inv_command_used_size(&cmds[i]);
         bool fields = cmds[i].type == INV_CMD_DEFINE || cmds[i].type == INV_CMD_UPDATE;
+        assert_int_equal(inv_cmd_has_fields(cmds[i].type), fields);
         assert_int_equal(csize, fields ? sizeof(inv_command) : offsetof(inv_command, f));
         if (!fields)
             assert_true(csize < sizeof(inv_command) / 4);
@@ -227,6 +232,7 @@ static void test_short_copies(void **state)
         assert_int_equal(inv_decide(whole, &cmds[i], &want), INV_DECIDED);
         assert_int_equal(inv_decide(part, c, &got), INV_DECIDED);
         size_t esize = inv_event_used_size(&want);
+        seen[want.type] = true;
         assert_int_equal(inv_event_used_size(&got), esize);
         assert_memory_equal(&got, &want, esize);
         inv_event *e = short_copy(&got, esize);
@@ -235,6 +241,9 @@ static void test_short_copies(void **state)
         free(e);
         free(c);
     }
+    for (int t = 0; t < INV_EV_COUNT; t++) /* every event type went through a short copy */
+        if (!seen[t])
+            fail_msg("no %s among the events", inv_event_name((inv_event_type)t));
     inv_product_view a, b;
     assert_true(inv_state_product(whole, "p", &a));
     assert_true(inv_state_product(part, "p", &b));

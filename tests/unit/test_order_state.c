@@ -41,7 +41,7 @@ static void test_table(void **state)
     assert_int_equal(ord_status_parse("NOPE"), -1);
 }
 
-/* A two-line order with every field set. */
+/* A two-line order with every field set (restock_on_return: see test_used_size). */
 static void sample_order(ord_order *o_)
 {
     ord_order o;
@@ -133,6 +133,18 @@ static void test_used_size(void **state)
     assert_int_equal(back.delivered_at, o.delivered_at);
     free(whole);
     free(part);
+    free(held);
+    /* a field that is only true or false, and a line's reason, are kept too */
+    o.restock_on_return = true;
+    strcpy(o.lines[0].reason, "r0");
+    held = malloc(ord_order_used_size(&o));
+    assert_non_null(held);
+    memcpy(held, &o, ord_order_used_size(&o));
+    memset(&back, 0, sizeof back);
+    memcpy(&back, held, ord_order_used_size(held));
+    assert_true(back.restock_on_return);
+    assert_string_equal(back.lines[0].reason, "r0");
+    assert_string_equal(back.lines[1].reason, "SOLD_OUT");
     free(held);
     /* nlines out of range is read as 0 or ORD_MAX_LINES */
     o.nlines = -3;
