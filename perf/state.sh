@@ -52,8 +52,6 @@ trap cleanup EXIT
 . "$FLASHSALE_RUN_DIR/env"
 logs="$FLASHSALE_RUN_DIR/logs"
 
-rss() { awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} END {printf "%d %d", r/1024, h/1024}' "/proc/$1/status"; }
-
 saga_once() { # saga_once LABEL BINARY -> "rebuild_ms held rss_kb"
   local log="$logs/orders-$1.log"
   FLASHSALE_INSTANCE_ID=orders-state "$2" >"$log" 2>&1 & # one static member: rejoins at once
@@ -86,6 +84,8 @@ fs_say "  ${empty_kb} kB resident"
 
 fs_say "writing $ORDERS orders over $SPAN_DAYS days ($((ORDERS * 6)) events)"
 "$BUILD/perf/flashsale-synth" --orders "$ORDERS" --span-days "$SPAN_DAYS" >"$logs/synth.json"
+
+rss() { awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} END {printf "%d %d", r/1024, h/1024}' "/proc/$1/status"; }
 
 inventory_once() { # -> "rebuild_ms events rss_mb"
   local log="$logs/inventory-$1.log"

@@ -33,8 +33,7 @@
 typedef struct {
     int32_t partition;
     int64_t offset, ts;
-    bool ok;          /* decoded */
-    inv_command *cmd; /* when ok */
+    inv_command *cmd; /* NULL: not decodable */
 } cmd_rec;
 
 typedef struct {

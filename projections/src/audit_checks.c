@@ -84,7 +84,7 @@ void audit_check_replay(audit_ctx *a, uint64_t *replayed)
             char k[32];
             snprintf(k, sizeof k, "%lld", (long long)c->offset);
             ev_rec *got = fs_map_del(by_cmd, k);
-            if (!c->ok) {
+            if (!c->cmd) {
                 if (got)
                     audit_violation("replay", got->ev->order_id, got->ev->product_id, part,
                                     c->offset, "an undecodable command was answered");
@@ -463,7 +463,7 @@ void audit_check_answers(audit_ctx *a, answers_stats *st)
     }
     cmd_rec *cmds = a->cmds.v;
     for (size_t i = 0; i < a->cmds.n; i++)
-        if (cmds[i].ok && cmds[i].cmd->type == INV_CMD_RESERVE)
+        if (cmds[i].cmd && cmds[i].cmd->type == INV_CMD_RESERVE)
             fs_map_put(commanded, cmds[i].cmd->order_id, (void *)1);
     answer_rec *ans = a->answers.v;
     for (size_t i = 0; i < a->answers.n; i++) {

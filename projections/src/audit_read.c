@@ -72,8 +72,7 @@ static int collect(void *ctx, const rd_kafka_message_t *m, fs_err *err)
         c->ts = ts;
         c->cmd = NULL;
         inv_command cmd;
-        c->ok = ok && inv_command_decode(&v, fs_schema_name(s), &cmd, &e) == 0;
-        if (c->ok) {
+        if (ok && inv_command_decode(&v, fs_schema_name(s), &cmd, &e) == 0) {
             cmd.offset = m->offset;
             cmd.logged_at = fs_kafka_record_time(m);
             if (!(c->cmd = keep(&cmd, inv_command_used_size(&cmd)))) {
