@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 60
 RUN_DIR ?= .run
 
 .PHONY: all deps build build-asan build-fuzz run stop status test test-cluster test-unit fuzz fuzz-seeds clean \
-	format perf perf-short perf-edge perf-kfloor perf-tail chaos soak
+	format perf perf-short perf-edge perf-kfloor perf-ledger perf-tail chaos soak
 
 all: build
 
@@ -113,6 +113,11 @@ soak: deps build
 # (perf/kfloor.sh; RATES="1000 5000" to choose): prints a table for perf/RESULTS.md.
 perf-kfloor: deps build
 	@perf/kfloor.sh $(RATES)
+
+# The CPU of an order's own logic (JSON, token, Avro, decision, saga step), each piece timed
+# alone and counted as the order path does it (flashsale-ledger): a lower bound per order.
+perf-ledger: deps build
+	@$(BUILD)/perf/flashsale-ledger
 
 # Where the slowest orders spent their time, order by order (perf/tail): a dedicated system,
 # TAIL_RATE (20, perf/run's idle step) orders/s, each order's time split at the log's own

@@ -1,0 +1,399 @@
+/* flashsale-ledger: the CPU of an order's own logic, without Kafka, HTTP or any store.
+ *
+ * Times, one thread, warm caches, each piece of per-order work that flashsale's processes do
+ * beyond moving records (the Kafka floor, perf/kfloor.sh), with flashsale's own functions:
+ * the JSON of the request and the answer, the token's check (a cached token, as under load),
+ * the ids, every Avro encoding and decoding of the order's records, the decision and the
+ * saga's step. Each piece is then counted as often as the order path (decisions only) does
+ * it, reader by reader, and the sum is the least CPU an order's logic costs: a lower bound
+ * (in the services the caches are colder and the data is spread over more memory).
+ *
+ * What it leaves out, so the bound stays a bound: the read models' writes in PostgreSQL and
+ * Redis beyond the floor's one row, the notifier's look-up, the maps of the API and the
+ * saga, locks, logging, metrics, and every system call.
+ *
+ * Usage: flashsale-ledger [--iterations N] [--repeats R]
+ * Prints one JSON object on stdout (each piece's median ns per call over R repeats, its
+ * count per order, and the sum); progress on stderr. */
+#include "flashsale/inventory.h"
+#include "flashsale/inventory_codec.h"
+#include "flashsale/messages.h"
+#include "flashsale/order.h"
+#include "flashsale/saga.h"
+
+#include "fs/codec.h"
+#include "fs/id.h"
+#include "fs/jwt.h"
+
+#include <jansson.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PRODUCTS 1000
+#define SECRET "ledger-secret-ledger-secret-ledger-secret"
+
+static fs_codec *codec;
+static inv_state *state;
+static char token_header[1024];
+static long serial;
+
+/* Each piece works on its own inputs, made once. */
+static inv_command reserve_cmd;
+static void *cmd_buf, *ev_buf, *snap_buf, *note_buf;
+static size_t cmd_len, ev_len, snap_len, note_len;
+static inv_event decision;
+static ord_order snapshot;
+static fs_notification note;
+static ord_input saga_in;
+static ord_step_result *saga_out;
+static const ord_saga_config rules = {.day_ms = 86400000LL, .return_window_ms = 7 * 86400000LL,
+                                      .auto_pay = false, .max_attempts = 3,
+                                      .ended_memory_ms = 86400000LL};
+
+static void die(const char *what)
+{
+    fprintf(stderr, "flashsale-ledger: %s\n", what);
+    exit(1);
+}
+
+static int64_t thread_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- the pieces --------------------------------------------------------------------- */
+
+static void p_request_json(void)
+{
+    static const char body[] = "{\"product_id\":\"p-0421\",\"quantity\":1}";
+    json_error_t je;
+    json_t *j = json_loadb(body, sizeof body - 1, 0, &je);
+    if (!j || !json_is_string(json_object_get(j, "product_id")) ||
+        json_integer_value(json_object_get(j, "quantity")) != 1)
+        die("request JSON");
+    json_decref(j);
+}
+
+static void p_answer_json(void)
+{
+    json_t *j = json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "order_id", decision.order_id, "status",
+                          "RESERVED", "product_id", decision.product_id, "quantity", 1,
+                          "unit_price", (json_int_t)9900, "pay_by", "2026-12-06T01:10:00.000Z");
+    char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!text)
+        die("answer JSON");
+    free(text);
+    json_decref(j);
+}
+
+static void p_token(void)
+{
+    fs_principal who;
+    if (fs_jwt_verify(SECRET, token_header, (int64_t)time(NULL), &who) != FS_JWT_OK)
+        die("token");
+}
+
+static void p_ids(void)
+{
+    char a[FS_UUID_STR_LEN + 1], b[FS_UUID_STR_LEN + 1];
+    if (fs_uuid7_str(a) || fs_uuid7_str(b))
+        die("ids");
+}
+
+static void p_command_encode(void)
+{
+    void *buf;
+    size_t len;
+    fs_err err = {0};
+    if (inv_command_encode(codec, &reserve_cmd, &buf, &len, &err))
+        die(err.msg);
+    free(buf);
+}
+
+static void p_command_decode(void)
+{
+    inv_command c;
+    fs_err err = {0};
+    if (inv_command_decode_bytes(codec, cmd_buf, cmd_len, &c, &err))
+        die(err.msg);
+}
+
+static void p_decide_apply(void)
+{
+    inv_command c = reserve_cmd;
+    snprintf(c.product_id, sizeof c.product_id, "p-%04ld", serial % PRODUCTS);
+    snprintf(c.order_id, sizeof c.order_id, "o-%ld", serial);
+    snprintf(c.member_id, sizeof c.member_id, "m-%ld", serial);
+    serial++;
+    inv_event e;
+    if (inv_decide(state, &c, &e) != INV_DECIDED || e.type != INV_EV_RESERVED || inv_apply(state, &e))
+        die("decision");
+}
+
+static void p_event_encode(void)
+{
+    void *buf;
+    size_t len;
+    fs_err err = {0};
+    if (inv_event_encode(codec, &decision, &buf, &len, &err))
+        die(err.msg);
+    free(buf);
+}
+
+static void p_event_decode(void)
+{
+    inv_event e;
+    fs_err err = {0};
+    if (inv_event_decode_bytes(codec, ev_buf, ev_len, &e, &err))
+        die(err.msg);
+}
+
+/* The saga's first look at a decision: the generic record only (it forwards the bytes). */
+static void p_event_generic(void)
+{
+    const fs_schema *sc;
+    avro_value_t v;
+    fs_err err = {0};
+    if (fs_codec_decode(codec, ev_buf, ev_len, &sc, &v, &err))
+        die(err.msg);
+    avro_value_decref(&v);
+}
+
+static void p_snapshot_encode(void)
+{
+    void *buf;
+    size_t len;
+    fs_err err = {0};
+    if (ord_encode(codec, &snapshot, &buf, &len, &err))
+        die(err.msg);
+    free(buf);
+}
+
+static void p_snapshot_decode(void)
+{
+    const fs_schema *sc;
+    avro_value_t v;
+    fs_err err = {0};
+    ord_order o;
+    if (fs_codec_decode(codec, snap_buf, snap_len, &sc, &v, &err) || ord_decode(&v, &o, &err))
+        die(err.msg);
+    avro_value_decref(&v);
+}
+
+static void p_note_encode(void)
+{
+    void *buf;
+    size_t len;
+    fs_err err = {0};
+    if (fs_notification_encode(codec, &note, &buf, &len, &err))
+        die(err.msg);
+    free(buf);
+}
+
+static void p_note_decode(void)
+{
+    const fs_schema *sc;
+    avro_value_t v;
+    fs_err err = {0};
+    fs_notification n;
+    if (fs_codec_decode(codec, note_buf, note_len, &sc, &v, &err) || fs_notification_decode(&v, &n, &err))
+        die(err.msg);
+    avro_value_decref(&v);
+}
+
+static void p_answer_record(void)
+{
+    ord_answer a;
+    memset(&a, 0, sizeof a);
+    snprintf(a.order_id, sizeof a.order_id, "%s", decision.order_id);
+    snprintf(a.member_id, sizeof a.member_id, "%s", decision.member_id);
+    snprintf(a.product_id, sizeof a.product_id, "%s", decision.product_id);
+    a.quantity = 1;
+    snprintf(a.status, sizeof a.status, "RESERVED");
+    snprintf(a.source, sizeof a.source, "reply");
+    a.http_status = 201;
+    a.pay_by = decision.pay_by;
+    a.answered_at = decision.occurred_at;
+    void *buf;
+    size_t len;
+    fs_err err = {0};
+    if (ord_answer_encode(codec, &a, &buf, &len, &err))
+        die(err.msg);
+    free(buf);
+}
+
+static void p_saga_step(void)
+{
+    ord_step(&rules, NULL, &saga_in, saga_out);
+    if (!saga_out->changed || saga_out->nsnapshots < 1)
+        die("saga step");
+}
+
+typedef struct {
+    const char *name;
+    void (*fn)(void);
+    int per_order; /* how often the order path does it, decisions only */
+    const char *where;
+} piece;
+
+/* Counts per order, decisions only, as the services do it (read from their sources):
+ * - request and answer JSON, the token, two ids (order and event), the command's encoding
+ *   and the recorded answer's: the API;
+ * - the command's decoding, the decision, the event's encoding: the processor;
+ * - the event decoded whole: the API twice (the processor's reply, then its decision
+ *   stream), the saga once (the forward read back), the two projectors, the notifier's
+ *   watch of the products: 6;
+ * - the event decoded generically: the saga's first read (it forwards the bytes): 1;
+ * - the order's status (snapshot): encoded by the saga, decoded by the API's stream and
+ *   the two projectors;
+ * - the notification: encoded by the saga, decoded by the notifier;
+ * - the saga's step: 1. */
+static const piece pieces[] = {
+    {"request_json", p_request_json, 1, "API"},
+    {"answer_json", p_answer_json, 1, "API"},
+    {"token_cached", p_token, 1, "API"},
+    {"two_ids", p_ids, 1, "API"},
+    {"command_encode", p_command_encode, 1, "API"},
+    {"answer_record_encode", p_answer_record, 1, "API"},
+    {"command_decode", p_command_decode, 1, "processor"},
+    {"decide_apply", p_decide_apply, 1, "processor"},
+    {"event_encode", p_event_encode, 1, "processor"},
+    {"event_decode", p_event_decode, 6, "API x2, saga, projectors x2, notifier's watch"},
+    {"event_decode_generic", p_event_generic, 1, "saga"},
+    {"saga_step", p_saga_step, 1, "saga"},
+    {"status_encode", p_snapshot_encode, 1, "saga"},
+    {"status_decode", p_snapshot_decode, 3, "API, projectors x2"},
+    {"notification_encode", p_note_encode, 1, "saga"},
+    {"notification_decode", p_note_decode, 1, "notifier"},
+};
+
+/* ---- set-up ------------------------------------------------------------------------- */
+
+static void setup(void)
+{
+    fs_err err = {0};
+    if (!(codec = fs_codec_new(&err)))
+        die(err.msg);
+    int64_t t0 = fs_now_ms() - 60000;
+    if (!(state = inv_state_new(600000)))
+        die("state");
+    for (int i = 0; i < PRODUCTS; i++) {
+        inv_command c;
+        memset(&c, 0, sizeof c);
+        c.type = INV_CMD_DEFINE;
+        snprintf(c.product_id, sizeof c.product_id, "p-%04d", i);
+        snprintf(c.actor_id, sizeof c.actor_id, "admin");
+        snprintf(c.f.name, sizeof c.f.name, "Product %d", i);
+        c.f.price = 9900;
+        c.f.sale_starts_at = t0;
+        c.stock = 1000000000;
+        c.requested_at = t0 + 1;
+        c.offset = -1;
+        c.item_count = 1;
+        inv_event e;
+        if (inv_decide(state, &c, &e) != INV_DECIDED || inv_apply(state, &e))
+            die("define");
+    }
+    memset(&reserve_cmd, 0, sizeof reserve_cmd);
+    reserve_cmd.type = INV_CMD_RESERVE;
+    fs_uuid7_str(reserve_cmd.order_id);
+    snprintf(reserve_cmd.product_id, sizeof reserve_cmd.product_id, "p-0421");
+    fs_uuid7_str(reserve_cmd.member_id);
+    reserve_cmd.quantity = 1;
+    reserve_cmd.item_count = 1;
+    reserve_cmd.requested_at = fs_now_ms();
+    reserve_cmd.accept_by = reserve_cmd.requested_at + 5000;
+    reserve_cmd.offset = -1;
+    if (inv_command_encode(codec, &reserve_cmd, &cmd_buf, &cmd_len, &err))
+        die(err.msg);
+    if (inv_decide(state, &reserve_cmd, &decision) != INV_DECIDED || decision.type != INV_EV_RESERVED)
+        die("first decision");
+    if (inv_event_encode(codec, &decision, &ev_buf, &ev_len, &err))
+        die(err.msg);
+
+    memset(&saga_in, 0, sizeof saga_in);
+    saga_in.kind = ORD_IN_INVENTORY;
+    saga_in.inv = decision;
+    saga_in.at = decision.occurred_at;
+    if (!(saga_out = calloc(1, sizeof *saga_out)))
+        die("memory");
+    ord_step(&rules, NULL, &saga_in, saga_out);
+    if (!saga_out->changed || saga_out->nsnapshots < 1 || saga_out->nnotes < 1)
+        die("the saga's first step wrote no status or notification");
+    snapshot = saga_out->snapshots[saga_out->nsnapshots - 1];
+    note = saga_out->notes[0];
+    fs_uuid7_str(note.notification_id);
+    if (ord_encode(codec, &snapshot, &snap_buf, &snap_len, &err) ||
+        fs_notification_encode(codec, &note, &note_buf, &note_len, &err))
+        die(err.msg);
+
+    char *tok = NULL;
+    if (fs_jwt_issue(SECRET, reserve_cmd.member_id, "member", 3600, &tok, &err))
+        die(err.msg);
+    snprintf(token_header, sizeof token_header, "Bearer %s", tok);
+    free(tok);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+    long iterations = 20000;
+    int repeats = 5;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--iterations") && i + 1 < argc)
+            iterations = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--repeats") && i + 1 < argc)
+            repeats = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: flashsale-ledger [--iterations N] [--repeats R]\n");
+            return 2;
+        }
+    }
+    if (iterations < 100 || repeats < 1 || repeats > 99)
+        die("--iterations must be at least 100, --repeats 1 to 99");
+    setup();
+    size_t n = sizeof pieces / sizeof pieces[0];
+    double total = 0;
+    printf("{\"iterations\":%ld,\"repeats\":%d,\"pieces\":[", iterations, repeats);
+    for (size_t k = 0; k < n; k++) {
+        const piece *p = &pieces[k];
+        for (long i = 0; i < iterations / 10; i++) /* warm */
+            p->fn();
+        double runs[99];
+        for (int r = 0; r < repeats; r++) {
+            int64_t t = thread_ns();
+            for (long i = 0; i < iterations; i++)
+                p->fn();
+            runs[r] = (double)(thread_ns() - t) / (double)iterations;
+        }
+        qsort(runs, (size_t)repeats, sizeof runs[0], cmp_double);
+        double med = runs[repeats / 2];
+        total += med * p->per_order;
+        fprintf(stderr, "flashsale-ledger: %-22s %8.0f ns (runs %.0f-%.0f) x %d  [%s]\n", p->name, med,
+                runs[0], runs[repeats - 1], p->per_order, p->where);
+        printf("%s{\"piece\":\"%s\",\"ns\":%.0f,\"min_ns\":%.0f,\"max_ns\":%.0f,\"per_order\":%d,"
+               "\"where\":\"%s\"}",
+               k ? "," : "", p->name, med, runs[0], runs[repeats - 1], p->per_order, p->where);
+    }
+    printf("],\"ns_per_order\":%.0f}\n", total);
+    fprintf(stderr, "flashsale-ledger: the order's logic, decisions only: %.1f us of CPU per order\n",
+            total / 1000.0);
+    free(cmd_buf);
+    free(ev_buf);
+    free(snap_buf);
+    free(note_buf);
+    free(saga_out);
+    inv_state_destroy(state);
+    fs_codec_destroy(codec);
+    return 0;
+}
