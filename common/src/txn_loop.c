@@ -451,10 +451,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                 break;
             if (e)
                 fs_err_from_kafka_code(&err, e, "committed offsets");
-            if (l->stop && *l->stop) { /* asked to stop: give up this assignment and leave */
+            if (l->stop && *l->stop) {
+                /* Asked to stop: give up this assignment and leave. Nothing of it was read,
+                 * so nothing is lost: the stop is as clean as any other (exit status 0). */
                 fs_log_warn("assignment abandoned on stop", json_pack("{s:s}", "error", err.msg));
-                l->fatal = 1;
-                fs_err_set(&l->fatal_err, FS_ERR_RETRIABLE, 0, "stopped while setting up partitions: %s", err.msg);
                 rd_kafka_assign(rk, NULL);
                 return;
             }

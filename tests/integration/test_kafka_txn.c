@@ -3,7 +3,9 @@
  *    read_uncommitted one does (so the aborted records really were written);
  *  - fs_kafka_read_to_end, the changelog reader every worker rebuilds its state with, waits
  *    for a transaction that is open when it starts and includes its records once it
- *    commits, instead of stopping short at the last stable offset. */
+ *    commits, instead of stopping short at the last stable offset;
+ *  - a transactional loop asked to stop while it cannot set up its partitions leaves
+ *    cleanly (nothing of them was read), not as a failure. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include "fs/id.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
+#include "fs/txn_loop.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -229,6 +232,57 @@ static void test_read_to_end_times_out_on_a_stuck_transaction(void **state)
     free(topic);
 }
 
+typedef struct {
+    volatile sig_atomic_t *stop;
+    int attempts;
+} failing_setup;
+
+/* Every setup fails, as when the changelog cannot be read; the stop comes during the second. */
+static int fail_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partition_list_t *parts,
+                       fs_err *err)
+{
+    (void)loop;
+    (void)parts;
+    failing_setup *f = app;
+    if (++f->attempts == 2)
+        *f->stop = 1;
+    return fs_err_set(err, FS_ERR_RETRIABLE, 0, "the state cannot be rebuilt (test)");
+}
+
+static int no_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, fs_err *err)
+{
+    (void)app;
+    (void)loop;
+    (void)m;
+    (void)err;
+    fail_msg("a record was delivered from partitions that were never set up");
+    return -1;
+}
+
+static void test_stop_during_failing_setup_is_clean(void **state)
+{
+    (void)state;
+    char *topic = new_topic("setup", 1);
+    rd_kafka_t *p = txn_producer(topic);
+    txn(p, topic, "committed", 3, 1); /* records the loop must not see */
+    rd_kafka_destroy(p);
+    volatile sig_atomic_t stop = 0;
+    failing_setup f = {.stop = &stop};
+    const char *const topics[] = {topic, NULL};
+    fs_txn_loop_conf conf = {.common = &cfg, .group_id = topic, .instance_id = "0", .topics = topics,
+                             .app = &f, .on_assign = fail_assign, .on_record = no_record};
+    fs_err err = {0};
+    fs_txn_loop *l = fs_txn_loop_new(&conf, &err);
+    if (!l)
+        fail_msg("loop: %s", err.msg);
+    int rc = fs_txn_loop_run(l, &stop, &err);
+    if (rc)
+        fail_msg("a stop during a failing setup ended as an error: %s", err.msg);
+    assert_int_equal(f.attempts, 2);
+    fs_txn_loop_destroy(l);
+    free(topic);
+}
+
 int main(void)
 {
     fs_log_init("test-kafka-txn", FS_LOG_WARN);
@@ -245,6 +299,7 @@ int main(void)
         cmocka_unit_test(test_read_committed_never_sees_aborted),
         cmocka_unit_test(test_read_to_end_waits_for_open_transaction),
         cmocka_unit_test(test_read_to_end_times_out_on_a_stuck_transaction),
+        cmocka_unit_test(test_stop_during_failing_setup_is_clean),
     };
     return cmocka_run_group_tests_name("kafka_txn", tests, NULL, NULL);
 }
