@@ -34,6 +34,7 @@ struct fs_txn_loop {
     int need_reset;     /* abort happened in a callback: rebuild + rewind before going on */
     volatile sig_atomic_t *stop; /* the caller's stop flag, seen by callbacks too */
     int fatal;          /* stop: unrecoverable */
+    int abandoned;      /* stop: asked to while an assignment's setup kept failing */
     fs_err fatal_err;
     int restarts_in_row;
     fs_txn_loop_stats stats;
@@ -452,9 +453,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
             if (e)
                 fs_err_from_kafka_code(&err, e, "committed offsets");
             if (l->stop && *l->stop) {
-                /* Asked to stop: give up this assignment and leave. Nothing of it was read,
-                 * so nothing is lost: the stop is as clean as any other (exit status 0). */
+                /* Asked to stop: give up this assignment and leave at once, without another
+                 * tick or commit (the worker's state may be half rebuilt). Nothing of it was
+                 * read and nothing is open (the revoke before it committed), so nothing is
+                 * lost: the stop is as clean as any other (exit status 0). */
                 fs_log_warn("assignment abandoned on stop", json_pack("{s:s}", "error", err.msg));
+                l->abandoned = 1;
                 rd_kafka_assign(rk, NULL);
                 return;
             }
@@ -656,7 +660,7 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
 {
     const fs_common_config *c = l->conf.common;
     l->stop = stop;
-    while (!*stop && !l->fatal) {
+    while (!*stop && !l->fatal && !l->abandoned) {
         if (l->need_reset) {
             if (rewind_to_committed(l, err)) {
                 fs_log_warn("rewind failed, retrying", json_pack("{s:s}", "error", err->msg));
@@ -687,8 +691,11 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(l->consumer, timeout);
         bool drained = m == NULL;
-        if (l->fatal)
+        if (l->fatal || l->abandoned) {
+            if (m)
+                rd_kafka_message_destroy(m);
             break;
+        }
         if (m && l->need_reset) { /* delivered before a rewind that a callback requested */
             rd_kafka_message_destroy(m);
             continue;
@@ -765,6 +772,8 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
         *err = l->fatal_err;
         return -1;
     }
+    if (l->abandoned)
+        return 0;
     /* Graceful stop: commit what we have, then leave. */
     if ((l->txn_open || l->committing) && txn_commit(l, err))
         return -1;

@@ -235,6 +235,7 @@ static void test_read_to_end_times_out_on_a_stuck_transaction(void **state)
 typedef struct {
     volatile sig_atomic_t *stop;
     int attempts;
+    int watchdog_fired;
 } failing_setup;
 
 /* Every setup fails, as when the changelog cannot be read; the stop comes during the second. */
@@ -259,6 +260,30 @@ static int no_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
     return -1;
 }
 
+/* Nothing runs after the setup is given up: the worker's state may be half rebuilt. */
+static int tick_before_stop(void *app, fs_txn_loop *loop, fs_err *err)
+{
+    (void)loop;
+    (void)err;
+    failing_setup *f = app;
+    if (f->attempts >= 2)
+        fail_msg("the loop ticked after it gave up a failing setup on stop");
+    return 0;
+}
+
+/* Stops the loop if the setup never comes (no assignment), so the test ends either way. */
+static void *watchdog(void *arg)
+{
+    failing_setup *f = arg;
+    for (int i = 0; i < 600 && !*f->stop; i++)
+        usleep(100 * 1000);
+    if (!*f->stop) {
+        f->watchdog_fired = 1;
+        *f->stop = 1;
+    }
+    return NULL;
+}
+
 static void test_stop_during_failing_setup_is_clean(void **state)
 {
     (void)state;
@@ -270,12 +295,17 @@ static void test_stop_during_failing_setup_is_clean(void **state)
     failing_setup f = {.stop = &stop};
     const char *const topics[] = {topic, NULL};
     fs_txn_loop_conf conf = {.common = &cfg, .group_id = topic, .instance_id = "0", .topics = topics,
-                             .app = &f, .on_assign = fail_assign, .on_record = no_record};
+                             .app = &f, .on_assign = fail_assign, .on_record = no_record,
+                             .on_tick = tick_before_stop};
     fs_err err = {0};
     fs_txn_loop *l = fs_txn_loop_new(&conf, &err);
     if (!l)
         fail_msg("loop: %s", err.msg);
+    pthread_t dog;
+    assert_int_equal(pthread_create(&dog, NULL, watchdog, &f), 0);
     int rc = fs_txn_loop_run(l, &stop, &err);
+    pthread_join(dog, NULL);
+    assert_false(f.watchdog_fired); /* the partitions were assigned, and set up twice */
     if (rc)
         fail_msg("a stop during a failing setup ended as an error: %s", err.msg);
     assert_int_equal(f.attempts, 2);
