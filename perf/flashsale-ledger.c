@@ -2,15 +2,16 @@
  *
  * Times, one thread, warm caches, each piece of per-order work that flashsale's processes do
  * beyond moving records (the Kafka floor, perf/kfloor.sh), with flashsale's own functions:
- * the JSON of the request and the answer, the token's check (a cached token, as under load),
- * the ids, every Avro encoding and decoding of the order's records, the decision and the
- * saga's step. Each piece is then counted as often as the order path (decisions only) does
+ * the JSON of the request and the answer, the token's checks, the ids, every Avro encoding
+ * and decoding of the order's records, the decision, the API's view of it and its live-update
+ * JSON, and the saga's step. Each piece is then counted as often as the order path (decisions only) does
  * it, reader by reader, and the sum is the least CPU an order's logic costs: a lower bound
  * (in the services the caches are colder and the data is spread over more memory).
  *
  * What it leaves out, so the bound stays a bound: the read models' writes in PostgreSQL and
- * Redis beyond the floor's one row, the notifier's look-up, the maps of the API and the
- * saga, locks, logging, metrics, and every system call.
+ * Redis beyond the floor's one row, the notifier's look-up and message (load-test buyers have
+ * no address: it sends nothing), the maps of the API and the saga, locks, logging, metrics,
+ * and every system call.
  *
  * Usage: flashsale-ledger [--iterations N] [--repeats R]
  * Prints one JSON object on stdout (each piece's median ns per call over R repeats, its
@@ -25,20 +26,27 @@
 #include "fs/id.h"
 #include "fs/jwt.h"
 
+#include "sse_event.h"
+
 #include <jansson.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define PRODUCTS 1000
+#define BUYERS 10000         /* perf/run's load: flashsale-load --members 10000 */
+#define JWT_CACHE_SLOTS 65536 /* common/src/jwt.c */
 #define SECRET "ledger-secret-ledger-secret-ledger-secret"
 
 static fs_codec *codec;
-static inv_state *state;
+static inv_state *state, *view;
 static char token_header[1024];
-static long serial;
+static char **fresh_tokens; /* never verified before: each misses the token cache */
+static long nfresh, next_fresh;
+static long serial, view_serial;
 
 /* Each piece works on its own inputs, made once. */
 static inv_command reserve_cmd;
@@ -98,11 +106,50 @@ static void p_token(void)
         die("token");
 }
 
-static void p_ids(void)
+static void p_token_fresh(void)
 {
-    char a[FS_UUID_STR_LEN + 1], b[FS_UUID_STR_LEN + 1];
-    if (fs_uuid7_str(a) || fs_uuid7_str(b))
-        die("ids");
+    fs_principal who;
+    if (next_fresh >= nfresh)
+        die("fresh tokens used up");
+    if (fs_jwt_verify(SECRET, fresh_tokens[next_fresh++], (int64_t)time(NULL), &who) != FS_JWT_OK)
+        die("fresh token");
+}
+
+static void p_id(void)
+{
+    char a[FS_UUID_STR_LEN + 1];
+    if (fs_uuid7_str(a))
+        die("id");
+}
+
+/* The API's view of the partition (counters only) takes the decision, and the product's new
+ * state is read for the live updates (bus.c, apply_locked). */
+static void p_view_apply(void)
+{
+    inv_event e = decision;
+    snprintf(e.order_id, sizeof e.order_id, "v-%ld", view_serial++);
+    inv_product_view v;
+    if (inv_apply(view, &e) || !inv_state_product(view, e.product_id, &v))
+        die("view");
+}
+
+static void p_sse_stock(void)
+{
+    inv_product_view v;
+    if (!inv_state_product(state, decision.product_id, &v))
+        die("product");
+    char *d = sse_stock_data(&v, decision.occurred_at, decision.occurred_at);
+    if (!d)
+        die("stock JSON");
+    free(d);
+}
+
+static void p_sse_order(void)
+{
+    char *d = sse_order_data(decision.order_id, "RESERVED", "", 2, decision.occurred_at);
+    if (!d)
+        die("order JSON");
+    free(d);
 }
 
 static void p_command_encode(void)
@@ -237,13 +284,23 @@ static void p_saga_step(void)
 typedef struct {
     const char *name;
     void (*fn)(void);
-    int per_order; /* how often the order path does it, decisions only */
+    double per_order; /* how often the order path does it, decisions only */
     const char *where;
 } piece;
 
+/* The share of first token checks that miss the cache: a token's slot also holds another
+ * buyer's with probability 1 - e^(-buyers/slots), and two tokens in one slot evict each other. */
+#define TOKEN_MISS 0.14
+
 /* Counts per order, decisions only, as the services do it (read from their sources):
- * - request and answer JSON, the token, two ids (order and event), the command's encoding
- *   and the recorded answer's: the API;
+ * - request and answer JSON, the command's encoding and the recorded answer's: the API;
+ * - the token: checked twice by the API (orders.c: for the member cache, then api_auth), the
+ *   second always from the cache; the first misses it for TOKEN_MISS of the orders;
+ * - ids (UUIDv7): the order's, the command's event id, the event-id header of the recorded
+ *   answer, the decision, the status and the notification (fs_kafka_headers_new), and the
+ *   notification's id: 7;
+ * - the API's view takes each decision, and it writes the live-update JSON of the product's
+ *   stock (once) and of the order (its decision and its status: twice), listeners or not;
  * - the command's decoding, the decision, the event's encoding: the processor;
  * - the event decoded whole: the API twice (the processor's reply, then its decision
  *   stream), the saga once (the forward read back), the two projectors, the notifier's
@@ -256,8 +313,12 @@ typedef struct {
 static const piece pieces[] = {
     {"request_json", p_request_json, 1, "API"},
     {"answer_json", p_answer_json, 1, "API"},
-    {"token_cached", p_token, 1, "API"},
-    {"two_ids", p_ids, 1, "API"},
+    {"token_cached", p_token, 2 - TOKEN_MISS, "API"},
+    {"token_uncached", p_token_fresh, TOKEN_MISS, "API"},
+    {"uuid", p_id, 7, "API x3, processor, saga x3"},
+    {"view_apply", p_view_apply, 1, "API"},
+    {"live_stock_json", p_sse_stock, 1, "API"},
+    {"live_order_json", p_sse_order, 2, "API"},
     {"command_encode", p_command_encode, 1, "API"},
     {"answer_record_encode", p_answer_record, 1, "API"},
     {"command_decode", p_command_decode, 1, "processor"},
@@ -280,7 +341,7 @@ static void setup(void)
     if (!(codec = fs_codec_new(&err)))
         die(err.msg);
     int64_t t0 = fs_now_ms() - 60000;
-    if (!(state = inv_state_new(600000)))
+    if (!(state = inv_state_new(600000)) || !(view = inv_state_new_counters()))
         die("state");
     for (int i = 0; i < PRODUCTS; i++) {
         inv_command c;
@@ -295,8 +356,8 @@ static void setup(void)
         c.requested_at = t0 + 1;
         c.offset = -1;
         c.item_count = 1;
-        inv_event e;
-        if (inv_decide(state, &c, &e) != INV_DECIDED || inv_apply(state, &e))
+        inv_event e; /* the API's view knows the products from the same events */
+        if (inv_decide(state, &c, &e) != INV_DECIDED || inv_apply(state, &e) || inv_apply(view, &e))
             die("define");
     }
     memset(&reserve_cmd, 0, sizeof reserve_cmd);
@@ -339,6 +400,22 @@ static void setup(void)
     free(tok);
 }
 
+static void make_fresh_tokens(long n)
+{
+    fs_err err = {0};
+    if (!(fresh_tokens = calloc((size_t)n, sizeof *fresh_tokens)))
+        die("memory");
+    for (long i = 0; i < n; i++) {
+        char member[32], *tok = NULL;
+        snprintf(member, sizeof member, "ledger-%ld", i);
+        if (fs_jwt_issue(SECRET, member, "member", 3600, &tok, &err) ||
+            asprintf(&fresh_tokens[i], "Bearer %s", tok) < 0)
+            die("fresh token");
+        free(tok);
+    }
+    nfresh = n;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -361,7 +438,12 @@ int main(int argc, char **argv)
     }
     if (iterations < 100 || repeats < 1 || repeats > 99)
         die("--iterations must be at least 100, --repeats 1 to 99");
+    if (fabs(TOKEN_MISS - (1 - exp(-(double)BUYERS / JWT_CACHE_SLOTS))) > 0.005)
+        die("TOKEN_MISS does not follow from BUYERS and JWT_CACHE_SLOTS");
     setup();
+    fprintf(stderr, "flashsale-ledger: issuing %ld tokens for the cache misses\n",
+            iterations / 10 + iterations * repeats);
+    make_fresh_tokens(iterations / 10 + iterations * repeats);
     size_t n = sizeof pieces / sizeof pieces[0];
     double total = 0;
     printf("{\"iterations\":%ld,\"repeats\":%d,\"pieces\":[", iterations, repeats);
@@ -379,9 +461,9 @@ int main(int argc, char **argv)
         qsort(runs, (size_t)repeats, sizeof runs[0], cmp_double);
         double med = runs[repeats / 2];
         total += med * p->per_order;
-        fprintf(stderr, "flashsale-ledger: %-22s %8.0f ns (runs %.0f-%.0f) x %d  [%s]\n", p->name, med,
+        fprintf(stderr, "flashsale-ledger: %-22s %8.0f ns (runs %.0f-%.0f) x %.2f  [%s]\n", p->name, med,
                 runs[0], runs[repeats - 1], p->per_order, p->where);
-        printf("%s{\"piece\":\"%s\",\"ns\":%.0f,\"min_ns\":%.0f,\"max_ns\":%.0f,\"per_order\":%d,"
+        printf("%s{\"piece\":\"%s\",\"ns\":%.0f,\"min_ns\":%.0f,\"max_ns\":%.0f,\"per_order\":%.2f,"
                "\"where\":\"%s\"}",
                k ? "," : "", p->name, med, runs[0], runs[repeats - 1], p->per_order, p->where);
     }
@@ -393,6 +475,10 @@ int main(int argc, char **argv)
     free(snap_buf);
     free(note_buf);
     free(saga_out);
+    for (long i = 0; i < nfresh; i++)
+        free(fresh_tokens[i]);
+    free(fresh_tokens);
+    inv_state_destroy(view);
     inv_state_destroy(state);
     fs_codec_destroy(codec);
     return 0;
