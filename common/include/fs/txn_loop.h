@@ -18,9 +18,9 @@
  * only the interval and size count. Fewer transactions cost the broker less (each one is
  * several requests and its markers; perf/RESULTS.md, 2026-12-04 21:48), at the price of a
  * later commit, which only what reads the outputs downstream waits for (the buyer's answer
- * does not). (Read from librdkafka 2.0.2's source, not measured apart: its main thread
- * spins for up to 1 ms on each partition-registration timer a transaction arms; fixed
- * upstream in 2.4.0.)
+ * does not). (librdkafka 2.0.2's main thread spins for ~1 ms on each partition-registration
+ * timer a transaction arms, two or more per transaction: ~10 % of a core for two loops at
+ * 1,000 orders/s, perf/RESULTS.md 2026-12-06; fixed upstream in 2.4.0.)
  *
  * Pipelining: the commit (send_offsets_to_transaction + commit_transaction, tens of ms on a
  * busy broker) runs on a committer thread while this thread goes on polling and calling
@@ -54,7 +54,8 @@
  * the open transaction is aborted, the whole assignment revoked (on_revoke) and a new consumer
  * with the same group.instance.id joins, as a restarted process would (same limit). Revoke commits the open
  * transaction first (abort if the partitions were lost). Stop (*stop set, e.g. by SIGTERM):
- * the open batch is committed and the consumer closed.
+ * the open batch is committed and the consumer closed; a stop while an assignment's setup
+ * keeps failing gives the assignment up and returns 0 at once (nothing of it was read).
  *
  * Threads: everything runs on the thread that calls fs_txn_loop_run(), including callbacks,
  * except the commit itself (the committer thread, which touches only the producer).
