@@ -301,8 +301,7 @@ static void p_saga_step(void)
 }
 
 /* The Redis projector's JSON of a status (projections/src/sink_redis.c, r_order): the
- * lines, the history entry when the status changed, and the published message. (A line's
- * state is spelt here; sink_redis.c names it with a function of its own.) */
+ * lines, the history entry when the status changed, and the published message. */
 static void redis_status_json(bool history)
 {
     const ord_order *o = &snapshot;
@@ -310,7 +309,8 @@ static void redis_status_json(bool history)
     for (int i = 0; i < o->nlines; i++)
         json_array_append_new(items, json_pack("{s:s,s:i,s:I,s:s}", "product_id", o->lines[i].product_id,
                                                "quantity", (int)o->lines[i].quantity, "unit_price",
-                                               (json_int_t)o->lines[i].unit_price, "state", "RESERVED"));
+                                               (json_int_t)o->lines[i].unit_price, "state",
+                                               line_state_name(o->lines[i].state)));
     char *items_s = json_dumps(items, JSON_COMPACT);
     json_decref(items);
     char *hist = NULL;
