@@ -41,6 +41,15 @@
  * With --lifecycle, a run also fails when fewer than 99 % of its orders reach their last
  * status (counted by the first reader; "completed" in the JSON, warm-up included).
  * flashsale's projectors write more per order (items, history, stock, payments, offsets).
+ * With --work API,PROC,SAGA,READ (µs of CPU per order, decimals allowed), each role also
+ * burns that much of its own thread's CPU time (CLOCK_THREAD_CPUTIME_ID) per order, standing
+ * in for the order's own logic as flashsale-ledger times it per process: the "API" before it
+ * produces the command, the "processor" on the order's reserve command (with --lifecycle
+ * half there and half on its commit), the "order saga" on the order's first record (its
+ * decision; the payments service's share belongs in SAGA) and the first reader (the
+ * projectors' and the notifier's share) on the order's decision. So the floor and the logic's
+ * lower bound run together, and a run shows whether both fit, not a difference of CPU
+ * readings (the broker takes what the machine leaves: its CPU at a rate is not what it needs).
  * Latency is due time -> answer received (coordinated omission corrected). The machine's CPU
  * (/proc/stat), this process's and the broker's (--broker-pid) are read over the measured
  * window, and with --sinks every PostgreSQL and Redis server process's (stores_cpu_pct; a
@@ -49,7 +58,7 @@
  *
  * Usage: flashsale-kfloor --rate N [--seconds 20] [--warmup 3] [--readers 5]
  *                         [--products 1000] [--saga] [--lifecycle] [--sinks]
- *                         [--broker-pid PID]
+ *                         [--work API,PROC,SAGA,READ] [--broker-pid PID]
  * Settings: FLASHSALE_KAFKA_BROKERS, FLASHSALE_PARTITIONS, FLASHSALE_COMMIT_* as the services;
  * FLASHSALE_PG_URL and FLASHSALE_REDIS_* with --sinks. */
 #include "fs/config.h"
@@ -115,7 +124,32 @@ typedef struct {
     atomic_llong wall_from_ms, wall_to_ms; /* the measured window by the records' timestamps */
     atomic_long sink_errors, completed;     /* failed writes; orders whose last status was read */
     long run_tag;                           /* order ids are unique across runs */
+    double work_ns[4];                      /* --work: per order, API, processor, saga, reader */
 } floor_run;
+
+enum { WORK_API, WORK_PROC, WORK_SAGA, WORK_READ };
+
+/* Burns ns of this thread's CPU time (--work): the order's logic, as a cost, not its code. */
+static void burn(double ns)
+{
+    if (ns <= 0)
+        return;
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    double end = (double)t.tv_sec * 1e9 + (double)t.tv_nsec + ns;
+    volatile unsigned sink_ = 0;
+    do {
+        for (unsigned i = 0; i < 50; i++)
+            sink_ += i;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    } while ((double)t.tv_sec * 1e9 + (double)t.tv_nsec < end);
+}
+
+/* A record's kind byte (see KIND_*), 0 when it has none. */
+static char kind_of(const rd_kafka_message_t *m)
+{
+    return m->len > 16 ? ((const char *)m->payload)[16] : 0;
+}
 
 typedef struct {
     floor_run *r;
@@ -138,6 +172,7 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
 static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, fs_err *err)
 {
     floor_run *r = app;
+    burn(r->lifecycle ? r->work_ns[WORK_PROC] / 2 : kind_of(m) == KIND_COMMIT ? 0 : r->work_ns[WORK_PROC]);
     char ev[200];
     memset(ev, 'e', sizeof ev);
     memcpy(ev, m->payload, m->len < sizeof ev ? m->len : sizeof ev);
@@ -167,6 +202,8 @@ static int on_saga_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t
         memcpy(&seq, m->payload, sizeof seq);
     int kl = snprintf(key, sizeof key, "o%llu", (unsigned long long)seq);
     const char *topic = rd_kafka_topic_name(m->rkt);
+    if (!strcmp(topic, EVT_TOPIC) && kind_of(m) == KIND_RESERVE)
+        burn(r->work_ns[WORK_SAGA]); /* the order's first record here: its decision */
     if (!strcmp(topic, EVT_TOPIC))
         return fs_txn_loop_produce(loop, FWD_TOPIC, RD_KAFKA_PARTITION_UA, key, (size_t)kl, rec, sizeof rec, NULL,
                                    err);
@@ -449,6 +486,8 @@ static void follow(floor_run *r, bool notes, const reader_arg *a)
         if (m) {
             if (!m->err) {
                 atomic_fetch_add(&r->events_read, 1);
+                if (first && kind_of(m) == KIND_RESERVE && !strcmp(rd_kafka_topic_name(m->rkt), EVT_TOPIC))
+                    burn(r->work_ns[WORK_READ]); /* the read models' and the notifier's share */
                 if (first && r->lifecycle && m->len > 16 && ((const char *)m->payload)[16] == KIND_COMMIT &&
                     !strcmp(rd_kafka_topic_name(m->rkt), STATUS_TOPIC))
                     atomic_fetch_add(&r->completed, 1); /* the order's last status */
@@ -578,6 +617,7 @@ static void *generate(void *arg)
         uint32_t product = (uint32_t)(rand_r(&seed) % r->products);
         memcpy(c.pad + 1, &product, sizeof product); /* for the commit (--lifecycle) */
         int kl = snprintf(key, sizeof key, "p%u", (unsigned)product);
+        burn(r->work_ns[WORK_API]); /* the API's share of the order's logic */
         rd_kafka_resp_err_t e;
         while ((e = rd_kafka_producev(p, RD_KAFKA_V_TOPIC(CMD_TOPIC), RD_KAFKA_V_KEY(key, (size_t)kl),
                                       RD_KAFKA_V_VALUE(&c, sizeof c), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -704,9 +744,22 @@ int main(int argc, char **argv)
             *slot = atol(argv[++i]);
         else if (!strcmp(argv[i], "--broker-pid") && i + 1 < argc)
             r.broker_pid = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--work") && i + 1 < argc) {
+            const char *w = argv[++i];
+            for (int k = 0; k < 4; k++) {
+                char *end;
+                double us = strtod(w, &end);
+                if (end == w || us < 0 || us > 10000 || (k < 3 ? *end != ',' : *end != '\0')) {
+                    fprintf(stderr, "kfloor: --work takes four µs figures, API,PROC,SAGA,READ (0-10000 each)\n");
+                    return 2;
+                }
+                r.work_ns[k] = us * 1000;
+                w = end + 1;
+            }
+        }
         else {
             fprintf(stderr, "usage: %s --rate N [--seconds 20] [--warmup 3] [--readers 5] [--products 1000] "
-                            "[--saga] [--lifecycle] [--sinks] [--broker-pid PID]\n", argv[0]);
+                            "[--saga] [--lifecycle] [--sinks] [--work API,PROC,SAGA,READ] [--broker-pid PID]\n", argv[0]);
             return 2;
         }
     }
@@ -849,12 +902,14 @@ int main(int argc, char **argv)
            "\"answered_per_s\":%.1f,\"p50_ms\":%.2f,\"p90_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,"
            "\"produce_errors\":%ld,\"events_read\":%ld,\"machine_cpu_pct\":%.1f,\"broker_cpu_pct\":%.1f,"
            "\"clients_cpu_pct\":%.1f,\"sinks\":%s,\"stores_cpu_pct\":%.1f,\"lifecycle\":%s,"
-           "\"pg_lag_p99_ms\":%.0f,\"redis_lag_p99_ms\":%.0f,\"sink_errors\":%ld,\"completed\":%ld}\n",
+           "\"pg_lag_p99_ms\":%.0f,\"redis_lag_p99_ms\":%.0f,\"sink_errors\":%ld,\"completed\":%ld,"
+           "\"work_us\":[%.2f,%.2f,%.2f,%.2f]}\n",
            r.rate, r.products, r.saga ? "true" : "false", r.seconds, r.readers, r.cfg.partitions, expected, n, (double)n / win, pct(r.lat, n, 0.5),
            pct(r.lat, n, 0.9), pct(r.lat, n, 0.99), n ? r.lat[n - 1] : -1, (long)atomic_load(&r.produce_errors),
            (long)atomic_load(&r.events_read), machine, broker, self, r.sinks ? "true" : "false", stores,
            r.lifecycle ? "true" : "false", r.sinks ? r.sink_lag_p99[0] : -1, r.sinks ? r.sink_lag_p99[1] : -1,
-           (long)atomic_load(&r.sink_errors), r.lifecycle && r.readers ? (long)atomic_load(&r.completed) : -1);
+           (long)atomic_load(&r.sink_errors), r.lifecycle && r.readers ? (long)atomic_load(&r.completed) : -1,
+           r.work_ns[0] / 1000, r.work_ns[1] / 1000, r.work_ns[2] / 1000, r.work_ns[3] / 1000);
     free(r.lat);
     close(r.udp);
     close(r.worker_udp);

@@ -18,7 +18,11 @@
 # starts, see flashsale-kfloor --sinks; their servers' CPU and the p99 lag of each in the
 # table), KFLOOR_LIFECYCLE (0; 1: the whole lifecycle with auto-pay, fifteen records and three
 # transactional loops per order, see flashsale-kfloor --lifecycle), KFLOOR_PRODUCTS (1000; 1:
-# every command in one partition, as the hot-product step). Run it alone on the machine, like
+# every command in one partition, as the hot-product step), KFLOOR_WORK (none; API,PROC,SAGA,READ:
+# µs of CPU each of those roles burns per order besides, standing in for the order's own logic
+# as flashsale-ledger times it, see flashsale-kfloor --work), KFLOOR_ALTERNATE (0; 1 with
+# KFLOOR_WORK: every repeat runs both arms on the same broker, without the work and with it,
+# in turns ABBA..., and the table has a row for each). Run it alone on the machine, like
 # every benchmark.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,6 +39,11 @@ if [ "${KFLOOR_SAGA:-0}" = 1 ]; then OPTS=(--saga); fi
 if [ "${KFLOOR_LIFECYCLE:-0}" = 1 ]; then OPTS+=(--lifecycle); fi
 OPTS+=(--products "${KFLOOR_PRODUCTS:-1000}")
 if [ "${KFLOOR_SINKS:-0}" = 1 ]; then OPTS+=(--sinks); fi
+ARMS=("") # what each repeat runs: --work's figures, "" for none
+if [ -n "${KFLOOR_WORK:-}" ]; then
+  ARMS=("$KFLOOR_WORK")
+  if [ "${KFLOOR_ALTERNATE:-0}" = 1 ]; then ARMS=("" "$KFLOOR_WORK"); fi
+fi
 WARMUP_S=${KFLOOR_WARMUP_S:-60}
 export FLASHSALE_RUN_DIR=$root/.run-kfloor FLASHSALE_KAFKA_PORT=${KFLOOR_KAFKA_PORT:-25092}
 export FLASHSALE_KAFKA_CONTROLLER_PORT=$((FLASHSALE_KAFKA_PORT + 1)) FLASHSALE_PG_PORT=25532
@@ -47,7 +56,7 @@ mkdir -p "$root/perf/out"
 trap '"$root/infra/flashsale.sh" stop >/dev/null 2>&1 || true' EXIT
 . "$FLASHSALE_RUN_DIR/env"
 bpid=$(cat "$FLASHSALE_RUN_DIR"/pids/kafka*.pid | head -1)
-echo "kfloor: broker pid $bpid, rates: $RATES, $REPEATS x ${SECONDS_PER}s, $READERS readers, options: ${OPTS[*]:-none}; runs in $out" >&2
+echo "kfloor: broker pid $bpid, rates: $RATES, $REPEATS x ${SECONDS_PER}s, $READERS readers, options: ${OPTS[*]:-none}, work: ${KFLOOR_WORK:-none}${KFLOOR_ALTERNATE:+ (alternated with none)}; runs in $out" >&2
 HTTP=${KFLOOR_HTTP:-0}
 if [ "$HTTP" = 1 ]; then
   ulimit -n "$(ulimit -Hn)" # 2,000 connections on each side
@@ -77,7 +86,12 @@ if [ "$WARMUP_S" -gt 0 ]; then
 fi
 for rate in $RATES; do
   for i in $(seq "$REPEATS"); do
-    echo "kfloor: rate $rate, run $i/$REPEATS" >&2
+    order=("${ARMS[@]}")
+    if [ "${#ARMS[@]}" = 2 ] && [ $((i % 2)) = 0 ]; then order=("${ARMS[1]}" "${ARMS[0]}"); fi
+    for work in "${order[@]}"; do
+    WOPTS=()
+    [ -z "$work" ] || WOPTS=(--work "$work")
+    echo "kfloor: rate $rate, run $i/$REPEATS, work: ${work:-none}" >&2
     hjson=
     if [ "$HTTP" = 1 ]; then
       # over kfloor's 3 s warm-up and its measured window
@@ -88,7 +102,7 @@ for rate in $RATES; do
     fi
     short=false
     line=$("$BUILD/perf/flashsale-kfloor" --rate "$rate" --seconds "$SECONDS_PER" --readers "$READERS" \
-      "${OPTS[@]}" --broker-pid "$bpid") || { short=true; echo "kfloor: run at $rate/s fell short (see its line)" >&2; }
+      "${OPTS[@]}" "${WOPTS[@]}" --broker-pid "$bpid") || { short=true; echo "kfloor: run at $rate/s fell short (see its line)" >&2; }
     if [ -z "$line" ]; then # it stopped before measuring: nothing to count
       [ -z "$hjson" ] || wait "$lpid" || true
       continue
@@ -103,6 +117,7 @@ k["http_p99_ms"]=h["latency_ms"]["p99"]; k["http_rps"]=h["rps"]; k["http_errors"
     fi
     echo "$line" >>"$out"
     sleep 2
+    done
   done
 done
 python3 - "$out" <<'PY'
@@ -110,16 +125,20 @@ import json, sys, statistics as st
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 http = any("http_p99_ms" in r for r in runs)
 sinks = any(r.get("sinks") for r in runs)
-print("| offered/s | answered/s | p50 ms | p99 ms (runs) | machine CPU % | broker CPU % | clients CPU % |"
+work = lambda r: tuple(r.get("work_us") or (0, 0, 0, 0))
+arms = any(any(work(r)) for r in runs)
+print("| offered/s |" + (" work µs per order (API, processor, saga, readers) |" if arms else "") + " answered/s | p50 ms | p99 ms (runs) | machine CPU % | broker CPU % | clients CPU % |"
       + (" stores CPU % | lag p99 ms PostgreSQL / Redis (runs) |" if sinks else "")
       + (" HTTP p99 ms (runs) | HTTP errors |" if http else ""))
-print("|---|---|---|---|---|---|---|" + ("---|---|" if sinks else "") + ("---|---|" if http else ""))
-for rate in sorted({r["rate"] for r in runs}):
-    rs = [r for r in runs if r["rate"] == rate]
+print("|---|---|---|---|---|---|---|" + ("---|" if arms else "") + ("---|---|" if sinks else "") + ("---|---|" if http else ""))
+for rate, w in sorted({(r["rate"], work(r)) for r in runs}):
+    rs = [r for r in runs if r["rate"] == rate and work(r) == w]
     m = lambda k: st.median(r[k] for r in rs)
     short = sum(1 for r in rs if r.get("short"))
-    print("| %d%s | %.0f | %.2f | %.1f (%s) | %.0f | %.0f | %.0f |" % (
-        rate, " (%d run(s) short)" % short if short else "", m("answered_per_s"), m("p50_ms"), m("p99_ms"), " ".join("%.0f" % r["p99_ms"] for r in rs),
+    print("| %d%s |%s %.0f | %.2f | %.1f (%s) | %.0f | %.0f | %.0f |" % (
+        rate, " (%d run(s) short)" % short if short else "",
+        (" %s (%.1f) |" % (", ".join("%g" % x for x in w), sum(w)) if any(w) else " none |") if arms else "",
+        m("answered_per_s"), m("p50_ms"), m("p99_ms"), " ".join("%.0f" % r["p99_ms"] for r in rs),
         m("machine_cpu_pct"), m("broker_cpu_pct"), m("clients_cpu_pct"))
         + (" %.0f | %.0f / %.0f (%s) |" % (m("stores_cpu_pct"), m("pg_lag_p99_ms"), m("redis_lag_p99_ms"),
            " ".join("%.0f/%.0f" % (r["pg_lag_p99_ms"], r["redis_lag_p99_ms"]) for r in rs)) if sinks else "")
