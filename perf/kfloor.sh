@@ -20,10 +20,10 @@
 # transactional loops per order, see flashsale-kfloor --lifecycle), KFLOOR_PRODUCTS (1000; 1:
 # every command in one partition, as the hot-product step), KFLOOR_WORK (none; API,PROC,SAGA,READ:
 # µs of CPU each of those roles burns per order besides, standing in for the order's own logic
-# as flashsale-ledger times it, see flashsale-kfloor --work), KFLOOR_ALTERNATE (0; 1 with
-# KFLOOR_WORK: every repeat runs both arms on the same broker, without the work and with it,
-# in turns ABBA..., and the table has a row for each). Run it alone on the machine, like
-# every benchmark.
+# as flashsale-ledger times it, see flashsale-kfloor --work; several, space-separated, are
+# arms that every repeat runs in turns on the same broker, each repeat starting from the next
+# arm, a table row each), KFLOOR_ALTERNATE (0; 1: an arm without work besides, first in the
+# turns). Run it alone on the machine, like every benchmark.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -41,8 +41,8 @@ OPTS+=(--products "${KFLOOR_PRODUCTS:-1000}")
 if [ "${KFLOOR_SINKS:-0}" = 1 ]; then OPTS+=(--sinks); fi
 ARMS=("") # what each repeat runs: --work's figures, "" for none
 if [ -n "${KFLOOR_WORK:-}" ]; then
-  ARMS=("$KFLOOR_WORK")
-  if [ "${KFLOOR_ALTERNATE:-0}" = 1 ]; then ARMS=("" "$KFLOOR_WORK"); fi
+  read -r -a ARMS <<<"$KFLOOR_WORK"
+  if [ "${KFLOOR_ALTERNATE:-0}" = 1 ]; then ARMS=("" "${ARMS[@]}"); fi
 fi
 WARMUP_S=${KFLOOR_WARMUP_S:-60}
 export FLASHSALE_RUN_DIR=$root/.run-kfloor FLASHSALE_KAFKA_PORT=${KFLOOR_KAFKA_PORT:-25092}
@@ -56,7 +56,7 @@ mkdir -p "$root/perf/out"
 trap '"$root/infra/flashsale.sh" stop >/dev/null 2>&1 || true' EXIT
 . "$FLASHSALE_RUN_DIR/env"
 bpid=$(cat "$FLASHSALE_RUN_DIR"/pids/kafka*.pid | head -1)
-echo "kfloor: broker pid $bpid, rates: $RATES, $REPEATS x ${SECONDS_PER}s, $READERS readers, options: ${OPTS[*]:-none}, work: ${KFLOOR_WORK:-none}${KFLOOR_ALTERNATE:+ (alternated with none)}; runs in $out" >&2
+echo "kfloor: broker pid $bpid, rates: $RATES, $REPEATS x ${SECONDS_PER}s, $READERS readers, options: ${OPTS[*]:-none}, arms of work per order ([]: none): $(printf "[%s]" "${ARMS[@]}"); runs in $out" >&2
 HTTP=${KFLOOR_HTTP:-0}
 if [ "$HTTP" = 1 ]; then
   ulimit -n "$(ulimit -Hn)" # 2,000 connections on each side
@@ -86,8 +86,9 @@ if [ "$WARMUP_S" -gt 0 ]; then
 fi
 for rate in $RATES; do
   for i in $(seq "$REPEATS"); do
-    order=("${ARMS[@]}")
-    if [ "${#ARMS[@]}" = 2 ] && [ $((i % 2)) = 0 ]; then order=("${ARMS[1]}" "${ARMS[0]}"); fi
+    # the arms in turns: repeat i starts from arm i - 1, so each runs first, last and between
+    order=()
+    for k in $(seq 0 $((${#ARMS[@]} - 1))); do order+=("${ARMS[$(((k + i - 1) % ${#ARMS[@]}))]}"); done
     for work in "${order[@]}"; do
     WOPTS=()
     [ -z "$work" ] || WOPTS=(--work "$work")
