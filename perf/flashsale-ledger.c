@@ -28,6 +28,7 @@
 #include "fs/id.h"
 #include "fs/jwt.h"
 
+#include "order_json.h"
 #include "sse_event.h"
 
 #include <jansson.h>
@@ -55,7 +56,7 @@ static inv_command reserve_cmd;
 static void *cmd_buf, *ev_buf, *snap_buf, *note_buf;
 static size_t cmd_len, ev_len, snap_len, note_len;
 static inv_event decision;
-static ord_order snapshot;
+static ord_order snapshot, snapshot_same;
 static fs_notification note;
 static ord_input saga_in;
 static ord_step_result *saga_out;
@@ -300,35 +301,15 @@ static void p_saga_step(void)
         die("saga step");
 }
 
-/* The Redis projector's JSON of a status (projections/src/sink_redis.c, r_order): the
- * lines, the history entry when the status changed, and the published message. */
+/* The Redis projector's JSON of a status (projections/src/order_json.c, as sink_redis.c's
+ * r_order makes it): the lines, the history entry when the status changed, and the published
+ * message. Without a history entry: snapshot_same, the status unchanged (as a second PAID). */
 static void redis_status_json(bool history)
 {
-    const ord_order *o = &snapshot;
-    json_t *items = json_array();
-    for (int i = 0; i < o->nlines; i++)
-        json_array_append_new(items, json_pack("{s:s,s:i,s:I,s:s}", "product_id", o->lines[i].product_id,
-                                               "quantity", (int)o->lines[i].quantity, "unit_price",
-                                               (json_int_t)o->lines[i].unit_price, "state",
-                                               line_state_name(o->lines[i].state)));
-    char *items_s = json_dumps(items, JSON_COMPACT);
-    json_decref(items);
-    char *hist = NULL;
-    if (history) {
-        json_t *h = json_pack("{s:s,s:s,s:s,s:I}", "status", ord_status_name(o->status), "previous",
-                              ord_status_name(o->previous), "reason", o->reason, "at",
-                              (json_int_t)o->occurred_at);
-        hist = json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        json_decref(h);
-    }
-    json_t *m = json_pack("{s:s,s:s}", "order_id", o->order_id, "status", ord_status_name(o->status));
-    char *msg = json_dumps(m, JSON_COMPACT);
-    json_decref(m);
-    if (!items_s || (history && !hist) || !msg)
+    rm_order_json j;
+    if (rm_order_json_make(history ? &snapshot : &snapshot_same, &j) || (history != (j.history != NULL)))
         die("Redis status JSON");
-    free(items_s);
-    free(hist);
-    free(msg);
+    rm_order_json_free(&j);
 }
 static void p_redis_status_json(void) { redis_status_json(true); }
 static void p_redis_status_json_same(void) { redis_status_json(false); }
@@ -615,6 +596,8 @@ static void setup(void)
     if (!saga_out->changed || saga_out->nsnapshots < 1 || saga_out->nnotes < 1)
         die("the saga's first step wrote no status or notification");
     snapshot = saga_out->snapshots[saga_out->nsnapshots - 1];
+    snapshot_same = snapshot;
+    snapshot_same.previous = snapshot_same.status;
     note = saga_out->notes[0];
     fs_uuid7_str(note.notification_id);
     if (ord_encode(codec, &snapshot, &snap_buf, &snap_len, &err) ||

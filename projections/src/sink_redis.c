@@ -11,6 +11,7 @@
  * old generation's keys are unlinked. A running projector notices, about once a second, that
  * its generation vanished (Redis flushed or restarted empty) and rebuilds, or that another
  * process switched the generation, and follows it. */
+#include "order_json.h"
 #include "projector.h"
 
 #include "fs/db.h"
@@ -368,33 +369,15 @@ static int r_order(projector *p, const ord_order *o, int32_t part, int64_t off, 
     snprintf(chan, sizeof chan, FS_RM_ORDER_CHANNEL "%s", o->order_id);
     NUM(ver, FS_RM_RANK_SAGA + off);
     NUM(t, o->occurred_at);
-    json_t *items = json_array();
-    for (int i = 0; i < o->nlines; i++)
-        json_array_append_new(items, json_pack("{s:s,s:i,s:I,s:s}", "product_id", o->lines[i].product_id,
-                                               "quantity", (int)o->lines[i].quantity, "unit_price",
-                                               (json_int_t)o->lines[i].unit_price, "state",
-                                               line_state_name(o->lines[i].state)));
-    char *items_s = json_dumps(items, JSON_COMPACT);
-    json_decref(items);
-    char *hist = NULL, *msg = NULL;
-    if (o->previous != o->status) {
-        json_t *h = json_pack("{s:s,s:s,s:s,s:I}", "status", ord_status_name(o->status), "previous",
-                              ord_status_name(o->previous), "reason", o->reason, "at",
-                              (json_int_t)o->occurred_at);
-        hist = json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        json_decref(h);
-    }
-    json_t *m = json_pack("{s:s,s:s}", "order_id", o->order_id, "status", ord_status_name(o->status));
-    msg = json_dumps(m, JSON_COMPACT);
-    json_decref(m);
-    const char *argv[] = {"EVALSHA", s->sha_o, "2", key, hkey, ver, chan, hist ? hist : "", msg, t, exp,
-                          "member", o->member_id, "status", ord_status_name(o->status),
+    rm_order_json j;
+    if (rm_order_json_make(o, &j))
+        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "order %s: out of memory for its JSON", o->order_id);
+    const char *argv[] = {"EVALSHA", s->sha_o, "2", key, hkey, ver, chan, j.history ? j.history : "", j.message, t,
+                          exp, "member", o->member_id, "status", ord_status_name(o->status),
                           "reason", o->reason, "amount", NUM(a, o->amount),
-                          "pay_by", NUM(b, o->pay_by), "updated", t, "items", items_s ? items_s : "[]"};
+                          "pay_by", NUM(b, o->pay_by), "updated", t, "items", j.items};
     int rc = append(s, (int)(sizeof argv / sizeof argv[0]), argv);
-    free(items_s);
-    free(msg);
-    free(hist);
+    rm_order_json_free(&j);
     return rc ? fs_err_set(err, FS_ERR_RETRIABLE, 0, "redis append: %s", s->c->errstr) : 0;
 }
 

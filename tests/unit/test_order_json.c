@@ -1,0 +1,80 @@
+/* The Redis read model's JSON of an order's status (projections/src/order_json.c), which the
+ * projector publishes and keeps and the storefront reads. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "order_json.h"
+
+#include <string.h>
+
+static ord_order two_lines(void)
+{
+    ord_order o;
+    memset(&o, 0, sizeof o);
+    strcpy(o.order_id, "0193a0b4-0000-7000-8000-000000000001");
+    o.previous = ORD_RESERVED;
+    o.status = ORD_PAYING;
+    strcpy(o.reason, "card \"declined\" once");
+    o.occurred_at = 1764979200123;
+    o.nlines = 2;
+    strcpy(o.lines[0].product_id, "p-0001");
+    o.lines[0].quantity = 1, o.lines[0].unit_price = 9900, o.lines[0].state = LINE_RESERVED;
+    strcpy(o.lines[1].product_id, "p-0002");
+    o.lines[1].quantity = 3, o.lines[1].unit_price = 150, o.lines[1].state = LINE_COMMITTED;
+    return o;
+}
+
+static void test_changed_status_has_history(void **state)
+{
+    (void)state;
+    ord_order o = two_lines();
+    rm_order_json j;
+    assert_int_equal(rm_order_json_make(&o, &j), 0);
+    assert_string_equal(j.items, "[{\"product_id\":\"p-0001\",\"quantity\":1,\"unit_price\":9900,\"state\":\"RESERVED\"},"
+                                 "{\"product_id\":\"p-0002\",\"quantity\":3,\"unit_price\":150,\"state\":\"COMMITTED\"}]");
+    /* in this order (JSON_PRESERVE_ORDER): the storefront's history shows it as written */
+    assert_string_equal(j.history, "{\"status\":\"PAYING\",\"previous\":\"RESERVED\","
+                                   "\"reason\":\"card \\\"declined\\\" once\",\"at\":1764979200123}");
+    assert_string_equal(j.message, "{\"order_id\":\"0193a0b4-0000-7000-8000-000000000001\",\"status\":\"PAYING\"}");
+    rm_order_json_free(&j);
+    assert_null(j.items);
+    assert_null(j.history);
+    assert_null(j.message);
+}
+
+static void test_same_status_has_no_history(void **state)
+{
+    (void)state;
+    ord_order o = two_lines();
+    o.previous = o.status; /* a snapshot that changed no status (e.g. a second PAID) */
+    rm_order_json j;
+    assert_int_equal(rm_order_json_make(&o, &j), 0);
+    assert_null(j.history);
+    assert_non_null(j.items);
+    assert_string_equal(j.message, "{\"order_id\":\"0193a0b4-0000-7000-8000-000000000001\",\"status\":\"PAYING\"}");
+    rm_order_json_free(&j);
+}
+
+static void test_no_lines(void **state)
+{
+    (void)state;
+    ord_order o = two_lines();
+    o.nlines = 0;
+    rm_order_json j;
+    assert_int_equal(rm_order_json_make(&o, &j), 0);
+    assert_string_equal(j.items, "[]");
+    rm_order_json_free(&j);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_changed_status_has_history),
+        cmocka_unit_test(test_same_status_has_no_history),
+        cmocka_unit_test(test_no_lines),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
