@@ -50,6 +50,8 @@
  * projectors' and the notifier's share) on the order's decision. So the floor and the logic's
  * lower bound run together, and a run shows whether both fit, not a difference of CPU
  * readings (the broker takes what the machine leaves: its CPU at a rate is not what it needs).
+ * SAGA needs --saga (or --lifecycle), READ a reader. Each burn reads the thread's CPU clock
+ * in a loop (a system call each time), so figures under ~1 µs are mostly that call.
  * Latency is due time -> answer received (coordinated omission corrected). The machine's CPU
  * (/proc/stat), this process's and the broker's (--broker-pid) are read over the measured
  * window, and with --sinks every PostgreSQL and Redis server process's (stores_cpu_pct; a
@@ -749,7 +751,7 @@ int main(int argc, char **argv)
             for (int k = 0; k < 4; k++) {
                 char *end;
                 double us = strtod(w, &end);
-                if (end == w || us < 0 || us > 10000 || (k < 3 ? *end != ',' : *end != '\0')) {
+                if (end == w || !(us >= 0 && us <= 10000) || (k < 3 ? *end != ',' : *end != '\0')) {
                     fprintf(stderr, "kfloor: --work takes four µs figures, API,PROC,SAGA,READ (0-10000 each)\n");
                     return 2;
                 }
@@ -771,6 +773,11 @@ int main(int argc, char **argv)
     }
     if (r.lifecycle)
         r.saga = 1;
+    if ((r.work_ns[WORK_SAGA] > 0 && !r.saga) || (r.work_ns[WORK_READ] > 0 && !r.readers)) {
+        fprintf(stderr, "kfloor: --work: no order saga without --saga, no reader with --readers 0: "
+                        "its figure would not be burned\n");
+        return 2;
+    }
     r.run_tag = (long)time(NULL);
     atomic_store(&r.wall_from_ms, LLONG_MAX); /* no lag counted before the window is known */
     fs_log_init("kfloor", FS_LOG_WARN);

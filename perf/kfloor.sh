@@ -5,6 +5,7 @@
 # each run's JSON and a table of medians (answered/s, p50/p99, machine / broker / clients CPU).
 #
 #   perf/kfloor.sh [RATE ...]        (default 1000 2000 4000 5000 8000)
+#   perf/kfloor.sh --table FILE      the table of an earlier run's perf/out/kfloor-*.jsonl
 # Settings: KFLOOR_SECONDS (20), KFLOOR_REPEATS (3), KFLOOR_READERS (5; 4 with the saga), KFLOOR_SAGA (0; 1: the
 # whole decisions-only flow, six records and two transactional hops per order, see
 # flashsale-kfloor --saga), KFLOOR_WARMUP_S (60: one run at 2,000/s first, not counted: the
@@ -25,6 +26,34 @@
 # arm, a table row each), KFLOOR_ALTERNATE (0; 1: an arm without work besides, first in the
 # turns). Run it alone on the machine, like every benchmark.
 set -euo pipefail
+table() { # the table of medians of a run file
+  python3 - "$1" <<'PY'
+import json, sys, statistics as st
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+http = any("http_p99_ms" in r for r in runs)
+sinks = any(r.get("sinks") for r in runs)
+work = lambda r: tuple(r.get("work_us") or (0, 0, 0, 0))
+arms = any(any(work(r)) for r in runs)
+print("| offered/s |" + (" work µs per order (API, processor, saga, readers) |" if arms else "") + " answered/s | p50 ms | p99 ms (runs) | machine CPU % | broker CPU % | clients CPU % |"
+      + (" stores CPU % | lag p99 ms PostgreSQL / Redis (runs) |" if sinks else "")
+      + (" HTTP p99 ms (runs) | HTTP errors |" if http else ""))
+print("|---|---|---|---|---|---|---|" + ("---|" if arms else "") + ("---|---|" if sinks else "") + ("---|---|" if http else ""))
+for rate, w in sorted({(r["rate"], work(r)) for r in runs}):
+    rs = [r for r in runs if r["rate"] == rate and work(r) == w]
+    m = lambda k: st.median(r[k] for r in rs)
+    short = sum(1 for r in rs if r.get("short"))
+    print("| %d%s |%s %.0f | %.2f | %.1f (%s) | %.0f | %.0f | %.0f |" % (
+        rate, " (%d run(s) short)" % short if short else "",
+        (" %s (%.1f) |" % (", ".join("%g" % x for x in w), sum(w)) if any(w) else " none |") if arms else "",
+        m("answered_per_s"), m("p50_ms"), m("p99_ms"), " ".join("%.0f" % r["p99_ms"] for r in rs),
+        m("machine_cpu_pct"), m("broker_cpu_pct"), m("clients_cpu_pct"))
+        + (" %.0f | %.0f / %.0f (%s) |" % (m("stores_cpu_pct"), m("pg_lag_p99_ms"), m("redis_lag_p99_ms"),
+           " ".join("%.0f/%.0f" % (r["pg_lag_p99_ms"], r["redis_lag_p99_ms"]) for r in rs)) if sinks else "")
+        + (" %.1f (%s) | %d |" % (m("http_p99_ms"), " ".join("%.0f" % r["http_p99_ms"] for r in rs),
+                                 sum(r["http_errors"] for r in rs)) if http else ""))
+PY
+}
+if [ "${1:-}" = --table ]; then table "$2"; exit 0; fi
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 BUILD=${FLASHSALE_BUILD_DIR:-$root/build}
@@ -42,6 +71,10 @@ if [ "${KFLOOR_SINKS:-0}" = 1 ]; then OPTS+=(--sinks); fi
 ARMS=("") # what each repeat runs: --work's figures, "" for none
 if [ -n "${KFLOOR_WORK:-}" ]; then
   read -r -a ARMS <<<"$KFLOOR_WORK"
+  for a in "${ARMS[@]}"; do
+    [[ $a =~ ^[0-9.]+(,[0-9.]+){3}$ ]] || { echo "kfloor: KFLOOR_WORK: '$a' is not API,PROC,SAGA,READ (µs)" >&2; exit 2; }
+  done
+  [ "${#ARMS[@]}" -gt 0 ] || ARMS=("")
   if [ "${KFLOOR_ALTERNATE:-0}" = 1 ]; then ARMS=("" "${ARMS[@]}"); fi
 fi
 WARMUP_S=${KFLOOR_WARMUP_S:-60}
@@ -86,63 +119,40 @@ if [ "$WARMUP_S" -gt 0 ]; then
 fi
 for rate in $RATES; do
   for i in $(seq "$REPEATS"); do
-    # the arms in turns: repeat i starts from arm i - 1, so each runs first, last and between
+    # the arms in turns: repeat i starts from arm i - 1 (with as many repeats as arms, each
+    # arm runs once in every place)
     order=()
     for k in $(seq 0 $((${#ARMS[@]} - 1))); do order+=("${ARMS[$(((k + i - 1) % ${#ARMS[@]}))]}"); done
     for work in "${order[@]}"; do
-    WOPTS=()
-    [ -z "$work" ] || WOPTS=(--work "$work")
-    echo "kfloor: rate $rate, run $i/$REPEATS, work: ${work:-none}" >&2
-    hjson=
-    if [ "$HTTP" = 1 ]; then
-      # over kfloor's 3 s warm-up and its measured window
-      hjson=$FLASHSALE_RUN_DIR/http-$rate-$i.json
-      "$BUILD/perf/flashsale-load" --url "http://127.0.0.1:$hport" --product floor --members 10000 \
-        --connections 2000 --rate "$rate" --duration $((SECONDS_PER + 4)) --json "$hjson" --quiet >/dev/null 2>&1 &
-      lpid=$!
-    fi
-    short=false
-    line=$("$BUILD/perf/flashsale-kfloor" --rate "$rate" --seconds "$SECONDS_PER" --readers "$READERS" \
-      "${OPTS[@]}" "${WOPTS[@]}" --broker-pid "$bpid") || { short=true; echo "kfloor: run at $rate/s fell short (see its line)" >&2; }
-    if [ -z "$line" ]; then # it stopped before measuring: nothing to count
-      [ -z "$hjson" ] || wait "$lpid" || true
-      continue
-    fi
-    line=$(python3 -c 'import json,sys; k=json.loads(sys.argv[1]); k["short"]=sys.argv[2]=="true"; print(json.dumps(k))' \
-      "$line" "$short")
-    if [ -n "$hjson" ]; then
-      wait "$lpid" || true
-      line=$(python3 -c 'import json,sys; k=json.loads(sys.argv[1]); h=json.load(open(sys.argv[2]))
+      WOPTS=()
+      [ -z "$work" ] || WOPTS=(--work "$work")
+      echo "kfloor: rate $rate, run $i/$REPEATS, work: ${work:-none}" >&2
+      hjson=
+      if [ "$HTTP" = 1 ]; then
+        # over kfloor's 3 s warm-up and its measured window
+        hjson=$FLASHSALE_RUN_DIR/http-$rate-$i.json
+        "$BUILD/perf/flashsale-load" --url "http://127.0.0.1:$hport" --product floor --members 10000 \
+          --connections 2000 --rate "$rate" --duration $((SECONDS_PER + 4)) --json "$hjson" --quiet >/dev/null 2>&1 &
+        lpid=$!
+      fi
+      short=false
+      line=$("$BUILD/perf/flashsale-kfloor" --rate "$rate" --seconds "$SECONDS_PER" --readers "$READERS" \
+        "${OPTS[@]}" "${WOPTS[@]}" --broker-pid "$bpid") || { short=true; echo "kfloor: run at $rate/s (work: ${work:-none}) fell short (see its line)" >&2; }
+      if [ -z "$line" ]; then # it stopped before measuring: nothing to count
+        [ -z "$hjson" ] || wait "$lpid" || true
+        continue
+      fi
+      line=$(python3 -c 'import json,sys; k=json.loads(sys.argv[1]); k["short"]=sys.argv[2]=="true"; print(json.dumps(k))' \
+        "$line" "$short")
+      if [ -n "$hjson" ]; then
+        wait "$lpid" || true
+        line=$(python3 -c 'import json,sys; k=json.loads(sys.argv[1]); h=json.load(open(sys.argv[2]))
 k["http_p99_ms"]=h["latency_ms"]["p99"]; k["http_rps"]=h["rps"]; k["http_errors"]=h["errors"]; print(json.dumps(k))' \
-        "$line" "$hjson")
-    fi
-    echo "$line" >>"$out"
-    sleep 2
+          "$line" "$hjson")
+      fi
+      echo "$line" >>"$out"
+      sleep 2
     done
   done
 done
-python3 - "$out" <<'PY'
-import json, sys, statistics as st
-runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-http = any("http_p99_ms" in r for r in runs)
-sinks = any(r.get("sinks") for r in runs)
-work = lambda r: tuple(r.get("work_us") or (0, 0, 0, 0))
-arms = any(any(work(r)) for r in runs)
-print("| offered/s |" + (" work µs per order (API, processor, saga, readers) |" if arms else "") + " answered/s | p50 ms | p99 ms (runs) | machine CPU % | broker CPU % | clients CPU % |"
-      + (" stores CPU % | lag p99 ms PostgreSQL / Redis (runs) |" if sinks else "")
-      + (" HTTP p99 ms (runs) | HTTP errors |" if http else ""))
-print("|---|---|---|---|---|---|---|" + ("---|" if arms else "") + ("---|---|" if sinks else "") + ("---|---|" if http else ""))
-for rate, w in sorted({(r["rate"], work(r)) for r in runs}):
-    rs = [r for r in runs if r["rate"] == rate and work(r) == w]
-    m = lambda k: st.median(r[k] for r in rs)
-    short = sum(1 for r in rs if r.get("short"))
-    print("| %d%s |%s %.0f | %.2f | %.1f (%s) | %.0f | %.0f | %.0f |" % (
-        rate, " (%d run(s) short)" % short if short else "",
-        (" %s (%.1f) |" % (", ".join("%g" % x for x in w), sum(w)) if any(w) else " none |") if arms else "",
-        m("answered_per_s"), m("p50_ms"), m("p99_ms"), " ".join("%.0f" % r["p99_ms"] for r in rs),
-        m("machine_cpu_pct"), m("broker_cpu_pct"), m("clients_cpu_pct"))
-        + (" %.0f | %.0f / %.0f (%s) |" % (m("stores_cpu_pct"), m("pg_lag_p99_ms"), m("redis_lag_p99_ms"),
-           " ".join("%.0f/%.0f" % (r["pg_lag_p99_ms"], r["redis_lag_p99_ms"]) for r in rs)) if sinks else "")
-        + (" %.1f (%s) | %d |" % (m("http_p99_ms"), " ".join("%.0f" % r["http_p99_ms"] for r in rs),
-                                 sum(r["http_errors"] for r in rs)) if http else ""))
-PY
+table "$out"

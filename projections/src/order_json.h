@@ -12,7 +12,8 @@ typedef struct {
     char *message; /* {"order_id","status"} */
 } rm_order_json;
 
-/* Fills j (each string malloc'd); 0, or -1 when out of memory (nothing is left allocated). */
+/* Fills j (each string malloc'd); 0, or -1 when out of memory (nothing is left allocated).
+ * Text that is not UTF-8 is written with its bytes above ASCII as '?', never refused. */
 int rm_order_json_make(const ord_order *o, rm_order_json *j);
 void rm_order_json_free(rm_order_json *j);
 

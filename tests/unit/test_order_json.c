@@ -8,6 +8,8 @@
 
 #include "order_json.h"
 
+#include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
 static ord_order two_lines(void)
@@ -35,7 +37,7 @@ static void test_changed_status_has_history(void **state)
     assert_int_equal(rm_order_json_make(&o, &j), 0);
     assert_string_equal(j.items, "[{\"product_id\":\"p-0001\",\"quantity\":1,\"unit_price\":9900,\"state\":\"RESERVED\"},"
                                  "{\"product_id\":\"p-0002\",\"quantity\":3,\"unit_price\":150,\"state\":\"COMMITTED\"}]");
-    /* in this order (JSON_PRESERVE_ORDER): the storefront's history shows it as written */
+    /* keys in the order written (jansson keeps insertion order) */
     assert_string_equal(j.history, "{\"status\":\"PAYING\",\"previous\":\"RESERVED\","
                                    "\"reason\":\"card \\\"declined\\\" once\",\"at\":1764979200123}");
     assert_string_equal(j.message, "{\"order_id\":\"0193a0b4-0000-7000-8000-000000000001\",\"status\":\"PAYING\"}");
@@ -69,12 +71,61 @@ static void test_no_lines(void **state)
     rm_order_json_free(&j);
 }
 
+/* A reason cut in the middle of a character (the snapshot's field is fixed-size): kept, its
+ * bytes above ASCII as '?', and the entry still written (a refusal would stop the projector). */
+static void test_text_that_is_not_utf8(void **state)
+{
+    (void)state;
+    ord_order o = two_lines();
+    strcpy(o.reason, "\xea\xb2\xb0\xec\xa0"); /* one whole Hangul syllable, then half of one */
+    rm_order_json j;
+    assert_int_equal(rm_order_json_make(&o, &j), 0);
+    assert_string_equal(j.history, "{\"status\":\"PAYING\",\"previous\":\"RESERVED\",\"reason\":\"?????\","
+                                   "\"at\":1764979200123}");
+    rm_order_json_free(&j);
+}
+
+/* Out of memory at every allocation in turn: -1 with nothing left allocated (ASan and
+ * valgrind see the leaks), or the whole JSON. */
+static long allocs_left;
+static void *failing_malloc(size_t n)
+{
+    return allocs_left-- > 0 ? malloc(n) : NULL;
+}
+
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    ord_order o = two_lines();
+    bool whole = false;
+    for (long n = 0; n < 200 && !whole; n++) {
+        allocs_left = n;
+        json_set_alloc_funcs(failing_malloc, free);
+        rm_order_json j;
+        int rc = rm_order_json_make(&o, &j);
+        json_set_alloc_funcs(malloc, free);
+        if (rc) {
+            assert_null(j.items);
+            assert_null(j.history);
+            assert_null(j.message);
+            continue;
+        }
+        whole = true;
+        assert_non_null(j.history);
+        assert_string_equal(j.message, "{\"order_id\":\"0193a0b4-0000-7000-8000-000000000001\",\"status\":\"PAYING\"}");
+        rm_order_json_free(&j);
+    }
+    assert_true(whole);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_changed_status_has_history),
         cmocka_unit_test(test_same_status_has_no_history),
         cmocka_unit_test(test_no_lines),
+        cmocka_unit_test(test_text_that_is_not_utf8),
+        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
