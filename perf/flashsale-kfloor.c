@@ -180,7 +180,7 @@ static int on_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t *m, 
     memcpy(ev, m->payload, m->len < sizeof ev ? m->len : sizeof ev);
     if (fs_txn_loop_produce(loop, EVT_TOPIC, m->partition, m->key, m->key_len, ev, sizeof ev, NULL, err))
         return -1;
-    if (m->len > 16 && ((const char *)m->payload)[16] == KIND_COMMIT) /* no buyer waits on a commit */
+    if (kind_of(m) == KIND_COMMIT) /* no buyer waits on a commit */
         return 0;
     if (m->len >= 16) /* the answer, before the commit */
         sendto(r->worker_udp, m->payload, 16, MSG_DONTWAIT, (const struct sockaddr *)&r->udp_addr,
@@ -204,11 +204,12 @@ static int on_saga_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t
         memcpy(&seq, m->payload, sizeof seq);
     int kl = snprintf(key, sizeof key, "o%llu", (unsigned long long)seq);
     const char *topic = rd_kafka_topic_name(m->rkt);
-    if (!strcmp(topic, EVT_TOPIC) && kind_of(m) == KIND_RESERVE)
-        burn(r->work_ns[WORK_SAGA]); /* the order's first record here: its decision */
-    if (!strcmp(topic, EVT_TOPIC))
+    if (!strcmp(topic, EVT_TOPIC)) {
+        if (kind_of(m) == KIND_RESERVE)
+            burn(r->work_ns[WORK_SAGA]); /* the order's first record here: its decision */
         return fs_txn_loop_produce(loop, FWD_TOPIC, RD_KAFKA_PARTITION_UA, key, (size_t)kl, rec, sizeof rec, NULL,
                                    err);
+    }
 #define OUT(t, part, n) fs_txn_loop_produce(loop, t, part, key, (size_t)kl, rec, n, NULL, err)
     if (!strcmp(topic, PAYRES_TOPIC)) { /* paid: commit the stock, the PAID status, its notification */
         char pkey[24];
@@ -224,7 +225,7 @@ static int on_saga_record(void *app, fs_txn_loop *loop, const rd_kafka_message_t
                    ? -1
                    : 0;
     }
-    bool commit = m->len > 16 && ((const char *)m->payload)[16] == KIND_COMMIT;
+    bool commit = kind_of(m) == KIND_COMMIT;
     if (commit) /* the stock is sold: the order's last status */
         return OUT(STATUS_TOPIC, m->partition, sizeof rec);
     if (r->lifecycle && OUT(PAYREQ_TOPIC, RD_KAFKA_PARTITION_UA, 200))
@@ -490,7 +491,7 @@ static void follow(floor_run *r, bool notes, const reader_arg *a)
                 atomic_fetch_add(&r->events_read, 1);
                 if (first && kind_of(m) == KIND_RESERVE && !strcmp(rd_kafka_topic_name(m->rkt), EVT_TOPIC))
                     burn(r->work_ns[WORK_READ]); /* the read models' and the notifier's share */
-                if (first && r->lifecycle && m->len > 16 && ((const char *)m->payload)[16] == KIND_COMMIT &&
+                if (first && r->lifecycle && kind_of(m) == KIND_COMMIT &&
                     !strcmp(rd_kafka_topic_name(m->rkt), STATUS_TOPIC))
                     atomic_fetch_add(&r->completed, 1); /* the order's last status */
                 if (s && m->len >= 8 && !strcmp(rd_kafka_topic_name(m->rkt), sink_topic)) {

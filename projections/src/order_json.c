@@ -30,10 +30,11 @@ int rm_order_json_make(const ord_order *o, rm_order_json *j)
     json_t *items = json_array();
     bool whole = items != NULL;
     for (int i = 0; whole && i < o->nlines; i++)
-        whole = !json_array_append_new(items, json_pack("{s:o,s:i,s:I,s:s}", "product_id", text(o->lines[i].product_id),
-                                               "quantity", (int)o->lines[i].quantity, "unit_price",
-                                               (json_int_t)o->lines[i].unit_price, "state",
-                                               line_state_name(o->lines[i].state)));
+        whole = !json_array_append_new(items, json_pack("{s:o,s:i,s:I,s:s}", "product_id",
+                                                        text(o->lines[i].product_id), "quantity",
+                                                        (int)o->lines[i].quantity, "unit_price",
+                                                        (json_int_t)o->lines[i].unit_price, "state",
+                                                        line_state_name(o->lines[i].state)));
     j->items = whole ? json_dumps(items, JSON_COMPACT) : NULL;
     json_decref(items);
     bool changed = o->previous != o->status;
