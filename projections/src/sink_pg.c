@@ -40,6 +40,7 @@ typedef struct {
     char **v; /* rows * ncols */
     size_t rows, cap;
     fs_map *index; /* key -> row + 1 */
+    uint64_t added; /* rows handed to it since the last flush (before compaction) */
 } rowbuf;
 
 enum { B_CNT, B_OINV, B_IINV, B_OSNAP, B_ISNAP, B_HIST, B_PAY, NBUF };
@@ -185,6 +186,7 @@ static const struct {
 
 static void buf_reset(rowbuf *b)
 {
+    b->added = 0;
     for (size_t i = 0; i < b->rows * (size_t)b->ncols; i++)
         free(b->v[i]);
     b->rows = 0;
@@ -198,6 +200,7 @@ static int buf_add(rowbuf *b, const char *const *vals);
  * offsets). */
 static int add_row(rowbuf *b, const char *const *vals, fs_err *err)
 {
+    b->added++;
     return buf_add(b, vals) ? fs_err_set(err, FS_ERR_RETRIABLE, 0, "out of memory buffering a batch") : 0;
 }
 
@@ -270,12 +273,16 @@ static char *array_literal(const rowbuf *b, int col)
 
 static int send_q(pgsink *s, const char *stmt, int n, const char *const *v, fs_err *err);
 
-static int buf_flush(pgsink *s, fs_err *err)
+static int buf_flush(pgsink *s, projector *p, fs_err *err)
 {
     for (int k = 0; k < NBUF; k++) {
         rowbuf *b = &s->buf[k];
-        if (!b->rows)
+        p->writes_in += b->added;
+        p->writes_out += b->rows;
+        if (!b->rows) {
+            b->added = 0;
             continue;
+        }
         char *cols[9] = {0};
         int rc = 0;
         for (int c = 0; c < b->ncols; c++)
@@ -510,7 +517,7 @@ static int merge_decisions(pgsink *s, fs_err *err)
 static int pg_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *err)
 {
     pgsink *s = p->store;
-    if (merge_decisions(s, err) || buf_flush(s, err))
+    if (merge_decisions(s, err) || buf_flush(s, p, err))
         return -1;
     for (int t = 0; t < PROJ_NTOPICS; t++)
         for (int i = 0; i < p->nparts; i++) {

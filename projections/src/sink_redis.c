@@ -82,6 +82,7 @@ typedef struct {
     fs_map *pidx; /* "p|<product>" / "o|<order>" -> index + 1 */
     const char **argv; /* a flushed write's arguments */
     size_t argcap;
+    projector *p; /* its counters */
 } rsink;
 
 #define NUM(buf, v) (snprintf(buf, sizeof buf, "%lld", (long long)(v)), buf)
@@ -230,6 +231,7 @@ static int r_open(projector *p, bool rebuild, fs_err *err)
     p->store = s;
     if (!s)
         return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
+    s->p = p;
     if (fs_env_int(FS_RM_ENDED_TTL_ENV, FS_RM_ENDED_TTL_DEFAULT, FS_RM_ENDED_TTL_MIN,
                    FS_RM_ENDED_TTL_MAX, &s->ended_ttl_ms, err))
         return -1;
@@ -396,6 +398,7 @@ static int oom(fs_err *err)
 /* A product's write: fields[k] NULL where the event does not set it. */
 static int product_write(rsink *s, const char *id, long long ver, const char *const *fields, fs_err *err)
 {
+    s->p->writes_in++;
     bool fresh;
     struct pend *p = pend_get(s, false, id, &fresh);
     if (!p)
@@ -413,6 +416,7 @@ static int product_write(rsink *s, const char *id, long long ver, const char *co
 static int order_write(rsink *s, const char *id, long long ver, long long at, long long exp,
                        char *hist, char *msg, const char *const *fields, fs_err *err)
 {
+    s->p->writes_in++;
     bool fresh;
     struct pend *p = pend_get(s, true, id, &fresh);
     if (p && ver <= p->ver) { /* the script would refuse it after the newer one */
@@ -500,6 +504,7 @@ static int pend_flush(rsink *s, fs_err *err)
         }
         if (append(s, n, argv))
             rc = fs_err_set(err, FS_ERR_RETRIABLE, 0, "redis append: %s", s->c->errstr);
+        s->p->writes_out++;
     }
     pend_reset(s);
     return rc;

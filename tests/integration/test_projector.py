@@ -5,7 +5,9 @@ log, in one system:
   projectors SIGKILLed twice mid-stream and restarted, PostgreSQL's products, orders,
   history and payments and Redis's products, orders and histories equal what the log says
   (re-derived here, independently of the projectors): nothing applied twice, nothing
-  skipped; and flashsale-audit --read-models agrees;
+  skipped; and flashsale-audit --read-models agrees; every order's channel (fs:order:<id>)
+  carried at least one message per transition, the last naming the status the log ends
+  with (a batch's writes to an order are one script call, which must still publish each);
 - Redis flushed: the API answers from PostgreSQL meanwhile, the Redis projector notices and
   rebuilds, and the API answers from Redis again with the same state;
 - Redis --rebuild: a new generation is built while the old one serves, then switched to;
@@ -173,6 +175,7 @@ def main(bindir):
                           "FLASHSALE_RETURN_WINDOW_DAYS": "120"},  # returns stay possible on a slow run
                 payments_env={"FLASHSALE_PAYMENT_SUCCESS_PERCENT": "70"},
                 proc_env={"FLASHSALE_PAYMENT_WINDOW_MS": "3000"}) as s:
+        sub = subscribe_orders(s)
         s.start_projector("postgres")
         s.start_projector("redis")
         products = [s.create_product(stock=150, price=700, name="projected-%d" % i) for i in range(5)]
@@ -219,12 +222,54 @@ def main(bindir):
         assert int(stored[0][0]) >= 3, stored  # offsets live in PostgreSQL
         converge_redis(s, products)
         print("redis: read model equals the log after 2 SIGKILLs (generation %s)" % current_gen(s))
+        check_published(sub, orders, transitions)
         audit(s, bindir, len(orders) + len(products))
         check_lists(s, products, orders)
         redis_flushed(s, products, orders)
         redis_rebuild(s, products, orders)
         breaker(s, products, orders)
         evolution(s, bindir, products)
+
+
+def subscribe_orders(s):
+    """Every message published on fs:order:<id> from now on, into a file (redis-cli PSUBSCRIBE,
+    line-buffered). Returns (process, path) once subscribed."""
+    path = os.path.join(s.logdir, "order-channels.txt")
+    env = dict(os.environ, REDISCLI_AUTH=os.environ.get("FLASHSALE_REDIS_PASSWORD", ""))
+    proc = subprocess.Popen(["stdbuf", "-oL", "redis-cli", "-h", os.environ.get("FLASHSALE_REDIS_HOST", "127.0.0.1"),
+                             "-p", os.environ.get("FLASHSALE_REDIS_PORT", "6379"), "--no-auth-warning", "--raw",
+                             "PSUBSCRIBE", "fs:order:*"], stdout=open(path, "wb"), env=env)
+    deadline = time.time() + 10
+    while len(open(path).read().splitlines()) < 3:  # psubscribe, the pattern, 1
+        assert proc.poll() is None and time.time() < deadline, "redis-cli PSUBSCRIBE did not subscribe"
+        time.sleep(0.05)
+    return proc, path
+
+
+def check_published(sub, orders, transitions):
+    """Each order's channel carried a message per write the projector applied: at least one per
+    transition, the last naming the status the log ends with."""
+    proc, path = sub
+    time.sleep(1)
+    proc.terminate()
+    proc.wait(10)
+    lines = open(path).read().splitlines()
+    got = collections.defaultdict(list)
+    i = 0
+    while i < len(lines):
+        if lines[i] == "pmessage" and i + 3 < len(lines):
+            channel, m = lines[i + 2], json.loads(lines[i + 3])
+            assert channel == "fs:order:" + m["order_id"], (channel, m)
+            got[m["order_id"]].append(m["status"])
+            i += 4
+        else:
+            i += 1
+    short = {o: (transitions[o], got[o]) for o in orders if len(got[o]) < transitions[o]}
+    wrong = {o: (orders[o], got[o]) for o in orders if not got[o] or got[o][-1] != orders[o]}
+    assert not short, "fewer messages than transitions (transitions, messages): %s" % list(short.items())[:5]
+    assert not wrong, "last message is not the final status (status, messages): %s" % list(wrong.items())[:5]
+    print("redis pub/sub: %d messages on %d order channels, each at least one per transition, the "
+          "last naming the final status" % (sum(len(v) for v in got.values()), len(orders)))
 
 
 def audit(s, bindir, rows):
