@@ -6,9 +6,7 @@
  * redoes a failed batch from what the target stored. Undecodable records go to the
  * dead-letter topic. While behind the log it logs progress (percent, rate, ETA) every 2 s;
  * afterwards every FLASHSALE_PROJECTOR_REPORT_MS (10000) with the projection lag percentiles
- * of the window (commit time - record time), and the window's writes as the events asked for
- * them (`writes`) and as the store received them after a batch's were coalesced
- * (`store_writes`: PostgreSQL rows, Redis script calls). */
+ * of the window (commit time - record time). */
 #include "projector.h"
 
 #include "fs/follow.h"
@@ -214,13 +212,11 @@ static void report(driver *d, int64_t elapsed_ms, bool behind)
 {
     double rate = elapsed_ms > 0 ? (double)d->since_report * 1000.0 / (double)elapsed_ms : 0;
     int64_t left = remaining(d);
-    json_t *o = json_pack("{s:s,s:I,s:I,s:i,s:I,s:I,s:I,s:I,s:I}", "target", d->p.sink->name, "applied",
+    json_t *o = json_pack("{s:s,s:I,s:I,s:i,s:I,s:I,s:I}", "target", d->p.sink->name, "applied",
                           (json_int_t)d->applied, "dead_lettered", (json_int_t)d->dead,
                           "events_per_s", (int)rate, "lag_p50_ms", (json_int_t)lag_pct(d, 0.5),
                           "lag_p99_ms", (json_int_t)lag_pct(d, 0.99), "lag_max_ms",
-                          (json_int_t)lag_pct(d, 1.0), "writes", (json_int_t)d->p.writes_in,
-                          "store_writes", (json_int_t)d->p.writes_out);
-    d->p.writes_in = d->p.writes_out = 0;
+                          (json_int_t)lag_pct(d, 1.0));
     if (behind) {
         int64_t total = 0;
         for (int i = 0; i < d->n; i++)

@@ -61,10 +61,6 @@ struct projector {
     void *store; /* the sink's own state */
     int nparts;
     volatile int *stop; /* set by signals */
-    /* counted by the sink, logged and reset by the driver's progress line: the writes it was
-     * handed (rows buffered, keys written) and those it made after coalescing a batch
-     * (rows sent, script calls) */
-    uint64_t writes_in, writes_out;
 };
 
 #endif

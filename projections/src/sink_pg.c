@@ -4,9 +4,8 @@
  * are written in ONE PostgreSQL transaction, and the projector resumes from the offsets
  * stored there (projector_offsets), not from Kafka's. The frequent changes (counters,
  * orders, lines, history, payments) are buffered per batch, compacted where only the last
- * value counts (a product's counters, an order's snapshot, a line), a decision's rows left
- * out when the saga's snapshot of its order is in the same batch (merge_decisions), and
- * written as one multi-row statement per kind (unnest of arrays); product definitions and edits go one by
+ * value counts (a product's counters, an order's snapshot, a line) and written as one
+ * multi-row statement per kind (unnest of arrays); product definitions and edits go one by
  * one, before them. Statements are prepared once per connection and sent in libpq's pipeline
  * mode (no round trip per statement; results drained every PG_DRAIN statements).
  * Idempotent by construction as well: counters are the absolute values the events carry,
@@ -40,7 +39,6 @@ typedef struct {
     char **v; /* rows * ncols */
     size_t rows, cap;
     fs_map *index; /* key -> row + 1 */
-    uint64_t added; /* rows handed to it since the last flush (before compaction) */
 } rowbuf;
 
 enum { B_CNT, B_OINV, B_IINV, B_OSNAP, B_ISNAP, B_HIST, B_PAY, NBUF };
@@ -85,9 +83,9 @@ static const struct {
              " ON CONFLICT (order_id, line) DO NOTHING"},
     {"osnap", "INSERT INTO orders (order_id, member_id, status, reason, amount, pay_by, created_at,"
               " updated_at) SELECT id, m, st, re, am, to_timestamp(pb / 1000.0),"
-              " to_timestamp(coalesce(c, t) / 1000.0), to_timestamp(t / 1000.0) FROM"
-              " unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],"
-              " $7::bigint[], $8::bigint[]) AS u(id, m, st, re, am, pb, t, c)"
+              " to_timestamp(t / 1000.0), to_timestamp(t / 1000.0) FROM unnest($1::text[],"
+              " $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[])"
+              " AS u(id, m, st, re, am, pb, t)"
               " ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status,"
               " reason = EXCLUDED.reason, amount = EXCLUDED.amount,"
               " pay_by = coalesce(EXCLUDED.pay_by, orders.pay_by), updated_at = EXCLUDED.updated_at"},
@@ -179,14 +177,13 @@ static const struct {
     bool compact;
 } kinds[NBUF] = {
     [B_CNT] = {"cnt", 5, 1, true},     [B_OINV] = {"oinv", 7, 1, false},
-    [B_IINV] = {"iinv", 5, 1, false},  [B_OSNAP] = {"osnap", 8, 1, true},
+    [B_IINV] = {"iinv", 5, 1, false},  [B_OSNAP] = {"osnap", 7, 1, true},
     [B_ISNAP] = {"isnap", 6, 2, true}, [B_HIST] = {"hist", 7, 0, false},
     [B_PAY] = {"pay", 9, 0, false},
 };
 
 static void buf_reset(rowbuf *b)
 {
-    b->added = 0;
     for (size_t i = 0; i < b->rows * (size_t)b->ncols; i++)
         free(b->v[i]);
     b->rows = 0;
@@ -200,7 +197,6 @@ static int buf_add(rowbuf *b, const char *const *vals);
  * offsets). */
 static int add_row(rowbuf *b, const char *const *vals, fs_err *err)
 {
-    b->added++;
     return buf_add(b, vals) ? fs_err_set(err, FS_ERR_RETRIABLE, 0, "out of memory buffering a batch") : 0;
 }
 
@@ -273,16 +269,12 @@ static char *array_literal(const rowbuf *b, int col)
 
 static int send_q(pgsink *s, const char *stmt, int n, const char *const *v, fs_err *err);
 
-static int buf_flush(pgsink *s, projector *p, fs_err *err)
+static int buf_flush(pgsink *s, fs_err *err)
 {
     for (int k = 0; k < NBUF; k++) {
         rowbuf *b = &s->buf[k];
-        p->writes_in += b->added;
-        p->writes_out += b->rows;
-        if (!b->rows) {
-            b->added = 0;
+        if (!b->rows)
             continue;
-        }
         char *cols[9] = {0};
         int rc = 0;
         for (int c = 0; c < b->ncols; c++)
@@ -431,7 +423,7 @@ static int pg_order(projector *p, const ord_order *o, int32_t part, int64_t off,
     char a[24], b[24], t[24], q[24], pr[24], ln[24], pp[24], oo[24];
     NUM(t, o->occurred_at);
     const char *v[] = {o->order_id, o->member_id, ord_status_name(o->status), o->reason,
-                       NUM(a, o->amount), o->pay_by ? NUM(b, o->pay_by) : NULL, t, NULL};
+                       NUM(a, o->amount), o->pay_by ? NUM(b, o->pay_by) : NULL, t};
     if (add_row(&s->buf[B_OSNAP], v, err))
         return -1;
     for (int i = 0; i < o->nlines; i++) {
@@ -459,65 +451,10 @@ static int pg_payment(projector *p, const pay_event *e, int32_t part, int64_t of
     return add_row(&s->buf[B_PAY], vals, err);
 }
 
-/* Keeps the rows of a buffer whose keep[] is true, in order (the buffer's index, if any, is
- * not updated: only for a buffer about to be flushed). */
-static void buf_keep(rowbuf *b, const bool *keep)
-{
-    size_t out = 0, nc = (size_t)b->ncols;
-    for (size_t r = 0; r < b->rows; r++) {
-        if (!keep[r]) {
-            for (size_t c = 0; c < nc; c++)
-                free(b->v[r * nc + c]);
-            continue;
-        }
-        if (out != r)
-            memmove(&b->v[out * nc], &b->v[r * nc], nc * sizeof *b->v);
-        out++;
-    }
-    b->rows = out;
-}
-
-/* A single-item order whose decision and saga snapshot are in one batch is written once:
- * its snapshot's row is inserted with the decision's time as created_at, and its snapshot's
- * line 0 replaces the decision's line. The decision's rows would be inserted and then
- * overwritten by the snapshot's in the same transaction (flushed first, DO NOTHING on a
- * conflict), so the tables end the same, with two row writes fewer per such order. */
-static int merge_decisions(pgsink *s, fs_err *err)
-{
-    rowbuf *oinv = &s->buf[B_OINV], *iinv = &s->buf[B_IINV], *osnap = &s->buf[B_OSNAP],
-           *isnap = &s->buf[B_ISNAP];
-    size_t most = oinv->rows > iinv->rows ? oinv->rows : iinv->rows;
-    if (!most || (!osnap->index && !isnap->index))
-        return 0;
-    bool *keep = malloc(most * sizeof *keep);
-    if (!keep)
-        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "out of memory merging a batch");
-    char key[2 * INV_ID_MAX + 16];
-    for (size_t r = 0; r < oinv->rows; r++) {
-        char **row = &oinv->v[r * (size_t)oinv->ncols];
-        snprintf(key, sizeof key, "%s|", row[0]);
-        uintptr_t at = osnap->index ? (uintptr_t)fs_map_get(osnap->index, key) : 0;
-        keep[r] = !at;
-        if (at) {
-            char **snap = &osnap->v[(at - 1) * (size_t)osnap->ncols];
-            if (!snap[7]) /* created: the decision's time (row[6]), which the snapshot's row takes */
-                snap[7] = row[6], row[6] = NULL;
-        }
-    }
-    buf_keep(oinv, keep);
-    for (size_t r = 0; r < iinv->rows; r++) {
-        snprintf(key, sizeof key, "%s|0", iinv->v[r * (size_t)iinv->ncols]);
-        keep[r] = !(isnap->index && fs_map_get(isnap->index, key));
-    }
-    buf_keep(iinv, keep);
-    free(keep);
-    return 0;
-}
-
 static int pg_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *err)
 {
     pgsink *s = p->store;
-    if (merge_decisions(s, err) || buf_flush(s, p, err))
+    if (buf_flush(s, err))
         return -1;
     for (int t = 0; t < PROJ_NTOPICS; t++)
         for (int i = 0; i < p->nparts; i++) {

@@ -2,10 +2,8 @@
  *
  * Writes are idempotent: every key carries the version of the event that wrote it and a
  * Lua script applies an event only when its version is newer, so a replayed batch after a
- * crash, or a rebuild running next to the service, changes nothing twice. A batch's writes
- * to one key are coalesced into one script call, sent when the batch commits (below:
- * "Coalescing"); each batch is pipelined (one round trip), then the next offsets and the
- * heartbeat are written.
+ * crash, or a rebuild running next to the service, changes nothing twice. Each batch is
+ * pipelined (one round trip), then the next offsets and the heartbeat are written.
  *
  * Generations: a rebuild (--rebuild, or Redis found without its read model) writes a new
  * generation from offset 0 while the API keeps reading the old one (or PostgreSQL when there
@@ -19,7 +17,6 @@
 #include "fs/db.h"
 #include "fs/id.h"
 #include "fs/log.h"
-#include "fs/map.h"
 #include "fs/readmodel.h"
 
 #include <hiredis/hiredis.h>
@@ -36,28 +33,20 @@ static const char lua_product[] =
     "if v >= tonumber(ARGV[1]) then return 0 end "
     "redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, 3)) "
     "redis.call('ZADD', KEYS[2], 0, ARGV[2]) return 1";
-/* KEYS[1] order hash, KEYS[2] history list; ARGV[1] version (the newest write's), ARGV[2]
- * channel, ARGV[3] created (ms: the first write's time), ARGV[4] expire-at (ms; '0': the
- * order has not ended, and an expiry an earlier end gave it is taken off: a refund that
- * failed after a cancel makes it NEEDS_ATTENTION), ARGV[5] n, then n writes of three values
- * each (version, history entry or '', message), oldest first, then the newest write's
- * field/value pairs. Each write newer than the stored version appends its history entry and
- * publishes its message, as n calls of one write each would. */
+/* KEYS[1] order hash, KEYS[2] history list; ARGV[1] version, ARGV[2] channel, ARGV[3]
+ * history entry or '', ARGV[4] message, ARGV[5] created (ms), ARGV[6] expire-at (ms; '0':
+ * the order has not ended, and an expiry an earlier end gave it is taken off: a refund that
+ * failed after a cancel makes it NEEDS_ATTENTION), then field/value pairs. */
 static const char lua_order[] =
     "local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '-1') "
     "if v >= tonumber(ARGV[1]) then return 0 end "
-    "local f = 6 + 3 * tonumber(ARGV[5]) "
-    "redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, f)) "
-    "redis.call('HSETNX', KEYS[1], 'created', ARGV[3]) "
-    "local h = {} "
-    "for i = 6, f - 1, 3 do if tonumber(ARGV[i]) > v then "
-    "if ARGV[i + 1] ~= '' then h[#h + 1] = ARGV[i + 1] end "
-    "redis.call('PUBLISH', ARGV[2], ARGV[i + 2]) end end "
-    "if #h > 0 then redis.call('RPUSH', KEYS[2], unpack(h)) end "
-    "if ARGV[4] ~= '0' then redis.call('PEXPIREAT', KEYS[1], ARGV[4]) "
-    "redis.call('PEXPIREAT', KEYS[2], ARGV[4]) "
+    "redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, 7)) "
+    "redis.call('HSETNX', KEYS[1], 'created', ARGV[5]) "
+    "if ARGV[3] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[3]) end "
+    "if ARGV[6] ~= '0' then redis.call('PEXPIREAT', KEYS[1], ARGV[6]) "
+    "redis.call('PEXPIREAT', KEYS[2], ARGV[6]) "
     "elseif redis.call('PERSIST', KEYS[1]) == 1 then redis.call('PERSIST', KEYS[2]) end "
-    "return 1";
+    "redis.call('PUBLISH', ARGV[2], ARGV[4]) return 1";
 
 /* KEYS[1] offsets hash; ARGV[1] the batch's number ('' when it wrote no rows), then the
  * offsets' field/value pairs. The batch is done only if no other batch began since (another
@@ -76,13 +65,6 @@ typedef struct {
     char sha_p[48], sha_o[48], sha_d[48];
     int pending; /* commands appended, replies not read */
     long ended_ttl_ms; /* FS_RM_ENDED_TTL_ENV */
-    /* the open batch's writes, one per key (Coalescing, below) */
-    struct pend *pend;
-    size_t npend, cappend;
-    fs_map *pidx; /* "p|<product>" / "o|<order>" -> index + 1 */
-    const char **argv; /* a flushed write's arguments */
-    size_t argcap;
-    projector *p; /* its counters */
 } rsink;
 
 #define NUM(buf, v) (snprintf(buf, sizeof buf, "%lld", (long long)(v)), buf)
@@ -231,7 +213,6 @@ static int r_open(projector *p, bool rebuild, fs_err *err)
     p->store = s;
     if (!s)
         return fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
-    s->p = p;
     if (fs_env_int(FS_RM_ENDED_TTL_ENV, FS_RM_ENDED_TTL_DEFAULT, FS_RM_ENDED_TTL_MIN,
                    FS_RM_ENDED_TTL_MAX, &s->ended_ttl_ms, err))
         return -1;
@@ -290,273 +271,59 @@ static int append(rsink *s, int argc, const char **argv)
     return 0;
 }
 
-/* ---- Coalescing ---------------------------------------------------------------------------
- * A batch's writes to one product, or to one order, become one script call, sent when the
- * batch commits. A product takes the union of its writes' fields, each field the value of
- * the newest write that has it, under the newest write's version; an order takes its newest
- * write's fields and version, the first write's time as `created`, and every write's
- * version, history entry and message (lua_order applies those newer than the stored
- * version). That leaves every key as the writes one by one would, from whichever of them
- * Redis already holds (a batch redone after a crash): a product's writes come from one
- * partition in offset order and set fields to what their events say, and a batch holds
- * every event from its stored offsets on. A write not newer than the batch's last for its
- * key would be refused by the script one by one as well (the inventory's decision read
- * after the saga's snapshot of the order), so it is dropped here. Measured in
- * perf/RESULTS.md ("The read models' writes coalesced per batch"). */
-
-enum { PF_NAME, PF_DESCRIPTION, PF_PRICE, PF_CURRENCY, PF_STOCK, PF_AVAILABLE, PF_RESERVED,
-       PF_SOLD, PF_STARTS, PF_ENDS, PF_LIMIT, PF_PAUSED, PF_UPDATED, PF_N };
-static const char *const pf_names[PF_N] = {"name",     "description", "price",    "currency", "stock",
-                                           "available", "reserved",   "sold",     "starts",   "ends",
-                                           "limit",     "paused",     "updated"};
-enum { OF_MEMBER, OF_STATUS, OF_REASON, OF_AMOUNT, OF_PAY_BY, OF_UPDATED, OF_ITEMS, OF_N };
-static const char *const of_names[OF_N] = {"member", "status",  "reason", "amount",
-                                           "pay_by", "updated", "items"};
-
-typedef struct {
-    char ver[24];
-    char *hist; /* NULL: the status did not change */
-    char *msg;
-} owrite;
-
-struct pend {
-    bool order;
-    char id[ORD_ID_MAX > INV_ID_MAX ? ORD_ID_MAX : INV_ID_MAX];
-    long long ver;  /* the newest write's */
-    char *f[PF_N];  /* a product's PF_N fields, an order's OF_N; NULL: not written */
-    long long created, exp; /* an order's */
-    owrite *w;              /* an order's writes, oldest first */
-    int nw, capw;
-};
-
-static void pend_clear(struct pend *p)
-{
-    for (int k = 0; k < PF_N; k++)
-        free(p->f[k]);
-    for (int i = 0; i < p->nw; i++) {
-        free(p->w[i].hist);
-        free(p->w[i].msg);
-    }
-    free(p->w);
-}
-
-static void pend_reset(rsink *s)
-{
-    for (size_t i = 0; i < s->npend; i++)
-        pend_clear(&s->pend[i]);
-    s->npend = 0;
-    fs_map_destroy(s->pidx);
-    s->pidx = NULL;
-}
-
-/* The open batch's write to this key, made if it has none (*fresh then); NULL when out of
- * memory. */
-static struct pend *pend_get(rsink *s, bool order, const char *id, bool *fresh)
-{
-    char key[2 + sizeof s->pend->id];
-    snprintf(key, sizeof key, "%c|%s", order ? 'o' : 'p', id);
-    if (!s->pidx && !(s->pidx = fs_map_new(1024)))
-        return NULL;
-    uintptr_t at = (uintptr_t)fs_map_get(s->pidx, key);
-    *fresh = !at;
-    if (at)
-        return &s->pend[at - 1];
-    if (s->npend == s->cappend) {
-        size_t cap = s->cappend ? 2 * s->cappend : 256;
-        struct pend *v = realloc(s->pend, cap * sizeof *v);
-        if (!v)
-            return NULL;
-        s->pend = v;
-        s->cappend = cap;
-    }
-    if (fs_map_put(s->pidx, key, (void *)(uintptr_t)(s->npend + 1)) == (void *)-1)
-        return NULL;
-    struct pend *p = &s->pend[s->npend++];
-    memset(p, 0, sizeof *p);
-    p->order = order;
-    snprintf(p->id, sizeof p->id, "%s", id);
-    p->ver = -1;
-    return p;
-}
-
-/* Sets field k to a copy of v; -1 when out of memory. */
-static int pend_set(struct pend *p, int k, const char *v)
-{
-    char *c = strdup(v);
-    if (!c)
-        return -1;
-    free(p->f[k]);
-    p->f[k] = c;
-    return 0;
-}
-
-static int oom(fs_err *err)
-{
-    return fs_err_set(err, FS_ERR_RETRIABLE, 0, "out of memory buffering a batch");
-}
-
-/* A product's write: fields[k] NULL where the event does not set it. */
-static int product_write(rsink *s, const char *id, long long ver, const char *const *fields, fs_err *err)
-{
-    s->p->writes_in++;
-    bool fresh;
-    struct pend *p = pend_get(s, false, id, &fresh);
-    if (!p)
-        return oom(err);
-    if (ver <= p->ver)
-        return 0;
-    p->ver = ver;
-    for (int k = 0; k < PF_N; k++)
-        if (fields[k] && pend_set(p, k, fields[k]))
-            return oom(err);
-    return 0;
-}
-
-/* An order's write. Takes hist and msg (malloc'd; hist may be NULL) in every case. */
-static int order_write(rsink *s, const char *id, long long ver, long long at, long long exp,
-                       char *hist, char *msg, const char *const *fields, fs_err *err)
-{
-    s->p->writes_in++;
-    bool fresh;
-    struct pend *p = pend_get(s, true, id, &fresh);
-    if (p && ver <= p->ver) { /* the script would refuse it after the newer one */
-        free(hist);
-        free(msg);
-        return 0;
-    }
-    if (p && p->nw == p->capw) {
-        int cap = p->capw ? 2 * p->capw : 4;
-        owrite *v = realloc(p->w, (size_t)cap * sizeof *v);
-        if (v)
-            p->w = v, p->capw = cap;
-        else
-            p = NULL;
-    }
-    if (!p) {
-        free(hist);
-        free(msg);
-        return oom(err);
-    }
-    if (fresh)
-        p->created = at;
-    p->ver = ver;
-    p->exp = exp;
-    owrite *w = &p->w[p->nw++];
-    NUM(w->ver, ver);
-    w->hist = hist;
-    w->msg = msg;
-    for (int k = 0; k < OF_N; k++)
-        if (pend_set(p, k, fields[k]))
-            return oom(err);
-    return 0;
-}
-
-/* Room for n arguments. */
-static const char **args(rsink *s, size_t n)
-{
-    if (n > s->argcap) {
-        const char **v = realloc(s->argv, n * sizeof *v);
-        if (!v)
-            return NULL;
-        s->argv = v;
-        s->argcap = n;
-    }
-    return s->argv;
-}
-
-/* Appends the open batch's writes, one script call per key, to the pipeline. */
-static int pend_flush(rsink *s, fs_err *err)
-{
-    int rc = 0;
-    for (size_t i = 0; i < s->npend && !rc; i++) {
-        struct pend *p = &s->pend[i];
-        char key[FS_RM_KEY_MAX], hkey[FS_RM_KEY_MAX], set[64], chan[128], ver[24], created[24],
-            exp[24], nw[24];
-        const char **argv = args(s, 10 + 3 * (size_t)p->nw + 2 * PF_N);
-        if (!argv) {
-            rc = oom(err);
-            break;
-        }
-        int n = 0;
-        argv[n++] = "EVALSHA";
-        if (!p->order) {
-            argv[n++] = s->sha_p, argv[n++] = "2";
-            argv[n++] = fs_rm_key(key, sizeof key, s->gen, FS_RM_PRODUCT, p->id);
-            argv[n++] = fs_rm_key(set, sizeof set, s->gen, FS_RM_PRODUCTS, NULL);
-            argv[n++] = NUM(ver, p->ver), argv[n++] = p->id;
-            for (int k = 0; k < PF_N; k++)
-                if (p->f[k])
-                    argv[n++] = pf_names[k], argv[n++] = p->f[k];
-        } else {
-            argv[n++] = s->sha_o, argv[n++] = "2";
-            argv[n++] = fs_rm_key(key, sizeof key, s->gen, FS_RM_ORDER, p->id);
-            argv[n++] = fs_rm_key(hkey, sizeof hkey, s->gen, FS_RM_HISTORY, p->id);
-            snprintf(chan, sizeof chan, FS_RM_ORDER_CHANNEL "%s", p->id);
-            argv[n++] = NUM(ver, p->ver), argv[n++] = chan, argv[n++] = NUM(created, p->created);
-            argv[n++] = NUM(exp, p->exp), argv[n++] = NUM(nw, p->nw);
-            for (int k = 0; k < p->nw; k++) {
-                argv[n++] = p->w[k].ver;
-                argv[n++] = p->w[k].hist ? p->w[k].hist : "";
-                argv[n++] = p->w[k].msg;
-            }
-            for (int k = 0; k < OF_N; k++)
-                argv[n++] = of_names[k], argv[n++] = p->f[k];
-        }
-        if (append(s, n, argv))
-            rc = fs_err_set(err, FS_ERR_RETRIABLE, 0, "redis append: %s", s->c->errstr);
-        s->p->writes_out++;
-    }
-    pend_reset(s);
-    return rc;
-}
-
 static int r_inventory(projector *p, const inv_event *e, int32_t part, int64_t off, fs_err *err)
 {
     (void)part;
     rsink *s = p->store;
-    char t[24], a[24], b[24], c[24], d[24], x[24];
-    const char *f[PF_N] = {0};
+    char key[160], set[64], ver[24], t[24], a[24], b[24], c[24], d[24], x[24];
+    fs_rm_key(key, sizeof key, s->gen, FS_RM_PRODUCT, e->product_id);
+    fs_rm_key(set, sizeof set, s->gen, FS_RM_PRODUCTS, NULL);
+    NUM(ver, off);
     NUM(t, e->occurred_at);
+    const char *argv[40] = {"EVALSHA", s->sha_p, "2", key, set, ver, e->product_id};
+    int n = 7;
+#define F(name, val) (argv[n++] = (name), argv[n++] = (val))
     switch (e->type) {
     case INV_EV_DEFINED:
-        f[PF_NAME] = e->f.name, f[PF_DESCRIPTION] = e->f.description, f[PF_PRICE] = NUM(a, e->f.price);
-        f[PF_CURRENCY] = e->f.currency[0] ? e->f.currency : "KRW", f[PF_STOCK] = NUM(b, e->stock);
-        f[PF_AVAILABLE] = b, f[PF_RESERVED] = "0", f[PF_SOLD] = "0";
-        f[PF_STARTS] = NUM(c, e->f.sale_starts_at), f[PF_ENDS] = NUM(d, e->f.sale_ends_at);
-        f[PF_LIMIT] = NUM(x, e->f.per_user_limit), f[PF_PAUSED] = "0", f[PF_UPDATED] = t;
+        F("name", e->f.name), F("description", e->f.description), F("price", NUM(a, e->f.price));
+        F("currency", e->f.currency[0] ? e->f.currency : "KRW"), F("stock", NUM(b, e->stock));
+        F("available", b), F("reserved", "0"), F("sold", "0");
+        F("starts", NUM(c, e->f.sale_starts_at)), F("ends", NUM(d, e->f.sale_ends_at));
+        F("limit", NUM(x, e->f.per_user_limit)), F("paused", "0"), F("updated", t);
         break;
     case INV_EV_UPDATED:
         if (e->f.has_name)
-            f[PF_NAME] = e->f.name;
+            F("name", e->f.name);
         if (e->f.has_description)
-            f[PF_DESCRIPTION] = e->f.description;
+            F("description", e->f.description);
         if (e->f.has_price)
-            f[PF_PRICE] = NUM(a, e->f.price);
+            F("price", NUM(a, e->f.price));
         if (e->f.has_starts)
-            f[PF_STARTS] = NUM(b, e->f.sale_starts_at);
+            F("starts", NUM(b, e->f.sale_starts_at));
         if (e->f.has_ends)
-            f[PF_ENDS] = NUM(c, e->f.sale_ends_at);
+            F("ends", NUM(c, e->f.sale_ends_at));
         if (e->f.has_limit)
-            f[PF_LIMIT] = NUM(d, e->f.per_user_limit);
-        f[PF_UPDATED] = t;
+            F("limit", NUM(d, e->f.per_user_limit));
+        F("updated", t);
         break;
     case INV_EV_PAUSED:
     case INV_EV_RESUMED:
-        f[PF_PAUSED] = e->type == INV_EV_PAUSED ? "1" : "0", f[PF_UPDATED] = t;
+        F("paused", e->type == INV_EV_PAUSED ? "1" : "0"), F("updated", t);
         break;
     case INV_EV_RESTOCKED:
     case INV_EV_RESERVED:
     case INV_EV_COMMITTED:
     case INV_EV_RELEASED:
-        f[PF_AVAILABLE] = NUM(a, e->available), f[PF_RESERVED] = NUM(b, e->reserved);
-        f[PF_SOLD] = NUM(c, e->sold), f[PF_STOCK] = NUM(d, (int64_t)e->available + e->reserved + e->sold);
-        f[PF_UPDATED] = t;
+        F("available", NUM(a, e->available)), F("reserved", NUM(b, e->reserved));
+        F("sold", NUM(c, e->sold)), F("stock", NUM(d, (int64_t)e->available + e->reserved + e->sold));
+        F("updated", t);
         break;
     default:
         break;
     }
-    if (f[PF_UPDATED] && product_write(s, e->product_id, off, f, err))
-        return -1;
+#undef F
+    if (n > 7 && append(s, n, argv))
+        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "redis append: %s", s->c->errstr);
     if ((e->type != INV_EV_RESERVED && e->type != INV_EV_REJECTED) || e->item_count > 1)
         return 0; /* checkout lines: the saga's snapshots describe the order */
     /* A decision older than the ended-order TTL writes nothing of the order: if the order
@@ -568,42 +335,50 @@ static int r_inventory(projector *p, const inv_event *e, int32_t part, int64_t o
     if (e->occurred_at + s->ended_ttl_ms <= fs_now_ms())
         return 0;
     bool ok = e->type == INV_EV_RESERVED;
+    char hkey[160], chan[128], msg[256], items[512];
+    fs_rm_key(key, sizeof key, s->gen, FS_RM_ORDER, e->order_id);
+    fs_rm_key(hkey, sizeof hkey, s->gen, FS_RM_HISTORY, e->order_id);
+    snprintf(chan, sizeof chan, FS_RM_ORDER_CHANNEL "%s", e->order_id);
+    NUM(ver, FS_RM_RANK_INVENTORY + off);
     const char *status = ok ? "RESERVED" : "REJECTED";
-    char msg[256], items[512];
     snprintf(msg, sizeof msg, "{\"order_id\":\"%s\",\"status\":\"%s\"}", e->order_id, status);
     snprintf(items, sizeof items,
              "[{\"product_id\":\"%s\",\"quantity\":%d,\"unit_price\":%lld,\"state\":\"%s\"}]",
              e->product_id, (int)e->quantity, (long long)e->unit_price, status);
-    char *msg_s = strdup(msg);
-    if (!msg_s)
-        return oom(err);
-    const char *of[OF_N] = {[OF_MEMBER] = e->member_id, [OF_STATUS] = status,
-                            [OF_REASON] = ok ? "" : inv_reason_name(e->reason),
-                            [OF_AMOUNT] = NUM(a, (int64_t)e->quantity * e->unit_price),
-                            [OF_PAY_BY] = ok ? NUM(b, e->pay_by) : "0", [OF_UPDATED] = t,
-                            [OF_ITEMS] = items};
-    return order_write(s, e->order_id, FS_RM_RANK_INVENTORY + off, e->occurred_at,
-                         ok ? 0 : e->occurred_at + s->ended_ttl_ms, /* a refusal ends the order */
-                         NULL, msg_s, of, err);
+    char exp[24];
+    NUM(exp, ok ? 0 : e->occurred_at + s->ended_ttl_ms); /* a refusal ends the order */
+    const char *oargv[] = {"EVALSHA", s->sha_o, "2", key, hkey, ver, chan, "", msg, t, exp,
+                           "member", e->member_id, "status", status,
+                           "reason", ok ? "" : inv_reason_name(e->reason),
+                           "amount", NUM(a, (int64_t)e->quantity * e->unit_price),
+                           "pay_by", ok ? NUM(b, e->pay_by) : "0", "updated", t, "items", items};
+    if (append(s, (int)(sizeof oargv / sizeof oargv[0]), oargv))
+        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "redis append: %s", s->c->errstr);
+    return 0;
 }
 
 static int r_order(projector *p, const ord_order *o, int32_t part, int64_t off, fs_err *err)
 {
     (void)part;
     rsink *s = p->store;
-    char t[24], a[24], b[24];
+    char key[160], hkey[160], chan[128], ver[24], t[24], a[24], b[24], exp[24];
     int64_t ended = ord_ended_at(o);
+    NUM(exp, ended > 0 ? ended + s->ended_ttl_ms : 0);
+    fs_rm_key(key, sizeof key, s->gen, FS_RM_ORDER, o->order_id);
+    fs_rm_key(hkey, sizeof hkey, s->gen, FS_RM_HISTORY, o->order_id);
+    snprintf(chan, sizeof chan, FS_RM_ORDER_CHANNEL "%s", o->order_id);
+    NUM(ver, FS_RM_RANK_SAGA + off);
     NUM(t, o->occurred_at);
     rm_order_json j;
     if (rm_order_json_make(o, &j))
         return fs_err_set(err, FS_ERR_RETRIABLE, 0, "order %s: out of memory for its JSON", o->order_id);
-    const char *f[OF_N] = {[OF_MEMBER] = o->member_id, [OF_STATUS] = ord_status_name(o->status),
-                           [OF_REASON] = o->reason, [OF_AMOUNT] = NUM(a, o->amount),
-                           [OF_PAY_BY] = NUM(b, o->pay_by), [OF_UPDATED] = t, [OF_ITEMS] = j.items};
-    int rc = order_write(s, o->order_id, FS_RM_RANK_SAGA + off, o->occurred_at,
-                         ended > 0 ? ended + s->ended_ttl_ms : 0, j.history, j.message, f, err);
-    free(j.items);
-    return rc;
+    const char *argv[] = {"EVALSHA", s->sha_o, "2", key, hkey, ver, chan, j.history ? j.history : "", j.message, t,
+                          exp, "member", o->member_id, "status", ord_status_name(o->status),
+                          "reason", o->reason, "amount", NUM(a, o->amount),
+                          "pay_by", NUM(b, o->pay_by), "updated", t, "items", j.items};
+    int rc = append(s, (int)(sizeof argv / sizeof argv[0]), argv);
+    rm_order_json_free(&j);
+    return rc ? fs_err_set(err, FS_ERR_RETRIABLE, 0, "redis append: %s", s->c->errstr) : 0;
 }
 
 static int r_payment(projector *p, const pay_event *e, int32_t part, int64_t off, fs_err *err)
@@ -629,9 +404,7 @@ static int write_meta(rsink *s, int64_t lag_ms, fs_err *err)
 static int r_commit(projector *p, const int64_t *next, int64_t lag_ms, fs_err *err)
 {
     rsink *s = p->store;
-    int rc = pend_flush(s, err);
-    if (rc)
-        return rc; /* the batch is redone (r_rollback reconnects: nothing of it is sent) */
+    int rc = 0;
     int nreplies = s->pending;
     long long begun = -1; /* the batch's number (append), when it had rows */
     s->pending = 0;
@@ -679,7 +452,6 @@ static void r_rollback(projector *p)
 {
     rsink *s = p->store;
     fs_err e = {0};
-    pend_reset(s);
     if (connect_redis(p, s, &e)) /* drops unread replies; scripts loaded again */
         fs_log_warn("redis reconnect failed", json_pack("{s:s}", "error", e.msg));
 }
@@ -756,9 +528,6 @@ static void r_close(projector *p)
         return;
     if (s->c)
         redisFree(s->c);
-    pend_reset(s);
-    free(s->pend);
-    free(s->argv);
     free(s);
     p->store = NULL;
 }
