@@ -7,7 +7,8 @@ log, in one system:
   (re-derived here, independently of the projectors): nothing applied twice, nothing
   skipped; and flashsale-audit --read-models agrees; every order's channel (fs:order:<id>)
   carried each of its transitions in order, the last message naming the status the log
-  ends with;
+  ends with; each order's `created` is its decision's time, and the product set names
+  every product;
 - Redis flushed: the API answers from PostgreSQL meanwhile, the Redis projector notices and
   rebuilds, and the API answers from Redis again with the same state;
 - Redis --rebuild: a new generation is built while the old one serves, then switched to;
@@ -223,6 +224,7 @@ def main(bindir):
         converge_redis(s, products)
         print("redis: read model equals the log after 2 SIGKILLs (generation %s)" % current_gen(s))
         check_published(s, sub, orders, transition_statuses(s, orders))
+        check_created(s, products, orders)
         audit(s, bindir, len(orders) + len(products))
         check_lists(s, products, orders)
         redis_flushed(s, products, orders)
@@ -284,6 +286,26 @@ def check_published(s, sub, orders, history):
     assert not wrong, "last message is not the final status (status, messages): %s" % list(wrong.items())[:5]
     print("redis pub/sub: %d messages on %d order channels, every transition published in order, the "
           "last naming the final status" % (sum(len(v) for v in got.values()), len(orders)))
+
+
+def check_created(s, products, orders):
+    """Redis's product set names every product, and each order's `created` is the time of its
+    decision: the write that makes an order's hash sets it (the decision, or the saga's first
+    snapshot, which carries the decision's time), later ones leave it."""
+    listed = set(s.redis("ZRANGE", "fs:rm:%s:products" % current_gen(s), 0, -1))
+    assert set(products) <= listed, ("products missing from the set", set(products) - listed)
+    decided = {}
+    for r in s.dump("inventory.events"):
+        v = r.get("value") or {}
+        if r.get("type") in ("StockReserved", "StockRejected") and v.get("order_id") in orders:
+            decided.setdefault(v["order_id"], int(v["occurred_at"]))
+    ids = sorted(decided)
+    got = s.redis("EVAL", "local g = redis.call('GET', 'fs:rm:gen') local out = {} "
+                  "for i, id in ipairs(ARGV) do out[i] = redis.call('HGET', 'fs:rm:' .. g .. ':o:' .. id, "
+                  "'created') or '' end return out", 0, *ids)
+    bad = {o: (decided[o], c) for o, c in zip(ids, got) if c != str(decided[o])}
+    assert len(got) == len(ids) and not bad, ("created (decision, redis)", list(bad.items())[:5])
+    print("redis: %d products in the set; %d orders created at their decision's time" % (len(products), len(ids)))
 
 
 def transition_statuses(s, orders):
