@@ -49,9 +49,9 @@ static const char *const migrations[] = {
      * inserted from its decision and updated by the saga's snapshots moments later; on pages
      * filled to the brim 95 % of those updates were not HOT (each one a new entry in every
      * index of the table), though none changes an indexed column. Half a page free kept
-     * all but 0.1 % HOT with the whole lifecycle (three updates per order); 70 % full kept
-     * 88 % (perf/RESULTS.md, "The read models' writes per order"). New pages only: existing
-     * ones keep their layout. */
+     * 99-100 % of them HOT with the whole lifecycle (three updates per order); 70 % full
+     * kept 88 % (perf/RESULTS.md, "The read models' writes per order"). New pages only:
+     * existing ones keep their layout. */
     "ALTER TABLE orders SET (fillfactor = 50);"
     "ALTER TABLE order_items SET (fillfactor = 50);",
 };

@@ -27,16 +27,12 @@
 #include <unistd.h>
 
 /* KEYS[1] product hash, KEYS[2] product set; ARGV[1] version, ARGV[2] id, then field/value
- * pairs. Each script call costs Redis more in Lua's own work than in its commands
- * (perf/RESULTS.md, "The read models' writes per order"), so the scripts call only what a
- * write needs: a hash without a version is new (every write sets one), so the set learns
- * the product, and the order its `created`, then only, and a new order has no expiry to take
- * off. */
+ * pairs. */
 static const char lua_product[] =
     "local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '-1') "
     "if v >= tonumber(ARGV[1]) then return 0 end "
     "redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, 3)) "
-    "if v < 0 then redis.call('ZADD', KEYS[2], 0, ARGV[2]) end return 1";
+    "redis.call('ZADD', KEYS[2], 0, ARGV[2]) return 1";
 /* KEYS[1] order hash, KEYS[2] history list; ARGV[1] version, ARGV[2] channel, ARGV[3]
  * history entry or '', ARGV[4] message, ARGV[5] created (ms), ARGV[6] expire-at (ms; '0':
  * the order has not ended, and an expiry an earlier end gave it is taken off: a refund that
@@ -44,12 +40,12 @@ static const char lua_product[] =
 static const char lua_order[] =
     "local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '-1') "
     "if v >= tonumber(ARGV[1]) then return 0 end "
-    "if v < 0 then redis.call('HSET', KEYS[1], 'v', ARGV[1], 'created', ARGV[5], unpack(ARGV, 7)) "
-    "else redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, 7)) end "
+    "redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, 7)) "
+    "redis.call('HSETNX', KEYS[1], 'created', ARGV[5]) "
     "if ARGV[3] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[3]) end "
     "if ARGV[6] ~= '0' then redis.call('PEXPIREAT', KEYS[1], ARGV[6]) "
     "redis.call('PEXPIREAT', KEYS[2], ARGV[6]) "
-    "elseif v >= 0 and redis.call('PERSIST', KEYS[1]) == 1 then redis.call('PERSIST', KEYS[2]) end "
+    "elseif redis.call('PERSIST', KEYS[1]) == 1 then redis.call('PERSIST', KEYS[2]) end "
     "redis.call('PUBLISH', ARGV[2], ARGV[4]) return 1";
 
 /* KEYS[1] offsets hash; ARGV[1] the batch's number ('' when it wrote no rows), then the

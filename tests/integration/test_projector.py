@@ -18,6 +18,7 @@ log, in one system:
   rebuilds PostgreSQL from the older events, equal again.
 Usage: test_projector.py BUILD_DIR"""
 import collections
+import contextlib
 import json
 import os
 import subprocess
@@ -175,8 +176,8 @@ def main(bindir):
                 saga_env={"FLASHSALE_DAY_SECONDS": "1", "FLASHSALE_AUTO_PAY": "1",
                           "FLASHSALE_RETURN_WINDOW_DAYS": "120"},  # returns stay possible on a slow run
                 payments_env={"FLASHSALE_PAYMENT_SUCCESS_PERCENT": "70"},
-                proc_env={"FLASHSALE_PAYMENT_WINDOW_MS": "3000"}) as s:
-        sub = subscribe_orders(s)
+                proc_env={"FLASHSALE_PAYMENT_WINDOW_MS": "3000"}) as s, contextlib.ExitStack() as cleanup:
+        sub = subscribe_orders(s, cleanup)
         s.start_projector("postgres")
         s.start_projector("redis")
         products = [s.create_product(stock=150, price=700, name="projected-%d" % i) for i in range(5)]
@@ -223,7 +224,7 @@ def main(bindir):
         assert int(stored[0][0]) >= 3, stored  # offsets live in PostgreSQL
         converge_redis(s, products)
         print("redis: read model equals the log after 2 SIGKILLs (generation %s)" % current_gen(s))
-        check_published(s, sub, orders, transition_statuses(s, orders))
+        check_published(sub, orders, transition_statuses(s, orders))
         check_created(s, products, orders)
         audit(s, bindir, len(orders) + len(products))
         check_lists(s, products, orders)
@@ -233,17 +234,17 @@ def main(bindir):
         evolution(s, bindir, products)
 
 
-def subscribe_orders(s):
+def subscribe_orders(s, cleanup):
     """Every message published on fs:order:<id> from now on, into a file (redis-cli PSUBSCRIBE:
-    it flushes each message). Returns (process, path) once subscribed; the process is stopped
-    with the system's."""
+    it flushes each message). Returns (process, path) once subscribed; `cleanup` (an ExitStack)
+    kills the process if the test ends before check_published stops it."""
     path = os.path.join(s.logdir, "order-channels.txt")
     env = dict(os.environ, REDISCLI_AUTH=os.environ.get("FLASHSALE_REDIS_PASSWORD", ""))
     with open(path, "wb") as out:
         proc = subprocess.Popen(["redis-cli", "-h", os.environ.get("FLASHSALE_REDIS_HOST", "127.0.0.1"),
                                  "-p", os.environ.get("FLASHSALE_REDIS_PORT", "6379"), "--no-auth-warning",
                                  "--raw", "PSUBSCRIBE", "fs:order:*"], stdout=out, env=env)
-    s.procs["order-channels"] = proc
+    cleanup.callback(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
     deadline = time.time() + 10
     while True:
         with open(path) as f:
@@ -254,7 +255,7 @@ def subscribe_orders(s):
     return proc, path
 
 
-def check_published(s, sub, orders, history):
+def check_published(sub, orders, history):
     """Each order's channel carried one message per write the projector applied, in order: the
     statuses of the order's transitions in the log appear among its messages in that order
     (other writes, the inventory's decision and a line's progress, add messages), and the last
@@ -263,7 +264,6 @@ def check_published(s, sub, orders, history):
     time.sleep(1)
     proc.terminate()
     proc.wait(10)
-    del s.procs["order-channels"]
     with open(path) as f:
         lines = f.read().splitlines()
     got = collections.defaultdict(list)
