@@ -331,12 +331,20 @@ static void remember_nobody(notifier *nf, const char *member)
         *u = fs_mono_ms() + NOBODY_TTL_MS;
 }
 
+/* Whether the member was looked up within NOBODY_TTL_MS and had no address on file. */
+static bool known_nobody(const notifier *nf, const note *n)
+{
+    if (n->email[0] || !nf->nobody)
+        return false;
+    const int64_t *until = fs_map_get(nf->nobody, n->member);
+    return until && *until > fs_mono_ms();
+}
+
 static int lookup_email(notifier *nf, note *n)
 {
     if (n->email[0])
         return 1;
-    const int64_t *until = nf->nobody ? fs_map_get(nf->nobody, n->member) : NULL;
-    if (until && *until > fs_mono_ms())
+    if (known_nobody(nf, n))
         return 0;
     if (pg_ready(nf))
         return -1;
@@ -385,7 +393,9 @@ static int handle(notifier *nf, rd_kafka_t *dlq, const rd_kafka_message_t *m)
         fs_kafka_dead_letter(dlq, m, why, &err);
         return 0;
     }
-    if (!nf->smtp_url && spooled(nf, n.id)) { /* redelivered: no lookup, no sending token */
+    /* A member known to have no address gets nothing, sent before or not: no spool lookups
+     * (two path lookups per order of a sale whose buyers have no address on file). */
+    if (!nf->smtp_url && !known_nobody(nf, &n) && spooled(nf, n.id)) { /* redelivered: no lookup, no sending token */
         nf->duplicates++;
         json_decref(n.params);
         return 0;
