@@ -2,6 +2,8 @@
 #include "order_json.h"
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +55,43 @@ int rm_order_json_make(const ord_order *o, rm_order_json *j)
         return -1;
     }
     return 0;
+}
+
+/* Whether s needs no escaping in a JSON string: printable ASCII, no quote, no backslash. */
+static bool plain(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e || *s == '"' || *s == '\\')
+            return false;
+    return true;
+}
+
+/* j dumped compactly into out (NUL-terminated); j's reference is taken. 0, or -1. */
+static int dump_into(json_t *j, char *out, size_t len)
+{
+    size_t n = j ? json_dumpb(j, out, len, JSON_COMPACT) : 0;
+    json_decref(j);
+    if (n == 0 || n >= len)
+        return -1;
+    out[n] = '\0';
+    return 0;
+}
+
+int rm_decision_json(const char *order_id, const char *product_id, int quantity, int64_t unit_price,
+                     const char *status, char *items, size_t items_len, char *message, size_t message_len)
+{
+    if (plain(order_id) && plain(product_id)) {
+        int a = snprintf(items, items_len,
+                         "[{\"product_id\":\"%s\",\"quantity\":%d,\"unit_price\":%lld,\"state\":\"%s\"}]",
+                         product_id, quantity, (long long)unit_price, status);
+        int b = snprintf(message, message_len, "{\"order_id\":\"%s\",\"status\":\"%s\"}", order_id, status);
+        return a < 0 || (size_t)a >= items_len || b < 0 || (size_t)b >= message_len ? -1 : 0;
+    }
+    if (dump_into(json_pack("[{s:o,s:i,s:I,s:s}]", "product_id", text(product_id), "quantity", quantity,
+                            "unit_price", (json_int_t)unit_price, "state", status),
+                  items, items_len))
+        return -1;
+    return dump_into(json_pack("{s:o,s:s}", "order_id", text(order_id), "status", status), message, message_len);
 }
 
 void rm_order_json_free(rm_order_json *j)

@@ -335,16 +335,15 @@ static int r_inventory(projector *p, const inv_event *e, int32_t part, int64_t o
     if (e->occurred_at + s->ended_ttl_ms <= fs_now_ms())
         return 0;
     bool ok = e->type == INV_EV_RESERVED;
-    char hkey[160], chan[128], msg[256], items[512];
+    char hkey[160], chan[128], msg[512], items[768];
     fs_rm_key(key, sizeof key, s->gen, FS_RM_ORDER, e->order_id);
     fs_rm_key(hkey, sizeof hkey, s->gen, FS_RM_HISTORY, e->order_id);
     snprintf(chan, sizeof chan, FS_RM_ORDER_CHANNEL "%s", e->order_id);
     NUM(ver, FS_RM_RANK_INVENTORY + off);
     const char *status = ok ? "RESERVED" : "REJECTED";
-    snprintf(msg, sizeof msg, "{\"order_id\":\"%s\",\"status\":\"%s\"}", e->order_id, status);
-    snprintf(items, sizeof items,
-             "[{\"product_id\":\"%s\",\"quantity\":%d,\"unit_price\":%lld,\"state\":\"%s\"}]",
-             e->product_id, (int)e->quantity, (long long)e->unit_price, status);
+    if (rm_decision_json(e->order_id, e->product_id, (int)e->quantity, e->unit_price, status, items, sizeof items,
+                         msg, sizeof msg))
+        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "order %s: out of memory for its JSON", e->order_id);
     char exp[24];
     NUM(exp, ok ? 0 : e->occurred_at + s->ended_ttl_ms); /* a refusal ends the order */
     const char *oargv[] = {"EVALSHA", s->sha_o, "2", key, hkey, ver, chan, "", msg, t, exp,

@@ -118,6 +118,70 @@ static void test_out_of_memory(void **state)
     assert_true(whole);
 }
 
+/* The decision's JSON (before the saga's first snapshot) is the snapshot's JSON of the same
+ * one-line order, byte for byte, for flashsale's own ids (the direct path) and for ids that
+ * need escaping or are not UTF-8 (through jansson): a reader sees one shape either way. */
+static void test_decision_json_is_the_snapshots(void **state)
+{
+    (void)state;
+    const char *ids[][2] = {
+        {"0193a0b4-0000-7000-8000-000000000001", "0193a0b4-0000-7000-8000-00000000beef"},
+        {"o\"1\\", "p\"q\\r"},         /* a quote and a backslash */
+        {"o\t1\n", "p\x01\x1f"},         /* control characters */
+        {"o-\xea\xb2\xb0", "p/\xec\xa0\x80"}, /* UTF-8 text, and a slash */
+        {"o-\xea\xb2", "p-\xff"},         /* not UTF-8: '?' per byte above ASCII */
+        {"", ""},
+    };
+    const struct {
+        const char *status;
+        ord_status o;
+        line_state l;
+    } st[] = {{"RESERVED", ORD_RESERVED, LINE_RESERVED}, {"REJECTED", ORD_REJECTED, LINE_REJECTED}};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        for (size_t k = 0; k < 2; k++) {
+            ord_order o;
+            memset(&o, 0, sizeof o);
+            strcpy(o.order_id, ids[i][0]);
+            o.previous = o.status = st[k].o;
+            o.nlines = 1;
+            strcpy(o.lines[0].product_id, ids[i][1]);
+            o.lines[0].quantity = 2, o.lines[0].unit_price = 12345, o.lines[0].state = st[k].l;
+            rm_order_json j;
+            assert_int_equal(rm_order_json_make(&o, &j), 0);
+            char items[768], msg[512];
+            assert_int_equal(rm_decision_json(ids[i][0], ids[i][1], 2, 12345, st[k].status, items, sizeof items,
+                                              msg, sizeof msg),
+                             0);
+            assert_string_equal(items, j.items);
+            assert_string_equal(msg, j.message);
+            json_error_t e;
+            json_t *parsed = json_loads(items, 0, &e);
+            assert_non_null(parsed);
+            json_decref(parsed);
+            rm_order_json_free(&j);
+        }
+    /* the longest ids the events carry (63 bytes), every byte escaped as \u00XX: they fit */
+    char worst[64];
+    memset(worst, 0x01, 63);
+    worst[63] = '\0';
+    char items[768], msg[512];
+    assert_int_equal(rm_decision_json(worst, worst, 1, 1, "REJECTED", items, sizeof items, msg, sizeof msg), 0);
+    assert_non_null(strstr(msg, "\\u0001\\u0001"));
+}
+
+/* Too small a buffer: -1, on both paths, never a cut JSON. */
+static void test_decision_json_too_small(void **state)
+{
+    (void)state;
+    char items[128], msg[64], small[8];
+    assert_int_equal(rm_decision_json("o-1", "p-1", 1, 1, "RESERVED", items, sizeof items, msg, sizeof msg), 0);
+    assert_string_equal(msg, "{\"order_id\":\"o-1\",\"status\":\"RESERVED\"}");
+    assert_int_equal(rm_decision_json("o-1", "p-1", 1, 1, "RESERVED", small, sizeof small, msg, sizeof msg), -1);
+    assert_int_equal(rm_decision_json("o-1", "p-1", 1, 1, "RESERVED", items, sizeof items, small, sizeof small), -1);
+    assert_int_equal(rm_decision_json("o\"1", "p-1", 1, 1, "RESERVED", small, sizeof small, msg, sizeof msg), -1);
+    assert_int_equal(rm_decision_json("o\"1", "p-1", 1, 1, "RESERVED", items, sizeof items, small, sizeof small), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -126,6 +190,8 @@ int main(void)
         cmocka_unit_test(test_no_lines),
         cmocka_unit_test(test_text_that_is_not_utf8),
         cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_decision_json_is_the_snapshots),
+        cmocka_unit_test(test_decision_json_too_small),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
