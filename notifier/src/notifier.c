@@ -62,9 +62,12 @@ typedef struct {
 } notifier;
 
 /* Members known to have no address (load-test and operator tokens, deleted members) are not
- * looked up again for a minute: a sale of anonymous buyers asked PostgreSQL once per order.
- * Safe because a member id is made by the sign-up that stores its address, and a deleted
- * member stays deleted. Bounded: emptied when full. */
+ * looked up again for a minute, nor the spool checked for their notifications: a sale of
+ * anonymous buyers asked PostgreSQL once per order, and the spool twice. Safe because a
+ * member id is made by the sign-up that stores its address, and a deleted member stays
+ * deleted; nothing would be sent to such a member either way, so a notification of theirs
+ * that was spooled before counts as no_address, not as a duplicate. Bounded: emptied when
+ * full. */
 #define NOBODY_TTL_MS 60000
 #define NOBODY_MAX 100000
 
@@ -344,8 +347,6 @@ static int lookup_email(notifier *nf, note *n)
 {
     if (n->email[0])
         return 1;
-    if (known_nobody(nf, n))
-        return 0;
     if (pg_ready(nf))
         return -1;
     PGresult *r = PQexecParams(nf->pg, "SELECT email FROM members WHERE member_id = $1 AND status <> 'DELETED'",
@@ -381,6 +382,17 @@ static void throttle(notifier *nf)
     }
 }
 
+/* A notification not sent: its member has no address on file. Counted in the progress lines
+ * (no_address): one line per notification would be a line per order of a sale whose buyers
+ * have no address on file. */
+static void count_no_address(notifier *nf, const note *n)
+{
+    nf->no_address++;
+    if (fs_log_enabled(FS_LOG_DEBUG))
+        fs_log_debug("no address for this member; not sent",
+                     json_pack("{s:s,s:s,s:s}", "notification_id", n->id, "member_id", n->member, "kind", n->kind));
+}
+
 /* 0 handled (delivered, duplicate, skipped or dead-lettered); -1 stop requested mid-way. */
 static int handle(notifier *nf, rd_kafka_t *dlq, const rd_kafka_message_t *m)
 {
@@ -393,9 +405,12 @@ static int handle(notifier *nf, rd_kafka_t *dlq, const rd_kafka_message_t *m)
         fs_kafka_dead_letter(dlq, m, why, &err);
         return 0;
     }
-    /* A member known to have no address gets nothing, sent before or not: no spool lookups
-     * (two path lookups per order of a sale whose buyers have no address on file). */
-    if (!nf->smtp_url && !known_nobody(nf, &n) && spooled(nf, n.id)) { /* redelivered: no lookup, no sending token */
+    if (known_nobody(nf, &n)) { /* see NOBODY_TTL_MS: no look-up, no spool check */
+        count_no_address(nf, &n);
+        json_decref(n.params);
+        return 0;
+    }
+    if (!nf->smtp_url && spooled(nf, n.id)) { /* redelivered: no lookup, no sending token */
         nf->duplicates++;
         json_decref(n.params);
         return 0;
@@ -406,13 +421,7 @@ static int handle(notifier *nf, rd_kafka_t *dlq, const rd_kafka_message_t *m)
         char *msg = NULL;
         int d = -1;
         if (found == 0) {
-            nf->no_address++;
-            /* counted in the progress lines (no_address): one line per notification would
-             * be a line per order of a sale whose buyers have no address on file */
-            if (fs_log_enabled(FS_LOG_DEBUG))
-                fs_log_debug("no address for this member; not sent",
-                             json_pack("{s:s,s:s,s:s}", "notification_id", n.id, "member_id",
-                                       n.member, "kind", n.kind));
+            count_no_address(nf, &n);
             break;
         }
         if (found < 0)

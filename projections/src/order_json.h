@@ -21,8 +21,9 @@ void rm_order_json_free(rm_order_json *j);
  * state `status`), byte for byte as rm_order_json_make writes them for the same order: the
  * read model's order before the saga's first snapshot. Written into the caller's buffers: ids
  * of printable ASCII without a quote or backslash (every id flashsale makes) directly, any
- * other through jansson as rm_order_json_make writes them. 0, or -1 when out of memory or a
- * buffer is too small (two ids of 63 bytes fit 768 for the items and 512 for the message). */
+ * other through jansson as rm_order_json_make writes them; `status` is a status name
+ * (plain ASCII, written as it is). 0, or -1 when out of memory or a buffer is too small (two
+ * ids of 63 bytes, every byte escaped, fit 768 for the items and 512 for the message). */
 int rm_decision_json(const char *order_id, const char *product_id, int quantity, int64_t unit_price,
                      const char *status, char *items, size_t items_len, char *message, size_t message_len);
 

@@ -336,6 +336,10 @@ static int r_inventory(projector *p, const inv_event *e, int32_t part, int64_t o
         return 0;
     bool ok = e->type == INV_EV_RESERVED;
     char hkey[160], chan[128], msg[512], items[768];
+    /* room for two ids of INV_ID_MAX - 1 bytes with every byte escaped (\u00XX), the longest
+     * numbers and the status: rm_decision_json fails only when out of memory */
+    _Static_assert(sizeof items >= 6 * (INV_ID_MAX - 1) + 128 && sizeof msg >= 6 * (INV_ID_MAX - 1) + 64,
+                   "the decision's JSON buffers");
     fs_rm_key(key, sizeof key, s->gen, FS_RM_ORDER, e->order_id);
     fs_rm_key(hkey, sizeof hkey, s->gen, FS_RM_HISTORY, e->order_id);
     snprintf(chan, sizeof chan, FS_RM_ORDER_CHANNEL "%s", e->order_id);
