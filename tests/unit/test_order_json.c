@@ -126,7 +126,7 @@ static void test_decision_json_is_the_snapshots(void **state)
     (void)state;
     const char *ids[][2] = {
         {"0193a0b4-0000-7000-8000-000000000001", "0193a0b4-0000-7000-8000-00000000beef"},
-        {"o/1 x~", "p/~2 {}[]:,'"},       /* plain (the direct path): slash, space, punctuation */
+        {"o/1 x~%s", "p/~2 {}[]:,'%d%%"}, /* plain (the direct path): slash, space, punctuation, format signs */
         {"o\"1\\", "p\"q\\r"},         /* a quote and a backslash */
         {"o\t1\n", "p\x01\x1f"},         /* control characters */
         {"o-\xea\xb2\xb0", "p/\xec\xa0\x80"}, /* UTF-8 text, and a slash */
