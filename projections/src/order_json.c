@@ -26,17 +26,27 @@ static json_t *text(const char *s)
     return t;
 }
 
+/* One line of an order's items, and the message published on its channel (NULL: out of
+ * memory); shared by the snapshot's JSON and the decision's, so both have one shape. */
+static json_t *line_json(const char *product_id, int quantity, int64_t unit_price, const char *state)
+{
+    return json_pack("{s:o,s:i,s:I,s:s}", "product_id", text(product_id), "quantity", quantity, "unit_price",
+                     (json_int_t)unit_price, "state", state);
+}
+
+static json_t *message_json(const char *order_id, const char *status)
+{
+    return json_pack("{s:o,s:s}", "order_id", text(order_id), "status", status);
+}
+
 int rm_order_json_make(const ord_order *o, rm_order_json *j)
 {
     *j = (rm_order_json){0};
     json_t *items = json_array();
     bool whole = items != NULL;
     for (int i = 0; whole && i < o->nlines; i++)
-        whole = !json_array_append_new(items, json_pack("{s:o,s:i,s:I,s:s}", "product_id",
-                                                        text(o->lines[i].product_id), "quantity",
-                                                        (int)o->lines[i].quantity, "unit_price",
-                                                        (json_int_t)o->lines[i].unit_price, "state",
-                                                        line_state_name(o->lines[i].state)));
+        whole = !json_array_append_new(items, line_json(o->lines[i].product_id, (int)o->lines[i].quantity,
+                                                        o->lines[i].unit_price, line_state_name(o->lines[i].state)));
     j->items = whole ? json_dumps(items, JSON_COMPACT) : NULL;
     json_decref(items);
     bool changed = o->previous != o->status;
@@ -47,7 +57,7 @@ int rm_order_json_make(const ord_order *o, rm_order_json *j)
         j->history = h ? json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
         json_decref(h);
     }
-    json_t *m = json_pack("{s:o,s:s}", "order_id", text(o->order_id), "status", ord_status_name(o->status));
+    json_t *m = message_json(o->order_id, ord_status_name(o->status));
     j->message = m ? json_dumps(m, JSON_COMPACT) : NULL;
     json_decref(m);
     if (!j->items || (changed && !j->history) || !j->message) {
@@ -87,11 +97,9 @@ int rm_decision_json(const char *order_id, const char *product_id, int quantity,
         int b = snprintf(message, message_len, "{\"order_id\":\"%s\",\"status\":\"%s\"}", order_id, status);
         return a < 0 || (size_t)a >= items_len || b < 0 || (size_t)b >= message_len ? -1 : 0;
     }
-    if (dump_into(json_pack("[{s:o,s:i,s:I,s:s}]", "product_id", text(product_id), "quantity", quantity,
-                            "unit_price", (json_int_t)unit_price, "state", status),
-                  items, items_len))
+    if (dump_into(json_pack("[o]", line_json(product_id, quantity, unit_price, status)), items, items_len))
         return -1;
-    return dump_into(json_pack("{s:o,s:s}", "order_id", text(order_id), "status", status), message, message_len);
+    return dump_into(message_json(order_id, status), message, message_len);
 }
 
 void rm_order_json_free(rm_order_json *j)
