@@ -69,18 +69,20 @@ static bool is_primitive(const char *t)
     return false;
 }
 
-/* Full name of `name` declared (or referenced) in namespace `ns`. Returns malloc'd. */
+/* Full name of `name` declared (or referenced) in namespace `ns`. Returns malloc'd, or NULL
+ * when out of memory. */
 static char *full_name(const char *name, const char *explicit_ns, const char *ns)
 {
-    char *out = NULL;
-    if (strchr(name, '.'))
-        out = strdup(name);
-    else if (explicit_ns && *explicit_ns)
-        (void)!asprintf(&out, "%s.%s", explicit_ns, name);
-    else if (ns && *ns)
-        (void)!asprintf(&out, "%s.%s", ns, name);
-    else
-        out = strdup(name);
+    const char *prefix = strchr(name, '.')           ? NULL
+                         : explicit_ns && *explicit_ns ? explicit_ns
+                         : ns && *ns                   ? ns
+                                                       : NULL;
+    if (!prefix)
+        return strdup(name);
+    size_t n = strlen(prefix) + 1 + strlen(name) + 1;
+    char *out = malloc(n);
+    if (out)
+        snprintf(out, n, "%s.%s", prefix, name);
     return out;
 }
 
@@ -136,7 +138,12 @@ static json_t *pcf(json_t *s, const char *ns, json_t *records)
             return NULL;
         }
         char *fn = full_name(name, json_string_value(json_object_get(s, "namespace")), ns);
-        char *inner_ns = namespace_of(fn);
+        char *inner_ns = fn ? namespace_of(fn) : NULL;
+        if (!inner_ns) {
+            free(fn);
+            json_decref(out);
+            return NULL;
+        }
         json_object_set_new(out, "name", json_string(fn));
         json_object_set_new(out, "type", json_string(t));
         if (!strcmp(t, "record") || !strcmp(t, "error")) {
@@ -296,6 +303,10 @@ const fs_schema *fs_codec_add(fs_codec *c, const char *json, bool reader, fs_err
     }
     const char *ns = avro_schema_namespace(s->avro);
     s->fullname = full_name(avro_schema_name(s->avro), ns, NULL);
+    if (!s->fullname) {
+        fs_err_set(err, FS_ERR_INVALID, 0, "out of memory");
+        goto fail;
+    }
     s->name = strrchr(s->fullname, '.') ? strrchr(s->fullname, '.') + 1 : s->fullname;
     s->fp = fs_crc64_avro(s->canonical, strlen(s->canonical));
     s->reader = reader;
