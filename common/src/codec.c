@@ -101,7 +101,7 @@ static json_t *pcf(json_t *s, const char *ns, json_t *records)
         if (is_primitive(t))
             return json_string(t);
         char *fn = full_name(t, NULL, ns);
-        json_t *r = json_string(fn);
+        json_t *r = json_string(fn); /* NULL when fn is (out of memory): a failure */
         free(fn);
         return r;
     }
@@ -192,7 +192,7 @@ static json_t *pcf(json_t *s, const char *ns, json_t *records)
     /* A reference to a named type written as {"type": "Name"}. */
     json_decref(out);
     char *fn = full_name(t, NULL, ns);
-    json_t *r = json_string(fn);
+    json_t *r = json_string(fn); /* NULL when fn is (out of memory): a failure */
     free(fn);
     return r;
 }
@@ -304,7 +304,7 @@ const fs_schema *fs_codec_add(fs_codec *c, const char *json, bool reader, fs_err
     const char *ns = avro_schema_namespace(s->avro);
     s->fullname = full_name(avro_schema_name(s->avro), ns, NULL);
     if (!s->fullname) {
-        fs_err_set(err, FS_ERR_INVALID, 0, "out of memory");
+        fs_err_set(err, FS_ERR_FATAL, ENOMEM, "out of memory");
         goto fail;
     }
     s->name = strrchr(s->fullname, '.') ? strrchr(s->fullname, '.') + 1 : s->fullname;
