@@ -101,7 +101,7 @@ static json_t *pcf(json_t *s, const char *ns, json_t *records)
         if (is_primitive(t))
             return json_string(t);
         char *fn = full_name(t, NULL, ns);
-        json_t *r = json_string(fn); /* NULL when fn is (out of memory): a failure */
+        json_t *r = json_string(fn); /* fn NULL (out of memory): r NULL, the schema fails */
         free(fn);
         return r;
     }
@@ -192,7 +192,7 @@ static json_t *pcf(json_t *s, const char *ns, json_t *records)
     /* A reference to a named type written as {"type": "Name"}. */
     json_decref(out);
     char *fn = full_name(t, NULL, ns);
-    json_t *r = json_string(fn); /* NULL when fn is (out of memory): a failure */
+    json_t *r = json_string(fn); /* fn NULL (out of memory): r NULL, the schema fails */
     free(fn);
     return r;
 }
