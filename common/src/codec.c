@@ -3,8 +3,12 @@
  * Each registered schema keeps: the avro-c schema and its generic value class (shared by
  * all threads, values are made per call), the Parsing Canonical Form and its fingerprint,
  * and a map from record full name to the record's JSON definition, which is where field
- * defaults are read from during projection (avro-c does not keep defaults). */
+ * defaults are read from during projection (avro-c does not keep defaults).
+ *
+ * Values are made and freed per record; avro-c's memory for them comes from per-thread
+ * free lists (fs/avro_pool.h), installed below before main(). */
 #include "fs/codec.h"
+#include "fs/avro_pool.h"
 #include "fs/schemas.h"
 
 #include <errno.h>
@@ -13,6 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Before main() and so before avro-c's first allocation, in every program that uses the
+ * codec (this object is linked whenever the codec is). */
+__attribute__((constructor)) static void avro_pool_install(void)
+{
+    fs_avro_pool_install();
+}
 
 struct fs_schema {
     char *fullname;
