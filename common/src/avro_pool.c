@@ -10,12 +10,14 @@
 
 #define NCLASS (FS_AVRO_POOL_MAX_CLASS / FS_AVRO_POOL_CLASS + 1) /* class c holds c * 16 bytes */
 
-/* 16 bytes, so the block after it keeps malloc's alignment. */
-typedef struct {
-    size_t cls;  /* 1..NCLASS-1, or 0 for a large block */
-    size_t size; /* a large block's size */
+/* Before each block: its class, or for a large block its size; as aligned as malloc's. */
+typedef union {
+    struct {
+        size_t cls;  /* 1..NCLASS-1, or 0 for a large block */
+        size_t size; /* a large block's size */
+    } h;
+    max_align_t align;
 } header;
-_Static_assert(sizeof(header) == 16, "the header keeps malloc's 16-byte alignment");
 
 typedef struct block {
     struct block *next;
@@ -26,6 +28,7 @@ static __thread size_t t_cached;
 static __thread bool t_registered, t_exited;
 
 static pthread_key_t exit_key;
+static bool exit_key_ok;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 static bool installed;
 
@@ -33,63 +36,75 @@ static void on_thread_exit(void *unused)
 {
     (void)unused;
     fs_avro_pool_drain();
-    t_exited = true; /* what is freed after this goes straight back to glibc */
+    t_registered = false;
+    t_exited = true; /* what is freed after this (another key's destructor) goes to glibc */
 }
 
 static void make_key(void)
 {
-    if (pthread_key_create(&exit_key, on_thread_exit))
-        exit_key = (pthread_key_t)-1;
+    exit_key_ok = pthread_key_create(&exit_key, on_thread_exit) == 0;
 }
 
-/* The thread's lists are drained at its exit only once a destructor is registered for it;
- * until then (or if registering fails) blocks go back to glibc. */
+/* A thread's lists are drained at its exit only once a destructor is registered for it;
+ * until then (if registering fails), and after it ran, blocks go back to glibc. */
 static bool may_cache(void)
 {
-    if (t_registered)
-        return true;
     if (t_exited)
         return false;
+    if (t_registered)
+        return true;
     pthread_once(&exit_once, make_key);
-    if (exit_key == (pthread_key_t)-1 || pthread_setspecific(exit_key, (void *)1))
+    if (!exit_key_ok || pthread_setspecific(exit_key, (void *)1))
         return false;
     t_registered = true;
     return true;
 }
 
+static header *head_of(void *p)
+{
+    return (header *)p - 1;
+}
+
 static size_t usable(const header *h)
 {
-    return h->cls ? h->cls * FS_AVRO_POOL_CLASS : h->size;
+    return h->h.cls ? h->h.cls * FS_AVRO_POOL_CLASS : h->h.size;
 }
 
 static void *take(size_t n)
 {
+    if (n > FS_AVRO_POOL_MAX_CLASS) {
+        if (n > SIZE_MAX - sizeof(header))
+            return NULL;
+        header *h = malloc(sizeof *h + n);
+        if (!h)
+            return NULL;
+        h->h.cls = 0;
+        h->h.size = n;
+        return h + 1;
+    }
     size_t cls = (n + FS_AVRO_POOL_CLASS - 1) / FS_AVRO_POOL_CLASS;
-    if (cls < NCLASS && t_free[cls]) {
+    if (t_free[cls]) {
         block *b = t_free[cls];
         t_free[cls] = b->next;
         t_cached -= cls * FS_AVRO_POOL_CLASS;
         return b;
     }
-    bool pooled = cls < NCLASS;
-    if (n > SIZE_MAX - sizeof(header) - FS_AVRO_POOL_CLASS)
-        return NULL;
-    header *h = malloc(sizeof *h + (pooled ? cls * FS_AVRO_POOL_CLASS : n));
+    header *h = malloc(sizeof *h + cls * FS_AVRO_POOL_CLASS);
     if (!h)
         return NULL;
-    h->cls = pooled ? cls : 0;
-    h->size = pooled ? 0 : n;
+    h->h.cls = cls;
+    h->h.size = 0;
     return h + 1;
 }
 
 static void give(void *p)
 {
-    header *h = (header *)p - 1;
-    size_t bytes = h->cls * FS_AVRO_POOL_CLASS;
-    if (h->cls && t_cached + bytes <= FS_AVRO_POOL_THREAD_BYTES && may_cache()) {
+    header *h = head_of(p);
+    size_t bytes = h->h.cls * FS_AVRO_POOL_CLASS;
+    if (h->h.cls && t_cached + bytes <= FS_AVRO_POOL_THREAD_BYTES && may_cache()) {
         block *b = p;
-        b->next = t_free[h->cls];
-        t_free[h->cls] = b;
+        b->next = t_free[h->h.cls];
+        t_free[h->h.cls] = b;
         t_cached += bytes;
         return;
     }
@@ -107,9 +122,19 @@ void *fs_avro_pool_alloc(void *user_data, void *ptr, size_t osize, size_t nsize)
     }
     if (!ptr)
         return take(nsize);
-    size_t have = usable((header *)ptr - 1);
+    header *h = head_of(ptr);
+    size_t have = usable(h);
     if (nsize <= have)
         return ptr;
+    if (!h->h.cls) { /* large to larger: glibc may grow it in place */
+        if (nsize > SIZE_MAX - sizeof(header))
+            return NULL;
+        header *g = realloc(h, sizeof *g + nsize);
+        if (!g)
+            return NULL;
+        g->h.size = nsize;
+        return g + 1;
+    }
     void *n = take(nsize);
     if (!n)
         return NULL; /* as realloc: the old block stays the caller's */
@@ -129,7 +154,7 @@ void fs_avro_pool_drain(void)
         while (t_free[c]) {
             block *b = t_free[c];
             t_free[c] = b->next;
-            free((header *)b - 1);
+            free(head_of(b));
         }
     t_cached = 0;
 }
@@ -141,7 +166,7 @@ bool fs_avro_pool_installed(void)
 
 void fs_avro_pool_install(void)
 {
-#if !defined(__SANITIZE_ADDRESS__)
+#if FS_AVRO_POOL_BUILT
     const char *v = getenv("FLASHSALE_AVRO_POOL");
     if (v && (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no") ||
               !strcasecmp(v, "off")))

@@ -7,21 +7,30 @@
  * is that function. Blocks of up to FS_AVRO_POOL_MAX_CLASS bytes, in 16-byte classes, go
  * back to a free list of the thread that frees them and are handed out again from it, with
  * no lock and no trip through glibc's bins. Larger blocks, and blocks beyond a thread's
- * FS_AVRO_POOL_THREAD_BYTES of cached memory, go straight back to glibc. A thread's lists
- * are given back to glibc when it exits.
+ * FS_AVRO_POOL_THREAD_BYTES of cached memory, go straight back to glibc. When a thread other
+ * than the main one exits, its lists are given back to glibc (a pthread key's destructor;
+ * what that thread frees afterwards goes straight back too). The main thread's lists last as
+ * long as the process.
  *
- * Each block carries a 16-byte header with its class (or, for a large block, its size), so
- * the pool never trusts the size avro-c passes back and keeps malloc's 16-byte alignment.
+ * Each block carries a header with its class (or, for a large block, its size), so the pool
+ * never trusts the size avro-c passes back, and keeps malloc's alignment.
  *
  * Installed before main() in every program that links the codec (a constructor in codec.c
- * calls fs_avro_pool_install), unless
- * FLASHSALE_AVRO_POOL=0 (or false/no/off) is set, and never in a sanitizer build (ASan must
- * see each of avro-c's blocks to catch a use after free; the valgrind tests set the variable
- * to 0 for the same reason). The unit test drives the functions below directly. */
+ * calls fs_avro_pool_install), unless FLASHSALE_AVRO_POOL is 0, false, no or off. Never in
+ * the sanitizer and fuzz builds (CMake defines FS_NO_AVRO_POOL there): ASan must see each of
+ * avro-c's blocks to catch a use after free or an overflow into a block's rounding. The
+ * valgrind tests set FLASHSALE_AVRO_POOL=0 for the same reason. The unit test drives the
+ * functions below directly. */
 #ifndef FS_AVRO_POOL_H
 #define FS_AVRO_POOL_H
 #include <stdbool.h>
 #include <stddef.h>
+
+#if defined(FS_NO_AVRO_POOL) || defined(__SANITIZE_ADDRESS__)
+#define FS_AVRO_POOL_BUILT 0
+#else
+#define FS_AVRO_POOL_BUILT 1
+#endif
 
 #define FS_AVRO_POOL_CLASS 16
 #define FS_AVRO_POOL_MAX_CLASS 4096
@@ -29,15 +38,16 @@
 
 /* avro-c's allocator signature: ptr NULL allocates nsize bytes; nsize 0 frees ptr (returns
  * NULL); otherwise resizes ptr to nsize, keeping its first min(old, nsize) bytes. osize is
- * ignored (the block's header knows its size). Returns NULL when out of memory. */
+ * ignored (the block's header knows its size). Returns NULL when out of memory (a failed
+ * resize leaves ptr as it was). */
 void *fs_avro_pool_alloc(void *user_data, void *ptr, size_t osize, size_t nsize);
 /* Bytes the calling thread's free lists hold. */
 size_t fs_avro_pool_cached(void);
 /* Gives the calling thread's free lists back to glibc. */
 void fs_avro_pool_drain(void);
-/* Makes the pool avro-c's allocator, unless FLASHSALE_AVRO_POOL says no or this is a
- * sanitizer build. Must run before avro-c allocates anything (a block from another
- * allocator would be freed as one of the pool's): codec.c calls it before main(). */
+/* Makes the pool avro-c's allocator, unless FLASHSALE_AVRO_POOL says no or the build has no
+ * pool (FS_AVRO_POOL_BUILT 0). Must run before avro-c allocates anything (a block from
+ * another allocator would be freed as one of the pool's): codec.c calls it before main(). */
 void fs_avro_pool_install(void);
 /* Whether the pool was installed as avro-c's allocator in this process. */
 bool fs_avro_pool_installed(void);
