@@ -1,23 +1,21 @@
 /* avro-c's memory from per-thread free lists (fs/avro_pool.h). */
 #include "fs/avro_pool.h"
+#include "fs/config.h"
 
 #include <avro.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define NCLASS (FS_AVRO_POOL_MAX_CLASS / FS_AVRO_POOL_CLASS + 1) /* class c holds c * 16 bytes */
 
 /* Before each block: its class, or for a large block its size; as aligned as malloc's. */
-typedef union {
-    struct {
-        size_t cls;  /* 1..NCLASS-1, or 0 for a large block */
-        size_t size; /* a large block's size */
-    } h;
-    max_align_t align;
+typedef struct {
+    _Alignas(max_align_t) size_t cls; /* 1..NCLASS-1, or 0 for a large block */
+    size_t size;                      /* a large block's size */
 } header;
+_Static_assert(sizeof(header) == FS_AVRO_POOL_HEADER, "the header is FS_AVRO_POOL_HEADER bytes");
 
 typedef struct block {
     struct block *next;
@@ -31,6 +29,7 @@ static pthread_key_t exit_key;
 static bool exit_key_ok;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 static bool installed;
+static fs_err config_err; /* FLASHSALE_AVRO_POOL's value, if it was not a boolean */
 
 static void on_thread_exit(void *unused)
 {
@@ -67,7 +66,7 @@ static header *head_of(void *p)
 
 static size_t usable(const header *h)
 {
-    return h->h.cls ? h->h.cls * FS_AVRO_POOL_CLASS : h->h.size;
+    return h->cls ? h->cls * FS_AVRO_POOL_CLASS : h->size;
 }
 
 static void *take(size_t n)
@@ -78,33 +77,33 @@ static void *take(size_t n)
         header *h = malloc(sizeof *h + n);
         if (!h)
             return NULL;
-        h->h.cls = 0;
-        h->h.size = n;
+        h->cls = 0;
+        h->size = n;
         return h + 1;
     }
     size_t cls = (n + FS_AVRO_POOL_CLASS - 1) / FS_AVRO_POOL_CLASS;
     if (t_free[cls]) {
         block *b = t_free[cls];
         t_free[cls] = b->next;
-        t_cached -= cls * FS_AVRO_POOL_CLASS;
+        t_cached -= cls * FS_AVRO_POOL_CLASS + sizeof(header);
         return b;
     }
     header *h = malloc(sizeof *h + cls * FS_AVRO_POOL_CLASS);
     if (!h)
         return NULL;
-    h->h.cls = cls;
-    h->h.size = 0;
+    h->cls = cls;
+    h->size = 0;
     return h + 1;
 }
 
 static void give(void *p)
 {
     header *h = head_of(p);
-    size_t bytes = h->h.cls * FS_AVRO_POOL_CLASS;
-    if (h->h.cls && t_cached + bytes <= FS_AVRO_POOL_THREAD_BYTES && may_cache()) {
+    size_t bytes = h->cls * FS_AVRO_POOL_CLASS + sizeof(header);
+    if (h->cls && t_cached + bytes <= FS_AVRO_POOL_THREAD_BYTES && may_cache()) {
         block *b = p;
-        b->next = t_free[h->h.cls];
-        t_free[h->h.cls] = b;
+        b->next = t_free[h->cls];
+        t_free[h->cls] = b;
         t_cached += bytes;
         return;
     }
@@ -126,13 +125,13 @@ void *fs_avro_pool_alloc(void *user_data, void *ptr, size_t osize, size_t nsize)
     size_t have = usable(h);
     if (nsize <= have)
         return ptr;
-    if (!h->h.cls) { /* large to larger: glibc may grow it in place */
+    if (!h->cls) { /* large to larger: glibc may grow it in place */
         if (nsize > SIZE_MAX - sizeof(header))
             return NULL;
         header *g = realloc(h, sizeof *g + nsize);
         if (!g)
             return NULL;
-        g->h.size = nsize;
+        g->size = nsize;
         return g + 1;
     }
     void *n = take(nsize);
@@ -166,12 +165,19 @@ bool fs_avro_pool_installed(void)
 
 void fs_avro_pool_install(void)
 {
+    bool on = true;
+    if (fs_env_bool("FLASHSALE_AVRO_POOL", true, &on, &config_err) || !on)
+        return; /* a bad value: left off, and fs_avro_pool_check reports it */
 #if FS_AVRO_POOL_BUILT
-    const char *v = getenv("FLASHSALE_AVRO_POOL");
-    if (v && (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no") ||
-              !strcasecmp(v, "off")))
-        return;
     avro_set_allocator(fs_avro_pool_alloc, NULL);
     installed = true;
 #endif
+}
+
+int fs_avro_pool_check(fs_err *err)
+{
+    if (!config_err.msg[0])
+        return 0;
+    *err = config_err;
+    return -1;
 }

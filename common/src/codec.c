@@ -262,6 +262,8 @@ fs_codec *fs_codec_new_empty(void)
 
 fs_codec *fs_codec_new(fs_err *err)
 {
+    if (fs_avro_pool_check(err)) /* FLASHSALE_AVRO_POOL was not a boolean */
+        return NULL;
     fs_codec *c = fs_codec_new_empty();
     if (!c) {
         fs_err_set(err, FS_ERR_FATAL, ENOMEM, "out of memory");

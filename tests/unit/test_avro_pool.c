@@ -2,7 +2,8 @@
  * resizing keeps the contents, large blocks and blocks over a thread's cap go back to glibc,
  * a block freed on another thread joins that thread's lists, an exiting thread's lists are
  * given back, and the pool is avro-c's allocator when it should be (orders of 1 to 16 lines
- * encoded and decoded through it come back equal). */
+ * encoded and decoded through it come back equal); a FLASHSALE_AVRO_POOL that is not a
+ * boolean stops the codec from starting. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,12 +14,16 @@
 
 #include "fs/avro_pool.h"
 #include "fs/codec.h"
+#include "fs/config.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define H ((size_t)FS_AVRO_POOL_HEADER)
 
 static void *pool(void *p, size_t osize, size_t nsize)
 {
@@ -34,7 +39,7 @@ static void test_reuse_per_class(void **state)
     assert_int_equal((uintptr_t)a % 16, 0);
     memset(a, 'x', 100);
     assert_null(pool(a, 100, 0));
-    assert_int_equal(fs_avro_pool_cached(), 112); /* 100 rounded up to its class */
+    assert_int_equal(fs_avro_pool_cached(), H + 112); /* 100 rounded up to its class */
     char *b = pool(NULL, 0, 97); /* same class (97..112) */
     assert_ptr_equal(a, b);
     assert_int_equal(fs_avro_pool_cached(), 0);
@@ -42,9 +47,9 @@ static void test_reuse_per_class(void **state)
     char *c = pool(NULL, 0, 113); /* the next class: not the cached block */
     assert_non_null(c);
     assert_ptr_not_equal(b, c);
-    assert_int_equal(fs_avro_pool_cached(), 112);
+    assert_int_equal(fs_avro_pool_cached(), H + 112);
     pool(c, 113, 0);
-    assert_int_equal(fs_avro_pool_cached(), 112 + 128);
+    assert_int_equal(fs_avro_pool_cached(), H + 112 + H + 128);
     fs_avro_pool_drain();
     assert_int_equal(fs_avro_pool_cached(), 0);
 }
@@ -93,11 +98,14 @@ static void test_thread_cap(void **state)
         assert_non_null(v[i] = pool(NULL, 0, FS_AVRO_POOL_MAX_CLASS));
     for (int i = 0; i < N; i++)
         pool(v[i], FS_AVRO_POOL_MAX_CLASS, 0);
-    assert_int_equal(fs_avro_pool_cached(), FS_AVRO_POOL_THREAD_BYTES);
+    size_t one = H + FS_AVRO_POOL_MAX_CLASS; /* the cap counts headers too */
+    assert_int_equal(fs_avro_pool_cached(), FS_AVRO_POOL_THREAD_BYTES / one * one);
     fs_avro_pool_drain();
 }
 
-/* A key made after the pool's: glibc runs its destructor after the pool's one. */
+/* A key made after the pool's: glibc (not POSIX) runs destructors in the order of their keys'
+ * indexes, and gives a new key the lowest free one, so this one runs after the pool's. Were
+ * that order to change, the test would fail, not pass falsely. */
 static pthread_key_t later_key;
 static size_t cached_at_exit = (size_t)-1, cached_after_late_free = (size_t)-1;
 
@@ -133,21 +141,22 @@ static void test_threads(void **state)
     assert_int_equal(pthread_join(t, &cached), 0);
     /* its lists held the 64 blocks but the two it took back; its exit emptied them, and a
      * block freed by a later destructor was not cached (LeakSanitizer would also see it) */
-    assert_int_equal((size_t)cached, 35328 - 208 - 64); /* 48, 64, ... 1056 bytes */
+    /* 48, 64, ... 1056 bytes, each with its header */
+    assert_int_equal((size_t)cached, 35328 + 64 * H - (H + 208) - (H + 64));
     assert_int_equal(cached_at_exit, 0);
     assert_int_equal(cached_after_late_free, 0);
     pool(handed, 0, 0); /* freed here: it joins this thread's lists */
-    assert_int_equal(fs_avro_pool_cached(), 208);
+    assert_int_equal(fs_avro_pool_cached(), H + 208);
     fs_avro_pool_drain();
     pthread_key_delete(later_key);
 }
 
 #if FS_AVRO_POOL_BUILT
-static bool pool_off(void)
+static bool pool_wanted(void)
 {
-    const char *v = getenv("FLASHSALE_AVRO_POOL");
-    return v && (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no") ||
-                 !strcasecmp(v, "off"));
+    bool on = true;
+    fs_err err = {0};
+    return fs_env_bool("FLASHSALE_AVRO_POOL", true, &on, &err) == 0 && on;
 }
 #endif
 
@@ -157,7 +166,7 @@ static void test_avro_allocator(void **state)
 #if !FS_AVRO_POOL_BUILT
     assert_false(fs_avro_pool_installed());
 #else
-    assert_int_equal(fs_avro_pool_installed(), !pool_off());
+    assert_int_equal(fs_avro_pool_installed(), pool_wanted());
 #endif
     fs_err err = {0};
     fs_codec *c = fs_codec_new(&err);
@@ -206,12 +215,66 @@ static void test_avro_allocator(void **state)
     fs_avro_pool_drain();
 }
 
-int main(void)
+static const char *self; /* argv[0]: under valgrind /proc/self/exe is valgrind's */
+
+/* Runs this program again with FLASHSALE_AVRO_POOL=value and "--codec-new"; returns its
+ * exit status, its output in out. */
+static int run_with(const char *value, char *out, size_t n)
 {
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fd[1], 1);
+        close(fd[0]);
+        setenv("FLASHSALE_AVRO_POOL", value, 1);
+        execl(self, self, "--codec-new", (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < n && (r = read(fd[0], out + got, n - 1 - got)) > 0)
+        got += (size_t)r;
+    out[got] = '\0';
+    close(fd[0]);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+static void test_bad_setting_stops_the_codec(void **state)
+{
+    (void)state;
+    char out[512];
+    assert_int_equal(run_with("maybe", out, sizeof out), 3);
+    assert_non_null(strstr(out, "FLASHSALE_AVRO_POOL=\"maybe\": must be a boolean"));
+    assert_int_equal(run_with("off", out, sizeof out), 0);
+    assert_string_equal(out, "installed 0\n");
+    assert_int_equal(run_with("yes", out, sizeof out), 0);
+    assert_string_equal(out, FS_AVRO_POOL_BUILT ? "installed 1\n" : "installed 0\n");
+}
+
+int main(int argc, char **argv)
+{
+    self = argv[0];
+    if (argc > 1 && !strcmp(argv[1], "--codec-new")) { /* run_with's child */
+        fs_err err = {0};
+        fs_codec *c = fs_codec_new(&err);
+        if (!c) {
+            printf("%s\n", err.msg);
+            return 3;
+        }
+        fs_codec_destroy(c);
+        printf("installed %d\n", fs_avro_pool_installed());
+        return 0;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reuse_per_class), cmocka_unit_test(test_resize_keeps_contents),
         cmocka_unit_test(test_thread_cap),      cmocka_unit_test(test_threads),
-        cmocka_unit_test(test_avro_allocator),
+        cmocka_unit_test(test_avro_allocator),  cmocka_unit_test(test_bad_setting_stops_the_codec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,7 +37,8 @@ typedef struct fs_schema fs_schema;
 #define FS_AVRO_MAGIC1 0x01
 #define FS_AVRO_HEADER_LEN 10
 
-/* A codec holding the embedded schemas. Returns NULL with *err on a broken schema. */
+/* A codec holding the embedded schemas. Returns NULL with *err on a broken schema, or when
+ * FLASHSALE_AVRO_POOL is not a boolean (fs/avro_pool.h). */
 fs_codec *fs_codec_new(fs_err *err);
 /* A codec with no schemas (tests, tools). */
 fs_codec *fs_codec_new_empty(void);
