@@ -7,18 +7,18 @@
  * is that function. Blocks of up to FS_AVRO_POOL_MAX_CLASS bytes, in 16-byte classes, go
  * back to a free list of the thread that frees them and are handed out again from it, with
  * no lock and no trip through glibc's bins. Larger blocks, and blocks beyond a thread's
- * FS_AVRO_POOL_THREAD_BYTES of cached memory (headers counted), go straight back to glibc. When a thread other
- * than the main one exits, its lists are given back to glibc (a pthread key's destructor;
- * what that thread frees afterwards goes straight back too). The main thread's lists last as
- * long as the process.
+ * FS_AVRO_POOL_THREAD_BYTES of cached memory (headers counted), go straight back to glibc.
+ * When a thread other than the main one exits, its lists are given back to glibc (a pthread
+ * key's destructor; what that thread frees afterwards goes straight back too). The main
+ * thread's lists last as long as the process.
  *
  * Each block carries a header with its class (or, for a large block, its size), so the pool
  * never trusts the size avro-c passes back, and keeps malloc's alignment.
  *
  * Installed before main() in every program that links the codec (a constructor in codec.c
- * calls fs_avro_pool_install), unless FLASHSALE_AVRO_POOL is 0, false, no or off (any other
- * value but a boolean stops the codec from starting: fs_avro_pool_check). Never in
- * the sanitizer and fuzz builds (CMake defines FS_NO_AVRO_POOL there): ASan must see each of
+ * calls fs_avro_pool_install), unless FLASHSALE_AVRO_POOL is 0, false, no or off (a value
+ * that is not a boolean stops the codec from starting: fs_avro_pool_check). Never in the
+ * sanitizer and fuzz builds (CMake defines FS_NO_AVRO_POOL there): ASan must see each of
  * avro-c's blocks to catch a use after free or an overflow into a block's rounding. The
  * valgrind tests set FLASHSALE_AVRO_POOL=0 for the same reason. The unit test drives the
  * functions below directly. */
