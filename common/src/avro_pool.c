@@ -35,7 +35,6 @@ static void on_thread_exit(void *unused)
 {
     (void)unused;
     fs_avro_pool_drain();
-    t_registered = false;
     t_exited = true; /* what is freed after this (another key's destructor) goes to glibc */
 }
 

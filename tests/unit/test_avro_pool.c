@@ -139,9 +139,9 @@ static void test_threads(void **state)
     void *handed = NULL, *cached = NULL;
     assert_int_equal(pthread_create(&t, NULL, alloc_and_exit, &handed), 0);
     assert_int_equal(pthread_join(t, &cached), 0);
-    /* its lists held the 64 blocks but the two it took back; its exit emptied them, and a
-     * block freed by a later destructor was not cached (LeakSanitizer would also see it) */
-    /* 48, 64, ... 1056 bytes, each with its header */
+    /* its lists held the 64 blocks (48, 64, ... 1056 bytes, each with its header) but the
+     * two it took back; its exit emptied them, and a block freed by a later destructor was
+     * not cached (LeakSanitizer would also see it) */
     assert_int_equal((size_t)cached, 35328 + 64 * H - (H + 208) - (H + 64));
     assert_int_equal(cached_at_exit, 0);
     assert_int_equal(cached_after_late_free, 0);
