@@ -12,6 +12,7 @@
 #include "fs/schemas.h"
 #include "sample_value.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,6 +347,86 @@ static void test_canonical_form_rules(void **state)
     }
 }
 
+/* An explicit empty namespace is the null namespace, not the enclosing one (the Avro
+ * specification; avro-c's parser agrees), and what is nested in it inherits that. */
+static void test_canonical_form_empty_namespace(void **state)
+{
+    (void)state;
+    fs_err err = {0};
+    const char *in = "{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"a.b\",\"fields\":["
+                     "{\"name\":\"n\",\"type\":{\"type\":\"record\",\"name\":\"N\","
+                     "\"namespace\":\"\",\"fields\":[{\"name\":\"e\",\"type\":{\"type\":\"enum\","
+                     "\"name\":\"E\",\"symbols\":[\"X\"]}},{\"name\":\"e2\",\"type\":\"E\"}]}},"
+                     "{\"name\":\"f\",\"type\":{\"type\":\"fixed\",\"name\":\"F\",\"size\":2}}]}";
+    char *pcf = fs_avro_canonical_form(in, &err);
+    assert_non_null(pcf);
+    assert_string_equal(
+        pcf, "{\"name\":\"a.b.R\",\"type\":\"record\",\"fields\":[{\"name\":\"n\",\"type\":"
+             "{\"name\":\"N\",\"type\":\"record\",\"fields\":[{\"name\":\"e\",\"type\":"
+             "{\"name\":\"E\",\"type\":\"enum\",\"symbols\":[\"X\"]}},{\"name\":\"e2\","
+             "\"type\":\"E\"}]}},{\"name\":\"f\",\"type\":{\"name\":\"a.b.F\",\"type\":"
+             "\"fixed\",\"size\":2}}]}");
+    free(pcf);
+    /* avro-c resolves the reference "E" inside N the same way: the schema parses. */
+    fs_codec *c = fs_codec_new_empty();
+    assert_non_null(fs_codec_add(c, in, true, &err));
+    fs_codec_destroy(c);
+}
+
+/* jansson's allocator failing at each of its calls after the parse's (the canonical form's,
+ * its records' and its text's) in turn: the schema is then reported out of memory, never as
+ * invalid, and nothing leaks. (jansson's parser reports some of its own allocation failures
+ * as syntax errors, so the parse's calls are left alone.) */
+static int fail_at, allocs;
+
+static void *failing_malloc(size_t n)
+{
+    return allocs++ == fail_at ? NULL : malloc(n);
+}
+
+static void test_canonical_form_out_of_memory(void **state)
+{
+    (void)state;
+    const char *in = "{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"a\",\"fields\":["
+                     "{\"name\":\"x\",\"type\":[\"null\",{\"type\":\"array\",\"items\":"
+                     "{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"A\"]}}]},"
+                     "{\"name\":\"y\",\"type\":{\"type\":\"map\",\"values\":\"E\"}}]}";
+    fs_err err = {0};
+    char *want = fs_avro_canonical_form(in, &err);
+    assert_non_null(want);
+    fail_at = -1; /* count the parse's calls */
+    allocs = 0;
+    json_set_alloc_funcs(failing_malloc, free);
+    json_t *parsed = json_loads(in, 0, NULL);
+    json_set_alloc_funcs(malloc, free);
+    assert_non_null(parsed);
+    json_decref(parsed);
+    int failures = 0;
+    for (fail_at = allocs;; fail_at++) {
+        allocs = 0;
+        json_set_alloc_funcs(failing_malloc, free);
+        err = (fs_err){0};
+        char *got = fs_avro_canonical_form(in, &err);
+        json_set_alloc_funcs(malloc, free);
+        if (allocs <= fail_at) { /* no call failed: the whole form */
+            assert_non_null(got);
+            assert_string_equal(got, want);
+            free(got);
+            break;
+        }
+        if (got) { /* jansson may survive a failed call (e.g. a hash table's growth) */
+            assert_string_equal(got, want);
+            free(got);
+            continue;
+        }
+        failures++;
+        if (err.cls != FS_ERR_FATAL || err.code != ENOMEM)
+            fail_msg("allocation %d failed: \"%s\" (class %d)", fail_at, err.msg, err.cls);
+    }
+    assert_true(failures > 10);
+    free(want);
+}
+
 /* Array block counts that add up past INT64_MAX are refused at once (found by
  * tests/fuzz/fuzz_avro.c: the count of items summed over blocks overflowed, and for items
  * of no bytes, such as null, the validator would then walk 2^63 of them). */
@@ -451,6 +532,8 @@ int main(void)
         cmocka_unit_test(test_projected_string_keeps_inner_nul),
         cmocka_unit_test(test_missing_field_without_default_is_an_error),
         cmocka_unit_test(test_canonical_form_rules),
+        cmocka_unit_test(test_canonical_form_empty_namespace),
+        cmocka_unit_test(test_canonical_form_out_of_memory),
         cmocka_unit_test_setup_teardown(test_hostile_input_gives_errors, setup, teardown),
         cmocka_unit_test(test_block_counts_cannot_overflow),
     };
