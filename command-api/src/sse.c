@@ -3,7 +3,8 @@
  *
  * Threads and locks:
  *   - the bus's threads call on_product / on_order with the bus's lock held: they format
- *     the event, push it into the ring under ring_lock and wake the hub (eventfd);
+ *     the event, push it into the ring under ring_lock and wake the hub (eventfd) if a
+ *     stream is attached (with none, the hub catches up when one attaches);
  *   - the hub thread owns every connection, the subscription index and the counters; it
  *     reads the ring under ring_lock (lock order: the bus's lock, then ring_lock);
  *   - workers take connections whose login token needs its session checked from `todo`
@@ -84,6 +85,7 @@ struct api_sse {
     pthread_mutex_t ring_lock;
     sse_ring *ring;
     uint64_t fanned; /* the hub: events up to this seq are fanned out (hub thread only) */
+    bool fan_due;    /* the hub: a stream attached since the last fan-out (hub thread only) */
 
     pthread_mutex_t q_lock;
     pthread_cond_t q_cond;
@@ -129,7 +131,14 @@ static void push(api_sse *s, sse_kind kind, const char *key, char *data)
     sse_ring_push(s->ring, kind, key, data);
     pthread_mutex_unlock(&s->ring_lock);
     free(data);
-    wake(s);
+    /* With no stream attached the hub has no one to fan out to, and this thread (the order
+     * front's, for a decision) does not wake it: that was a system call and a wake-up of
+     * the hub per order event. The ring keeps the event for a resume; the hub catches up
+     * when a stream attaches (catch_up), and fans out what came after (fan_due). An event
+     * pushed while a first stream attaches is either before that catch-up or after the
+     * stream was counted (seen here, so the hub is woken) or it is fanned out by fan_due. */
+    if (atomic_load(&s->g_streams) > 0)
+        wake(s);
 }
 
 static void on_product(void *ctx, const inv_product_view *v, int64_t at)
@@ -424,6 +433,18 @@ static void attach_locked(void *arg)
         api_bus_member_orders_locked(s->a->bus, c->who.sub, attach_order, x);
 }
 
+/* With no stream attached, marks every event in the ring as fanned out (to no one): the
+ * hub is not woken for them (push). True when it did. Hub thread. */
+static bool catch_up(api_sse *s)
+{
+    if (atomic_load(&s->g_streams) > 0)
+        return false;
+    pthread_mutex_lock(&s->ring_lock);
+    s->fanned = sse_ring_head(s->ring);
+    pthread_mutex_unlock(&s->ring_lock);
+    return true;
+}
+
 static void attach(api_sse *s, conn *c)
 {
     if (c->refused.status) {
@@ -455,6 +476,7 @@ static void attach(api_sse *s, conn *c)
         return;
     }
     free(head);
+    catch_up(s); /* the first stream: from the ring's head, not from where the hub stopped */
     attach_ctx x = {.s = s, .c = c};
     api_bus_locked(s->a->bus, attach_locked, &x);
     if (x.p.status) {
@@ -491,6 +513,7 @@ static void attach(api_sse *s, conn *c)
     if (c->member_key)
         atomic_fetch_add(&s->g_member_streams, 1);
     atomic_fetch_add(&s->c_opened, 1);
+    s->fan_due = true; /* what was pushed, unwoken, since catch_up */
 }
 
 /* ---- the header (hub thread) ------------------------------------------------------------ */
@@ -660,6 +683,8 @@ static void on_accept(api_sse *s)
 
 static void fan_out(api_sse *s)
 {
+    if (catch_up(s))
+        return;
     pthread_mutex_lock(&s->ring_lock);
     uint64_t head = sse_ring_head(s->ring);
     bool lost = false;
@@ -745,6 +770,7 @@ static void *hub_main(void *arg)
     int64_t last_expire = 0;
     while (!atomic_load(&s->stop)) {
         int n = epoll_wait(s->epfd, evs, 256, 200);
+        bool woken = false;
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (p == &listen_tag)
@@ -754,8 +780,7 @@ static void *hub_main(void *arg)
                 ssize_t r = read(s->efd, &v, sizeof v);
                 (void)r;
                 atomic_store(&s->woken, 0); /* before looking: a later hand-over writes again */
-                take_done(s);
-                fan_out(s);
+                woken = true;
             } else {
                 conn *c = p;
                 if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
@@ -769,6 +794,14 @@ static void *hub_main(void *arg)
                 if (evs[i].events & (EPOLLIN | EPOLLRDHUP))
                     on_readable(s, c);
             }
+        }
+        /* After the batch: a fan-out closes streams whose buffer overflowed, and a later
+         * entry of the batch may name one of them. */
+        if (woken)
+            take_done(s);
+        if (woken || s->fan_due) {
+            s->fan_due = false;
+            fan_out(s);
         }
         int64_t now = fs_mono_ms();
         if (now >= s->next_hb) {
