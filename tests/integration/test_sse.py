@@ -299,6 +299,27 @@ def test_resume(s, pid):
         x.close()
 
 
+def test_fresh_after_quiet(s, pid):
+    """A stream without Last-Event-ID, the first after events pushed with none attached: its
+    state is the current one and nothing older follows it (the hub caught up before it
+    attached, instead of fanning out from where it had stopped)."""
+    deadline = time.time() + 5
+    while stream_gauge(s) and time.time() < deadline:
+        time.sleep(0.05)
+    assert stream_gauge(s) == 0, "a stream is still counted after every client closed"
+    for _ in range(3):
+        code, _, body = s.order(s.member()[1], pid)
+        assert code == 201, body
+    time.sleep(0.5)  # every stock change of those orders is in the ring
+    f = Stream(s.port, "/api/events?product=" + pid, source="127.0.8.4")
+    state = f.wait(lambda evs: next((e for e in evs if e["event"] == "stock"), None), what="the state")
+    time.sleep(0.5)  # whatever would follow it has come
+    stock = f.of("stock")
+    assert all(e["data"]["available"] == state["data"]["available"] for e in stock), \
+        ("older stock values after the state", [e["data"]["available"] for e in stock])
+    f.close()
+
+
 def test_heartbeat(s, pid):
     st = Stream(s.port, "/api/events?product=" + pid, source="127.0.9.1")
     deadline = time.time() + 5
@@ -371,6 +392,8 @@ def main():
         print("ok member orders")
         test_resume(s, pid)
         print("ok resume")
+        test_fresh_after_quiet(s, pid)
+        print("ok fresh stream after a quiet spell")
         test_heartbeat(s, pid)
         print("ok heartbeat")
         test_errors(s, pid)

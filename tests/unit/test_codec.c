@@ -367,9 +367,21 @@ static void test_canonical_form_empty_namespace(void **state)
              "\"type\":\"E\"}]}},{\"name\":\"f\",\"type\":{\"name\":\"a.b.F\",\"type\":"
              "\"fixed\",\"size\":2}}]}");
     free(pcf);
-    /* avro-c resolves the reference "E" inside N the same way: the schema parses. */
+    /* avro-c reads it the same way: N and the E declared inside it have no namespace, F
+     * has the enclosing one. */
     fs_codec *c = fs_codec_new_empty();
-    assert_non_null(fs_codec_add(c, in, true, &err));
+    const fs_schema *fs = fs_codec_add(c, in, true, &err);
+    assert_non_null(fs);
+    avro_schema_t n = avro_schema_record_field_get(fs_schema_avro(fs), "n");
+    avro_schema_t e = avro_schema_record_field_get(n, "e");
+    avro_schema_t f = avro_schema_record_field_get(fs_schema_avro(fs), "f");
+    assert_non_null(n);
+    assert_non_null(e);
+    assert_non_null(f);
+    const char *nns = avro_schema_namespace(n), *ens = avro_schema_namespace(e);
+    assert_true(!nns || !*nns);
+    assert_true(!ens || !*ens);
+    assert_string_equal(avro_schema_namespace(f), "a.b");
     fs_codec_destroy(c);
 }
 
