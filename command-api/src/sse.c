@@ -133,7 +133,7 @@ static void push(api_sse *s, sse_kind kind, const char *key, char *data)
     free(data);
     /* With no stream attached the hub has no one to fan out to, and this thread (the order
      * front's, for a decision) does not wake it: that was a system call and a wake-up of
-     * the hub per order event. The ring keeps the event for a resume; the hub catches up
+     * the hub for nearly every order event. The ring keeps the event for a resume; the hub catches up
      * when a stream attaches (catch_up), and fans out what came after (fan_due). An event
      * pushed while a first stream attaches is either before that catch-up or after the
      * stream was counted (seen here, so the hub is woken) or it is fanned out by fan_due. */

@@ -186,6 +186,14 @@ def stream_gauge(s):
     raise AssertionError("no flashsale_sse_streams gauge in /metrics")
 
 
+def wait_no_streams(s):
+    """Waits up to 5 s until the server counts no stream (every client closed)."""
+    deadline = time.time() + 5
+    while stream_gauge(s) and time.time() < deadline:
+        time.sleep(0.05)
+    assert stream_gauge(s) == 0, "a stream is still counted after every client closed"
+
+
 def test_latency(s):
     pid = s.create_product(stock=50)
     st = Stream(s.port, "/api/events?product=" + pid)
@@ -270,10 +278,7 @@ def test_resume(s, pid):
     st.close()
     # no stream attached while the events are missed: the hub is not woken for them, and
     # catches up from the ring when the next stream attaches
-    deadline = time.time() + 5
-    while stream_gauge(s) and time.time() < deadline:
-        time.sleep(0.05)
-    assert stream_gauge(s) == 0, "a stream is still counted after every client closed"
+    wait_no_streams(s)
     for _ in range(3):  # missed while away
         code, _, body = s.order(s.member()[1], pid)
         assert code == 201, body
@@ -303,10 +308,7 @@ def test_fresh_after_quiet(s, pid):
     """A stream without Last-Event-ID, the first after events pushed with none attached: its
     state is the current one and nothing older follows it (the hub caught up before it
     attached, instead of fanning out from where it had stopped)."""
-    deadline = time.time() + 5
-    while stream_gauge(s) and time.time() < deadline:
-        time.sleep(0.05)
-    assert stream_gauge(s) == 0, "a stream is still counted after every client closed"
+    wait_no_streams(s)
     for _ in range(3):
         code, _, body = s.order(s.member()[1], pid)
         assert code == 201, body
@@ -360,10 +362,7 @@ def test_limits(s, pid):
     assert stream_gauge(s) >= 8, stream_gauge(s)
     for x in held + [two, other, again, elsewhere]:
         x.close()
-    deadline = time.time() + 5
-    while stream_gauge(s) and time.time() < deadline:
-        time.sleep(0.1)
-    assert stream_gauge(s) == 0, stream_gauge(s)
+    wait_no_streams(s)
 
 
 def test_errors(s, pid):
