@@ -750,23 +750,31 @@ typedef struct reply_item {
     char token[FS_REPLY_TOKEN_LEN + 1];
     int32_t partition;
     inv_event ev;
+    unsigned char buf[FS_REPLY_MAX]; /* one datagram as received */
 } reply_item;
 
-/* Reads and applies one batch of the datagrams queued (never waits); how many were read. */
+/* Reads and applies one batch of the datagrams queued (never waits); how many were read.
+ * One recvmmsg takes every datagram queued, up to REPLY_BATCH: at a low rate a wake finds
+ * one, and a loop of recv would need a second call only to hear EAGAIN. */
 static int reply_drain(api_bus *b, reply_item *items, wake_list *later)
 {
-    unsigned char buf[FS_REPLY_MAX];
-    int n = 0, got = 0;
-    for (int tries = 0; n < REPLY_BATCH && tries < 2 * REPLY_BATCH; tries++) {
-        ssize_t len = recv(b->reply_fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (len <= 0)
-            break;
-        got++;
-        reply_item *it = &items[n];
+    struct iovec iov[REPLY_BATCH];
+    struct mmsghdr msgs[REPLY_BATCH];
+    for (int i = 0; i < REPLY_BATCH; i++) {
+        iov[i] = (struct iovec){.iov_base = items[i].buf, .iov_len = sizeof items[i].buf};
+        msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
+    }
+    int got = recvmmsg(b->reply_fd, msgs, REPLY_BATCH, MSG_DONTWAIT, NULL);
+    if (got <= 0)
+        return 0;
+    int n = 0;
+    for (int i = 0; i < got; i++) {
+        reply_item *it = &items[n]; /* n <= i: a datagram already read, or this one */
         const void *evb;
         size_t evlen;
         fs_err derr = {0};
-        if (fs_reply_parse(buf, (size_t)len, it->token, &it->partition, &evb, &evlen) ||
+        if ((msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ||
+            fs_reply_parse(items[i].buf, msgs[i].msg_len, it->token, &it->partition, &evb, &evlen) ||
             inv_event_decode_bytes(b->codec, evb, evlen, &it->ev, &derr) ||
             (it->ev.type != INV_EV_RESERVED && it->ev.type != INV_EV_REJECTED) || it->ev.item_count > 1) {
             atomic_fetch_add(&b->replies_ignored, 1);

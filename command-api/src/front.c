@@ -677,7 +677,8 @@ static void on_readable(api_front *f, fconn *c)
             c->in = in;
             c->incap = cap;
         }
-        ssize_t n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, 0);
+        size_t room = c->incap - c->inlen;
+        ssize_t n = recv(c->fd, c->in + c->inlen, room, 0);
         if (n > 0) {
             if (c->state == F_IDLE) {
                 c->state = F_READING;
@@ -686,6 +687,11 @@ static void on_readable(api_front *f, fconn *c)
                 c->fresh = false;
             }
             c->inlen += (size_t)n;
+            /* A stream socket's read that did not fill the room emptied its receive queue:
+             * one more would only say EAGAIN. Bytes (or the client's end) that come later
+             * wake this connection again, as its re-arm is level-triggered. */
+            if ((size_t)n < room)
+                break;
             continue;
         }
         if (n < 0 && errno == EINTR)
