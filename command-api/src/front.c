@@ -687,9 +687,11 @@ static void on_readable(api_front *f, fconn *c)
                 c->fresh = false;
             }
             c->inlen += (size_t)n;
-            /* A stream socket's read that did not fill the room emptied its receive queue:
-             * one more would only say EAGAIN. Bytes (or the client's end) that come later
-             * wake this connection again, as its re-arm is level-triggered. */
+            /* A stream socket's read that did not fill the room has nearly always emptied its
+             * receive queue: one more would only say EAGAIN. Whatever is left or comes later
+             * (bytes, or the client's end) wakes this connection again, as its re-arm is
+             * level-triggered. So a FIN sent with the request is read at the next wake, after
+             * the answer (which then does not say Connection: close). */
             if ((size_t)n < room)
                 break;
             continue;

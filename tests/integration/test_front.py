@@ -225,8 +225,20 @@ def main(bindir):
         c = Conn(port)
         c.send(b"\r\n" + raw_request(tok, {"product_id": pid, "quantity": 1}))
         c.s.shutdown(socket.SHUT_WR)
-        st, h, out = c.response()  # ("Connection: close" only if the FIN came before the answer)
+        st, h, out = c.response()  # (the FIN is read at the wake after the answer, as a rule)
         assert st == 201, (st, h, out)
+        assert c.closed_by_server(5)
+        c.close()
+        # two pipelined requests and the FIN in one go: both answered, in order, then the close
+        c = Conn(port)
+        rids = ["fin-%d-%s" % (i, uuid.uuid4().hex[:6]) for i in range(2)]
+        c.send(b"".join(raw_request(tok, {"product_id": pid, "quantity": 1}, extra={"X-Request-Id": r})
+                        for r in rids))
+        c.s.shutdown(socket.SHUT_WR)
+        got = [c.response() for _ in rids]
+        assert [h["x-request-id"] for _, h, _ in got] == rids, got
+        assert all(st == 201 for st, _, _ in got), got
+        assert got[0][2]["order_id"] != got[1][2]["order_id"], got
         assert c.closed_by_server(5)
         c.close()
         c = Conn(port)
@@ -235,7 +247,7 @@ def main(bindir):
         assert st == 201 and h.get("connection") == "close", (st, h, out)
         assert c.closed_by_server(5)
         c.close()
-        checks += 2
+        checks += 3
 
         # --- a client that goes away while its order waits ----------------------------------
         for _ in range(20):
