@@ -293,7 +293,7 @@ static void conn_flush(api_front *f, fconn *c)
     c->outoff = c->outlen = 0;
     free(c->hdr);
     c->hdr = NULL;
-    if (c->close_after || c->eof) {
+    if (c->close_after || (c->eof && c->inlen <= c->reqlen)) {
         shutdown(c->fd, SHUT_WR);
         if (c->eof) {
             conn_close(f, c);
@@ -504,8 +504,10 @@ static void dispatch(api_front *f, fconn *c, size_t hlen, long long clen)
     atomic_fetch_add(&f->c_requests, 1);
     c->state = F_BUSY;
     c->reqlen = hlen + (size_t)clen;
+    /* a client that shut its side is answered "close" on its last request; the ones it
+     * pipelined before that are answered first, as on an open connection */
     c->sink = (fs_http_sink){.body = c->in + hlen, .body_len = (size_t)clen, .write = sink_write, .ctx = c,
-                             .close = c->close_after || c->eof};
+                             .close = c->close_after || (c->eof && c->inlen <= c->reqlen)};
     fs_http_req_init_sink(&c->req, &c->ri, &c->sink, FS_ROUTE_ORDERS_CREATE);
     if (strcmp(c->ri.local_uri, "/api/orders")) {
         fs_http_error(&c->req, 404, "NOT_FOUND", "this port serves POST /api/orders only", NULL);

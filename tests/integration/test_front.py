@@ -241,13 +241,32 @@ def main(bindir):
         assert got[0][2]["order_id"] != got[1][2]["order_id"], got
         assert c.closed_by_server(5)
         c.close()
+        # the same when the requests fill the server's first read exactly (4,096 bytes), so
+        # that the FIN is read in the same wake, before the first answer: the first answer
+        # keeps the connection, the last says close
+        c = Conn(port)
+        rids = ["fill-%d-%s" % (i, uuid.uuid4().hex[:6]) for i in range(2)]
+        reqs = [raw_request(tok, {"product_id": pid, "quantity": 1}, extra={"X-Request-Id": r}) for r in rids]
+        pad = 4096 - sum(len(r) for r in reqs) - len("X-Pad: \r\n")
+        assert pad > 0, pad
+        reqs[0] = raw_request(tok, {"product_id": pid, "quantity": 1},
+                              extra={"X-Request-Id": rids[0], "X-Pad": "p" * pad})
+        assert sum(len(r) for r in reqs) == 4096
+        c.send(b"".join(reqs))
+        c.s.shutdown(socket.SHUT_WR)
+        got = [c.response() for _ in rids]
+        assert [h["x-request-id"] for _, h, _ in got] == rids, got
+        assert all(st == 201 for st, _, _ in got), got
+        assert got[0][1].get("connection") != "close", got[0]
+        assert c.closed_by_server(5)
+        c.close()
         c = Conn(port)
         c.send(raw_request(tok, {"product_id": pid, "quantity": 1}).replace(b"HTTP/1.1", b"HTTP/1.0", 1))
         st, h, out = c.response()
         assert st == 201 and h.get("connection") == "close", (st, h, out)
         assert c.closed_by_server(5)
         c.close()
-        checks += 3
+        checks += 4
 
         # --- a client that goes away while its order waits ----------------------------------
         for _ in range(20):
