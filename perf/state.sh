@@ -22,6 +22,11 @@
 #    change), that binary is started the same way, alternating with this build's, on the same
 #    log: a side-by-side comparison. It must log rss_kb too (builds from 2026-12-05 on; for an
 #    older one, add that field to its two log lines in a worktree), or the script stops.
+# The API's resident memory is also read once on the empty log, before synth writes. Its view
+# holds the orders of the last FLASHSALE_API_ORDER_MEMORY_MS (10 minutes), at most
+# FLASHSALE_API_MAX_ORDERS (50,000): with SPAN_DAYS 0 and ORDERS up to that cap, (resident -
+# empty) / ORDERS is its memory per held order. OTHER_API_BIN=PATH (another build's
+# flashsale-api) is started alternately with this build's, the same way: side by side.
 # Prints one JSON object; progress on stderr.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,6 +37,8 @@ SPAN_DAYS=${2:-365}
 BUILD="$root/build"
 OTHER_ORDERS=${3:-}
 [ -z "$OTHER_ORDERS" ] || [ -x "$OTHER_ORDERS" ] || { echo "not an executable: $OTHER_ORDERS" >&2; exit 2; }
+OTHER_API=${OTHER_API_BIN:-}
+[ -z "$OTHER_API" ] || [ -x "$OTHER_API" ] || { echo "not an executable: $OTHER_API" >&2; exit 2; }
 cd "$root"
 make -s build >/dev/null
 
@@ -77,6 +84,29 @@ print(ms, held, kb)
 PY
 }
 
+rss() { awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} END {printf "%d %d", r/1024, h/1024}' "/proc/$1/status"; }
+
+api_once() { # api_once LABEL [BINARY] -> "ready_ms rss_mb hwm_mb"
+  local log="$logs/api-$1.log" t0 t1
+  t0=$(date +%s%3N)
+  FLASHSALE_HTTP_ADDR=127.0.0.1 FLASHSALE_HTTP_PORT="$FLASHSALE_API_PORT" \
+    "${2:-$BUILD/command-api/flashsale-api}" >"$log" 2>&1 &
+  pid=$!
+  until curl -fsS -o /dev/null "http://127.0.0.1:$FLASHSALE_API_PORT/readyz" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { tail -5 "$log" >&2; fs_die "the API died"; }
+    sleep 0.05
+  done
+  t1=$(date +%s%3N)
+  sleep 1
+  local r; r=$(rss "$pid")
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  echo "$((t1 - t0)) $r"
+}
+
+fs_say "API: start on an empty log"
+read -r _ api_empty_mb _ < <(api_once empty)
+fs_say "  ${api_empty_mb} MB resident"
+
 fs_say "order saga: start on an empty log"
 r=$(saga_once empty "$BUILD/sagas/flashsale-orders") # (a failure stops the script)
 read -r _ _ empty_kb <<<"$r"
@@ -84,8 +114,6 @@ fs_say "  ${empty_kb} kB resident"
 
 fs_say "writing $ORDERS orders over $SPAN_DAYS days ($((ORDERS * 6)) events)"
 "$BUILD/perf/flashsale-synth" --orders "$ORDERS" --span-days "$SPAN_DAYS" >"$logs/synth.json"
-
-rss() { awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} END {printf "%d %d", r/1024, h/1024}' "/proc/$1/status"; }
 
 inventory_once() { # -> "rebuild_ms events rss_mb"
   local log="$logs/inventory-$1.log"
@@ -111,24 +139,7 @@ for line in open(sys.argv[1]):
 PY
 }
 
-api_once() { # -> "ready_ms rss_mb hwm_mb"
-  local log="$logs/api-$1.log" t0 t1
-  t0=$(date +%s%3N)
-  FLASHSALE_HTTP_ADDR=127.0.0.1 FLASHSALE_HTTP_PORT="$FLASHSALE_API_PORT" \
-    "$BUILD/command-api/flashsale-api" >"$log" 2>&1 &
-  pid=$!
-  until curl -fsS -o /dev/null "http://127.0.0.1:$FLASHSALE_API_PORT/readyz" 2>/dev/null; do
-    kill -0 "$pid" 2>/dev/null || { tail -5 "$log" >&2; fs_die "the API died"; }
-    sleep 0.05
-  done
-  t1=$(date +%s%3N)
-  sleep 1
-  local r; r=$(rss "$pid")
-  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-  echo "$((t1 - t0)) $r"
-}
-
-inv=() api=()
+inv=() api=() other_api=()
 for n in 1 2; do
   fs_say "inventory processor: start $n"
   read -r ms ev mb < <(inventory_once "$n")
@@ -140,6 +151,12 @@ for n in 1 2; do
   read -r ms mb hwm < <(api_once "$n")
   fs_say "  ready in $ms ms, $mb MB resident (peak $hwm MB)"
   api+=("{\"ready_ms\": $ms, \"rss_mb\": $mb, \"peak_mb\": $hwm}")
+  if [ -n "$OTHER_API" ]; then
+    fs_say "other API ($OTHER_API): start $n"
+    read -r ms mb hwm < <(api_once "other-$n" "$OTHER_API")
+    fs_say "  ready in $ms ms, $mb MB resident (peak $hwm MB)"
+    other_api+=("{\"ready_ms\": $ms, \"rss_mb\": $mb, \"peak_mb\": $hwm}")
+  fi
 done
 saga=() other=()
 saga_json() { # saga_json MS HELD KB -> a JSON object
@@ -163,7 +180,9 @@ for n in 1 2; do
 done
 echo "{\"orders\": $ORDERS, \"span_days\": $SPAN_DAYS, \"commit\": \"$(git describe --always --dirty)\","
 echo " \"inventory\": [${inv[0]}, ${inv[1]}],"
+echo " \"api_empty_rss_mb\": $api_empty_mb,"
 echo " \"api\": [${api[0]}, ${api[1]}],"
+[ -z "$OTHER_API" ] || echo " \"other_api\": {\"binary\": \"$OTHER_API\", \"runs\": [${other_api[0]}, ${other_api[1]}]},"
 echo " \"orders_saga_empty_rss_kb\": $empty_kb,"
 [ -z "$OTHER_ORDERS" ] || echo " \"other_orders_saga\": {\"binary\": \"$OTHER_ORDERS\", \"runs\": [${other[0]}, ${other[1]}]},"
 echo " \"orders_saga\": [${saga[0]}, ${saga[1]}]}"

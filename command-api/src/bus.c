@@ -23,6 +23,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,21 @@
 
 #define MAX_PARTITIONS 1024
 #define DECISION_SLOTS 16 /* > the 10 s the overview's rate covers */
+
+/* An order as the view holds it: api_order's fields, with the lines and the history sized
+ * to the order instead of room for the most (3,624 bytes a copy; most orders have one line
+ * and two to six entries). api_order's copies are made by held_copy. */
+typedef struct held_order {
+    API_ORDER_HEAD
+    int nlines;
+    int nhistory, hcap;
+    api_line *lines;      /* nlines of them (NULL: none) */
+    api_history *history; /* nhistory of hcap */
+    int64_t touched;      /* monotonic ms of the last change (the view forgets idle orders) */
+    struct held_order *lru_prev, *lru_next; /* the view's recency list */
+} held_order;
+/* the fields of API_ORDER_HEAD lie alike in both, up to nlines: copied as one block */
+_Static_assert(offsetof(held_order, nlines) == offsetof(api_order, nlines), "one head in both");
 
 struct api_waiter {
     char key[INV_ID_MAX];
@@ -53,7 +69,7 @@ struct api_bus {
     const fs_codec *codec;
     rd_kafka_t *producer;
     rd_kafka_t *answers; /* orders.answers: batched (linger), off every request's path */
-    api_order *lru_head, *lru_tail; /* b->orders, least recently changed first */
+    held_order *lru_head, *lru_tail; /* b->orders, least recently changed first */
     pthread_t dr_thread, stream_thread;
     volatile int stop;
     long late_answer_ms; /* FLASHSALE_TEST_LATE_ANSWER_MS (tests): a waiter's result read late */
@@ -65,7 +81,7 @@ struct api_bus {
     int64_t order_memory_ms;
     long max_orders;
     long cmd_timeout_ms, clock_skew_ms; /* see api_bus_accept_by */
-    fs_map *orders;  /* order id -> api_order* */
+    fs_map *orders;  /* order id -> held_order* */
     fs_map *waiters; /* key -> api_waiter* (list) */
     int64_t decided_offset[MAX_PARTITIONS];
     bool caught_up;
@@ -108,6 +124,11 @@ bool api_order_caused_by(const api_order *o, const char *event_id)
     return false;
 }
 
+static const char *current_status(const char *saga_status, api_order_status status)
+{
+    return saga_status[0] ? saga_status : api_order_status_name(status);
+}
+
 ord_status api_order_lifecycle(const api_order *o)
 {
     int s = o->saga_status[0] ? ord_status_parse(o->saga_status) : -1;
@@ -120,15 +141,71 @@ ord_status api_order_lifecycle(const api_order *o)
 
 const char *api_order_current_status(const api_order *o)
 {
-    return o->saga_status[0] ? o->saga_status : api_order_status_name(o->status);
+    return current_status(o->saga_status, o->status);
 }
 
-static void history_add(api_order *o, const char *status, const char *reason, int64_t at)
+static const char *held_status(const held_order *o)
+{
+    return current_status(o->saga_status, o->status);
+}
+
+/* A copy of the held order, as the bus's callers take it. */
+static void held_copy(const held_order *o, api_order *out)
+{
+    memcpy(out, o, offsetof(api_order, nlines));
+    out->nlines = o->nlines;
+    if (o->nlines)
+        memcpy(out->lines, o->lines, sizeof out->lines[0] * (size_t)o->nlines);
+    out->nhistory = o->nhistory;
+    if (o->nhistory)
+        memcpy(out->history, o->history, sizeof out->history[0] * (size_t)o->nhistory);
+}
+
+static void held_free(held_order *o)
+{
+    if (o) {
+        free(o->lines);
+        free(o->history);
+        free(o);
+    }
+}
+
+/* Room for n lines (0: none); false when out of memory (the lines are then as they were). */
+static bool held_lines(held_order *o, int n)
+{
+    if (n == o->nlines)
+        return true;
+    if (!n) {
+        free(o->lines);
+        o->lines = NULL;
+    } else {
+        api_line *l = realloc(o->lines, sizeof *l * (size_t)n);
+        if (!l)
+            return false;
+        o->lines = l;
+    }
+    o->nlines = n;
+    return true;
+}
+
+static void history_add(held_order *o, const char *status, const char *reason, int64_t at)
 {
     if (o->nhistory > 0 && !strcmp(o->history[o->nhistory - 1].status, status))
         return;
-    if (o->nhistory == API_HISTORY_MAX) {
-        memmove(o->history, o->history + 1, sizeof o->history[0] * (API_HISTORY_MAX - 1));
+    if (o->nhistory == o->hcap && o->hcap < API_HISTORY_MAX) {
+        int cap = o->hcap ? o->hcap * 2 : 4; /* 4, 8, 16: a decision and its saga's first few */
+        if (cap > API_HISTORY_MAX)
+            cap = API_HISTORY_MAX;
+        api_history *h = realloc(o->history, sizeof *h * (size_t)cap);
+        if (h) {
+            o->history = h;
+            o->hcap = cap;
+        }
+    }
+    if (o->nhistory == o->hcap) { /* full (or out of memory): the oldest entry goes */
+        if (!o->hcap)
+            return;
+        memmove(o->history, o->history + 1, sizeof o->history[0] * (size_t)(o->hcap - 1));
         o->nhistory--;
     }
     api_history *h = &o->history[o->nhistory++];
@@ -137,7 +214,7 @@ static void history_add(api_order *o, const char *status, const char *reason, in
     h->at = at;
 }
 
-static void lru_unlink(api_bus *b, api_order *o)
+static void lru_unlink(api_bus *b, held_order *o)
 {
     if (o->lru_prev)
         o->lru_prev->lru_next = o->lru_next;
@@ -151,7 +228,7 @@ static void lru_unlink(api_bus *b, api_order *o)
 }
 
 /* Marks o (held in b->orders) changed now: the most recent end of the list. */
-static void lru_touch(api_bus *b, api_order *o, bool linked)
+static void lru_touch(api_bus *b, held_order *o, bool linked)
 {
     if (linked)
         lru_unlink(b, o);
@@ -165,9 +242,9 @@ static void lru_touch(api_bus *b, api_order *o, bool linked)
     o->touched = fs_mono_ms();
 }
 
-static api_order *order_get_or_new_locked(api_bus *b, const char *id)
+static held_order *order_get_or_new_locked(api_bus *b, const char *id)
 {
-    api_order *o = fs_map_get(b->orders, id);
+    held_order *o = fs_map_get(b->orders, id);
     bool linked = o != NULL;
     if (!o) {
         o = calloc(1, sizeof *o);
@@ -198,7 +275,7 @@ static void forget_locked(api_bus *b)
 {
     int64_t before = fs_mono_ms() - b->order_memory_ms;
     size_t size = fs_map_size(b->orders), kept = 0;
-    for (api_order *o = b->lru_head; o && kept < size && (o->touched < before || size > (size_t)b->max_orders);
+    for (held_order *o = b->lru_head; o && kept < size && (o->touched < before || size > (size_t)b->max_orders);
          o = b->lru_head) {
         if (fs_map_get(b->waiters, o->order_id)) {
             lru_touch(b, o, true);
@@ -207,7 +284,7 @@ static void forget_locked(api_bus *b)
         }
         lru_unlink(b, o);
         fs_map_del(b->orders, o->order_id);
-        free(o);
+        held_free(o);
         size--;
     }
 }
@@ -334,7 +411,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         w->r.partition = m->partition;
         w->r.offset = m->offset;
         w->r.logged_at = fs_kafka_record_time(m);
-        api_order *o = w->order_command ? NULL : fs_map_get(b->orders, w->key);
+        held_order *o = w->order_command ? NULL : fs_map_get(b->orders, w->key);
         if (o && o->status == API_ORDER_PENDING) {
             o->partition = m->partition;
             o->command_offset = m->offset;
@@ -397,18 +474,20 @@ static rd_kafka_t *bus_producer_new(api_bus *b, const fs_common_config *cfg, con
 /* Tells the listener when the order's current status is not `before` any more, or
  * (new_reason) when a snapshot kept the status and changed the reason: the closing snapshot of a
  * delivered order (RETURN_WINDOW_CLOSED). */
-static void order_notify_locked(api_bus *b, const api_order *o, const char *before,
+static void order_notify_locked(api_bus *b, const held_order *o, const char *before,
                                 bool new_reason, int64_t at)
 {
     if (!b->listener.order_changed || !b->caught_up || !o->member_id[0])
         return;
-    const char *now = api_order_current_status(o);
+    const char *now = held_status(o);
     if (!strcmp(before, now) && !new_reason)
         return;
     const char *reason = o->saga_status[0]                 ? o->saga_reason
                          : o->status == API_ORDER_REJECTED ? inv_reason_name(o->reason)
                                                            : "";
-    b->listener.order_changed(b->listener.ctx, o, reason, at);
+    api_order copy;
+    held_copy(o, &copy);
+    b->listener.order_changed(b->listener.ctx, &copy, reason, at);
 }
 
 /* A single-item order's decision, from the committed stream or from a reply. */
@@ -416,10 +495,10 @@ static void order_decided_locked(api_bus *b, int32_t partition, const inv_event 
 {
     if (!order_recent(b, ev->order_id, ev->occurred_at))
         return;
-    api_order *o = order_get_or_new_locked(b, ev->order_id);
+    held_order *o = order_get_or_new_locked(b, ev->order_id);
     if (o) {
         char before[24];
-        snprintf(before, sizeof before, "%s", o->version ? api_order_current_status(o) : "");
+        snprintf(before, sizeof before, "%s", o->version ? held_status(o) : "");
         snprintf(o->member_id, sizeof o->member_id, "%s", ev->member_id);
         snprintf(o->product_id, sizeof o->product_id, "%s", ev->product_id);
         o->quantity = ev->quantity;
@@ -514,11 +593,11 @@ static void apply_order_locked(api_bus *b, const rd_kafka_message_t *m, const fs
     if (fs_av_get_strcpy(v, "order_id", id, sizeof id, &bad) ||
         fs_av_get_long(v, "occurred_at", &occurred, &bad))
         return; /* not an order event (the audit reports what cannot be read) */
-    api_order *o = id[0] && order_recent(b, id, occurred) ? order_get_or_new_locked(b, id) : NULL;
+    held_order *o = id[0] && order_recent(b, id, occurred) ? order_get_or_new_locked(b, id) : NULL;
     if (!o)
         return;
     char before[24];
-    snprintf(before, sizeof before, "%s", o->version ? api_order_current_status(o) : "");
+    snprintf(before, sizeof before, "%s", o->version ? held_status(o) : "");
     bool new_reason = false;
     if (!strcmp(fs_schema_name(sc), "OrderCommandRejected")) {
         ord_rejection r;
@@ -543,15 +622,15 @@ static void apply_order_locked(api_bus *b, const rd_kafka_message_t *m, const fs
             o->pay_by = snap.pay_by;
         if (!o->requested_at)
             o->requested_at = snap.occurred_at;
-        o->nlines = 0;
-        for (int i = 0; i < snap.nlines && i < API_LINES_MAX; i++) {
-            const ord_line *l = &snap.lines[i];
-            snprintf(o->lines[i].product_id, sizeof o->lines[i].product_id, "%s", l->product_id);
-            o->lines[i].quantity = l->quantity;
-            o->lines[i].unit_price = l->unit_price;
-            snprintf(o->lines[i].state, sizeof o->lines[i].state, "%s", line_state_name(l->state));
-            o->nlines++;
-        }
+        /* out of memory, the lines stay as they were (the snapshot's other fields are in) */
+        if (held_lines(o, snap.nlines < API_LINES_MAX ? snap.nlines : API_LINES_MAX))
+            for (int i = 0; i < o->nlines; i++) {
+                const ord_line *l = &snap.lines[i];
+                snprintf(o->lines[i].product_id, sizeof o->lines[i].product_id, "%s", l->product_id);
+                o->lines[i].quantity = l->quantity;
+                o->lines[i].unit_price = l->unit_price;
+                snprintf(o->lines[i].state, sizeof o->lines[i].state, "%s", line_state_name(l->state));
+            }
         if (o->nlines && !o->product_id[0]) {
             snprintf(o->product_id, sizeof o->product_id, "%s", o->lines[0].product_id);
             o->quantity = o->lines[0].quantity;
@@ -795,7 +874,7 @@ static int reply_drain(api_bus *b, reply_item *items, wake_list *later)
         if (!wanted)
             continue;
         used++;
-        api_order *o = fs_map_get(b->orders, ev->order_id);
+        held_order *o = fs_map_get(b->orders, ev->order_id);
         if (!o || o->status == API_ORDER_PENDING)
             order_decided_locked(b, items[i].partition, ev);
         wake_locked_to(b, ev->order_id, ev, true, later);
@@ -1012,7 +1091,7 @@ static void free_order(void *ctx, const char *key, void *value)
 {
     (void)ctx;
     (void)key;
-    free(value);
+    held_free(value);
 }
 
 void api_bus_stop(api_bus *b)
@@ -1086,9 +1165,9 @@ bool api_bus_product(api_bus *b, const char *id, inv_product_view *out)
 bool api_bus_order(api_bus *b, const char *order_id, api_order *out)
 {
     pthread_mutex_lock(&b->lock);
-    api_order *o = fs_map_get(b->orders, order_id);
+    held_order *o = fs_map_get(b->orders, order_id);
     if (o)
-        *out = *o;
+        held_copy(o, out);
     pthread_mutex_unlock(&b->lock);
     return o != NULL;
 }
@@ -1129,7 +1208,7 @@ api_waiter *api_bus_waiter_new(api_bus *b, const char *key)
         return NULL;
     }
     /* Already decided (a retried idempotent request)? */
-    api_order *o = fs_map_get(b->orders, key);
+    held_order *o = fs_map_get(b->orders, key);
     if (o && o->status != API_ORDER_PENDING) {
         w->r.decided = true;
         memset(&w->r.ev, 0, sizeof w->r.ev);
@@ -1154,11 +1233,25 @@ void api_bus_order_adopt(api_bus *b, const api_order *src)
 {
     pthread_mutex_lock(&b->lock);
     if (!fs_map_get(b->orders, src->order_id)) {
-        api_order *o = malloc(sizeof *o);
+        held_order *o = calloc(1, sizeof *o);
+        int nh = src->nhistory < API_HISTORY_MAX ? src->nhistory : API_HISTORY_MAX;
+        int nl = src->nlines < API_LINES_MAX ? src->nlines : API_LINES_MAX;
+        if (o && nh > 0 && !(o->history = malloc(sizeof *o->history * (size_t)nh))) {
+            free(o);
+            o = NULL;
+        }
+        if (o && !held_lines(o, nl)) {
+            held_free(o);
+            o = NULL;
+        }
         if (o) {
-            *o = *src;
+            memcpy(o, src, offsetof(api_order, nlines));
+            if (nl)
+                memcpy(o->lines, src->lines, sizeof *o->lines * (size_t)nl);
+            if (nh)
+                memcpy(o->history, src->history, sizeof *o->history * (size_t)nh);
+            o->nhistory = o->hcap = nh;
             o->version = 1;
-            o->lru_prev = o->lru_next = NULL;
             if (ord_status_parse(o->saga_status) == ORD_REJECTED) {
                 o->status = API_ORDER_REJECTED;
                 for (int r = 0; r < INV_R_COUNT; r++)
@@ -1167,7 +1260,7 @@ void api_bus_order_adopt(api_bus *b, const api_order *src)
             } else
                 o->status = API_ORDER_RESERVED;
             if (fs_map_put(b->orders, o->order_id, o) == (void *)-1)
-                free(o);
+                held_free(o);
             else
                 lru_touch(b, o, false);
         }
@@ -1179,7 +1272,7 @@ void api_bus_order_pending(api_bus *b, const api_order *src)
 {
     pthread_mutex_lock(&b->lock);
     if (!fs_map_get(b->orders, src->order_id)) {
-        api_order *o = order_get_or_new_locked(b, src->order_id);
+        held_order *o = order_get_or_new_locked(b, src->order_id);
         if (o) {
             snprintf(o->member_id, sizeof o->member_id, "%s", src->member_id);
             snprintf(o->product_id, sizeof o->product_id, "%s", src->product_id);
@@ -1209,7 +1302,7 @@ bool api_bus_order_wait(api_bus *b, const char *order_id, int after, int64_t dea
     bool linked = fs_map_put(b->waiters, order_id, &w) != (void *)-1;
     bool changed = false;
     for (;;) {
-        api_order *o = fs_map_get(b->orders, order_id);
+        held_order *o = fs_map_get(b->orders, order_id);
         if (o && o->version > after) {
             changed = true;
             break;
@@ -1220,11 +1313,11 @@ bool api_bus_order_wait(api_bus *b, const char *order_id, int after, int64_t dea
         struct timespec ts = {deadline_ms / 1000, (deadline_ms % 1000) * 1000000};
         pthread_cond_timedwait(&w.cond, &b->lock, &ts);
     }
-    api_order *o = fs_map_get(b->orders, order_id);
+    held_order *o = fs_map_get(b->orders, order_id);
     if (exists)
         *exists = o != NULL;
     if (o)
-        *out = *o;
+        held_copy(o, out);
     if (linked)
         unlink_locked(b, &w);
     pthread_mutex_unlock(&b->lock);
@@ -1394,15 +1487,16 @@ bool api_bus_product_locked(api_bus *b, const char *product_id, inv_product_view
     return product_view_locked(b, product_id, out) != NULL;
 }
 
-const api_order *api_bus_order_locked(api_bus *b, const char *order_id)
-{
-    return fs_map_get(b->orders, order_id);
-}
-
 void api_bus_member_orders_locked(api_bus *b, const char *member_id,
                                   void (*fn)(void *ctx, const api_order *o), void *ctx)
 {
-    for (const api_order *o = b->lru_head; o; o = o->lru_next)
-        if (!strcmp(o->member_id, member_id))
-            fn(ctx, o);
+    api_order *copy = NULL;
+    for (const held_order *o = b->lru_head; o; o = o->lru_next)
+        if (!strcmp(o->member_id, member_id)) {
+            if (!copy && !(copy = malloc(sizeof *copy)))
+                return;
+            held_copy(o, copy);
+            fn(ctx, copy);
+        }
+    free(copy);
 }

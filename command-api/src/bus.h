@@ -44,38 +44,42 @@ typedef struct {
     int64_t at;
 } api_history;
 
+/* An order's fields other than its lines and its history. The view (bus.c) holds these
+ * with the lines and the history sized to the order (most orders have one line and a few
+ * entries); a copy handed out (api_order) has room for the most of each. */
+#define API_ORDER_HEAD                                                                             \
+    char order_id[INV_ID_MAX];                                                                 \
+    char member_id[INV_ID_MAX];                                                                \
+    char product_id[INV_ID_MAX]; /* first line */                                              \
+    int32_t quantity;            /* first line */                                              \
+    api_order_status status;     /* the inventory decision (single-item orders) */             \
+    inv_reason reason;                                                                         \
+    int64_t requested_at, decided_at, pay_by, unit_price;                                      \
+    int32_t partition;                                                                         \
+    int64_t command_offset;                                                                    \
+    /* from orders.events (the saga), once it has spoken */                                    \
+    char saga_status[24]; /* "" until the first snapshot */                                    \
+    char saga_reason[48];                                                                      \
+    int64_t amount;                                                                            \
+    int version;              /* bumped on every change */                                     \
+    char causes[8][40];       /* causation ids of the last snapshots (ring) */                 \
+    int ncauses;                                                                               \
+    char rejected_cause[64];  /* event id of the last refused command, and why */              \
+    char rejected_code[40];
+
+typedef struct {
+    char product_id[INV_ID_MAX];
+    int32_t quantity;
+    int64_t unit_price;
+    char state[16];
+} api_line;
+
 typedef struct api_order {
-    char order_id[INV_ID_MAX];
-    char member_id[INV_ID_MAX];
-    char product_id[INV_ID_MAX]; /* first line */
-    int32_t quantity;            /* first line */
-    api_order_status status;     /* the inventory decision (single-item orders) */
-    inv_reason reason;
-    int64_t requested_at, decided_at, pay_by, unit_price;
-    int32_t partition;
-    int64_t command_offset;
-    /* from orders.events (the saga), once it has spoken */
-    char saga_status[24]; /* "" until the first snapshot */
-    char saga_reason[48];
-    int64_t amount;
+    API_ORDER_HEAD
     int nlines;
-    struct {
-        char product_id[INV_ID_MAX];
-        int32_t quantity;
-        int64_t unit_price;
-        char state[16];
-    } lines[API_LINES_MAX];
+    api_line lines[API_LINES_MAX];
     int nhistory;
     api_history history[API_HISTORY_MAX];
-    int version;              /* bumped on every change */
-    char causes[8][40];       /* causation ids of the last snapshots (ring) */
-    int ncauses;
-    char rejected_cause[64];  /* event id of the last refused command, and why */
-    char rejected_code[40];
-    int64_t touched;          /* monotonic ms of the last change (the view forgets idle orders) */
-    /* the view's recency list, least recently changed first (the bus's own; a copy of an
-     * order handed out carries them but must not use them) */
-    struct api_order *lru_prev, *lru_next;
 } api_order;
 
 /* Whether one of the order's recent snapshots was caused by the record with this event id. */
@@ -121,10 +125,10 @@ void api_bus_listen(api_bus *b, const api_bus_listener *l);
 /* Calls fn with the bus's lock held (the same rules as the listener's calls): what fn reads
  * of the views and what the listener is told are then one sequence. */
 void api_bus_locked(api_bus *b, void (*fn)(void *ctx), void *ctx);
-/* Under api_bus_locked only: a product's view, an order. */
+/* Under api_bus_locked only: a product's view. */
 bool api_bus_product_locked(api_bus *b, const char *product_id, inv_product_view *out);
-const api_order *api_bus_order_locked(api_bus *b, const char *order_id);
-/* Under api_bus_locked only: calls fn for every order of the member the view holds. */
+/* Under api_bus_locked only: calls fn for every order of the member the view holds (a copy,
+ * valid during the call). */
 void api_bus_member_orders_locked(api_bus *b, const char *member_id,
                                   void (*fn)(void *ctx, const api_order *o), void *ctx);
 
