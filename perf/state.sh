@@ -22,11 +22,13 @@
 #    change), that binary is started the same way, alternating with this build's, on the same
 #    log: a side-by-side comparison. It must log rss_kb too (builds from 2026-12-05 on; for an
 #    older one, add that field to its two log lines in a worktree), or the script stops.
-# The API's resident memory is also read once on the empty log, before synth writes. Its view
-# holds the orders of the last FLASHSALE_API_ORDER_MEMORY_MS (10 minutes), at most
-# FLASHSALE_API_MAX_ORDERS (50,000): with SPAN_DAYS 0 and ORDERS up to that cap, (resident -
-# empty) / ORDERS is its memory per held order. OTHER_API_BIN=PATH (another build's
-# flashsale-api) is started alternately with this build's, the same way: side by side.
+# This build's API's resident memory is also read once on the empty log, before synth
+# writes. Its view holds the orders of the last FLASHSALE_API_ORDER_MEMORY_MS (10 minutes), at
+# most FLASHSALE_API_MAX_ORDERS (50,000): with SPAN_DAYS 0 and ORDERS up to that cap,
+# (resident - empty) / ORDERS is its memory per held order (the view, its map, and what the
+# catch-up leaves). OTHER_API_BIN=PATH (another build's flashsale-api) is started
+# alternately with this build's, the same way: side by side (its empty-log memory is not
+# read: assumed the same).
 # Prints one JSON object; progress on stderr.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

@@ -33,7 +33,7 @@
 #define DECISION_SLOTS 16 /* > the 10 s the overview's rate covers */
 
 /* An order as the view holds it: api_order's fields, with the lines and the history sized
- * to the order instead of room for the most (3,624 bytes a copy; most orders have one line
+ * to the order instead of room for the most (3,600 bytes a copy; most orders have one line
  * and two to six entries). api_order's copies are made by held_copy. */
 typedef struct held_order {
     API_ORDER_HEAD
@@ -193,7 +193,7 @@ static void history_add(held_order *o, const char *status, const char *reason, i
     if (o->nhistory > 0 && !strcmp(o->history[o->nhistory - 1].status, status))
         return;
     if (o->nhistory == o->hcap && o->hcap < API_HISTORY_MAX) {
-        int cap = o->hcap ? o->hcap * 2 : 4; /* 4, 8, 16: a decision and its saga's first few */
+        int cap = o->hcap ? o->hcap * 2 : 4; /* 4, 8, 16 (an adopted order: its count, twice that, ...) */
         if (cap > API_HISTORY_MAX)
             cap = API_HISTORY_MAX;
         api_history *h = realloc(o->history, sizeof *h * (size_t)cap);
@@ -1490,13 +1490,10 @@ bool api_bus_product_locked(api_bus *b, const char *product_id, inv_product_view
 void api_bus_member_orders_locked(api_bus *b, const char *member_id,
                                   void (*fn)(void *ctx, const api_order *o), void *ctx)
 {
-    api_order *copy = NULL;
+    api_order copy; /* 3,600 bytes of the caller's stack (the event streams' hub thread) */
     for (const held_order *o = b->lru_head; o; o = o->lru_next)
         if (!strcmp(o->member_id, member_id)) {
-            if (!copy && !(copy = malloc(sizeof *copy)))
-                return;
-            held_copy(o, copy);
-            fn(ctx, copy);
+            held_copy(o, &copy);
+            fn(ctx, &copy);
         }
-    free(copy);
 }

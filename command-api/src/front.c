@@ -880,6 +880,13 @@ static void *loop_main(void *arg)
             timeout = 0;
         if (timeout > EXPIRE_EVERY_MS)
             timeout = EXPIRE_EVERY_MS;
+        /* the loop does not wake itself: what it queued in its last turn's take_ready (a
+         * pipelined request after an answer given at once, a wait ended by on_timer) is
+         * served now, not after up to EXPIRE_EVERY_MS */
+        pthread_mutex_lock(&f->q_lock);
+        if (f->ready)
+            timeout = 0;
+        pthread_mutex_unlock(&f->q_lock);
         int n = epoll_wait(f->epfd, evs, 256, timeout);
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;

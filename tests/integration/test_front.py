@@ -10,8 +10,8 @@ real sockets, against the test run's Kafka, PostgreSQL and Redis.
   401, 400 BAD_JSON, 415, 405 with Allow, 404, 411 (chunked), 413, 431, a malformed request
   line, and what a proxy might read differently (a Content-Length twice or not as digits, a
   header name with a space, a bare LF): 400; the refusals that leave the stream unreadable
-  close the connection; a request followed by the client's FIN is answered, HTTP/1.0 is
-  answered and closed;
+  close the connection; requests followed by the client's FIN are all answered (also when
+  the FIN is read with them), HTTP/1.0 is answered and closed;
 - slow and idle clients: 200 connections that never finish their header are closed by the
   request timeout while another client is answered meanwhile; an idle kept-alive
   connection is closed; past the connection limit a client gets 503 and the others go on;
@@ -243,8 +243,11 @@ def main(bindir):
         c.close()
         # the same when the requests fill the server's first read exactly (4,096 bytes), so
         # that the FIN is read in the same wake, before the first answer: the first answer
-        # keeps the connection, the last says close
+        # keeps the connection, the last says close. TCP_CORK holds the bytes until the
+        # shutdown, which then sends them with the FIN in one segment: the server cannot read
+        # the requests before the FIN is there.
         c = Conn(port)
+        c.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
         rids = ["fill-%d-%s" % (i, uuid.uuid4().hex[:6]) for i in range(2)]
         reqs = [raw_request(tok, {"product_id": pid, "quantity": 1}, extra={"X-Request-Id": r}) for r in rids]
         pad = 4096 - sum(len(r) for r in reqs) - len("X-Pad: \r\n")
@@ -258,6 +261,8 @@ def main(bindir):
         assert [h["x-request-id"] for _, h, _ in got] == rids, got
         assert all(st == 201 for st, _, _ in got), got
         assert got[0][1].get("connection") != "close", got[0]
+        assert got[1][1].get("connection") == "close", got[1]  # the FIN was read with them
+        assert got[0][2]["order_id"] != got[1][2]["order_id"], got
         assert c.closed_by_server(5)
         c.close()
         c = Conn(port)
