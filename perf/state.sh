@@ -107,7 +107,7 @@ api_once() { # api_once LABEL [BINARY] -> "ready_ms rss_mb hwm_mb"
 
 fs_say "API: start on an empty log"
 read -r _ api_empty_mb _ < <(api_once empty)
-fs_say "  ${api_empty_mb} MB resident"
+fs_say "  ${api_empty_mb} MiB resident"
 
 fs_say "order saga: start on an empty log"
 r=$(saga_once empty "$BUILD/sagas/flashsale-orders") # (a failure stops the script)
@@ -151,12 +151,12 @@ done
 for n in 1 2; do
   fs_say "API: start $n"
   read -r ms mb hwm < <(api_once "$n")
-  fs_say "  ready in $ms ms, $mb MB resident (peak $hwm MB)"
+  fs_say "  ready in $ms ms, $mb MiB resident (peak $hwm MiB)"
   api+=("{\"ready_ms\": $ms, \"rss_mb\": $mb, \"peak_mb\": $hwm}")
   if [ -n "$OTHER_API" ]; then
     fs_say "other API ($OTHER_API): start $n"
     read -r ms mb hwm < <(api_once "other-$n" "$OTHER_API")
-    fs_say "  ready in $ms ms, $mb MB resident (peak $hwm MB)"
+    fs_say "  ready in $ms ms, $mb MiB resident (peak $hwm MiB)"
     other_api+=("{\"ready_ms\": $ms, \"rss_mb\": $mb, \"peak_mb\": $hwm}")
   fi
 done

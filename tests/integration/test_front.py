@@ -244,8 +244,9 @@ def main(bindir):
         # the same when the requests fill the server's first read exactly (4,096 bytes), so
         # that the FIN is read in the same wake, before the first answer: the first answer
         # keeps the connection, the last says close. TCP_CORK holds the bytes until the
-        # shutdown, which then sends them with the FIN in one segment: the server cannot read
-        # the requests before the FIN is there.
+        # shutdown, which then sends them with the FIN in one segment: the server does not
+        # read the requests before the FIN is there (unless this process stalls for the
+        # cork's ceiling, 200 ms, between the two calls).
         c = Conn(port)
         c.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
         rids = ["fill-%d-%s" % (i, uuid.uuid4().hex[:6]) for i in range(2)]
