@@ -242,6 +242,14 @@ static void arm(api_front *f, fconn *c, uint32_t events)
 }
 
 /* The sink's write: the answer is kept until the loop sends it. */
+/* Whether the current request is the last this connection answers: the client asked to
+ * close, or shut its side with nothing read after this request. Requests it pipelined before
+ * its FIN are answered first, as on an open connection. */
+static bool answers_last(const fconn *c)
+{
+    return c->close_after || (c->eof && c->inlen <= c->reqlen);
+}
+
 static void sink_write(void *ctx, const char *data, size_t len)
 {
     fconn *c = ctx;
@@ -293,7 +301,7 @@ static void conn_flush(api_front *f, fconn *c)
     c->outoff = c->outlen = 0;
     free(c->hdr);
     c->hdr = NULL;
-    if (c->close_after || (c->eof && c->inlen <= c->reqlen)) {
+    if (answers_last(c)) {
         shutdown(c->fd, SHUT_WR);
         if (c->eof) {
             conn_close(f, c);
@@ -504,10 +512,8 @@ static void dispatch(api_front *f, fconn *c, size_t hlen, long long clen)
     atomic_fetch_add(&f->c_requests, 1);
     c->state = F_BUSY;
     c->reqlen = hlen + (size_t)clen;
-    /* a client that shut its side is answered "close" on its last request; the ones it
-     * pipelined before that are answered first, as on an open connection */
     c->sink = (fs_http_sink){.body = c->in + hlen, .body_len = (size_t)clen, .write = sink_write, .ctx = c,
-                             .close = c->close_after || (c->eof && c->inlen <= c->reqlen)};
+                             .close = answers_last(c)};
     fs_http_req_init_sink(&c->req, &c->ri, &c->sink, FS_ROUTE_ORDERS_CREATE);
     if (strcmp(c->ri.local_uri, "/api/orders")) {
         fs_http_error(&c->req, 404, "NOT_FOUND", "this port serves POST /api/orders only", NULL);

@@ -91,7 +91,7 @@ def main(bindir):
                     n, since = m, time.time()
                 time.sleep(0.5)
 
-        for attempt in range(5):
+        for _ in range(5):
             quiet()
             rc, out, rep = audit(bindir)
             why = [v.get("why", "") for v in rep.get("read_models", {}).values() if not v.get("compared")]

@@ -229,43 +229,41 @@ def main(bindir):
         assert st == 201, (st, h, out)
         assert c.closed_by_server(5)
         c.close()
-        # two pipelined requests and the FIN in one go: both answered, in order, then the close
-        c = Conn(port)
-        rids = ["fin-%d-%s" % (i, uuid.uuid4().hex[:6]) for i in range(2)]
-        c.send(b"".join(raw_request(tok, {"product_id": pid, "quantity": 1}, extra={"X-Request-Id": r})
-                        for r in rids))
-        c.s.shutdown(socket.SHUT_WR)
-        got = [c.response() for _ in rids]
-        assert [h["x-request-id"] for _, h, _ in got] == rids, got
-        assert all(st == 201 for st, _, _ in got), got
-        assert got[0][2]["order_id"] != got[1][2]["order_id"], got
-        assert c.closed_by_server(5)
-        c.close()
+
+        def pipelined_then_fin(prefix, fill=None):
+            """Two pipelined requests and the FIN in one go: both answered 201, in order, as
+            two orders, then the close. fill: pad them to exactly that many bytes and send
+            them corked (below). Returns the two answers' headers."""
+            c = Conn(port)
+            rids = ["%s-%d-%s" % (prefix, i, uuid.uuid4().hex[:6]) for i in range(2)]
+            reqs = [raw_request(tok, {"product_id": pid, "quantity": 1}, extra={"X-Request-Id": r}) for r in rids]
+            if fill:
+                c.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                pad = fill - sum(len(r) for r in reqs) - len("X-Pad: \r\n")
+                assert pad > 0, pad
+                reqs[0] = raw_request(tok, {"product_id": pid, "quantity": 1},
+                                      extra={"X-Request-Id": rids[0], "X-Pad": "p" * pad})
+                assert sum(len(r) for r in reqs) == fill
+            c.send(b"".join(reqs))
+            c.s.shutdown(socket.SHUT_WR)
+            got = [c.response() for _ in rids]
+            assert [h["x-request-id"] for _, h, _ in got] == rids, got
+            assert all(st == 201 for st, _, _ in got), got
+            assert got[0][2]["order_id"] != got[1][2]["order_id"], got
+            assert c.closed_by_server(5)
+            c.close()
+            return [h for _, h, _ in got]
+
+        pipelined_then_fin("fin")
         # the same when the requests fill the server's first read exactly (4,096 bytes), so
         # that the FIN is read in the same wake, before the first answer: the first answer
         # keeps the connection, the last says close. TCP_CORK holds the bytes until the
         # shutdown, which then sends them with the FIN in one segment: the server does not
         # read the requests before the FIN is there (unless this process stalls for the
         # cork's ceiling, 200 ms, between the two calls).
-        c = Conn(port)
-        c.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
-        rids = ["fill-%d-%s" % (i, uuid.uuid4().hex[:6]) for i in range(2)]
-        reqs = [raw_request(tok, {"product_id": pid, "quantity": 1}, extra={"X-Request-Id": r}) for r in rids]
-        pad = 4096 - sum(len(r) for r in reqs) - len("X-Pad: \r\n")
-        assert pad > 0, pad
-        reqs[0] = raw_request(tok, {"product_id": pid, "quantity": 1},
-                              extra={"X-Request-Id": rids[0], "X-Pad": "p" * pad})
-        assert sum(len(r) for r in reqs) == 4096
-        c.send(b"".join(reqs))
-        c.s.shutdown(socket.SHUT_WR)
-        got = [c.response() for _ in rids]
-        assert [h["x-request-id"] for _, h, _ in got] == rids, got
-        assert all(st == 201 for st, _, _ in got), got
-        assert got[0][1].get("connection") != "close", got[0]
-        assert got[1][1].get("connection") == "close", got[1]  # the FIN was read with them
-        assert got[0][2]["order_id"] != got[1][2]["order_id"], got
-        assert c.closed_by_server(5)
-        c.close()
+        first, last = pipelined_then_fin("fill", fill=4096)
+        assert first.get("connection") != "close", first
+        assert last.get("connection") == "close", last  # the FIN was read with them
         c = Conn(port)
         c.send(raw_request(tok, {"product_id": pid, "quantity": 1}).replace(b"HTTP/1.1", b"HTTP/1.0", 1))
         st, h, out = c.response()
