@@ -387,6 +387,14 @@ rd_kafka_t *fs_kafka_probe_new(const fs_common_config *cfg, fs_err *err)
                         err);
 }
 
+/* A read to the end knows it is there only from a fetch that found nothing (the partition's
+ * EOF): a transactional partition ends with a commit marker, which is never delivered, so its
+ * last record does not reach the end offset. Such a fetch waits fetch.wait.max.ms, the
+ * followers' 500 ms, and so did every read to the end: a processor taking over partitions
+ * waited for it three times (two snapshot reads and the changelog). A read to the end lives
+ * only until it is there, so it waits 10 ms instead. */
+static const char *const to_end_settings[] = {"fetch.wait.max.ms", "10", NULL};
+
 int fs_kafka_read_to_end(const fs_common_config *cfg,
                          const rd_kafka_topic_partition_list_t *parts, fs_kafka_record_cb cb,
                          void *ctx, int timeout_ms, fs_err *err)
@@ -394,7 +402,7 @@ int fs_kafka_read_to_end(const fs_common_config *cfg,
     if (!parts || parts->cnt == 0)
         return 0;
     int64_t deadline = fs_mono_ms() + timeout_ms;
-    fs_follower *f = fs_follower_new(cfg, "flashsale-changelog", parts, NULL, timeout_ms, err);
+    fs_follower *f = fs_follower_new(cfg, "flashsale-changelog", parts, to_end_settings, timeout_ms, err);
     if (!f)
         return -1;
     int rc = 0;

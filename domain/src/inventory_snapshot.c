@@ -13,7 +13,14 @@
 
 #define CHUNK_MAGIC "FSSC"
 #define CHUNK_HEADER 20 /* magic, u64 id, u32 index, u32 count */
-#define TAIL 256        /* records read back from the end to find the latest manifest */
+/* How far back from a partition's end the latest manifest is looked for, widening only for
+ * partitions where none was found yet; then the whole partition. A snapshot is its chunks and
+ * then its manifest in one transaction, and its commit marker takes the offset after it, so
+ * the latest manifest is most often the partition's last record but one. The compacted
+ * topic's active segment (up to 64 MiB, an hour) is never cleaned: a fixed tail of records
+ * read every older snapshot still in it, up to 128 MiB a partition at 512 KiB a chunk. */
+static const int64_t tails[] = {2, 16, 128, 1024};
+#define NTAILS (int)(sizeof tails / sizeof tails[0])
 
 static void put_u64(unsigned char *b, uint64_t v)
 {
@@ -84,6 +91,7 @@ typedef struct {
 } part_read;
 
 typedef struct {
+    const char *topic;
     part_read *p;
     int n;
     bool chunks; /* second pass */
@@ -148,7 +156,7 @@ static int read_from(const fs_common_config *cfg, read_ctx *r, const int64_t *st
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(r->n);
     for (int i = 0; i < r->n; i++)
         if (start[i] >= 0)
-            rd_kafka_topic_partition_list_add(l, FS_TOPIC_INVENTORY_SNAPSHOTS, r->p[i].partition)->offset =
+            rd_kafka_topic_partition_list_add(l, r->topic, r->p[i].partition)->offset =
                 start[i];
     int rc = fs_kafka_read_to_end(cfg, l, on_record, r, timeout_ms, err);
     rd_kafka_topic_partition_list_destroy(l);
@@ -157,6 +165,13 @@ static int read_from(const fs_common_config *cfg, read_ctx *r, const int64_t *st
 
 int inv_snapshot_read(const fs_common_config *cfg, inv_snapshot_loaded *out, int n,
                       int64_t payment_window_ms, int timeout_ms, fs_err *err)
+{
+    return inv_snapshot_read_from(cfg, FS_TOPIC_INVENTORY_SNAPSHOTS, out, n, payment_window_ms, timeout_ms,
+                                  err);
+}
+
+int inv_snapshot_read_from(const fs_common_config *cfg, const char *topic, inv_snapshot_loaded *out, int n,
+                           int64_t payment_window_ms, int timeout_ms, fs_err *err)
 {
     for (int i = 0; i < n; i++) {
         out[i].state = NULL;
@@ -169,11 +184,11 @@ int inv_snapshot_read(const fs_common_config *cfg, inv_snapshot_loaded *out, int
     rd_kafka_t *probe = fs_kafka_probe_new(cfg, err);
     if (!probe)
         return -1;
-    read_ctx r = {calloc((size_t)n, sizeof *r.p), n, false};
+    read_ctx r = {topic, calloc((size_t)n, sizeof *r.p), n, false};
     int64_t *lo = calloc((size_t)n, sizeof *lo), *hi = calloc((size_t)n, sizeof *hi),
-            *start = calloc((size_t)n, sizeof *start);
+            *start = calloc((size_t)n, sizeof *start), *searched = calloc((size_t)n, sizeof *searched);
     int rc = 0;
-    if (!r.p || !lo || !hi || !start) {
+    if (!r.p || !lo || !hi || !start || !searched) {
         rc = fs_err_set(err, FS_ERR_RETRIABLE, 0, "snapshot: out of memory");
         goto out;
     }
@@ -181,24 +196,28 @@ int inv_snapshot_read(const fs_common_config *cfg, inv_snapshot_loaded *out, int
         r.p[i].partition = out[i].partition;
         r.p[i].manifest_offset = -1;
         rd_kafka_resp_err_t ke = rd_kafka_query_watermark_offsets(
-            probe, FS_TOPIC_INVENTORY_SNAPSHOTS, out[i].partition, &lo[i], &hi[i], 5000);
+            probe, topic, out[i].partition, &lo[i], &hi[i], 5000);
         if (ke) {
             rc = fs_err_from_kafka_code(err, ke, "snapshot watermarks");
             goto out;
         }
-        start[i] = hi[i] > lo[i] ? (hi[i] - TAIL > lo[i] ? hi[i] - TAIL : lo[i]) : -1;
+        searched[i] = hi[i]; /* nothing at or after it holds a manifest */
     }
-    /* 1: the latest manifest in the last TAIL records, else anywhere */
-    if (read_from(cfg, &r, start, timeout_ms, err))
-        goto fail;
-    bool again = false;
-    for (int i = 0; i < n; i++) {
-        bool wider = r.p[i].manifest_offset < 0 && start[i] > lo[i];
-        start[i] = wider ? lo[i] : -1;
-        again |= wider;
+    /* 1: the latest manifest: the last tails[k] records of each partition where none was
+     * found yet, then all of it (the window read last holds the latest one, if any) */
+    bool again = true;
+    for (int k = 0; again && k <= NTAILS; k++) {
+        again = false;
+        for (int i = 0; i < n; i++) {
+            int64_t from = k < NTAILS && hi[i] - tails[k] > lo[i] ? hi[i] - tails[k] : lo[i];
+            start[i] = r.p[i].manifest_offset < 0 && searched[i] > from ? from : -1;
+            if (start[i] >= 0)
+                searched[i] = from;
+            again |= start[i] >= 0;
+        }
+        if (again && read_from(cfg, &r, start, timeout_ms, err))
+            goto fail;
     }
-    if (again && read_from(cfg, &r, start, timeout_ms, err))
-        goto fail;
     /* 2: its chunks, the records just before it */
     again = false;
     for (int i = 0; i < n; i++) {
@@ -247,6 +266,7 @@ out:
     free(lo);
     free(hi);
     free(start);
+    free(searched);
     rd_kafka_destroy(probe);
     return rc;
 }

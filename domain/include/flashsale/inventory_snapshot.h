@@ -48,10 +48,16 @@ typedef struct {
     size_t bytes;
 } inv_snapshot_loaded;
 
-/* Loads the latest snapshot of each of n partitions (out[i].partition set by the caller).
- * Partitions without one get state NULL. Returns 0, or -1 with *err when the topic cannot be
- * read (the caller may replay everything instead). */
+/* Loads the latest snapshot of each of n partitions (out[i].partition set by the caller): the
+ * one whose manifest is the last committed one. It is looked for in the last 2, 16, 128 and
+ * 1,024 records of a partition, then in all of it, so that the older snapshots still in the
+ * compacted topic's active segment are not read. Partitions without one get state NULL.
+ * Returns 0, or -1 with *err when the topic cannot be read (the caller may replay everything
+ * instead). */
 int inv_snapshot_read(const fs_common_config *cfg, inv_snapshot_loaded *out, int n,
                       int64_t payment_window_ms, int timeout_ms, fs_err *err);
+/* The same from another topic laid out alike (tests). */
+int inv_snapshot_read_from(const fs_common_config *cfg, const char *topic, inv_snapshot_loaded *out, int n,
+                           int64_t payment_window_ms, int timeout_ms, fs_err *err);
 
 #endif
