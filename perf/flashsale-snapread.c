@@ -2,9 +2,9 @@
  * partition, or the API starting, spends loading the inventory's snapshots
  * (inv_snapshot_read) from the broker of FLASHSALE_KAFKA_BROKERS: for each repeat one JSON
  * line with the milliseconds, the snapshots' bytes and how many partitions had one. Run it
- * against a stopped sale's broker with its environment (e.g. `. .run-chaos/env` after
- * `make chaos`, whose run directory is kept, and infra/flashsale.sh kafka-start), nothing
- * else running; the first repeat reads from disk, the rest mostly from the page cache. */
+ * against a stopped sale's broker, nothing else running (perf/README.md: e.g. the one of the
+ * run directory `make chaos` keeps, started again on its ports); the first repeat reads from
+ * disk, the rest mostly from the page cache. */
 #include "flashsale/inventory.h"
 #include "flashsale/inventory_snapshot.h"
 #include "fs/config.h"

@@ -392,7 +392,9 @@ rd_kafka_t *fs_kafka_probe_new(const fs_common_config *cfg, fs_err *err)
  * last record does not reach the end offset. Such a fetch waits fetch.wait.max.ms, the
  * followers' 500 ms, and so did every read to the end: a processor taking over partitions
  * waited for it three times (two snapshot reads and the changelog). A read to the end lives
- * only until it is there, so it waits 10 ms instead. */
+ * only until it is there, so it waits 10 ms instead. The cost: while an open transaction holds
+ * the end back (up to its timeout, or the read's), the reader asks ~100 times a second, where
+ * ~10 idle readers at 10 ms once cost the broker ~120 % of a core (docs/architecture.md). */
 static const char *const to_end_settings[] = {"fetch.wait.max.ms", "10", NULL};
 
 int fs_kafka_read_to_end(const fs_common_config *cfg,

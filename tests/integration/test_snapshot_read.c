@@ -1,13 +1,13 @@
 /* Reading the latest inventory snapshot (inv_snapshot_read) on the real broker, from a topic
- * laid out as inventory.snapshots (its own, so that no processor of another test loads these):
+ * keyed as inventory.snapshots (its own, so that no processor of another test loads these):
  *  - of several committed snapshots, the last is loaded, though older ones are still in the
- *    log (a compacted topic's active segment is never cleaned);
+ *    log (a compacted topic's active segment is never cleaned); the last is several chunks,
+ *    the first of them further back than the nearest records looked at;
  *  - a snapshot whose transaction aborted after its manifest was written is passed over for
  *    the committed one before it;
  *  - the latest manifest is found however far back it is: behind more records than the
  *    widest tail looked at before the whole partition;
- *  - a partition without a snapshot gives none, and a partition written after the read
- *    began is not waited for.
+ *  - a partition with only an aborted snapshot, or nothing, gives none.
  * Each snapshot names its own changelog offset in its manifest, which tells which one was
  * loaded; its state must load and hold what was saved. */
 #include <setjmp.h>
@@ -90,17 +90,17 @@ static void end_txn(rd_kafka_t *p, bool commit)
         fail_msg("end txn: %s", rd_kafka_error_string(ke));
 }
 
-/* A state with one product of `stock` units (what is checked after loading). */
-static inv_state *state_with(int stock)
+static void define(inv_state *s, const char *id, int stock, size_t description)
 {
-    inv_state *s = inv_state_new(WINDOW);
-    assert_non_null(s);
     inv_command c;
     memset(&c, 0, sizeof c);
     c.type = INV_CMD_DEFINE;
-    snprintf(c.product_id, sizeof c.product_id, "snap-product");
+    snprintf(c.product_id, sizeof c.product_id, "%s", id);
     snprintf(c.actor_id, sizeof c.actor_id, "admin");
-    snprintf(c.f.name, sizeof c.f.name, "Snapshot product");
+    snprintf(c.f.name, sizeof c.f.name, "Snapshot product %s", id);
+    if (description >= sizeof c.f.description)
+        description = sizeof c.f.description - 1;
+    memset(c.f.description, 'd', description);
     c.f.price = 100;
     c.f.sale_starts_at = 1795000000000LL;
     c.requested_at = 1795000001000LL;
@@ -111,14 +111,29 @@ static inv_state *state_with(int stock)
     assert_int_equal(inv_decide(s, &c, &ev), INV_DECIDED);
     assert_int_equal(ev.type, INV_EV_DEFINED);
     assert_int_equal(inv_apply(s, &ev), 0);
+}
+
+/* A state with the product "snap-product" of `stock` units (what is checked after loading),
+ * and `others` more products with long descriptions (a state of several chunks). */
+static inv_state *state_with(int stock, int others)
+{
+    inv_state *s = inv_state_new(WINDOW);
+    assert_non_null(s);
+    define(s, "snap-product", stock, 0);
+    for (int i = 0; i < others; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "other-%d", i);
+        define(s, id, 1, 2047);
+    }
     return s;
 }
 
-/* One snapshot of a state with `stock` units, naming changelog offset `cl`, in a transaction
- * of its own, committed or aborted. */
-static void snapshot(rd_kafka_t *p, const char *topic, int32_t part, int stock, int64_t cl, bool commit)
+/* One snapshot of state_with(stock, others), naming changelog offset `cl`, in a transaction
+ * of its own, committed or aborted; returns its number of chunks. */
+static int snapshot(rd_kafka_t *p, const char *topic, int32_t part, int stock, int others, int64_t cl,
+                    bool commit)
 {
-    inv_state *s = state_with(stock);
+    inv_state *s = state_with(stock, others);
     void *buf;
     size_t len;
     assert_int_equal(inv_state_save(s, &buf, &len), 0);
@@ -129,6 +144,7 @@ static void snapshot(rd_kafka_t *p, const char *topic, int32_t part, int stock, 
     end_txn(p, commit);
     free(buf);
     inv_state_destroy(s);
+    return (int)((len + INV_SNAPSHOT_CHUNK - 1) / INV_SNAPSHOT_CHUNK); /* its chunks */
 }
 
 /* n committed records that are neither chunks of a snapshot nor its manifest. */
@@ -137,7 +153,7 @@ static void other_records(rd_kafka_t *p, const char *topic, int32_t part, int n)
     assert_null(rd_kafka_begin_transaction(p));
     out o = {p, topic, part};
     for (int i = 0; i < n; i++)
-        produce(&o, "chunk-0", "not a chunk", 11, NULL);
+        produce(&o, "other", "not a snapshot", 14, NULL);
     end_txn(p, true);
 }
 
@@ -153,18 +169,21 @@ static void test_latest_snapshot_is_found(void **state)
     (void)state;
     char *topic = new_topic("snapshots", 5);
     rd_kafka_t *p = txn_producer(topic);
-    /* 0: three committed snapshots, the last one wins */
-    snapshot(p, topic, 0, 10, 100, true);
-    snapshot(p, topic, 0, 11, 110, true);
-    snapshot(p, topic, 0, 12, 120, true);
+    /* 0: three committed snapshots, the last one wins; it is several chunks, the first of
+     * them before the last 2 records, where its manifest is found */
+    snapshot(p, topic, 0, 10, 0, 100, true);
+    snapshot(p, topic, 0, 11, 0, 110, true);
+    int chunks = snapshot(p, topic, 0, 12, 600, 120, true);
+    printf("partition 0: the last snapshot is %d chunks\n", chunks);
+    assert_true(chunks >= 2);
     /* 1: a committed snapshot, then one aborted after its manifest was written */
-    snapshot(p, topic, 1, 20, 200, true);
-    snapshot(p, topic, 1, 21, 210, false);
+    snapshot(p, topic, 1, 20, 0, 200, true);
+    snapshot(p, topic, 1, 21, 0, 210, false);
     /* 2: a committed snapshot behind 1,500 other records, more than the widest tail */
-    snapshot(p, topic, 2, 30, 300, true);
+    snapshot(p, topic, 2, 30, 0, 300, true);
     other_records(p, topic, 2, 1500);
     /* 3: only an aborted snapshot: none */
-    snapshot(p, topic, 3, 40, 400, false);
+    snapshot(p, topic, 3, 40, 0, 400, false);
     /* 4: nothing at all */
     rd_kafka_destroy(p);
 
@@ -185,6 +204,8 @@ static void test_latest_snapshot_is_found(void **state)
             assert_non_null(s[i].state);
             assert_true(s[i].bytes > 0);
             assert_int_equal(stock_of(s[i].state), want_stock[i]);
+            /* the whole state: partition 0's last snapshot holds 601 products */
+            assert_int_equal(inv_state_product_count(s[i].state), i == 0 ? 601 : 1);
         }
         inv_state_destroy(s[i].state);
     }
