@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "fs/config.h"
+#include "it_kafka.h"
 #include "fs/id.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
@@ -25,20 +26,6 @@
 #include <unistd.h>
 
 static fs_common_config cfg;
-
-static rd_kafka_t *txn_producer(const char *txn_id)
-{
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    char e[256];
-    assert_int_equal(rd_kafka_conf_set(c, "bootstrap.servers", cfg.brokers, e, sizeof e), 0);
-    assert_int_equal(rd_kafka_conf_set(c, "transactional.id", txn_id, e, sizeof e), 0);
-    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof e);
-    assert_non_null(p);
-    rd_kafka_error_t *ke = rd_kafka_init_transactions(p, 30000);
-    if (ke)
-        fail_msg("init_transactions: %s", rd_kafka_error_string(ke));
-    return p;
-}
 
 static void produce_n(rd_kafka_t *p, const char *topic, const char *prefix, int n)
 {
@@ -85,21 +72,6 @@ static int count_cb(void *ctx, const rd_kafka_message_t *m, fs_err *err)
     return 0;
 }
 
-static char *new_topic(const char *base, int parts)
-{
-    char u[FS_UUID_STR_LEN + 1];
-    fs_uuid7_str(u);
-    char *name = NULL;
-    assert_true(asprintf(&name, "it.%s.%.12s", base, u + 24) > 0);
-    fs_err err = {0};
-    rd_kafka_t *a = fs_kafka_new(&cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "it-admin"}, &err);
-    assert_non_null(a);
-    if (fs_kafka_create_topic(a, name, parts, 1, NULL, 30000, &err))
-        fail_msg("create %s: %s", name, err.msg);
-    rd_kafka_destroy(a);
-    return name;
-}
-
 static rd_kafka_topic_partition_list_t *all_parts(const char *topic, int parts)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
@@ -138,8 +110,10 @@ static int count_uncommitted(const char *topic, int parts, int expect)
 static void test_read_committed_never_sees_aborted(void **state)
 {
     (void)state;
-    char *topic = new_topic("abort", 3);
-    rd_kafka_t *p = txn_producer(topic);
+    char *topic = it_new_topic(&cfg, "abort", 3);
+    assert_non_null(topic);
+    rd_kafka_t *p = it_txn_producer(&cfg, topic);
+    assert_non_null(p);
     txn(p, topic, "aborted-a", 500, 0);
     txn(p, topic, "committed-a", 500, 1);
     txn(p, topic, "aborted-b", 300, 0);
@@ -183,8 +157,10 @@ static void *commit_later(void *arg)
 static void test_read_to_end_waits_for_open_transaction(void **state)
 {
     (void)state;
-    char *topic = new_topic("open", 2);
-    rd_kafka_t *p = txn_producer(topic);
+    char *topic = it_new_topic(&cfg, "open", 2);
+    assert_non_null(topic);
+    rd_kafka_t *p = it_txn_producer(&cfg, topic);
+    assert_non_null(p);
     txn(p, topic, "committed-first", 100, 1);
     assert_null(rd_kafka_begin_transaction(p));
     produce_n(p, topic, "committed-late", 50);
@@ -214,8 +190,10 @@ static void test_read_to_end_waits_for_open_transaction(void **state)
 static void test_read_to_end_times_out_on_a_stuck_transaction(void **state)
 {
     (void)state;
-    char *topic = new_topic("stuck", 1);
-    rd_kafka_t *p = txn_producer(topic);
+    char *topic = it_new_topic(&cfg, "stuck", 1);
+    assert_non_null(topic);
+    rd_kafka_t *p = it_txn_producer(&cfg, topic);
+    assert_non_null(p);
     assert_null(rd_kafka_begin_transaction(p));
     produce_n(p, topic, "never", 5);
     assert_int_equal(rd_kafka_flush(p, 10000), 0);
@@ -287,8 +265,10 @@ static void *watchdog(void *arg)
 static void test_stop_during_failing_setup_is_clean(void **state)
 {
     (void)state;
-    char *topic = new_topic("setup", 1);
-    rd_kafka_t *p = txn_producer(topic);
+    char *topic = it_new_topic(&cfg, "setup", 1);
+    assert_non_null(topic);
+    rd_kafka_t *p = it_txn_producer(&cfg, topic);
+    assert_non_null(p);
     txn(p, topic, "committed", 3, 1); /* records the loop must not see */
     rd_kafka_destroy(p);
     volatile sig_atomic_t stop = 0;
@@ -319,15 +299,8 @@ static void test_stop_during_failing_setup_is_clean(void **state)
 int main(void)
 {
     fs_log_init("test-kafka-txn", FS_LOG_WARN);
-    fs_err err = {0};
-    if (!getenv("FLASHSALE_KAFKA_BROKERS")) {
-        fprintf(stderr, "FLASHSALE_KAFKA_BROKERS unset: run the integration tests with make test\n");
+    if (it_config(&cfg))
         return 1;
-    }
-    if (fs_common_config_load(&cfg, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_committed_never_sees_aborted),
         cmocka_unit_test(test_read_to_end_waits_for_open_transaction),

@@ -19,6 +19,7 @@
 #include "flashsale/inventory.h"
 #include "flashsale/inventory_snapshot.h"
 #include "fs/config.h"
+#include "it_kafka.h"
 #include "fs/id.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
@@ -30,35 +31,6 @@
 #define WINDOW (10LL * 60 * 1000)
 
 static fs_common_config cfg;
-
-static char *new_topic(const char *base, int parts)
-{
-    char u[FS_UUID_STR_LEN + 1];
-    fs_uuid7_str(u);
-    char *name = NULL;
-    assert_true(asprintf(&name, "it.%s.%.12s", base, u + 24) > 0);
-    fs_err err = {0};
-    rd_kafka_t *a = fs_kafka_new(&cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "it-admin"}, &err);
-    assert_non_null(a);
-    if (fs_kafka_create_topic(a, name, parts, 1, NULL, 30000, &err))
-        fail_msg("create %s: %s", name, err.msg);
-    rd_kafka_destroy(a);
-    return name;
-}
-
-static rd_kafka_t *txn_producer(const char *txn_id)
-{
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    char e[256];
-    assert_int_equal(rd_kafka_conf_set(c, "bootstrap.servers", cfg.brokers, e, sizeof e), 0);
-    assert_int_equal(rd_kafka_conf_set(c, "transactional.id", txn_id, e, sizeof e), 0);
-    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof e);
-    assert_non_null(p);
-    rd_kafka_error_t *ke = rd_kafka_init_transactions(p, 30000);
-    if (ke)
-        fail_msg("init_transactions: %s", rd_kafka_error_string(ke));
-    return p;
-}
 
 typedef struct {
     rd_kafka_t *p;
@@ -167,8 +139,10 @@ static int stock_of(const inv_state *s)
 static void test_latest_snapshot_is_found(void **state)
 {
     (void)state;
-    char *topic = new_topic("snapshots", 5);
-    rd_kafka_t *p = txn_producer(topic);
+    char *topic = it_new_topic(&cfg, "snapshots", 5);
+    assert_non_null(topic);
+    rd_kafka_t *p = it_txn_producer(&cfg, topic);
+    assert_non_null(p);
     /* 0: three committed snapshots, the last one wins; it is several chunks, the first of
      * them before the last 2 records, where its manifest is found */
     snapshot(p, topic, 0, 10, 0, 100, true);
@@ -215,15 +189,8 @@ static void test_latest_snapshot_is_found(void **state)
 int main(void)
 {
     fs_log_init("test-snapshot-read", FS_LOG_WARN);
-    fs_err err = {0};
-    if (!getenv("FLASHSALE_KAFKA_BROKERS")) {
-        fprintf(stderr, "FLASHSALE_KAFKA_BROKERS unset: run the integration tests with make test\n");
+    if (it_config(&cfg))
         return 1;
-    }
-    if (fs_common_config_load(&cfg, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_latest_snapshot_is_found),
     };
