@@ -6,6 +6,16 @@ fs_die() { printf '[flashsale] error: %s\n' "$*" >&2; exit 1; }
 # ephemeral port), which a connect probe cannot see. free_port P: P or the next free one.
 port_taken() { ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .; }
 free_port() { local p=$1; while port_taken "$p"; do p=$((p + 1)); done; echo "$p"; }
+# pick_port NAME BASE: exports NAME as the first port >= BASE that is free and not one of
+# FS_PICKED_PORTS (" 29092 29093 ... "), and adds it there. free_port alone reserves nothing:
+# two calls with adjacent bases give the same port when the first base is taken.
+FS_PICKED_PORTS=" "
+pick_port() {
+  local p=$2
+  while port_taken "$p" || [[ "$FS_PICKED_PORTS" == *" $p "* ]]; do p=$((p + 1)); done
+  FS_PICKED_PORTS+="$p "
+  export "$1=$p"
+}
 # free_range P N: the first port >= P such that it and the N-1 after it are all free.
 free_range() {
   local p=$1 n=$2 k

@@ -25,24 +25,18 @@ export FLASHSALE_RUN_DIR=$run FLASHSALE_BUILD_DIR=$BUILD
 export FLASHSALE_KAFKA_NODES=${FLASHSALE_KAFKA_NODES:-1}
 export FLASHSALE_KAFKA_PORT=$(free_range 29092 $((2 * FLASHSALE_KAFKA_NODES)))
 export FLASHSALE_KAFKA_CONTROLLER_PORT=$((FLASHSALE_KAFKA_PORT + 1))
-# pick NAME BASE: exports NAME as the first port >= BASE that is free and was not picked here
-# before. free_port alone reserves nothing: when 28181 was taken, the event streams and the
-# order front both got 28182, and every API a test started by itself failed to listen.
-picked=" $(seq -s ' ' "$FLASHSALE_KAFKA_PORT" $((FLASHSALE_KAFKA_PORT + 2 * FLASHSALE_KAFKA_NODES - 1))) "
-pick() {
-  local p=$2
-  while port_taken "$p" || [[ "$picked" == *" $p "* ]]; do p=$((p + 1)); done
-  picked+="$p "
-  export "$1=$p"
-}
-pick FLASHSALE_PG_PORT 25432
-pick FLASHSALE_REDIS_PORT 26379
-pick FLASHSALE_HTTP_PORT 28080
-pick FLASHSALE_API_PORT 28180
+# each port free and not picked before (pick_port, infra/lib.sh): with free_port alone, when
+# 28181 was taken the event streams and the order front both got 28182, and every API a test
+# started by itself failed to listen
+FS_PICKED_PORTS=" $(seq -s ' ' "$FLASHSALE_KAFKA_PORT" $((FLASHSALE_KAFKA_PORT + 2 * FLASHSALE_KAFKA_NODES - 1))) "
+pick_port FLASHSALE_PG_PORT 25432
+pick_port FLASHSALE_REDIS_PORT 26379
+pick_port FLASHSALE_HTTP_PORT 28080
+pick_port FLASHSALE_API_PORT 28180
 # the API's event-stream and order-front listeners, for APIs a test starts by itself (the
 # harness's own System picks ports of its own): away from a `make run` on this machine
-pick FLASHSALE_SSE_PORT 28181
-pick FLASHSALE_ORDER_PORT 28182
+pick_port FLASHSALE_SSE_PORT 28181
+pick_port FLASHSALE_ORDER_PORT 28182
 export FLASHSALE_KAFKA_HEAP=${FLASHSALE_KAFKA_HEAP:-1g}
 # every response the Python integration tests get, checked against docs/openapi.json at the end
 # (tests/openapi/validate-responses.mjs, ctest openapi.responses)

@@ -241,7 +241,6 @@ static void arm(api_front *f, fconn *c, uint32_t events)
         conn_close(f, c);
 }
 
-/* The sink's write: the answer is kept until the loop sends it. */
 /* Whether the current request is the last this connection answers: the client asked to
  * close, or shut its side with nothing read after this request. Requests it pipelined before
  * its FIN are answered first, as on an open connection. */
@@ -250,6 +249,7 @@ static bool answers_last(const fconn *c)
     return c->close_after || (c->eof && c->inlen <= c->reqlen);
 }
 
+/* The sink's write: the answer is kept until the loop sends it. */
 static void sink_write(void *ctx, const char *data, size_t len)
 {
     fconn *c = ctx;

@@ -13,11 +13,11 @@
 #include <cmocka.h>
 
 #include "fs/config.h"
-#include "it_kafka.h"
 #include "fs/id.h"
 #include "fs/kafka.h"
 #include "fs/log.h"
 #include "fs/txn_loop.h"
+#include "it_kafka.h"
 
 #include <pthread.h>
 #include <stdio.h>

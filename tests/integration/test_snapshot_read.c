@@ -19,10 +19,8 @@
 #include "flashsale/inventory.h"
 #include "flashsale/inventory_snapshot.h"
 #include "fs/config.h"
-#include "it_kafka.h"
-#include "fs/id.h"
-#include "fs/kafka.h"
 #include "fs/log.h"
+#include "it_kafka.h"
 
 #include <stdio.h>
 #include <stdlib.h>
