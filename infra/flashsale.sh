@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Start, stop and inspect a local flashsale: Kafka (KRaft: one node, or three), PostgreSQL, Redis,
 # every flashsale service that has been built, and the edge (nginx, infra/edge.sh) in front of
-# the API, all on loopback under one run directory.
+# the API, all on loopback under one run directory. Each flashsale service runs under a
+# supervisor (infra/supervise.sh): one that crashes or is killed is started again at once, as
+# docker-compose.yml's `restart: on-failure` does; `stop` ends the supervision first.
 #
 #   infra/flashsale.sh start [--infra-only]   idempotent; waits until ready; prints where things are
 #   infra/flashsale.sh stop                   stops everything it started (data is kept)
@@ -337,7 +339,10 @@ svc_path() { find "$BUILD" -maxdepth 2 -type f -name "$1" -perm -u+x 2>/dev/null
 svc_start() {
   local name=$1 exe; exe=$(svc_path "$(svc_exe "$name")")
   [ -n "$exe" ] || return 0
-  pid_alive "$RUN/pids/$name.pid" && return 0
+  # under its supervisor (infra/supervise.sh), which starts it again itself after a crash
+  pid_alive "$RUN/pids/$name.supervisor.pid" && return 0
+  pid_alive "$RUN/pids/$name.pid" && return 0 # (started unsupervised, by an older version)
+  rm -f "$RUN/pids/$name.pid"
   fs_say "$name: starting (log $RUN/logs/$name.log)"
   # the API holds one descriptor per open connection: allow as many as the system does
   local mport; mport=$(svc_metrics_port "$name")
@@ -359,23 +364,45 @@ svc_start() {
       export FLASHSALE_TRUSTED_PROXIES="${FLASHSALE_TRUSTED_PROXIES:-127.0.0.1}"
       export FLASHSALE_HTTP_KEEPALIVE_MS="${FLASHSALE_HTTP_KEEPALIVE_MS:-60000}"
     fi
+    # its output (and the supervisor's) to the log, never to this script's caller: a caller
+    # that reads this script's output to its end would wait for the services to end
     # shellcheck disable=SC2046
-    exec nice -n "$prio" nohup "$exe" $(svc_args "$name") >>"$RUN/logs/$name.log" 2>&1 ) &
-  echo $! >"$RUN/pids/$name.pid"
+    exec "$here/supervise.sh" "$name" "$RUN/pids/$name.pid" -- \
+      nice -n "$prio" "$exe" $(svc_args "$name") ) </dev/null >>"$RUN/logs/$name.log" 2>&1 &
+  echo $! >"$RUN/pids/$name.supervisor.pid"
+  # the supervisor writes the service's pid file as it starts it
+  for _ in $(seq 100); do [ -f "$RUN/pids/$name.pid" ] && break; sleep 0.02; done
 }
-svc_stop() {
-  local name=$1 f="$RUN/pids/$1.pid"
-  if pid_alive "$f"; then
-    local pid waits=100; pid=$(cat "$f"); kill "$pid" 2>/dev/null || true
-    # the API first answers what it has begun (FLASHSALE_DRAIN_MS, by default the decision wait
-    # + 5 s, as the API reads it), then flushes its producers: that and 13 s more before it is
-    # killed (20 s by default)
-    [ "$name" = flashsale-api ] &&
-      waits=$(( (${FLASHSALE_DRAIN_MS:-$(( ${FLASHSALE_DECISION_WAIT_MS:-2000} + 5000 ))} + 13000) / 100 ))
-    for _ in $(seq "$waits"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$f"
+svc_stop() { # svc_stop NAME...: SIGTERM to each, then waits for each (they stop side by side)
+  local name f sf spid pid waits
+  local -A sups=() pids=()
+  for name in "$@"; do
+    f="$RUN/pids/$name.pid" sf="$RUN/pids/$name.supervisor.pid"
+    # the supervisor first, so that it starts nothing again; it passes the SIGTERM on
+    if pid_alive "$sf"; then sups[$name]=$(cat "$sf"); kill "${sups[$name]}" 2>/dev/null || true; fi
+    if pid_alive "$f"; then
+      pids[$name]=$(cat "$f")
+      [ -n "${sups[$name]:-}" ] || kill "${pids[$name]}" 2>/dev/null || true
+    fi
+  done
+  for name in "$@"; do
+    pid=${pids[$name]:-} spid=${sups[$name]:-}
+    if [ -n "$pid" ]; then
+      # the API first answers what it has begun (FLASHSALE_DRAIN_MS, by default the decision
+      # wait + 5 s, as the API reads it), then flushes its producers: that and 13 s more before
+      # it is killed (20 s by default); the others 10 s
+      waits=100
+      [ "$name" = flashsale-api ] &&
+        waits=$(( (${FLASHSALE_DRAIN_MS:-$(( ${FLASHSALE_DECISION_WAIT_MS:-2000} + 5000 ))} + 13000) / 100 ))
+      for _ in $(seq "$waits"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    if [ -n "$spid" ]; then # it ends once the service has
+      for _ in $(seq 50); do kill -0 "$spid" 2>/dev/null || break; sleep 0.05; done
+      kill -9 "$spid" 2>/dev/null || true
+    fi
+    rm -f "$RUN/pids/$name.pid" "$RUN/pids/$name.supervisor.pid"
+  done
 }
 
 cmd_start() {
@@ -422,7 +449,10 @@ MSG
 
 cmd_stop() {
   edge stop
-  for s in "${SERVICES[@]}" flashsale-projector; do svc_stop "$s"; done  # (older runs: one projector)
+  # the API first, while the processor still decides what it has begun; then the rest side
+  # by side (older runs: one flashsale-projector)
+  svc_stop flashsale-api
+  svc_stop "${SERVICES[@]:1}" flashsale-projector
   kafka_stop
   pg_stop
   redis_stop
@@ -445,7 +475,9 @@ cmd_status() {
   for s in "${SERVICES[@]}"; do
     [ -n "$(svc_path "$(svc_exe "$s")")" ] || continue
     local mp; mp=$(svc_metrics_port "$s")
-    if pid_alive "$RUN/pids/$s.pid"; then line "$s" ok "pid $(cat "$RUN/pids/$s.pid")${mp:+, metrics http://127.0.0.1:$mp/metrics}"; else line "$s" DOWN "log $RUN/logs/$s.log"; bad=1; fi
+    if pid_alive "$RUN/pids/$s.pid"; then line "$s" ok "pid $(cat "$RUN/pids/$s.pid")${mp:+, metrics http://127.0.0.1:$mp/metrics}"
+    elif pid_alive "$RUN/pids/$s.supervisor.pid"; then line "$s" DOWN "being started again by its supervisor (log $RUN/logs/$s.log)"; bad=1
+    else line "$s" DOWN "log $RUN/logs/$s.log"; bad=1; fi
   done
   if [ -n "$(svc_path flashsale-api)" ]; then
     if edge status; then line edge ok "http://127.0.0.1:$HTTP_PORT (nginx pid $(cat "$RUN/edge/nginx.pid"), API behind it at 127.0.0.1:$API_PORT, log $RUN/logs/edge-access.log)"; else line edge DOWN "log $RUN/logs/edge-error.log"; bad=1; fi

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Keeps one service running, as docker-compose.yml's `restart: on-failure` does: the service is
+# started again when it dies by a signal or exits with an error; a clean exit (0: it was asked
+# to stop) ends the supervision. infra/flashsale.sh runs every flashsale service under it.
+#
+#   infra/supervise.sh NAME PIDFILE -- COMMAND [ARG...]
+#
+# Run it in the background with its output going to the service's log: the service inherits
+# that output, and the supervisor's own lines go there too, one JSON object per line
+# ("svc":"supervisor"). PIDFILE always holds the running service's pid (written before the
+# service can do anything), and is removed when the supervision ends.
+#
+# Restarts: at once after the first death; while the service keeps dying within
+# FLASHSALE_SUPERVISE_STEADY_MS (10000) of its start, after 0.5, 1, 2, 4, ... s, at most 30 s,
+# and never giving up (a run that lasts that long starts the count again).
+#
+# Signals: SIGTERM stops the supervision: it is passed on to the service, whose exit the
+# supervisor waits for (however long: the caller decides when to SIGKILL the service), and
+# nothing is started again. A SIGTERM during a wait between restarts ends it at once. SIGHUP is
+# ignored, by the service too (as nohup would).
+set -uo pipefail
+[ $# -ge 4 ] && [ "$3" = "--" ] || { echo "usage: $0 NAME PIDFILE -- COMMAND [ARG...]" >&2; exit 2; }
+name=$1 pidfile=$2
+shift 3
+steady_ms=${FLASHSALE_SUPERVISE_STEADY_MS:-10000}
+case "$steady_ms" in '' | *[!0-9]*) echo "FLASHSALE_SUPERVISE_STEADY_MS: a number of ms, got '$steady_ms'" >&2; exit 2 ;; esac
+
+now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
+say() { # say LEVEL MESSAGE [JSON fields, each ,"key":value]
+  local t=$EPOCHREALTIME frac
+  frac=${t#*.}
+  printf '{"ts":"%s.%sZ","level":"%s","svc":"supervisor","msg":"%s","service":"%s"%s}\n' \
+    "$(date -u -d "@${t%.*}" +%Y-%m-%dT%H:%M:%S)" "${frac:0:3}" "$1" "$2" "$name" "${3:-}"
+}
+
+trap '' HUP
+child="" stopping=""
+trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM
+
+quick=0 # deaths in a row, each within steady_ms of its start
+while [ -z "$stopping" ]; do
+  began=$(now_ms)
+  "$@" &
+  child=$!
+  echo "$child" >"$pidfile.tmp" && mv -f "$pidfile.tmp" "$pidfile"
+  # wait returns early when the TERM trap runs; then wait again for the service's own exit
+  while :; do
+    wait "$child"; status=$?
+    [ -n "$stopping" ] && kill -0 "$child" 2>/dev/null && continue
+    break
+  done
+  child=""
+  [ -n "$stopping" ] && break
+  if [ "$status" -eq 0 ]; then
+    say info "the service exited cleanly; not started again" ',"status":0'
+    break
+  fi
+  lived=$(($(now_ms) - began))
+  if [ "$lived" -lt "$steady_ms" ]; then quick=$((quick + 1)); else quick=1; fi
+  delay=0
+  [ "$quick" -ge 2 ] && delay=$((500 << (quick - 2 < 6 ? quick - 2 : 6)))
+  [ "$delay" -gt 30000 ] && delay=30000
+  if [ "$status" -gt 128 ]; then
+    how=",\"signal\":\"$(kill -l $((status - 128)) 2>/dev/null || echo $((status - 128)))\""
+  else
+    how=",\"status\":$status"
+  fi
+  say error "the service died; starting it again" "$how,\"ran_ms\":$lived,\"deaths_in_a_row\":$quick,\"restart_in_ms\":$delay"
+  if [ "$delay" -gt 0 ]; then
+    sleep "$((delay / 1000)).$(printf '%03d' $((delay % 1000)))" &
+    waiter=$!
+    wait "$waiter" 2>/dev/null
+    kill "$waiter" 2>/dev/null
+  fi
+done
+rm -f "$pidfile" # it names the service only while it runs
+exit 0

@@ -1,0 +1,199 @@
+#!/usr/bin/python3
+"""infra/supervise.sh, the supervisor infra/flashsale.sh runs every service under, with small
+shell scripts for services: a killed or failing service is started again (at once, then with
+a growing wait while it keeps dying early), a clean exit ends the supervision, SIGTERM stops
+it without a restart (passed on to the service, or ending a wait between restarts), SIGHUP is
+ignored, and the pid file always names the running service.
+
+Usage: test_supervise.py REPOSITORY_ROOT"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+SUPERVISE = os.path.join(os.path.abspath(sys.argv[1]), "infra", "supervise.sh")
+
+
+def until(what, cond, timeout=10.0):
+    deadline = time.time() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting for: " + what)
+        time.sleep(0.02)
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Sup:
+    """One supervisor of SCRIPT (sh -c), in a directory of its own: the service appends its
+    pid to `starts` as it starts."""
+
+    def __init__(self, script, env=None):
+        self.dir = tempfile.mkdtemp(prefix="fs-supervise-")
+        self.pidfile = os.path.join(self.dir, "svc.pid")
+        self.starts_file = os.path.join(self.dir, "starts")
+        self.logf = open(os.path.join(self.dir, "log"), "ab")
+        self.proc = subprocess.Popen(
+            [SUPERVISE, "svc", self.pidfile, "--", "sh", "-c", "echo $$ >>starts; " + script],
+            cwd=self.dir, stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT,
+            env=dict(os.environ, **(env or {})), start_new_session=True)
+
+    def starts(self):
+        try:
+            return [int(l) for l in open(self.starts_file).read().split()]
+        except OSError:
+            return []
+
+    def pid(self):
+        try:
+            return int(open(self.pidfile).read())
+        except (OSError, ValueError):
+            return None
+
+    def lines(self):
+        out = []
+        for l in open(os.path.join(self.dir, "log")):
+            if l.startswith("{"):
+                j = json.loads(l)  # every line the supervisor writes is one JSON object
+                assert j["svc"] == "supervisor" and j["service"] == "svc" and j["ts"].endswith("Z"), j
+                out.append(j)
+        return out
+
+    def close(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.proc.wait()
+        self.logf.close()
+
+
+def test_killed_service_restarted_at_once():
+    s = Sup("exec sleep 1000")
+    try:
+        first = until("the first start", lambda: s.starts() and s.pid())
+        assert s.starts() == [first], (s.starts(), first)
+        os.kill(first, signal.SIGKILL)
+        second = until("a second start", lambda: len(s.starts()) == 2 and s.pid() != first and s.pid())
+        assert second == s.starts()[1] and alive(second)
+        [line] = s.lines()
+        assert line["level"] == "error" and line["signal"] == "KILL", line
+        assert line["restart_in_ms"] == 0 and line["deaths_in_a_row"] == 1, line
+        assert s.proc.poll() is None, "the supervisor ended"
+    finally:
+        s.close()
+
+
+def test_quick_deaths_back_off():
+    s = Sup("exit 3")
+    try:
+        until("three deaths", lambda: len(s.lines()) >= 3, timeout=15)
+        lines = s.lines()[:3]
+        assert [l["status"] for l in lines] == [3, 3, 3], lines
+        assert [l["deaths_in_a_row"] for l in lines] == [1, 2, 3], lines
+        assert [l["restart_in_ms"] for l in lines] == [0, 500, 1000], lines
+        # the wait is kept: the third death comes at least 0.5 s after the second (a lower
+        # bound, which a slow machine cannot break)
+        t = [time.mktime(time.strptime(l["ts"][:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + l["ts"][19:-1])
+             for l in lines]
+        assert t[2] - t[1] >= 0.45, t
+    finally:
+        s.close()
+
+
+def test_a_steady_run_starts_the_count_again():
+    s = Sup("sleep 0.3; exit 1", env={"FLASHSALE_SUPERVISE_STEADY_MS": "200"})
+    try:
+        until("three deaths", lambda: len(s.lines()) >= 3)
+        lines = s.lines()[:3]
+        assert all(l["deaths_in_a_row"] == 1 and l["restart_in_ms"] == 0 for l in lines), lines
+    finally:
+        s.close()
+
+
+def test_clean_exit_ends_the_supervision():
+    s = Sup("sleep 0.2; exit 0")
+    try:
+        assert s.proc.wait(timeout=10) == 0
+        assert len(s.starts()) == 1, s.starts()
+        assert not os.path.exists(s.pidfile), "the pid file outlived the service"
+        [line] = s.lines()
+        assert line["level"] == "info" and line["status"] == 0, line
+    finally:
+        s.close()
+
+
+def test_sigterm_is_passed_on_and_nothing_restarts():
+    # the service takes its time to stop, as the API drains: the supervisor waits for it
+    s = Sup("trap 'echo term >>got; sleep 0.5; exit 0' TERM; sleep 1000 & wait")
+    try:
+        pid = until("the start", lambda: s.starts() and s.pid())
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        assert s.proc.poll() is None, "the supervisor did not wait for its service"
+        assert s.proc.wait(timeout=10) == 0
+        assert open(os.path.join(s.dir, "got")).read() == "term\n"
+        assert not alive(pid)
+        assert s.starts() == [pid], s.starts()
+        assert not os.path.exists(s.pidfile)
+        assert s.lines() == [], s.lines()
+    finally:
+        s.close()
+
+
+def test_sigterm_ends_a_wait_between_restarts():
+    s = Sup("exit 3")
+    try:
+        until("a wait of 1 s", lambda: any(l["restart_in_ms"] == 1000 for l in s.lines()), timeout=15)
+        n = len(s.starts())
+        t0 = time.time()
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(timeout=10) == 0
+        assert time.time() - t0 < 0.8, "the wait went on after SIGTERM"
+        time.sleep(1.2)
+        assert len(s.starts()) == n, "started again after SIGTERM"
+        assert not os.path.exists(s.pidfile)
+    finally:
+        s.close()
+
+
+def test_sighup_is_ignored():
+    s = Sup("exec sleep 1000")
+    try:
+        pid = until("the start", lambda: s.starts() and s.pid())
+        os.kill(pid, signal.SIGHUP)
+        os.kill(s.proc.pid, signal.SIGHUP)
+        time.sleep(0.3)
+        assert alive(pid) and s.proc.poll() is None
+        assert s.starts() == [pid]
+    finally:
+        s.close()
+
+
+def test_usage():
+    r = subprocess.run([SUPERVISE, "svc", "/tmp/x.pid", "sleep", "1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "usage" in r.stderr, r
+    r = subprocess.run([SUPERVISE, "svc", "/tmp/x.pid", "--", "true"], capture_output=True, text=True,
+                       env=dict(os.environ, FLASHSALE_SUPERVISE_STEADY_MS="soon"))
+    assert r.returncode == 2 and "FLASHSALE_SUPERVISE_STEADY_MS" in r.stderr, r
+
+
+if __name__ == "__main__":
+    tests = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
+    for t in tests:
+        t0 = time.time()
+        t()
+        print("ok %s (%.1f s)" % (t.__name__, time.time() - t0))
+    print("%d tests passed" % len(tests))
