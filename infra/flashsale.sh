@@ -77,7 +77,14 @@ mkdir -p "$RUN/logs" "$RUN/pids" "$RUN/secrets"
 chmod 700 "$RUN/secrets"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+running() { # running PID: the process exists and is not a zombie
+  local st
+  case "$1" in '' | *[!0-9]*) return 1 ;; esac
+  { read -r st </proc/"$1"/stat; } 2>/dev/null || return 1
+  st=${st##*) }
+  [ "${st%% *}" != Z ]
+}
+pid_alive() { [ -f "$1" ] && running "$(cat "$1" 2>/dev/null)"; } # (a zombie is dead)
 secret() { # secret NAME -> prints it, generating it on first use
   local f="$RUN/secrets/$1"
   [ -s "$f" ] || (umask 077; head -c 32 /dev/urandom | base64 | tr -d '/+=\n' | head -c 40 >"$f")
@@ -373,34 +380,33 @@ svc_start() {
   # the supervisor writes the service's pid file as it starts it
   for _ in $(seq 100); do [ -f "$RUN/pids/$name.pid" ] && break; sleep 0.02; done
 }
+read_pid() { local p; p=$(cat "$1" 2>/dev/null) || return 1; [ -n "$p" ] && running "$p" && echo "$p"; }
 svc_stop() { # svc_stop NAME...: SIGTERM to each, then waits for each (they stop side by side)
-  local name f sf spid pid waits
+  local name spid pid waits
   local -A sups=() pids=()
   for name in "$@"; do
-    f="$RUN/pids/$name.pid" sf="$RUN/pids/$name.supervisor.pid"
-    # the supervisor first, so that it starts nothing again; it passes the SIGTERM on
-    if pid_alive "$sf"; then sups[$name]=$(cat "$sf"); kill "${sups[$name]}" 2>/dev/null || true; fi
-    if pid_alive "$f"; then
-      pids[$name]=$(cat "$f")
-      [ -n "${sups[$name]:-}" ] || kill "${pids[$name]}" 2>/dev/null || true
-    fi
+    # the supervisor first, so that it starts nothing again; it passes the SIGTERM on (to a
+    # service it is starting as well), and one more to the service does no harm
+    spid=$(read_pid "$RUN/pids/$name.supervisor.pid") && sups[$name]=$spid && kill "$spid" 2>/dev/null || true
+    pid=$(read_pid "$RUN/pids/$name.pid") && pids[$name]=$pid && kill "$pid" 2>/dev/null || true
   done
   for name in "$@"; do
     pid=${pids[$name]:-} spid=${sups[$name]:-}
-    if [ -n "$pid" ]; then
-      # the API first answers what it has begun (FLASHSALE_DRAIN_MS, by default the decision
-      # wait + 5 s, as the API reads it), then flushes its producers: that and 13 s more before
-      # it is killed (20 s by default); the others 10 s
-      waits=100
-      [ "$name" = flashsale-api ] &&
-        waits=$(( (${FLASHSALE_DRAIN_MS:-$(( ${FLASHSALE_DECISION_WAIT_MS:-2000} + 5000 ))} + 13000) / 100 ))
-      for _ in $(seq "$waits"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-    if [ -n "$spid" ]; then # it ends once the service has
-      for _ in $(seq 50); do kill -0 "$spid" 2>/dev/null || break; sleep 0.05; done
-      kill -9 "$spid" 2>/dev/null || true
-    fi
+    # the API first answers what it has begun (FLASHSALE_DRAIN_MS, by default the decision
+    # wait + 5 s, as the API reads it), then flushes its producers: that and 13 s more before
+    # it is killed (20 s by default); the others 10 s. A supervisor ends once its service has.
+    waits=100
+    [ "$name" = flashsale-api ] &&
+      waits=$(( (${FLASHSALE_DRAIN_MS:-$(( ${FLASHSALE_DECISION_WAIT_MS:-2000} + 5000 ))} + 13000) / 100 ))
+    for _ in $(seq "$waits"); do
+      { [ -n "$pid" ] && running "$pid"; } || { [ -n "$spid" ] && running "$spid"; } || break
+      sleep 0.1
+    done
+    # what is left: the service (the one in the pid file now, if its supervisor was starting
+    # one), then its supervisor
+    [ -z "$pid" ] || kill -9 "$pid" 2>/dev/null || true
+    pid=$(read_pid "$RUN/pids/$name.pid") && kill -9 "$pid" 2>/dev/null || true
+    [ -z "$spid" ] || kill -9 "$spid" 2>/dev/null || true
     rm -f "$RUN/pids/$name.pid" "$RUN/pids/$name.supervisor.pid"
   done
 }
@@ -475,7 +481,9 @@ cmd_status() {
   for s in "${SERVICES[@]}"; do
     [ -n "$(svc_path "$(svc_exe "$s")")" ] || continue
     local mp; mp=$(svc_metrics_port "$s")
-    if pid_alive "$RUN/pids/$s.pid"; then line "$s" ok "pid $(cat "$RUN/pids/$s.pid")${mp:+, metrics http://127.0.0.1:$mp/metrics}"
+    if pid_alive "$RUN/pids/$s.pid"; then
+      local unsup=""; pid_alive "$RUN/pids/$s.supervisor.pid" || unsup=" (no supervisor: it will not be started again if it dies; make stop && make run)"
+      line "$s" ok "pid $(cat "$RUN/pids/$s.pid")${mp:+, metrics http://127.0.0.1:$mp/metrics}$unsup"
     elif pid_alive "$RUN/pids/$s.supervisor.pid"; then line "$s" DOWN "being started again by its supervisor (log $RUN/logs/$s.log)"; bad=1
     else line "$s" DOWN "log $RUN/logs/$s.log"; bad=1; fi
   done

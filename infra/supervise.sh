@@ -7,17 +7,20 @@
 #
 # Run it in the background with its output going to the service's log: the service inherits
 # that output, and the supervisor's own lines go there too, one JSON object per line
-# ("svc":"supervisor"). PIDFILE always holds the running service's pid (written before the
-# service can do anything), and is removed when the supervision ends.
+# ("svc":"supervisor"). PIDFILE names the service while it runs: written as soon as it has
+# been started, removed as soon as it has died (and when the supervision ends).
 #
 # Restarts: at once after the first death; while the service keeps dying within
 # FLASHSALE_SUPERVISE_STEADY_MS (10000) of its start, after 0.5, 1, 2, 4, ... s, at most 30 s,
 # and never giving up (a run that lasts that long starts the count again).
 #
-# Signals: SIGTERM stops the supervision: it is passed on to the service, whose exit the
-# supervisor waits for (however long: the caller decides when to SIGKILL the service), and
-# nothing is started again. A SIGTERM during a wait between restarts ends it at once. SIGHUP is
-# ignored, by the service too (as nohup would).
+# Signals: SIGTERM stops the supervision: it is passed on to the service (also to one started
+# as it came), whose exit the supervisor waits for (however long: the caller decides when to
+# SIGKILL the service), and nothing is started again. A SIGTERM during a wait between
+# restarts ends it at once. SIGHUP is ignored, by the service too (as nohup would).
+child="" waiter="" stopping=""
+trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null; [ -n "$waiter" ] && kill "$waiter" 2>/dev/null' TERM
+trap '' HUP
 set -uo pipefail
 [ $# -ge 4 ] && [ "$3" = "--" ] || { echo "usage: $0 NAME PIDFILE -- COMMAND [ARG...]" >&2; exit 2; }
 name=$1 pidfile=$2
@@ -25,17 +28,14 @@ shift 3
 steady_ms=${FLASHSALE_SUPERVISE_STEADY_MS:-10000}
 case "$steady_ms" in '' | *[!0-9]*) echo "FLASHSALE_SUPERVISE_STEADY_MS: a number of ms, got '$steady_ms'" >&2; exit 2 ;; esac
 
-now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
+# EPOCHREALTIME is seconds and microseconds, with the locale's decimal point
+now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; echo $((t / 1000)); }
 say() { # say LEVEL MESSAGE [JSON fields, each ,"key":value]
-  local t=$EPOCHREALTIME frac
-  frac=${t#*.}
+  local t=$EPOCHREALTIME
+  local sec=${t%%[!0-9]*} frac=${t##*[!0-9]}
   printf '{"ts":"%s.%sZ","level":"%s","svc":"supervisor","msg":"%s","service":"%s"%s}\n' \
-    "$(date -u -d "@${t%.*}" +%Y-%m-%dT%H:%M:%S)" "${frac:0:3}" "$1" "$2" "$name" "${3:-}"
+    "$(date -u -d "@$sec" +%Y-%m-%dT%H:%M:%S)" "${frac:0:3}" "$1" "$2" "$name" "${3:-}"
 }
-
-trap '' HUP
-child="" stopping=""
-trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM
 
 quick=0 # deaths in a row, each within steady_ms of its start
 while [ -z "$stopping" ]; do
@@ -43,12 +43,15 @@ while [ -z "$stopping" ]; do
   "$@" &
   child=$!
   echo "$child" >"$pidfile.tmp" && mv -f "$pidfile.tmp" "$pidfile"
+  # a SIGTERM that came before child was set found nothing to pass on to
+  [ -n "$stopping" ] && kill -TERM "$child" 2>/dev/null
   # wait returns early when the TERM trap runs; then wait again for the service's own exit
   while :; do
     wait "$child"; status=$?
     [ -n "$stopping" ] && kill -0 "$child" 2>/dev/null && continue
     break
   done
+  rm -f "$pidfile"
   child=""
   [ -n "$stopping" ] && break
   if [ "$status" -eq 0 ]; then
@@ -66,12 +69,14 @@ while [ -z "$stopping" ]; do
     how=",\"status\":$status"
   fi
   say error "the service died; starting it again" "$how,\"ran_ms\":$lived,\"deaths_in_a_row\":$quick,\"restart_in_ms\":$delay"
-  if [ "$delay" -gt 0 ]; then
+  if [ "$delay" -gt 0 ] && [ -z "$stopping" ]; then
     sleep "$((delay / 1000)).$(printf '%03d' $((delay % 1000)))" &
     waiter=$!
+    # from here a SIGTERM ends the sleep itself; one that came before waiter was set, here
+    [ -n "$stopping" ] && kill "$waiter" 2>/dev/null
     wait "$waiter" 2>/dev/null
-    kill "$waiter" 2>/dev/null
+    waiter=""
   fi
 done
-rm -f "$pidfile" # it names the service only while it runs
+rm -f "$pidfile"
 exit 0

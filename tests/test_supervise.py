@@ -8,6 +8,8 @@ ignored, and the pid file always names the running service.
 Usage: test_supervise.py REPOSITORY_ROOT"""
 import json
 import os
+import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,6 +80,7 @@ class Sup:
             pass
         self.proc.wait()
         self.logf.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def test_killed_service_restarted_at_once():
@@ -137,9 +140,10 @@ def test_clean_exit_ends_the_supervision():
 
 def test_sigterm_is_passed_on_and_nothing_restarts():
     # the service takes its time to stop, as the API drains: the supervisor waits for it
-    s = Sup("trap 'echo term >>got; sleep 0.5; exit 0' TERM; sleep 1000 & wait")
+    s = Sup("trap 'echo term >>got; sleep 0.5; exit 0' TERM; : >ready; sleep 1000 & wait")
     try:
         pid = until("the start", lambda: s.starts() and s.pid())
+        until("the service's trap", lambda: os.path.exists(os.path.join(s.dir, "ready")))
         s.proc.send_signal(signal.SIGTERM)
         time.sleep(0.2)
         assert s.proc.poll() is None, "the supervisor did not wait for its service"
@@ -157,16 +161,39 @@ def test_sigterm_ends_a_wait_between_restarts():
     s = Sup("exit 3")
     try:
         until("a wait of 1 s", lambda: any(l["restart_in_ms"] == 1000 for l in s.lines()), timeout=15)
-        n = len(s.starts())
         t0 = time.time()
         s.proc.send_signal(signal.SIGTERM)
         assert s.proc.wait(timeout=10) == 0
+        # the wait was 1 s: ended at once, it is gone well before (a bound a slow machine
+        # could only break by taking most of a second to handle the signal)
         assert time.time() - t0 < 0.8, "the wait went on after SIGTERM"
+        n = len(s.starts())
         time.sleep(1.2)
         assert len(s.starts()) == n, "started again after SIGTERM"
         assert not os.path.exists(s.pidfile)
     finally:
         s.close()
+
+
+def test_sigterm_at_any_moment_leaves_no_service_running():
+    # SIGTERM at a random moment of a start or a restart (the service dies every ~50 ms):
+    # the supervisor ends, and every service it started has ended too (none left running
+    # unsupervised, none started after it)
+    random.seed(7)
+    for i in range(30):
+        s = Sup("exec sleep 1000" if i % 2 else "sleep 0.05; exit 3")
+        try:
+            time.sleep(random.uniform(0, 0.15))
+            s.proc.send_signal(signal.SIGTERM)
+            rc = s.proc.wait(timeout=10)
+            # a SIGTERM before bash has set its trap ends it at once, before any start
+            assert rc == 0 or (rc == -signal.SIGTERM and not s.starts()), (i, rc, s.starts())
+            time.sleep(0.05)
+            left = [p for p in s.starts() if alive(p)]
+            assert not left, "round %d: services left running after SIGTERM: %s" % (i, left)
+            assert not os.path.exists(s.pidfile), "round %d: the pid file outlived the supervision" % i
+        finally:
+            s.close()
 
 
 def test_sighup_is_ignored():
