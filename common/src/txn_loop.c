@@ -71,19 +71,14 @@ typedef struct pending_rec {
 } pending_rec;
 
 
-static rd_kafka_t *producer_create(fs_txn_loop *l, fs_err *err)
-{
-    return fs_kafka_new(l->conf.common,
-                        &(fs_kafka_client){.role = FS_KAFKA_TXN,
-                                           .client_id = l->txn_id,
-                                           .transactional_id = l->txn_id,
-                                           .stats = true},
-                        err);
-}
-
 static rd_kafka_t *producer_new(fs_txn_loop *l, fs_err *err)
 {
-    rd_kafka_t *p = producer_create(l, err);
+    rd_kafka_t *p = fs_kafka_new(l->conf.common,
+                                 &(fs_kafka_client){.role = FS_KAFKA_TXN,
+                                                    .client_id = l->txn_id,
+                                                    .transactional_id = l->txn_id,
+                                                    .stats = true},
+                                 err);
     if (!p)
         return NULL;
     /* Fences any older producer with this transactional.id and aborts its open txn. The
@@ -93,33 +88,29 @@ static rd_kafka_t *producer_new(fs_txn_loop *l, fs_err *err)
      * The latter is every restart after a kill in the middle of a transaction: the
      * coordinator answers CONCURRENT_TRANSACTIONS while it aborts (milliseconds), and
      * librdkafka 2.0.2 asks again only after a fixed 500 ms (rd_kafka_idemp_pid_timer_restart,
-     * not a setting; an init_transactions that times out meanwhile returns that error). So
-     * for its first 10 x FLASHSALE_TXN_INIT_FAST_MS (50; 0: off) each try waits that long
-     * and, without a producer id by then, a new producer asks again at once: a restart after
-     * a kill had the id ~0.085 s after the kill instead of ~0.55 (perf/RESULTS.md,
-     * 2026-12-07). A try that meets no open transaction takes a few ms on loopback. */
+     * not a setting). A new call of init_transactions asks again at once (the API resumes and
+     * fires that timer immediately; nothing is sent while a request is in flight). So during
+     * its first 10 x FLASHSALE_TXN_INIT_FAST_MS (50; 0: off) each call is given that long
+     * and, without an id by then, called again. A try that meets no open transaction takes a
+     * few ms on loopback. */
     long fast_ms = l->init_fast_ms;
     int64_t t0 = fs_mono_ms(), give_up = t0 + 120000;
-    for (int renewed = 0;; ) {
+    for (int tries = 1;; tries++) {
         int fast = fast_ms > 0 && fs_mono_ms() - t0 < 10 * fast_ms;
         rd_kafka_error_t *ke = rd_kafka_init_transactions(p, fast ? (int)fast_ms : 30000);
         if (!ke) {
-            if (renewed)
+            if (tries > 1)
                 fs_log_info("init_transactions: producer id acquired",
-                            json_pack("{s:s,s:i,s:i}", "transactional_id", l->txn_id, "new_producers", renewed,
+                            json_pack("{s:s,s:i,s:i}", "transactional_id", l->txn_id, "tries", tries,
                                       "ms", (int)(fs_mono_ms() - t0)));
             break;
         }
         if (fast && rd_kafka_error_is_retriable(ke)) {
-            if (!renewed)
-                fs_log_info("init_transactions: no producer id yet; asking again with a new producer",
+            if (tries == 1)
+                fs_log_info("init_transactions: no producer id yet; asking again at once",
                             json_pack("{s:s,s:s,s:i}", "transactional_id", l->txn_id, "error",
                                       rd_kafka_error_string(ke), "after_ms", (int)fast_ms));
             rd_kafka_error_destroy(ke);
-            rd_kafka_destroy(p);
-            renewed++;
-            if (!(p = producer_create(l, err)))
-                return NULL;
             continue;
         }
         fs_err_from_kafka_error(err, ke, "init_transactions");
@@ -593,7 +584,7 @@ fs_txn_loop *fs_txn_loop_new(const fs_txn_loop_conf *conf, fs_err *err)
     snprintf(l->txn_id, sizeof l->txn_id, "%s-%s", conf->group_id, conf->instance_id);
     const char *crash = getenv("FLASHSALE_CRASH_BEFORE_COMMIT");
     l->crash_at = crash ? atol(crash) : 0;
-    if (fs_env_int("FLASHSALE_TXN_INIT_FAST_MS", 50, 0, 30000, &l->init_fast_ms, err)) {
+    if (fs_env_int("FLASHSALE_TXN_INIT_FAST_MS", 50, 0, 1000, &l->init_fast_ms, err)) {
         free(l);
         return NULL;
     }
