@@ -84,7 +84,9 @@ running() { # running PID: the process exists and is not a zombie
   st=${st##*) }
   [ "${st%% *}" != Z ]
 }
-pid_alive() { [ -f "$1" ] && running "$(cat "$1" 2>/dev/null)"; } # (a zombie is dead)
+# read_pid FILE: the pid in FILE when that process runs (a zombie is dead); pid_alive FILE: whether it does
+read_pid() { local p; p=$(cat "$1" 2>/dev/null) || return 1; running "$p" && echo "$p"; }
+pid_alive() { read_pid "$1" >/dev/null; }
 secret() { # secret NAME -> prints it, generating it on first use
   local f="$RUN/secrets/$1"
   [ -s "$f" ] || (umask 077; head -c 32 /dev/urandom | base64 | tr -d '/+=\n' | head -c 40 >"$f")
@@ -380,7 +382,6 @@ svc_start() {
   # the supervisor writes the service's pid file as it starts it
   for _ in $(seq 100); do [ -f "$RUN/pids/$name.pid" ] && break; sleep 0.02; done
 }
-read_pid() { local p; p=$(cat "$1" 2>/dev/null) || return 1; [ -n "$p" ] && running "$p" && echo "$p"; }
 svc_stop() { # svc_stop NAME...: SIGTERM to each, then waits for each (they stop side by side)
   local name spid pid waits
   local -A sups=() pids=()

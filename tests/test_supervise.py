@@ -79,6 +79,12 @@ class Sup:
                 out.append(j)
         return out
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def close(self):
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -90,8 +96,7 @@ class Sup:
 
 
 def test_killed_service_restarted_at_once():
-    s = Sup("exec sleep 1000")
-    try:
+    with Sup("exec sleep 1000") as s:
         first = until("the first start", lambda: s.starts() and s.pid())
         assert s.starts() == [first], (s.starts(), first)
         os.kill(first, signal.SIGKILL)
@@ -101,13 +106,10 @@ def test_killed_service_restarted_at_once():
         assert line["level"] == "error" and line["signal"] == "KILL", line
         assert line["restart_in_ms"] == 0 and line["deaths_in_a_row"] == 1, line
         assert s.proc.poll() is None, "the supervisor ended"
-    finally:
-        s.close()
 
 
 def test_quick_deaths_back_off():
-    s = Sup("exit 3")
-    try:
+    with Sup("exit 3") as s:
         until("three deaths", lambda: len(s.lines()) >= 3, timeout=15)
         lines = s.lines()[:3]
         assert [l["status"] for l in lines] == [3, 3, 3], lines
@@ -117,36 +119,27 @@ def test_quick_deaths_back_off():
         # bound, which a slow machine cannot break)
         t = [ts(l) for l in lines]
         assert t[2] - t[1] >= 0.45, t
-    finally:
-        s.close()
 
 
 def test_a_steady_run_starts_the_count_again():
-    s = Sup("sleep 0.3; exit 1", env={"FLASHSALE_SUPERVISE_STEADY_MS": "200"})
-    try:
+    with Sup("sleep 0.3; exit 1", env={"FLASHSALE_SUPERVISE_STEADY_MS": "200"}) as s:
         until("three deaths", lambda: len(s.lines()) >= 3)
         lines = s.lines()[:3]
         assert all(l["deaths_in_a_row"] == 1 and l["restart_in_ms"] == 0 for l in lines), lines
-    finally:
-        s.close()
 
 
 def test_clean_exit_ends_the_supervision():
-    s = Sup("sleep 0.2; exit 0")
-    try:
+    with Sup("sleep 0.2; exit 0") as s:
         assert s.proc.wait(timeout=10) == 0
         assert len(s.starts()) == 1, s.starts()
         assert not os.path.exists(s.pidfile), "the pid file outlived the service"
         [line] = s.lines()
         assert line["level"] == "info" and line["status"] == 0, line
-    finally:
-        s.close()
 
 
 def test_sigterm_is_passed_on_and_nothing_restarts():
     # the service takes its time to stop, as the API drains: the supervisor waits for it
-    s = Sup("trap 'echo term >>got; sleep 0.5; echo done >>got; exit 0' TERM; : >ready; sleep 1000 & wait")
-    try:
+    with Sup("trap 'echo term >>got; sleep 0.5; echo done >>got; exit 0' TERM; : >ready; sleep 1000 & wait") as s:
         pid = until("the start", lambda: s.starts() and s.pid())
         until("the service's trap", lambda: os.path.exists(os.path.join(s.dir, "ready")))
         s.proc.send_signal(signal.SIGTERM)
@@ -157,13 +150,10 @@ def test_sigterm_is_passed_on_and_nothing_restarts():
         assert s.starts() == [pid], s.starts()
         assert not os.path.exists(s.pidfile)
         assert s.lines() == [], s.lines()
-    finally:
-        s.close()
 
 
 def test_sigterm_ends_a_wait_between_restarts():
-    s = Sup("exit 3")
-    try:
+    with Sup("exit 3") as s:
         line = until("a wait of 1 s", lambda: [l for l in s.lines() if l["restart_in_ms"] == 1000], timeout=15)[0]
         n = len(s.starts())  # the wait has begun: no start until it ends
         t0 = time.time()
@@ -175,8 +165,6 @@ def test_sigterm_ends_a_wait_between_restarts():
             assert len(s.starts()) == n, "started again after SIGTERM"
             assert took < 0.8, "the wait went on after SIGTERM (or this machine took 0.8 s to deliver it)"
         assert not os.path.exists(s.pidfile)
-    finally:
-        s.close()
 
 
 def test_sigterm_at_any_moment_leaves_no_service_running():
@@ -185,8 +173,7 @@ def test_sigterm_at_any_moment_leaves_no_service_running():
     # unsupervised, none started after it)
     random.seed(7)
     for i in range(30):
-        s = Sup("exec sleep 1000" if i % 2 else "sleep 0.05; exit 3")
-        try:
+        with Sup("exec sleep 1000" if i % 2 else "sleep 0.05; exit 3") as s:
             time.sleep(random.uniform(0, 0.15))
             s.proc.send_signal(signal.SIGTERM)
             rc = s.proc.wait(timeout=10)
@@ -196,21 +183,16 @@ def test_sigterm_at_any_moment_leaves_no_service_running():
             left = [p for p in s.starts() if alive(p)]
             assert not left, "round %d: services left running after SIGTERM: %s" % (i, left)
             assert not os.path.exists(s.pidfile), "round %d: the pid file outlived the supervision" % i
-        finally:
-            s.close()
 
 
 def test_sighup_is_ignored():
-    s = Sup("exec sleep 1000")
-    try:
+    with Sup("exec sleep 1000") as s:
         pid = until("the start", lambda: s.starts() and s.pid())
         os.kill(pid, signal.SIGHUP)
         os.kill(s.proc.pid, signal.SIGHUP)
         time.sleep(0.3)
         assert alive(pid) and s.proc.poll() is None
         assert s.starts() == [pid]
-    finally:
-        s.close()
 
 
 def test_usage():
