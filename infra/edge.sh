@@ -2,11 +2,13 @@
 # The edge: an nginx instance of its own (Debian's nginx binary, our configuration, our
 # directory; never the system's nginx service) in front of flashsale-api.
 #
-#   infra/edge.sh start     renders the configuration, checks it (nginx -t), starts nginx;
-#                           harmless when it already runs
-#   infra/edge.sh stop      stops it (graceful, then TERM)
+#   infra/edge.sh start     renders the configuration, checks it (nginx -t), starts nginx
+#                           under its supervisor (infra/supervise.sh: a crashed nginx is
+#                           started again at once, the workers a killed master left behind
+#                           killed first); harmless when it already runs
+#   infra/edge.sh stop      stops it (graceful, then TERM) and its supervisor
 #   infra/edge.sh reload    re-renders and reloads without dropping connections
-#   infra/edge.sh status    exit 0 when it runs
+#   infra/edge.sh status    exit 0 when it runs; 3 when its supervisor is starting it again
 #   infra/edge.sh run       renders, then runs nginx in the foreground with its logs on
 #                           stdout/stderr (containers: docker-compose.yml's edge)
 #
@@ -62,8 +64,23 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || fs_die "nginx is not installed (run infra/bootstrap.sh)"
 
 conf="$DIR/nginx.conf"
-pidf="$DIR/nginx.pid"
-running() { [ -s "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; }
+pidf="$DIR/nginx.pid"          # nginx's own: written once its sockets are open
+masterf="$DIR/master.pid"      # the supervisor's: the master it started, while it lives
+supf="$DIR/supervisor.pid"
+alive() { # alive PID: the process exists and is not a zombie
+  local st
+  case "$1" in '' | *[!0-9]*) return 1 ;; esac
+  { read -r st </proc/"$1"/stat; } 2>/dev/null || return 1
+  st=${st##*) }
+  [ "${st%% *}" != Z ]
+}
+pid_of() { local p; p=$(cat "$1" 2>/dev/null) && alive "$p" && echo "$p"; }
+# it runs: its master is up and has written its pid file (an older, unsupervised nginx:
+# nginx's pid file alone)
+running() {
+  local p; p=$(pid_of "$pidf") || return 1
+  if pid_of "$supf" >/dev/null; then [ "$(cat "$masterf" 2>/dev/null)" = "$p" ]; fi
+}
 
 int_setting() { # int_setting NAME DEFAULT -> the value, or dies naming the setting
   local v=${!1:-$2}
@@ -133,29 +150,46 @@ render() {
 
 cmd_start() {
   if running; then return 0; fi
-  render
-  fs_say "edge (nginx): listening on $ADDR:$PORT, API behind it at $API_ADDR:$API_PORT (log $LOGS/edge-access.log)"
-  "$NGINX" -p "$DIR" -c "$conf" -e "$LOGS/edge-error.log" || fs_die "nginx did not start (see $LOGS/edge-error.log)"
-  for _ in $(seq 50); do running && return 0; sleep 0.1; done
-  fs_die "nginx did not write its pid file (see $LOGS/edge-error.log)"
+  if ! pid_of "$supf" >/dev/null; then
+    render
+    fs_say "edge (nginx): listening on $ADDR:$PORT, API behind it at $API_ADDR:$API_PORT (log $LOGS/edge-access.log)"
+    rm -f "$pidf" "$masterf"
+    # in the foreground under its supervisor, whose lines go to the error log with nginx's
+    ( exec "$here/supervise.sh" edge "$masterf" -- "$NGINX" -p "$DIR" -c "$conf" -e "$LOGS/edge-error.log" -g "daemon off;" ) \
+      </dev/null >>"$LOGS/edge-error.log" 2>&1 &
+    echo $! >"$supf"
+  fi
+  for _ in $(seq 100); do running && return 0; sleep 0.1; done
+  tail -5 "$LOGS/edge-error.log" >&2
+  cmd_stop
+  fs_die "nginx did not start within 10 s (see $LOGS/edge-error.log)"
 }
 
 cmd_stop() {
-  running || { rm -f "$pidf"; return 0; }
-  local pid; pid=$(cat "$pidf")
-  kill -QUIT "$pid" 2>/dev/null || true     # graceful: finish the requests in flight
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$pidf"
+  local spid mpid
+  # the master: the supervisor's record of it (nginx's own pid file outlives a killed
+  # master); without a supervisor (an older run), nginx's pid file
+  if spid=$(pid_of "$supf"); then mpid=$(pid_of "$masterf") || mpid=""
+  else spid="" mpid=$(pid_of "$pidf") || mpid=""; fi
+  # graceful first: the master finishes the requests in flight and exits 0, which ends its
+  # supervisor too
+  [ -z "$mpid" ] || kill -QUIT "$mpid" 2>/dev/null || true
+  for _ in $(seq 50); do alive "$mpid" || break; sleep 0.1; done
+  # then TERM: the supervisor passes it on (also to a master it is just starting)
+  [ -z "$spid" ] || kill -TERM "$spid" 2>/dev/null || true
+  [ -z "$mpid" ] || kill -TERM "$mpid" 2>/dev/null || true
+  for _ in $(seq 30); do alive "$spid" || alive "$mpid" || break; sleep 0.1; done
+  # what is left, workers too (the master's process group)
+  [ -z "$mpid" ] || kill -KILL -- "-$mpid" "$mpid" 2>/dev/null || true
+  [ -z "$spid" ] || kill -KILL "$spid" 2>/dev/null || true
+  rm -f "$pidf" "$masterf" "$supf"
 }
 
 case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   reload) render; running && kill -HUP "$(cat "$pidf")" ;;
-  status) running ;;
+  status) running || { pid_of "$supf" >/dev/null && exit 3; } ;;
   run) render foreground; exec "$NGINX" -p "$DIR" -c "$conf" -e stderr -g "daemon off;" ;;
   *) echo "usage: $0 start | stop | reload | status | run" >&2; exit 2 ;;
 esac

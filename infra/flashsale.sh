@@ -489,7 +489,12 @@ cmd_status() {
     else line "$s" DOWN "log $RUN/logs/$s.log"; bad=1; fi
   done
   if [ -n "$(svc_path flashsale-api)" ]; then
-    if edge status; then line edge ok "http://127.0.0.1:$HTTP_PORT (nginx pid $(cat "$RUN/edge/nginx.pid"), API behind it at 127.0.0.1:$API_PORT, log $RUN/logs/edge-access.log)"; else line edge DOWN "log $RUN/logs/edge-error.log"; bad=1; fi
+    local est=0; edge status || est=$?
+    if [ "$est" -eq 0 ]; then
+      local eunsup=""; pid_alive "$RUN/edge/supervisor.pid" || eunsup=" (no supervisor: it will not be started again if it dies; make stop && make run)"
+      line edge ok "http://127.0.0.1:$HTTP_PORT (nginx pid $(cat "$RUN/edge/nginx.pid"), API behind it at 127.0.0.1:$API_PORT, log $RUN/logs/edge-access.log)$eunsup"
+    elif [ "$est" -eq 3 ]; then line edge DOWN "being started again by its supervisor (log $RUN/logs/edge-error.log)"; bad=1
+    else line edge DOWN "log $RUN/logs/edge-error.log"; bad=1; fi
     if curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then line "http readiness" ok "http://127.0.0.1:$HTTP_PORT/readyz"; else line "http readiness" DOWN "http://127.0.0.1:$HTTP_PORT/readyz"; bad=1; fi
   fi
   return $bad

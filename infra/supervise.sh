@@ -14,6 +14,10 @@
 # FLASHSALE_SUPERVISE_STEADY_MS (10000) of its start, after 0.5, 1, 2, 4, ... s, at most 30 s,
 # and never giving up (a run that lasts that long starts the count again).
 #
+# Each start is a process group (a session) of its own. When the service has died, whatever
+# it left behind in that group is killed before the next start: a forking service such as
+# nginx leaves its workers running when its master is killed, holding its listening socket.
+#
 # Signals: SIGTERM stops the supervision: it is passed on to the service (also to one started
 # as it came), whose exit the supervisor waits for (however long: the caller decides when to
 # SIGKILL the service), and nothing is started again. A SIGTERM during a wait between
@@ -44,7 +48,8 @@ main() {
   while [ -z "$stopping" ]; do
     began=$(now_ms)
     [ -n "$stopping" ] && break # (a SIGTERM while the clock was read)
-    "$@" &
+    # setsid execs the command (this background child is not a group leader): $! is the service
+    setsid "$@" &
     child=$!
     echo "$child" >"$pidfile.tmp" && mv -f "$pidfile.tmp" "$pidfile"
     # a SIGTERM that came before child was set found nothing to pass on to
@@ -56,6 +61,9 @@ main() {
       break
     done
     rm -f "$pidfile"
+    # what it left behind in its group (its number stays taken while any member is alive)
+    left=false
+    kill -KILL -- "-$child" 2>/dev/null && left=true
     child=""
     [ -n "$stopping" ] && break
     if [ "$status" -eq 0 ]; then
@@ -72,7 +80,7 @@ main() {
     else
       how=",\"status\":$status"
     fi
-    say error "the service died; starting it again" "$how,\"ran_ms\":$lived,\"deaths_in_a_row\":$quick,\"restart_in_ms\":$delay"
+    say error "the service died; starting it again" "$how,\"ran_ms\":$lived,\"deaths_in_a_row\":$quick,\"restart_in_ms\":$delay,\"left_behind_killed\":$left"
     if [ "$delay" -gt 0 ] && [ -z "$stopping" ]; then
       sleep "$((delay / 1000)).$(printf '%03d' $((delay % 1000)))" &
       waiter=$!

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """infra/supervise.sh, the supervisor infra/flashsale.sh runs every service under, with small
 shell scripts for services: a killed or failing service is started again (at once, then with
-a growing wait while it keeps dying early), a clean exit ends the supervision, SIGTERM stops
+a growing wait while it keeps dying early; what it left behind in its process group killed
+first), a clean exit ends the supervision, SIGTERM stops
 it without a restart (passed on to the service, or ending a wait between restarts), SIGHUP is
 ignored, and the pid file names the service while it runs (and only then).
 
@@ -86,10 +87,12 @@ class Sup:
         self.close()
 
     def close(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
+        # the supervisor's group, then each service's own (and what it left behind there)
+        for g in [self.proc.pid] + self.starts():
+            try:
+                os.killpg(g, signal.SIGKILL)
+            except OSError:
+                pass
         self.proc.wait()
         self.logf.close()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -104,8 +107,31 @@ def test_killed_service_restarted_at_once():
         assert second == s.starts()[1] and alive(second)
         [line] = s.lines()
         assert line["level"] == "error" and line["signal"] == "KILL", line
-        assert line["restart_in_ms"] == 0 and line["deaths_in_a_row"] == 1, line
+        assert line["restart_in_ms"] == 0 and line["deaths_in_a_row"] == 1 and line["left_behind_killed"] is False, line
         assert s.proc.poll() is None, "the supervisor ended"
+
+
+def test_what_a_dead_service_left_behind_is_killed():
+    # a forking service (nginx: a killed master leaves its workers serving, holding its
+    # socket) runs in a process group of its own; the supervisor kills what is left in it
+    # before the next start, and when it stops
+    with Sup("sleep 1000 & echo $! >>left; exec sleep 1000") as s:
+        first = until("the first start", lambda: s.starts() and s.pid())
+        left = until("the first leftover", lambda: os.path.exists(os.path.join(s.dir, "left")) and
+                     [int(p) for p in open(os.path.join(s.dir, "left")).read().split()])[0]
+        assert os.getpgid(first) == first and os.getpgid(left) == first, "not a group of its own"
+        assert os.getpgid(first) != os.getpgid(s.proc.pid)
+        os.kill(first, signal.SIGKILL)
+        second = until("a second start", lambda: len(s.starts()) == 2 and s.pid() != first and s.pid())
+        assert not alive(left), "the first start's leftover outlived it"
+        [line] = s.lines()
+        assert line["signal"] == "KILL" and line["left_behind_killed"] is True, line
+        left2 = until("the second leftover", lambda: len(open(os.path.join(s.dir, "left")).read().split()) == 2 and
+                      int(open(os.path.join(s.dir, "left")).read().split()[1]))
+        assert alive(left2)
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(timeout=10) == 0
+        assert not alive(second) and not alive(left2), "left running after the supervision ended"
 
 
 def test_quick_deaths_back_off():

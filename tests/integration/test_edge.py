@@ -15,12 +15,15 @@ as `make run` sizes it (128 threads). Client addresses are loopback addresses of
   error format while other addresses go on;
 - X-Request-Id kept or generated and the same in the API's answer; one JSON object per
   access-log line; bodies over the limit refused by the edge (413 BODY_TOO_LARGE); /metrics
-  only for the configured addresses; the API away: 502 UPSTREAM_UNAVAILABLE, not a hang.
+  only for the configured addresses; the API away: 502 UPSTREAM_UNAVAILABLE, not a hang;
+- a crashed edge: its supervisor starts nginx again (the workers a killed master left
+  behind killed first, as they hold its socket), and its stop leaves nothing running.
 Usage: test_edge.py BUILD_DIR"""
 import http.client
 import json
 import os
 import select
+import signal
 import socket
 import statistics
 import subprocess
@@ -29,7 +32,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fsharness import System, client_addr  # noqa: E402
+from fsharness import ROOT, System, client_addr  # noqa: E402
 
 MAKE_RUN_API = {"FLASHSALE_HTTP_THREADS": "128", "FLASHSALE_HTTP_QUEUE": "4096"}
 
@@ -291,10 +294,86 @@ def test_request_ids_logs_and_errors(bindir):
         assert time.monotonic() - t0 < 5
 
 
+def edge_pids(s):
+    """(master, its workers), the master as nginx's pid file names it once it serves and its
+    supervisor's record agrees; None while there is no such master."""
+    try:
+        master, sup_master = (int(open(os.path.join(s.edge_dir, f)).read()) for f in ("nginx.pid", "master.pid"))
+    except (OSError, ValueError):
+        return None
+    if master != sup_master or not alive(master):
+        return None
+    return master, [p for p in all_pids() if ppid(p) == master]
+
+
+def all_pids():
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def ppid(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def edge_back(s, old_master, timeout=20):
+    """Until a new master serves /healthz through the edge; (master, workers, seconds)."""
+    t0 = time.monotonic()
+    while True:
+        p = edge_pids(s)
+        if p and p[0] != old_master and p[1]:
+            try:
+                if s.request("GET", "/healthz")[0] == 200:
+                    return p[0], p[1], time.monotonic() - t0
+            except OSError:
+                pass
+        assert time.monotonic() - t0 < timeout, "the edge not back within %d s of its crash" % timeout
+        time.sleep(0.05)
+
+
+def test_edge_restarted_after_a_crash(bindir):
+    with System(bindir, processors=(), api_env=MAKE_RUN_API) as s:
+        sup = int(open(os.path.join(s.edge_dir, "supervisor.pid")).read())
+        errlog = os.path.join(s.logdir, "edge-error.log")  # (earlier tests' edges wrote there too)
+        errlog_from = os.path.getsize(errlog)
+        master, workers = edge_pids(s)
+        assert workers and all(os.getpgid(w) == master for w in workers), workers
+        # the master alone: its workers go on serving on its socket, and would keep a new
+        # master from binding it; the supervisor kills them, then starts nginx again
+        os.kill(master, signal.SIGKILL)
+        master2, workers2, took = edge_back(s, master)
+        assert not any(alive(w) for w in workers), "the killed master's workers outlived it"
+        print("  master killed: a new one served after %.2f s" % took)
+        # master and workers at once: nothing serves until the supervisor has started it again
+        os.killpg(master2, signal.SIGKILL)
+        master3, workers3, took = edge_back(s, master2)
+        # (the second death within 10 s of the first start: the supervisor waits 0.5 s)
+        print("  master and workers killed: a new one served after %.2f s" % took)
+        env = dict(os.environ, FLASHSALE_EDGE_DIR=s.edge_dir, FLASHSALE_EDGE_LOG_DIR=s.logdir)
+        assert subprocess.run([os.path.join(ROOT, "infra", "edge.sh"), "status"], env=env).returncode == 0
+        with open(errlog) as f:
+            f.seek(errlog_from)
+            sup_lines = [json.loads(l) for l in f if l.startswith("{") and '"svc":"supervisor"' in l]
+        assert [l["signal"] for l in sup_lines] == ["KILL", "KILL"], sup_lines
+        assert sup_lines[0]["left_behind_killed"] is True, sup_lines
+        # the edge's stop (at the end of the with block) ends its supervisor and nginx
+    assert not alive(sup) and not alive(master3) and not any(alive(w) for w in workers3), "the edge outlived its stop"
+
+
 def main():
     bindir = sys.argv[1]
     for t in (test_slow_clients, test_connection_flood, test_client_addresses_and_limits,
-              test_member_write_budget, test_request_ids_logs_and_errors):
+              test_member_write_budget, test_request_ids_logs_and_errors, test_edge_restarted_after_a_crash):
         print("==", t.__name__, flush=True)
         t(bindir)
     print("edge: all passed")
