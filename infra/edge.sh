@@ -67,19 +67,19 @@ conf="$DIR/nginx.conf"
 pidf="$DIR/nginx.pid"          # nginx's own: written once its sockets are open
 masterf="$DIR/master.pid"      # the supervisor's: the master it started, while it lives
 supf="$DIR/supervisor.pid"
-alive() { # alive PID: the process exists and is not a zombie
-  local st
-  case "$1" in '' | *[!0-9]*) return 1 ;; esac
-  { read -r st </proc/"$1"/stat; } 2>/dev/null || return 1
-  st=${st##*) }
-  [ "${st%% *}" != Z ]
+alive() { fs_running "$@"; }
+pid_of() { fs_read_pid "$1"; } # (the process the file names, not a later one with its number)
+# nginx's own pid file, when it names an nginx ("nginx: master process ...")
+nginx_pid() {
+  local p cmd; p=$(pid_of "$pidf") || return 1
+  cmd=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || return 1
+  [[ "$cmd" == nginx* || "$cmd" == */nginx* ]] && echo "$p"
 }
-pid_of() { local p; p=$(cat "$1" 2>/dev/null) && alive "$p" && echo "$p"; }
 # it runs: its master is up and has written its pid file (an older, unsupervised nginx:
 # nginx's pid file alone)
 running() {
-  local p; p=$(pid_of "$pidf") || return 1
-  if pid_of "$supf" >/dev/null; then [ "$(cat "$masterf" 2>/dev/null)" = "$p" ]; fi
+  local p; p=$(nginx_pid) || return 1
+  if pid_of "$supf" >/dev/null; then [ "$(pid_of "$masterf")" = "$p" ]; fi
 }
 
 int_setting() { # int_setting NAME DEFAULT -> the value, or dies naming the setting
@@ -149,8 +149,17 @@ render() {
 }
 
 cmd_start() {
+  # one start at a time (two would each start a supervisor, and with reuseport both nginx
+  # instances would serve)
+  exec 9>"$DIR/start.lock"
+  flock 9
   if running; then return 0; fi
   if ! pid_of "$supf" >/dev/null; then
+    # anything else on the port (a stray nginx, another program) would share it through
+    # reuseport, or keep nginx from listening: refuse
+    if ss -Hltn "( sport = :$PORT )" 2>/dev/null | grep -q .; then
+      fs_die "port $PORT is already listened on (ss -ltnp 'sport = :$PORT'); the edge was not started"
+    fi
     render
     fs_say "edge (nginx): listening on $ADDR:$PORT, API behind it at $API_ADDR:$API_PORT (log $LOGS/edge-access.log)"
     rm -f "$pidf" "$masterf"
@@ -160,7 +169,7 @@ cmd_start() {
     echo $! >"$supf"
   fi
   for _ in $(seq 100); do running && return 0; sleep 0.1; done
-  tail -5 "$LOGS/edge-error.log" >&2
+  tail -5 "$LOGS/edge-error.log" >&2 || true
   cmd_stop
   fs_die "nginx did not start within 10 s (see $LOGS/edge-error.log)"
 }
@@ -170,7 +179,7 @@ cmd_stop() {
   # the master: the supervisor's record of it (nginx's own pid file outlives a killed
   # master); without a supervisor (an older run), nginx's pid file
   if spid=$(pid_of "$supf"); then mpid=$(pid_of "$masterf") || mpid=""
-  else spid="" mpid=$(pid_of "$pidf") || mpid=""; fi
+  else spid="" mpid=$(nginx_pid) || mpid=""; fi
   # graceful first: the master finishes the requests in flight and exits 0, which ends its
   # supervisor too
   [ -z "$mpid" ] || kill -QUIT "$mpid" 2>/dev/null || true
@@ -179,8 +188,10 @@ cmd_stop() {
   [ -z "$spid" ] || kill -TERM "$spid" 2>/dev/null || true
   [ -z "$mpid" ] || kill -TERM "$mpid" 2>/dev/null || true
   for _ in $(seq 30); do alive "$spid" || alive "$mpid" || break; sleep 0.1; done
-  # what is left, workers too (the master's process group)
-  [ -z "$mpid" ] || kill -KILL -- "-$mpid" "$mpid" 2>/dev/null || true
+  # what is left, workers too (the master's process group), and a master the supervisor
+  # started meanwhile
+  [ -z "$mpid" ] || ! alive "$mpid" || kill -KILL -- "-$mpid" "$mpid" 2>/dev/null || true
+  mpid=$(pid_of "$masterf") && kill -KILL -- "-$mpid" "$mpid" 2>/dev/null || true
   [ -z "$spid" ] || kill -KILL "$spid" 2>/dev/null || true
   rm -f "$pidf" "$masterf" "$supf"
 }

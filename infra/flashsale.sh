@@ -77,15 +77,10 @@ mkdir -p "$RUN/logs" "$RUN/pids" "$RUN/secrets"
 chmod 700 "$RUN/secrets"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-running() { # running PID: the process exists and is not a zombie
-  local st
-  case "$1" in '' | *[!0-9]*) return 1 ;; esac
-  { read -r st </proc/"$1"/stat; } 2>/dev/null || return 1
-  st=${st##*) }
-  [ "${st%% *}" != Z ]
-}
-# read_pid FILE: the pid in FILE when that process runs (a zombie is dead); pid_alive FILE: whether it does
-read_pid() { local p; p=$(cat "$1" 2>/dev/null) || return 1; running "$p" && echo "$p"; }
+running() { fs_running "$@"; } # running PID: the process exists and is not a zombie
+# read_pid FILE: the pid in FILE when that process runs (a zombie is dead; a process begun
+# after FILE was written is not the one it names: lib.sh); pid_alive FILE: whether it does
+read_pid() { fs_read_pid "$1"; }
 pid_alive() { read_pid "$1" >/dev/null; }
 secret() { # secret NAME -> prints it, generating it on first use
   local f="$RUN/secrets/$1"
@@ -105,6 +100,38 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
     if [ $i -gt $((secs * 5)) ]; then fs_say "$what did not become ready in ${secs}s"; return 1; fi
     sleep 0.2
   done
+}
+
+# supervised NAME LOG -- COMMAND...: COMMAND in the background under infra/supervise.sh (started
+# again when it dies by a signal or an error), its output and the supervisor's appended to
+# LOG; $RUN/pids/NAME.pid names it while it runs, NAME.supervisor.pid the supervisor
+supervised() {
+  local name=$1 log=$2; shift 3
+  ( exec "$here/supervise.sh" "$name" "$RUN/pids/$name.pid" -- "$@" ) </dev/null >>"$log" 2>&1 &
+  echo $! >"$RUN/pids/$name.supervisor.pid"
+  for _ in $(seq 100); do [ -f "$RUN/pids/$name.pid" ] && break; sleep 0.02; done
+}
+# sup_stop NAME SIGNAL TENTHS: stops a supervised process for good: its supervisor ends (TERM:
+# it passes the TERM on and starts nothing again; KILL: it dies at once, as its process does)
+# and the process gets SIGNAL; whatever is left is SIGKILLed after TENTHS tenths of a second.
+# A process left from an older run without a supervisor just gets SIGNAL.
+sup_stop() {
+  local name=$1 sig=$2 n=$3 spid pid
+  spid=$(read_pid "$RUN/pids/$name.supervisor.pid") || spid=""
+  pid=$(read_pid "$RUN/pids/$name.pid") || pid=""
+  if [ -n "$spid" ]; then
+    if [ "$sig" = KILL ]; then kill -9 "$spid" 2>/dev/null || true; else kill -TERM "$spid" 2>/dev/null || true; fi
+  fi
+  [ -z "$pid" ] || kill -s "$sig" "$pid" 2>/dev/null || true
+  for _ in $(seq "$n"); do
+    { [ -n "$pid" ] && running "$pid"; } || { [ -n "$spid" ] && running "$spid"; } || break
+    sleep 0.1
+  done
+  [ -z "$pid" ] || kill -9 "$pid" 2>/dev/null || true
+  # (one its supervisor was just starting)
+  pid=$(read_pid "$RUN/pids/$name.pid") && kill -9 "$pid" 2>/dev/null || true
+  [ -z "$spid" ] || kill -9 "$spid" 2>/dev/null || true
+  rm -f "$RUN/pids/$name.pid" "$RUN/pids/$name.supervisor.pid"
 }
 
 # ---- PostgreSQL -------------------------------------------------------------------------
@@ -142,12 +169,21 @@ pg_start() {
       { rm -f "$pwfile"; tail -20 "$RUN/logs/postgres-initdb.log"; fs_die "initdb failed"; }
     rm -f "$pwfile"
   fi
-  if as_pg "$bin/pg_ctl" -D "$d/data" status >/dev/null 2>&1; then return 0; fi
+  if pid_alive "$RUN/pids/postgres.supervisor.pid" || as_pg "$bin/pg_ctl" -D "$d/data" status >/dev/null 2>&1; then
+    wait_for 60 PostgreSQL pg_up || fs_die "PostgreSQL does not answer (see $d/postgres.log)"
+    return 0
+  fi
   fs_say "PostgreSQL: starting on 127.0.0.1:$PG_PORT"
-  as_pg "$bin/pg_ctl" -D "$d/data" -l "$d/postgres.log" -w -t 60 \
-    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200 -c shared_buffers=256MB -c synchronous_commit=on -c fsync=on" \
-    start >/dev/null || { tail -20 "$d/postgres.log"; fs_die "PostgreSQL did not start"; }
+  # the postmaster in the foreground under its supervisor (as the postgres user when we are
+  # root: setpriv execs it, where runuser would stay in between and SIGKILL it 2 s after a
+  # SIGTERM); it restarts crashed backends itself, the supervisor a killed postmaster
+  local user=()
+  [ -z "$PG_USER_OS" ] || user=(setpriv --reuid="$PG_USER_OS" --regid="$PG_USER_OS" --init-groups --)
+  supervised postgres "$d/postgres.log" -- "${user[@]}" "$bin/postgres" -D "$d/data" -p "$PG_PORT" \
+    -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=200 \
+    -c shared_buffers=256MB -c synchronous_commit=on -c fsync=on
   ln -sf "$d/postgres.log" "$RUN/logs/postgres.log" 2>/dev/null || true
+  wait_for 60 PostgreSQL pg_up || { tail -20 "$d/postgres.log"; pg_stop; fs_die "PostgreSQL did not start"; }
   if ! PGPASSWORD=$pass psql -h 127.0.0.1 -p "$PG_PORT" -U flashsale -d postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname='flashsale'" | grep -q 1; then
     PGPASSWORD=$pass psql -h 127.0.0.1 -p "$PG_PORT" -U flashsale -d postgres -qc "CREATE DATABASE flashsale" >/dev/null
@@ -156,14 +192,18 @@ pg_start() {
 pg_stop() {
   local bin d; bin=$(pg_bin); [ -f "$RUN/postgres.location" ] || return 0
   d=$(cat "$RUN/postgres.location")
-  [ -n "$bin" ] && [ -f "$d/data/postmaster.pid" ] || return 0
-  as_pg "$bin/pg_ctl" -D "$d/data" -m fast -w stop >/dev/null 2>&1 || true
+  # fast shutdown: the postmaster exits 0, which ends its supervisor; then whatever is left
+  if [ -n "$bin" ] && [ -f "$d/data/postmaster.pid" ]; then
+    as_pg "$bin/pg_ctl" -D "$d/data" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+  sup_stop postgres TERM 100
 }
+pg_up() { PGPASSWORD=$(secret pg-password) psql -h 127.0.0.1 -p "$PG_PORT" -U flashsale -d postgres -tAc 'SELECT 1' 2>/dev/null | grep -q 1; }
 pg_ok() { PGPASSWORD=$(secret pg-password) psql -h 127.0.0.1 -p "$PG_PORT" -U flashsale -d flashsale -tAc 'SELECT 1' 2>/dev/null | grep -q 1; }
 
 # ---- Redis ------------------------------------------------------------------------------
 redis_start() {
-  if pid_alive "$RUN/pids/redis.pid"; then return 0; fi
+  if pid_alive "$RUN/pids/redis.pid" || pid_alive "$RUN/pids/redis.supervisor.pid"; then return 0; fi
   mkdir -p "$RUN/redis"
   local pass; pass=$(secret redis-password)
   fs_say "Redis: starting on 127.0.0.1:$REDIS_PORT (AOF on)"
@@ -183,24 +223,17 @@ appendfsync everysec
 auto-aof-rewrite-percentage 400
 auto-aof-rewrite-min-size 256mb
 save ""
-daemonize yes
-pidfile $RUN/pids/redis.pid
+daemonize no
 logfile $RUN/logs/redis.log
 requirepass $pass
 CONF
 )
-  redis-server "$RUN/redis/redis.conf" || fs_die "Redis did not start (see $RUN/logs/redis.log)"
-  wait_for 20 Redis redis_ok
+  # in the foreground under its supervisor; a killed Redis is started again from its AOF
+  supervised redis "$RUN/logs/redis.log" -- redis-server "$RUN/redis/redis.conf"
+  wait_for 20 Redis redis_ok || { tail -5 "$RUN/logs/redis.log" >&2; redis_stop; fs_die "Redis did not start (see $RUN/logs/redis.log)"; }
 }
 redis_ok() { REDISCLI_AUTH=$(secret redis-password) redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
-redis_stop() {
-  if pid_alive "$RUN/pids/redis.pid"; then
-    REDISCLI_AUTH=$(secret redis-password) redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown >/dev/null 2>&1 ||
-      kill "$(cat "$RUN/pids/redis.pid")" 2>/dev/null || true
-    for _ in $(seq 50); do pid_alive "$RUN/pids/redis.pid" || break; sleep 0.1; done
-  fi
-  rm -f "$RUN/pids/redis.pid"
-}
+redis_stop() { sup_stop redis TERM 50; } # (SIGTERM: Redis syncs its AOF and exits 0)
 
 # ---- Kafka ------------------------------------------------------------------------------
 # One node (default), or FLASHSALE_KAFKA_NODES combined broker+controller nodes: node i
@@ -235,7 +268,7 @@ kafka_cluster_id() { # shared by every node of the run directory, drawn on first
 }
 kafka_node_start() {
   local i=$1 name; name=$(kafka_name "$1")
-  if pid_alive "$RUN/pids/$name.pid"; then
+  if pid_alive "$RUN/pids/$name.pid" || pid_alive "$RUN/pids/$name.supervisor.pid"; then
     if [ -n "${FLASHSALE_KAFKA_PROPERTIES:-}" ]; then
       fs_say "Kafka node $i already runs: FLASHSALE_KAFKA_PROPERTIES takes effect at its next start"
     fi
@@ -275,11 +308,11 @@ kafka_node_start() {
   # each node logs to its own directory (log4j's files are named by kafka.logs.dir)
   mkdir -p "$RUN/logs/$name"
   # shellcheck disable=SC2086 # FLASHSALE_KAFKA_GC, _JVM_OPTS: options, split on spaces
-  nohup java -Xms256m -Xmx"$KAFKA_HEAP" ${FLASHSALE_KAFKA_GC:--XX:+UseG1GC -XX:MaxGCPauseMillis=20} ${FLASHSALE_KAFKA_JVM_OPTS:-} \
+  # under its supervisor: a node that dies (a crash, the OOM killer) is started again
+  supervised "$name" "$RUN/logs/$name.out" -- \
+    java -Xms256m -Xmx"$KAFKA_HEAP" ${FLASHSALE_KAFKA_GC:--XX:+UseG1GC -XX:MaxGCPauseMillis=20} ${FLASHSALE_KAFKA_JVM_OPTS:-} \
     -Djava.awt.headless=true -Dlog4j.configuration="file:$k/log4j.properties" \
-    -Dkafka.logs.dir="$( [ "$NODES" -eq 1 ] && echo "$RUN/logs" || echo "$RUN/logs/$name")" -cp "$cp" kafka.Kafka "$k/server.properties" \
-    >"$RUN/logs/$name.out" 2>&1 &
-  echo $! >"$RUN/pids/$name.pid"
+    -Dkafka.logs.dir="$( [ "$NODES" -eq 1 ] && echo "$RUN/logs" || echo "$RUN/logs/$name")" -cp "$cp" kafka.Kafka "$k/server.properties"
 }
 kafka_start() { # kafka_start [node]: every node, or one
   [ -f "$KAFKA_LIBS/.complete" ] || "$here/kafka/fetch.sh"
@@ -288,21 +321,14 @@ kafka_start() { # kafka_start [node]: every node, or one
   for i in $nodes; do kafka_node_start "$i"; done
   for i in $nodes; do
     wait_for 90 "Kafka node $i" port_open "$(kafka_port "$i")" ||
-      { tail -30 "$RUN/logs/$(kafka_name "$i").out"; fs_die "Kafka node $i did not start"; }
+      { tail -30 "$RUN/logs/$(kafka_name "$i").out"; kafka_stop "$i"; fs_die "Kafka node $i did not start"; }
   done
 }
-kafka_stop() { # kafka_stop [node [signal]]: every node (SIGTERM, then SIGKILL after 30 s), or one
+# kafka_stop [node [signal]]: every node (SIGTERM, then SIGKILL after 30 s), or one; with KILL
+# its supervisor dies too: the node stays down until kafka_start (tests: an outage)
+kafka_stop() {
   local i nodes sig=${2:-TERM}; nodes=${1:-$(kafka_nodes)}
-  for i in $nodes; do
-    local f; f="$RUN/pids/$(kafka_name "$i").pid"
-    if pid_alive "$f"; then
-      local pid; pid=$(cat "$f")
-      kill -s "$sig" "$pid" 2>/dev/null || true
-      for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$f"
-  done
+  for i in $nodes; do sup_stop "$(kafka_name "$i")" "$sig" 300; done
 }
 kafka_ok() {
   if [ -x "$BUILD/tools/flashsale-topics" ]; then
@@ -470,15 +496,18 @@ cmd_status() {
   local bad=0
   line() { printf '  %-30s %-5s %s\n' "$1" "$2" "$3"; }
   echo "flashsale status (run directory $RUN)"
-  if kafka_ok; then line kafka ok "$(kafka_brokers)"; else line kafka DOWN "$(kafka_brokers)"; bad=1; fi
+  # (a process its supervisor is starting again)
+  again() { local n; for n in "$@"; do pid_alive "$RUN/pids/$n.supervisor.pid" && ! pid_alive "$RUN/pids/$n.pid" &&
+    { echo " (being started again by its supervisor)"; return; }; done; true; }
+  if kafka_ok; then line kafka ok "$(kafka_brokers)"; else line kafka DOWN "$(kafka_brokers)$(again $(for i in $(kafka_nodes); do kafka_name "$i"; done))"; bad=1; fi
   if [ "$NODES" -gt 1 ]; then
     for i in $(kafka_nodes); do
       if pid_alive "$RUN/pids/kafka-$i.pid"; then line "  kafka node $i" ok "127.0.0.1:$(kafka_port "$i") pid $(cat "$RUN/pids/kafka-$i.pid")"
       else line "  kafka node $i" DOWN "log $RUN/logs/kafka-$i.out"; bad=1; fi
     done
   fi
-  if pg_ok; then line postgresql ok "127.0.0.1:$PG_PORT"; else line postgresql DOWN "127.0.0.1:$PG_PORT"; bad=1; fi
-  if redis_ok; then line redis ok "127.0.0.1:$REDIS_PORT"; else line redis DOWN "127.0.0.1:$REDIS_PORT"; bad=1; fi
+  if pg_ok; then line postgresql ok "127.0.0.1:$PG_PORT"; else line postgresql DOWN "127.0.0.1:$PG_PORT$(again postgres)"; bad=1; fi
+  if redis_ok; then line redis ok "127.0.0.1:$REDIS_PORT"; else line redis DOWN "127.0.0.1:$REDIS_PORT$(again redis)"; bad=1; fi
   for s in "${SERVICES[@]}"; do
     [ -n "$(svc_path "$(svc_exe "$s")")" ] || continue
     local mp; mp=$(svc_metrics_port "$s")
@@ -506,7 +535,7 @@ case "${1:-}" in
   status) cmd_status ;;
   env) echo "$RUN/env" ;;
   kafka-stop) kafka_stop "${2:-}" ;;          # (tests: a broker outage; [node])
-  kafka-kill) kafka_stop "${2:?node}" KILL ;;  # (tests: SIGKILL one node)
+  kafka-kill) kafka_stop "${2:?node}" KILL ;;  # (tests: SIGKILL one node and its supervisor)
   kafka-pause) kill -STOP "$(cat "$RUN/pids/$(kafka_name "${2:-1}").pid")" ;;  # (tests: a frozen node)
   kafka-resume) kill -CONT "$(cat "$RUN/pids/$(kafka_name "${2:-1}").pid")" ;;
   kafka-start) kafka_start "${2:-}" ;;

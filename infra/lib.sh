@@ -26,6 +26,40 @@ free_range() {
   done
 }
 
+# fs_running PID: the process exists and is not a zombie.
+fs_running() {
+  local st
+  case "$1" in '' | *[!0-9]*) return 1 ;; esac
+  { read -r st </proc/"$1"/stat; } 2>/dev/null || return 1
+  st=${st##*) }
+  [ "${st%% *}" != Z ]
+}
+# fs_read_pid FILE: prints the pid in FILE when that process runs and is the one FILE names.
+# A pid file outlives a reboot or a container's restart, and its number may since name
+# another process, so: a supervisor's (NAME.supervisor.pid, edge/supervisor.pid) must be
+# running infra/supervise.sh; a supervised process's (NAME.pid, edge/master.pid), while its
+# supervisor's file names a live supervisor, must be that supervisor's child.
+fs_read_pid() {
+  local f=$1 p st cmd sf sp
+  p=$(cat "$f" 2>/dev/null) || return 1
+  fs_running "$p" || return 1
+  case "$f" in
+    *supervisor.pid)
+      cmd=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || return 1
+      [[ "$cmd" == *supervise.sh* ]] || return 1 ;;
+    *)
+      sf=${f%.pid}.supervisor.pid
+      [[ "$f" == */master.pid ]] && sf=${f%/master.pid}/supervisor.pid
+      if sp=$(fs_read_pid "$sf"); then
+        { read -r st </proc/"$p"/stat; } 2>/dev/null || return 1
+        st=${st##*) }
+        st=${st#* } # the fields from the parent's pid on
+        [ "${st%% *}" = "$sp" ] || return 1
+      fi ;;
+  esac
+  echo "$p"
+}
+
 # Root of the repository and the cache directory for downloaded broker jars.
 FS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FS_CACHE=${FLASHSALE_CACHE_DIR:-$HOME/.cache/flashsale}

@@ -16,12 +16,14 @@
 #
 # Each start is a process group (a session) of its own. When the service has died, whatever
 # it left behind in that group is killed before the next start: a forking service such as
-# nginx leaves its workers running when its master is killed, holding its listening socket.
+# nginx leaves its workers serving when its master is killed (with reuseport they would share
+# the port with the next master's, under the old configuration, and outlive every stop).
 #
 # Signals: SIGTERM stops the supervision: it is passed on to the service (also to one started
 # as it came), whose exit the supervisor waits for (however long: the caller decides when to
 # SIGKILL the service), and nothing is started again. A SIGTERM during a wait between
-# restarts ends it at once. SIGHUP is ignored, by the service too (as nohup would).
+# restarts ends it at once. SIGHUP is ignored, by the service too (as nohup would), unless it
+# sets a handler of its own (nginx: HUP reloads).
 # All of it in one function, read whole before it runs: bash reads a script as it goes, so a
 # supervisor running while this file is edited in place would otherwise go on with new bytes.
 main() {

@@ -123,7 +123,7 @@ def test_what_a_dead_service_left_behind_is_killed():
         assert os.getpgid(first) != os.getpgid(s.proc.pid)
         os.kill(first, signal.SIGKILL)
         second = until("a second start", lambda: len(s.starts()) == 2 and s.pid() != first and s.pid())
-        assert not alive(left), "the first start's leftover outlived it"
+        until("the first start's leftover gone", lambda: not alive(left), timeout=5)
         [line] = s.lines()
         assert line["signal"] == "KILL" and line["left_behind_killed"] is True, line
         left2 = until("the second leftover", lambda: len(open(os.path.join(s.dir, "left")).read().split()) == 2 and
@@ -131,7 +131,7 @@ def test_what_a_dead_service_left_behind_is_killed():
         assert alive(left2)
         s.proc.send_signal(signal.SIGTERM)
         assert s.proc.wait(timeout=10) == 0
-        assert not alive(second) and not alive(left2), "left running after the supervision ended"
+        until("the second start and its leftover gone", lambda: not alive(second) and not alive(left2), timeout=5)
 
 
 def test_quick_deaths_back_off():

@@ -348,8 +348,9 @@ def test_edge_restarted_after_a_crash(bindir):
         errlog_from = os.path.getsize(errlog)
         master, workers = edge_pids(s)
         assert workers and all(os.getpgid(w) == master for w in workers), workers
-        # the master alone: its workers go on serving on its socket, and would keep a new
-        # master from binding it; the supervisor kills them, then starts nginx again
+        # the master alone: its workers go on serving (with reuseport, beside the next
+        # master's, under the old configuration, past every stop); the supervisor kills them,
+        # then starts nginx again
         os.kill(master, signal.SIGKILL)
         master2, workers2, took = edge_back(s, master)
         assert not any(alive(w) for w in workers), "the killed master's workers outlived it"
