@@ -497,8 +497,9 @@ cmd_status() {
   line() { printf '  %-30s %-5s %s\n' "$1" "$2" "$3"; }
   echo "flashsale status (run directory $RUN)"
   # (a process its supervisor is starting again)
-  again() { local n; for n in "$@"; do pid_alive "$RUN/pids/$n.supervisor.pid" && ! pid_alive "$RUN/pids/$n.pid" &&
-    { echo " (being started again by its supervisor)"; return; }; done; true; }
+  again() { local n p; for n in "$@"; do pid_alive "$RUN/pids/$n.supervisor.pid" || continue
+    if p=$(read_pid "$RUN/pids/$n.pid"); then echo " (pid $p: starting, or not answering)"
+    else echo " (being started again by its supervisor)"; fi; return; done; true; }
   if kafka_ok; then line kafka ok "$(kafka_brokers)"; else line kafka DOWN "$(kafka_brokers)$(again $(for i in $(kafka_nodes); do kafka_name "$i"; done))"; bad=1; fi
   if [ "$NODES" -gt 1 ]; then
     for i in $(kafka_nodes); do
