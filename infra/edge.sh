@@ -152,19 +152,21 @@ cmd_start() {
   # one start at a time (two would each start a supervisor, and with reuseport both nginx
   # instances would serve)
   exec 9>"$DIR/start.lock"
-  flock 9
+  flock -w 30 9 || fs_die "another infra/edge.sh start holds $DIR/start.lock"
   if running; then return 0; fi
   if ! pid_of "$supf" >/dev/null; then
     # anything else on the port (a stray nginx, another program) would share it through
     # reuseport, or keep nginx from listening: refuse
-    if ss -Hltn "( sport = :$PORT )" 2>/dev/null | grep -q .; then
+    if port_listened "$PORT"; then
       fs_die "port $PORT is already listened on (ss -ltnp 'sport = :$PORT'); the edge was not started"
     fi
     render
     fs_say "edge (nginx): listening on $ADDR:$PORT, API behind it at $API_ADDR:$API_PORT (log $LOGS/edge-access.log)"
     rm -f "$pidf" "$masterf"
     # in the foreground under its supervisor, whose lines go to the error log with nginx's
-    ( exec "$here/supervise.sh" edge "$masterf" -- "$NGINX" -p "$DIR" -c "$conf" -e "$LOGS/edge-error.log" -g "daemon off;" ) \
+    # (without the lock's descriptor: the lock is the open file's, and would be held for as
+    # long as the supervisor and nginx live, hanging every later start)
+    ( exec 9>&-; exec "$here/supervise.sh" edge "$masterf" -- "$NGINX" -p "$DIR" -c "$conf" -e "$LOGS/edge-error.log" -g "daemon off;" ) \
       </dev/null >>"$LOGS/edge-error.log" 2>&1 &
     echo $! >"$supf"
   fi
@@ -190,7 +192,9 @@ cmd_stop() {
   for _ in $(seq 30); do alive "$spid" || alive "$mpid" || break; sleep 0.1; done
   # what is left, workers too (the master's process group), and a master the supervisor
   # started meanwhile
-  [ -z "$mpid" ] || ! alive "$mpid" || kill -KILL -- "-$mpid" "$mpid" 2>/dev/null || true
+  # (a group's number is not reused while any member lives)
+  [ -z "$mpid" ] || kill -KILL -- "-$mpid" 2>/dev/null || true
+  [ -z "$mpid" ] || ! alive "$mpid" || kill -KILL "$mpid" 2>/dev/null || true
   mpid=$(pid_of "$masterf") && kill -KILL -- "-$mpid" "$mpid" 2>/dev/null || true
   [ -z "$spid" ] || kill -KILL "$spid" 2>/dev/null || true
   rm -f "$pidf" "$masterf" "$supf"

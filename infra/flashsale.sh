@@ -127,10 +127,10 @@ sup_stop() {
     { [ -n "$pid" ] && running "$pid"; } || { [ -n "$spid" ] && running "$spid"; } || break
     sleep 0.1
   done
-  [ -z "$pid" ] || kill -9 "$pid" 2>/dev/null || true
+  [ -z "$pid" ] || ! running "$pid" || kill -9 "$pid" 2>/dev/null || true
   # (one its supervisor was just starting)
   pid=$(read_pid "$RUN/pids/$name.pid") && kill -9 "$pid" 2>/dev/null || true
-  [ -z "$spid" ] || kill -9 "$spid" 2>/dev/null || true
+  [ -z "$spid" ] || ! running "$spid" || kill -9 "$spid" 2>/dev/null || true
   rm -f "$RUN/pids/$name.pid" "$RUN/pids/$name.supervisor.pid"
 }
 
@@ -173,6 +173,7 @@ pg_start() {
     wait_for 60 PostgreSQL pg_up || fs_die "PostgreSQL does not answer (see $d/postgres.log)"
     return 0
   fi
+  port_listened "$PG_PORT" && fs_die "PostgreSQL: port $PG_PORT is already listened on by another program (ss -ltnp 'sport = :$PG_PORT')"
   fs_say "PostgreSQL: starting on 127.0.0.1:$PG_PORT"
   # the postmaster in the foreground under its supervisor (as the postgres user when we are
   # root: setpriv execs it, where runuser would stay in between and SIGKILL it 2 s after a
@@ -203,9 +204,13 @@ pg_ok() { PGPASSWORD=$(secret pg-password) psql -h 127.0.0.1 -p "$PG_PORT" -U fl
 
 # ---- Redis ------------------------------------------------------------------------------
 redis_start() {
-  if pid_alive "$RUN/pids/redis.pid" || pid_alive "$RUN/pids/redis.supervisor.pid"; then return 0; fi
+  if pid_alive "$RUN/pids/redis.pid" || pid_alive "$RUN/pids/redis.supervisor.pid"; then
+    wait_for 20 Redis redis_ok || fs_die "Redis does not answer (see $RUN/logs/redis.log)"
+    return 0
+  fi
   mkdir -p "$RUN/redis"
   local pass; pass=$(secret redis-password)
+  port_listened "$REDIS_PORT" && fs_die "Redis: port $REDIS_PORT is already listened on by another program (ss -ltnp 'sport = :$REDIS_PORT')"
   fs_say "Redis: starting on 127.0.0.1:$REDIS_PORT (AOF on)"
   # The password goes through a config file (mode 600), never on a command line.
   (umask 077; cat >"$RUN/redis/redis.conf" <<CONF
@@ -304,6 +309,11 @@ kafka_node_start() {
       kafka.tools.StorageTool format -t "$cluster" -c "$k/server.properties" \
       >"$RUN/logs/$name-format.log" 2>&1 || { cat "$RUN/logs/$name-format.log"; fs_die "Kafka storage format failed"; }
   fi
+  local p; for p in "$(kafka_port "$i")" "$(kafka_cport "$i")"; do
+    # (else its supervisor would start a JVM that cannot listen again and again, while the
+    # readiness check below saw the other program's port)
+    port_listened "$p" && fs_die "Kafka node $i: port $p is already listened on by another program (ss -ltnp 'sport = :$p')"
+  done
   fs_say "Kafka $KAFKA_VERSION node $i of $NODES: starting on 127.0.0.1:$(kafka_port "$i") (KRaft controller on $(kafka_cport "$i"))"
   # each node logs to its own directory (log4j's files are named by kafka.logs.dir)
   mkdir -p "$RUN/logs/$name"

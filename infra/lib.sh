@@ -5,6 +5,8 @@ fs_die() { printf '[flashsale] error: %s\n' "$*" >&2; exit 1; }
 # A port is taken if any socket uses it locally (listening, or an outgoing connection's
 # ephemeral port), which a connect probe cannot see. free_port P: P or the next free one.
 port_taken() { ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .; }
+# port_listened P: something listens on P (what a server about to bind it needs to know).
+port_listened() { ss -Hltn "( sport = :$1 )" 2>/dev/null | grep -q .; }
 free_port() { local p=$1; while port_taken "$p"; do p=$((p + 1)); done; echo "$p"; }
 # pick_port NAME BASE: exports NAME as the first port >= BASE that is free and not one of
 # FS_PICKED_PORTS (" 29092 29093 ... "), and adds it there. free_port alone reserves nothing:
