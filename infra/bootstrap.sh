@@ -17,7 +17,7 @@ PACKAGES=(
   librdkafka-dev libavro-dev libcivetweb-dev civetweb libjansson-dev libpq-dev libhiredis-dev
   libcmocka-dev libsodium-dev libjwt-dev libssl-dev libcurl4-openssl-dev wrk gnuplot-nox
   postgresql redis-server openjdk-17-jre-headless maven
-  python3 python3-avro python3-yaml valgrind curl iproute2 nginx
+  python3 python3-avro python3-yaml valgrind curl iproute2 util-linux nginx
   chromium fonts-nanum
 )
 # Node.js and npm run the OpenAPI checks (tests/openapi) and the browser tests (tests/browser:
