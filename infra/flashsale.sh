@@ -514,7 +514,7 @@ cmd_status() {
   if [ "$NODES" -gt 1 ]; then
     for i in $(kafka_nodes); do
       if pid_alive "$RUN/pids/kafka-$i.pid"; then line "  kafka node $i" ok "127.0.0.1:$(kafka_port "$i") pid $(cat "$RUN/pids/kafka-$i.pid")"
-      else line "  kafka node $i" DOWN "log $RUN/logs/kafka-$i.out"; bad=1; fi
+      else line "  kafka node $i" DOWN "log $RUN/logs/kafka-$i.out$(again "kafka-$i")"; bad=1; fi
     done
   fi
   if pg_ok; then line postgresql ok "127.0.0.1:$PG_PORT"; else line postgresql DOWN "127.0.0.1:$PG_PORT$(again postgres)"; bad=1; fi
