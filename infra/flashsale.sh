@@ -285,6 +285,15 @@ kafka_node_start() {
   sed -e "s|@PORT@|$(kafka_port "$i")|g" -e "s|@CPORT@|$(kafka_cport "$i")|g" -e "s|@DATA@|$k/data|g" \
       -e "s|@PARTITIONS@|$PARTITIONS|g" -e "s|@NODE@|$i|g" -e "s|@VOTERS@|$(kafka_voters)|g" \
       -e "s|@RF@|$rf|g" -e "s|@MINISR@|$minisr|g" "$here/kafka/server.properties.in" >"$k/server.properties"
+  # A node that stops answering is fenced after 4 s without a heartbeat, not Kafka's default
+  # 9 s. With three nodes its partitions are led elsewhere and its replicas leave the in-sync
+  # sets then: every acks=all write to a partition it held waits until then. With one node,
+  # a node started again after a crash cannot register until its old registration's session
+  # has expired: a killed broker served again after 8.4 and 9.4 s instead of 15.5 and 15.7 s
+  # (perf/chaos kill-broker, perf/RESULTS.md 2026-12-07). (Before the properties below:
+  # the last of a key wins.)
+  printf '%s\n' broker.heartbeat.interval.ms=1000 broker.session.timeout.ms=4000 >>"$k/server.properties"
+  if [ "$NODES" -gt 1 ]; then printf '%s\n' replica.lag.time.max.ms=10000 >>"$k/server.properties"; fi
   local prop props=()
   read -ra props <<<"${FLASHSALE_KAFKA_PROPERTIES:-}"
   for prop in "${props[@]}"; do
@@ -293,13 +302,6 @@ kafka_node_start() {
       *) fs_die "FLASHSALE_KAFKA_PROPERTIES: \"$prop\" is not key=value" ;;
     esac
   done
-  if [ "$NODES" -gt 1 ]; then
-    # A node that stops answering is fenced (its partitions led elsewhere, its replicas out of
-    # the in-sync sets) after 4 s without a heartbeat, not Kafka's default 9 s: every acks=all
-    # write to a partition it held waits until then. (One node has nobody to fail over to.)
-    printf '%s\n' broker.heartbeat.interval.ms=1000 broker.session.timeout.ms=4000 \
-      replica.lag.time.max.ms=10000 >>"$k/server.properties"
-  fi
   cp "$here/kafka/log4j.properties" "$k/log4j.properties"
   local cp="$KAFKA_LIBS/*"
   if [ ! -f "$k/data/meta.properties" ]; then
@@ -441,9 +443,11 @@ svc_stop() { # svc_stop NAME...: SIGTERM to each, then waits for each (they stop
     done
     # what is left: the service (the one in the pid file now, if its supervisor was starting
     # one), then its supervisor
-    [ -z "$pid" ] || kill -9 "$pid" 2>/dev/null || true
-    pid=$(read_pid "$RUN/pids/$name.pid") && kill -9 "$pid" 2>/dev/null || true
-    [ -z "$spid" ] || kill -9 "$spid" 2>/dev/null || true
+    # (and what it left in its process group, as its supervisor would have: the API's
+    # audit child)
+    [ -z "$pid" ] || kill -9 -- "-$pid" "$pid" 2>/dev/null || true
+    pid=$(read_pid "$RUN/pids/$name.pid") && kill -9 -- "-$pid" "$pid" 2>/dev/null || true
+    [ -z "$spid" ] || ! running "$spid" || kill -9 "$spid" 2>/dev/null || true
     rm -f "$RUN/pids/$name.pid" "$RUN/pids/$name.supervisor.pid"
   done
 }
