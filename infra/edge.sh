@@ -154,7 +154,9 @@ cmd_start() {
   exec 9>"$DIR/start.lock"
   flock -w 30 9 || fs_die "another infra/edge.sh start holds $DIR/start.lock"
   if running; then return 0; fi
+  local mine=""
   if ! pid_of "$supf" >/dev/null; then
+    mine=1
     # anything else on the port (a stray nginx, another program) would share it through
     # reuseport, or keep nginx from listening: refuse
     if port_listened "$PORT"; then
@@ -170,10 +172,13 @@ cmd_start() {
       </dev/null >>"$LOGS/edge-error.log" 2>&1 &
     echo $! >"$supf"
   fi
-  for _ in $(seq 100); do running && return 0; sleep 0.1; done
+  # (a supervisor of an earlier start may be between two restarts: up to 30 s; it is left
+  # alone, only one this call started is stopped when nginx does not come up)
+  local n=100; [ -n "$mine" ] || n=350
+  for _ in $(seq "$n"); do running && return 0; sleep 0.1; done
   tail -5 "$LOGS/edge-error.log" >&2 || true
-  cmd_stop
-  fs_die "nginx did not start within 10 s (see $LOGS/edge-error.log)"
+  [ -z "$mine" ] || { cmd_stop; fs_die "nginx did not start within 10 s (see $LOGS/edge-error.log)"; }
+  fs_die "nginx is not running; its supervisor keeps starting it again (see $LOGS/edge-error.log)"
 }
 
 cmd_stop() {

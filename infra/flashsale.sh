@@ -205,7 +205,8 @@ pg_ok() { PGPASSWORD=$(secret pg-password) psql -h 127.0.0.1 -p "$PG_PORT" -U fl
 # ---- Redis ------------------------------------------------------------------------------
 redis_start() {
   if pid_alive "$RUN/pids/redis.pid" || pid_alive "$RUN/pids/redis.supervisor.pid"; then
-    wait_for 20 Redis redis_ok || fs_die "Redis does not answer (see $RUN/logs/redis.log)"
+    # (its supervisor may be between two restarts: up to 30 s)
+    wait_for 35 Redis redis_ok || fs_die "Redis does not answer (see $RUN/logs/redis.log)"
     return 0
   fi
   mkdir -p "$RUN/redis"
@@ -445,7 +446,7 @@ svc_stop() { # svc_stop NAME...: SIGTERM to each, then waits for each (they stop
     # one), then its supervisor
     # (and what it left in its process group, as its supervisor would have: the API's
     # audit child)
-    [ -z "$pid" ] || kill -9 -- "-$pid" "$pid" 2>/dev/null || true
+    [ -z "$pid" ] || ! running "$pid" || kill -9 -- "-$pid" "$pid" 2>/dev/null || true
     pid=$(read_pid "$RUN/pids/$name.pid") && kill -9 -- "-$pid" "$pid" 2>/dev/null || true
     [ -z "$spid" ] || ! running "$spid" || kill -9 "$spid" 2>/dev/null || true
     rm -f "$RUN/pids/$name.pid" "$RUN/pids/$name.supervisor.pid"

@@ -88,7 +88,7 @@ mkdir -p "$root/perf/out"
 "$root/infra/flashsale.sh" start --infra-only >/dev/null
 trap '"$root/infra/flashsale.sh" stop >/dev/null 2>&1 || true' EXIT
 . "$FLASHSALE_RUN_DIR/env"
-bpid=$(cat "$FLASHSALE_RUN_DIR"/pids/kafka.pid "$FLASHSALE_RUN_DIR"/pids/kafka-1.pid 2>/dev/null | head -1)
+bpid=$(cat "$FLASHSALE_RUN_DIR/pids/kafka.pid" 2>/dev/null || cat "$FLASHSALE_RUN_DIR/pids/kafka-1.pid")
 echo "kfloor: broker pid $bpid, rates: $RATES, $REPEATS x ${SECONDS_PER}s, $READERS readers, options: ${OPTS[*]:-none}, arms of work per order ([]: none): $(printf "[%s]" "${ARMS[@]}"); runs in $out" >&2
 HTTP=${KFLOOR_HTTP:-0}
 if [ "$HTTP" = 1 ]; then
