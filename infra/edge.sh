@@ -201,7 +201,7 @@ cmd_stop() {
   [ -z "$mpid" ] || kill -KILL -- "-$mpid" 2>/dev/null || true
   [ -z "$mpid" ] || ! alive "$mpid" || kill -KILL "$mpid" 2>/dev/null || true
   mpid=$(pid_of "$masterf") && kill -KILL -- "-$mpid" "$mpid" 2>/dev/null || true
-  [ -z "$spid" ] || kill -KILL "$spid" 2>/dev/null || true
+  [ -z "$spid" ] || ! alive "$spid" || kill -KILL "$spid" 2>/dev/null || true
   rm -f "$pidf" "$masterf" "$supf"
 }
 

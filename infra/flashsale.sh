@@ -78,8 +78,9 @@ chmod 700 "$RUN/secrets"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 running() { fs_running "$@"; } # running PID: the process exists and is not a zombie
-# read_pid FILE: the pid in FILE when that process runs (a zombie is dead; a process begun
-# after FILE was written is not the one it names: lib.sh); pid_alive FILE: whether it does
+# read_pid FILE: the pid in FILE when that process runs and is the one FILE names (a zombie
+# is dead; lib.sh's fs_read_pid checks a supervisor's and a supervised process's identity);
+# pid_alive FILE: whether it does
 read_pid() { fs_read_pid "$1"; }
 pid_alive() { read_pid "$1" >/dev/null; }
 secret() { # secret NAME -> prints it, generating it on first use

@@ -106,6 +106,24 @@ def free_port():
     raise RuntimeError("no free port in 20000-32700")
 
 
+def alive(pid):
+    """The process exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def ppid(pid):
+    """The process's parent, or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def percentile(values, p):
     if not values:
         return 0.0

@@ -32,7 +32,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fsharness import ROOT, System, client_addr  # noqa: E402
+from fsharness import ROOT, System, alive, client_addr, ppid  # noqa: E402
 
 MAKE_RUN_API = {"FLASHSALE_HTTP_THREADS": "128", "FLASHSALE_HTTP_QUEUE": "4096"}
 
@@ -308,22 +308,6 @@ def edge_pids(s):
 
 def all_pids():
     return [int(d) for d in os.listdir("/proc") if d.isdigit()]
-
-
-def ppid(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def edge_back(s, old_master, timeout=20):

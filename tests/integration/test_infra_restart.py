@@ -21,7 +21,8 @@ import sys
 import time
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fsharness import ROOT, alive, ppid  # noqa: E402
 FLASH = os.path.join(ROOT, "infra", "flashsale.sh")
 RUN = os.environ["FLASHSALE_RUN_DIR"]
 BUILD = os.path.abspath(sys.argv[1])
@@ -37,13 +38,6 @@ def until(what, cond, timeout):
             raise AssertionError("timed out (%d s) waiting for: %s" % (timeout, what))
         time.sleep(0.05)
 
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def pid_of(name):
@@ -135,7 +129,7 @@ def test_postgres_killed():
     assert old, "PostgreSQL does not run"
     # its backends and workers (each a session of its own: they leave by themselves once
     # they see the postmaster gone, and a new postmaster starts only then)
-    backends = [int(d) for d in os.listdir("/proc") if d.isdigit() and alive(int(d)) and _ppid(int(d)) == old]
+    backends = [int(d) for d in os.listdir("/proc") if d.isdigit() and alive(int(d)) and ppid(int(d)) == old]
     assert backends, "the postmaster has no children"
     t0 = time.monotonic()
     os.kill(old, signal.SIGKILL)
@@ -152,13 +146,6 @@ def test_postgres_killed():
 def line_kill(lines, service):
     return lines and lines[0]["service"] == service and lines[0]["signal"] == "KILL"
 
-
-def _ppid(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def test_redis_stop_is_for_good():
