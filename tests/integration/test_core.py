@@ -344,7 +344,14 @@ def scenario_dead_letter(bindir):
         subprocess.run([raw, "inventory.commands", pid, "--file", ev_bytes, "SalePaused"], check=True)
         _, tok = s.member()
         expect(s.order(tok, pid), 201)  # the processor is still deciding
-        dead = [r for r in s.dump("deadletter") if ours(r)]
+        # the dead letters are written in the processor's transaction, readable once it
+        # commits, while the 201 comes at the decision, before that commit: wait for them
+        deadline = time.time() + 30
+        while True:
+            dead = [r for r in s.dump("deadletter") if ours(r)]
+            if len(dead) - before >= 3 or time.time() > deadline:
+                break
+            time.sleep(0.2)
         assert len(dead) - before == 3, "expected 3 dead letters, got %d" % (len(dead) - before)
         reasons = [r["headers"]["dlq-reason"] for r in dead[-3:]]
         assert any("magic" in x for x in reasons), reasons
