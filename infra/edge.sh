@@ -166,11 +166,10 @@ cmd_start() {
     fs_say "edge (nginx): listening on $ADDR:$PORT, API behind it at $API_ADDR:$API_PORT (log $LOGS/edge-access.log)"
     rm -f "$pidf" "$masterf"
     # in the foreground under its supervisor, whose lines go to the error log with nginx's
-    # (without the lock's descriptor: the lock is the open file's, and would be held for as
-    # long as the supervisor and nginx live, hanging every later start)
-    ( exec 9>&-; exec "$here/supervise.sh" edge "$masterf" -- "$NGINX" -p "$DIR" -c "$conf" -e "$LOGS/edge-error.log" -g "daemon off;" ) \
-      </dev/null >>"$LOGS/edge-error.log" 2>&1 &
-    echo $! >"$supf"
+    # (fs_supervised does not pass the lock's descriptor on: the lock is the open file's, and
+    # would be held for as long as the supervisor and nginx live, hanging every later start)
+    fs_supervised edge "$masterf" "$supf" "$LOGS/edge-error.log" -- \
+      "$NGINX" -p "$DIR" -c "$conf" -e "$LOGS/edge-error.log" -g "daemon off;"
   fi
   # (a supervisor of an earlier start may be between two restarts: up to 30 s; it is left
   # alone, only one this call started is stopped when nginx does not come up)

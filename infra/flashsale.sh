@@ -103,15 +103,9 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   done
 }
 
-# supervised NAME LOG -- COMMAND...: COMMAND in the background under infra/supervise.sh (started
-# again when it dies by a signal or an error), its output and the supervisor's appended to
-# LOG; $RUN/pids/NAME.pid names it while it runs, NAME.supervisor.pid the supervisor
-supervised() {
-  local name=$1 log=$2; shift 3
-  ( exec "$here/supervise.sh" "$name" "$RUN/pids/$name.pid" -- "$@" ) </dev/null >>"$log" 2>&1 &
-  echo $! >"$RUN/pids/$name.supervisor.pid"
-  for _ in $(seq 100); do [ -f "$RUN/pids/$name.pid" ] && break; sleep 0.02; done
-}
+# supervised NAME LOG -- COMMAND...: lib.sh's fs_supervised with $RUN/pids/NAME.pid and
+# NAME.supervisor.pid
+supervised() { local name=$1 log=$2; shift 3; fs_supervised "$name" "$RUN/pids/$name.pid" "$RUN/pids/$name.supervisor.pid" "$log" -- "$@"; }
 # sup_stop NAME SIGNAL TENTHS: stops a supervised process for good: its supervisor ends (TERM:
 # it passes the TERM on and starts nothing again; KILL: it dies at once, as its process does)
 # and the process gets SIGNAL; whatever is left is SIGKILLed after TENTHS tenths of a second.
@@ -413,14 +407,8 @@ svc_start() {
       export FLASHSALE_TRUSTED_PROXIES="${FLASHSALE_TRUSTED_PROXIES:-127.0.0.1}"
       export FLASHSALE_HTTP_KEEPALIVE_MS="${FLASHSALE_HTTP_KEEPALIVE_MS:-60000}"
     fi
-    # its output (and the supervisor's) to the log, never to this script's caller: a caller
-    # that reads this script's output to its end would wait for the services to end
     # shellcheck disable=SC2046
-    exec "$here/supervise.sh" "$name" "$RUN/pids/$name.pid" -- \
-      nice -n "$prio" "$exe" $(svc_args "$name") ) </dev/null >>"$RUN/logs/$name.log" 2>&1 &
-  echo $! >"$RUN/pids/$name.supervisor.pid"
-  # the supervisor writes the service's pid file as it starts it
-  for _ in $(seq 100); do [ -f "$RUN/pids/$name.pid" ] && break; sleep 0.02; done
+    supervised "$name" "$RUN/logs/$name.log" -- nice -n "$prio" "$exe" $(svc_args "$name") )
 }
 svc_stop() { # svc_stop NAME...: SIGTERM to each, then waits for each (they stop side by side)
   local name spid pid waits

@@ -28,6 +28,19 @@ free_range() {
   done
 }
 
+# fs_supervised NAME PIDFILE SUPFILE LOG -- COMMAND...: COMMAND in the background under
+# infra/supervise.sh (started again when it dies by a signal or an error). Its output and the
+# supervisor's are appended to LOG, never sent to the caller's (a caller that reads a start's
+# output to its end would wait for the service to end). PIDFILE names the service while it
+# runs, SUPFILE the supervisor. Returns once PIDFILE is written, or after 2 s. Descriptor 9
+# (a caller's lock: infra/edge.sh) is not passed on: the lock would live as long as they do.
+fs_supervised() {
+  local name=$1 pidfile=$2 supfile=$3 log=$4
+  shift 5
+  ( exec 9>&-; exec "$FS_ROOT/infra/supervise.sh" "$name" "$pidfile" -- "$@" ) </dev/null >>"$log" 2>&1 &
+  echo $! >"$supfile"
+  for _ in $(seq 100); do [ -f "$pidfile" ] && break; sleep 0.02; done
+}
 # fs_running PID: the process exists and is not a zombie.
 fs_running() {
   local st

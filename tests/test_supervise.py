@@ -19,30 +19,16 @@ import tempfile
 import time
 
 SUPERVISE = os.path.join(os.path.abspath(sys.argv[1]), "infra", "supervise.sh")
+# (the integration harness's process helpers: it imports nothing but the standard library)
+sys.path.insert(0, os.path.join(os.path.abspath(sys.argv[1]), "tests", "integration"))
+from fsharness import alive, until  # noqa: E402
 
-
-def until(what, cond, timeout=10.0):
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError("timed out waiting for: " + what)
-        time.sleep(0.02)
 
 
 def ts(line):
     """A supervisor line's time (UTC, ms), in seconds since the epoch."""
     return calendar.timegm(time.strptime(line["ts"][:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + line["ts"][19:-1])
 
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class Sup:

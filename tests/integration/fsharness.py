@@ -106,6 +106,18 @@ def free_port():
     raise RuntimeError("no free port in 20000-32700")
 
 
+def until(what, cond, timeout=10.0, every=0.02):
+    """cond()'s first true value, asked every EVERY s; AssertionError after TIMEOUT s."""
+    deadline = time.time() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("timed out (%g s) waiting for: %s" % (timeout, what))
+        time.sleep(every)
+
+
 def alive(pid):
     """The process exists and is not a zombie."""
     try:

@@ -22,21 +22,11 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fsharness import ROOT, alive, ppid  # noqa: E402
+from fsharness import ROOT, alive, ppid, until  # noqa: E402
 FLASH = os.path.join(ROOT, "infra", "flashsale.sh")
 RUN = os.environ["FLASHSALE_RUN_DIR"]
 BUILD = os.path.abspath(sys.argv[1])
 
-
-def until(what, cond, timeout):
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError("timed out (%d s) waiting for: %s" % (timeout, what))
-        time.sleep(0.05)
 
 
 
