@@ -33,6 +33,7 @@ struct fs_txn_loop {
     rd_kafka_topic_partition_list_t *offsets; /* next offsets of the open transaction */
 
     int need_reset;     /* abort happened in a callback: rebuild + rewind before going on */
+    int lost_logged;    /* "assignment lost" said for this loss (cleared at the next assign) */
     volatile sig_atomic_t *stop; /* the caller's stop flag, seen by callbacks too */
     int fatal;          /* stop: unrecoverable */
     int abandoned;      /* stop: asked to while an assignment's setup kept failing */
@@ -158,7 +159,9 @@ static int commit_finish(fs_txn_loop *l, fs_err *err);
 static void pending_clear(fs_txn_loop *l);
 
 /* Roll the worker back to committed state: rebuild every assigned partition and seek the
- * consumer to the committed offsets. Used after an abort and after a producer restart. */
+ * consumer to the committed offsets. Used after an abort and after a producer restart.
+ * Returns 0 when done, 1 when the assignment is lost (nothing rebuilt: the caller waits for
+ * the revoke, which the group's next assignment follows), -1 with *err to try again. */
 static int rewind_to_committed(fs_txn_loop *l, fs_err *err)
 {
     if (l->committing) { /* settle the commit under way first: its offsets may yet land */
@@ -168,6 +171,12 @@ static int rewind_to_committed(fs_txn_loop *l, fs_err *err)
     pending_clear(l);
     offsets_clear(l);
     l->txn_records = 0;
+    /* The group session timed out (say the broker was away): librdkafka has queued a revoke
+     * and will join again, and the next assignment rebuilds. Rebuilding now would be thrown
+     * away: after a broker SIGKILL a processor rebuilt 32,600 events for 1.4 s just before
+     * its lost partitions were revoked and rebuilt again (perf/RESULTS.md, 2026-12-07). */
+    if (rd_kafka_assignment_lost(l->consumer))
+        return 1;
     rd_kafka_topic_partition_list_t *parts = NULL;
     if (rd_kafka_assignment(l->consumer, &parts) || !parts)
         return fs_err_set(err, FS_ERR_RETRIABLE, 0, "assignment unavailable");
@@ -178,6 +187,10 @@ static int rewind_to_committed(fs_txn_loop *l, fs_err *err)
         rd_kafka_resp_err_t e = rd_kafka_committed(l->consumer, parts, 30000);
         if (e) {
             rc = fs_err_from_kafka_code(err, e, "committed offsets");
+            goto out;
+        }
+        if (rd_kafka_assignment_lost(l->consumer)) { /* lost while we waited for the offsets */
+            rc = 1;
             goto out;
         }
         if (l->conf.on_assign(l->conf.app, l, parts, err)) {
@@ -469,6 +482,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     l->stats.rebalances++;
     if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         fs_log_info("partitions assigned", json_pack("{s:i}", "count", parts->cnt));
+        l->lost_logged = 0;
         for (;;) {
             /* Committed offsets first (require_stable under read_committed waits for any
              * pending transactional offset commit), then rebuild state up to the changelog's
@@ -692,12 +706,24 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
     l->stop = stop;
     while (!*stop && !l->fatal && !l->abandoned) {
         if (l->need_reset) {
-            if (rewind_to_committed(l, err)) {
+            int r = rewind_to_committed(l, err);
+            if (r < 0) {
                 fs_log_warn("rewind failed, retrying", json_pack("{s:s}", "error", err->msg));
                 sleep(1);
                 continue;
             }
-            l->need_reset = 0;
+            /* r == 1: the assignment is lost. need_reset stays set, so the poll below drops
+             * what was fetched and serves the revoke (which clears need_reset) and then the
+             * next assignment (which rebuilds). */
+            if (r == 0) {
+                l->need_reset = 0;
+                l->stats.rewinds++;
+            } else if (!l->lost_logged) {
+                l->lost_logged = 1;
+                l->stats.rewinds++; /* the revoke drops the state; the assignment rebuilds */
+                fs_log_info("assignment lost: no rewind, waiting for the group's next assignment",
+                            json_pack("{s:s}", "transactional_id", l->txn_id));
+            }
         }
         /* Group commit: with records in the open transaction, only look whether more are
          * queued (timeout 0); nothing more -> commit now, unless the gap below holds it.

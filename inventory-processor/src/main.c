@@ -414,7 +414,7 @@ static int snapshot_collect(processor *p, fs_txn_loop *loop, fs_err *err)
         return 0;
     }
     const fs_txn_loop_stats *ls = fs_txn_loop_stats_get(loop);
-    if (ls->aborts + ls->rebalances + ls->producer_restarts != p->child.epoch) {
+    if (ls->aborts + ls->rewinds + ls->rebalances + ls->producer_restarts != p->child.epoch) {
         /* a transaction aborted since the fork (a consumer restart may do so without a
          * revoke): the state it copied may hold events that never committed */
         fs_log_info("snapshot dropped: a transaction aborted while it was cut",
@@ -511,7 +511,7 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
         p->last_snapshot_ms = now;
         p->snapshot_next = (i + 1) % p->nassigned;
         if (p->snapshot_child_on && part != p->child_failed_part &&
-            snapshot_fork(p, part, i, st, hw, since, ls->aborts + ls->rebalances + ls->producer_restarts) == 0)
+            snapshot_fork(p, part, i, st, hw, since, ls->aborts + ls->rewinds + ls->rebalances + ls->producer_restarts) == 0)
             break; /* collected on a later turn */
         if (part == p->child_failed_part)
             p->child_failed_part = -1; /* its next one tries a child again */

@@ -103,6 +103,10 @@ typedef struct {
     uint64_t records;   /* records handled in committed transactions */
     uint64_t commits;   /* transactions committed */
     uint64_t aborts;    /* transactions aborted */
+    uint64_t rewinds;   /* the worker's state rolled back to the committed one: after a failed
+                         * record (whether or not a transaction was open: one that fails
+                         * first in a batch while the last commit runs has none to abort), an
+                         * abort or a producer restart */
     uint64_t producer_restarts;
     uint64_t rebalances;
 } fs_txn_loop_stats;
