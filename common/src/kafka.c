@@ -219,9 +219,10 @@ rd_kafka_t *fs_kafka_new(const fs_common_config *cfg, const fs_kafka_client *c, 
     if (conf_set(conf, "bootstrap.servers", cfg->brokers, err) ||
         conf_set(conf, "client.id", c->client_id ? c->client_id : "flashsale", err) ||
         /* After a connection fails, librdkafka waits before the next try, doubling the wait
-         * up to this bound (10 s by default). A broker back from a restart of ~15 s was then
-         * seen up to 10 s late by each client: a processor's commit, blocked on the broker,
-         * returned 4.7 s after the broker was back, and decisions resumed only then
+         * up to this bound (10 s by default). A broker back from a restart was then seen up
+         * to 10 s late by each client: a processor's commit, blocked on the broker, returned
+         * ~4.6 s after the system was up again, and decisions resumed only then. With 1 s,
+         * orders were decided again 18.5-20.5 s after a broker SIGKILL instead of 24.7-26.8 s
          * (perf/RESULTS.md, 2026-12-07, kill-broker). Our brokers are few and near: a try a
          * second costs nothing. FLASHSALE_RECONNECT_BACKOFF_MAX_MS for measurement. */
         conf_set(conf, "reconnect.backoff.max.ms", env_or("FLASHSALE_RECONNECT_BACKOFF_MAX_MS", "1000"), err) ||
