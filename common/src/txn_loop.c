@@ -33,7 +33,13 @@ struct fs_txn_loop {
     rd_kafka_topic_partition_list_t *offsets; /* next offsets of the open transaction */
 
     int need_reset;     /* abort happened in a callback: rebuild + rewind before going on */
-    int lost_logged;    /* "assignment lost" said for this loss (cleared at the next assign) */
+    int lost_waiting;   /* a rewind found the assignment lost and waits for its revoke (said
+                         * and counted once; cleared by the revoke, or by a rewind that finds
+                         * it unassigned without one) */
+    /* What on_assign was last given through the rebalance callback, until its revoke: a
+     * fatal consumer error makes librdkafka unassign by itself, with no callback, and the
+     * worker's state of those partitions must still be dropped. */
+    rd_kafka_topic_partition_list_t *assigned;
     volatile sig_atomic_t *stop; /* the caller's stop flag, seen by callbacks too */
     int fatal;          /* stop: unrecoverable */
     int abandoned;      /* stop: asked to while an assignment's setup kept failing */
@@ -158,6 +164,17 @@ static void resolve_start_offsets(rd_kafka_t *rk, rd_kafka_topic_partition_list_
 static int commit_finish(fs_txn_loop *l, fs_err *err);
 static void pending_clear(fs_txn_loop *l);
 
+/* The partitions went without a revoke callback: drop the worker's state of them. */
+static void drop_assigned(fs_txn_loop *l)
+{
+    if (!l->assigned)
+        return;
+    if (l->assigned->cnt > 0 && l->conf.on_revoke)
+        l->conf.on_revoke(l->conf.app, l, l->assigned);
+    rd_kafka_topic_partition_list_destroy(l->assigned);
+    l->assigned = NULL;
+}
+
 /* Roll the worker back to committed state: rebuild every assigned partition and seek the
  * consumer to the committed offsets. Used after an abort and after a producer restart.
  * Returns 0 when done, 1 when the assignment is lost (nothing rebuilt: the caller waits for
@@ -181,6 +198,8 @@ static int rewind_to_committed(fs_txn_loop *l, fs_err *err)
     if (rd_kafka_assignment(l->consumer, &parts) || !parts)
         return fs_err_set(err, FS_ERR_RETRIABLE, 0, "assignment unavailable");
     int rc = 0;
+    if (parts->cnt == 0) /* unassigned by librdkafka itself (a fatal consumer error) */
+        drop_assigned(l);
     if (parts->cnt > 0) {
         if (l->conf.on_revoke)
             l->conf.on_revoke(l->conf.app, l, parts);
@@ -482,7 +501,6 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     l->stats.rebalances++;
     if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         fs_log_info("partitions assigned", json_pack("{s:i}", "count", parts->cnt));
-        l->lost_logged = 0;
         for (;;) {
             /* Committed offsets first (require_stable under read_committed waits for any
              * pending transactional offset commit), then rebuild state up to the changelog's
@@ -506,6 +524,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
             sleep(1);
         }
         resolve_start_offsets(rk, parts);
+        if (l->assigned)
+            rd_kafka_topic_partition_list_destroy(l->assigned);
+        l->assigned = rd_kafka_topic_partition_list_copy(parts);
         rd_kafka_assign(rk, parts);
     } else if (code == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         fs_log_info("partitions revoked", json_pack("{s:i,s:b}", "count", parts->cnt, "lost",
@@ -522,8 +543,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
             }
         }
         l->need_reset = 0; /* the partitions are gone: nothing to rewind */
+        l->lost_waiting = 0;
         if (l->conf.on_revoke)
             l->conf.on_revoke(l->conf.app, l, parts);
+        if (l->assigned)
+            rd_kafka_topic_partition_list_destroy(l->assigned);
+        l->assigned = NULL;
         rd_kafka_assign(rk, NULL);
     } else {
         fs_log_error("rebalance error", json_pack("{s:s}", "error", rd_kafka_err2str(code)));
@@ -569,11 +594,10 @@ static int consumer_restart(fs_txn_loop *l, fs_err *err)
         *err = aerr;
         return -1;
     }
-    rd_kafka_topic_partition_list_t *a = NULL;
-    if (!rd_kafka_assignment(l->consumer, &a) && a && a->cnt > 0 && l->conf.on_revoke)
-        l->conf.on_revoke(l->conf.app, l, a);
-    if (a)
-        rd_kafka_topic_partition_list_destroy(a);
+    /* librdkafka has unassigned already (no callback) when it raises a fatal error:
+     * rd_kafka_assignment() is empty by now, so the worker is given what it was last
+     * assigned. */
+    drop_assigned(l);
     int max = l->conf.max_producer_restarts ? l->conf.max_producer_restarts : 5;
     if (++l->restarts_in_row > max)
         return fs_err_set(err, FS_ERR_FATAL, 0, "consumer failed fatally %d times in a row", max);
@@ -584,6 +608,7 @@ static int consumer_restart(fs_txn_loop *l, fs_err *err)
     rd_kafka_destroy_flags(l->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     l->consumer = NULL;
     l->need_reset = 0;
+    l->lost_waiting = 0;
     return consumer_new(l, err);
 }
 
@@ -717,9 +742,12 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
              * next assignment (which rebuilds). */
             if (r == 0) {
                 l->need_reset = 0;
-                l->stats.rewinds++;
-            } else if (!l->lost_logged) {
-                l->lost_logged = 1;
+                if (l->lost_waiting) /* the loss, counted, ended without a revoke callback */
+                    l->lost_waiting = 0;
+                else
+                    l->stats.rewinds++;
+            } else if (!l->lost_waiting) {
+                l->lost_waiting = 1;
                 l->stats.rewinds++; /* the revoke drops the state; the assignment rebuilds */
                 fs_log_info("assignment lost: no rewind, waiting for the group's next assignment",
                             json_pack("{s:s}", "transactional_id", l->txn_id));
@@ -752,7 +780,9 @@ int fs_txn_loop_run(fs_txn_loop *l, volatile sig_atomic_t *stop, fs_err *err)
                 rd_kafka_message_destroy(m);
             break;
         }
-        if (m && l->need_reset) { /* delivered before a rewind that a callback requested */
+        if (m && l->need_reset && m->err != RD_KAFKA_RESP_ERR__FATAL) {
+            /* delivered before a rewind that a callback requested, or while a lost assignment
+             * waits for its revoke (a fatal error, raised once, is handled below) */
             rd_kafka_message_destroy(m);
             continue;
         }
@@ -860,6 +890,8 @@ void fs_txn_loop_destroy(fs_txn_loop *l)
         rd_kafka_flush(l->producer, 10000);
         rd_kafka_destroy(l->producer);
     }
+    if (l->assigned) /* (the close's revoke has freed it, unless the close failed) */
+        rd_kafka_topic_partition_list_destroy(l->assigned);
     rd_kafka_topic_partition_list_destroy(l->offsets);
     free(l);
 }

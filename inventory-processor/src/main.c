@@ -286,8 +286,8 @@ static int snapshot_in_place(processor *p, fs_txn_loop *loop, int32_t part, cons
  * when the child is done, that one or a later one. The loop commits one transaction at a
  * time and, when one fails, drops every later one and revokes the assignment (fs/txn_loop.h);
  * on_revoke and on_assign kill the child, and snapshot_collect drops a snapshot when the
- * loop aborted, rebalanced or restarted its producer since the fork (a consumer restart
- * aborts without a revoke when it finds no assignment). So the snapshot commits only with
+ * loop aborted, rewound, rebalanced or restarted its producer since the fork. So the
+ * snapshot commits only with
  * every event it reflects, and never reflects one that aborted.
  *
  * The child touches only the state's memory, malloc (safe in a child of a threaded process
@@ -417,7 +417,7 @@ static int snapshot_collect(processor *p, fs_txn_loop *loop, fs_err *err)
     if (ls->aborts + ls->rewinds + ls->rebalances + ls->producer_restarts != p->child.epoch) {
         /* a transaction aborted since the fork (a consumer restart may do so without a
          * revoke): the state it copied may hold events that never committed */
-        fs_log_info("snapshot dropped: a transaction aborted while it was cut",
+        fs_log_info("snapshot dropped: the loop aborted or rewound while it was cut",
                     json_pack("{s:i}", "partition", p->child.partition));
         snapshot_child_end(p, false);
         return 0;
