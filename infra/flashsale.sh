@@ -281,16 +281,18 @@ kafka_node_start() {
   sed -e "s|@PORT@|$(kafka_port "$i")|g" -e "s|@CPORT@|$(kafka_cport "$i")|g" -e "s|@DATA@|$k/data|g" \
       -e "s|@PARTITIONS@|$PARTITIONS|g" -e "s|@NODE@|$i|g" -e "s|@VOTERS@|$(kafka_voters)|g" \
       -e "s|@RF@|$rf|g" -e "s|@MINISR@|$minisr|g" "$here/kafka/server.properties.in" >"$k/server.properties"
-  # A node that stops answering is fenced after 4 s without a heartbeat, not Kafka's default
-  # 9 s. With three nodes its partitions are led elsewhere and its replicas leave the in-sync
-  # sets then: every acks=all write to a partition it held waits until then. With one node,
-  # a node started again after a crash cannot register until its old registration's session
-  # has expired: with the clients' 1 s reconnect bound, orders were decided again 12.0-13.4 s
-  # after a broker SIGKILL instead of 18.6-19.5 s (perf/chaos kill-broker, perf/RESULTS.md
-  # 2026-12-07, session 36). integration.eos_abort's failures with it (session 35) were the
-  # test's count, since fixed. (Before the properties below: the last of a key wins.)
-  printf '%s\n' broker.heartbeat.interval.ms=1000 broker.session.timeout.ms=4000 >>"$k/server.properties"
-  if [ "$NODES" -gt 1 ]; then printf '%s\n' replica.lag.time.max.ms=10000 >>"$k/server.properties"; fi
+  # With three nodes, a node that stops answering is fenced (its partitions led elsewhere, its
+  # replicas out of the in-sync sets) after 4 s without a heartbeat, not Kafka's default 9 s:
+  # every acks=all write to a partition it held waits until then. One node keeps Kafka's
+  # 2 s / 9 s. 1 s / 4 s brought orders back 12.0-13.4 s after a broker SIGKILL instead of
+  # 18.2-20.7 s, but in `make test` the controller fenced its own live broker once ("its
+  # session has timed out", 17 s after a restart, two tests on two cores), and with one node
+  # a fence takes every partition's leader away (perf/RESULTS.md 2026-12-07, session 36).
+  # (Before the properties below: the last of a key wins.)
+  if [ "$NODES" -gt 1 ]; then
+    printf '%s\n' broker.heartbeat.interval.ms=1000 broker.session.timeout.ms=4000 \
+      replica.lag.time.max.ms=10000 >>"$k/server.properties"
+  fi
   local prop props=()
   read -ra props <<<"${FLASHSALE_KAFKA_PROPERTIES:-}"
   for prop in "${props[@]}"; do
