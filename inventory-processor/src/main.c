@@ -135,7 +135,7 @@ static int on_assign(void *app, fs_txn_loop *loop, const rd_kafka_topic_partitio
 {
     processor *p = app;
     (void)loop;
-    snapshot_child_end(p, true); /* (a consumer restart may assign without revoking first) */
+    snapshot_child_end(p, true); /* (an assignment may come without a revoke before it) */
     p->child_failed_part = -1;
     inv_snapshot_loaded *snaps = calloc((size_t)(parts->cnt ? parts->cnt : 1), sizeof *snaps);
     if (!snaps)
@@ -415,8 +415,8 @@ static int snapshot_collect(processor *p, fs_txn_loop *loop, fs_err *err)
     }
     const fs_txn_loop_stats *ls = fs_txn_loop_stats_get(loop);
     if (ls->aborts + ls->rewinds + ls->rebalances + ls->producer_restarts != p->child.epoch) {
-        /* a transaction aborted since the fork (a consumer restart may do so without a
-         * revoke): the state it copied may hold events that never committed */
+        /* the loop aborted, rewound, rebalanced or restarted its producer since the fork:
+         * the state it copied may hold events that never committed */
         fs_log_info("snapshot dropped: the loop aborted or rewound while it was cut",
                     json_pack("{s:i}", "partition", p->child.partition));
         snapshot_child_end(p, false);
