@@ -287,8 +287,7 @@ static int snapshot_in_place(processor *p, fs_txn_loop *loop, int32_t part, cons
  * time and, when one fails, drops every later one and revokes the assignment (fs/txn_loop.h);
  * on_revoke and on_assign kill the child, and snapshot_collect drops a snapshot when the
  * loop aborted, rewound, rebalanced or restarted its producer since the fork. So the
- * snapshot commits only with
- * every event it reflects, and never reflects one that aborted.
+ * snapshot commits only with every event it reflects, and never reflects one that aborted.
  *
  * The child touches only the state's memory, malloc (safe in a child of a threaded process
  * with glibc, which takes its locks around fork(); not promised by POSIX) and its memfd; it
