@@ -24,11 +24,9 @@ sys.path.insert(0, os.path.join(os.path.abspath(sys.argv[1]), "tests", "integrat
 from fsharness import alive, until  # noqa: E402
 
 
-
 def ts(line):
     """A supervisor line's time (UTC, ms), in seconds since the epoch."""
     return calendar.timegm(time.strptime(line["ts"][:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + line["ts"][19:-1])
-
 
 
 class Sup:

@@ -198,9 +198,9 @@ static int rewind_to_committed(fs_txn_loop *l, fs_err *err)
     if (rd_kafka_assignment(l->consumer, &parts) || !parts)
         return fs_err_set(err, FS_ERR_RETRIABLE, 0, "assignment unavailable");
     int rc = 0;
-    if (parts->cnt == 0) /* unassigned by librdkafka itself (a fatal consumer error) */
+    if (parts->cnt == 0) { /* unassigned by librdkafka itself (a fatal consumer error) */
         drop_assigned(l);
-    if (parts->cnt > 0) {
+    } else {
         if (l->conf.on_revoke)
             l->conf.on_revoke(l->conf.app, l, parts);
         rd_kafka_resp_err_t e = rd_kafka_committed(l->consumer, parts, 30000);

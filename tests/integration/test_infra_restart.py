@@ -28,8 +28,6 @@ RUN = os.environ["FLASHSALE_RUN_DIR"]
 BUILD = os.path.abspath(sys.argv[1])
 
 
-
-
 def pid_of(name):
     try:
         p = int(open(os.path.join(RUN, "pids", name + ".pid")).read())
@@ -135,7 +133,6 @@ def test_postgres_killed():
 
 def line_kill(lines, service):
     return lines and lines[0]["service"] == service and lines[0]["signal"] == "KILL"
-
 
 
 def test_redis_stop_is_for_good():
