@@ -73,6 +73,7 @@ struct api_bus {
     pthread_t dr_thread, stream_thread;
     volatile int stop;
     long late_answer_ms; /* FLASHSALE_TEST_LATE_ANSWER_MS (tests): a waiter's result read late */
+    long command_copy_ms; /* FLASHSALE_TEST_COMMAND_COPY_MS (tests): see api_bus_produce */
 
     pthread_mutex_t lock;
     inv_state *views[MAX_PARTITIONS]; /* per partition of inventory.events */
@@ -410,7 +411,6 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         w->r.delivered = true;
         w->r.partition = m->partition;
         w->r.offset = m->offset;
-        w->r.logged_at = fs_kafka_record_time(m);
         held_order *o = w->order_command ? NULL : fs_map_get(b->orders, w->key);
         if (o && o->status == API_ORDER_PENDING) {
             o->partition = m->partition;
@@ -1016,7 +1016,8 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
     if (fs_env_int("FLASHSALE_API_ORDER_MEMORY_MS", 600000, 1000, 7L * 24 * 3600 * 1000,
                    &b->order_memory_ms, err) ||
         fs_env_int("FLASHSALE_API_MAX_ORDERS", 50000, 100, 100000000, &b->max_orders, err) ||
-        fs_env_int("FLASHSALE_TEST_LATE_ANSWER_MS", 0, 0, 60000, &b->late_answer_ms, err)) {
+        fs_env_int("FLASHSALE_TEST_LATE_ANSWER_MS", 0, 0, 60000, &b->late_answer_ms, err) ||
+        fs_env_int("FLASHSALE_TEST_COMMAND_COPY_MS", 0, 0, 60000, &b->command_copy_ms, err)) {
         pthread_mutex_destroy(&b->lock);
         free(b);
         return NULL;
@@ -1372,6 +1373,19 @@ int api_bus_produce(api_bus *b, api_waiter *w, const char *product_id, const voi
     if (b->reply_fd >= 0) { /* answer at the decision (fs/reply.h) */
         rd_kafka_header_add(h, "reply-to", -1, b->reply_to, -1);
         rd_kafka_header_add(h, "reply-token", -1, w->token, -1);
+    }
+    if (b->command_copy_ms > 0) {
+        /* Fault injection for the tests: the command is appended twice, as the idempotent
+         * producer can do when it re-sends a possibly persisted batch under a new epoch
+         * (see api_order_end). This copy, no waiter's, goes first; the waiter's own follows
+         * command_copy_ms later, so its delivery report names the later append. */
+        rd_kafka_headers_t *hc = rd_kafka_headers_copy(h);
+        if (rd_kafka_producev(b->producer, RD_KAFKA_V_TOPIC(FS_TOPIC_INVENTORY_COMMANDS),
+                              RD_KAFKA_V_KEY(product_id, strlen(product_id)),
+                              RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_HEADERS(hc),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END))
+            rd_kafka_headers_destroy(hc);
+        usleep((useconds_t)b->command_copy_ms * 1000);
     }
     pthread_mutex_lock(&b->lock);
     w->refs++; /* the delivery report's reference */

@@ -536,20 +536,14 @@ int api_order_end(api_order_call *c, const api_wait_result *res)
         fs_metrics_decision_latency((double)(fs_mono_ms() - c->t0));
         return answer_decision(req, a, &r);
     }
-    if (r.delivered && r.logged_at > c->accept_by) {
-        /* Appended after its deadline (a broker that stalled with the request unread): the
-         * processor will refuse it TIMED_OUT, the fence of a refusal, so that is the answer
-         * now, not 202. The order id names a refusal only: the key is free again. */
-        fs_metrics_produce_error();
-        if (idem)
-            idem_release(a, member, idem);
-        inv_reject_answer why = inv_reject_answer_of(INV_R_TIMED_OUT);
-        int st = fs_http_error(req, why.http_status, why.code, why.message, "Retry-After: 1\r\n");
-        /* a refusal said before the decision: the audit holds it to the committed one */
-        api_bus_record_answer(a->bus, c->order_id, member, c->pid, c->qty, "REJECTED", "TIMED_OUT", 0,
-                              "delivery", st);
-        return st;
-    }
+    /* In the log, not decided yet: 202, even when the delivery report's append time is past
+     * accept_by. Such a copy would be refused TIMED_OUT, but it need not be the only copy:
+     * the idempotent producer re-sends a possibly persisted batch under a new epoch when an
+     * older message times out in its queue (librdkafka's INTRODUCTION.md, "Message timeout
+     * considerations"), so an earlier copy may have been appended in time, and the processor
+     * decides the first copy. Answered 503 TIMED_OUT from such a report, a buyer heard "no"
+     * while a unit was reserved for them (perf/chaos kill-broker, 2026-12-07). Only the
+     * decision tells: it follows the Location. */
     int st = send_pending(req, a, c->order_id, &r);
     api_bus_record_answer(a->bus, c->order_id, member, c->pid, c->qty, "PENDING", "", 0, "none", st);
     return st;

@@ -4,7 +4,7 @@ inventory processor, order placement with an immediate answer).
 
     test_core.py BUILD_DIR SCENARIO
     SCENARIO: burst | rules | idempotency | bad_input | crash | rebalance | dead_letter |
-              answers_crash | outage
+              answers_crash | outage | late_copy
 
 Every scenario ends by re-deriving inventory from inventory.events (fsharness.derive, its
 own rules) and checking: no oversell, no undersell, conservation, event counters equal the
@@ -621,6 +621,58 @@ def scenario_outage(bindir):
               "reserved (each answered 504)"
               % (len(answers), dict(statuses), len(frozen), sum(1 for o in frozen if o not in named),
                  fenced, sum(1 for d in decision.values() if d[0] == "StockReserved")))
+
+
+def scenario_late_copy(bindir):
+    """A command in the log twice, the waiter's copy appended after its accept_by: the
+    idempotent producer can do that when it re-sends a possibly persisted batch under a new
+    epoch. The processor decides the first copy, appended in time, so the order is RESERVED,
+    and the API, which hears only of the later append, must not answer 503 ORDER_TIMED_OUT
+    (it did: a buyer told "no" while a unit was reserved for them). The copies are made by
+    FLASHSALE_TEST_COMMAND_COPY_MS; the processor is paused until both are in the log, as a
+    killed broker's outage kept it from deciding."""
+    import subprocess
+    with System(bindir, api_env={"FLASHSALE_TEST_COMMAND_COPY_MS": "2600"}) as s:
+        pid = s.create_product(stock=10, name="late copy")
+        member, tok = s.member()
+        s.procs["inv-a"].send_signal(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            st, h, body = s.order(tok, pid)
+            took = time.monotonic() - t0
+        finally:
+            s.procs["inv-a"].send_signal(signal.SIGCONT)
+        assert st == 202 and body["status"] == "PENDING", (st, body)
+        assert h.get("Location") == "/api/orders/" + body["order_id"], h
+        oid = body["order_id"]
+        s.wait_all_decided(timeout=60)
+        copies = [r for r in s.dump("inventory.commands")
+                  if r.get("type") == "ReserveStock" and r["value"]["order_id"] == oid]
+        assert len(copies) == 2, copies
+        accept_by = copies[0]["value"]["accept_by"]["long"]
+        assert copies[0]["timestamp"] <= accept_by < copies[1]["timestamp"], \
+            [(c["timestamp"], accept_by) for c in copies]
+        committed = committed_decisions(s)
+        assert committed[oid][:2] == ("RESERVED", ""), committed.get(oid)
+        deadline = time.time() + 30
+        while True:  # the order's own view, as the buyer follows the Location
+            st, _, o = s.request("GET", "/api/orders/" + oid, token=tok)
+            if st == 200 and o["status"] == "RESERVED":
+                break
+            assert time.time() < deadline, (st, o)
+            time.sleep(0.2)
+        answers = [r["value"] for r in s.dump("orders.answers")
+                   if r.get("type") == "OrderAnswered" and r["value"]["order_id"] == oid]
+        assert [(a["status"], a["http_status"]) for a in answers] == [("PENDING", 202)], answers
+        audit = subprocess.run([os.path.join(bindir, "projections", "flashsale-audit"), "--no-read-models"],
+                               capture_output=True, text=True, timeout=600)
+        assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr[-2000:]
+        line = [l for l in audit.stdout.splitlines() if "answers:" in l]
+        assert line and " 0 difference(s)" in line[0], audit.stdout
+        check_log(s, [oid])
+        print("late copy: appended in time and again %d ms after accept_by; answered 202 in %.1f s "
+              "(not 503), decided RESERVED from the first copy; audit: %s"
+              % (copies[1]["timestamp"] - accept_by, took, line[0].strip()))
 
 
 if __name__ == "__main__":
