@@ -166,6 +166,17 @@ static void *relay_main(void *arg)
                 PQclear(PQexec(c, "DELETE FROM outbox WHERE sent_at IS NOT NULL"));
         }
         int n = c ? relay_once(r, c, p, &err) : -1;
+        char why[256];
+        if (rd_kafka_fatal_error(p, why, sizeof why)) {
+            /* An idempotent producer's fatal error fails every produce from then on; the rows
+             * it could not send stay in the outbox, and a new producer sends them. */
+            fs_log_error("outbox relay: producer failed fatally; recreating it", json_pack("{s:s}", "error", why));
+            rd_kafka_destroy_flags(p, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+            p = NULL;
+            atomic_store(&r->failed_deliveries, 0);
+            relay_wait(r);
+            continue;
+        }
         if (n < 0 && fs_mono_ms() - last_warn > 10000) {
             last_warn = fs_mono_ms();
             fs_log_warn("outbox relay waiting (messages stay in the outbox)", json_pack("{s:s}", "error", err.msg));
