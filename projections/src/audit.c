@@ -228,8 +228,8 @@ static int audit_once(int argc, char **argv, bool may_retry)
     printf("flashsale-audit: %zu commands, %zu inventory events, %zu order snapshots%s\n",
            a.cmds.n, a.evs.n, a.orders.n, at ? " (up to --at)" : "");
     printf("  replay: %llu commands re-decided with the processor's rules, %llu not decided "
-           "yet\n",
-           (unsigned long long)replayed, (unsigned long long)a.pending);
+           "yet, %llu repeated (an order line appended again: ignored, as by the processor)\n",
+           (unsigned long long)replayed, (unsigned long long)a.pending, (unsigned long long)a.repeated);
     printf("  products %zu, order lines decided %zu, reservations %zu (%llu unsettled), orders %zu\n",
            fs_map_size(products), fs_map_size(decided), fs_map_size(resv),
            (unsigned long long)lc.unsettled, fs_map_size(orders));
@@ -267,6 +267,7 @@ static int audit_once(int argc, char **argv, bool may_retry)
                                 "order_snapshots", (json_int_t)a.orders.n, "replayed",
                                 (json_int_t)replayed, "violations", violations);
         json_object_set_new(rep, "pending_commands", json_integer((json_int_t)a.pending));
+        json_object_set_new(rep, "repeated_commands", json_integer((json_int_t)a.repeated));
         json_object_set_new(rep, "read_models", rm ? rm : json_null());
         json_object_set_new(rep, "answers",
                             have_answers ? json_pack("{s:I,s:I,s:I,s:I,s:I}", "compared", (json_int_t)ast.compared,

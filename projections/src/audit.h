@@ -100,6 +100,7 @@ typedef struct {
      * the answers commit in one transaction). -1: not known (a copy, --at, or no group). */
     int64_t decided_upto[MAX_PARTITIONS];
     uint64_t pending; /* commands at or after it, not decided yet: not a violation */
+    uint64_t repeated; /* commands whose order line was already decided (appended again) */
     fs_map *pending_orders; /* the orders those commands name (order id -> 1) */
 } audit_ctx;
 

@@ -91,8 +91,10 @@ void audit_check_replay(audit_ctx *a, uint64_t *replayed)
                 continue;
             }
             inv_event want;
-            if (c->offset <= inv_state_last_command_offset(st) ||
-                inv_decide(st, c->cmd, &want) == INV_DUPLICATE) {
+            bool covered = c->offset <= inv_state_last_command_offset(st);
+            if (covered || inv_decide(st, c->cmd, &want) == INV_DUPLICATE) {
+                if (!covered)
+                    a->repeated++;
                 if (got)
                     audit_violation("replay", c->cmd->order_id, c->cmd->product_id, part, c->offset,
                               "a repeated command was answered again (%s)",

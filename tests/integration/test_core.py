@@ -12,6 +12,7 @@ re-derived state, and every order the API acknowledged has exactly one decision.
 import collections
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -669,6 +670,8 @@ def scenario_late_copy(bindir):
         assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr[-2000:]
         line = [l for l in audit.stdout.splitlines() if "answers:" in l]
         assert line and " 0 difference(s)" in line[0], audit.stdout
+        replay = [l for l in audit.stdout.splitlines() if "replay:" in l]
+        assert replay and re.search(r"[1-9]\d* repeated", replay[0]), audit.stdout  # the second copy
         check_log(s, [oid])
         print("late copy: appended in time and again %d ms after accept_by; answered 202 in %.1f s "
               "(not 503), decided RESERVED from the first copy; audit: %s"
