@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 
@@ -169,7 +170,11 @@ class System:
 
     # --- processes -------------------------------------------------------------------
     def _spawn(self, exe, env, logname):
-        log = open(os.path.join(self.logdir, logname), "ab")
+        path = os.path.join(self.logdir, logname)
+        if not hasattr(self, "_log_start"):
+            self._log_start = {}
+        self._log_start.setdefault(path, os.path.getsize(path) if os.path.exists(path) else 0)
+        log = open(path, "ab")
         return subprocess.Popen(exe if isinstance(exe, list) else [exe], env=env, stdout=log, stderr=log)
 
     def start_processor(self, name):
@@ -298,7 +303,31 @@ class System:
     def __enter__(self):
         return self.start()
 
+    def print_problems(self, per_log=15):
+        """The warnings and errors the services logged since this System started them (the
+        logs are shared by the whole run), last per_log of each log: the evidence a failed
+        test leaves in ctest's output, which CI shows. Refused connections are left out."""
+        for path, start in sorted(getattr(self, "_log_start", {}).items()):
+            try:
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    lines = f.read().decode(errors="replace").splitlines()
+            except OSError:
+                continue
+            bad = [l for l in lines if ('"level":"warn"' in l or '"level":"error"' in l)
+                   and "Connection refused" not in l and "brokers are down" not in l]
+            if bad:
+                print("== %s: %d warnings/errors since the test started its service; the last %d:"
+                      % (os.path.basename(path), len(bad), min(per_log, len(bad))), file=sys.stderr)
+                for l in bad[-per_log:]:
+                    print("   " + l[:400], file=sys.stderr)
+
     def __exit__(self, *exc):
+        if exc[0] is not None and issubclass(exc[0], AssertionError):
+            try:
+                self.print_problems()
+            except Exception as e:  # never hide the test's own failure
+                print("(could not read the service logs: %s)" % e, file=sys.stderr)
         try:
             self.stop()
         finally:
