@@ -1374,11 +1374,12 @@ int api_bus_produce(api_bus *b, api_waiter *w, const char *product_id, const voi
         rd_kafka_header_add(h, "reply-to", -1, b->reply_to, -1);
         rd_kafka_header_add(h, "reply-token", -1, w->token, -1);
     }
-    if (b->command_copy_ms > 0) {
-        /* Fault injection for the tests: the command is appended twice, as the idempotent
-         * producer can do when it re-sends a possibly persisted batch under a new epoch
-         * (see api_order_end). This copy, no waiter's, goes first; the waiter's own follows
-         * command_copy_ms later, so its delivery report names the later append. */
+    if (b->command_copy_ms > 0 && !strcmp(event_type, "ReserveStock")) {
+        /* Fault injection for the tests: an order's command is appended twice, as the
+         * idempotent producer can do when it re-sends a possibly persisted batch under a new
+         * epoch (see api_order_end). This copy, no waiter's, goes first; the waiter's own
+         * follows command_copy_ms later, so its delivery report names the later append. The
+         * sleep holds the calling thread (on the order front, its event loop): a test knob. */
         rd_kafka_headers_t *hc = rd_kafka_headers_copy(h);
         if (rd_kafka_producev(b->producer, RD_KAFKA_V_TOPIC(FS_TOPIC_INVENTORY_COMMANDS),
                               RD_KAFKA_V_KEY(product_id, strlen(product_id)),

@@ -50,9 +50,15 @@ static int send_decision(fs_http_req *req, const inv_event *ev)
 }
 
 /* Sends the decision and records the answer (orders.answers) for the audit. */
-static int answer_decision(fs_http_req *req, api_ctx *a, const api_wait_result *r)
+static void idem_release(api_ctx *a, const char *member, const char *key);
+
+/* A refusal TIMED_OUT says "not placed, try again": the Idempotency-Key that named the order is
+ * free again, so that the same request sent again makes a new order (as after any 503). */
+static int answer_decision(fs_http_req *req, api_ctx *a, const api_wait_result *r, const char *idem)
 {
     const inv_event *ev = &r->ev;
+    if (idem && ev->type == INV_EV_REJECTED && ev->reason == INV_R_TIMED_OUT)
+        idem_release(a, ev->member_id, idem);
     int status = send_decision(req, ev);
     bool reserved = ev->type == INV_EV_RESERVED;
     api_bus_record_answer(a->bus, ev->order_id, ev->member_id, ev->product_id, ev->quantity,
@@ -511,7 +517,7 @@ int api_order_end(api_order_call *c, const api_wait_result *res)
     c->w = NULL;
     if (c->existing) {
         if (r.decided)
-            return answer_decision(req, a, &r);
+            return answer_decision(req, a, &r, idem);
         int st = send_pending(req, a, c->order_id, &r);
         api_bus_record_answer(a->bus, c->order_id, member, c->pid, c->qty, "PENDING", "", 0, "none", st);
         return st;
@@ -534,14 +540,15 @@ int api_order_end(api_order_call *c, const api_wait_result *res)
         r.decided = false; /* not this order's decision: never answered as one */
     if (r.decided) {
         fs_metrics_decision_latency((double)(fs_mono_ms() - c->t0));
-        return answer_decision(req, a, &r);
+        return answer_decision(req, a, &r, idem);
     }
     /* In the log, not decided yet: 202, even when the delivery report's append time is past
      * accept_by. Such a copy would be refused TIMED_OUT, but it need not be the only copy:
-     * the idempotent producer re-sends a possibly persisted batch under a new epoch when an
-     * older message times out in its queue (librdkafka's INTRODUCTION.md, "Message timeout
-     * considerations"), so an earlier copy may have been appended in time, and the processor
-     * decides the first copy. Answered 503 TIMED_OUT from such a report, a buyer heard "no"
+     * when a message times out in a partition's queue, the idempotent producer bumps its
+     * epoch and renumbers what is left (librdkafka's INTRODUCTION.md, "Message timeout
+     * considerations"), so a batch the broker appended but never acknowledged goes again as
+     * new (confluentinc/librdkafka#4953). An earlier copy may have been appended in time, and
+     * the processor decides the first copy. Answered 503 TIMED_OUT from such a report, a buyer heard "no"
      * while a unit was reserved for them (perf/chaos kill-broker, 2026-12-07). Only the
      * decision tells: it follows the Location. */
     int st = send_pending(req, a, c->order_id, &r);

@@ -171,7 +171,7 @@ static void *relay_main(void *arg)
             /* An idempotent producer's fatal error fails every produce from then on; the rows
              * it could not send stay in the outbox, and a new producer sends them. */
             fs_log_error("outbox relay: producer failed fatally; recreating it", json_pack("{s:s}", "error", why));
-            rd_kafka_destroy_flags(p, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+            rd_kafka_destroy(p);
             p = NULL;
             atomic_store(&r->failed_deliveries, 0);
             relay_wait(r);

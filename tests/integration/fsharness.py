@@ -323,7 +323,7 @@ class System:
                     print("   " + l[:400], file=sys.stderr)
 
     def __exit__(self, *exc):
-        if exc[0] is not None and issubclass(exc[0], AssertionError):
+        if exc[0] is not None and not issubclass(exc[0], KeyboardInterrupt):
             try:
                 self.print_problems()
             except Exception as e:  # never hide the test's own failure
