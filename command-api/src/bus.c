@@ -73,7 +73,8 @@ struct api_bus {
     pthread_t dr_thread, stream_thread;
     volatile int stop;
     long late_answer_ms; /* FLASHSALE_TEST_LATE_ANSWER_MS (tests): a waiter's result read late */
-    long command_copy_ms; /* FLASHSALE_TEST_COMMAND_COPY_MS (tests): see api_bus_produce */
+    long command_copy_ms;  /* FLASHSALE_TEST_COMMAND_COPY_MS (tests): see api_bus_produce */
+    long command_delay_ms; /* FLASHSALE_TEST_COMMAND_DELAY_MS (tests): see api_bus_produce */
 
     pthread_mutex_t lock;
     inv_state *views[MAX_PARTITIONS]; /* per partition of inventory.events */
@@ -1017,7 +1018,8 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
                    &b->order_memory_ms, err) ||
         fs_env_int("FLASHSALE_API_MAX_ORDERS", 50000, 100, 100000000, &b->max_orders, err) ||
         fs_env_int("FLASHSALE_TEST_LATE_ANSWER_MS", 0, 0, 60000, &b->late_answer_ms, err) ||
-        fs_env_int("FLASHSALE_TEST_COMMAND_COPY_MS", 0, 0, 60000, &b->command_copy_ms, err)) {
+        fs_env_int("FLASHSALE_TEST_COMMAND_COPY_MS", 0, 0, 60000, &b->command_copy_ms, err) ||
+        fs_env_int("FLASHSALE_TEST_COMMAND_DELAY_MS", 0, 0, 60000, &b->command_delay_ms, err)) {
         pthread_mutex_destroy(&b->lock);
         free(b);
         return NULL;
@@ -1387,6 +1389,10 @@ int api_bus_produce(api_bus *b, api_waiter *w, const char *product_id, const voi
                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END))
             rd_kafka_headers_destroy(hc);
         usleep((useconds_t)b->command_copy_ms * 1000);
+    } else if (b->command_delay_ms > 0 && !strcmp(event_type, "ReserveStock")) {
+        /* Fault injection for the tests: the order's only copy is produced this late, so that
+         * it is appended after its accept_by and refused TIMED_OUT. */
+        usleep((useconds_t)b->command_delay_ms * 1000);
     }
     pthread_mutex_lock(&b->lock);
     w->refs++; /* the delivery report's reference */

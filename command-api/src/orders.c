@@ -46,7 +46,7 @@ static int send_decision(fs_http_req *req, const inv_event *ev)
                         json_pack("{s:{s:s,s:s,s:s,s:s}}", "error", "code", why.code, "message",
                                   why.message, "request_id", req->request_id,
                                   "order_id", ev->order_id),
-                        NULL);
+                        why.http_status == 503 ? "Retry-After: 1\r\n" : NULL); /* TIMED_OUT */
 }
 
 /* Sends the decision and records the answer (orders.answers) for the audit. */

@@ -686,6 +686,27 @@ def scenario_late_copy(bindir):
               "(not 503), decided RESERVED from the first copy; audit: %s"
               % (copies[1]["timestamp"] - accept_by, took, line[0].strip()))
 
+    # The only copy late (FLASHSALE_TEST_COMMAND_DELAY_MS): refused TIMED_OUT, answered 503
+    # from that decision, and its Idempotency-Key freed: the same request again is a new order.
+    with System(bindir, api_env={"FLASHSALE_TEST_COMMAND_DELAY_MS": "2600",
+                                 "FLASHSALE_DECISION_WAIT_MS": "5000"}) as s:
+        pid = s.create_product(stock=10, name="late only")
+        member, tok = s.member()
+        key = {"Idempotency-Key": "late-" + uuid.uuid4().hex[:8]}
+        st, h, body = s.order(tok, pid, headers=key)
+        assert st == 503 and body["error"]["code"] == "ORDER_TIMED_OUT", (st, body)
+        assert h.get("Retry-After"), h
+        st, _, again = s.order(tok, pid, headers=key)  # sent again: a new order, late again
+        assert st == 503 and again["error"]["code"] == "ORDER_TIMED_OUT", (st, again)
+        s.wait_all_decided(timeout=60)
+        mine = [r for r in s.dump("inventory.commands")
+                if r.get("type") == "ReserveStock" and r["value"]["member_id"] == member]
+        assert len({r["value"]["order_id"] for r in mine}) == 2, mine  # two orders, not one twice
+        committed = committed_decisions(s)
+        assert all(committed[r["value"]["order_id"]][:2] == ("REJECTED", "TIMED_OUT") for r in mine)
+        print("late only: refused TIMED_OUT and answered 503 from the decision; the same "
+              "Idempotency-Key again made a second order (the key was freed)")
+
 
 if __name__ == "__main__":
     bindir, name = sys.argv[1], sys.argv[2]
