@@ -548,9 +548,9 @@ int api_order_end(api_order_call *c, const api_wait_result *res)
      * epoch and renumbers what is left (librdkafka's INTRODUCTION.md, "Message timeout
      * considerations"), so a batch the broker appended but never acknowledged goes again as
      * new (confluentinc/librdkafka#4953). An earlier copy may have been appended in time, and
-     * the processor decides the first copy. Answered 503 TIMED_OUT from such a report, a buyer heard "no"
-     * while a unit was reserved for them (perf/chaos kill-broker, 2026-12-07). Only the
-     * decision tells: it follows the Location. */
+     * the processor decides the first copy. Answered 503 TIMED_OUT from such a report, a
+     * buyer heard "no" while a unit was reserved for them (perf/chaos kill-broker,
+     * 2026-12-07). Only the decision tells: it follows the Location. */
     int st = send_pending(req, a, c->order_id, &r);
     api_bus_record_answer(a->bus, c->order_id, member, c->pid, c->qty, "PENDING", "", 0, "none", st);
     return st;

@@ -521,7 +521,7 @@ int main(void)
      * revoke commits the stored offsets, and librdkafka 2.0.2 sometimes left that request
      * in the coordinator's out-queue until it timed out (60 s by default), the group
      * waiting for it: no notification for a minute after the broker was back (2 of 32
-     * broker restarts in a loop of integration.members' outage, 2026-12-08: "Timed out 0
+     * broker restarts in a loop of integration.members' outage, 2026-12-07: "Timed out 0
      * in-flight, 0 retry-queued, 1 out-queue"). Every request of this consumer is small and
      * its fetch waits 100 ms at most, so 10 s bounds that wait and nothing else. */
     rd_kafka_t *c = fs_kafka_new(

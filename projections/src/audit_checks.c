@@ -441,7 +441,7 @@ void audit_check_leak(void *ctx, const char *key, void *value)
  * quantity. A sold-out answer from the API's view (no command sent) must name a product that
  * the committed log had already sold out when the answer was given. A TIMED_OUT refusal
  * answered from the command's delivery report (source "delivery": appended after its
- * accept_by; written by APIs before 2026-12-08, as an older log holds) must be the committed
+ * accept_by; written by APIs before 2026-12-07, as an older log holds) must be the committed
  * decision too. PENDING answers say nothing to check. */
 
 
