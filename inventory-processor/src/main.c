@@ -85,7 +85,7 @@ typedef struct {
         int index;      /* its index in assigned[] */
         int64_t since;  /* its decisions since the last snapshot before the fork, given
                          * back if the child fails */
-        uint64_t epoch; /* the loop's aborts + rebalances + producer restarts at the fork */
+        uint64_t epoch; /* loop_epoch at the fork */
         int64_t changelog_offset, last_command_offset, horizon, decided_lines, reservations;
         double forked_us, fork_ms;
     } child;
@@ -296,6 +296,13 @@ static int snapshot_in_place(processor *p, fs_txn_loop *loop, int32_t part, cons
  * must stay on it. It inherits the process's other descriptors until it exits. The OOM
  * killer takes it first. Exit codes: 2 out of memory, 3 the memfd write failed, 4 the
  * processor was gone (or PR_SET_PDEATHSIG could not be set). */
+/* What a snapshot's fork remembers, to learn later whether the loop aborted, rewound,
+ * rebalanced or restarted its producer in between (snapshot_collect). */
+static uint64_t loop_epoch(const fs_txn_loop_stats *ls)
+{
+    return ls->aborts + ls->rewinds + ls->rebalances + ls->producer_restarts;
+}
+
 static _Noreturn void snapshot_child_main(const inv_state *st, int fd, pid_t parent)
 {
     signal(SIGTERM, SIG_IGN);
@@ -413,7 +420,7 @@ static int snapshot_collect(processor *p, fs_txn_loop *loop, fs_err *err)
         return 0;
     }
     const fs_txn_loop_stats *ls = fs_txn_loop_stats_get(loop);
-    if (ls->aborts + ls->rewinds + ls->rebalances + ls->producer_restarts != p->child.epoch) {
+    if (loop_epoch(ls) != p->child.epoch) {
         /* the loop aborted, rewound, rebalanced or restarted its producer since the fork:
          * the state it copied may hold events that never committed */
         fs_log_info("snapshot dropped: the loop aborted or rewound while it was cut",
@@ -510,7 +517,7 @@ static int on_tick(void *app, fs_txn_loop *loop, fs_err *err)
         p->last_snapshot_ms = now;
         p->snapshot_next = (i + 1) % p->nassigned;
         if (p->snapshot_child_on && part != p->child_failed_part &&
-            snapshot_fork(p, part, i, st, hw, since, ls->aborts + ls->rewinds + ls->rebalances + ls->producer_restarts) == 0)
+            snapshot_fork(p, part, i, st, hw, since, loop_epoch(ls)) == 0)
             break; /* collected on a later turn */
         if (part == p->child_failed_part)
             p->child_failed_part = -1; /* its next one tries a child again */

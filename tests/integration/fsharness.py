@@ -119,6 +119,16 @@ def until(what, cond, timeout=10.0, every=0.02):
         time.sleep(every)
 
 
+def audit(bindir, *args):
+    """flashsale-audit with args: its exit status, its summary, its JSON report."""
+    out = "/tmp/audit-%s.json" % uuid.uuid4().hex[:8]
+    r = subprocess.run([os.path.join(bindir, "projections", "flashsale-audit"), "--json", out] + list(args),
+                       capture_output=True, timeout=300)
+    report = json.load(open(out))
+    os.unlink(out)
+    return r.returncode, r.stdout.decode(), report
+
+
 def alive(pid):
     """The process exists and is not a zombie."""
     try:
@@ -156,6 +166,7 @@ class System:
         self.api_env = dict(api_env or {})
         self.proc_env = dict(proc_env or {})
         self.procs = {}
+        self._log_start = {}  # log path -> its size when this System first wrote to it
         self.names = list(processors)
         self.sagas = sagas
         self.saga_env = dict(saga_env or {})
@@ -171,8 +182,6 @@ class System:
     # --- processes -------------------------------------------------------------------
     def _spawn(self, exe, env, logname):
         path = os.path.join(self.logdir, logname)
-        if not hasattr(self, "_log_start"):
-            self._log_start = {}
         self._log_start.setdefault(path, os.path.getsize(path) if os.path.exists(path) else 0)
         log = open(path, "ab")
         return subprocess.Popen(exe if isinstance(exe, list) else [exe], env=env, stdout=log, stderr=log)
@@ -307,7 +316,7 @@ class System:
         """The warnings and errors the services logged since this System started them (the
         logs are shared by the whole run), last per_log of each log: the evidence a failed
         test leaves in ctest's output, which CI shows. Refused connections are left out."""
-        for path, start in sorted(getattr(self, "_log_start", {}).items()):
+        for path, start in sorted(self._log_start.items()):
             try:
                 with open(path, "rb") as f:
                     f.seek(start)

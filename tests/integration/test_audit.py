@@ -18,7 +18,7 @@ import avro.io
 import avro.schema
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fsharness import System  # noqa: E402
+from fsharness import System, audit  # noqa: E402
 from test_core import expect  # noqa: E402
 from test_sagas import DAY, wait_status  # noqa: E402
 
@@ -26,15 +26,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEMAS = os.path.join(HERE, "..", "..", "schemas")
 sys.path.insert(0, os.path.join(HERE, "..", "interop"))
 from decode_with_python_avro import crc64_avro  # noqa: E402
-
-
-def audit(bindir, *args):
-    out = "/tmp/audit-%s.json" % uuid.uuid4().hex[:8]
-    r = subprocess.run([os.path.join(bindir, "projections", "flashsale-audit"), "--json", out] + list(args),
-                       capture_output=True, timeout=300)
-    report = json.load(open(out))
-    os.unlink(out)
-    return r.returncode, r.stdout.decode(), report
 
 
 def encode(schema_file, datum):

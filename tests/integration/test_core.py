@@ -19,7 +19,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fsharness import System, derive, mint, percentile  # noqa: E402
+from fsharness import System, audit, derive, mint, percentile  # noqa: E402
 
 
 def check_log(sys_, acknowledged=(), stock_of=None):
@@ -631,22 +631,17 @@ def scenario_late_copy(bindir):
     (it did: a buyer told "no" while a unit was reserved for them). The copies are made by
     FLASHSALE_TEST_COMMAND_COPY_MS; the processor is paused until both are in the log, as a
     killed broker's outage kept it from deciding."""
-    import subprocess
-    import tempfile
-
-    def audit():
-        """The audit's summary and its JSON report."""
-        with tempfile.NamedTemporaryFile(suffix=".json") as f:
-            r = subprocess.run([os.path.join(bindir, "projections", "flashsale-audit"), "--no-read-models",
-                                "--json", f.name], capture_output=True, text=True, timeout=300)
-            assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-            return r.stdout, json.load(open(f.name))
+    def audited():
+        """The audit's summary and its JSON report; it must pass."""
+        rc, out, report = audit(bindir, "--no-read-models")
+        assert rc == 0, out[-3000:]
+        return out, report
 
     with System(bindir, api_env={"FLASHSALE_TEST_COMMAND_COPY_MS": "2600"}) as s:
         pid = s.create_product(stock=10, name="late copy")
         member, tok = s.member()
         s.wait_all_decided(timeout=60)
-        _, before = audit()  # (the topics are the whole run's: other tests may repeat commands too)
+        _, before = audited()  # (the topics are the whole run's: other tests may repeat commands too)
         s.procs["inv-a"].send_signal(signal.SIGSTOP)
         try:
             t0 = time.monotonic()
@@ -676,7 +671,7 @@ def scenario_late_copy(bindir):
         answers = [r["value"] for r in s.dump("orders.answers")
                    if r.get("type") == "OrderAnswered" and r["value"]["order_id"] == oid]
         assert [(a["status"], a["http_status"]) for a in answers] == [("PENDING", 202)], answers
-        out, after = audit()
+        out, after = audited()
         line = [l for l in out.splitlines() if "answers:" in l]
         assert line and " 0 difference(s)" in line[0], out
         assert after["repeated_commands"] - before["repeated_commands"] == 1, \
