@@ -3,6 +3,7 @@
  * Shared state under b->lock: the product view (an inv_state over all partitions), the
  * orders map, the per-partition decided offsets, and the waiters map (key -> list). */
 #include "bus.h"
+#include "metrics.h"
 #include "flashsale/inventory_codec.h"
 #include "flashsale/inventory_snapshot.h"
 #include "flashsale/messages.h"
@@ -67,8 +68,20 @@ struct api_waiter {
 struct api_bus {
     const fs_common_config *cfg;
     const fs_codec *codec;
+    /* The producers, each replaced after a fatal error by the keeper thread (keeper_main):
+     * every other thread uses them only under plock's read side, and the swap is made under
+     * its write side. Writer-preferring: a keeper waiting to swap is not starved by requests. */
+    pthread_rwlock_t plock;
     rd_kafka_t *producer;
     rd_kafka_t *answers; /* orders.answers: batched (linger), off every request's path */
+    pthread_t keeper_thread;
+    char cmd_timeout[24]; /* the commands' message.timeout.ms */
+    long fatal_at;        /* FLASHSALE_TEST_PRODUCER_FATAL_AT (tests): see api_bus_produce */
+    atomic_long reserves; /* ReserveStock commands produced (for fatal_at) */
+    atomic_ulong renewals;
+    atomic_int keeper_stop;
+    pthread_mutex_t unsent_lock;
+    struct unsent_answer *unsent; /* answers a failed producer never sent (answer_dr_cb) */
     held_order *lru_head, *lru_tail; /* b->orders, least recently changed first */
     pthread_t dr_thread, stream_thread;
     volatile int stop;
@@ -424,10 +437,38 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     pthread_mutex_unlock(&b->lock);
 }
 
+/* An answer a failed producer never sent, kept for its replacement (keeper_renew). */
+typedef struct unsent_answer {
+    struct unsent_answer *next;
+    rd_kafka_headers_t *headers;
+    size_t key_len, len;
+    unsigned char data[]; /* the key, then the value */
+} unsent_answer;
+
 static void answer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-    (void)rk;
     api_bus *b = opaque;
+    if (m->err && rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_NOT_PERSISTED &&
+        rd_kafka_fatal_error(rk, NULL, 0)) {
+        /* Failed fatally (its queue purged): the answer is kept, and the keeper has the
+         * replacement record it, so that the audit loses no answer to the failure. */
+        unsent_answer *u = malloc(sizeof *u + m->key_len + m->len);
+        if (u) {
+            rd_kafka_headers_t *orig = NULL;
+            u->headers = rd_kafka_message_headers(m, &orig) == 0 && orig ? rd_kafka_headers_copy(orig) : NULL;
+            u->key_len = m->key_len;
+            u->len = m->len;
+            if (m->key_len)
+                memcpy(u->data, m->key, m->key_len);
+            if (m->len)
+                memcpy(u->data + m->key_len, m->payload, m->len);
+            pthread_mutex_lock(&b->unsent_lock);
+            u->next = b->unsent;
+            b->unsent = u;
+            pthread_mutex_unlock(&b->unsent_lock);
+            return;
+        }
+    }
     if (m->err) {
         atomic_fetch_add(&b->answer_errors, 1);
         fs_log_warn("answer not recorded", json_pack("{s:s}", "error", rd_kafka_err2str(m->err)));
@@ -439,8 +480,10 @@ static void *dr_main(void *arg)
     pthread_setname_np(pthread_self(), "api-delivery"); /* for per-thread CPU (perf/profile) */
     api_bus *b = arg;
     while (!b->stop && !atomic_load(&b->dr_taken)) {
+        pthread_rwlock_rdlock(&b->plock); /* (a swap waits for this poll: 100 ms at most) */
         rd_kafka_poll(b->producer, 100);
         rd_kafka_poll(b->answers, 0);
+        pthread_rwlock_unlock(&b->plock);
     }
     return NULL;
 }
@@ -933,11 +976,13 @@ void api_bus_replies_drain(api_bus *b)
 void api_bus_delivery_take_over(api_bus *b, int fd)
 {
     static const uint64_t one = 1; /* an eventfd takes 8 bytes */
+    pthread_rwlock_wrlock(&b->plock); /* (the keeper moves dr_q to a replacement) */
     b->dr_fd = fd;
     b->dr_q[0] = rd_kafka_queue_get_main(b->producer);
     b->dr_q[1] = rd_kafka_queue_get_main(b->answers);
     rd_kafka_queue_io_event_enable(b->dr_q[0], fd, &one, sizeof one);
     rd_kafka_queue_io_event_enable(b->dr_q[1], fd, &one, sizeof one);
+    pthread_rwlock_unlock(&b->plock);
     atomic_store(&b->dr_taken, 1); /* dr_main leaves after its current poll */
     /* librdkafka writes the fd only when a queue goes from empty to not empty: a report
      * queued after dr_main's last poll and before the enables would write nothing, and the
@@ -952,8 +997,10 @@ void api_bus_delivery_serve(api_bus *b)
     uint64_t v;
     ssize_t r = read(b->dr_fd, &v, sizeof v); /* first: a report queued after the polls writes again */
     (void)r;
+    pthread_rwlock_rdlock(&b->plock);
     rd_kafka_poll(b->producer, 0);
     rd_kafka_poll(b->answers, 0);
+    pthread_rwlock_unlock(&b->plock);
 }
 
 void api_bus_record_answer(api_bus *b, const char *order_id, const char *member_id,
@@ -978,10 +1025,12 @@ void api_bus_record_answer(api_bus *b, const char *order_id, const char *member_
     fs_event_meta meta = {.event_type = "OrderAnswered", .correlation_id = order_id,
                           .occurred_at = fs_now_ms()};
     rd_kafka_headers_t *h = fs_kafka_headers_new(&meta);
+    pthread_rwlock_rdlock(&b->plock);
     rd_kafka_resp_err_t e = rd_kafka_producev(
         b->answers, RD_KAFKA_V_TOPIC(FS_TOPIC_ORDERS_ANSWERS), RD_KAFKA_V_KEY(order_id, strlen(order_id)),
         RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
         RD_KAFKA_V_END);
+    pthread_rwlock_unlock(&b->plock);
     if (e) {
         rd_kafka_headers_destroy(h);
         free(buf);
@@ -997,6 +1046,142 @@ void api_bus_reply_stats(api_bus *b, unsigned long *used, unsigned long *ignored
     *ignored = atomic_load(&b->replies_ignored);
 }
 
+/* Producer i of the bus (0: commands, 1: answers), made anew. */
+static rd_kafka_t *slot_new(api_bus *b, int i, fs_err *err)
+{
+    return i ? bus_producer_new(b, b->cfg, "flashsale-api-answers", "100", "10000", answer_dr_cb, err)
+             : bus_producer_new(b, b->cfg, "flashsale-api", "0", b->cmd_timeout, dr_cb, err);
+}
+
+/* Replaces producer i if it has failed fatally (keeper thread only: the one writer of the
+ * pointers). The new one is made first, with nothing held; the swap under plock's write side
+ * moves the order front's delivery-report wake-ups to it; then the old one is retired:
+ * its remaining reports are served (a command in flight gets its true outcome, a purged one
+ * fails, and its request is answered either way) and it is destroyed. */
+static void keeper_renew(api_bus *b, int i, bool *told)
+{
+    static const uint64_t one = 1;
+    rd_kafka_t *old = i ? b->answers : b->producer;
+    char why[512];
+    rd_kafka_resp_err_t e = rd_kafka_fatal_error(old, why, sizeof why);
+    if (!e)
+        return;
+    const char *name = i ? "answers" : "commands";
+    if (!*told) /* once per failure, not on every retry of the replacement */
+        fs_log_error("producer failed fatally; replacing it",
+                     json_pack("{s:s,s:s,s:s}", "producer", name, "code", rd_kafka_err2name(e), "error", why));
+    *told = true;
+    fs_err err = {0};
+    rd_kafka_t *p = slot_new(b, i, &err);
+    if (!p) {
+        fs_log_warn("producer not replaced yet, retrying", json_pack("{s:s,s:s}", "producer", name, "error", err.msg));
+        return;
+    }
+    pthread_rwlock_wrlock(&b->plock);
+    if (i)
+        b->answers = p;
+    else
+        b->producer = p;
+    if (b->dr_q[i]) {
+        rd_kafka_queue_io_event_enable(b->dr_q[i], -1, NULL, 0);
+        rd_kafka_queue_destroy(b->dr_q[i]);
+        b->dr_q[i] = rd_kafka_queue_get_main(p);
+        rd_kafka_queue_io_event_enable(b->dr_q[i], b->dr_fd, &one, sizeof one);
+    }
+    pthread_rwlock_unlock(&b->plock);
+    fs_kafka_retire(old, (int)b->cmd_timeout_ms + 1000);
+    atomic_fetch_add(&b->renewals, 1);
+    fs_metrics_producer_renewed();
+    *told = false;
+    fs_log_info("producer replaced", json_pack("{s:s,s:I}", "producer", name, "renewals",
+                                               (json_int_t)atomic_load(&b->renewals)));
+}
+
+/* Takes the answers kept by answer_dr_cb (oldest first). */
+static unsent_answer *unsent_take(api_bus *b)
+{
+    pthread_mutex_lock(&b->unsent_lock);
+    unsent_answer *l = b->unsent, *r = NULL;
+    b->unsent = NULL;
+    pthread_mutex_unlock(&b->unsent_lock);
+    while (l) { /* kept newest first */
+        unsent_answer *next = l->next;
+        l->next = r;
+        r = l;
+        l = next;
+    }
+    return r;
+}
+
+static void unsent_free(unsent_answer *l)
+{
+    while (l) {
+        unsent_answer *next = l->next;
+        if (l->headers)
+            rd_kafka_headers_destroy(l->headers);
+        free(l);
+        l = next;
+    }
+}
+
+/* Records the answers a failed producer never sent, by its working replacement (keeper
+ * thread: b->answers is read without the lock by its one writer). */
+static void keeper_resend(api_bus *b)
+{
+    if (rd_kafka_fatal_error(b->answers, NULL, 0))
+        return; /* not replaced yet: they wait */
+    unsent_answer *l = unsent_take(b);
+    if (!l)
+        return;
+    unsigned long sent = 0, lost = 0;
+    while (l) {
+        unsent_answer *u = l;
+        l = l->next;
+        if (rd_kafka_producev(b->answers, RD_KAFKA_V_TOPIC(FS_TOPIC_ORDERS_ANSWERS),
+                              RD_KAFKA_V_KEY(u->data, u->key_len), RD_KAFKA_V_VALUE(u->data + u->key_len, u->len),
+                              RD_KAFKA_V_HEADERS(u->headers), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_END)) {
+            lost++;
+            atomic_fetch_add(&b->answer_errors, 1);
+        } else {
+            u->headers = NULL; /* the producer's now */
+            sent++;
+        }
+        u->next = NULL;
+        unsent_free(u);
+    }
+    fs_log_info("answers a failed producer held, recorded by its replacement",
+                json_pack("{s:I,s:I}", "answers", (json_int_t)sent, "not_recorded", (json_int_t)lost));
+}
+
+static void *keeper_main(void *arg)
+{
+    pthread_setname_np(pthread_self(), "api-producers"); /* for per-thread CPU (perf/profile) */
+    api_bus *b = arg;
+    fs_log_set_cid("producers");
+    bool told[2] = {false, false};
+    while (!atomic_load(&b->keeper_stop)) {
+        for (int i = 0; i < 2; i++)
+            keeper_renew(b, i, &told[i]);
+        keeper_resend(b);
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+bool api_bus_producers_ok(api_bus *b, char *why, size_t n)
+{
+    char e[512] = "";
+    pthread_rwlock_rdlock(&b->plock);
+    rd_kafka_resp_err_t c = rd_kafka_fatal_error(b->producer, e, sizeof e);
+    rd_kafka_resp_err_t a = c ? c : rd_kafka_fatal_error(b->answers, e, sizeof e);
+    pthread_rwlock_unlock(&b->plock);
+    if (c || a)
+        snprintf(why, n, "%s producer failed fatally (being replaced): %s", c ? "the commands'" : "the answers'", e);
+    return !c && !a;
+}
+
 api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_err *err)
 {
     api_bus *b = calloc(1, sizeof *b);
@@ -1004,9 +1189,18 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
         fs_err_set(err, FS_ERR_FATAL, 0, "out of memory");
         return NULL;
     }
+    bool keeper = false; /* its thread started */
     b->cfg = cfg;
     b->codec = codec;
     pthread_mutex_init(&b->lock, NULL);
+    pthread_mutex_init(&b->unsent_lock, NULL);
+    {
+        pthread_rwlockattr_t ra;
+        pthread_rwlockattr_init(&ra);
+        pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&b->plock, &ra);
+        pthread_rwlockattr_destroy(&ra);
+    }
     for (int i = 0; i < MAX_PARTITIONS; i++)
         b->decided_offset[i] = -1;
     b->h_durable = fs_hist_register("flashsale_order_stage_ms", "stage=\"durable\"",
@@ -1019,8 +1213,10 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
         fs_env_int("FLASHSALE_API_MAX_ORDERS", 50000, 100, 100000000, &b->max_orders, err) ||
         fs_env_int("FLASHSALE_TEST_LATE_ANSWER_MS", 0, 0, 60000, &b->late_answer_ms, err) ||
         fs_env_int("FLASHSALE_TEST_COMMAND_COPY_MS", 0, 0, 60000, &b->command_copy_ms, err) ||
-        fs_env_int("FLASHSALE_TEST_COMMAND_DELAY_MS", 0, 0, 60000, &b->command_delay_ms, err)) {
+        fs_env_int("FLASHSALE_TEST_COMMAND_DELAY_MS", 0, 0, 60000, &b->command_delay_ms, err) ||
+        fs_env_int("FLASHSALE_TEST_PRODUCER_FATAL_AT", 0, 0, 1000000000, &b->fatal_at, err)) {
         pthread_mutex_destroy(&b->lock);
+        pthread_rwlock_destroy(&b->plock);
         free(b);
         return NULL;
     }
@@ -1043,13 +1239,12 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
             fs_env_int("FLASHSALE_CLOCK_SKEW_MS", 100, 0, 10000, &b->clock_skew_ms, err))
             goto fail;
         b->cmd_timeout_ms = cmd_timeout;
-        char tmo[24];
-        snprintf(tmo, sizeof tmo, "%ld", cmd_timeout);
-        b->producer = bus_producer_new(b, cfg, "flashsale-api", "0", tmo, dr_cb, err);
+        snprintf(b->cmd_timeout, sizeof b->cmd_timeout, "%ld", cmd_timeout);
+        b->producer = slot_new(b, 0, err);
     }
     if (!b->producer)
         goto fail;
-    b->answers = bus_producer_new(b, cfg, "flashsale-api-answers", "100", "10000", answer_dr_cb, err);
+    b->answers = slot_new(b, 1, err);
     if (!b->answers)
         goto fail;
     b->reply_fd = -1;
@@ -1067,7 +1262,7 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
         } else
             fs_log_info("decision replies", json_pack("{s:s}", "listen", b->reply_to));
     }
-    if (!b->orders || !b->waiters ||
+    if (!b->orders || !b->waiters || !(keeper = !pthread_create(&b->keeper_thread, NULL, keeper_main, b)) ||
         pthread_create(&b->dr_thread, NULL, dr_main, b)) {
         fs_err_set(err, FS_ERR_FATAL, 0, "bus start failed");
         goto fail;
@@ -1080,6 +1275,10 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
     }
     return b;
 fail:
+    if (keeper) {
+        atomic_store(&b->keeper_stop, 1);
+        pthread_join(b->keeper_thread, NULL);
+    }
     if (b->producer)
         rd_kafka_destroy(b->producer);
     if (b->answers)
@@ -1101,6 +1300,9 @@ void api_bus_stop(api_bus *b)
 {
     if (!b)
         return;
+    atomic_store(&b->keeper_stop, 1); /* first: the producers stay as they are from here */
+    pthread_join(b->keeper_thread, NULL);
+    keeper_resend(b);
     rd_kafka_flush(b->producer, 5000);
     rd_kafka_flush(b->answers, 5000);
     b->stop = 1;
@@ -1127,12 +1329,10 @@ void api_bus_stop(api_bus *b)
     fs_map_destroy(b->orders);
     fs_map_destroy(b->waiters); /* no request is running any more */
     pthread_mutex_destroy(&b->lock);
+    pthread_rwlock_destroy(&b->plock);
+    unsent_free(unsent_take(b)); /* (kept during the last flush, with no producer left for them) */
+    pthread_mutex_destroy(&b->unsent_lock);
     free(b);
-}
-
-rd_kafka_t *api_bus_producer(api_bus *b)
-{
-    return b->producer;
 }
 
 int64_t api_bus_accept_by(const api_bus *b, int64_t requested_at)
@@ -1348,11 +1548,13 @@ int api_bus_produce_order_command(api_bus *b, const char *order_id, const void *
     fs_event_meta meta = {.event_type = event_type, .event_id = event_id,
                           .correlation_id = order_id, .occurred_at = at};
     rd_kafka_headers_t *h = fs_kafka_headers_new(&meta);
+    pthread_rwlock_rdlock(&b->plock);
     rd_kafka_resp_err_t e = rd_kafka_producev(
         b->producer, RD_KAFKA_V_TOPIC(FS_TOPIC_ORDERS_COMMANDS),
         RD_KAFKA_V_KEY(order_id, strlen(order_id)), RD_KAFKA_V_VALUE((void *)value, len),
         RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_END);
+    pthread_rwlock_unlock(&b->plock);
     if (e) {
         rd_kafka_headers_destroy(h);
         pthread_cond_destroy(&w->cond);
@@ -1383,11 +1585,13 @@ int api_bus_produce(api_bus *b, api_waiter *w, const char *product_id, const voi
          * follows command_copy_ms later, so its delivery report names the later append. The
          * sleep holds the calling thread (on the order front, its event loop): a test knob. */
         rd_kafka_headers_t *hc = rd_kafka_headers_copy(h);
+        pthread_rwlock_rdlock(&b->plock);
         if (rd_kafka_producev(b->producer, RD_KAFKA_V_TOPIC(FS_TOPIC_INVENTORY_COMMANDS),
                               RD_KAFKA_V_KEY(product_id, strlen(product_id)),
                               RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_HEADERS(hc),
                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END))
             rd_kafka_headers_destroy(hc);
+        pthread_rwlock_unlock(&b->plock);
         usleep((useconds_t)b->command_copy_ms * 1000);
     } else if (b->command_delay_ms > 0 && !strcmp(event_type, "ReserveStock")) {
         /* Fault injection for the tests: the order's only copy is produced this late, so that
@@ -1398,11 +1602,23 @@ int api_bus_produce(api_bus *b, api_waiter *w, const char *product_id, const voi
     w->refs++; /* the delivery report's reference */
     w->produced = true;
     pthread_mutex_unlock(&b->lock);
+    /* never under b->lock: a delivery report served under plock's read side takes b->lock */
+    pthread_rwlock_rdlock(&b->plock);
+    if (b->fatal_at > 0 && !strcmp(event_type, "ReserveStock") && atomic_fetch_add(&b->reserves, 1) + 1 == b->fatal_at) {
+        /* Fault injection for the tests: both producers fail fatally, as an idempotent
+         * producer does when the broker reports a lost sequence; this command then fails to
+         * be produced, and the keeper replaces them. */
+        rd_kafka_test_fatal_error(b->producer, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                  "FLASHSALE_TEST_PRODUCER_FATAL_AT");
+        rd_kafka_test_fatal_error(b->answers, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                  "FLASHSALE_TEST_PRODUCER_FATAL_AT");
+    }
     rd_kafka_resp_err_t e = rd_kafka_producev(
         b->producer, RD_KAFKA_V_TOPIC(FS_TOPIC_INVENTORY_COMMANDS),
         RD_KAFKA_V_KEY(product_id, strlen(product_id)), RD_KAFKA_V_VALUE((void *)value, len),
         RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_END);
+    pthread_rwlock_unlock(&b->plock);
     if (e) {
         rd_kafka_headers_destroy(h);
         pthread_mutex_lock(&b->lock);

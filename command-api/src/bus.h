@@ -134,7 +134,12 @@ void api_bus_member_orders_locked(api_bus *b, const char *member_id,
 
 api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_err *err);
 void api_bus_stop(api_bus *b); /* NULL-safe */
-rd_kafka_t *api_bus_producer(api_bus *b);
+/* Whether the bus's producers work: false, with the reason in why, while one has failed
+ * fatally and its replacement is not made yet. A fatal error (an idempotent producer's lost
+ * sequence, say) fails every produce from then on; the bus's keeper thread sees it within
+ * 200 ms, makes a new producer, swaps it in, and retires the old one (every message it held
+ * gets its delivery report). Any thread. */
+bool api_bus_producers_ok(api_bus *b, char *why, size_t n);
 /* True once the decision stream has read up to the end offsets it saw at start. */
 bool api_bus_caught_up(api_bus *b);
 

@@ -4,6 +4,7 @@
 
 #include "fs/db.h"
 #include "fs/id.h"
+#include "fs/kafka.h"
 #include "fs/log.h"
 
 #include <pthread.h>
@@ -19,7 +20,9 @@ typedef struct {
 
 struct fs_health {
     const fs_common_config *cfg;
-    rd_kafka_t *producer;
+    rd_kafka_t *meta; /* the monitor's own client for metadata (made on first use) */
+    fs_health_producers_fn *producers_ok;
+    void *producers_ctx;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -31,12 +34,22 @@ struct fs_health {
 
 static void check_kafka(fs_health *h, dep_state *s)
 {
+    fs_err err = {0};
+    if (!h->meta &&
+        !(h->meta = fs_kafka_new(h->cfg, &(fs_kafka_client){.role = FS_KAFKA_ADMIN, .client_id = "flashsale-api-health"},
+                                 &err))) {
+        s->ok = false;
+        snprintf(s->error, sizeof s->error, "%s", err.msg);
+        return;
+    }
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(h->producer, 0, NULL, &md, 2000);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(h->meta, 0, NULL, &md, 2000);
     s->ok = e == RD_KAFKA_RESP_ERR_NO_ERROR && md->broker_cnt > 0;
     snprintf(s->error, sizeof s->error, "%s", s->ok ? "" : rd_kafka_err2str(e));
     if (md)
         rd_kafka_metadata_destroy(md);
+    if (s->ok && h->producers_ok && !h->producers_ok(h->producers_ctx, s->error, sizeof s->error))
+        s->ok = false;
 }
 
 static void check_pg(fs_health *h, dep_state *s)
@@ -126,16 +139,19 @@ static void *monitor(void *arg)
         PQfinish(h->pg_conn);
     if (h->redis_conn)
         redisFree(h->redis_conn);
+    if (h->meta)
+        rd_kafka_destroy(h->meta);
     return NULL;
 }
 
-fs_health *fs_health_start(const fs_common_config *cfg, rd_kafka_t *producer)
+fs_health *fs_health_start(const fs_common_config *cfg, fs_health_producers_fn *producers_ok, void *ctx)
 {
     fs_health *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;
     h->cfg = cfg;
-    h->producer = producer;
+    h->producers_ok = producers_ok;
+    h->producers_ctx = ctx;
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->wake, NULL);
     if (pthread_create(&h->thread, NULL, monitor, h)) {

@@ -10,8 +10,11 @@
 
 typedef struct fs_health fs_health;
 
-/* producer: the API's Kafka producer, used for metadata checks (not owned). */
-fs_health *fs_health_start(const fs_common_config *cfg, rd_kafka_t *producer);
+/* Kafka is checked by a metadata request from the monitor's own client, and, when
+ * producers_ok is given, by asking it whether the service's producers work (false, with the
+ * reason, while one has failed fatally). */
+typedef bool fs_health_producers_fn(void *ctx, char *why, size_t n);
+fs_health *fs_health_start(const fs_common_config *cfg, fs_health_producers_fn *producers_ok, void *ctx);
 void fs_health_stop(fs_health *h); /* NULL-safe; joins the thread */
 /* Returns true when every dependency was reachable at the last check; *detail (new
  * reference) describes each. */

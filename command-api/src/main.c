@@ -82,6 +82,12 @@ static int handle_readyz(struct mg_connection *conn, void *cb)
     return fs_http_json(&req, ok ? 200 : 503, detail, ok ? NULL : "Retry-After: 1\r\n");
 }
 
+/* /readyz's Kafka check asks whether the bus's producers work (fs_health_producers_fn). */
+static bool health_producers_ok(void *bus, char *why, size_t n)
+{
+    return api_bus_producers_ok(bus, why, n);
+}
+
 static fs_pg_pool *pg_pool;
 static api_sse *sse; /* GET /api/events (sse.h); NULL when FLASHSALE_SSE_PORT is 0 */
 static api_front *front; /* POST /api/orders (front.h); NULL when FLASHSALE_ORDER_PORT is 0 */
@@ -313,8 +319,7 @@ int main(int argc, char **argv)
     if (!admin)
         fs_config_die(&err);
     api_admin_set(admin);
-    rd_kafka_t *producer = api_bus_producer(a.bus);
-    a.health = fs_health_start(&cfg, producer);
+    a.health = fs_health_start(&cfg, health_producers_ok, a.bus);
 
     char ports[96], nthreads[16], nqueue[16], ka[16];
     snprintf(ports, sizeof ports, "%s:%ld", addr, port);

@@ -30,6 +30,8 @@ void fs_metrics_decision_latency(double ms);
 void fs_metrics_fast_sold_out(void);
 /* A command could not be produced or was not delivered. */
 void fs_metrics_produce_error(void);
+/* A producer replaced after a fatal error (api_bus_producers_ok). */
+void fs_metrics_producer_renewed(void);
 /* Read-model queries: which store answered (FS_READ_*), Redis failures, breaker state. */
 enum { FS_READ_REDIS, FS_READ_POSTGRES, FS_READ_LOG, FS_READ_SOURCES };
 void fs_metrics_read(int source);

@@ -144,20 +144,23 @@ static void *relay_main(void *arg)
     PGconn *c = NULL;
     rd_kafka_t *p = NULL;
     int64_t last_warn = 0;
+    /* An idempotent producer's fatal error fails every produce from then on; the rows it
+     * could not send stay in the outbox, and its replacement sends them. */
+    const fs_kafka_client spec = {.role = FS_KAFKA_PRODUCER,
+                                  .client_id = "flashsale-api-outbox",
+                                  .dr = relay_dr,
+                                  .extra = (const char *const[]){"linger.ms", "1", "message.timeout.ms",
+                                                                 "10000", NULL}};
     while (!atomic_load(&r->stop)) {
         fs_err err = {0};
-        if (!p && !(p = fs_kafka_new(r->cfg,
-                                     &(fs_kafka_client){.role = FS_KAFKA_PRODUCER,
-                                                        .client_id = "flashsale-api-outbox",
-                                                        .dr = relay_dr,
-                                                        .extra = (const char *const[]){
-                                                            "linger.ms", "1", "message.timeout.ms",
-                                                            "10000", NULL}},
-                                     &err))) {
+        int renewed = fs_kafka_renew_if_fatal(&p, r->cfg, &spec, "outbox relay", 2000, &err);
+        if (renewed < 0) {
             fs_log_error("outbox relay cannot start its producer", json_pack("{s:s}", "error", err.msg));
             sleep(1);
             continue;
         }
+        if (renewed)
+            atomic_store(&r->failed_deliveries, 0);
         if (!c || PQstatus(c) != CONNECTION_OK) {
             PQfinish(c);
             c = fs_pg_connect(r->cfg, "flashsale-api-outbox", &err);
@@ -166,17 +169,6 @@ static void *relay_main(void *arg)
                 PQclear(PQexec(c, "DELETE FROM outbox WHERE sent_at IS NOT NULL"));
         }
         int n = c ? relay_once(r, c, p, &err) : -1;
-        char why[256];
-        if (rd_kafka_fatal_error(p, why, sizeof why)) {
-            /* An idempotent producer's fatal error fails every produce from then on; the rows
-             * it could not send stay in the outbox, and a new producer sends them. */
-            fs_log_error("outbox relay: producer failed fatally; recreating it", json_pack("{s:s}", "error", why));
-            rd_kafka_destroy(p);
-            p = NULL;
-            atomic_store(&r->failed_deliveries, 0);
-            relay_wait(r);
-            continue;
-        }
         if (n < 0 && fs_mono_ms() - last_warn > 10000) {
             last_warn = fs_mono_ms();
             fs_log_warn("outbox relay waiting (messages stay in the outbox)", json_pack("{s:s}", "error", err.msg));

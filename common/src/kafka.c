@@ -260,6 +260,41 @@ rd_kafka_t *fs_kafka_new(const fs_common_config *cfg, const fs_kafka_client *c, 
     return rk;
 }
 
+void fs_kafka_retire(rd_kafka_t *p, int drain_ms)
+{
+    if (!p)
+        return;
+    /* A fatal error has purged what was queued (its reports wait in the queue); what was in
+     * flight gets its outcome from the broker, or fails at message.timeout.ms. */
+    rd_kafka_flush(p, drain_ms);
+    rd_kafka_purge(p, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    /* the purged messages' reports: served before the destroy, which would drop them */
+    for (int i = 0; i < 50 && rd_kafka_outq_len(p) > 0; i++)
+        rd_kafka_poll(p, 100);
+    rd_kafka_destroy(p);
+}
+
+int fs_kafka_renew_if_fatal(rd_kafka_t **p, const fs_common_config *cfg, const fs_kafka_client *c,
+                            const char *who, int drain_ms, fs_err *err)
+{
+    char why[512];
+    bool failed = *p != NULL;
+    if (*p) {
+        rd_kafka_resp_err_t e = rd_kafka_fatal_error(*p, why, sizeof why);
+        if (!e)
+            return 0;
+        fs_log_error("producer failed fatally; replacing it",
+                     json_pack("{s:s,s:s,s:s}", "producer", who, "code", rd_kafka_err2name(e), "error", why));
+        fs_kafka_retire(*p, drain_ms);
+        *p = NULL;
+    }
+    if (!(*p = fs_kafka_new(cfg, c, err)))
+        return -1;
+    if (failed)
+        fs_log_info("producer replaced", json_pack("{s:s}", "producer", who));
+    return 1;
+}
+
 int fs_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, fs_err *err)
 {
     rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);

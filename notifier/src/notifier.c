@@ -393,16 +393,29 @@ static void count_no_address(notifier *nf, const note *n)
                      json_pack("{s:s,s:s,s:s}", "notification_id", n->id, "member_id", n->member, "kind", n->kind));
 }
 
+static const fs_kafka_client dlq_client = {.role = FS_KAFKA_PRODUCER, .client_id = "flashsale-notifier-dlq"};
+
+/* A copy of m to the dead-letter topic, by a producer made anew after a fatal error (which
+ * failed every dead letter from then on). A dead letter that cannot be produced is logged. */
+static void dead_letter(notifier *nf, rd_kafka_t **dlq, const rd_kafka_message_t *m, const char *why)
+{
+    fs_err err = {0};
+    if (fs_kafka_renew_if_fatal(dlq, &nf->cfg, &dlq_client, "notifier dead letters", 2000, &err) < 0 ||
+        fs_kafka_dead_letter(*dlq, m, why, &err))
+        fs_log_error("dead letter not produced",
+                     json_pack("{s:s,s:s,s:I}", "error", err.msg, "topic", m->rkt ? rd_kafka_topic_name(m->rkt) : "",
+                               "offset", (json_int_t)m->offset));
+}
+
 /* 0 handled (delivered, duplicate, skipped or dead-lettered); -1 stop requested mid-way. */
-static int handle(notifier *nf, rd_kafka_t *dlq, const rd_kafka_message_t *m)
+static int handle(notifier *nf, rd_kafka_t **dlq, const rd_kafka_message_t *m)
 {
     note n;
     char why[512] = "";
-    fs_err err = {0};
     if (decode(nf, m, &n, why, sizeof why)) {
         nf->dead++;
         fs_log_warn("undecodable notification dead-lettered", json_pack("{s:s}", "reason", why));
-        fs_kafka_dead_letter(dlq, m, why, &err);
+        dead_letter(nf, dlq, m, why);
         return 0;
     }
     if (known_nobody(nf, &n)) { /* see NOBODY_TTL_MS: no look-up, no spool check */
@@ -448,7 +461,7 @@ static int handle(notifier *nf, rd_kafka_t *dlq, const rd_kafka_message_t *m)
             fs_log_error("notification not delivered; dead-lettered",
                          json_pack("{s:s,s:s,s:I}", "notification_id", n.id, "reason", why, "attempts",
                                    (json_int_t)attempt));
-            fs_kafka_dead_letter(dlq, m, why, &err);
+            dead_letter(nf, dlq, m, why);
             break;
         }
         long backoff = 200L << (attempt - 1);
@@ -535,11 +548,7 @@ int main(void)
                                                           "fetch.min.bytes", "65536",
                                                           "socket.timeout.ms", "10000", NULL}},
         &err);
-    rd_kafka_t *dlq = c ? fs_kafka_new(&nf.cfg,
-                                       &(fs_kafka_client){.role = FS_KAFKA_PRODUCER,
-                                                          .client_id = "flashsale-notifier-dlq"},
-                                       &err)
-                        : NULL;
+    rd_kafka_t *dlq = c ? fs_kafka_new(&nf.cfg, &dlq_client, &err) : NULL;
     if (!c || !dlq)
         fs_config_die(&err);
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
@@ -561,7 +570,7 @@ int main(void)
     while (!stop_flag) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
         if (m && !m->err) {
-            if (handle(&nf, dlq, m) == 0)
+            if (handle(&nf, &dlq, m) == 0)
                 rd_kafka_offset_store(m->rkt, m->partition, m->offset);
         } else if (m && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             fs_log_warn("consumer", json_pack("{s:s}", "error", rd_kafka_message_errstr(m)));
@@ -578,8 +587,10 @@ int main(void)
     pthread_join(watcher, NULL);
     rd_kafka_consumer_close(c);
     rd_kafka_destroy(c);
-    rd_kafka_flush(dlq, 5000);
-    rd_kafka_destroy(dlq);
+    if (dlq) { /* (NULL: its replacement could not be made) */
+        rd_kafka_flush(dlq, 5000);
+        rd_kafka_destroy(dlq);
+    }
     PQfinish(nf.pg);
     fs_codec_destroy(nf.codec);
     fs_map_destroy_free(nf.nobody);

@@ -53,6 +53,9 @@ typedef struct {
     uint64_t lag_n;
 } driver;
 
+/* The dead-letter producer (made anew after a fatal error: fs_kafka_renew_if_fatal). */
+static const fs_kafka_client dlq_client = {.role = FS_KAFKA_PRODUCER, .client_id = "flashsale-projector-dlq"};
+
 static int tindex(const char *name)
 {
     for (int i = 0; i < PROJ_NTOPICS; i++)
@@ -165,7 +168,8 @@ static int handle(driver *d, const rd_kafka_message_t *m, fs_err *err)
     }
     if (derr.cls != FS_OK) { /* not Avro, or not a valid event of its type */
         d->dead++;
-        if (fs_kafka_dead_letter(d->dlq, m, derr.msg, err))
+        if (fs_kafka_renew_if_fatal(&d->dlq, &d->p.cfg, &dlq_client, "projector dead letters", 2000, err) < 0 ||
+            fs_kafka_dead_letter(d->dlq, m, derr.msg, err))
             return -1;
     }
     if (rc == 0) {
@@ -307,10 +311,7 @@ int main(int argc, char **argv)
         fs_config_die(&err);
     }
     snprintf(d.fetch_wait_ms, sizeof d.fetch_wait_ms, "%ld", d.batch_ms < 100 ? d.batch_ms / 2 + 1 : 50);
-    d.dlq = fs_kafka_new(&d.p.cfg,
-                         &(fs_kafka_client){.role = FS_KAFKA_PRODUCER,
-                                            .client_id = "flashsale-projector-dlq"},
-                         &err);
+    d.dlq = fs_kafka_new(&d.p.cfg, &dlq_client, &err);
     if (!d.dlq)
         fs_config_die(&err);
     while (assign(&d, &err)) {
@@ -378,8 +379,10 @@ int main(int argc, char **argv)
         fs_log_error("last batch not committed", json_pack("{s:s}", "error", err.msg));
     fs_log_info("stopped", json_pack("{s:I}", "applied", (json_int_t)d.applied));
     fs_follower_destroy(d.follower);
-    rd_kafka_flush(d.dlq, 5000);
-    rd_kafka_destroy(d.dlq);
+    if (d.dlq) { /* (NULL: its replacement could not be made) */
+        rd_kafka_flush(d.dlq, 5000);
+        rd_kafka_destroy(d.dlq);
+    }
     d.p.sink->close(&d.p);
     free(d.next);
     free(d.pos);

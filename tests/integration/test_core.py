@@ -4,7 +4,7 @@ inventory processor, order placement with an immediate answer).
 
     test_core.py BUILD_DIR SCENARIO
     SCENARIO: burst | rules | idempotency | bad_input | crash | rebalance | dead_letter |
-              answers_crash | outage | late_copy
+              answers_crash | outage | late_copy | producer_fatal
 
 Every scenario ends by re-deriving inventory from inventory.events (fsharness.derive, its
 own rules) and checking: no oversell, no undersell, conservation, event counters equal the
@@ -701,6 +701,82 @@ def scenario_late_copy(bindir):
         assert all(committed[r["value"]["order_id"]][:2] == ("REJECTED", "TIMED_OUT") for r in mine)
         print("late only: refused TIMED_OUT and answered 503 from the decision; the same "
               "Idempotency-Key again made a second order (the key was freed)")
+
+
+def scenario_producer_fatal(bindir):
+    """The API's producers fail fatally, as an idempotent producer does when the broker reports
+    a lost sequence (FLASHSALE_TEST_PRODUCER_FATAL_AT=3: at the third order's command, both
+    the commands' and the answers' producer). A fatal producer fails every produce from then
+    on: before the keeper replaced it, every later order was answered 503 while /readyz
+    stayed green. Now the order that met the failure is answered 503 (not placed, its
+    Idempotency-Key free again), and within seconds orders are placed and answered again. Every
+    answer is recorded once, those the failed producer held by its replacement, and the audit
+    finds nothing amiss."""
+    with System(bindir, api_env={"FLASHSALE_TEST_PRODUCER_FATAL_AT": "3"}) as s:
+        pid = s.create_product(stock=100, name="fatal producer")
+        placed = []
+        for _ in range(2):
+            _, tok = s.member()
+            st, _, body = s.order(tok, pid)
+            assert st == 201 and body["status"] == "RESERVED", (st, body)
+            placed.append(body["order_id"])
+        third, tok3 = s.member()
+        key = {"Idempotency-Key": "fatal-" + uuid.uuid4().hex[:8]}
+        st, h, body = s.order(tok3, pid, headers=key)
+        assert st == 503 and h.get("Retry-After"), (st, h, body)
+        t0 = time.monotonic()
+        refused = 0
+        while True:  # the same request again (its key is free: nothing was placed)
+            st, _, body = s.order(tok3, pid, headers=key)
+            if st == 201:
+                break
+            assert st in (503, 429), (st, body)  # 429: the member's retries were too many
+            refused += st == 503
+            assert time.monotonic() - t0 < 15, "orders still refused %.1f s after the failure" % (
+                time.monotonic() - t0)
+            time.sleep(0.1 if st == 503 else 1.0)
+        recovered = time.monotonic() - t0
+        placed.append(body["order_id"])
+        after = []
+        for _ in range(5):
+            _, tok = s.member()
+            st, _, body = s.order(tok, pid)
+            assert st == 201 and body["status"] == "RESERVED", (st, body)
+            after.append(body["order_id"])
+        placed += after
+        other = s.create_product(stock=1, name="after the failure")  # another command, same producer
+        st, _, stock = s.request("GET", "/api/products/%s/stock" % other)
+        assert st == 200 and stock["available"] == 1, (st, stock)
+        st, _, ready = s.request("GET", "/readyz")
+        assert st == 200 and ready["kafka"]["status"] == "ok", (st, ready)
+        st, _, text = s.request("GET", "/metrics", direct=True)
+        renewals = [l for l in text.splitlines() if l.startswith("flashsale_kafka_producer_renewals_total ")]
+        assert renewals == ["flashsale_kafka_producer_renewals_total 2"], renewals
+        deadline = time.time() + 30
+        while True:  # every answer recorded: the failed producer's unsent ones by its replacement
+            answered = collections.Counter(r["value"]["order_id"] for r in s.dump("orders.answers")
+                                           if r.get("type") == "OrderAnswered"
+                                           and r["value"]["status"] == "RESERVED")
+            if set(placed) <= set(answered):
+                break
+            assert time.time() < deadline, "answers not recorded: %s" % sorted(set(placed) - set(answered))
+            time.sleep(0.5)
+        assert all(answered[o] == 1 for o in placed), [(o, answered[o]) for o in placed]
+        s.wait_all_decided(timeout=60)
+        committed = committed_decisions(s)
+        assert all(committed[o][:2] == ("RESERVED", "") for o in placed), [committed.get(o) for o in placed]
+        mine = [r for r in s.dump("inventory.commands")
+                if r.get("type") == "ReserveStock" and r["value"]["member_id"] == third]
+        assert len(mine) == 1, mine  # the refused order was never appended; its retry was, once
+        rc, out, _ = audit(bindir, "--no-read-models")
+        assert rc == 0, out[-3000:]
+        line = [l for l in out.splitlines() if "answers:" in l]
+        assert line and " 0 difference(s)" in line[0], out
+        check_log(s, placed)
+        print("producer fatal: the failing order answered 503, %d retries refused, placed again "
+              "%.2f s after the failure; both producers replaced (renewals 2); %d orders after it "
+              "reserved; all %d answers recorded once; audit: %s"
+              % (refused, recovered, len(after), len(placed), line[0].strip()))
 
 
 if __name__ == "__main__":

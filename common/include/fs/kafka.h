@@ -104,6 +104,23 @@ typedef struct {
 
 rd_kafka_t *fs_kafka_new(const fs_common_config *cfg, const fs_kafka_client *c, fs_err *err);
 
+/* A producer's fatal error (an idempotent producer's lost sequence, or a fenced epoch) fails
+ * every produce from then on; librdkafka's remedy is a new producer. These are for the
+ * non-transactional producers (txn_loop has its own, with the batch's abort and rewind).
+ *
+ * fs_kafka_retire: serves a producer's remaining delivery reports (what was in flight when it
+ * failed gets its true outcome, up to drain_ms), fails whatever is left (reported too), and
+ * destroys it. Every message thus gets its report: a caller waiting on one is never left
+ * waiting. No other thread may use `p` any more.
+ *
+ * fs_kafka_renew_if_fatal: for a producer one thread owns. When *p has failed fatally, logs
+ * it (as `who`), retires it and puts a new one made from cfg and c in *p: returns 1. Returns
+ * 0 when *p has not failed (one atomic read: call it before each use), and -1 with *err when
+ * the new one cannot be made (*p is then NULL; call again later). A NULL *p is made anew. */
+void fs_kafka_retire(rd_kafka_t *p, int drain_ms);
+int fs_kafka_renew_if_fatal(rd_kafka_t **p, const fs_common_config *cfg, const fs_kafka_client *c,
+                            const char *who, int drain_ms, fs_err *err);
+
 /* fetch.wait.max.ms for readers: FLASHSALE_FETCH_WAIT_MS or 500 (see kafka.c). */
 const char *fs_fetch_wait_ms(void);
 

@@ -1,0 +1,123 @@
+/* A producer's fatal error (fs/kafka.h, fs_kafka_renew_if_fatal and fs_kafka_retire), on
+ * librdkafka's mock cluster: the failed producer is replaced by a working one, and every
+ * message the failed one held gets its delivery report (none is dropped unreported, which
+ * would leave a request waiting on it forever). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fs/kafka.h"
+
+#include <librdkafka/rdkafka_mock.h>
+#include <string.h>
+
+typedef struct {
+    int ok, failed;
+} reports;
+
+static void count_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    reports *r = opaque;
+    if (m->err)
+        r->failed++;
+    else
+        r->ok++;
+}
+
+typedef struct {
+    rd_kafka_t *host; /* the mock cluster's handle */
+    rd_kafka_mock_cluster_t *mc;
+    fs_common_config cfg;
+} cluster;
+
+static int setup(void **state)
+{
+    static cluster c;
+    char e[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "log_level", "0", e, sizeof e);
+    c.host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+    if (!c.host)
+        return -1;
+    c.mc = rd_kafka_mock_cluster_new(c.host, 1);
+    if (!c.mc || rd_kafka_mock_topic_create(c.mc, "renew-test", 1, 1))
+        return -1;
+    c.cfg = (fs_common_config){.brokers = rd_kafka_mock_cluster_bootstraps(c.mc), .txn_timeout_ms = 60000};
+    *state = &c;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    cluster *c = *state;
+    rd_kafka_mock_cluster_destroy(c->mc);
+    rd_kafka_destroy(c->host);
+    return 0;
+}
+
+static int produce(rd_kafka_t *p, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (rd_kafka_producev(p, RD_KAFKA_V_TOPIC("renew-test"), RD_KAFKA_V_VALUE("v", 1),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END))
+            return -1;
+    return 0;
+}
+
+static void test_failed_producer_replaced_every_message_reported(void **state)
+{
+    cluster *c = *state;
+    reports r = {0};
+    /* a long linger: the messages are still queued when the producer fails */
+    const fs_kafka_client spec = {.role = FS_KAFKA_PRODUCER, .client_id = "renew-test", .dr = count_dr,
+                                  .opaque = &r, .extra = (const char *const[]){"linger.ms", "5000", NULL}};
+    fs_err err = {0};
+    rd_kafka_t *p = fs_kafka_new(&c->cfg, &spec, &err);
+    assert_non_null(p);
+    assert_int_equal(fs_kafka_renew_if_fatal(&p, &c->cfg, &spec, "unit", 1000, &err), 0); /* not failed */
+    assert_int_equal(produce(p, 10), 0);
+    assert_int_equal(rd_kafka_test_fatal_error(p, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "unit"),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(produce(p, 1), -1); /* a fatal producer refuses everything */
+    assert_int_equal(fs_kafka_renew_if_fatal(&p, &c->cfg, &spec, "unit", 1000, &err), 1);
+    assert_non_null(p); /* (maybe at the old one's address: it is freed) */
+    assert_int_equal(r.ok + r.failed, 10); /* each queued message reported (failed: purged) */
+    assert_int_equal(r.failed, 10);
+    assert_int_equal(rd_kafka_fatal_error(p, NULL, 0), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(produce(p, 3), 0); /* the replacement works */
+    assert_int_equal(rd_kafka_flush(p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(r.ok, 3);
+    assert_int_equal(fs_kafka_renew_if_fatal(&p, &c->cfg, &spec, "unit", 1000, &err), 0);
+    rd_kafka_destroy(p);
+}
+
+static void test_null_is_made(void **state)
+{
+    cluster *c = *state;
+    const fs_kafka_client spec = {.role = FS_KAFKA_PRODUCER, .client_id = "renew-test"};
+    fs_err err = {0};
+    rd_kafka_t *p = NULL;
+    assert_int_equal(fs_kafka_renew_if_fatal(&p, &c->cfg, &spec, "unit", 1000, &err), 1);
+    assert_non_null(p);
+    fs_kafka_retire(p, 1000); /* nothing held: destroyed at once */
+    fs_kafka_retire(NULL, 1000);
+    /* a setting librdkafka refuses: -1 with the reason, *p left NULL */
+    const fs_kafka_client bad = {.role = FS_KAFKA_PRODUCER, .client_id = "renew-test",
+                                 .extra = (const char *const[]){"linger.ms", "not a number", NULL}};
+    p = NULL;
+    assert_int_equal(fs_kafka_renew_if_fatal(&p, &c->cfg, &bad, "unit", 1000, &err), -1);
+    assert_null(p);
+    assert_true(err.msg[0] != '\0');
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_failed_producer_replaced_every_message_reported),
+        cmocka_unit_test(test_null_is_made),
+    };
+    return cmocka_run_group_tests_name("kafka_renew", tests, setup, teardown);
+}
