@@ -75,7 +75,8 @@ struct api_bus {
     rd_kafka_t *producer;
     rd_kafka_t *answers; /* orders.answers: batched (linger), off every request's path */
     pthread_t keeper_thread;
-    char cmd_timeout[24]; /* the commands' message.timeout.ms */
+    char cmd_timeout[24];    /* the commands' message.timeout.ms */
+    char answers_linger[24]; /* FLASHSALE_ANSWERS_LINGER_MS: the answers' linger.ms */
     long fatal_at;        /* FLASHSALE_TEST_PRODUCER_FATAL_AT (tests): see api_bus_produce */
     atomic_long reserves; /* ReserveStock commands produced (for fatal_at) */
     atomic_ulong renewals;
@@ -445,6 +446,31 @@ typedef struct unsent_answer {
     unsigned char data[]; /* the key, then the value */
 } unsent_answer;
 
+/* Keeps an answer for the producer that replaces a failed one (keeper_resend); takes
+ * headers (NULL: none). False when out of memory (the answer is then lost). */
+static bool unsent_keep(api_bus *b, const void *key, size_t key_len, const void *value, size_t len,
+                        rd_kafka_headers_t *headers)
+{
+    unsent_answer *u = malloc(sizeof *u + key_len + len);
+    if (!u) {
+        if (headers)
+            rd_kafka_headers_destroy(headers);
+        return false;
+    }
+    u->headers = headers;
+    u->key_len = key_len;
+    u->len = len;
+    if (key_len)
+        memcpy(u->data, key, key_len);
+    if (len)
+        memcpy(u->data + key_len, value, len);
+    pthread_mutex_lock(&b->unsent_lock);
+    u->next = b->unsent;
+    b->unsent = u;
+    pthread_mutex_unlock(&b->unsent_lock);
+    return true;
+}
+
 static void answer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     api_bus *b = opaque;
@@ -452,22 +478,10 @@ static void answer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaq
         rd_kafka_fatal_error(rk, NULL, 0)) {
         /* Failed fatally (its queue purged): the answer is kept, and the keeper has the
          * replacement record it, so that the audit loses no answer to the failure. */
-        unsent_answer *u = malloc(sizeof *u + m->key_len + m->len);
-        if (u) {
-            rd_kafka_headers_t *orig = NULL;
-            u->headers = rd_kafka_message_headers(m, &orig) == 0 && orig ? rd_kafka_headers_copy(orig) : NULL;
-            u->key_len = m->key_len;
-            u->len = m->len;
-            if (m->key_len)
-                memcpy(u->data, m->key, m->key_len);
-            if (m->len)
-                memcpy(u->data + m->key_len, m->payload, m->len);
-            pthread_mutex_lock(&b->unsent_lock);
-            u->next = b->unsent;
-            b->unsent = u;
-            pthread_mutex_unlock(&b->unsent_lock);
+        rd_kafka_headers_t *orig = NULL;
+        if (unsent_keep(b, m->key, m->key_len, m->payload, m->len,
+                        rd_kafka_message_headers(m, &orig) == 0 && orig ? rd_kafka_headers_copy(orig) : NULL))
             return;
-        }
     }
     if (m->err) {
         atomic_fetch_add(&b->answer_errors, 1);
@@ -1031,7 +1045,14 @@ void api_bus_record_answer(api_bus *b, const char *order_id, const char *member_
         RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
         RD_KAFKA_V_END);
     pthread_rwlock_unlock(&b->plock);
-    if (e) {
+    if (e == RD_KAFKA_RESP_ERR__FATAL) { /* refused by a failed producer: kept for its replacement */
+        bool kept = unsent_keep(b, order_id, strlen(order_id), buf, len, h);
+        free(buf);
+        if (kept)
+            return;
+        atomic_fetch_add(&b->answer_errors, 1);
+        fs_log_warn("answer not recorded", json_pack("{s:s,s:s}", "order_id", order_id, "error", "out of memory"));
+    } else if (e) {
         rd_kafka_headers_destroy(h);
         free(buf);
         atomic_fetch_add(&b->answer_errors, 1);
@@ -1049,52 +1070,71 @@ void api_bus_reply_stats(api_bus *b, unsigned long *used, unsigned long *ignored
 /* Producer i of the bus (0: commands, 1: answers), made anew. */
 static rd_kafka_t *slot_new(api_bus *b, int i, fs_err *err)
 {
-    return i ? bus_producer_new(b, b->cfg, "flashsale-api-answers", "100", "10000", answer_dr_cb, err)
+    return i ? bus_producer_new(b, b->cfg, "flashsale-api-answers", b->answers_linger, "10000", answer_dr_cb, err)
              : bus_producer_new(b, b->cfg, "flashsale-api", "0", b->cmd_timeout, dr_cb, err);
 }
 
-/* Replaces producer i if it has failed fatally (keeper thread only: the one writer of the
- * pointers). The new one is made first, with nothing held; the swap under plock's write side
- * moves the order front's delivery-report wake-ups to it; then the old one is retired:
- * its remaining reports are served (a command in flight gets its true outcome, a purged one
- * fails, and its request is answered either way) and it is destroyed. */
-static void keeper_renew(api_bus *b, int i, bool *told)
+/* Replaces the producers that have failed fatally (keeper thread only: the one writer of
+ * the pointers). The new ones are made first, with nothing held; the swap, under plock's write
+ * side, moves the order front's delivery-report wake-ups to them; then the old ones are
+ * retired: their remaining reports are served (a command in flight gets its true outcome, a
+ * purged one fails, and its request is answered either way) and they are destroyed. Both are
+ * swapped before either is retired: a retirement may take the commands' timeout. */
+static void keeper_renew(api_bus *b, bool told[2])
 {
     static const uint64_t one = 1;
-    rd_kafka_t *old = i ? b->answers : b->producer;
-    char why[512];
-    rd_kafka_resp_err_t e = rd_kafka_fatal_error(old, why, sizeof why);
-    if (!e)
-        return;
-    const char *name = i ? "answers" : "commands";
-    if (!*told) /* once per failure, not on every retry of the replacement */
-        fs_log_error("producer failed fatally; replacing it",
-                     json_pack("{s:s,s:s,s:s}", "producer", name, "code", rd_kafka_err2name(e), "error", why));
-    *told = true;
-    fs_err err = {0};
-    rd_kafka_t *p = slot_new(b, i, &err);
-    if (!p) {
-        fs_log_warn("producer not replaced yet, retrying", json_pack("{s:s,s:s}", "producer", name, "error", err.msg));
-        return;
+    static const char *const names[2] = {"commands", "answers"};
+    rd_kafka_t *fresh[2] = {NULL, NULL}, *old[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        char why[512];
+        rd_kafka_resp_err_t e = rd_kafka_fatal_error(i ? b->answers : b->producer, why, sizeof why);
+        if (!e)
+            continue;
+        if (!told[i]) /* once per failure, not on every retry of the replacement */
+            fs_log_error("producer failed fatally; replacing it",
+                         json_pack("{s:s,s:s,s:s}", "producer", names[i], "code", rd_kafka_err2name(e), "error", why));
+        told[i] = true;
+        fs_err err = {0};
+        if (!(fresh[i] = slot_new(b, i, &err)))
+            fs_log_warn("producer not replaced yet, retrying",
+                        json_pack("{s:s,s:s}", "producer", names[i], "error", err.msg));
     }
+    if (!fresh[0] && !fresh[1])
+        return;
     pthread_rwlock_wrlock(&b->plock);
-    if (i)
-        b->answers = p;
-    else
-        b->producer = p;
-    if (b->dr_q[i]) {
-        rd_kafka_queue_io_event_enable(b->dr_q[i], -1, NULL, 0);
-        rd_kafka_queue_destroy(b->dr_q[i]);
-        b->dr_q[i] = rd_kafka_queue_get_main(p);
-        rd_kafka_queue_io_event_enable(b->dr_q[i], b->dr_fd, &one, sizeof one);
+    int fd = -1;
+    for (int i = 0; i < 2; i++) {
+        if (!fresh[i])
+            continue;
+        rd_kafka_t **slot = i ? &b->answers : &b->producer;
+        old[i] = *slot;
+        *slot = fresh[i];
+        if (b->dr_q[i]) {
+            rd_kafka_queue_io_event_enable(b->dr_q[i], -1, NULL, 0);
+            rd_kafka_queue_destroy(b->dr_q[i]);
+            b->dr_q[i] = rd_kafka_queue_get_main(fresh[i]);
+            rd_kafka_queue_io_event_enable(b->dr_q[i], b->dr_fd, &one, sizeof one);
+            fd = b->dr_fd;
+        }
     }
     pthread_rwlock_unlock(&b->plock);
-    fs_kafka_retire(old, (int)b->cmd_timeout_ms + 1000);
-    atomic_fetch_add(&b->renewals, 1);
-    fs_metrics_producer_renewed();
-    *told = false;
-    fs_log_info("producer replaced", json_pack("{s:s,s:I}", "producer", name, "renewals",
-                                               (json_int_t)atomic_load(&b->renewals)));
+    if (fd >= 0) {
+        /* the fd is written only when a queue goes from empty to not empty: an error op the
+         * new producer queued while it was made would keep every report after it from waking
+         * the front. One write makes the front serve the queue now. */
+        ssize_t w = write(fd, &one, sizeof one);
+        (void)w;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!old[i])
+            continue;
+        fs_kafka_retire(old[i], (int)b->cmd_timeout_ms + 1000);
+        atomic_fetch_add(&b->renewals, 1);
+        fs_metrics_producer_renewed();
+        told[i] = false;
+        fs_log_info("producer replaced", json_pack("{s:s,s:I}", "producer", names[i], "renewals",
+                                                   (json_int_t)atomic_load(&b->renewals)));
+    }
 }
 
 /* Takes the answers kept by answer_dr_cb (oldest first). */
@@ -1113,15 +1153,19 @@ static unsent_answer *unsent_take(api_bus *b)
     return r;
 }
 
-static void unsent_free(unsent_answer *l)
+/* Frees a list of kept answers; how many there were. */
+static unsigned long unsent_free(unsent_answer *l)
 {
+    unsigned long n = 0;
     while (l) {
         unsent_answer *next = l->next;
         if (l->headers)
             rd_kafka_headers_destroy(l->headers);
         free(l);
         l = next;
+        n++;
     }
+    return n;
 }
 
 /* Records the answers a failed producer never sent, by its working replacement (keeper
@@ -1161,8 +1205,7 @@ static void *keeper_main(void *arg)
     fs_log_set_cid("producers");
     bool told[2] = {false, false};
     while (!atomic_load(&b->keeper_stop)) {
-        for (int i = 0; i < 2; i++)
-            keeper_renew(b, i, &told[i]);
+        keeper_renew(b, told);
         keeper_resend(b);
         struct timespec ts = {0, 200 * 1000000L};
         nanosleep(&ts, NULL);
@@ -1217,6 +1260,7 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
         fs_env_int("FLASHSALE_TEST_PRODUCER_FATAL_AT", 0, 0, 1000000000, &b->fatal_at, err)) {
         pthread_mutex_destroy(&b->lock);
         pthread_rwlock_destroy(&b->plock);
+        pthread_mutex_destroy(&b->unsent_lock);
         free(b);
         return NULL;
     }
@@ -1225,7 +1269,8 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
     b->orders = fs_map_new(4096);
     b->waiters = fs_map_new(1024);
     /* Commands leave at once (linger 0: the buyer waits on them); answers are only recorded
-     * for the audit, so they wait up to 100 ms to share produce requests with others.
+     * for the audit, so they wait up to 100 ms (FLASHSALE_ANSWERS_LINGER_MS) to share produce
+     * requests with others.
      * librdkafka sends one produce request per partition, so the answers (keyed by order,
      * over every partition) cost up to partitions x 1000 / linger requests a second: with 20 ms
      * that was 108 a second at 250 orders/s and 161 at 1,000 (six partitions), each costing
@@ -1234,10 +1279,12 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
      * buyer hears 503 within about the decision wait while Kafka is away, not after 10 s or
      * more; see docs/architecture.md, "Honest answers while Kafka is away". */
     {
-        long cmd_timeout = 2000;
+        long cmd_timeout = 2000, answers_linger = 100;
         if (fs_env_int("FLASHSALE_COMMAND_TIMEOUT_MS", 2000, 500, 300000, &cmd_timeout, err) ||
-            fs_env_int("FLASHSALE_CLOCK_SKEW_MS", 100, 0, 10000, &b->clock_skew_ms, err))
+            fs_env_int("FLASHSALE_CLOCK_SKEW_MS", 100, 0, 10000, &b->clock_skew_ms, err) ||
+            fs_env_int("FLASHSALE_ANSWERS_LINGER_MS", 100, 0, 5000, &answers_linger, err))
             goto fail;
+        snprintf(b->answers_linger, sizeof b->answers_linger, "%ld", answers_linger);
         b->cmd_timeout_ms = cmd_timeout;
         snprintf(b->cmd_timeout, sizeof b->cmd_timeout, "%ld", cmd_timeout);
         b->producer = slot_new(b, 0, err);
@@ -1285,6 +1332,9 @@ fail:
         rd_kafka_destroy(b->answers);
     fs_map_destroy(b->orders);
     fs_map_destroy(b->waiters);
+    pthread_rwlock_destroy(&b->plock);
+    pthread_mutex_destroy(&b->unsent_lock);
+    pthread_mutex_destroy(&b->lock);
     free(b);
     return NULL;
 }
@@ -1330,7 +1380,9 @@ void api_bus_stop(api_bus *b)
     fs_map_destroy(b->waiters); /* no request is running any more */
     pthread_mutex_destroy(&b->lock);
     pthread_rwlock_destroy(&b->plock);
-    unsent_free(unsent_take(b)); /* (kept during the last flush, with no producer left for them) */
+    unsigned long unsent = unsent_free(unsent_take(b)); /* (kept in the last flush: no producer left) */
+    if (unsent)
+        fs_log_warn("answers not recorded at stop: their producer had failed", json_pack("{s:I}", "answers", (json_int_t)unsent));
     pthread_mutex_destroy(&b->unsent_lock);
     free(b);
 }

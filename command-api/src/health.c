@@ -42,6 +42,7 @@ static void check_kafka(fs_health *h, dep_state *s)
         snprintf(s->error, sizeof s->error, "%s", err.msg);
         return;
     }
+    rd_kafka_poll(h->meta, 0); /* its queue collects connection errors while Kafka is away */
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e = rd_kafka_metadata(h->meta, 0, NULL, &md, 2000);
     s->ok = e == RD_KAFKA_RESP_ERR_NO_ERROR && md->broker_cnt > 0;

@@ -712,7 +712,11 @@ def scenario_producer_fatal(bindir):
     Idempotency-Key free again), and within seconds orders are placed and answered again. Every
     answer is recorded once, those the failed producer held by its replacement, and the audit
     finds nothing amiss."""
-    with System(bindir, api_env={"FLASHSALE_TEST_PRODUCER_FATAL_AT": "3"}) as s:
+    # the answers linger 3 s (100 ms by default), so that the first two orders' answers are
+    # surely still held by the answers' producer when it fails: they must reach the log by its
+    # replacement
+    with System(bindir, api_env={"FLASHSALE_TEST_PRODUCER_FATAL_AT": "3",
+                                 "FLASHSALE_ANSWERS_LINGER_MS": "3000"}) as s:
         pid = s.create_product(stock=100, name="fatal producer")
         placed = []
         for _ in range(2):
@@ -744,6 +748,12 @@ def scenario_producer_fatal(bindir):
             assert st == 201 and body["status"] == "RESERVED", (st, body)
             after.append(body["order_id"])
         placed += after
+        # an order answered as soon as it is durable waits for its delivery report, which the
+        # order front hears through the replacement's queue
+        _, tok = s.member()
+        st, h, body = s.order(tok, pid, headers={"Prefer": "respond-async"})
+        assert st == 202 and body["status"] == "PENDING" and h.get("Location"), (st, h, body)
+        placed.append(body["order_id"])
         other = s.create_product(stock=1, name="after the failure")  # another command, same producer
         st, _, stock = s.request("GET", "/api/products/%s/stock" % other)
         assert st == 200 and stock["available"] == 1, (st, stock)
@@ -755,13 +765,17 @@ def scenario_producer_fatal(bindir):
         deadline = time.time() + 30
         while True:  # every answer recorded: the failed producer's unsent ones by its replacement
             answered = collections.Counter(r["value"]["order_id"] for r in s.dump("orders.answers")
-                                           if r.get("type") == "OrderAnswered"
-                                           and r["value"]["status"] == "RESERVED")
+                                           if r.get("type") == "OrderAnswered")
             if set(placed) <= set(answered):
                 break
             assert time.time() < deadline, "answers not recorded: %s" % sorted(set(placed) - set(answered))
             time.sleep(0.5)
         assert all(answered[o] == 1 for o in placed), [(o, answered[o]) for o in placed]
+        with open(os.path.join(s.logdir, "test-api.log"), "rb") as f:
+            f.seek(s._log_start[os.path.join(s.logdir, "test-api.log")])
+            resent = [json.loads(l) for l in f.read().decode(errors="replace").splitlines()
+                      if "recorded by its replacement" in l]
+        assert sum(r["answers"] for r in resent) >= 2 and not any(r["not_recorded"] for r in resent), resent
         s.wait_all_decided(timeout=60)
         committed = committed_decisions(s)
         assert all(committed[o][:2] == ("RESERVED", "") for o in placed), [committed.get(o) for o in placed]
@@ -775,8 +789,10 @@ def scenario_producer_fatal(bindir):
         check_log(s, placed)
         print("producer fatal: the failing order answered 503, %d retries refused, placed again "
               "%.2f s after the failure; both producers replaced (renewals 2); %d orders after it "
-              "reserved; all %d answers recorded once; audit: %s"
-              % (refused, recovered, len(after), len(placed), line[0].strip()))
+              "reserved and one answered 202 at its delivery report; all %d answers recorded once, %d "
+              "of them by the replacement; audit: %s"
+              % (refused, recovered, len(after), len(placed), sum(r["answers"] for r in resent),
+                 line[0].strip()))
 
 
 if __name__ == "__main__":
