@@ -718,12 +718,17 @@ def scenario_producer_fatal(bindir):
     with System(bindir, api_env={"FLASHSALE_TEST_PRODUCER_FATAL_AT": "3",
                                  "FLASHSALE_ANSWERS_LINGER_MS": "3000"}) as s:
         pid = s.create_product(stock=100, name="fatal producer")
-        placed = []
-        for _ in range(2):
-            _, tok = s.member()
-            st, _, body = s.order(tok, pid)
-            assert st == 201 and body["status"] == "RESERVED", (st, body)
-            placed.append(body["order_id"])
+
+        def reserve(n):
+            """n orders by new members, each answered 201 RESERVED: their ids."""
+            ids = []
+            for _ in range(n):
+                _, tok = s.member()
+                st, _, body = s.order(tok, pid)
+                assert st == 201 and body["status"] == "RESERVED", (st, body)
+                ids.append(body["order_id"])
+            return ids
+        placed = reserve(2)
         third, tok3 = s.member()
         key = {"Idempotency-Key": "fatal-" + uuid.uuid4().hex[:8]}
         st, h, body = s.order(tok3, pid, headers=key)
@@ -741,12 +746,7 @@ def scenario_producer_fatal(bindir):
             time.sleep(0.1 if st == 503 else 1.0)
         recovered = time.monotonic() - t0
         placed.append(body["order_id"])
-        after = []
-        for _ in range(5):
-            _, tok = s.member()
-            st, _, body = s.order(tok, pid)
-            assert st == 201 and body["status"] == "RESERVED", (st, body)
-            after.append(body["order_id"])
+        after = reserve(5)
         placed += after
         # an order answered as soon as it is durable waits for its delivery report, which the
         # order front hears through the replacement's queue
