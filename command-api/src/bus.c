@@ -426,6 +426,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         w->r.delivered = true;
         w->r.partition = m->partition;
         w->r.offset = m->offset;
+        w->r.logged_at = fs_kafka_record_time(m);
         held_order *o = w->order_command ? NULL : fs_map_get(b->orders, w->key);
         if (o && o->status == API_ORDER_PENDING) {
             o->partition = m->partition;

@@ -16,7 +16,8 @@ static atomic_ulong counts[FS_ROUTE_COUNT][500]; /* status 100..599 */
 static const double buckets_ms[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000};
 #define NBUCKETS (sizeof buckets_ms / sizeof buckets_ms[0])
 static atomic_ulong latency_buckets[NBUCKETS + 1];
-static atomic_ulong latency_sum_us, latency_count, fast_sold_out, produce_errors, producer_renewals;
+static atomic_ulong latency_sum_us, latency_count, fast_sold_out, produce_errors, producer_renewals,
+    appended_late;
 static atomic_ulong reads[FS_READ_SOURCES], redis_read_failures;
 static atomic_int breaker_open;
 
@@ -59,6 +60,11 @@ void fs_metrics_produce_error(void)
 void fs_metrics_producer_renewed(void)
 {
     atomic_fetch_add_explicit(&producer_renewals, 1, memory_order_relaxed);
+}
+
+void fs_metrics_appended_late(void)
+{
+    atomic_fetch_add_explicit(&appended_late, 1, memory_order_relaxed);
 }
 
 void fs_metrics_request(int route, int status)
@@ -123,6 +129,10 @@ char *fs_metrics_render(size_t *len)
     fprintf(f, "# HELP flashsale_kafka_producer_renewals_total Producers replaced after a fatal error.\n"
                "# TYPE flashsale_kafka_producer_renewals_total counter\nflashsale_kafka_producer_renewals_total %lu\n",
             atomic_load(&producer_renewals));
+    fprintf(f, "# HELP flashsale_orders_appended_late_total Orders answered 202 whose command the broker appended "
+               "after its accept_by (refused TIMED_OUT unless an earlier copy was in time).\n"
+               "# TYPE flashsale_orders_appended_late_total counter\nflashsale_orders_appended_late_total %lu\n",
+            atomic_load(&appended_late));
     static const char *const sources[FS_READ_SOURCES] = {"redis", "postgres", "log"};
     fprintf(f, "# HELP flashsale_reads_total Product and order queries by the store that answered.\n"
                "# TYPE flashsale_reads_total counter\n");

@@ -32,6 +32,8 @@ void fs_metrics_fast_sold_out(void);
 void fs_metrics_produce_error(void);
 /* A producer replaced after a fatal error (api_bus_producers_ok). */
 void fs_metrics_producer_renewed(void);
+/* An order answered 202 whose command the broker appended after its accept_by. */
+void fs_metrics_appended_late(void);
 /* Read-model queries: which store answered (FS_READ_*), Redis failures, breaker state. */
 enum { FS_READ_REDIS, FS_READ_POSTGRES, FS_READ_LOG, FS_READ_SOURCES };
 void fs_metrics_read(int source);

@@ -23,6 +23,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -550,7 +551,18 @@ int api_order_end(api_order_call *c, const api_wait_result *res)
      * new (confluentinc/librdkafka#4953). An earlier copy may have been appended in time, and
      * the processor decides the first copy. Answered 503 TIMED_OUT from such a report, a
      * buyer heard "no" while a unit was reserved for them (perf/chaos kill-broker,
-     * 2026-12-07). Only the decision tells: it follows the Location. */
+     * 2026-12-07). Only the decision tells: it follows the Location. Counted, as a sign of a
+     * broker that took longer than FLASHSALE_COMMAND_TIMEOUT_MS to append. */
+    if (r.delivered && r.logged_at > c->accept_by) {
+        static _Atomic int64_t last_told; /* one line a second at most: a frozen broker makes many */
+        int64_t now = fs_mono_ms(), told = atomic_load(&last_told);
+        fs_metrics_appended_late();
+        if (now - told >= 1000 && atomic_compare_exchange_strong(&last_told, &told, now))
+            fs_log_warn("order appended after its accept_by: answered 202, its decision follows "
+                        "(flashsale_orders_appended_late_total counts them)",
+                        json_pack("{s:s,s:I,s:I}", "order_id", c->order_id, "accept_by",
+                                  (json_int_t)c->accept_by, "appended_at", (json_int_t)r.logged_at));
+    }
     int st = send_pending(req, a, c->order_id, &r);
     api_bus_record_answer(a->bus, c->order_id, member, c->pid, c->qty, "PENDING", "", 0, "none", st);
     return st;
