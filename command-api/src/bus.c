@@ -79,6 +79,8 @@ struct api_bus {
     char answers_linger[24]; /* FLASHSALE_ANSWERS_LINGER_MS: the answers' linger.ms */
     long fatal_at;        /* FLASHSALE_TEST_PRODUCER_FATAL_AT (tests): see api_bus_produce */
     atomic_long reserves; /* ReserveStock commands produced (for fatal_at) */
+    long answers_fatal_at; /* FLASHSALE_TEST_ANSWERS_FATAL_AT (tests): see api_bus_record_answer */
+    atomic_long answers_recorded;
     atomic_ulong renewals;
     atomic_int keeper_stop;
     pthread_mutex_t unsent_lock;
@@ -1041,6 +1043,11 @@ void api_bus_record_answer(api_bus *b, const char *order_id, const char *member_
                           .occurred_at = fs_now_ms()};
     rd_kafka_headers_t *h = fs_kafka_headers_new(&meta);
     pthread_rwlock_rdlock(&b->plock);
+    if (b->answers_fatal_at > 0 && atomic_fetch_add(&b->answers_recorded, 1) + 1 == b->answers_fatal_at)
+        /* Fault injection for the tests: this answer finds its producer failed fatally (it is
+         * kept for the replacement, below) */
+        rd_kafka_test_fatal_error(b->answers, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                  "FLASHSALE_TEST_ANSWERS_FATAL_AT");
     rd_kafka_resp_err_t e = rd_kafka_producev(
         b->answers, RD_KAFKA_V_TOPIC(FS_TOPIC_ORDERS_ANSWERS), RD_KAFKA_V_KEY(order_id, strlen(order_id)),
         RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
@@ -1182,10 +1189,18 @@ static void keeper_resend(api_bus *b)
     while (l) {
         unsent_answer *u = l;
         l = l->next;
-        if (rd_kafka_producev(b->answers, RD_KAFKA_V_TOPIC(FS_TOPIC_ORDERS_ANSWERS),
-                              RD_KAFKA_V_KEY(u->data, u->key_len), RD_KAFKA_V_VALUE(u->data + u->key_len, u->len),
-                              RD_KAFKA_V_HEADERS(u->headers), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_END)) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            b->answers, RD_KAFKA_V_TOPIC(FS_TOPIC_ORDERS_ANSWERS), RD_KAFKA_V_KEY(u->data, u->key_len),
+            RD_KAFKA_V_VALUE(u->data + u->key_len, u->len), RD_KAFKA_V_HEADERS(u->headers),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR__FATAL) { /* the replacement failed too: kept for the next */
+            pthread_mutex_lock(&b->unsent_lock);
+            u->next = b->unsent;
+            b->unsent = u;
+            pthread_mutex_unlock(&b->unsent_lock);
+            continue;
+        }
+        if (e) {
             lost++;
             atomic_fetch_add(&b->answer_errors, 1);
         } else {
@@ -1195,8 +1210,9 @@ static void keeper_resend(api_bus *b)
         u->next = NULL;
         unsent_free(u);
     }
-    fs_log_info("answers a failed producer held, recorded by its replacement",
-                json_pack("{s:I,s:I}", "answers", (json_int_t)sent, "not_recorded", (json_int_t)lost));
+    if (sent || lost)
+        fs_log_info("answers a failed producer held, recorded by its replacement",
+                    json_pack("{s:I,s:I}", "answers", (json_int_t)sent, "not_recorded", (json_int_t)lost));
 }
 
 static void *keeper_main(void *arg)
@@ -1234,6 +1250,8 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
         return NULL;
     }
     bool keeper = false; /* its thread started */
+    b->reply_fd = -1; /* (the failure path reads them) */
+    b->dr_fd = -1;
     b->cfg = cfg;
     b->codec = codec;
     pthread_mutex_init(&b->lock, NULL);
@@ -1258,7 +1276,8 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
         fs_env_int("FLASHSALE_TEST_LATE_ANSWER_MS", 0, 0, 60000, &b->late_answer_ms, err) ||
         fs_env_int("FLASHSALE_TEST_COMMAND_COPY_MS", 0, 0, 60000, &b->command_copy_ms, err) ||
         fs_env_int("FLASHSALE_TEST_COMMAND_DELAY_MS", 0, 0, 60000, &b->command_delay_ms, err) ||
-        fs_env_int("FLASHSALE_TEST_PRODUCER_FATAL_AT", 0, 0, 1000000000, &b->fatal_at, err)) {
+        fs_env_int("FLASHSALE_TEST_PRODUCER_FATAL_AT", 0, 0, 1000000000, &b->fatal_at, err) ||
+        fs_env_int("FLASHSALE_TEST_ANSWERS_FATAL_AT", 0, 0, 1000000000, &b->answers_fatal_at, err)) {
         pthread_mutex_destroy(&b->lock);
         pthread_rwlock_destroy(&b->plock);
         pthread_mutex_destroy(&b->unsent_lock);
@@ -1295,8 +1314,6 @@ api_bus *api_bus_start(const fs_common_config *cfg, const fs_codec *codec, fs_er
     b->answers = slot_new(b, 1, err);
     if (!b->answers)
         goto fail;
-    b->reply_fd = -1;
-    b->dr_fd = -1;
     {
         const char *raddr = getenv("FLASHSALE_REPLY_ADDR");
         fs_err rerr = {0};
@@ -1326,6 +1343,11 @@ fail:
     if (keeper) {
         atomic_store(&b->keeper_stop, 1);
         pthread_join(b->keeper_thread, NULL);
+    }
+    if (b->reply_fd >= 0) { /* its thread reads b */
+        b->stop = 1;
+        pthread_join(b->reply_thread, NULL);
+        close(b->reply_fd);
     }
     if (b->producer)
         rd_kafka_destroy(b->producer);

@@ -184,7 +184,8 @@ typedef struct {
     bool via_reply; /* decided by the processor's reply (before its commit), not the stream */
     int32_t partition;
     int64_t offset;
-    int64_t logged_at; /* delivered: the broker's append time (LogAppendTime; 0 unknown) */
+    int64_t logged_at; /* delivered: the record's time (fs_kafka_record_time: on inventory.commands,
+                        * a LogAppendTime topic, the broker's append time; 0 unknown) */
     char delivery_error[128];
     inv_event ev; /* the decision / outcome, when decided */
 } api_wait_result;

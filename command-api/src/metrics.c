@@ -126,7 +126,7 @@ char *fs_metrics_render(size_t *len)
     fprintf(f, "# HELP flashsale_kafka_produce_errors_total Commands not produced or not delivered.\n"
                "# TYPE flashsale_kafka_produce_errors_total counter\nflashsale_kafka_produce_errors_total %lu\n",
             atomic_load(&produce_errors));
-    fprintf(f, "# HELP flashsale_kafka_producer_renewals_total Producers replaced after a fatal error.\n"
+    fprintf(f, "# HELP flashsale_kafka_producer_renewals_total The API's command and answer producers replaced after a fatal error.\n"
                "# TYPE flashsale_kafka_producer_renewals_total counter\nflashsale_kafka_producer_renewals_total %lu\n",
             atomic_load(&producer_renewals));
     fprintf(f, "# HELP flashsale_orders_appended_late_total Orders answered 202 whose command the broker appended "

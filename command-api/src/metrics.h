@@ -30,7 +30,8 @@ void fs_metrics_decision_latency(double ms);
 void fs_metrics_fast_sold_out(void);
 /* A command could not be produced or was not delivered. */
 void fs_metrics_produce_error(void);
-/* A producer replaced after a fatal error (api_bus_producers_ok). */
+/* One of the API's producers (commands, answers) replaced after a fatal error (bus.c's
+ * keeper; the outbox relay's replacements are only logged). */
 void fs_metrics_producer_renewed(void);
 /* An order answered 202 whose command the broker appended after its accept_by. */
 void fs_metrics_appended_late(void);
