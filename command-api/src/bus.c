@@ -81,7 +81,6 @@ struct api_bus {
     atomic_long reserves; /* ReserveStock commands produced (for fatal_at) */
     long answers_fatal_at; /* FLASHSALE_TEST_ANSWERS_FATAL_AT (tests): see api_bus_record_answer */
     atomic_long answers_recorded;
-    atomic_ulong renewals;
     atomic_int keeper_stop;
     pthread_mutex_t unsent_lock;
     struct unsent_answer *unsent; /* answers a failed producer never sent (answer_dr_cb) */
@@ -449,6 +448,15 @@ typedef struct unsent_answer {
     unsigned char data[]; /* the key, then the value */
 } unsent_answer;
 
+/* Puts u on the list of kept answers (any thread). */
+static void unsent_push(api_bus *b, unsent_answer *u)
+{
+    pthread_mutex_lock(&b->unsent_lock);
+    u->next = b->unsent;
+    b->unsent = u;
+    pthread_mutex_unlock(&b->unsent_lock);
+}
+
 /* Keeps an answer for the producer that replaces a failed one (keeper_resend); takes
  * headers (NULL: none). False when out of memory (the answer is then lost). */
 static bool unsent_keep(api_bus *b, const void *key, size_t key_len, const void *value, size_t len,
@@ -467,10 +475,7 @@ static bool unsent_keep(api_bus *b, const void *key, size_t key_len, const void 
         memcpy(u->data, key, key_len);
     if (len)
         memcpy(u->data + key_len, value, len);
-    pthread_mutex_lock(&b->unsent_lock);
-    u->next = b->unsent;
-    b->unsent = u;
-    pthread_mutex_unlock(&b->unsent_lock);
+    unsent_push(b, u);
     return true;
 }
 
@@ -1137,11 +1142,9 @@ static void keeper_renew(api_bus *b, bool told[2])
         if (!old[i])
             continue;
         fs_kafka_retire(old[i], (int)b->cmd_timeout_ms + 1000);
-        atomic_fetch_add(&b->renewals, 1);
         fs_metrics_producer_renewed();
         told[i] = false;
-        fs_log_info("producer replaced", json_pack("{s:s,s:I}", "producer", names[i], "renewals",
-                                                   (json_int_t)atomic_load(&b->renewals)));
+        fs_log_info("producer replaced", json_pack("{s:s}", "producer", names[i]));
     }
 }
 
@@ -1194,10 +1197,7 @@ static void keeper_resend(api_bus *b)
             RD_KAFKA_V_VALUE(u->data + u->key_len, u->len), RD_KAFKA_V_HEADERS(u->headers),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR__FATAL) { /* the replacement failed too: kept for the next */
-            pthread_mutex_lock(&b->unsent_lock);
-            u->next = b->unsent;
-            b->unsent = u;
-            pthread_mutex_unlock(&b->unsent_lock);
+            unsent_push(b, u);
             continue;
         }
         if (e) {

@@ -813,7 +813,7 @@ def scenario_producer_fatal(bindir):
         assert line and " 0 difference(s)" in line[0], out
         check_log(s, placed)
         print("producer fatal: the failing order answered 503, %d retries refused, placed again "
-              "%.2f s after the failure; both producers replaced (renewals 2); %d orders after it "
+              "%.2f s after its 503; both producers replaced (renewals 2); %d orders after it "
               "reserved and one answered 202 at its delivery report; all %d answers recorded once, %d "
               "of them by the replacement; audit: %s"
               % (refused, recovered, len(after), len(placed), sum(r["answers"] for r in resent),
