@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+static void jwt_cache_remember(const char *secret, const char *token, const fs_principal *p);
+
 static int issue(const char *secret, const char *sub, const char *role, int64_t ttl_seconds,
                  const char *sid, int64_t gen, char **out, fs_err *err)
 {
@@ -31,7 +33,20 @@ static int issue(const char *secret, const char *sub, const char *role, int64_t 
     }
     *out = jwt_encode_str(jwt);
     jwt_free(jwt);
-    return *out ? 0 : fs_err_set(err, FS_ERR_FATAL, 0, "jwt: cannot encode token");
+    if (!*out)
+        return fs_err_set(err, FS_ERR_FATAL, 0, "jwt: cannot encode token");
+    /* Known to be sound: its claims are remembered as a verification would, so a buyer's
+     * first request after the login (in a sale, often the only one) is not decoded again.
+     * Only what fs_jwt_verify would accept is remembered (a sub it would refuse is not). */
+    fs_principal p = {.exp = now + ttl_seconds, .gen = sid ? gen : -1};
+    if (*sub && strlen(sub) < sizeof p.sub && (!sid || gen >= 0)) {
+        snprintf(p.sub, sizeof p.sub, "%s", sub);
+        snprintf(p.role, sizeof p.role, "%s", role);
+        if (sid)
+            snprintf(p.sid, sizeof p.sid, "%s", sid);
+        jwt_cache_remember(secret, *out, &p);
+    }
+    return 0;
 }
 
 int fs_jwt_issue(const char *secret, const char *sub, const char *role, int64_t ttl_seconds,
@@ -98,6 +113,17 @@ static int jwt_cache_key(const char *secret, const char *token, unsigned char ke
 static fs_jwt_status jwt_decode_claims(const char *secret, const char *token, int64_t now_seconds,
                                        fs_principal *out);
 
+static void cache_put(int slot, const unsigned char key[crypto_generichash_BYTES], const fs_principal *p)
+{
+    pthread_mutex_t *lock = &jwt_locks[slot % JWT_CACHE_LOCKS];
+    pthread_mutex_lock(lock);
+    jwt_slot *c = &jwt_cache[slot];
+    c->used = true;
+    memcpy(c->key, key, crypto_generichash_BYTES);
+    c->p = *p;
+    pthread_mutex_unlock(lock);
+}
+
 fs_jwt_status fs_jwt_verify(const char *secret, const char *authorization, int64_t now_seconds,
                             fs_principal *out)
 {
@@ -129,16 +155,17 @@ fs_jwt_status fs_jwt_verify(const char *secret, const char *authorization, int64
         }
     }
     fs_jwt_status st = jwt_decode_claims(secret, token, now_seconds, out);
-    if (st == FS_JWT_OK && slot >= 0) {
-        pthread_mutex_t *lock = &jwt_locks[slot % JWT_CACHE_LOCKS];
-        pthread_mutex_lock(lock);
-        jwt_slot *c = &jwt_cache[slot];
-        c->used = true;
-        memcpy(c->key, key, sizeof key);
-        c->p = *out;
-        pthread_mutex_unlock(lock);
-    }
+    if (st == FS_JWT_OK && slot >= 0)
+        cache_put(slot, key, out);
     return st;
+}
+
+static void jwt_cache_remember(const char *secret, const char *token, const fs_principal *p)
+{
+    unsigned char key[crypto_generichash_BYTES];
+    int slot = jwt_cache_key(secret, token, key);
+    if (slot >= 0)
+        cache_put(slot, key, p);
 }
 
 /* libjwt's verdict on token (signature, algorithm, claims). */

@@ -71,6 +71,46 @@ static void test_remembered(void **state)
     free(tok);
 }
 
+/* A token is remembered when it is issued (a buyer's first request after the login is not
+ * decoded again), with the claims a verification gives, and only when a verification would
+ * accept it: a subject too long for the principal stays invalid. */
+static void test_remembered_at_issue(void **state)
+{
+    (void)state;
+    char *tok, *op, *longsub;
+    fs_err err = {0};
+    int64_t before = (int64_t)time(NULL);
+    assert_int_equal(fs_jwt_issue_session(SECRET, "m-r", "member", 60, "sess-r", 4, &tok, &err), 0);
+    assert_int_equal(fs_jwt_issue(SECRET, "op-r", "admin", 60, &op, &err), 0);
+    int64_t after = (int64_t)time(NULL);
+    char *h = bearer(tok), *ho = bearer(op);
+    fs_principal p;
+    assert_int_equal(fs_jwt_verify(SECRET, h, after, &p), FS_JWT_OK);
+    assert_string_equal(p.sub, "m-r");
+    assert_string_equal(p.role, "member");
+    assert_string_equal(p.sid, "sess-r");
+    assert_int_equal(p.gen, 4);
+    assert_true(p.exp >= before + 60 && p.exp <= after + 60);
+    assert_int_equal(fs_jwt_verify(SECRET, h, p.exp, &p), FS_JWT_EXPIRED);
+    assert_int_equal(fs_jwt_verify(SECRET, ho, after, &p), FS_JWT_OK);
+    assert_string_equal(p.sub, "op-r");
+    assert_string_equal(p.role, "admin");
+    assert_string_equal(p.sid, "");
+    assert_int_equal(p.gen, -1);
+    char sub[80];
+    memset(sub, 'x', sizeof sub - 1);
+    sub[sizeof sub - 1] = '\0';
+    assert_int_equal(fs_jwt_issue(SECRET, sub, "member", 60, &longsub, &err), 0);
+    char *hl = bearer(longsub);
+    assert_int_equal(fs_jwt_verify(SECRET, hl, after, &p), FS_JWT_INVALID);
+    free(hl);
+    free(longsub);
+    free(h);
+    free(ho);
+    free(tok);
+    free(op);
+}
+
 /* Login tokens carry the session and the generation; operator tokens say gen -1. */
 static void test_session_claims(void **state)
 {
@@ -162,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_valid_and_expired),
         cmocka_unit_test(test_session_claims),
         cmocka_unit_test(test_remembered),
+        cmocka_unit_test(test_remembered_at_issue),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_roles),
         cmocka_unit_test(test_unsound_claims_at_any_time),
