@@ -6,6 +6,7 @@
 #include "fs/log.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -483,6 +484,54 @@ int fs_kafka_read_changelog(const fs_common_config *cfg,
     int rc = fs_kafka_read_to_end(cfg, cl, cb, ctx, timeout_ms, err);
     rd_kafka_topic_partition_list_destroy(cl);
     return rc;
+}
+
+/* fs_kafka_dlq_report's count of failed deliveries since the last settle, and the last
+ * failure's code; the test knob's remaining count (-1: not read yet). */
+static atomic_ulong dlq_failed;
+static atomic_int dlq_failed_code;
+static atomic_long dlq_test_fail = -1;
+
+void fs_kafka_dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    rd_kafka_resp_err_t e = m->err;
+    if (!e && atomic_load(&dlq_test_fail) != 0) {
+        long left = atomic_load(&dlq_test_fail);
+        if (left < 0) { /* first report: read the knob */
+            const char *v = getenv("FLASHSALE_TEST_DLQ_FAIL");
+            long n = v && *v ? strtol(v, NULL, 10) : 0;
+            atomic_compare_exchange_strong(&dlq_test_fail, &left, n > 0 ? n : 0);
+        }
+        for (left = atomic_load(&dlq_test_fail); left > 0;)
+            if (atomic_compare_exchange_weak(&dlq_test_fail, &left, left - 1)) {
+                e = RD_KAFKA_RESP_ERR__MSG_TIMED_OUT; /* as if it had not been delivered */
+                break;
+            }
+    }
+    if (e) {
+        atomic_store(&dlq_failed_code, (int)e);
+        atomic_fetch_add(&dlq_failed, 1);
+    }
+}
+
+int fs_kafka_dlq_settle(rd_kafka_t *p, int timeout_ms, fs_err *err)
+{
+    rd_kafka_flush(p, timeout_ms);
+    int left = rd_kafka_outq_len(p);
+    if (left > 0) { /* not delivered in time: purged, so that no copy is left to come later */
+        rd_kafka_purge(p, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        for (int i = 0; i < 50 && rd_kafka_outq_len(p) > 0; i++)
+            rd_kafka_poll(p, 100); /* their reports (counted as failed) */
+    }
+    unsigned long failed = atomic_exchange(&dlq_failed, 0);
+    if (left > 0)
+        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "dead letters not delivered within %d ms", timeout_ms);
+    if (failed)
+        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "%lu dead letter(s) not delivered: %s", failed,
+                          rd_kafka_err2str((rd_kafka_resp_err_t)atomic_load(&dlq_failed_code)));
+    return 0;
 }
 
 int fs_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src, const char *reason,

@@ -59,6 +59,12 @@ typedef struct {
     int64_t tokens_at;
     uint64_t delivered, duplicates, no_address, dead;
     fs_map *nobody; /* member id -> (int64_t *) monotonic ms until which it is known to have no address */
+    /* A dead letter that did not reach the log: its record is read again (its offset is not
+     * stored) and dead-lettered at once, without delivery attempts a second time. */
+    bool dl_pending;
+    int32_t dl_partition;
+    int64_t dl_offset;
+    char dl_why[512];
 } notifier;
 
 /* Members known to have no address (load-test and operator tokens, deleted members) are not
@@ -393,30 +399,42 @@ static void count_no_address(notifier *nf, const note *n)
                      json_pack("{s:s,s:s,s:s}", "notification_id", n->id, "member_id", n->member, "kind", n->kind));
 }
 
-static const fs_kafka_client dlq_client = {.role = FS_KAFKA_PRODUCER, .client_id = "flashsale-notifier-dlq"};
+static const fs_kafka_client dlq_client = {.role = FS_KAFKA_PRODUCER, .client_id = "flashsale-notifier-dlq",
+                                           .dr = fs_kafka_dlq_report};
 
 /* A copy of m to the dead-letter topic, by a producer made anew after a fatal error (which
- * failed every dead letter from then on). A dead letter that cannot be produced is logged. */
-static void dead_letter(notifier *nf, rd_kafka_t **dlq, const rd_kafka_message_t *m, const char *why)
+ * failed every dead letter from then on), waited for until the broker has it: 0, or 1 when it
+ * is not in the log (m is then remembered, to be read again and dead-lettered later). */
+static int dead_letter(notifier *nf, rd_kafka_t **dlq, const rd_kafka_message_t *m, const char *why)
 {
     fs_err err = {0};
     if (fs_kafka_renew_if_fatal(dlq, &nf->cfg, &dlq_client, "notifier dead letters", 2000, &err) < 0 ||
-        fs_kafka_dead_letter(*dlq, m, why, &err))
-        fs_log_error("dead letter not produced",
-                     json_pack("{s:s,s:s,s:I}", "error", err.msg, "topic", m->rkt ? rd_kafka_topic_name(m->rkt) : "",
-                               "offset", (json_int_t)m->offset));
+        fs_kafka_dead_letter(*dlq, m, why, &err) || fs_kafka_dlq_settle(*dlq, 10000, &err)) {
+        fs_log_warn("dead letter not in the log; its record is read again",
+                    json_pack("{s:s,s:i,s:I}", "error", err.msg, "partition", (int)m->partition, "offset",
+                              (json_int_t)m->offset));
+        nf->dl_pending = true;
+        nf->dl_partition = m->partition;
+        nf->dl_offset = m->offset;
+        snprintf(nf->dl_why, sizeof nf->dl_why, "%s", why);
+        return 1;
+    }
+    nf->dl_pending = false;
+    return 0;
 }
 
-/* 0 handled (delivered, duplicate, skipped or dead-lettered); -1 stop requested mid-way. */
+/* 0 handled (delivered, duplicate, skipped or dead-lettered); -1 stop requested mid-way; 1 its
+ * dead letter is not in the log (read m again later). */
 static int handle(notifier *nf, rd_kafka_t **dlq, const rd_kafka_message_t *m)
 {
     note n;
     char why[512] = "";
+    if (nf->dl_pending && m->partition == nf->dl_partition && m->offset == nf->dl_offset)
+        return dead_letter(nf, dlq, m, nf->dl_why); /* (already counted and logged) */
     if (decode(nf, m, &n, why, sizeof why)) {
         nf->dead++;
         fs_log_warn("undecodable notification dead-lettered", json_pack("{s:s}", "reason", why));
-        dead_letter(nf, dlq, m, why);
-        return 0;
+        return dead_letter(nf, dlq, m, why);
     }
     if (known_nobody(nf, &n)) { /* see NOBODY_TTL_MS: no look-up, no spool check */
         count_no_address(nf, &n);
@@ -461,7 +479,7 @@ static int handle(notifier *nf, rd_kafka_t **dlq, const rd_kafka_message_t *m)
             fs_log_error("notification not delivered; dead-lettered",
                          json_pack("{s:s,s:s,s:I}", "notification_id", n.id, "reason", why, "attempts",
                                    (json_int_t)attempt));
-            dead_letter(nf, dlq, m, why);
+            rc = dead_letter(nf, dlq, m, why);
             break;
         }
         long backoff = 200L << (attempt - 1);
@@ -477,6 +495,23 @@ static int handle(notifier *nf, rd_kafka_t **dlq, const rd_kafka_message_t *m)
     }
     json_decref(n.params);
     return rc;
+}
+
+/* Reads m again next: its partition is sought back to m's offset, after a second. */
+static void read_again(rd_kafka_t *c, const rd_kafka_message_t *m)
+{
+    for (int i = 0; i < 20 && !stop_flag; i++)
+        usleep(50000);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)->offset = m->offset;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(c, l, -1);
+    if (e || l->elems[0].err)
+        fs_log_warn("cannot seek back to a record whose dead letter is not in the log",
+                    json_pack("{s:s,s:I}", "error", e ? rd_kafka_error_string(e) : rd_kafka_err2str(l->elems[0].err),
+                              "offset", (json_int_t)m->offset));
+    if (e)
+        rd_kafka_error_destroy(e);
+    rd_kafka_topic_partition_list_destroy(l);
 }
 
 int main(void)
@@ -570,8 +605,11 @@ int main(void)
     while (!stop_flag) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
         if (m && !m->err) {
-            if (handle(&nf, &dlq, m) == 0)
+            int h = handle(&nf, &dlq, m);
+            if (h == 0)
                 rd_kafka_offset_store(m->rkt, m->partition, m->offset);
+            else if (h == 1) /* its dead letter is not in the log: read it again, a second later */
+                read_again(c, m);
         } else if (m && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             fs_log_warn("consumer", json_pack("{s:s}", "error", rd_kafka_message_errstr(m)));
         }

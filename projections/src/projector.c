@@ -48,13 +48,17 @@ typedef struct {
     bool in_batch;
     long batch_n;
     int64_t batch_started;
+    long batch_dead; /* dead letters produced for the open batch */
     uint64_t applied, dead, since_report;
     uint32_t lag[LAG_BUCKETS];
     uint64_t lag_n;
 } driver;
 
-/* The dead-letter producer (made anew after a fatal error: fs_kafka_renew_if_fatal). */
-static const fs_kafka_client dlq_client = {.role = FS_KAFKA_PRODUCER, .client_id = "flashsale-projector-dlq"};
+/* The dead-letter producer (made anew after a fatal error: fs_kafka_renew_if_fatal). Its
+ * failed deliveries are counted (fs_kafka_dlq_report): a batch is committed only once its
+ * dead letters are in the log (commit). */
+static const fs_kafka_client dlq_client = {.role = FS_KAFKA_PRODUCER, .client_id = "flashsale-projector-dlq",
+                                           .dr = fs_kafka_dlq_report};
 
 static int tindex(const char *name)
 {
@@ -168,6 +172,7 @@ static int handle(driver *d, const rd_kafka_message_t *m, fs_err *err)
     }
     if (derr.cls != FS_OK) { /* not Avro, or not a valid event of its type */
         d->dead++;
+        d->batch_dead++;
         if (fs_kafka_renew_if_fatal(&d->dlq, &d->p.cfg, &dlq_client, "projector dead letters", 2000, err) < 0 ||
             fs_kafka_dead_letter(d->dlq, m, derr.msg, err))
             return -1;
@@ -186,6 +191,17 @@ static int commit(driver *d, fs_err *err)
 {
     if (!d->in_batch)
         return 0;
+    if (d->batch_dead) { /* its dead letters in the log before the offsets move past them */
+        long n = d->batch_dead;
+        d->batch_dead = 0; /* a batch redone writes them again */
+        if (!d->dlq)
+            return fs_err_set(err, FS_ERR_RETRIABLE, 0, "no dead-letter producer");
+        if (fs_kafka_dlq_settle(d->dlq, 10000, err)) {
+            fs_log_warn("dead letters not in the log; the batch is redone",
+                        json_pack("{s:I,s:s}", "dead_letters", (json_int_t)n, "error", err->msg));
+            return -1;
+        }
+    }
     int64_t now = fs_now_ms(), worst = 0;
     for (long i = 0; i < d->batch_n; i++) {
         int64_t l = now - d->ts[i];
@@ -359,6 +375,7 @@ int main(int argc, char **argv)
             d.p.sink->rollback(&d.p);
             d.in_batch = false;
             d.batch_n = 0;
+            d.batch_dead = 0;
             sleep(1);
             while (!stop_flag && assign(&d, &err)) {
                 fs_log_warn("reassign failed", json_pack("{s:s}", "error", err.msg));

@@ -4,7 +4,7 @@ inventory processor, order placement with an immediate answer).
 
     test_core.py BUILD_DIR SCENARIO
     SCENARIO: burst | rules | idempotency | bad_input | crash | rebalance | dead_letter |
-              answers_crash | outage | late_copy | producer_fatal
+              answers_crash | outage | late_copy | producer_fatal | notifier_dead_letter
 
 Every scenario ends by re-deriving inventory from inventory.events (fsharness.derive, its
 own rules) and checking: no oversell, no undersell, conservation, event counters equal the
@@ -841,6 +841,46 @@ def scenario_producer_fatal(bindir):
         print("answers' producer fatal: 4 orders reserved; %d answers (held, or refused by the "
               "failed producer) recorded by the replacement, every answer once"
               % sum(r["answers"] for r in resent))
+
+
+def scenario_notifier_dead_letter(bindir):
+    """A reader's dead letters are in the log before it moves past their records
+    (fs_kafka_dlq_settle). The notifier, told that its first two dead letters' deliveries
+    failed (FLASHSALE_TEST_DLQ_FAIL=2), reads the undecodable record A again until its dead
+    letter is in the log: three copies of A's dead letter (the two it was told failed are in
+    the log too), and B, undecodable after A in the same partition, only after them; nothing
+    stops the notifier."""
+    import subprocess
+    with System(bindir) as s:
+        key = "notifier-dlq-%s" % uuid.uuid4()
+        raw = os.path.join(bindir, "tests", "produce_raw")
+        subprocess.run([raw, "notifications", key, "--hex", "7b22"], check=True)  # A
+        subprocess.run([raw, "notifications", key, "--hex", "7b23"], check=True)  # B, after A
+        src = [r for r in s.dump("notifications") if r["key"] == key]
+        assert len(src) == 2, src
+        a, b = str(src[0]["offset"]), str(src[1]["offset"])
+        spool = os.path.join(s.logdir, "notifier-dlq-spool")
+        logp = os.path.join(s.logdir, "test-notifier-dlq.log")
+        log_at = os.path.getsize(logp) if os.path.exists(logp) else 0  # (a kept run's log grows)
+        s.start_notifier(spool, {"FLASHSALE_TEST_DLQ_FAIL": "2"}, name="notifier-dlq")
+        ours = lambda r: r["headers"].get("dlq-topic") == "notifications" and r["key"] == key  # noqa: E731
+        deadline = time.time() + 90
+        while True:
+            dead = [r for r in s.dump("deadletter") if ours(r)]
+            if any(r["headers"]["dlq-offset"] == b for r in dead) or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        offsets = [r["headers"]["dlq-offset"] for r in dead]  # (one partition: in the log's order)
+        assert offsets == [a, a, a, b], "dead letters of A (%s) and B (%s): %s" % (a, b, offsets)
+        with open(logp) as f:
+            f.seek(log_at)
+            log = f.read()
+        retries = log.count("dead letter not in the log; its record is read again")
+        assert retries == 2, "expected 2 retries in the notifier's log, saw %d" % retries
+        assert s.procs["notifier-dlq"].poll() is None, "the notifier stopped"
+        s.stop_processor("notifier-dlq")
+        print("notifier dead letter: A's dead letter written until the log had it (3 copies, 2 "
+              "retries), B's after it; the notifier still running")
 
 
 if __name__ == "__main__":
