@@ -49,11 +49,29 @@ fs_running() {
   st=${st##*) }
   [ "${st%% *}" != Z ]
 }
+# fs_started_by PID FILE: PID's process began no later than FILE was last written: a process
+# whose number a pid file names, begun after that file was written, is another process that
+# was given the number later (after a reboot, say). 10 s of slack for a small step of the
+# wall clock (a larger forward step makes an unsupervised service's own file look stale).
+fs_started_by() {
+  local st boot hz mt
+  local -a f
+  { read -r st </proc/"$1"/stat; } 2>/dev/null || return 1
+  read -r -a f <<<"${st##*) }" # the fields from the state on: the start time (22nd) is f[19]
+  boot=$(awk '/^btime /{print $2}' /proc/stat) || return 1
+  hz=$(getconf CLK_TCK) || return 1
+  mt=$(stat -c %Y "$2" 2>/dev/null) || return 1
+  [[ "${f[19]}" =~ ^[0-9]+$ ]] || return 1
+  ((boot + f[19] / hz <= mt + 10))
+}
+
 # fs_read_pid FILE: prints the pid in FILE when that process runs and is the one FILE names.
 # A pid file outlives a reboot or a container's restart, and its number may since name
 # another process, so: a supervisor's (NAME.supervisor.pid, edge/supervisor.pid) must be
 # running infra/supervise.sh; a supervised process's (NAME.pid, edge/master.pid), while its
-# supervisor's file names a live supervisor, must be that supervisor's child.
+# supervisor's file names a live supervisor, must be that supervisor's child, and without
+# one (both files stale, or a process an older version started unsupervised) must have begun
+# before its file was written (fs_started_by).
 fs_read_pid() {
   local f=$1 p st cmd sf sp
   p=$(cat "$f" 2>/dev/null) || return 1
@@ -70,6 +88,8 @@ fs_read_pid() {
         st=${st##*) }
         st=${st#* } # the fields from the parent's pid on
         [ "${st%% *}" = "$sp" ] || return 1
+      else
+        fs_started_by "$p" "$f" || return 1
       fi ;;
   esac
   echo "$p"

@@ -205,6 +205,37 @@ def test_sighup_is_ignored():
         assert s.starts() == [pid]
 
 
+def test_pid_file_identity_without_a_supervisor():
+    """infra/lib.sh's fs_read_pid, for a service's pid file whose supervisor's file is stale:
+    the process it names counts only if it began before the file was written; one begun
+    later was given the number afterwards (a reboot, say) and is not ours to stop."""
+    lib = os.path.join(os.path.dirname(SUPERVISE), "lib.sh")
+    d = tempfile.mkdtemp(prefix="fs-pidfile-")
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        pidf = os.path.join(d, "svc.pid")
+        with open(os.path.join(d, "svc.supervisor.pid"), "w") as f:
+            f.write("999999999\n")  # no such process: a stale supervisor's file
+        with open(pidf, "w") as f:
+            f.write("%d\n" % other.pid)
+
+        def read_pid():
+            r = subprocess.run(["bash", "-c", 'source "$0"; fs_read_pid "$1"', lib, pidf],
+                               capture_output=True, text=True)
+            return r.stdout.strip() if r.returncode == 0 else None
+        assert read_pid() == str(other.pid)  # begun before its file: ours
+        old = time.time() - 3600
+        os.utime(pidf, (old, old))  # the file an hour older than the process it names
+        assert read_pid() is None
+        with open(os.path.join(d, "svc.supervisor.pid"), "w") as f:
+            f.write("%d\n" % other.pid)  # a live process that is no supervisor: still stale
+        assert read_pid() is None
+    finally:
+        other.kill()
+        other.wait()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_usage():
     r = subprocess.run([SUPERVISE, "svc", "/tmp/x.pid", "sleep", "1"], capture_output=True, text=True)
     assert r.returncode == 2 and "usage" in r.stderr, r
