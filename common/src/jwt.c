@@ -5,6 +5,7 @@
 #include <jwt.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,7 @@ static int issue(const char *secret, const char *sub, const char *role, int64_t 
     /* Known to be sound: its claims are remembered as a verification would, so a buyer's
      * first request after the login (in a sale, often the only one) is not decoded again.
      * Only what fs_jwt_verify would accept is remembered (a sub it would refuse is not). */
-    fs_principal p = {.exp = now + ttl_seconds, .gen = sid ? gen : -1};
+    fs_principal p = {.exp = (long)(now + ttl_seconds), .gen = sid ? gen : -1};
     if (*sub && strlen(sub) < sizeof p.sub && (!sid || gen >= 0)) {
         snprintf(p.sub, sizeof p.sub, "%s", sub);
         snprintf(p.role, sizeof p.role, "%s", role);
@@ -168,11 +169,19 @@ static void jwt_cache_remember(const char *secret, const char *token, const fs_p
         cache_put(slot, key, p);
 }
 
+static atomic_ulong jwt_decodes;
+
+unsigned long fs_jwt_decodes(void)
+{
+    return atomic_load(&jwt_decodes);
+}
+
 /* libjwt's verdict on token (signature, algorithm, claims). */
 static fs_jwt_status jwt_decode_claims(const char *secret, const char *token, int64_t now_seconds,
                                        fs_principal *out)
 {
     jwt_t *jwt = NULL;
+    atomic_fetch_add(&jwt_decodes, 1);
     if (jwt_decode(&jwt, token, (const unsigned char *)secret, (int)strlen(secret)) || !jwt)
         return FS_JWT_INVALID;
     fs_jwt_status st = FS_JWT_INVALID;

@@ -492,6 +492,22 @@ static atomic_ulong dlq_failed;
 static atomic_int dlq_failed_code;
 static atomic_long dlq_test_fail = -1;
 
+/* A delivery error that a new attempt cannot mend: the broker refuses this record for good. */
+static bool dlq_refused_for_good(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+        return true;
+    default:
+        return false;
+    }
+}
+
 void fs_kafka_dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
@@ -510,24 +526,41 @@ void fs_kafka_dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaq
                 break;
             }
     }
-    if (e) {
+    if (e && dlq_refused_for_good(e)) {
+        /* writing it again would be refused again, and its reader would never move on: the
+         * record stays only in its own topic, named here */
+        char topic[256] = "", part[32] = "", off[32] = "";
+        fs_kafka_header_get(m, "dlq-topic", topic, sizeof topic);
+        fs_kafka_header_get(m, "dlq-partition", part, sizeof part);
+        fs_kafka_header_get(m, "dlq-offset", off, sizeof off);
+        fs_log_error("dead letter refused by the broker for good; the record is only in its topic",
+                     json_pack("{s:s,s:s,s:s,s:s}", "code", rd_kafka_err2name(e), "topic", topic, "partition", part,
+                               "offset", off));
+    } else if (e) {
         atomic_store(&dlq_failed_code, (int)e);
         atomic_fetch_add(&dlq_failed, 1);
     }
 }
 
-int fs_kafka_dlq_settle(rd_kafka_t *p, int timeout_ms, fs_err *err)
+int fs_kafka_dlq_settle(rd_kafka_t *p, int timeout_ms, const volatile int *stop, fs_err *err)
 {
-    rd_kafka_flush(p, timeout_ms);
+    /* in slices, so that a stop is not held up by a broker that is away */
+    int64_t until = fs_mono_ms() + timeout_ms;
+    while (rd_kafka_outq_len(p) > 0 && fs_mono_ms() < until && !(stop && *stop))
+        rd_kafka_flush(p, 100);
+    rd_kafka_poll(p, 0); /* (outq_len also counts an error event just queued: served here) */
     int left = rd_kafka_outq_len(p);
-    if (left > 0) { /* not delivered in time: purged, so that no copy is left to come later */
+    if (left > 0) {
+        /* not delivered in time: purged, so that what is still queued is not sent later (what
+         * was in flight may still be written by the broker: a copy the next attempt repeats) */
         rd_kafka_purge(p, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         for (int i = 0; i < 50 && rd_kafka_outq_len(p) > 0; i++)
             rd_kafka_poll(p, 100); /* their reports (counted as failed) */
     }
     unsigned long failed = atomic_exchange(&dlq_failed, 0);
     if (left > 0)
-        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "dead letters not delivered within %d ms", timeout_ms);
+        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "dead letters not delivered within %d ms%s", timeout_ms,
+                          stop && *stop ? " (stopping)" : "");
     if (failed)
         return fs_err_set(err, FS_ERR_RETRIABLE, 0, "%lu dead letter(s) not delivered: %s", failed,
                           rd_kafka_err2str((rd_kafka_resp_err_t)atomic_load(&dlq_failed_code)));

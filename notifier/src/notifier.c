@@ -37,6 +37,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <inttypes.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -59,12 +60,10 @@ typedef struct {
     int64_t tokens_at;
     uint64_t delivered, duplicates, no_address, dead;
     fs_map *nobody; /* member id -> (int64_t *) monotonic ms until which it is known to have no address */
-    /* A dead letter that did not reach the log: its record is read again (its offset is not
-     * stored) and dead-lettered at once, without delivery attempts a second time. */
-    bool dl_pending;
-    int32_t dl_partition;
-    int64_t dl_offset;
-    char dl_why[512];
+    /* Dead letters that did not reach the log, "partition/offset" -> (char *) the reason: their
+     * records are read again (their offsets are not stored) and dead-lettered at once, without
+     * delivery attempts a second time. At most one per partition (each waits at its record). */
+    fs_map *dl_pending;
 } notifier;
 
 /* Members known to have no address (load-test and operator tokens, deleted members) are not
@@ -405,21 +404,27 @@ static const fs_kafka_client dlq_client = {.role = FS_KAFKA_PRODUCER, .client_id
 /* A copy of m to the dead-letter topic, by a producer made anew after a fatal error (which
  * failed every dead letter from then on), waited for until the broker has it: 0, or 1 when it
  * is not in the log (m is then remembered, to be read again and dead-lettered later). */
+static void pending_key(const rd_kafka_message_t *m, char *key, size_t n)
+{
+    snprintf(key, n, "%d/%" PRId64, (int)m->partition, m->offset);
+}
+
 static int dead_letter(notifier *nf, rd_kafka_t **dlq, const rd_kafka_message_t *m, const char *why)
 {
     fs_err err = {0};
+    char key[48];
+    pending_key(m, key, sizeof key);
     if (fs_kafka_renew_if_fatal(dlq, &nf->cfg, &dlq_client, "notifier dead letters", 2000, &err) < 0 ||
-        fs_kafka_dead_letter(*dlq, m, why, &err) || fs_kafka_dlq_settle(*dlq, 10000, &err)) {
+        fs_kafka_dead_letter(*dlq, m, why, &err) || fs_kafka_dlq_settle(*dlq, 10000, &stop_flag, &err)) {
         fs_log_warn("dead letter not in the log; its record is read again",
                     json_pack("{s:s,s:i,s:I}", "error", err.msg, "partition", (int)m->partition, "offset",
                               (json_int_t)m->offset));
-        nf->dl_pending = true;
-        nf->dl_partition = m->partition;
-        nf->dl_offset = m->offset;
-        snprintf(nf->dl_why, sizeof nf->dl_why, "%s", why);
+        char *w = fs_map_get(nf->dl_pending, key) ? NULL : strdup(why);
+        if (w && fs_map_put(nf->dl_pending, key, w) == (void *)-1)
+            free(w); /* (out of memory: its delivery is attempted again, nothing is lost) */
         return 1;
     }
-    nf->dl_pending = false;
+    free(fs_map_del(nf->dl_pending, key));
     return 0;
 }
 
@@ -429,8 +434,13 @@ static int handle(notifier *nf, rd_kafka_t **dlq, const rd_kafka_message_t *m)
 {
     note n;
     char why[512] = "";
-    if (nf->dl_pending && m->partition == nf->dl_partition && m->offset == nf->dl_offset)
-        return dead_letter(nf, dlq, m, nf->dl_why); /* (already counted and logged) */
+    char key[48];
+    pending_key(m, key, sizeof key);
+    const char *pending = fs_map_get(nf->dl_pending, key);
+    if (pending) { /* (already counted and logged) */
+        snprintf(why, sizeof why, "%s", pending);
+        return dead_letter(nf, dlq, m, why);
+    }
     if (decode(nf, m, &n, why, sizeof why)) {
         nf->dead++;
         fs_log_warn("undecodable notification dead-lettered", json_pack("{s:s}", "reason", why));
@@ -552,7 +562,8 @@ int main(void)
     if (!nf.codec)
         fs_config_die(&err);
     nf.nobody = fs_map_new(1024);
-    if (!nf.nobody) {
+    nf.dl_pending = fs_map_new(16);
+    if (!nf.nobody || !nf.dl_pending) {
         fs_err_set(&err, FS_ERR_FATAL, 0, "out of memory");
         fs_config_die(&err);
     }
@@ -632,6 +643,7 @@ int main(void)
     PQfinish(nf.pg);
     fs_codec_destroy(nf.codec);
     fs_map_destroy_free(nf.nobody);
+    fs_map_destroy_free(nf.dl_pending);
     curl_global_cleanup();
     fs_log_info("stopped", json_pack("{s:I}", "delivered", (json_int_t)nf.delivered));
     return 0;

@@ -196,7 +196,7 @@ static int commit(driver *d, fs_err *err)
         d->batch_dead = 0; /* a batch redone writes them again */
         if (!d->dlq)
             return fs_err_set(err, FS_ERR_RETRIABLE, 0, "no dead-letter producer");
-        if (fs_kafka_dlq_settle(d->dlq, 10000, err)) {
+        if (fs_kafka_dlq_settle(d->dlq, 10000, &stop_flag, err)) {
             fs_log_warn("dead letters not in the log; the batch is redone",
                         json_pack("{s:I,s:s}", "dead_letters", (json_int_t)n, "error", err->msg));
             return -1;

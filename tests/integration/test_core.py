@@ -847,9 +847,10 @@ def scenario_notifier_dead_letter(bindir):
     """A reader's dead letters are in the log before it moves past their records
     (fs_kafka_dlq_settle). The notifier, told that its first two dead letters' deliveries
     failed (FLASHSALE_TEST_DLQ_FAIL=2), reads the undecodable record A again until its dead
-    letter is in the log: three copies of A's dead letter (the two it was told failed are in
-    the log too), and B, undecodable after A in the same partition, only after them; nothing
-    stops the notifier."""
+    letter is in the log: three copies of A's dead letter, all with A's reason (the two it was
+    told failed are in the log too), A handled once (read again, it is dead-lettered at once),
+    and B, undecodable after A in the same partition, only after them; nothing stops the
+    notifier."""
     import subprocess
     with System(bindir) as s:
         key = "notifier-dlq-%s" % uuid.uuid4()
@@ -862,7 +863,9 @@ def scenario_notifier_dead_letter(bindir):
         spool = os.path.join(s.logdir, "notifier-dlq-spool")
         logp = os.path.join(s.logdir, "test-notifier-dlq.log")
         log_at = os.path.getsize(logp) if os.path.exists(logp) else 0  # (a kept run's log grows)
-        s.start_notifier(spool, {"FLASHSALE_TEST_DLQ_FAIL": "2"}, name="notifier-dlq")
+        s.start_notifier(spool, {"FLASHSALE_TEST_DLQ_FAIL": "2",  # a group of its own: only this
+                                 "FLASHSALE_NOTIFIER_GROUP": "notifier-dlq-%s" % uuid.uuid4()},
+                         name="notifier-dlq")
         ours = lambda r: r["headers"].get("dlq-topic") == "notifications" and r["key"] == key  # noqa: E731
         deadline = time.time() + 90
         while True:
@@ -872,11 +875,16 @@ def scenario_notifier_dead_letter(bindir):
             time.sleep(0.5)
         offsets = [r["headers"]["dlq-offset"] for r in dead]  # (one partition: in the log's order)
         assert offsets == [a, a, a, b], "dead letters of A (%s) and B (%s): %s" % (a, b, offsets)
+        reasons = {r["headers"]["dlq-reason"] for r in dead[:3]}
+        assert len(reasons) == 1 and "" not in reasons, "A's copies give other reasons: %s" % reasons
         with open(logp) as f:
             f.seek(log_at)
             log = f.read()
         retries = log.count("dead letter not in the log; its record is read again")
         assert retries == 2, "expected 2 retries in the notifier's log, saw %d" % retries
+        # A read again is dead-lettered at once, not decoded (or delivered) a second time
+        handled = log.count("undecodable notification dead-lettered")
+        assert handled == 2, "A and B each handled once, saw %d" % handled
         assert s.procs["notifier-dlq"].poll() is None, "the notifier stopped"
         s.stop_processor("notifier-dlq")
         print("notifier dead letter: A's dead letter written until the log had it (3 copies, 2 "

@@ -85,7 +85,9 @@ static void test_remembered_at_issue(void **state)
     int64_t after = (int64_t)time(NULL);
     char *h = bearer(tok), *ho = bearer(op);
     fs_principal p;
+    unsigned long decodes = fs_jwt_decodes();
     assert_int_equal(fs_jwt_verify(SECRET, h, after, &p), FS_JWT_OK);
+    assert_int_equal(fs_jwt_decodes(), decodes); /* answered by the cache: not decoded */
     assert_string_equal(p.sub, "m-r");
     assert_string_equal(p.role, "member");
     assert_string_equal(p.sid, "sess-r");
@@ -102,7 +104,9 @@ static void test_remembered_at_issue(void **state)
     sub[sizeof sub - 1] = '\0';
     assert_int_equal(fs_jwt_issue(SECRET, sub, "member", 60, &longsub, &err), 0);
     char *hl = bearer(longsub);
+    decodes = fs_jwt_decodes();
     assert_int_equal(fs_jwt_verify(SECRET, hl, after, &p), FS_JWT_INVALID);
+    assert_int_equal(fs_jwt_decodes(), decodes + 1); /* not remembered: decoded, and refused */
     free(hl);
     free(longsub);
     free(h);

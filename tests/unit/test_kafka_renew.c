@@ -116,7 +116,7 @@ static void test_null_is_made(void **state)
 
 /* A reader's dead letters (fs_kafka_dlq_report, fs_kafka_dlq_settle): settled only when the
  * broker has every one; one that fails (a timeout, with the broker away) or that is still on
- * its way when the wait ends makes the settle fail, and nothing is left to come later. */
+ * its way when the wait ends makes the settle fail, once; and a stop ends the wait. */
 static void test_dead_letters_settle(void **state)
 {
     cluster *c = *state;
@@ -125,29 +125,32 @@ static void test_dead_letters_settle(void **state)
                                    .extra = (const char *const[]){"message.timeout.ms", "300", NULL}};
     rd_kafka_t *p = fs_kafka_new(&c->cfg, &quick, &err);
     assert_non_null(p);
-    assert_int_equal(fs_kafka_dlq_settle(p, 1000, &err), 0); /* nothing produced */
+    assert_int_equal(fs_kafka_dlq_settle(p, 1000, NULL, &err), 0); /* nothing produced */
     assert_int_equal(produce(p, 3), 0);
-    assert_int_equal(fs_kafka_dlq_settle(p, 10000, &err), 0);
+    assert_int_equal(fs_kafka_dlq_settle(p, 10000, NULL, &err), 0);
     /* the broker away: the message times out (300 ms) within the wait, and is counted */
     assert_int_equal(rd_kafka_mock_broker_set_down(c->mc, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_int_equal(produce(p, 2), 0);
-    assert_int_equal(fs_kafka_dlq_settle(p, 10000, &err), -1);
+    assert_int_equal(fs_kafka_dlq_settle(p, 10000, NULL, &err), -1);
     assert_non_null(strstr(err.msg, "2 dead letter(s) not delivered"));
-    assert_int_equal(fs_kafka_dlq_settle(p, 1000, &err), 0); /* counted once */
+    assert_int_equal(fs_kafka_dlq_settle(p, 1000, NULL, &err), 0); /* counted once */
     rd_kafka_destroy(p);
-    /* still on its way when the wait ends: purged, so no copy comes later */
+    /* still on its way when the wait ends: purged (no later report, no copy still queued) */
     const fs_kafka_client slow = {.role = FS_KAFKA_PRODUCER, .client_id = "dlq-test", .dr = fs_kafka_dlq_report,
                                   .extra = (const char *const[]){"message.timeout.ms", "30000", NULL}};
     p = fs_kafka_new(&c->cfg, &slow, &err);
     assert_non_null(p);
     assert_int_equal(produce(p, 1), 0);
-    assert_int_equal(fs_kafka_dlq_settle(p, 300, &err), -1);
+    assert_int_equal(fs_kafka_dlq_settle(p, 300, NULL, &err), -1);
     assert_non_null(strstr(err.msg, "not delivered within 300 ms"));
-    assert_int_equal(rd_kafka_outq_len(p), 0);
-    assert_int_equal(fs_kafka_dlq_settle(p, 1000, &err), 0); /* the purged one's failure counted there */
+    assert_int_equal(fs_kafka_dlq_settle(p, 1000, NULL, &err), 0); /* the purged one's failure counted there */
+    volatile int stop = 1; /* a stop ends the wait at once */
+    assert_int_equal(produce(p, 1), 0);
+    assert_int_equal(fs_kafka_dlq_settle(p, 60000, &stop, &err), -1);
+    assert_non_null(strstr(err.msg, "(stopping)"));
     assert_int_equal(rd_kafka_mock_broker_set_up(c->mc, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_int_equal(produce(p, 2), 0);
-    assert_int_equal(fs_kafka_dlq_settle(p, 10000, &err), 0);
+    assert_int_equal(fs_kafka_dlq_settle(p, 10000, NULL, &err), 0);
     rd_kafka_destroy(p);
 }
 

@@ -36,5 +36,8 @@ int fs_jwt_issue_session(const char *secret, const char *sub, const char *role, 
 /* Verifies `authorization` (the whole header value, "Bearer <token>", may be NULL). */
 fs_jwt_status fs_jwt_verify(const char *secret, const char *authorization, int64_t now_seconds,
                             fs_principal *out);
+/* How many tokens libjwt has decoded in this process: the verifications the verified-token
+ * cache did not answer (a token issued here is remembered as it is issued). */
+unsigned long fs_jwt_decodes(void);
 
 #endif

@@ -176,13 +176,17 @@ int fs_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src, co
  * in the log before the reader's offsets move past their records: else a crash in between,
  * or a delivery that fails later, loses the record. The reader's dead-letter producer is made
  * with .dr = fs_kafka_dlq_report, which counts its failed deliveries (one such producer per
- * process). fs_kafka_dlq_settle waits up to timeout_ms for all that producer has produced,
- * and returns 0 when every delivery since the last settle succeeded. Else it purges what is
- * still undelivered and returns -1 with *err: the caller must not move its offsets past the
- * records and writes their dead letters again later, so a dead letter may be in the log
- * more than once (its dlq-topic, dlq-partition and dlq-offset headers tell the copies).
+ * process). fs_kafka_dlq_settle waits up to timeout_ms (less once *stop is set; stop may be
+ * NULL) for all that producer has produced, and returns 0 when every delivery since the last
+ * settle succeeded. Else it purges what is still undelivered and returns -1 with *err: the
+ * caller must not move its offsets past the records and writes their dead letters again
+ * later, so a dead letter may be in the log more than once (its dlq-topic, dlq-partition and
+ * dlq-offset headers tell the copies). A dead letter the broker refuses for good (too large,
+ * not authorised, against a policy) is logged as an error with its record's place and not
+ * counted as failed: writing it again would never succeed, and the reader would never move
+ * on; the record stays in its own topic.
  * FLASHSALE_TEST_DLQ_FAIL=N (tests): the first N reports count as failed although delivered. */
 void fs_kafka_dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
-int fs_kafka_dlq_settle(rd_kafka_t *p, int timeout_ms, fs_err *err);
+int fs_kafka_dlq_settle(rd_kafka_t *p, int timeout_ms, const volatile int *stop, fs_err *err);
 
 #endif
