@@ -121,25 +121,25 @@ static void test_dead_letters_settle(void **state)
 {
     cluster *c = *state;
     fs_err err = {0};
+    const fs_kafka_client slow = {.role = FS_KAFKA_PRODUCER, .client_id = "dlq-test", .dr = fs_kafka_dlq_report,
+                                  .extra = (const char *const[]){"message.timeout.ms", "30000", NULL}};
     const fs_kafka_client quick = {.role = FS_KAFKA_PRODUCER, .client_id = "dlq-test", .dr = fs_kafka_dlq_report,
                                    .extra = (const char *const[]){"message.timeout.ms", "300", NULL}};
-    rd_kafka_t *p = fs_kafka_new(&c->cfg, &quick, &err);
+    rd_kafka_t *p = fs_kafka_new(&c->cfg, &slow, &err);
     assert_non_null(p);
     assert_int_equal(fs_kafka_dlq_settle(p, 1000, NULL, &err), 0); /* nothing produced */
     assert_int_equal(produce(p, 3), 0);
-    assert_int_equal(fs_kafka_dlq_settle(p, 10000, NULL, &err), 0);
-    /* the broker away: the message times out (300 ms) within the wait, and is counted */
+    assert_int_equal(fs_kafka_dlq_settle(p, 30000, NULL, &err), 0);
+    /* the broker away: the messages time out (300 ms) within the wait, and are counted */
     assert_int_equal(rd_kafka_mock_broker_set_down(c->mc, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
-    assert_int_equal(produce(p, 2), 0);
-    assert_int_equal(fs_kafka_dlq_settle(p, 10000, NULL, &err), -1);
+    rd_kafka_t *q = fs_kafka_new(&c->cfg, &quick, &err);
+    assert_non_null(q);
+    assert_int_equal(produce(q, 2), 0);
+    assert_int_equal(fs_kafka_dlq_settle(q, 30000, NULL, &err), -1);
     assert_non_null(strstr(err.msg, "2 dead letter(s) not delivered"));
-    assert_int_equal(fs_kafka_dlq_settle(p, 1000, NULL, &err), 0); /* counted once */
-    rd_kafka_destroy(p);
+    assert_int_equal(fs_kafka_dlq_settle(q, 1000, NULL, &err), 0); /* counted once */
+    rd_kafka_destroy(q);
     /* still on its way when the wait ends: purged (no later report, no copy still queued) */
-    const fs_kafka_client slow = {.role = FS_KAFKA_PRODUCER, .client_id = "dlq-test", .dr = fs_kafka_dlq_report,
-                                  .extra = (const char *const[]){"message.timeout.ms", "30000", NULL}};
-    p = fs_kafka_new(&c->cfg, &slow, &err);
-    assert_non_null(p);
     assert_int_equal(produce(p, 1), 0);
     assert_int_equal(fs_kafka_dlq_settle(p, 300, NULL, &err), -1);
     assert_non_null(strstr(err.msg, "not delivered within 300 ms"));
@@ -150,7 +150,7 @@ static void test_dead_letters_settle(void **state)
     assert_non_null(strstr(err.msg, "(stopping)"));
     assert_int_equal(rd_kafka_mock_broker_set_up(c->mc, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_int_equal(produce(p, 2), 0);
-    assert_int_equal(fs_kafka_dlq_settle(p, 10000, NULL, &err), 0);
+    assert_int_equal(fs_kafka_dlq_settle(p, 30000, NULL, &err), 0);
     rd_kafka_destroy(p);
 }
 
