@@ -486,26 +486,44 @@ int fs_kafka_read_changelog(const fs_common_config *cfg,
     return rc;
 }
 
-/* fs_kafka_dlq_report's count of failed deliveries since the last settle, and the last
- * failure's code; the test knob's remaining count (-1: not read yet). */
+/* The readers' dead letters (fs_kafka_dlq_write, fs_kafka_dlq_report, fs_kafka_dlq_settle):
+ * how many were written and not yet reported, how many failed since the last settle and the
+ * last failure's code; the test knob's remaining count (-1: not read yet) and its key. */
+static atomic_long dlq_outstanding;
 static atomic_ulong dlq_failed;
 static atomic_int dlq_failed_code;
 static atomic_long dlq_test_fail = -1;
+static const char *dlq_test_key;
 
-/* A delivery error that a new attempt cannot mend: the broker refuses this record for good. */
+/* A refusal that a new attempt cannot mend: the broker (or the client, before sending) refuses
+ * this record itself, whatever the state of the cluster. (An authorisation error is not one:
+ * an operator mends it, and the reader waits for that.) */
 static bool dlq_refused_for_good(rd_kafka_resp_err_t e)
 {
-    switch (e) {
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
-    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
-    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
-    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
-        return true;
-    default:
-        return false;
-    }
+    return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || /* (also the client's own check) */
+           e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE || e == RD_KAFKA_RESP_ERR_INVALID_RECORD;
+}
+
+static void dlq_log_refused(rd_kafka_resp_err_t e, const char *topic, const char *partition, const char *offset)
+{
+    fs_log_error("dead letter refused for good; the record is only in its topic",
+                 json_pack("{s:s,s:s,s:s,s:s}", "code", rd_kafka_err2name(e), "topic", topic, "partition", partition,
+                           "offset", offset));
+}
+
+int fs_kafka_dlq_write(rd_kafka_t *p, const rd_kafka_message_t *src, const char *reason, fs_err *err)
+{
+    atomic_fetch_add(&dlq_outstanding, 1);
+    if (fs_kafka_dead_letter(p, src, reason, err) == 0)
+        return 0;
+    atomic_fetch_sub(&dlq_outstanding, 1); /* no report will come */
+    if (!dlq_refused_for_good((rd_kafka_resp_err_t)err->code))
+        return -1;
+    char part[32], off[32];
+    snprintf(part, sizeof part, "%" PRId32, src->partition);
+    snprintf(off, sizeof off, "%" PRId64, src->offset);
+    dlq_log_refused((rd_kafka_resp_err_t)err->code, src->rkt ? rd_kafka_topic_name(src->rkt) : "", part, off);
+    return 0;
 }
 
 void fs_kafka_dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -518,49 +536,52 @@ void fs_kafka_dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaq
         if (left < 0) { /* first report: read the knob */
             const char *v = getenv("FLASHSALE_TEST_DLQ_FAIL");
             long n = v && *v ? strtol(v, NULL, 10) : 0;
+            dlq_test_key = getenv("FLASHSALE_TEST_DLQ_FAIL_KEY");
             atomic_compare_exchange_strong(&dlq_test_fail, &left, n > 0 ? n : 0);
         }
-        for (left = atomic_load(&dlq_test_fail); left > 0;)
+        bool ours = !dlq_test_key || (m->key && m->key_len == strlen(dlq_test_key) &&
+                                      !memcmp(m->key, dlq_test_key, m->key_len));
+        for (left = atomic_load(&dlq_test_fail); ours && left > 0;)
             if (atomic_compare_exchange_weak(&dlq_test_fail, &left, left - 1)) {
                 e = RD_KAFKA_RESP_ERR__MSG_TIMED_OUT; /* as if it had not been delivered */
                 break;
             }
     }
     if (e && dlq_refused_for_good(e)) {
-        /* writing it again would be refused again, and its reader would never move on: the
-         * record stays only in its own topic, named here */
+        /* writing it again would be refused again, and its reader would never move on */
         char topic[256] = "", part[32] = "", off[32] = "";
         fs_kafka_header_get(m, "dlq-topic", topic, sizeof topic);
         fs_kafka_header_get(m, "dlq-partition", part, sizeof part);
         fs_kafka_header_get(m, "dlq-offset", off, sizeof off);
-        fs_log_error("dead letter refused by the broker for good; the record is only in its topic",
-                     json_pack("{s:s,s:s,s:s,s:s}", "code", rd_kafka_err2name(e), "topic", topic, "partition", part,
-                               "offset", off));
+        dlq_log_refused(e, topic, part, off);
     } else if (e) {
         atomic_store(&dlq_failed_code, (int)e);
         atomic_fetch_add(&dlq_failed, 1);
     }
+    atomic_fetch_sub(&dlq_outstanding, 1);
 }
 
 int fs_kafka_dlq_settle(rd_kafka_t *p, int timeout_ms, const volatile int *stop, fs_err *err)
 {
     /* in slices, so that a stop is not held up by a broker that is away */
     int64_t until = fs_mono_ms() + timeout_ms;
-    while (rd_kafka_outq_len(p) > 0 && fs_mono_ms() < until && !(stop && *stop))
-        rd_kafka_flush(p, 100);
-    rd_kafka_poll(p, 0); /* (outq_len also counts an error event just queued: served here) */
-    int left = rd_kafka_outq_len(p);
+    while (atomic_load(&dlq_outstanding) > 0 && fs_mono_ms() < until && !(stop && *stop))
+        rd_kafka_poll(p, 100);
+    long left = atomic_load(&dlq_outstanding);
     if (left > 0) {
         /* not delivered in time: purged, so that what is still queued is not sent later (what
          * was in flight may still be written by the broker: a copy the next attempt repeats) */
         rd_kafka_purge(p, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        for (int i = 0; i < 50 && rd_kafka_outq_len(p) > 0; i++)
+        for (int i = 0; i < 50 && atomic_load(&dlq_outstanding) > 0; i++)
             rd_kafka_poll(p, 100); /* their reports (counted as failed) */
+        /* a report never served (a retired producer's, dropped by its destroy) must not hold
+         * every later settle: these are all written again by the caller */
+        atomic_store(&dlq_outstanding, 0);
     }
     unsigned long failed = atomic_exchange(&dlq_failed, 0);
     if (left > 0)
-        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "dead letters not delivered within %d ms%s", timeout_ms,
-                          stop && *stop ? " (stopping)" : "");
+        return fs_err_set(err, FS_ERR_RETRIABLE, 0, "%ld dead letter(s) not delivered %s", left,
+                          stop && *stop ? "before the stop" : "in time");
     if (failed)
         return fs_err_set(err, FS_ERR_RETRIABLE, 0, "%lu dead letter(s) not delivered: %s", failed,
                           rd_kafka_err2str((rd_kafka_resp_err_t)atomic_load(&dlq_failed_code)));

@@ -398,30 +398,33 @@ static void count_no_address(notifier *nf, const note *n)
                      json_pack("{s:s,s:s,s:s}", "notification_id", n->id, "member_id", n->member, "kind", n->kind));
 }
 
-static const fs_kafka_client dlq_client = {.role = FS_KAFKA_PRODUCER, .client_id = "flashsale-notifier-dlq",
-                                           .dr = fs_kafka_dlq_report};
+static const fs_kafka_client dlq_client = {
+    .role = FS_KAFKA_PRODUCER, .client_id = "flashsale-notifier-dlq", .dr = fs_kafka_dlq_report,
+    /* one record per request: a refusal for good (too large) then names one dead letter */
+    .extra = (const char *const[]){"batch.num.messages", "1", NULL}};
 
-/* A copy of m to the dead-letter topic, by a producer made anew after a fatal error (which
- * failed every dead letter from then on), waited for until the broker has it: 0, or 1 when it
- * is not in the log (m is then remembered, to be read again and dead-lettered later). */
 static void pending_key(const rd_kafka_message_t *m, char *key, size_t n)
 {
     snprintf(key, n, "%d/%" PRId64, (int)m->partition, m->offset);
 }
 
+/* A copy of m to the dead-letter topic, by a producer made anew after a fatal error (which
+ * failed every dead letter from then on), waited for until the broker has it: 0, or 1 when it
+ * is not in the log (m is then remembered, to be read again and dead-lettered at once; in
+ * this process: after a restart it is handled anew). */
 static int dead_letter(notifier *nf, rd_kafka_t **dlq, const rd_kafka_message_t *m, const char *why)
 {
     fs_err err = {0};
     char key[48];
     pending_key(m, key, sizeof key);
     if (fs_kafka_renew_if_fatal(dlq, &nf->cfg, &dlq_client, "notifier dead letters", 2000, &err) < 0 ||
-        fs_kafka_dead_letter(*dlq, m, why, &err) || fs_kafka_dlq_settle(*dlq, 10000, &stop_flag, &err)) {
+        fs_kafka_dlq_write(*dlq, m, why, &err) || fs_kafka_dlq_settle(*dlq, 10000, &stop_flag, &err)) {
         fs_log_warn("dead letter not in the log; its record is read again",
                     json_pack("{s:s,s:i,s:I}", "error", err.msg, "partition", (int)m->partition, "offset",
                               (json_int_t)m->offset));
         char *w = fs_map_get(nf->dl_pending, key) ? NULL : strdup(why);
         if (w && fs_map_put(nf->dl_pending, key, w) == (void *)-1)
-            free(w); /* (out of memory: its delivery is attempted again, nothing is lost) */
+            free(w); /* (out of memory: it is decoded, or delivered, again; nothing is lost) */
         return 1;
     }
     free(fs_map_del(nf->dl_pending, key));
@@ -443,7 +446,9 @@ static int handle(notifier *nf, rd_kafka_t **dlq, const rd_kafka_message_t *m)
     }
     if (decode(nf, m, &n, why, sizeof why)) {
         nf->dead++;
-        fs_log_warn("undecodable notification dead-lettered", json_pack("{s:s}", "reason", why));
+        fs_log_warn("undecodable notification dead-lettered",
+                    json_pack("{s:s,s:i,s:I}", "reason", why, "partition", (int)m->partition, "offset",
+                              (json_int_t)m->offset));
         return dead_letter(nf, dlq, m, why);
     }
     if (known_nobody(nf, &n)) { /* see NOBODY_TTL_MS: no look-up, no spool check */

@@ -46,6 +46,7 @@ typedef struct {
     int64_t *target; /* end of each partition when assigned */
     int64_t *ts; /* record timestamps of the open batch */
     bool in_batch;
+    bool stopping; /* the last commit: its dead letters get a short wait of their own */
     long batch_n;
     int64_t batch_started;
     long batch_dead; /* dead letters produced for the open batch */
@@ -57,8 +58,10 @@ typedef struct {
 /* The dead-letter producer (made anew after a fatal error: fs_kafka_renew_if_fatal). Its
  * failed deliveries are counted (fs_kafka_dlq_report): a batch is committed only once its
  * dead letters are in the log (commit). */
-static const fs_kafka_client dlq_client = {.role = FS_KAFKA_PRODUCER, .client_id = "flashsale-projector-dlq",
-                                           .dr = fs_kafka_dlq_report};
+static const fs_kafka_client dlq_client = {
+    .role = FS_KAFKA_PRODUCER, .client_id = "flashsale-projector-dlq", .dr = fs_kafka_dlq_report,
+    /* one record per request: a refusal for good (too large) then names one dead letter */
+    .extra = (const char *const[]){"batch.num.messages", "1", NULL}};
 
 static int tindex(const char *name)
 {
@@ -174,7 +177,7 @@ static int handle(driver *d, const rd_kafka_message_t *m, fs_err *err)
         d->dead++;
         d->batch_dead++;
         if (fs_kafka_renew_if_fatal(&d->dlq, &d->p.cfg, &dlq_client, "projector dead letters", 2000, err) < 0 ||
-            fs_kafka_dead_letter(d->dlq, m, derr.msg, err))
+            fs_kafka_dlq_write(d->dlq, m, derr.msg, err))
             return -1;
     }
     if (rc == 0) {
@@ -196,8 +199,10 @@ static int commit(driver *d, fs_err *err)
         d->batch_dead = 0; /* a batch redone writes them again */
         if (!d->dlq)
             return fs_err_set(err, FS_ERR_RETRIABLE, 0, "no dead-letter producer");
-        if (fs_kafka_dlq_settle(d->dlq, 10000, &stop_flag, err)) {
-            fs_log_warn("dead letters not in the log; the batch is redone",
+        if (d->stopping ? fs_kafka_dlq_settle(d->dlq, 2000, NULL, err)
+                        : fs_kafka_dlq_settle(d->dlq, 10000, &stop_flag, err)) {
+            fs_log_warn(d->stopping ? "dead letters not in the log; the batch is redone at the next start"
+                                    : "dead letters not in the log; the batch is redone",
                         json_pack("{s:I,s:s}", "dead_letters", (json_int_t)n, "error", err->msg));
             return -1;
         }
@@ -392,6 +397,7 @@ int main(int argc, char **argv)
             last_report = now;
         }
     }
+    d.stopping = true;
     if (d.in_batch && commit(&d, &err))
         fs_log_error("last batch not committed", json_pack("{s:s}", "error", err.msg));
     fs_log_info("stopped", json_pack("{s:I}", "applied", (json_int_t)d.applied));

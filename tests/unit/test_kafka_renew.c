@@ -44,7 +44,8 @@ static int setup(void **state)
     if (!c.host)
         return -1;
     c.mc = rd_kafka_mock_cluster_new(c.host, 1);
-    if (!c.mc || rd_kafka_mock_topic_create(c.mc, "renew-test", 1, 1))
+    if (!c.mc || rd_kafka_mock_topic_create(c.mc, "renew-test", 1, 1) ||
+        rd_kafka_mock_topic_create(c.mc, FS_TOPIC_DEADLETTER, 1, 1))
         return -1;
     c.cfg = (fs_common_config){.brokers = rd_kafka_mock_cluster_bootstraps(c.mc), .txn_timeout_ms = 60000};
     *state = &c;
@@ -114,9 +115,36 @@ static void test_null_is_made(void **state)
     assert_true(err.msg[0] != '\0');
 }
 
-/* A reader's dead letters (fs_kafka_dlq_report, fs_kafka_dlq_settle): settled only when the
- * broker has every one; one that fails (a timeout, with the broker away) or that is still on
- * its way when the wait ends makes the settle fail, once; and a stop ends the wait. */
+/* A record read back from the mock cluster, to dead-letter (its consumer in *consumer). */
+static rd_kafka_message_t *read_one(cluster *c, rd_kafka_t **consumer)
+{
+    char e[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", c->cfg.brokers, e, sizeof e) ||
+        rd_kafka_conf_set(conf, "group.id", "dlq-test-reader", e, sizeof e) ||
+        rd_kafka_conf_set(conf, "log_level", "0", e, sizeof e))
+        return NULL;
+    *consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+    if (!*consumer)
+        return NULL;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, "renew-test", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(*consumer, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    for (int i = 0; i < 300; i++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(*consumer, 100);
+        if (m && !m->err)
+            return m;
+        if (m)
+            rd_kafka_message_destroy(m);
+    }
+    return NULL;
+}
+
+/* A reader's dead letters (fs_kafka_dlq_write, fs_kafka_dlq_report, fs_kafka_dlq_settle):
+ * settled only when the broker has every one; one that fails (a timeout, with the broker
+ * away) or that is still on its way when the wait ends makes the settle fail, once; a stop
+ * ends the wait; one the broker refuses for good (too large) counts as settled. */
 static void test_dead_letters_settle(void **state)
 {
     cluster *c = *state;
@@ -127,30 +155,44 @@ static void test_dead_letters_settle(void **state)
                                    .extra = (const char *const[]){"message.timeout.ms", "300", NULL}};
     rd_kafka_t *p = fs_kafka_new(&c->cfg, &slow, &err);
     assert_non_null(p);
-    assert_int_equal(fs_kafka_dlq_settle(p, 1000, NULL, &err), 0); /* nothing produced */
-    assert_int_equal(produce(p, 3), 0);
+    assert_int_equal(produce(p, 1), 0); /* the record to dead-letter */
+    assert_int_equal(rd_kafka_flush(p, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_t *reader = NULL;
+    rd_kafka_message_t *src = read_one(c, &reader);
+    assert_non_null(src);
+    assert_int_equal(fs_kafka_dlq_settle(p, 1000, NULL, &err), 0); /* nothing written */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(fs_kafka_dlq_write(p, src, "unit", &err), 0);
     assert_int_equal(fs_kafka_dlq_settle(p, 30000, NULL, &err), 0);
-    /* the broker away: the messages time out (300 ms) within the wait, and are counted */
+    /* refused for good by the broker (too large): logged, and settled */
+    rd_kafka_mock_push_request_errors(c->mc, 0 /* Produce */, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+    assert_int_equal(fs_kafka_dlq_write(p, src, "unit", &err), 0);
+    assert_int_equal(fs_kafka_dlq_settle(p, 30000, NULL, &err), 0);
+    /* the broker away: the dead letters time out (300 ms) within the wait, and are counted */
     assert_int_equal(rd_kafka_mock_broker_set_down(c->mc, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_t *q = fs_kafka_new(&c->cfg, &quick, &err);
     assert_non_null(q);
-    assert_int_equal(produce(q, 2), 0);
+    assert_int_equal(fs_kafka_dlq_write(q, src, "unit", &err), 0);
+    assert_int_equal(fs_kafka_dlq_write(q, src, "unit", &err), 0);
     assert_int_equal(fs_kafka_dlq_settle(q, 30000, NULL, &err), -1);
     assert_non_null(strstr(err.msg, "2 dead letter(s) not delivered"));
     assert_int_equal(fs_kafka_dlq_settle(q, 1000, NULL, &err), 0); /* counted once */
     rd_kafka_destroy(q);
-    /* still on its way when the wait ends: purged (no later report, no copy still queued) */
-    assert_int_equal(produce(p, 1), 0);
+    /* still on its way when the wait ends: purged, reported, counted once */
+    assert_int_equal(fs_kafka_dlq_write(p, src, "unit", &err), 0);
     assert_int_equal(fs_kafka_dlq_settle(p, 300, NULL, &err), -1);
-    assert_non_null(strstr(err.msg, "not delivered within 300 ms"));
-    assert_int_equal(fs_kafka_dlq_settle(p, 1000, NULL, &err), 0); /* the purged one's failure counted there */
+    assert_non_null(strstr(err.msg, "1 dead letter(s) not delivered in time"));
+    assert_int_equal(fs_kafka_dlq_settle(p, 1000, NULL, &err), 0);
     volatile int stop = 1; /* a stop ends the wait at once */
-    assert_int_equal(produce(p, 1), 0);
+    assert_int_equal(fs_kafka_dlq_write(p, src, "unit", &err), 0);
     assert_int_equal(fs_kafka_dlq_settle(p, 60000, &stop, &err), -1);
-    assert_non_null(strstr(err.msg, "(stopping)"));
+    assert_non_null(strstr(err.msg, "before the stop"));
     assert_int_equal(rd_kafka_mock_broker_set_up(c->mc, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
-    assert_int_equal(produce(p, 2), 0);
+    assert_int_equal(fs_kafka_dlq_write(p, src, "unit", &err), 0);
     assert_int_equal(fs_kafka_dlq_settle(p, 30000, NULL, &err), 0);
+    rd_kafka_message_destroy(src);
+    rd_kafka_consumer_close(reader);
+    rd_kafka_destroy(reader);
     rd_kafka_destroy(p);
 }
 

@@ -174,18 +174,21 @@ int fs_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src, co
 
 /* Dead letters of a reader outside a transaction (the projectors, the notifier), which must be
  * in the log before the reader's offsets move past their records: else a crash in between,
- * or a delivery that fails later, loses the record. The reader's dead-letter producer is made
- * with .dr = fs_kafka_dlq_report, which counts its failed deliveries (one such producer per
- * process). fs_kafka_dlq_settle waits up to timeout_ms (less once *stop is set; stop may be
- * NULL) for all that producer has produced, and returns 0 when every delivery since the last
- * settle succeeded. Else it purges what is still undelivered and returns -1 with *err: the
- * caller must not move its offsets past the records and writes their dead letters again
- * later, so a dead letter may be in the log more than once (its dlq-topic, dlq-partition and
- * dlq-offset headers tell the copies). A dead letter the broker refuses for good (too large,
- * not authorised, against a policy) is logged as an error with its record's place and not
- * counted as failed: writing it again would never succeed, and the reader would never move
- * on; the record stays in its own topic.
- * FLASHSALE_TEST_DLQ_FAIL=N (tests): the first N reports count as failed although delivered. */
+ * or a delivery that fails later, loses the record. The reader writes them with
+ * fs_kafka_dlq_write (fs_kafka_dead_letter, counted) through a producer made with
+ * .dr = fs_kafka_dlq_report (one such producer per process). fs_kafka_dlq_settle waits up to
+ * timeout_ms (less once *stop is set; stop may be NULL) until every dead letter written has
+ * its delivery report, and returns 0 when all since the last settle were delivered. Else it
+ * purges what is still undelivered and returns -1 with *err: the caller must not move its
+ * offsets past the records and writes their dead letters again later, so a dead letter may
+ * be in the log more than once (its dlq-topic, dlq-partition and dlq-offset headers tell the
+ * copies). A dead letter refused for good (too large for the client or the broker, or a
+ * record the broker finds invalid) is logged as an error naming its record's topic,
+ * partition and offset, and counts as settled: writing it again would never succeed, and the
+ * reader would never move on; the record stays in its own topic (for its retention).
+ * FLASHSALE_TEST_DLQ_FAIL=N (tests): the first N successful reports count as failed
+ * (FLASHSALE_TEST_DLQ_FAIL_KEY: only those of dead letters with that key). */
+int fs_kafka_dlq_write(rd_kafka_t *p, const rd_kafka_message_t *src, const char *reason, fs_err *err);
 void fs_kafka_dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 int fs_kafka_dlq_settle(rd_kafka_t *p, int timeout_ms, const volatile int *stop, fs_err *err);
 
