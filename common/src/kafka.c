@@ -487,8 +487,14 @@ int fs_kafka_read_changelog(const fs_common_config *cfg,
 }
 
 /* The readers' dead letters (fs_kafka_dlq_write, fs_kafka_dlq_report, fs_kafka_dlq_settle):
- * how many were written and not yet reported, how many failed since the last settle and the
- * last failure's code; the test knob's remaining count (-1: not read yet) and its key. */
+ * the current round (each dead letter carries the round it was written in as its opaque;
+ * a settle that gives up starts a new one, so that a report that comes later is not taken
+ * for one of the next round's), how many of this round were written and not yet reported,
+ * how many failed and the last failure's code; the test knob's remaining count (-1: not read
+ * yet) and its key. */
+static atomic_long dlq_round = 1;
+static int dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src, const char *reason, void *opaque,
+                       fs_err *err);
 static atomic_long dlq_outstanding;
 static atomic_ulong dlq_failed;
 static atomic_int dlq_failed_code;
@@ -514,7 +520,7 @@ static void dlq_log_refused(rd_kafka_resp_err_t e, const char *topic, const char
 int fs_kafka_dlq_write(rd_kafka_t *p, const rd_kafka_message_t *src, const char *reason, fs_err *err)
 {
     atomic_fetch_add(&dlq_outstanding, 1);
-    if (fs_kafka_dead_letter(p, src, reason, err) == 0)
+    if (dead_letter(p, src, reason, (void *)(intptr_t)atomic_load(&dlq_round), err) == 0)
         return 0;
     atomic_fetch_sub(&dlq_outstanding, 1); /* no report will come */
     if (!dlq_refused_for_good((rd_kafka_resp_err_t)err->code))
@@ -530,6 +536,8 @@ void fs_kafka_dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaq
 {
     (void)rk;
     (void)opaque;
+    if ((intptr_t)m->_private != (intptr_t)atomic_load(&dlq_round))
+        return; /* of a round a settle gave up: its dead letters are written again */
     rd_kafka_resp_err_t e = m->err;
     if (!e && atomic_load(&dlq_test_fail) != 0) {
         long left = atomic_load(&dlq_test_fail);
@@ -574,8 +582,10 @@ int fs_kafka_dlq_settle(rd_kafka_t *p, int timeout_ms, const volatile int *stop,
         rd_kafka_purge(p, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         for (int i = 0; i < 50 && atomic_load(&dlq_outstanding) > 0; i++)
             rd_kafka_poll(p, 100); /* their reports (counted as failed) */
-        /* a report never served (a retired producer's, dropped by its destroy) must not hold
-         * every later settle: these are all written again by the caller */
+        /* a new round: a report still to come (or never: a retired producer's, dropped by its
+         * destroy) neither counts for the next round nor holds it; the caller writes all of
+         * this round's dead letters again */
+        atomic_fetch_add(&dlq_round, 1);
         atomic_store(&dlq_outstanding, 0);
     }
     unsigned long failed = atomic_exchange(&dlq_failed, 0);
@@ -588,8 +598,8 @@ int fs_kafka_dlq_settle(rd_kafka_t *p, int timeout_ms, const volatile int *stop,
     return 0;
 }
 
-int fs_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src, const char *reason,
-                         fs_err *err)
+static int dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src, const char *reason, void *opaque,
+                       fs_err *err)
 {
     rd_kafka_headers_t *orig = NULL;
     rd_kafka_headers_t *h = NULL;
@@ -606,11 +616,17 @@ int fs_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src, co
     rd_kafka_header_add(h, "dlq-offset", -1, num, -1);
     rd_kafka_resp_err_t e = rd_kafka_producev(
         producer, RD_KAFKA_V_TOPIC(FS_TOPIC_DEADLETTER), RD_KAFKA_V_KEY(src->key, src->key_len),
-        RD_KAFKA_V_VALUE(src->payload, src->len), RD_KAFKA_V_HEADERS(h),
+        RD_KAFKA_V_VALUE(src->payload, src->len), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(opaque),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     if (e) {
         rd_kafka_headers_destroy(h);
         return fs_err_from_kafka_code(err, e, "dead-letter produce");
     }
     return 0;
+}
+
+int fs_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src, const char *reason,
+                         fs_err *err)
+{
+    return dead_letter(producer, src, reason, NULL, err);
 }
