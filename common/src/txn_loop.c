@@ -957,6 +957,16 @@ int fs_txn_loop_dead_letter(fs_txn_loop *l, const rd_kafka_message_t *msg, const
             return -1;
     }
     if (fs_kafka_dead_letter(l->producer, msg, reason, err)) {
+        if (err->code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+            /* its copy, with the dlq-* headers, is over message.max.bytes: refused by the
+             * client before sending, at every attempt. Aborting would read the record again
+             * and again, and stop the loop's partition for ever; it stays in its topic. */
+            fs_log_error("dead letter too large to write; the record is only in its topic",
+                         json_pack("{s:s,s:i,s:I,s:I}", "topic", rd_kafka_topic_name(msg->rkt), "partition",
+                                   msg->partition, "offset", (json_int_t)msg->offset, "bytes",
+                                   (json_int_t)msg->len));
+            return 0;
+        }
         if (err->cls != FS_ERR_FATAL)
             err->cls = FS_ERR_ABORT;
         return -1;

@@ -322,7 +322,7 @@ def scenario_rebalance(bindir):
 
 def scenario_dead_letter(bindir):
     """Malformed records on inventory.commands go to the dead-letter topic with a reason;
-    the processor keeps deciding orders."""
+    one too large to copy there is logged where it is; the processor keeps deciding orders."""
     import subprocess
     with System(bindir) as s:
         pid = s.create_product(stock=10, name="dead-letter")
@@ -342,8 +342,14 @@ def scenario_dead_letter(bindir):
                        capture_output=True)
         ev_bytes = os.path.join(samples, "flashsale.inventory.SalePaused.bin")
         subprocess.run([raw, "inventory.commands", pid, "--file", ev_bytes, "SalePaused"], check=True)
+        # 4: a record whose copy with the dlq-* headers is too large to write (the client's
+        # message.max.bytes, 1,000,000): logged where it is, and the partition goes on
+        big = os.path.join(samples, "too-large.bin")
+        with open(big, "wb") as f:
+            f.write(b"x" * 999800)
+        subprocess.run([raw, "inventory.commands", pid, "--file", big], check=True)
         _, tok = s.member()
-        expect(s.order(tok, pid), 201)  # the processor is still deciding
+        expect(s.order(tok, pid), 201)  # the processor is still deciding, after all four
         # the dead letters are written in the processor's transaction, readable once it
         # commits, while the 201 comes at the decision, before that commit: wait for them
         deadline = time.time() + 30
@@ -359,6 +365,11 @@ def scenario_dead_letter(bindir):
         assert any("not an inventory command" in x for x in reasons), reasons
         for r in dead[-3:]:
             assert r["headers"]["dlq-partition"] and r["headers"]["dlq-offset"] and r["key"] == pid
+        too_large = [json.loads(line) for f in os.listdir(s.logdir) if f.startswith("test-inv-")
+                     for line in open(os.path.join(s.logdir, f))
+                     if "dead letter too large to write" in line]
+        assert any(j.get("bytes") == 999800 and j.get("topic") == "inventory.commands" for j in too_large), \
+            "the record too large to dead-letter was not logged: %s" % too_large[-3:]
         check_log(s)
         print("dead letter: 3 malformed commands dead-lettered with reasons %s; orders still decided"
               % reasons)
