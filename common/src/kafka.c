@@ -598,17 +598,15 @@ int fs_kafka_dlq_settle(rd_kafka_t *p, int timeout_ms, const volatile int *stop,
     return 0;
 }
 
-/* One copy of src to the dead-letter topic; without its value and its own headers when
- * `lean` (the record's place and the value's size stay: dlq-value-omitted). */
-static int dead_letter_copy(rd_kafka_t *producer, const rd_kafka_message_t *src, const char *reason, void *opaque,
-                            bool lean, fs_err *err)
+static int dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src, const char *reason, void *opaque,
+                       fs_err *err)
 {
     rd_kafka_headers_t *orig = NULL;
     rd_kafka_headers_t *h = NULL;
-    if (!lean && rd_kafka_message_headers(src, &orig) == 0 && orig)
+    if (rd_kafka_message_headers(src, &orig) == 0 && orig)
         h = rd_kafka_headers_copy(orig);
     else
-        h = rd_kafka_headers_new(5);
+        h = rd_kafka_headers_new(4);
     char num[32];
     rd_kafka_header_add(h, "dlq-reason", -1, reason, -1);
     rd_kafka_header_add(h, "dlq-topic", -1, src->rkt ? rd_kafka_topic_name(src->rkt) : "", -1);
@@ -616,35 +614,15 @@ static int dead_letter_copy(rd_kafka_t *producer, const rd_kafka_message_t *src,
     rd_kafka_header_add(h, "dlq-partition", -1, num, -1);
     snprintf(num, sizeof num, "%" PRId64, src->offset);
     rd_kafka_header_add(h, "dlq-offset", -1, num, -1);
-    if (lean) {
-        snprintf(num, sizeof num, "%zu", src->len);
-        rd_kafka_header_add(h, "dlq-value-omitted", -1, num, -1);
-    }
     rd_kafka_resp_err_t e = rd_kafka_producev(
         producer, RD_KAFKA_V_TOPIC(FS_TOPIC_DEADLETTER), RD_KAFKA_V_KEY(src->key, src->key_len),
-        RD_KAFKA_V_VALUE(lean ? NULL : src->payload, lean ? 0 : src->len), RD_KAFKA_V_HEADERS(h),
-        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        RD_KAFKA_V_VALUE(src->payload, src->len), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(opaque),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     if (e) {
         rd_kafka_headers_destroy(h);
         return fs_err_from_kafka_code(err, e, "dead-letter produce");
     }
     return 0;
-}
-
-/* The whole record; when its copy is over message.max.bytes (refused by the client at every
- * attempt), a copy without its value, which still names it and says how large it was. */
-static int dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src, const char *reason, void *opaque,
-                       fs_err *err)
-{
-    if (dead_letter_copy(producer, src, reason, opaque, false, err) == 0)
-        return 0;
-    if (err->code != RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
-        return -1;
-    fs_log_warn("dead letter too large with its value; written without it",
-                json_pack("{s:s,s:i,s:I,s:I}", "topic", src->rkt ? rd_kafka_topic_name(src->rkt) : "", "partition",
-                          (int)src->partition, "offset", (json_int_t)src->offset, "value_bytes",
-                          (json_int_t)src->len));
-    return dead_letter_copy(producer, src, reason, opaque, true, err);
 }
 
 int fs_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src, const char *reason,
